@@ -1,0 +1,1 @@
+"""The ledger's pure model: money, accounts, vouchers and the posting arithmetic. Standard library only."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, repositories (functions of a Connection), the unit of work."""

@@ -1,0 +1,51 @@
+"""Typed business flows and the vouchers the generic ones make. Rule-driven flows build on these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tally.domain.accounts import Side
+from tally.domain.errors import invalid
+from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
+
+
+@dataclass(frozen=True)
+class TransferFlow:
+    """Debit `source`, credit `destination`."""
+
+    source: AccountRef
+    destination: AccountRef
+    amount: int
+    currency: str
+    memo: str = ""
+
+    flow_type = "transfer"
+
+    def vouchers(self, memo: str, metadata: dict[str, str], effective_us: int | None) -> tuple[VoucherDraft, ...]:
+        if self.source == self.destination:
+            raise invalid("SAME_ACCOUNT_BOTH_SIDES", "a transfer needs two different accounts")
+        lines = (LineDraft(self.source, Side.DEBIT, self.amount, self.currency, self.memo),
+                 LineDraft(self.destination, Side.CREDIT, self.amount, self.currency, self.memo))
+        draft = VoucherDraft(self.flow_type, lines, memo=memo, metadata=metadata, effective_us=effective_us)
+        return (check_draft(draft),)
+
+
+@dataclass(frozen=True)
+class AdjustmentFlow:
+    """Any balanced set of lines, with the reason an operator gives for it."""
+
+    lines: tuple[LineDraft, ...]
+    reason: str
+
+    flow_type = "adjustment"
+
+    def vouchers(self, memo: str, metadata: dict[str, str], effective_us: int | None) -> tuple[VoucherDraft, ...]:
+        if not self.reason.strip():
+            raise invalid("REASON_MISSING", "an adjustment must give its reason")
+        draft = VoucherDraft(self.flow_type, self.lines, memo=memo or self.reason,
+                             metadata={**metadata, "reason": self.reason} if "reason" not in metadata
+                             else metadata, effective_us=effective_us)
+        return (check_draft(draft),)
+
+
+Flow = TransferFlow | AdjustmentFlow

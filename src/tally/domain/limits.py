@@ -1,0 +1,19 @@
+"""Every bound the domain enforces, in one place. Units are the last word of each name."""
+
+AMOUNT_MAX = 2**63 - 1  # amounts and balances are stored as signed 64-bit integers
+BALANCE_MIN = -(2**63)
+
+LINES_PER_VOUCHER_MAX = 64
+METADATA_ENTRIES_MAX = 32
+METADATA_KEY_LENGTH_MAX = 64
+METADATA_VALUE_LENGTH_MAX = 512
+METADATA_SIZE_BYTES_MAX = 4096
+MEMO_LENGTH_MAX = 512
+REQUEST_ID_LENGTH_MAX = 128
+ACCOUNT_CODE_LENGTH_MAX = 128
+ACCOUNT_NAME_LENGTH_MAX = 256
+TENANT_ID_LENGTH_MAX = 64
+ACCOUNT_DEPTH_MAX = 8  # parent chain length, so hierarchies stay cheap to walk
+
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 500

@@ -1,0 +1,158 @@
+"""Vouchers: balanced sets of lines. Drafts are checked when built and again right before writing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from tally.domain import limits
+from tally.domain.accounts import Side
+from tally.domain.errors import invalid
+from tally.domain.fields import check_code, check_metadata, check_text
+from tally.domain.money import check_amount
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """An account named by id or by its per-tenant code; exactly one is set."""
+
+    id: str = ""
+    code: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.id) == bool(self.code):
+            raise invalid("ACCOUNT_REF_INVALID", "name an account by exactly one of id or code")
+        if self.code:
+            check_code(self.code, "account.code")
+
+    def __str__(self) -> str:
+        return self.id or f"code:{self.code}"
+
+
+@dataclass(frozen=True)
+class LineDraft:
+    account: AccountRef
+    side: Side
+    amount: int
+    currency: str
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class VoucherDraft:
+    """A voucher as the rules built it, before accounts are resolved and balances checked."""
+
+    flow_type: str
+    lines: tuple[LineDraft, ...]
+    memo: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    effective_us: int | None = None
+    reverses_id: str | None = None
+    rule_id: str = ""
+    rule_set_version: str = ""
+
+
+def check_draft(draft: VoucherDraft) -> VoucherDraft:
+    """The invariants a voucher must hold before it goes anywhere near storage."""
+    check_text(draft.memo, "memo", limits.MEMO_LENGTH_MAX)
+    check_metadata(draft.metadata)
+    if len(draft.lines) < 2:
+        raise invalid("VOUCHER_TOO_FEW_LINES", "a voucher needs at least one debit and one credit line")
+    if len(draft.lines) > limits.LINES_PER_VOUCHER_MAX:
+        raise invalid("VOUCHER_TOO_MANY_LINES", f"a voucher has at most {limits.LINES_PER_VOUCHER_MAX} lines")
+    for i, line in enumerate(draft.lines):
+        check_amount(line.amount, f"lines[{i}].amount")
+        check_text(line.memo, f"lines[{i}].memo", limits.MEMO_LENGTH_MAX)
+        if not line.currency:
+            raise invalid("CURRENCY_MISSING", f"lines[{i}] has no currency", field=f"lines[{i}].currency")
+    check_balanced(draft.lines)
+    _check_no_account_on_both_sides(draft.lines)
+    return draft
+
+
+def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for line in lines:
+        totals[line.currency][0 if line.side is Side.DEBIT else 1] += line.amount
+    for currency, (debits, credits) in sorted(totals.items()):
+        if debits > limits.AMOUNT_MAX or credits > limits.AMOUNT_MAX:
+            raise invalid("AMOUNT_TOO_LARGE", f"{currency} total exceeds {limits.AMOUNT_MAX}", currency=currency)
+        if debits != credits:
+            raise invalid(
+                "VOUCHER_UNBALANCED", f"{currency} debits {debits} != credits {credits}",
+                currency=currency, debits=debits, credits=credits,
+            )
+
+
+def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
+    sides: dict[AccountRef, Side] = {}
+    for line in lines:
+        seen = sides.setdefault(line.account, line.side)
+        if seen is not line.side:
+            raise invalid(
+                "SAME_ACCOUNT_BOTH_SIDES", f"account {line.account} is on both sides of the voucher",
+                account=str(line.account),
+            )
+
+
+@dataclass(frozen=True)
+class PostedLine:
+    line_no: int
+    account_id: str
+    account_code: str
+    side: Side
+    amount: int
+    currency: str
+    memo: str
+    entry_number: int  # position in the account's statement
+    balance_after: int
+
+
+@dataclass(frozen=True)
+class Voucher:
+    id: str
+    tenant_id: str
+    sequence: int
+    flow_type: str
+    request_id: str
+    accounting_date: str
+    effective_us: int
+    posted_us: int
+    lines: tuple[PostedLine, ...]
+    memo: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    reverses_id: str | None = None
+    reversed_by_id: str | None = None
+    rule_id: str = ""
+    rule_set_version: str = ""
+    previous_hash: str = ""
+    hash: str = ""
+
+
+GENESIS_HASH = "0" * 64
+
+
+def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
+    """SHA-256 over the previous voucher's hash and this voucher's content, so an edit anywhere in a
+    tenant's history breaks every later link."""
+    content = {
+        "id": voucher.id, "tenant_id": voucher.tenant_id, "sequence": voucher.sequence,
+        "flow_type": voucher.flow_type, "request_id": voucher.request_id,
+        "accounting_date": voucher.accounting_date, "effective_us": voucher.effective_us,
+        "posted_us": voucher.posted_us, "memo": voucher.memo, "metadata": voucher.metadata,
+        "reverses_id": voucher.reverses_id, "rule_id": voucher.rule_id,
+        "rule_set_version": voucher.rule_set_version,
+        "lines": [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo]
+                  for ln in voucher.lines],
+    }
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((previous_hash + payload).encode()).hexdigest()
+
+
+def reversal_lines(original: Voucher) -> tuple[LineDraft, ...]:
+    return tuple(
+        LineDraft(AccountRef(id=ln.account_id), ln.side.opposite(), ln.amount, ln.currency, ln.memo)
+        for ln in original.lines
+    )

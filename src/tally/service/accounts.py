@@ -1,0 +1,127 @@
+"""Handlers that open and change accounts. Each runs in one write transaction with its idempotency record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy import Connection
+
+from tally.domain import limits
+from tally.domain.accounts import (
+    Account,
+    AccountStatus,
+    AccountType,
+    FloorPolicy,
+    Side,
+    change_account,
+    open_account,
+)
+from tally.domain.errors import ErrorKind, LedgerError, not_found, precondition
+from tally.domain.fields import check_request_id, check_tenant
+from tally.domain.ids import new_id
+from tally.domain.vouchers import AccountRef
+from tally.service.commands import CreateAccount, UpdateAccount
+from tally.service.events import append_event
+from tally.service.idempotency import canonical, fingerprint, reused_request_id
+from tally.storage import accounts_repo, ledger_repo
+from tally.storage.ledger_repo import IdempotencyRecord
+from tally.storage.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    account: Account
+    replayed: bool = False
+
+
+def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[str],
+                   clock: Callable[[], int]) -> AccountResult:
+    check_tenant(cmd.tenant_id)
+    check_request_id(cmd.request_id)
+    now = clock()
+    # Checked before any I/O, so bad input costs nothing and changes nothing.
+    draft = open_account(cmd.spec, account_id=new_id(), tenant_id=cmd.tenant_id, now_us=now, currencies=currencies)
+
+    def work(conn: Connection) -> AccountResult:
+        replay = _replay(conn, cmd)
+        if replay is not None:
+            return replay
+        account = draft
+        if cmd.parent is not None:
+            parent = _parent(conn, cmd)
+            account = replace(draft, parent_id=parent.id)
+        if accounts_repo.get_account(conn, cmd.tenant_id, AccountRef(code=account.code)) is not None:
+            raise LedgerError(ErrorKind.ALREADY_EXISTS, "ACCOUNT_CODE_TAKEN",
+                              f"an account with code {account.code!r} exists", code=account.code)
+        accounts_repo.insert_account(conn, account)
+        append_event(conn, cmd.tenant_id, "account.created", account_payload(account), now, account_id=account.id)
+        _record(conn, cmd, account, now)
+        return AccountResult(account)
+
+    return uow.write(work)
+
+
+def update_account(cmd: UpdateAccount, uow: UnitOfWork, clock: Callable[[], int]) -> AccountResult:
+    check_tenant(cmd.tenant_id)
+    check_request_id(cmd.request_id)
+
+    def work(conn: Connection) -> AccountResult:
+        replay = _replay(conn, cmd)
+        if replay is not None:
+            return replay
+        account = _existing(conn, cmd.tenant_id, cmd.account)
+        balance = accounts_repo.load_balances(conn, cmd.tenant_id, [account.id], for_update=True)[account.id]
+        now = clock()
+        updated = change_account(account, cmd.change, balance, now)
+        accounts_repo.update_account(conn, updated)
+        append_event(conn, cmd.tenant_id, "account.updated",
+                     {**account_payload(updated), "change": canonical(cmd.change)}, now, account_id=account.id)
+        _record(conn, cmd, updated, now)
+        return AccountResult(updated)
+
+    return uow.write(work)
+
+
+def _existing(conn: Connection, tenant_id: str, ref) -> Account:
+    account = accounts_repo.get_account(conn, tenant_id, ref)
+    if account is None:
+        raise not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+    return account
+
+
+def _parent(conn: Connection, cmd: CreateAccount) -> Account:
+    parent = accounts_repo.get_account(conn, cmd.tenant_id, cmd.parent)
+    if parent is None:
+        raise not_found("PARENT_NOT_FOUND", f"parent account {cmd.parent} not found", parent=str(cmd.parent))
+    if parent.status is AccountStatus.CLOSED:
+        raise precondition("ACCOUNT_CLOSED", "a closed account cannot be a parent", account_id=parent.id)
+    if accounts_repo.parent_depth(conn, cmd.tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:
+        raise precondition("ACCOUNT_TOO_DEEP", f"account hierarchies are at most {limits.ACCOUNT_DEPTH_MAX} deep")
+    return parent
+
+
+def _replay(conn: Connection, cmd: CreateAccount | UpdateAccount) -> AccountResult | None:
+    record = ledger_repo.load_records(conn, [(cmd.tenant_id, cmd.request_id)]).get((cmd.tenant_id, cmd.request_id))
+    if record is None:
+        return None
+    if record.operation != cmd.operation or record.fingerprint != fingerprint(cmd.operation, cmd.body()):
+        raise reused_request_id(cmd.request_id, cmd.operation, record.operation, record.body, cmd.body())
+    return AccountResult(_account_from(record.result["account"]), replayed=True)
+
+
+def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, account: Account, now: int) -> None:
+    # The result is the account exactly as this request left it, so a retry answers the same.
+    ledger_repo.insert_records(conn, [IdempotencyRecord(
+        cmd.tenant_id, cmd.request_id, cmd.operation, fingerprint(cmd.operation, cmd.body()), cmd.body(),
+        {"account": canonical(account)}, now)])
+
+
+def _account_from(data: dict) -> Account:
+    return Account(**{**data, "type": AccountType(data["type"]), "normal_side": Side(data["normal_side"]),
+                      "status": AccountStatus(data["status"]), "floor_policy": FloorPolicy(data["floor_policy"])})
+
+
+def account_payload(account: Account) -> dict:
+    return {"account_id": account.id, "code": account.code, "type": account.type.value,
+            "currency": account.currency, "status": account.status.value, "credit_limit": account.credit_limit}

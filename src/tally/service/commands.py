@@ -1,0 +1,65 @@
+"""Commands: what a caller asks for, already mapped from the wire and free of transport types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tally.domain.accounts import AccountChange, NewAccount
+from tally.domain.flows import Flow
+from tally.domain.vouchers import AccountRef
+from tally.service.idempotency import canonical
+
+
+@dataclass(frozen=True)
+class PostFlow:
+    tenant_id: str
+    request_id: str
+    flow: Flow
+    memo: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    effective_us: int | None = None
+
+    operation = "post"
+
+    def body(self) -> dict:
+        return {"flow_type": self.flow.flow_type, "flow": canonical(self.flow), "memo": self.memo,
+                "metadata": dict(self.metadata), "effective_us": self.effective_us}
+
+
+@dataclass(frozen=True)
+class ReverseVoucher:
+    tenant_id: str
+    request_id: str
+    voucher_id: str
+    reason: str = ""
+
+    operation = "reverse"
+
+    def body(self) -> dict:
+        return {"voucher_id": self.voucher_id, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class CreateAccount:
+    tenant_id: str
+    request_id: str
+    spec: NewAccount
+    parent: AccountRef | None = None
+
+    operation = "create_account"
+
+    def body(self) -> dict:
+        return {"spec": canonical(self.spec), "parent": canonical(self.parent)}
+
+
+@dataclass(frozen=True)
+class UpdateAccount:
+    tenant_id: str
+    request_id: str
+    account: AccountRef
+    change: AccountChange
+
+    operation = "update_account"
+
+    def body(self) -> dict:
+        return {"account": canonical(self.account), "change": canonical(self.change)}

@@ -1,0 +1,53 @@
+"""Request fingerprints: a retry with the same request_id must carry the same body."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+
+from tally.domain.errors import ErrorKind, LedgerError
+
+
+def canonical(value: object) -> object:
+    """A JSON-ready form of commands and flows: dataclasses as dicts, enums as values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    return value
+
+
+def fingerprint(operation: str, body: dict) -> str:
+    text = json.dumps({"operation": operation, "body": body}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differing_fields(first: object, second: object, prefix: str = "") -> list[str]:
+    """Dotted paths at which two canonical bodies differ."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        paths = []
+        for key in sorted(set(first) | set(second)):
+            paths += differing_fields(first.get(key), second.get(key), f"{prefix}{key}.")
+        return paths
+    if isinstance(first, list) and isinstance(second, list) and len(first) == len(second):
+        paths = []
+        for i, (a, b) in enumerate(zip(first, second, strict=True)):
+            paths += differing_fields(a, b, f"{prefix[:-1]}[{i}].")
+        return paths
+    return [] if first == second else [prefix[:-1] or "body"]
+
+
+def reused_request_id(request_id: str, operation: str, stored_operation: str, stored_body: dict,
+                      body: dict) -> LedgerError:
+    fields = ["operation"] if operation != stored_operation else differing_fields(stored_body, body)
+    return LedgerError(
+        ErrorKind.ALREADY_EXISTS, "REQUEST_ID_REUSED",
+        f"request_id {request_id!r} was already used with a different body (differs in: {', '.join(fields)})",
+        request_id=request_id, fields=",".join(fields),
+    )

@@ -1,0 +1,182 @@
+"""Read-side handlers: accounts, balances, statements and vouchers, each in one read snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Connection
+
+from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState
+from tally.domain.calendar import AccountingCalendar, previous_date
+from tally.domain.errors import invalid, not_found
+from tally.domain.fields import check_tenant
+from tally.domain.vouchers import AccountRef, Voucher
+from tally.service import paging
+from tally.storage import accounts_repo, journal_repo
+from tally.storage.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    account_id: str
+    currency: str
+    current: int
+    locked: int
+    available: int
+    credit_limit: int
+    previous_day: int
+    previous_day_date: str
+    accounting_date: str
+    entry_count: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_number: int
+    voucher_id: str
+    line_no: int
+    account_id: str
+    side: str
+    amount: int
+    currency: str
+    balance_after: int
+    flow_type: str
+    memo: str
+    accounting_date: str
+    posted_us: int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    next_page_token: str
+    opening_balance: int = 0
+
+
+class Queries:
+    def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int]) -> None:
+        self.uow, self.calendar, self.clock = uow, calendar, clock
+
+    def get_account(self, tenant_id: str, ref: AccountRef) -> tuple[Account, BalanceView]:
+        check_tenant(tenant_id)
+        return self.uow.read(lambda conn: self._account_and_balance(conn, tenant_id, ref))
+
+    def get_balance(self, tenant_id: str, ref: AccountRef, *, as_of_us: int | None = None,
+                    as_of_date: str | None = None) -> BalanceView:
+        check_tenant(tenant_id)
+        if as_of_date:
+            _check_date(as_of_date, "as_of_date")
+
+        def read(conn: Connection) -> BalanceView:
+            account, live = self._account_and_balance(conn, tenant_id, ref)
+            if as_of_us is None and not as_of_date:
+                return live
+            return _historic(conn, account, as_of_us, as_of_date, self.calendar)
+
+        return self.uow.read(read)
+
+    def list_accounts(self, tenant_id: str, *, page_size: int, page_token: str, type_: AccountType | None,
+                      status: AccountStatus | None, currency: str, parent_id: str) -> Page:
+        check_tenant(tenant_id)
+        size = paging.page_size(page_size)
+        filters = {"type": type_.value if type_ else None, "status": status.value if status else None,
+                   "currency": currency or None, "parent_id": parent_id or None}
+        query = {"list": "accounts", "tenant": tenant_id, **filters}
+        after = paging.decode(page_token, query, "")
+        rows = self.uow.read(lambda conn: accounts_repo.list_accounts(
+            conn, tenant_id, after_id=after, limit=size + 1, type_=filters["type"], status=filters["status"],
+            currency=filters["currency"], parent_id=filters["parent_id"]))
+        return _page(rows, size, lambda a: a.id, query)
+
+    def list_entries(self, tenant_id: str, ref: AccountRef, *, page_size: int, page_token: str,
+                     start_date: str = "", end_date: str = "") -> Page:
+        check_tenant(tenant_id)
+        for value, name in ((start_date, "start_date"), (end_date, "end_date")):
+            if value:
+                _check_date(value, name)
+        size = paging.page_size(page_size)
+
+        def read(conn: Connection) -> Page:
+            account = _require(conn, tenant_id, ref)
+            query = {"list": "entries", "tenant": tenant_id, "account": account.id, "start": start_date,
+                     "end": end_date}
+            after = paging.decode(page_token, query, 0)
+            rows = journal_repo.list_entries(conn, tenant_id, account.id, after_entry=after, limit=size + 1,
+                                             start_date=start_date or None, end_date=end_date or None)
+            entries = [Entry(r.entry_number, r.voucher_id, r.line_no, r.account_id, r.side, r.amount, r.currency,
+                             r.balance_after, r.flow_type, r.memo, r.accounting_date, r.posted_us) for r in rows]
+            page = _page(entries, size, lambda e: e.entry_number, query)
+            opening = (journal_repo.balance_before_entry(conn, account.id, entries[0].entry_number)
+                       if entries else 0)
+            return Page(page.items, page.next_page_token, opening)
+
+        return self.uow.read(read)
+
+    def get_voucher(self, tenant_id: str, voucher_id: str) -> Voucher:
+        check_tenant(tenant_id)
+        found = self.uow.read(lambda conn: journal_repo.get_vouchers(conn, tenant_id, [voucher_id]))
+        if not found:
+            raise not_found("VOUCHER_NOT_FOUND", f"voucher {voucher_id} not found", voucher_id=voucher_id)
+        return found[0]
+
+    def list_vouchers(self, tenant_id: str, *, page_size: int, page_token: str, account_id: str = "",
+                      flow_type: str = "") -> Page:
+        check_tenant(tenant_id)
+        size = paging.page_size(page_size)
+        query = {"list": "vouchers", "tenant": tenant_id, "account": account_id, "flow": flow_type}
+        after = paging.decode(page_token, query, 0)
+        rows = self.uow.read(lambda conn: journal_repo.list_vouchers(
+            conn, tenant_id, after_sequence=after, limit=size + 1, account_id=account_id or None,
+            flow_type=flow_type or None))
+        return _page(rows, size, lambda v: v.sequence, query)
+
+    def _account_and_balance(self, conn: Connection, tenant_id: str, ref: AccountRef
+                             ) -> tuple[Account, BalanceView]:
+        account = _require(conn, tenant_id, ref)
+        state = accounts_repo.load_balances(conn, tenant_id, [account.id])[account.id]
+        return account, _live(account, state, self.calendar.date_of(self.clock()))
+
+
+def _require(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:
+    account = accounts_repo.get_account(conn, tenant_id, ref)
+    if account is None:
+        raise not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+    return account
+
+
+def _live(account: Account, state: BalanceState, today: str) -> BalanceView:
+    return BalanceView(
+        account.id, account.currency, state.current, state.locked, state.available(account.credit_limit),
+        account.credit_limit, state.previous_day_as_of(today), previous_date(today), today, state.entry_count)
+
+
+def _historic(conn: Connection, account: Account, as_of_us: int | None, as_of_date: str | None,
+              calendar: AccountingCalendar) -> BalanceView:
+    """A past balance, rebuilt from the statement. Holds are not historic: locked is reported as 0."""
+    if as_of_date:
+        current, count = accounts_repo.balance_at(conn, account.id, accounting_date_max=as_of_date)
+        day = as_of_date
+    else:
+        current, count = accounts_repo.balance_at(conn, account.id, posted_us_max=as_of_us)
+        day = calendar.date_of(as_of_us)
+    previous, _ = accounts_repo.balance_at(conn, account.id, accounting_date_max=previous_date(day))
+    return BalanceView(account.id, account.currency, current, 0, current + account.credit_limit,
+                       account.credit_limit, previous, previous_date(day), day, count)
+
+
+def _check_date(value: str, field: str) -> None:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise invalid("DATE_INVALID", f"{field} must be an ISO date (YYYY-MM-DD)", field=field) from None
+    if len(value) != 10:
+        raise invalid("DATE_INVALID", f"{field} must be an ISO date (YYYY-MM-DD)", field=field)
+
+
+def _page(rows: list, size: int, position: Callable, query: dict) -> Page:
+    if len(rows) <= size:
+        return Page(rows, "")
+    items = rows[:size]
+    return Page(items, paging.encode(position(items[-1]), query))

@@ -1,0 +1,115 @@
+"""Vouchers and their lines: written once, never updated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, Row, and_, insert, select
+
+from tally.domain.accounts import Side
+from tally.domain.vouchers import PostedLine, Voucher
+from tally.storage.tables import accounts, voucher_lines, vouchers
+
+
+def insert_vouchers(conn: Connection, items: Sequence[Voucher]) -> None:
+    if not items:
+        return
+    conn.execute(insert(vouchers), [_voucher_values(v) for v in items])
+    conn.execute(insert(voucher_lines), [
+        {"voucher_id": v.id, "line_no": ln.line_no, "tenant_id": v.tenant_id, "account_id": ln.account_id,
+         "entry_number": ln.entry_number, "side": ln.side.value, "amount": ln.amount,
+         "currency": ln.currency, "memo": ln.memo, "balance_after": ln.balance_after,
+         "accounting_date": v.accounting_date, "posted_us": v.posted_us}
+        for v in items for ln in v.lines
+    ])
+
+
+def _voucher_values(v: Voucher) -> dict:
+    return {
+        "id": v.id, "tenant_id": v.tenant_id, "sequence": v.sequence, "flow_type": v.flow_type,
+        "request_id": v.request_id, "rule_id": v.rule_id, "rule_set_version": v.rule_set_version,
+        "accounting_date": v.accounting_date, "effective_us": v.effective_us, "posted_us": v.posted_us,
+        "memo": v.memo, "metadata": json.dumps(v.metadata, sort_keys=True), "reverses_id": v.reverses_id,
+        "previous_hash": v.previous_hash, "hash": v.hash,
+    }
+
+
+def get_vouchers(conn: Connection, tenant_id: str, ids: Sequence[str]) -> list[Voucher]:
+    """The vouchers with these ids, in the order asked; absent or foreign ids are left out."""
+    if not ids:
+        return []
+    rows = conn.execute(select(vouchers).where(vouchers.c.tenant_id == tenant_id,
+                                               vouchers.c.id.in_(list(ids)))).all()
+    found = _assemble(conn, rows)
+    return [found[i] for i in ids if i in found]
+
+
+def list_vouchers(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int,
+                  account_id: str | None = None, flow_type: str | None = None) -> list[Voucher]:
+    conditions = [vouchers.c.tenant_id == tenant_id, vouchers.c.sequence > after_sequence]
+    if flow_type:
+        conditions.append(vouchers.c.flow_type == flow_type)
+    if account_id:
+        conditions.append(vouchers.c.id.in_(
+            select(voucher_lines.c.voucher_id).where(voucher_lines.c.account_id == account_id,
+                                                     voucher_lines.c.tenant_id == tenant_id)))
+    rows = conn.execute(select(vouchers).where(and_(*conditions))
+                        .order_by(vouchers.c.sequence).limit(limit)).all()
+    found = _assemble(conn, rows)
+    return [found[r.id] for r in rows]
+
+
+def reversed_originals(conn: Connection, original_ids: Iterable[str]) -> set[str]:
+    ids = list(set(original_ids))
+    if not ids:
+        return set()
+    rows = conn.execute(select(vouchers.c.reverses_id).where(vouchers.c.reverses_id.in_(ids)))
+    return {r.reverses_id for r in rows}
+
+
+def _assemble(conn: Connection, rows: Sequence[Row]) -> dict[str, Voucher]:
+    if not rows:
+        return {}
+    ids = [r.id for r in rows]
+    lines: dict[str, list[PostedLine]] = {i: [] for i in ids}
+    query = (select(voucher_lines, accounts.c.code)
+             .join(accounts, accounts.c.id == voucher_lines.c.account_id)
+             .where(voucher_lines.c.voucher_id.in_(ids))
+             .order_by(voucher_lines.c.voucher_id, voucher_lines.c.line_no))
+    for ln in conn.execute(query):
+        lines[ln.voucher_id].append(PostedLine(
+            ln.line_no, ln.account_id, ln.code, Side(ln.side), ln.amount, ln.currency, ln.memo,
+            ln.entry_number, ln.balance_after))
+    reversed_by = dict(conn.execute(select(vouchers.c.reverses_id, vouchers.c.id)
+                                    .where(vouchers.c.reverses_id.in_(ids))).all())
+    return {r.id: Voucher(
+        id=r.id, tenant_id=r.tenant_id, sequence=r.sequence, flow_type=r.flow_type,
+        request_id=r.request_id, accounting_date=r.accounting_date, effective_us=r.effective_us,
+        posted_us=r.posted_us, lines=tuple(lines[r.id]), memo=r.memo, metadata=json.loads(r.metadata),
+        reverses_id=r.reverses_id, reversed_by_id=reversed_by.get(r.id), rule_id=r.rule_id,
+        rule_set_version=r.rule_set_version, previous_hash=r.previous_hash, hash=r.hash,
+    ) for r in rows}
+
+
+def list_entries(conn: Connection, tenant_id: str, account_id: str, *, after_entry: int, limit: int,
+                 start_date: str | None = None, end_date: str | None = None) -> list[Row]:
+    conditions = [voucher_lines.c.tenant_id == tenant_id, voucher_lines.c.account_id == account_id,
+                  voucher_lines.c.entry_number > after_entry]
+    if start_date:
+        conditions.append(voucher_lines.c.accounting_date >= start_date)
+    if end_date:
+        conditions.append(voucher_lines.c.accounting_date <= end_date)
+    query = (select(voucher_lines, vouchers.c.flow_type)
+             .join(vouchers, vouchers.c.id == voucher_lines.c.voucher_id)
+             .where(and_(*conditions)).order_by(voucher_lines.c.entry_number).limit(limit))
+    return list(conn.execute(query))
+
+
+def balance_before_entry(conn: Connection, account_id: str, entry_number: int) -> int:
+    if entry_number <= 1:
+        return 0
+    value = conn.execute(select(voucher_lines.c.balance_after).where(
+        voucher_lines.c.account_id == account_id,
+        voucher_lines.c.entry_number == entry_number - 1)).scalar()
+    return value or 0

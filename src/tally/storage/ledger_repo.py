@@ -1,0 +1,103 @@
+"""Per-tenant ledger heads, the outbox of events, and idempotency records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Row, bindparam, insert, select, tuple_, update
+
+from tally.domain.vouchers import GENESIS_HASH
+from tally.storage.tables import events, idempotency, ledger_heads
+
+
+@dataclass
+class LedgerHead:
+    tenant_id: str
+    voucher_sequence: int
+    event_sequence: int
+    last_hash: str
+    accounting_date: str
+
+
+def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
+    """The heads of these tenants, created on a tenant's first write."""
+    ids = sorted(set(tenant_ids))
+    rows = conn.execute(select(ledger_heads).where(ledger_heads.c.tenant_id.in_(ids))).all()
+    heads = {r.tenant_id: LedgerHead(r.tenant_id, r.voucher_sequence, r.event_sequence, r.last_hash,
+                                     r.accounting_date) for r in rows}
+    missing = [t for t in ids if t not in heads]
+    if missing:
+        fresh = [LedgerHead(t, 0, 0, GENESIS_HASH, "") for t in missing]
+        conn.execute(insert(ledger_heads), [vars(h) for h in fresh])
+        heads.update({h.tenant_id: h for h in fresh})
+    return heads
+
+
+def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
+    rows = [{"h_tenant_id": h.tenant_id, "voucher_sequence": h.voucher_sequence,
+             "event_sequence": h.event_sequence, "last_hash": h.last_hash,
+             "accounting_date": h.accounting_date} for h in heads]
+    if rows:
+        conn.execute(update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id")), rows)
+
+
+@dataclass(frozen=True)
+class Event:
+    tenant_id: str
+    sequence: int
+    type: str
+    payload: dict
+    created_us: int
+    account_id: str | None = None
+    voucher_id: str | None = None
+
+
+def insert_events(conn: Connection, items: Sequence[Event]) -> None:
+    if items:
+        conn.execute(insert(events), [
+            {"tenant_id": e.tenant_id, "sequence": e.sequence, "type": e.type, "account_id": e.account_id,
+             "voucher_id": e.voucher_id, "payload": json.dumps(e.payload, sort_keys=True),
+             "created_us": e.created_us} for e in items])
+
+
+def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int) -> list[Event]:
+    rows = conn.execute(select(events).where(events.c.tenant_id == tenant_id,
+                                             events.c.sequence > after_sequence)
+                        .order_by(events.c.sequence).limit(limit))
+    return [Event(r.tenant_id, r.sequence, r.type, json.loads(r.payload), r.created_us, r.account_id,
+                  r.voucher_id) for r in rows]
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    tenant_id: str
+    request_id: str
+    operation: str
+    fingerprint: str
+    body: dict
+    result: dict
+    created_us: int
+
+
+def _to_record(r: Row) -> IdempotencyRecord:
+    return IdempotencyRecord(r.tenant_id, r.request_id, r.operation, r.fingerprint, json.loads(r.body),
+                             json.loads(r.result), r.created_us)
+
+
+def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    query = select(idempotency).where(tuple_(idempotency.c.tenant_id, idempotency.c.request_id).in_(keys))
+    return {(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)}
+
+
+def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
+    if records:
+        conn.execute(insert(idempotency), [
+            {"tenant_id": r.tenant_id, "request_id": r.request_id, "operation": r.operation,
+             "fingerprint": r.fingerprint, "body": json.dumps(r.body, sort_keys=True),
+             "result": json.dumps(r.result, sort_keys=True), "created_us": r.created_us}
+            for r in records])

@@ -1,0 +1,144 @@
+"""The schema. Amounts are BigInteger (int64 on SQLite and PostgreSQL); times are integer microseconds
+since the Unix epoch in UTC and accounting dates ISO strings, so both engines store them exactly."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 36  # UUID text
+TENANT = 64
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("code", String(128), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("type", String(24), nullable=False),
+    Column("normal_side", String(8), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("parent_id", String(ID), ForeignKey("accounts.id"), nullable=True),
+    Column("credit_limit", BigInteger, nullable=False),
+    Column("floor_policy", String(16), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "code"),
+    CheckConstraint("credit_limit >= 0", name="credit_limit_non_negative"),
+)
+Index("ix_accounts_tenant_id_id", accounts.c.tenant_id, accounts.c.id)
+
+balances = Table(
+    "balances", metadata,
+    Column("account_id", String(ID), ForeignKey("accounts.id"), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("current", BigInteger, nullable=False),
+    Column("locked", BigInteger, nullable=False),
+    Column("previous_day", BigInteger, nullable=False),
+    Column("last_date", String(10), nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    CheckConstraint("locked >= 0", name="locked_non_negative"),
+)
+
+vouchers = Table(
+    "vouchers", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("flow_type", String(32), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("rule_id", String(64), nullable=False),
+    Column("rule_set_version", String(64), nullable=False),
+    Column("accounting_date", String(10), nullable=False),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("posted_us", BigInteger, nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    # Unique: a voucher is reversed at most once, enforced by the database as well as the code.
+    Column("reverses_id", String(ID), ForeignKey("vouchers.id"), nullable=True, unique=True),
+    Column("previous_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("tenant_id", "sequence"),
+)
+Index("ix_vouchers_tenant_id_flow_type_sequence", vouchers.c.tenant_id, vouchers.c.flow_type,
+      vouchers.c.sequence)
+
+voucher_lines = Table(
+    "voucher_lines", metadata,
+    Column("voucher_id", String(ID), ForeignKey("vouchers.id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), nullable=False),
+    Column("entry_number", BigInteger, nullable=False),
+    Column("side", String(8), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("accounting_date", String(10), nullable=False),
+    Column("posted_us", BigInteger, nullable=False),
+    UniqueConstraint("account_id", "entry_number"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+Index("ix_voucher_lines_account_id_accounting_date", voucher_lines.c.account_id,
+      voucher_lines.c.accounting_date, voucher_lines.c.entry_number)
+
+idempotency = Table(
+    "idempotency", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("operation", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("type", String(48), nullable=False),
+    Column("account_id", String(ID), nullable=True),
+    Column("voucher_id", String(ID), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# One row per tenant: the last voucher and event sequence and the head of the voucher hash chain.
+# Every write transaction updates it, which is what makes sequences follow commit order.
+ledger_heads = Table(
+    "ledger_heads", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("voucher_sequence", BigInteger, nullable=False),
+    Column("event_sequence", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("accounting_date", String(10), nullable=False),
+)
+
+# Never holds rows: on PostgreSQL every write transaction locks it first (see engine.begin_write).
+write_gate = Table("write_gate", metadata, Column("id", Integer, primary_key=True))

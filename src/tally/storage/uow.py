@@ -1,0 +1,88 @@
+"""The unit of work: owns every transaction and its bounded retry. Repositories never commit."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from tally.domain.errors import ErrorKind, LedgerError
+from tally.storage.engine import Engines, take_write_gate
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        # The outcome of the lost transaction is unknown; retrying is safe because the idempotency
+        # record is written in the same transaction as what it guards.
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+class UnitOfWork:
+    def __init__(self, engines: Engines, *, retries_max: int = 8, backoff_ms: int = 5,
+                 backoff_max_ms: int = 500) -> None:
+        self.engines = engines
+        self.retries_max = retries_max
+        self.backoff_ms = backoff_ms
+        self.backoff_max_ms = backoff_max_ms
+
+    @property
+    def dialect(self) -> str:
+        return self.engines.dialect
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Runs `work` in one SERIALIZABLE write transaction and commits, retrying it whole on
+        serialization failures and lost connections, at most `retries_max` times."""
+        attempt = 0
+        while True:
+            try:
+                with self.engines.write.begin() as conn:
+                    take_write_gate(conn)
+                    return work(conn)
+            except DBAPIError as exc:
+                if not is_retryable(exc):
+                    raise
+                attempt += 1
+                if attempt > self.retries_max:
+                    raise _exhausted(exc) from exc
+                log.info("write transaction retry %d after %s", attempt, type(exc.orig).__name__)
+                self._sleep(attempt)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                with self.engines.read.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                attempt += 1
+                if not is_retryable(exc) or attempt > self.retries_max:
+                    raise
+                self._sleep(attempt)
+
+    def _sleep(self, attempt: int) -> None:
+        ceiling = min(self.backoff_max_ms, self.backoff_ms * 2 ** (attempt - 1))
+        time.sleep(random.uniform(0, ceiling) / 1000)  # full jitter
+
+
+def _exhausted(exc: DBAPIError) -> LedgerError:
+    if exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
+                           "the database could not be reached; retry with the same request_id")
+    return LedgerError(ErrorKind.ABORTED, "RETRIES_EXHAUSTED",
+                       "the transaction kept conflicting; retry with the same request_id")
