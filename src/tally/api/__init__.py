@@ -1,0 +1,1 @@
+"""The gRPC edge: proto <-> domain mapping, error mapping, servicers and the server."""

@@ -1,0 +1,68 @@
+"""tally.v1.AccountService: accounts, balances and statements."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tally.api import mapping
+from tally.api.errors import rpc
+from tally.api.tenancy import tenant_of
+from tally.service import accounts
+from tally.service.commands import CreateAccount, UpdateAccount
+from tally.service.container import Services
+from tally.v1 import account_service_pb2 as pb
+from tally.v1 import account_service_pb2_grpc as pb_grpc
+
+
+class AccountServicer(pb_grpc.AccountServiceServicer):
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @rpc
+    async def CreateAccount(self, request: pb.CreateAccountRequest, context) -> pb.CreateAccountResponse:
+        spec, parent = mapping.new_account_in(request)
+        cmd = CreateAccount(tenant_of(context), request.request_id, spec, parent)
+        result = await asyncio.to_thread(accounts.create_account, cmd, self.s.uow,
+                                         frozenset(self.s.settings.currencies), self.s.clock)
+        return pb.CreateAccountResponse(account=mapping.account_out(result.account), replayed=result.replayed)
+
+    @rpc
+    async def GetAccount(self, request: pb.GetAccountRequest, context) -> pb.GetAccountResponse:
+        account, balance = await asyncio.to_thread(
+            self.s.queries.get_account, tenant_of(context), mapping.ref_in(request.account))
+        return pb.GetAccountResponse(account=mapping.account_out(account), balance=mapping.balance_out(balance))
+
+    @rpc
+    async def ListAccounts(self, request: pb.ListAccountsRequest, context) -> pb.ListAccountsResponse:
+        page = await asyncio.to_thread(
+            self.s.queries.list_accounts, tenant_of(context), page_size=request.page_size,
+            page_token=request.page_token,
+            type_=mapping.enum_in(mapping.ACCOUNT_TYPES, request.type, "type", required=False),
+            status=mapping.enum_in(mapping.STATUSES, request.status, "status", required=False),
+            currency=request.currency, parent_id=request.parent_id)
+        return pb.ListAccountsResponse(accounts=[mapping.account_out(a) for a in page.items],
+                                       next_page_token=page.next_page_token)
+
+    @rpc
+    async def UpdateAccount(self, request: pb.UpdateAccountRequest, context) -> pb.UpdateAccountResponse:
+        cmd = UpdateAccount(tenant_of(context), request.request_id, mapping.ref_in(request.account),
+                            mapping.account_change_in(request))
+        result = await asyncio.to_thread(accounts.update_account, cmd, self.s.uow, self.s.clock)
+        return pb.UpdateAccountResponse(account=mapping.account_out(result.account), replayed=result.replayed)
+
+    @rpc
+    async def GetBalance(self, request: pb.GetBalanceRequest, context) -> pb.GetBalanceResponse:
+        as_of_us = mapping.us_from_timestamp(request.as_of_time) if request.HasField("as_of_time") else None
+        balance = await asyncio.to_thread(
+            self.s.queries.get_balance, tenant_of(context), mapping.ref_in(request.account), as_of_us=as_of_us,
+            as_of_date=request.as_of_date or None)
+        return pb.GetBalanceResponse(balance=mapping.balance_out(balance))
+
+    @rpc
+    async def ListEntries(self, request: pb.ListEntriesRequest, context) -> pb.ListEntriesResponse:
+        page = await asyncio.to_thread(
+            self.s.queries.list_entries, tenant_of(context), mapping.ref_in(request.account),
+            page_size=request.page_size, page_token=request.page_token, start_date=request.start_date,
+            end_date=request.end_date)
+        return pb.ListEntriesResponse(entries=[mapping.entry_out(e) for e in page.items],
+                                      next_page_token=page.next_page_token, opening_balance=page.opening_balance)

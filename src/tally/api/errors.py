@@ -1,0 +1,67 @@
+"""The one place domain errors become gRPC statuses: google.rpc.Status with an ErrorInfo detail."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError
+
+from tally.domain.errors import ErrorKind, LedgerError
+
+log = logging.getLogger(__name__)
+ERROR_DOMAIN = "tally.v1"
+
+_CODES = {
+    ErrorKind.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    ErrorKind.FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    ErrorKind.NOT_FOUND: code_pb2.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
+    ErrorKind.ABORTED: code_pb2.ABORTED,
+    ErrorKind.RESOURCE_EXHAUSTED: code_pb2.RESOURCE_EXHAUSTED,
+    ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
+    ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
+    ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
+}
+
+
+def to_status(error: LedgerError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(status_pb2.Status(code=_CODES[error.kind], message=error.message, details=[detail]))
+
+
+def _unexpected(exc: BaseException) -> LedgerError:
+    if isinstance(exc, DBAPIError):
+        log.warning("database error: %s", exc)
+        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
+                           "the database did not answer; retry with the same request_id")
+    log.exception("unexpected error")
+    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR",
+                       "the request could not be completed; retry with the same request_id")
+
+
+R = TypeVar("R")
+
+
+def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """Wraps a servicer method: every failure leaves as a status with a stable reason."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext) -> R:
+        try:
+            return await method(self, request, context)
+        except LedgerError as error:
+            await context.abort_with_status(to_status(error))
+        except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
+            await context.abort_with_status(to_status(_unexpected(exc)))
+        raise AssertionError("unreachable: abort_with_status raises")
+
+    return wrapper

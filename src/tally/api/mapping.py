@@ -1,0 +1,147 @@
+"""Proto <-> domain. Nothing here decides anything: it translates, and refuses what cannot be translated."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from tally.domain.accounts import Account, AccountChange, AccountStatus, AccountType, FloorPolicy, NewAccount, Side
+from tally.domain.errors import invalid
+from tally.domain.flows import AdjustmentFlow, Flow, TransferFlow
+from tally.domain.vouchers import AccountRef, LineDraft, Voucher
+from tally.service.queries import BalanceView, Entry
+from tally.v1 import types_pb2 as pb
+from tally.v1.flows_pb2 import AdjustmentFlow as AdjustmentFlowPb
+from tally.v1.flows_pb2 import TransferFlow as TransferFlowPb
+
+ACCOUNT_TYPES = {pb.ACCOUNT_TYPE_DEPOSIT: AccountType.DEPOSIT, pb.ACCOUNT_TYPE_CREDIT: AccountType.CREDIT,
+                 pb.ACCOUNT_TYPE_SECURITY_DEPOSIT: AccountType.SECURITY_DEPOSIT,
+                 pb.ACCOUNT_TYPE_INTERNAL: AccountType.INTERNAL}
+SIDES = {pb.SIDE_DEBIT: Side.DEBIT, pb.SIDE_CREDIT: Side.CREDIT}
+STATUSES = {pb.ACCOUNT_STATUS_ACTIVE: AccountStatus.ACTIVE, pb.ACCOUNT_STATUS_FROZEN: AccountStatus.FROZEN,
+            pb.ACCOUNT_STATUS_CLOSED: AccountStatus.CLOSED}
+FLOORS = {pb.FLOOR_POLICY_NON_NEGATIVE: FloorPolicy.NON_NEGATIVE, pb.FLOOR_POLICY_UNBOUNDED: FloorPolicy.UNBOUNDED}
+
+
+def _reverse(table: dict) -> dict:
+    return {v: k for k, v in table.items()}
+
+
+ACCOUNT_TYPES_PB, SIDES_PB = _reverse(ACCOUNT_TYPES), _reverse(SIDES)
+STATUSES_PB, FLOORS_PB = _reverse(STATUSES), _reverse(FLOORS)
+
+
+def enum_in(table: dict, value: int, field: str, *, required: bool = True):
+    if value in table:
+        return table[value]
+    if value == 0 and not required:
+        return None
+    raise invalid("ENUM_INVALID" if value else "FIELD_REQUIRED", f"{field} must be set to a known value", field=field)
+
+
+# --- times -------------------------------------------------------------------------------------------
+
+def us_from_timestamp(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def timestamp_from_us(us: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+# --- requests ----------------------------------------------------------------------------------------
+
+def ref_in(ref: pb.AccountRef, field: str = "account") -> AccountRef:
+    which = ref.WhichOneof("ref")
+    if which is None:
+        raise invalid("ACCOUNT_REF_INVALID", f"{field} must name an account by id or code", field=field)
+    return AccountRef(id=ref.id) if which == "id" else AccountRef(code=ref.code)
+
+
+def new_account_in(request) -> tuple[NewAccount, AccountRef | None]:
+    spec = NewAccount(
+        code=request.code, type=enum_in(ACCOUNT_TYPES, request.type, "type"), currency=request.currency,
+        normal_side=enum_in(SIDES, request.normal_side, "normal_side", required=False), name=request.name,
+        credit_limit=request.credit_limit,
+        floor_policy=enum_in(FLOORS, request.floor_policy, "floor_policy", required=False),
+        metadata=dict(request.metadata),
+    )
+    parent = ref_in(request.parent, "parent") if request.HasField("parent") else None
+    return spec, parent
+
+
+UPDATABLE = ("status", "credit_limit", "name", "metadata")
+
+
+def account_change_in(request) -> AccountChange:
+    paths = list(request.update_mask.paths)
+    if not paths:
+        raise invalid("UPDATE_MASK_EMPTY", f"update_mask must name at least one of {', '.join(UPDATABLE)}")
+    unknown = [p for p in paths if p not in UPDATABLE]
+    if unknown:
+        raise invalid("UPDATE_MASK_INVALID", f"cannot update {', '.join(unknown)}", fields=",".join(unknown))
+    new = request.account_update
+    return AccountChange(
+        status=enum_in(STATUSES, new.status, "account_update.status") if "status" in paths else None,
+        credit_limit=new.credit_limit if "credit_limit" in paths else None,
+        name=new.name if "name" in paths else None,
+        metadata=dict(new.metadata) if "metadata" in paths else None,
+    )
+
+
+def line_in(line: pb.LineInput, i: int) -> LineDraft:
+    return LineDraft(ref_in(line.account, f"lines[{i}].account"), enum_in(SIDES, line.side, f"lines[{i}].side"),
+                     line.amount, line.currency, line.memo)
+
+
+def flow_in(request) -> Flow:
+    which = request.WhichOneof("flow")
+    if which is None:
+        raise invalid("FLOW_MISSING", "the request must carry one business flow")
+    flow = getattr(request, which)
+    if isinstance(flow, TransferFlowPb):
+        return TransferFlow(ref_in(getattr(flow, "from"), "transfer.from"), ref_in(flow.to, "transfer.to"),
+                            flow.amount, flow.currency, flow.memo)
+    if isinstance(flow, AdjustmentFlowPb):
+        return AdjustmentFlow(tuple(line_in(ln, i) for i, ln in enumerate(flow.lines)), flow.reason)
+    raise invalid("FLOW_UNSUPPORTED", f"flow {which} is not supported", flow=which)
+
+
+# --- responses ---------------------------------------------------------------------------------------
+
+def account_out(a: Account) -> pb.Account:
+    return pb.Account(
+        id=a.id, tenant_id=a.tenant_id, code=a.code, name=a.name, type=ACCOUNT_TYPES_PB[a.type],
+        normal_side=SIDES_PB[a.normal_side], currency=a.currency, status=STATUSES_PB[a.status],
+        parent_id=a.parent_id or "", credit_limit=a.credit_limit, floor_policy=FLOORS_PB[a.floor_policy],
+        metadata=a.metadata, create_time=timestamp_from_us(a.created_us), update_time=timestamp_from_us(a.updated_us),
+    )
+
+
+def balance_out(b: BalanceView) -> pb.Balance:
+    return pb.Balance(
+        account_id=b.account_id, currency=b.currency, current=b.current, locked=b.locked, available=b.available,
+        credit_limit=b.credit_limit, previous_day=b.previous_day, previous_day_date=b.previous_day_date,
+        accounting_date=b.accounting_date, entry_count=b.entry_count,
+    )
+
+
+def voucher_out(v: Voucher) -> pb.Voucher:
+    return pb.Voucher(
+        id=v.id, tenant_id=v.tenant_id, sequence=v.sequence, flow_type=v.flow_type, request_id=v.request_id,
+        rule_id=v.rule_id, rule_set_version=v.rule_set_version, accounting_date=v.accounting_date,
+        effective_time=timestamp_from_us(v.effective_us), post_time=timestamp_from_us(v.posted_us),
+        lines=[pb.VoucherLine(line_no=ln.line_no, account_id=ln.account_id, account_code=ln.account_code,
+                              side=SIDES_PB[ln.side], amount=ln.amount, currency=ln.currency, memo=ln.memo)
+               for ln in v.lines],
+        memo=v.memo, metadata=v.metadata, reverses_voucher_id=v.reverses_id or "",
+        reversed_by_voucher_id=v.reversed_by_id or "", hash=v.hash, previous_hash=v.previous_hash,
+    )
+
+
+def entry_out(e: Entry) -> pb.Entry:
+    return pb.Entry(
+        entry_number=e.entry_number, voucher_id=e.voucher_id, line_no=e.line_no, account_id=e.account_id,
+        side=SIDES_PB[Side(e.side)], amount=e.amount, currency=e.currency, balance_after=e.balance_after,
+        flow_type=e.flow_type, memo=e.memo, accounting_date=e.accounting_date,
+        post_time=timestamp_from_us(e.posted_us),
+    )

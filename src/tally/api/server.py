@@ -1,0 +1,54 @@
+"""The gRPC server: Tally's services, standard health, reflection and tracing."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tally import telemetry
+from tally.api.account_servicer import AccountServicer
+from tally.api.accounting_servicer import AccountingServicer
+from tally.service.container import Services
+from tally.v1 import account_service_pb2, account_service_pb2_grpc, accounting_service_pb2, accounting_service_pb2_grpc
+
+SERVICE_NAMES = (
+    accounting_service_pb2.DESCRIPTOR.services_by_name["AccountingService"].full_name,
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+)
+MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
+
+
+class GrpcServer:
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        self.grace_s = settings.shutdown_grace_s
+        self.server = grpc.aio.server(
+            interceptors=telemetry.server_interceptors(settings.otel_exporter),
+            maximum_concurrent_rpcs=settings.rpc_concurrency_max,
+            options=[("grpc.max_receive_message_length", MESSAGE_SIZE_BYTES_MAX),
+                     ("grpc.so_reuseport", 0)],
+        )
+        accounting_service_pb2_grpc.add_AccountingServiceServicer_to_server(AccountingServicer(services), self.server)
+        account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server)
+        self.port = self.server.add_insecure_port(settings.listen_address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {settings.listen_address}")
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self) -> None:
+        """Health turns NOT_SERVING first, so balancers stop sending; then in-flight calls drain."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.grace_s)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()

@@ -1,0 +1,88 @@
+"""Settings from the environment, validated once at start-up: a bad value stops the server with a
+message naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tally.domain.money import DEFAULT_CURRENCIES, Currency, parse_currencies
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///tally.db"
+    listen_address: str = "0.0.0.0:50051"
+    log_level: str = "INFO"
+    auto_migrate: bool = True
+    currencies: dict[str, Currency] = field(default_factory=lambda: parse_currencies(DEFAULT_CURRENCIES))
+    day_cutoff_offset_minutes: int = 0
+    batch_size_max: int = 1000
+    linger_ms: int = 0
+    queue_depth_max: int = 20_000
+    retries_max: int = 8
+    db_pool_size: int = 8
+    rpc_concurrency_max: int = 4096
+    shutdown_grace_s: int = 10
+    otel_exporter: str = "none"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        try:
+            return cls(
+                database_url=env.get("TALLY_DATABASE_URL", d.database_url),
+                listen_address=env.get("TALLY_LISTEN_ADDRESS", d.listen_address),
+                log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
+                auto_migrate=_bool(env, "TALLY_AUTO_MIGRATE", d.auto_migrate),
+                currencies=parse_currencies(env.get("TALLY_CURRENCIES", DEFAULT_CURRENCIES)),
+                day_cutoff_offset_minutes=_int(env, "TALLY_DAY_CUTOFF_OFFSET_MINUTES", 0, -1439, 1439),
+                batch_size_max=_int(env, "TALLY_BATCH_SIZE_MAX", d.batch_size_max, 1, 10_000),
+                linger_ms=_int(env, "TALLY_LINGER_MS", d.linger_ms, 0, 1000),
+                queue_depth_max=_int(env, "TALLY_QUEUE_DEPTH_MAX", d.queue_depth_max, 1, 1_000_000),
+                retries_max=_int(env, "TALLY_RETRIES_MAX", d.retries_max, 0, 100),
+                db_pool_size=_int(env, "TALLY_DB_POOL_SIZE", d.db_pool_size, 1, 200),
+                rpc_concurrency_max=_int(env, "TALLY_RPC_CONCURRENCY_MAX", d.rpc_concurrency_max, 1, 100_000),
+                shutdown_grace_s=_int(env, "TALLY_SHUTDOWN_GRACE_S", d.shutdown_grace_s, 0, 3600),
+                otel_exporter=_choice(env, "TALLY_OTEL_EXPORTER", d.otel_exporter, {"none", "console"}),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value}: expected {low}..{high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in {"1", "true", "yes"}:
+        return True
+    if raw.lower() in {"0", "false", "no"}:
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
+    raw = env.get(name, default)
+    value = raw.upper() if name.endswith("LEVEL") else raw.lower()
+    if value not in allowed:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(sorted(allowed))}")
+    return value
