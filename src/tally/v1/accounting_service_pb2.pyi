@@ -1,0 +1,93 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tally.v1 import flows_pb2 as _flows_pb2
+from tally.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PostRequest(_message.Message):
+    __slots__ = ("request_id", "memo", "metadata", "effective_time", "transfer", "adjustment")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    ADJUSTMENT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    memo: str
+    metadata: _containers.ScalarMap[str, str]
+    effective_time: _timestamp_pb2.Timestamp
+    transfer: _flows_pb2.TransferFlow
+    adjustment: _flows_pb2.AdjustmentFlow
+    def __init__(self, request_id: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer: _Optional[_Union[_flows_pb2.TransferFlow, _Mapping]] = ..., adjustment: _Optional[_Union[_flows_pb2.AdjustmentFlow, _Mapping]] = ...) -> None: ...
+
+class PostResponse(_message.Message):
+    __slots__ = ("vouchers", "replayed")
+    VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    vouchers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Voucher]
+    replayed: bool
+    def __init__(self, vouchers: _Optional[_Iterable[_Union[_types_pb2.Voucher, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ReverseVoucherRequest(_message.Message):
+    __slots__ = ("request_id", "voucher_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    voucher_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., voucher_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReverseVoucherResponse(_message.Message):
+    __slots__ = ("voucher", "replayed")
+    VOUCHER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    voucher: _types_pb2.Voucher
+    replayed: bool
+    def __init__(self, voucher: _Optional[_Union[_types_pb2.Voucher, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class GetVoucherRequest(_message.Message):
+    __slots__ = ("voucher_id",)
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    voucher_id: str
+    def __init__(self, voucher_id: _Optional[str] = ...) -> None: ...
+
+class GetVoucherResponse(_message.Message):
+    __slots__ = ("voucher",)
+    VOUCHER_FIELD_NUMBER: _ClassVar[int]
+    voucher: _types_pb2.Voucher
+    def __init__(self, voucher: _Optional[_Union[_types_pb2.Voucher, _Mapping]] = ...) -> None: ...
+
+class ListVouchersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "account_id", "flow_type")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    account_id: str
+    flow_type: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., account_id: _Optional[str] = ..., flow_type: _Optional[str] = ...) -> None: ...
+
+class ListVouchersResponse(_message.Message):
+    __slots__ = ("vouchers", "next_page_token")
+    VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    vouchers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Voucher]
+    next_page_token: str
+    def __init__(self, vouchers: _Optional[_Iterable[_Union[_types_pb2.Voucher, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
