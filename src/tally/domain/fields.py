@@ -17,7 +17,7 @@ _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 def check_tenant(tenant_id: str) -> str:
     if not tenant_id:
         raise LedgerError(ErrorKind.UNAUTHENTICATED, "TENANT_MISSING", "no tenant given (x-tenant-id)")
-    if len(tenant_id) > limits.TENANT_ID_LENGTH_MAX or not _TENANT.match(tenant_id):
+    if len(tenant_id) > limits.TENANT_ID_LENGTH_MAX or not _TENANT.fullmatch(tenant_id):
         raise LedgerError(ErrorKind.UNAUTHENTICATED, "TENANT_INVALID", "tenant id is malformed")
     return tenant_id
 
@@ -25,7 +25,7 @@ def check_tenant(tenant_id: str) -> str:
 def check_request_id(request_id: str) -> str:
     if not request_id:
         raise invalid("REQUEST_ID_MISSING", "request_id is required on every mutating request")
-    if len(request_id) > limits.REQUEST_ID_LENGTH_MAX or not _REQUEST_ID.match(request_id):
+    if len(request_id) > limits.REQUEST_ID_LENGTH_MAX or not _REQUEST_ID.fullmatch(request_id):
         raise invalid(
             "REQUEST_ID_INVALID",
             f"request_id must be 1..{limits.REQUEST_ID_LENGTH_MAX} printable ASCII characters",
@@ -34,7 +34,7 @@ def check_request_id(request_id: str) -> str:
 
 
 def check_code(code: str, field: str = "code") -> str:
-    if not code or len(code) > limits.ACCOUNT_CODE_LENGTH_MAX or not _CODE.match(code):
+    if not code or len(code) > limits.ACCOUNT_CODE_LENGTH_MAX or not _CODE.fullmatch(code):
         raise invalid(
             "ACCOUNT_CODE_INVALID",
             f"{field} must be 1..{limits.ACCOUNT_CODE_LENGTH_MAX} characters of letters, digits and _.:/@-",
@@ -54,7 +54,7 @@ def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
         raise invalid("METADATA_TOO_LARGE", f"metadata has more than {limits.METADATA_ENTRIES_MAX} entries")
     size = 0
     for key, value in metadata.items():
-        if not key or len(key) > limits.METADATA_KEY_LENGTH_MAX or not _METADATA_KEY.match(key):
+        if not key or len(key) > limits.METADATA_KEY_LENGTH_MAX or not _METADATA_KEY.fullmatch(key):
             raise invalid("METADATA_INVALID", f"metadata key {key[:80]!r} is malformed", key=key[:80])
         if len(value) > limits.METADATA_VALUE_LENGTH_MAX:
             raise invalid("METADATA_TOO_LARGE", f"metadata value of {key!r} is too long", key=key)

@@ -21,7 +21,7 @@ class Currency:
     bank_scale: int
 
     def __post_init__(self) -> None:
-        if not _CODE.match(self.code):
+        if not _CODE.fullmatch(self.code):
             raise ValueError(f"currency code must be three capital letters: {self.code!r}")
         if not 0 <= self.bank_scale <= self.scale <= 18:
             raise ValueError(f"{self.code}: need 0 <= bank_scale <= scale <= 18")
