@@ -1,5 +1,5 @@
 """Accounting days. A day runs from the cut-off to the next one; the cut-off is UTC midnight shifted by
-a configured number of minutes (e.g. -480 puts it at 16:00 UTC, local midnight in UTC+8)."""
+a configured number of minutes added to UTC (e.g. +480 puts it at 16:00 UTC, local midnight in UTC+8)."""
 
 from __future__ import annotations
 

@@ -34,8 +34,13 @@ def apply_voucher(draft: VoucherDraft, accounts: list[Account], balances: dict[s
     """`accounts[i]` is the resolved account of `draft.lines[i]`; `balances` holds their rows."""
     check_draft(draft)  # second check, right before the write
     deltas: dict[str, int] = {}
+    sides: dict[str, Side] = {}
     for line, account in zip(draft.lines, accounts, strict=True):
         _check_postable(account, line.currency)
+        # Checked again on resolved accounts: one account can be named by id and by code.
+        if sides.setdefault(account.id, line.side) is not line.side:
+            raise invalid("SAME_ACCOUNT_BOTH_SIDES", f"account {account.code} is on both sides of the voucher",
+                          account=account.id)
         deltas[account.id] = deltas.get(account.id, 0) + _signed(line.amount, line.side, account)
     by_id = {a.id: a for a in accounts}
     new_states = {aid: _next_state(by_id[aid], balances[aid], delta, accounting_date)

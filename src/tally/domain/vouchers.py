@@ -144,8 +144,8 @@ def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
         "posted_us": voucher.posted_us, "memo": voucher.memo, "metadata": voucher.metadata,
         "reverses_id": voucher.reverses_id, "rule_id": voucher.rule_id,
         "rule_set_version": voucher.rule_set_version,
-        "lines": [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo]
-                  for ln in voucher.lines],
+        "lines": [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
+                   ln.balance_after] for ln in voucher.lines],
     }
     payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((previous_hash + payload).encode()).hexdigest()
