@@ -1,0 +1,527 @@
+"""The `tally` command: runs the server (`serve`, `migrate`) and talks to one over gRPC (accounts, postings, reads).
+
+Exit status: 0 success, 1 the server refused or failed the request, 2 bad arguments or the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format
+
+from tally import cli_format as fmt
+from tally.v1 import account_service_pb2 as acc_pb
+from tally.v1 import account_service_pb2_grpc as acc_grpc
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
+from tally.v1 import flows_pb2, types_pb2
+
+TENANT_HEADER = "x-tenant-id"
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+
+
+class Unreachable(Exception):
+    """The server did not answer at the transport level."""
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+
+
+def _arg(parse: Callable[..., object], **kwargs: object) -> Callable[[str], object]:
+    """Wraps a parser raising ValueError as an argparse type, so bad input is an argparse error (exit 2)."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text, **kwargs)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = kwargs.get("what") or parse.__name__.removeprefix("parse_")
+    return convert
+
+
+def _parse_timeout(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _parse_positive_int(text: str) -> int:
+    return fmt.parse_amount(text, what="page size")
+
+
+class _Bound:
+    """A stub whose calls all carry the tenant metadata and the deadline."""
+
+    def __init__(self, stub: object, args: argparse.Namespace) -> None:
+        self._stub = stub
+        self._metadata = ((TENANT_HEADER, args.tenant),)
+        self._timeout = args.timeout
+
+    def __getattr__(self, name: str) -> Callable:
+        return functools.partial(getattr(self._stub, name), metadata=self._metadata, timeout=self._timeout)
+
+
+@contextlib.contextmanager
+def _stub(args: argparse.Namespace, stub_class: type) -> Iterator[_Bound]:
+    """Opens a channel to --target, waits (up to --timeout) until it connects, yields a bound stub."""
+    channel = grpc.insecure_channel(args.target)
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=args.timeout)
+        except grpc.FutureTimeoutError:
+            raise Unreachable(f"no connection to {args.target} within {args.timeout:g}s") from None
+        yield _Bound(stub_class(channel), args)
+    finally:
+        channel.close()
+
+
+def _request_id(args: argparse.Namespace) -> str:
+    if args.request_id:
+        return args.request_id
+    request_id = args.request_id = str(uuid.uuid4())
+    print(f"request-id: {request_id} (to retry safely, pass --request-id {request_id})", file=sys.stderr)
+    return request_id
+
+
+def _emit(args: argparse.Namespace, message, render: Callable[[object], str]) -> int:
+    """Prints a response: proto JSON with --json (int64 as strings), else the human rendering."""
+    if args.json:
+        print(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                                      always_print_fields_with_no_presence=True), indent=2,
+                         ensure_ascii=False))
+    else:
+        print(render(message))
+        if getattr(message, "replayed", False):
+            print("replayed: an earlier request with this request id already did this; nothing new was done")
+        if getattr(message, "next_page_token", ""):
+            print(f"more: pass --page-token {message.next_page_token} (or --all)", file=sys.stderr)
+    return 0
+
+
+def _pages(call: Callable, request, field: str, all_pages: bool):
+    """One page, or with --all every page merged into the first response (next_page_token left empty)."""
+    response = call(request)
+    merged = type(response)()
+    merged.CopyFrom(response)
+    while all_pages and response.next_page_token:
+        if response.next_page_token == request.page_token:
+            print("warning: the server returned the same page token twice; stopping", file=sys.stderr)
+            break
+        request.page_token = response.next_page_token
+        response = call(request)
+        getattr(merged, field).extend(getattr(response, field))
+    merged.next_page_token = response.next_page_token
+    return merged
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tally import bootstrap, config
+
+    settings = config.Settings.from_env()
+    overrides = {"listen_address": args.listen, "database_url": args.database_url}
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    bootstrap.serve_forever(settings)
+    return 0
+
+
+def _schema_heads(url: str) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+    finally:
+        engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tally.storage.migrate import migrate
+
+    if args.database_url:
+        url = args.database_url
+    else:
+        from tally import config
+
+        url = config.Settings.from_env().database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        before = _schema_heads(url)
+        migrate(url)
+        after = _schema_heads(url)
+    except SQLAlchemyError as exc:
+        print(f"error: migrating {shown} failed: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    if before == after:
+        print(f"{shown}: already at the newest schema ({', '.join(after) or 'empty'})")
+    else:
+        print(f"{shown}: migrated from {', '.join(before) or 'an empty database'} to {', '.join(after)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- accounts
+
+
+def _account_text(response) -> str:
+    return fmt.format_fields(fmt.account_fields(response.account))
+
+
+def cmd_accounts_create(args: argparse.Namespace) -> int:
+    request = acc_pb.CreateAccountRequest(
+        request_id=_request_id(args), code=args.code, name=args.name or "", currency=args.currency.upper(),
+        type=fmt.enum_value(types_pb2.AccountType, args.type), credit_limit=args.credit_limit,
+        metadata=dict(args.meta or ()))
+    if args.normal_side:
+        request.normal_side = fmt.enum_value(types_pb2.Side, args.normal_side)
+    if args.floor:
+        request.floor_policy = fmt.enum_value(types_pb2.FloorPolicy, args.floor)
+    if args.parent:
+        request.parent.CopyFrom(args.parent)
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        return _emit(args, stub.CreateAccount(request), _account_text)
+
+
+def cmd_accounts_get(args: argparse.Namespace) -> int:
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        response = stub.GetAccount(acc_pb.GetAccountRequest(account=args.account))
+    return _emit(args, response, lambda r: _account_text(r) + "\n\n"
+                 + fmt.format_fields(fmt.balance_fields(r.balance, args.scale)))
+
+
+def cmd_accounts_list(args: argparse.Namespace) -> int:
+    request = acc_pb.ListAccountsRequest(page_size=args.page_size or 0, page_token=args.page_token or "",
+                                         currency=(args.currency or "").upper())
+    if args.type:
+        request.type = fmt.enum_value(types_pb2.AccountType, args.type)
+    if args.status:
+        request.status = fmt.enum_value(types_pb2.AccountStatus, args.status)
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        response = _pages(stub.ListAccounts, request, "accounts", args.all)
+    return _emit(args, response, lambda r: fmt.accounts_table(r.accounts))
+
+
+def _update_account(args: argparse.Namespace, update: types_pb2.Account, paths: list[str]) -> int:
+    request = acc_pb.UpdateAccountRequest(request_id=_request_id(args), account=args.account,
+                                          account_update=update, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        return _emit(args, stub.UpdateAccount(request), _account_text)
+
+
+def cmd_accounts_status(args: argparse.Namespace) -> int:
+    """freeze, unfreeze and close: set the account status."""
+    status = {"freeze": types_pb2.ACCOUNT_STATUS_FROZEN, "unfreeze": types_pb2.ACCOUNT_STATUS_ACTIVE,
+              "close": types_pb2.ACCOUNT_STATUS_CLOSED}[args.verb]
+    return _update_account(args, types_pb2.Account(status=status), ["status"])
+
+
+def cmd_accounts_set_limit(args: argparse.Namespace) -> int:
+    return _update_account(args, types_pb2.Account(credit_limit=args.limit), ["credit_limit"])
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    request = acc_pb.GetBalanceRequest(account=args.account, as_of_date=args.as_of_date or "")
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        response = stub.GetBalance(request)
+    return _emit(args, response, lambda r: fmt.format_fields(fmt.balance_fields(r.balance, args.scale)))
+
+
+def cmd_statement(args: argparse.Namespace) -> int:
+    request = acc_pb.ListEntriesRequest(account=args.account, page_size=args.page_size or 0,
+                                        page_token=args.page_token or "", start_date=args.start_date or "",
+                                        end_date=args.end_date or "")
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        response = _pages(stub.ListEntries, request, "entries", args.all)
+    return _emit(args, response, lambda r: f"opening balance: {fmt.amount_text(r.opening_balance, args.scale)}\n\n"
+                 + fmt.entries_table(r.entries, args.scale))
+
+
+# ---------------------------------------------------------------------------------------------- postings
+
+
+def _post(args: argparse.Namespace, request: post_pb.PostRequest) -> int:
+    with _stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.Post(request)
+    return _emit(args, response, lambda r: "\n\n".join(fmt.voucher_text(v, args.scale) for v in r.vouchers))
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    flow = flows_pb2.TransferFlow(amount=args.amount, currency=args.currency.upper(), memo=args.memo or "")
+    getattr(flow, "from").CopyFrom(args.source)  # `from` is a Python keyword
+    flow.to.CopyFrom(args.destination)
+    return _post(args, post_pb.PostRequest(request_id=_request_id(args), memo=args.memo or "", transfer=flow))
+
+
+def cmd_adjust(args: argparse.Namespace) -> int:
+    flow = flows_pb2.AdjustmentFlow(lines=args.lines, reason=args.reason)
+    return _post(args, post_pb.PostRequest(request_id=_request_id(args), adjustment=flow))
+
+
+def cmd_reverse(args: argparse.Namespace) -> int:
+    request = post_pb.ReverseVoucherRequest(request_id=_request_id(args), voucher_id=args.voucher_id,
+                                            reason=args.reason)
+    with _stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.ReverseVoucher(request)
+    return _emit(args, response, lambda r: fmt.voucher_text(r.voucher, args.scale))
+
+
+def cmd_vouchers_get(args: argparse.Namespace) -> int:
+    with _stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.GetVoucher(post_pb.GetVoucherRequest(voucher_id=args.voucher_id))
+    return _emit(args, response, lambda r: fmt.voucher_text(r.voucher, args.scale))
+
+
+def _account_id(args: argparse.Namespace, text: str) -> str:
+    """An account id as given, or looked up by code (ListVouchers filters by id only)."""
+    if fmt.looks_like_uuid(text):
+        return text
+    with _stub(args, acc_grpc.AccountServiceStub) as stub:
+        return stub.GetAccount(acc_pb.GetAccountRequest(account=fmt.account_ref(text))).account.id
+
+
+def cmd_vouchers_list(args: argparse.Namespace) -> int:
+    request = post_pb.ListVouchersRequest(page_size=args.page_size or 0, page_token=args.page_token or "",
+                                          flow_type=args.flow or "")
+    if args.account:
+        request.account_id = _account_id(args, args.account)
+    with _stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = _pages(stub.ListVouchers, request, "vouchers", args.all)
+    return _emit(args, response, lambda r: fmt.vouchers_table(r.vouchers, args.scale))
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _error_info(exc: grpc.RpcError):
+    """The google.rpc.ErrorInfo detail of a failed call, if the server sent one."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # the status details disagree with the call's code or message
+        return None
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def report_rpc_error(exc: grpc.RpcError, args: argparse.Namespace) -> int:
+    """`error: CODE REASON: message` and the ErrorInfo metadata on stderr; exit 1 (2 when unreachable)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    message = exc.details() if hasattr(exc, "details") else str(exc)
+    info = _error_info(exc)
+    unreachable = info is None and code == grpc.StatusCode.UNAVAILABLE
+    if unreachable:
+        print(f"error: cannot reach the tally server at {args.target}: {message}", file=sys.stderr)
+    else:
+        reason = f" {info.reason}" if info and info.reason else ""
+        print(f"error: {code.name}{reason}: {message}", file=sys.stderr)
+        for key in sorted(info.metadata) if info else ():
+            print(f"  {key}: {info.metadata[key]}", file=sys.stderr)
+    request_id = getattr(args, "request_id", None)
+    if request_id and code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+        print(f"  the request may or may not have been applied: retry with --request-id {request_id}", file=sys.stderr)
+    return EXIT_UNREACHABLE if unreachable else EXIT_REFUSED
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def _client_options() -> argparse.ArgumentParser:
+    """Options every client verb takes, read from the environment when the parser is built."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("server and output")
+    group.add_argument("--target", default=os.environ.get("TALLY_TARGET") or "localhost:50051",
+                       help="server host:port (env TALLY_TARGET; default %(default)s)")
+    group.add_argument("--tenant", default=os.environ.get("TALLY_TENANT") or "default",
+                       help="tenant id sent as x-tenant-id (env TALLY_TENANT; default %(default)s)")
+    group.add_argument("--timeout", type=_arg(_parse_timeout), default=10.0, metavar="SECONDS",
+                       help="deadline for connecting and for each call (default %(default)s)")
+    group.add_argument("--json", action="store_true", help="print the response as proto JSON (int64 as strings)")
+    group.add_argument("--scale", type=_arg(fmt.parse_scale), metavar="N",
+                       help="also show amounts as decimals with N places (1234567 at 6 -> 1.234567)")
+    return parent
+
+
+def _request_id_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--request-id", metavar="ID",
+                        help="idempotency key; a fresh one is generated (and printed to stderr) when omitted")
+
+
+def _account_arg(parser: argparse.ArgumentParser, name: str = "account", metavar: str = "CODE_OR_ID",
+                 help: str = "account") -> None:
+    parser.add_argument(name, type=_arg(fmt.account_ref), metavar=metavar,
+                        help=help + ": a UUID is sent as the account id, anything else as the code")
+
+
+def _paging_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--page-size", type=_arg(_parse_positive_int), metavar="N", help="rows per page")
+    parser.add_argument("--page-token", metavar="TOKEN", help="continue from a previous page")
+    parser.add_argument("--all", action="store_true", help="fetch every page")
+
+
+def _add_serve_commands(commands, env_note: str) -> None:
+    serve = commands.add_parser("serve", help="run the gRPC server", description="Runs the gRPC server. " + env_note)
+    serve.add_argument("--listen", metavar="ADDRESS", help="host:port to listen on (overrides TALLY_LISTEN_ADDRESS)")
+    serve.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (overrides TALLY_DATABASE_URL)")
+    serve.set_defaults(func=cmd_serve)
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date",
+                                  description="Applies the database migrations; safe to run again. " + env_note)
+    migrate.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (overrides TALLY_DATABASE_URL)")
+    migrate.set_defaults(func=cmd_migrate)
+
+
+def _add_account_commands(commands, client: argparse.ArgumentParser) -> None:
+    accounts = commands.add_parser("accounts", help="create, inspect and maintain accounts")
+    verbs = accounts.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    create = verbs.add_parser("create", parents=[client], help="open an account")
+    create.add_argument("code", metavar="CODE", help="account code, unique within the tenant")
+    create.add_argument("--type", required=True, choices=fmt.enum_labels(types_pb2.AccountType))
+    create.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
+    create.add_argument("--normal-side", choices=fmt.enum_labels(types_pb2.Side), help="internal accounts only")
+    create.add_argument("--credit-limit", type=_arg(fmt.parse_amount, minimum=0, what="credit limit"), default=0,
+                        metavar="N", help="atomic units (credit accounts only)")
+    create.add_argument("--floor", choices=fmt.enum_labels(types_pb2.FloorPolicy), help="internal accounts only")
+    create.add_argument("--name", help="display name")
+    create.add_argument("--parent", type=_arg(fmt.account_ref), metavar="CODE_OR_ID", help="parent account")
+    create.add_argument("--meta", type=_arg(fmt.parse_meta), nargs="+", action="extend", metavar="KEY=VALUE",
+                        help="metadata entries (repeatable)")
+    _request_id_option(create)
+    create.set_defaults(func=cmd_accounts_create)
+
+    get = verbs.add_parser("get", parents=[client], help="show an account and its balance")
+    _account_arg(get)
+    get.set_defaults(func=cmd_accounts_get)
+
+    listing = verbs.add_parser("list", parents=[client], help="list accounts")
+    listing.add_argument("--type", choices=fmt.enum_labels(types_pb2.AccountType))
+    listing.add_argument("--status", choices=fmt.enum_labels(types_pb2.AccountStatus))
+    listing.add_argument("--currency")
+    _paging_options(listing)
+    listing.set_defaults(func=cmd_accounts_list)
+
+    for verb, text in (("freeze", "stop postings"), ("unfreeze", "accept postings again"),
+                       ("close", "close for good (balance must be zero)")):
+        status = verbs.add_parser(verb, parents=[client], help=text)
+        _account_arg(status)
+        _request_id_option(status)
+        status.set_defaults(func=cmd_accounts_status)
+
+    limit = verbs.add_parser("set-limit", parents=[client], help="set a credit account's credit limit")
+    _account_arg(limit)
+    limit.add_argument("limit", type=_arg(fmt.parse_amount, minimum=0, what="credit limit"), metavar="N",
+                       help="atomic units")
+    _request_id_option(limit)
+    limit.set_defaults(func=cmd_accounts_set_limit)
+
+
+def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
+    transfer = commands.add_parser("transfer", parents=[client], help="move an amount from one account to another")
+    _account_arg(transfer, "source", "FROM", "account debited")
+    _account_arg(transfer, "destination", "TO", "account credited")
+    transfer.add_argument("amount", type=_arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
+    transfer.add_argument("--currency", required=True)
+    transfer.add_argument("--memo")
+    _request_id_option(transfer)
+    transfer.set_defaults(func=cmd_transfer)
+
+    adjust = commands.add_parser("adjust", parents=[client], help="post a balanced set of lines")
+    adjust.add_argument("--line", dest="lines", type=_arg(fmt.parse_line), action="append", required=True,
+                        metavar="SIDE:ACCOUNT:AMOUNT:CUR", help="e.g. debit:cash:1000:USD (repeat for each line)")
+    adjust.add_argument("--reason", required=True)
+    _request_id_option(adjust)
+    adjust.set_defaults(func=cmd_adjust)
+
+    balance = commands.add_parser("balance", parents=[client], help="show an account's balance")
+    _account_arg(balance)
+    balance.add_argument("--as-of-date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD",
+                         help="balance at the end of this accounting day")
+    balance.set_defaults(func=cmd_balance)
+
+    statement = commands.add_parser("statement", parents=[client], help="list an account's entries")
+    _account_arg(statement)
+    statement.add_argument("--from", dest="start_date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
+    statement.add_argument("--to", dest="end_date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
+    _paging_options(statement)
+    statement.set_defaults(func=cmd_statement)
+
+
+def _add_voucher_commands(commands, client: argparse.ArgumentParser) -> None:
+    vouchers = commands.add_parser("vouchers", help="read posted vouchers")
+    verbs = vouchers.add_subparsers(dest="verb", required=True, metavar="VERB")
+    get = verbs.add_parser("get", parents=[client], help="show a voucher and its lines")
+    get.add_argument("voucher_id", metavar="ID")
+    get.set_defaults(func=cmd_vouchers_get)
+    listing = verbs.add_parser("list", parents=[client], help="list vouchers")
+    listing.add_argument("--account", metavar="CODE_OR_ID", help="only vouchers with a line on this account")
+    listing.add_argument("--flow", metavar="TYPE", help="only vouchers of this flow type (transfer, adjustment, ...)")
+    _paging_options(listing)
+    listing.set_defaults(func=cmd_vouchers_list)
+
+    reverse = commands.add_parser("reverse", parents=[client], help="reverse a posted voucher")
+    reverse.add_argument("voucher_id", metavar="VOUCHER_ID")
+    reverse.add_argument("--reason", required=True)
+    _request_id_option(reverse)
+    reverse.set_defaults(func=cmd_reverse)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tally", description="Tally core accounting: run the server, or talk to one.",
+        epilog="Amounts are integer counts of atomic units. Exit status: 0 ok, 1 refused by the server, "
+               "2 bad arguments or server unreachable.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve_commands(commands, "Settings come from TALLY_* environment variables.")
+    client = _client_options()
+    _add_account_commands(commands, client)
+    _add_ledger_commands(commands, client)
+    _add_voucher_commands(commands, client)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or an argparse error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.func(args)
+    except grpc.RpcError as exc:
+        return report_rpc_error(exc, args)
+    except Unreachable as exc:
+        print(f"error: cannot reach the tally server: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
