@@ -52,7 +52,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     @rpc
     async def GetBalance(self, request: pb.GetBalanceRequest, context) -> pb.GetBalanceResponse:
-        as_of_us = mapping.us_from_timestamp(request.as_of_time) if request.HasField("as_of_time") else None
+        as_of_us = None
+        if request.HasField("as_of_time"):
+            as_of_us = mapping.us_from_timestamp(request.as_of_time, "as_of_time")
         balance = await asyncio.to_thread(
             self.s.queries.get_balance, tenant_of(context), mapping.ref_in(request.account), as_of_us=as_of_us,
             as_of_date=request.as_of_date or None)

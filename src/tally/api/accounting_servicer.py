@@ -23,7 +23,7 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
         cmd = PostFlow(
             tenant_id=tenant_of(context), request_id=request.request_id, flow=mapping.flow_in(request),
             memo=request.memo, metadata=dict(request.metadata),
-            effective_us=(mapping.us_from_timestamp(request.effective_time)
+            effective_us=(mapping.us_from_timestamp(request.effective_time, "effective_time")
                           if request.HasField("effective_time") else None),
         )
         posted = await posting.post_flow(cmd, self.s.pipeline)

@@ -40,7 +40,14 @@ def enum_in(table: dict, value: int, field: str, *, required: bool = True):
 
 # --- times -------------------------------------------------------------------------------------------
 
-def us_from_timestamp(ts: timestamp_pb2.Timestamp) -> int:
+# The range google.protobuf.Timestamp defines: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+TIMESTAMP_SECONDS_MIN = -62_135_596_800
+TIMESTAMP_SECONDS_MAX = 253_402_300_799
+
+
+def us_from_timestamp(ts: timestamp_pb2.Timestamp, field: str) -> int:
+    if not TIMESTAMP_SECONDS_MIN <= ts.seconds <= TIMESTAMP_SECONDS_MAX or not 0 <= ts.nanos < 1_000_000_000:
+        raise invalid("TIMESTAMP_INVALID", f"{field} is outside 0001-01-01..9999-12-31", field=field)
     return ts.seconds * 1_000_000 + ts.nanos // 1000
 
 
