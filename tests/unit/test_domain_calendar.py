@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tally.domain.calendar import EPOCH, AccountingCalendar, previous_date
+from tally.domain.errors import ErrorKind, LedgerError
 
 
 def us(iso: str) -> int:
@@ -119,3 +120,16 @@ def test_previous_date(date, previous):
 def test_previous_date_rejects_garbage():
     with pytest.raises(ValueError):
         previous_date("not-a-date")
+
+
+def test_previous_date_of_the_first_date_sorts_before_every_date():
+    before = previous_date("0001-01-01")
+    assert before < "0001-01-01" and before < "1970-01-01"
+
+
+@pytest.mark.parametrize("offset", [1439, 60])
+def test_date_of_past_year_9999_is_refused(offset):
+    last_second_us = 253_402_300_799 * 1_000_000
+    with pytest.raises(LedgerError) as caught:
+        AccountingCalendar(offset).date_of(last_second_us)
+    assert (caught.value.kind, caught.value.reason) == (ErrorKind.INVALID_ARGUMENT, "TIMESTAMP_INVALID")

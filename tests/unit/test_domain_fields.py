@@ -212,3 +212,10 @@ def test_check_metadata_malformed_key_is_named_truncated():
     key = "bad key " + "x" * 200
     error = _raises(check_metadata, {key: "v"})
     assert error.metadata == {"key": key[:80]}
+
+
+@pytest.mark.parametrize("text", ["\x00", "before\x00after", "end\x00"], ids=["only", "middle", "end"])
+def test_check_text_refuses_nul(text):
+    with pytest.raises(LedgerError) as caught:
+        check_text(text, "memo", 100)
+    assert (caught.value.kind, caught.value.reason) == (ErrorKind.INVALID_ARGUMENT, "TEXT_INVALID")

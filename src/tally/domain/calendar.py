@@ -4,7 +4,9 @@ a configured number of minutes added to UTC (e.g. +480 puts it at 16:00 UTC, loc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+from tally.domain.errors import invalid
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -14,9 +16,17 @@ class AccountingCalendar:
     cutoff_offset_minutes: int = 0
 
     def date_of(self, time_us: int) -> str:
-        moment = EPOCH + timedelta(microseconds=time_us, minutes=self.cutoff_offset_minutes)
+        try:
+            moment = EPOCH + timedelta(microseconds=time_us, minutes=self.cutoff_offset_minutes)
+        except OverflowError:
+            raise invalid("TIMESTAMP_INVALID", "the time falls outside the years 1..9999") from None
         return moment.date().isoformat()
 
 
+# Sorts before every real ISO date, so "balance at the end of the day before 0001-01-01" is simply 0.
+BEFORE_ALL_DATES = "0000-12-31"
+
+
 def previous_date(iso_date: str) -> str:
-    return (datetime.fromisoformat(iso_date).date() - timedelta(days=1)).isoformat()
+    day = date.fromisoformat(iso_date)
+    return BEFORE_ALL_DATES if day == date.min else (day - timedelta(days=1)).isoformat()

@@ -46,6 +46,8 @@ def check_code(code: str, field: str = "code") -> str:
 def check_text(value: str, field: str, length_max: int) -> str:
     if len(value) > length_max:
         raise invalid("TEXT_TOO_LONG", f"{field} is longer than {length_max} characters", field=field)
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it on every backend alike
+        raise invalid("TEXT_INVALID", f"{field} contains a NUL character", field=field)
     return value
 
 

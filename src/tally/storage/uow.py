@@ -23,14 +23,9 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, de
 def is_retryable(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
-    if exc.connection_invalidated:
-        # The outcome of the lost transaction is unknown; retrying is safe because the idempotency
-        # record is written in the same transaction as what it guards.
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate in RETRYABLE_SQLSTATES:
-        return True
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+    # A lost connection leaves the transaction's outcome unknown; retrying is safe because the
+    # idempotency record is written in the same transaction as what it guards.
+    return exc.connection_invalidated or _contended(exc)
 
 
 class UnitOfWork:
@@ -80,8 +75,14 @@ class UnitOfWork:
         time.sleep(random.uniform(0, ceiling) / 1000)  # full jitter
 
 
+def _contended(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def _exhausted(exc: DBAPIError) -> LedgerError:
-    if exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+    if exc.connection_invalidated or not _contended(exc):
         return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
                            "the database could not be reached; retry with the same request_id")
     return LedgerError(ErrorKind.ABORTED, "RETRIES_EXHAUSTED",

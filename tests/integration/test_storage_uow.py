@@ -1,0 +1,248 @@
+"""UnitOfWork on real databases: all-or-nothing writes, bounded retry of retryable failures only, and
+writers that queue at the write gate instead of failing each other."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from tally.domain.errors import ErrorKind, LedgerError
+from tally.storage import ledger_repo
+from tally.storage import tables as t
+from tally.storage.engine import make_engines
+from tally.storage.uow import UnitOfWork
+from tests.integration.conftest import TENANT
+
+
+def _head(conn: sa.Connection, tenant: str, sequence: int = 0) -> None:
+    conn.execute(sa.insert(t.ledger_heads).values(tenant_id=tenant, voucher_sequence=sequence, event_sequence=0,
+                                                  last_hash="0" * 64, accounting_date=""))
+
+
+def _heads(uow: UnitOfWork) -> dict[str, int]:
+    return dict(uow.read(lambda c: c.execute(sa.select(t.ledger_heads.c.tenant_id,
+                                                       t.ledger_heads.c.voucher_sequence)).all()))
+
+
+def _serialization_failure() -> sa.exc.DBAPIError:
+    return sa.exc.OperationalError("UPDATE ledger_heads", {}, psycopg.errors.SerializationFailure("could not "
+                                                                                                "serialize access"))
+
+
+def _deadlock() -> sa.exc.DBAPIError:
+    return sa.exc.OperationalError("UPDATE balances", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+
+def _sqlite_locked() -> sa.exc.DBAPIError:
+    return sa.exc.OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+
+
+def _connection_lost() -> sa.exc.DBAPIError:
+    return sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"),
+                                   connection_invalidated=True)
+
+
+# (what the database raised, the error once retries are exhausted): table-driven, run in one database.
+RETRYABLE = {
+    "serialization-40001": (_serialization_failure, ErrorKind.ABORTED, "RETRIES_EXHAUSTED"),
+    "deadlock-40P01": (_deadlock, ErrorKind.ABORTED, "RETRIES_EXHAUSTED"),
+    "connection-invalidated": (_connection_lost, ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+    "sqlite-locked": (_sqlite_locked, ErrorKind.ABORTED, "RETRIES_EXHAUSTED"),
+}
+NOT_RETRYABLE = {
+    "ValueError": lambda: ValueError("bug"),
+    "LedgerError": lambda: LedgerError(ErrorKind.NOT_FOUND, "GONE", "gone"),
+    "OperationalError-disk-io": lambda: sa.exc.OperationalError("SELECT", {},
+                                                                sqlite3.OperationalError("disk I/O error")),
+    "OperationalError-other-sqlstate": lambda: sa.exc.OperationalError(
+        "SELECT", {}, psycopg.errors.QueryCanceled("canceling statement due to statement timeout")),
+}
+
+
+@pytest.fixture
+def uow(database_url, make_ledger) -> UnitOfWork:
+    return UnitOfWork(make_ledger(database_url, start=False).engines, retries_max=3, backoff_ms=1)
+
+
+def _clear(uow: UnitOfWork) -> None:
+    uow.write(lambda conn: (conn.execute(sa.delete(t.ledger_heads)), conn.execute(sa.delete(t.idempotency))))
+
+
+def test_write_rolls_back_everything_when_the_work_raises(uow):
+    for name, make_error in NOT_RETRYABLE.items():
+        attempts = []
+
+        def work(conn, make_error=make_error, attempts=attempts):
+            attempts.append(1)
+            _head(conn, "t1")
+            ledger_repo.insert_records(conn, [ledger_repo.IdempotencyRecord("t1", "r1", "post", "f", {}, {}, 1)])
+            conn.execute(sa.update(t.ledger_heads).values(voucher_sequence=5))
+            raise make_error()
+
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - the exact type is checked below
+            uow.write(work)
+        assert type(caught.value) is type(make_error()), name
+        assert attempts == [1], f"{name} was retried"
+        assert _heads(uow) == {}, f"{name}: partial state was committed"
+        assert uow.read(lambda c: c.execute(sa.select(sa.func.count()).select_from(t.idempotency)).scalar_one()) == 0
+
+
+def test_retryable_failure_is_retried_and_the_failed_attempt_leaves_nothing(uow):
+    for name, (make_error, _, _) in RETRYABLE.items():
+        _clear(uow)
+        attempts = []
+
+        def work(conn, make_error=make_error, attempts=attempts):
+            attempts.append(1)
+            _head(conn, f"attempt{len(attempts)}", sequence=len(attempts))
+            if len(attempts) == 1:
+                raise make_error()
+            return "done"
+
+        assert uow.write(work) == "done", name
+        assert len(attempts) == 2, name
+        assert _heads(uow) == {"attempt2": 2}, name
+
+
+def test_retries_are_bounded(database_url, make_ledger):
+    retries_max = 2
+    uow = UnitOfWork(make_ledger(database_url, start=False).engines, retries_max=retries_max, backoff_ms=1)
+    for name, (make_error, kind, reason) in RETRYABLE.items():
+        attempts = []
+
+        def work(conn, make_error=make_error, attempts=attempts):
+            attempts.append(1)
+            _head(conn, f"attempt{len(attempts)}")
+            raise make_error()
+
+        with pytest.raises(LedgerError) as caught:
+            uow.write(work)
+        assert (caught.value.kind, caught.value.reason) == (kind, reason), name
+        assert len(attempts) == retries_max + 1, name  # the first attempt plus retries_max retries
+        assert isinstance(caught.value.__cause__, sa.exc.DBAPIError), name
+        assert _heads(uow) == {}, name
+
+
+def test_non_retryable_database_error_is_raised_at_once(uow):
+    """A real constraint violation is a bug or bad input, not contention: no retry, nothing stored."""
+    uow.write(lambda conn: _head(conn, "taken"))
+    attempts = []
+
+    def work(conn):
+        attempts.append(1)
+        _head(conn, "fresh")
+        _head(conn, "taken")  # primary key violation
+
+    with pytest.raises(sa.exc.IntegrityError):
+        uow.write(work)
+    assert attempts == [1]
+    assert _heads(uow) == {"taken": 0}
+
+
+# --- real serialization failures on PostgreSQL: a second connection that does not take the gate ----------
+
+
+def _conflicting_work(outside: sa.Engine, conflict_on: set[int], attempts: list, failures: list):
+    def work(conn):
+        attempts.append(1)
+        seen = conn.execute(sa.select(t.ledger_heads.c.voucher_sequence)
+                            .where(t.ledger_heads.c.tenant_id == TENANT)).scalar_one()  # the snapshot is fixed here
+        if len(attempts) in conflict_on:
+            with outside.begin() as other:  # commits a change to the row after our snapshot
+                other.execute(sa.update(t.ledger_heads).values(voucher_sequence=t.ledger_heads.c.voucher_sequence
+                                                               + 100))
+        try:
+            conn.execute(sa.update(t.ledger_heads).values(voucher_sequence=seen + 1))
+        except sa.exc.DBAPIError as exc:
+            failures.append(exc)
+            raise
+        return seen
+
+    return work
+
+
+def test_real_serialization_failure_is_retried_then_succeeds(postgres_url, make_ledger):
+    uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=3, backoff_ms=1)
+    uow.write(lambda conn: _head(conn, TENANT))
+    outside = sa.create_engine(postgres_url)
+    attempts, failures = [], []
+    try:
+        seen = uow.write(_conflicting_work(outside, {1}, attempts, failures))
+    finally:
+        outside.dispose()
+    assert len(attempts) == 2
+    assert [type(f.orig) for f in failures] == [psycopg.errors.SerializationFailure]
+    assert seen == 100  # the retry saw the concurrent commit ...
+    assert _heads(uow) == {TENANT: 101}  # ... and neither update was lost
+
+
+@pytest.mark.parametrize("retries_max", [0, 2])
+def test_real_serialization_failures_exhaust_retries(postgres_url, make_ledger, retries_max):
+    uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=retries_max, backoff_ms=1)
+    uow.write(lambda conn: _head(conn, TENANT))
+    outside = sa.create_engine(postgres_url)
+    attempts, failures = [], []
+    try:
+        with pytest.raises(LedgerError) as caught:
+            uow.write(_conflicting_work(outside, set(range(1, 100)), attempts, failures))
+    finally:
+        outside.dispose()
+    assert (caught.value.kind, caught.value.reason) == (ErrorKind.ABORTED, "RETRIES_EXHAUSTED")
+    assert len(attempts) == retries_max + 1
+    assert all(isinstance(f.orig, psycopg.errors.SerializationFailure) for f in failures)
+    assert _heads(uow) == {TENANT: 100 * (retries_max + 1)}  # only the outside commits landed
+
+
+# --- the write gate: two "processes" queue instead of conflicting -----------------------------------------
+
+
+def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, make_ledger):
+    """A writer that waits for another sees everything it committed, on its first attempt: the gate is
+    taken before the snapshot is fixed (PostgreSQL) / BEGIN IMMEDIATE (SQLite)."""
+    base = make_ledger(database_url, start=False)
+    base.uow.write(lambda conn: _head(conn, TENANT))
+    second = make_engines(database_url)
+    try:
+        first_uow, second_uow = UnitOfWork(base.engines, backoff_ms=1), UnitOfWork(second, backoff_ms=1)
+        second_uow.write(lambda conn: conn.execute(sa.select(t.ledger_heads)).all())  # warm a pooled connection
+        inside, release = threading.Event(), threading.Event()
+        calls: list[int] = []
+
+        def holder(conn):
+            inside.set()
+            assert release.wait(10)
+            conn.execute(sa.update(t.ledger_heads).values(voucher_sequence=t.ledger_heads.c.voucher_sequence + 1))
+
+        def waiter(conn):
+            seen = conn.execute(sa.select(t.ledger_heads.c.voucher_sequence).with_for_update()).scalar_one()
+            calls.append(seen)
+            conn.execute(sa.update(t.ledger_heads).values(voucher_sequence=seen + 10))
+
+        errors: list[BaseException] = []
+
+        def run(u, w):
+            try:
+                u.write(w)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        a = threading.Thread(target=run, args=(first_uow, holder))
+        a.start()
+        assert inside.wait(10)
+        b = threading.Thread(target=run, args=(second_uow, waiter))
+        b.start()
+        time.sleep(0.3)
+        assert calls == [], "the second writer got in while the first held the write gate"
+        release.set()
+        a.join(10)
+        b.join(10)
+        assert errors == []
+        assert calls == [1], f"the waiting writer ran {len(calls)} time(s) and saw {calls}"
+        assert _heads(base.uow) == {TENANT: 11}
+    finally:
+        second.dispose()
