@@ -178,8 +178,8 @@ def _fail_first_attempt_after_write_batch(monkeypatch):
     real = batch_module.write_batch
     calls: list[list] = []
 
-    def flaky(conn, subs, now_us, calendar):
-        result = real(conn, subs, now_us, calendar)
+    def flaky(conn, subs, *args):
+        result = real(conn, subs, *args)
         calls.append(result)
         if len(calls) == 1:
             raise sa.exc.OperationalError("COMMIT", {}, psycopg.errors.SerializationFailure("could not serialize"))
@@ -239,7 +239,7 @@ async def test_batch_retried_after_a_real_serialization_failure(postgres_url, ma
     real = batch_module.write_batch
     attempts, failures = [], []
 
-    def conflicted(conn, subs, now_us, calendar):
+    def conflicted(conn, subs, *args):
         attempts.append(1)
         if len(attempts) == 1:
             conn.execute(sa.select(sa.func.count()).select_from(t.balances)).scalar_one()  # fixes the snapshot
@@ -247,7 +247,7 @@ async def test_batch_retried_after_a_real_serialization_failure(postgres_url, ma
                 other.execute(sa.update(t.balances).where(t.balances.c.account_id == alice)
                               .values(updated_us=t.balances.c.updated_us + 1))
         try:
-            return real(conn, subs, now_us, calendar)
+            return real(conn, subs, *args)
         except sa.exc.DBAPIError as exc:
             failures.append(type(exc.orig))
             raise
@@ -277,13 +277,13 @@ async def test_a_batch_whose_commit_was_lost_is_replayed_not_posted_again(postgr
     real = batch_module.write_batch
     committed: list = []
 
-    def commit_then_lose_connection(conn, subs, now_us, calendar):
+    def commit_then_lose_connection(conn, subs, *args):
         if not committed:
             with outside.begin() as other:  # the first attempt, committed on the server
-                committed.extend(real(other, subs, now_us, calendar))
+                committed.extend(real(other, subs, *args))
             raise sa.exc.OperationalError("COMMIT", {}, psycopg.OperationalError("server closed the connection"),
                                           connection_invalidated=True)
-        return real(conn, subs, now_us, calendar)
+        return real(conn, subs, *args)
 
     monkeypatch.setattr(pipeline_module, "write_batch", commit_then_lose_connection)
     try:
@@ -449,11 +449,11 @@ async def test_a_batch_that_fails_unexpectedly_is_written_one_by_one(ledger, mon
     real = batch_module.write_batch
     seen: list[list[str]] = []
 
-    def poisoned(conn, subs, now_us, calendar):
+    def poisoned(conn, subs, *args):
         seen.append([s.request_id for s in subs])
         if any(s.request_id == "poison" for s in subs):
             raise sa.exc.IntegrityError("INSERT", {}, Exception("something unforeseen"))
-        return real(conn, subs, now_us, calendar)
+        return real(conn, subs, *args)
 
     monkeypatch.setattr(pipeline_module, "write_batch", poisoned)
     names = ["p-0", "p-1", "poison", "p-3", "p-1"]

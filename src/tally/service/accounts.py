@@ -22,7 +22,7 @@ from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef
 from tally.service.commands import CreateAccount, UpdateAccount
-from tally.service.events import append_event
+from tally.service.events import account_payload, append_event
 from tally.service.idempotency import canonical, fingerprint, reused_request_id
 from tally.storage import accounts_repo, ledger_repo
 from tally.storage.ledger_repo import IdempotencyRecord
@@ -120,8 +120,3 @@ def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, account: Accou
 def _account_from(data: dict) -> Account:
     return Account(**{**data, "type": AccountType(data["type"]), "normal_side": Side(data["normal_side"]),
                       "status": AccountStatus(data["status"]), "floor_policy": FloorPolicy(data["floor_policy"])})
-
-
-def account_payload(account: Account) -> dict:
-    return {"account_id": account.id, "code": account.code, "type": account.type.value,
-            "currency": account.currency, "status": account.status.value, "credit_limit": account.credit_limit}

@@ -4,11 +4,17 @@ Accounts and balance rows of the whole batch are loaded (and locked, in account-
 submission is then applied in memory on its own, accepted or refused without touching its neighbours;
 what was accepted is written with a handful of multi-row statements. A hot account is read and written
 once per batch however many vouchers touch it.
+
+A submission carries its vouchers ready-made (transfer, adjustment, reversal) or a `build` function that
+the rule engine provides: it runs here, against the batch's view of the ledger, so rules may consult
+balances and account metadata under the same locks the posting holds. Accounts a rule names are opened
+from their templates on first use, and written only if an accepted voucher touches them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection
@@ -16,12 +22,29 @@ from sqlalchemy import Connection
 from tally.domain.accounts import Account, BalanceState
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError, precondition
+from tally.domain.facts import LedgerView
 from tally.domain.ids import new_id
 from tally.domain.posting import apply_voucher, resolve
-from tally.domain.vouchers import Voucher, VoucherDraft, voucher_hash
+from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, voucher_hash
+from tally.service.events import account_payload, posted_payload
 from tally.service.idempotency import fingerprint, reused_request_id
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
+
+
+@dataclass(frozen=True)
+class Cap:
+    """`amount` more of the running total `key`, which may never pass `limit`."""
+
+    key: str
+    amount: int
+    limit: int
+    reason: str  # the FAILED_PRECONDITION reason when the limit would be passed
+
+
+Builder = Callable[[LedgerView], tuple[VoucherDraft, ...]]
+# Makes the account a template describes for (tenant, code, currency, now), or None when no template fits.
+Opener = Callable[[str, str, str, int], Account | None]
 
 
 @dataclass
@@ -30,7 +53,10 @@ class Submission:
     request_id: str
     operation: str
     body: dict
-    drafts: tuple[VoucherDraft, ...]
+    drafts: tuple[VoucherDraft, ...] = ()
+    build: Builder | None = None
+    codes: dict[str, str] = field(default_factory=dict)  # account code -> currency the build may name
+    caps: tuple[Cap, ...] = ()
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -46,53 +72,79 @@ class Posted:
 Outcome = Posted | LedgerError
 
 
-def write_batch(conn: Connection, subs: list[Submission], now_us: int,
-                calendar: AccountingCalendar) -> list[Outcome]:
-    batch = _Batch(conn, subs, now_us, calendar)
+def no_templates(_tenant: str, _code: str, _currency: str, _now: int) -> Account | None:
+    return None
+
+
+def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
+                opener: Opener = no_templates) -> list[Outcome]:
+    batch = _Batch(conn, subs, now_us, calendar, opener)
     outcomes = [batch.apply(sub) for sub in subs]
     batch.write()
     return outcomes
 
 
 class _Batch:
-    def __init__(self, conn: Connection, subs: list[Submission], now_us: int,
-                 calendar: AccountingCalendar) -> None:
+    def __init__(self, conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
+                 opener: Opener) -> None:
         self.conn, self.now_us = conn, now_us
         self.heads = ledger_repo.load_heads(conn, {s.tenant_id for s in subs})
         for head in self.heads.values():
             head.accounting_date = max(calendar.date_of(now_us), head.accounting_date)
         self.records = ledger_repo.load_records(conn, [(s.tenant_id, s.request_id) for s in subs])
-        self.by_id: dict[str, dict[str, Account]] = {}
-        self.by_code: dict[str, dict[str, Account]] = {}
+        self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
+        self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
         self.balances: dict[str, BalanceState] = {}
-        self._load_accounts(subs)
+        self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
+        self._load_accounts(subs, opener)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
+        self.caps_used = ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps])
+        self.caps_limit: dict[tuple[str, str], int] = {}
+        self.caps_stored = set(self.caps_used)
         self.new_vouchers: list[Voucher] = []
+        self.new_accounts: list[Account] = []
         self.new_records: list[IdempotencyRecord] = []
         self.events: list[Event] = []
         self.touched: set[str] = set()
 
-    def _load_accounts(self, subs: list[Submission]) -> None:
-        refs = defaultdict(list)
+    def _load_accounts(self, subs: list[Submission], opener: Opener) -> None:
+        refs: dict[str, list[AccountRef]] = defaultdict(list)
+        codes: dict[str, dict[str, str]] = defaultdict(dict)
         for sub in subs:
             refs[sub.tenant_id] += [line.account for d in sub.drafts for line in d.lines]
+            refs[sub.tenant_id] += [AccountRef(code=code) for code in sub.codes]
+            codes[sub.tenant_id].update(sub.codes)
         for tenant_id, tenant_refs in refs.items():
             by_id, by_code = accounts_repo.find_accounts(self.conn, tenant_id, tenant_refs)
-            self.by_id[tenant_id], self.by_code[tenant_id] = by_id, by_code
-            ids = {a.id for a in by_id.values()} | {a.id for a in by_code.values()}
-            self.balances.update(accounts_repo.load_balances(self.conn, tenant_id, ids, for_update=True))
+            found = {a.id: a for a in (*by_id.values(), *by_code.values())}
+            self.balances.update(accounts_repo.load_balances(self.conn, tenant_id, found, for_update=True))
+            for account in found.values():
+                self._add(account)
+            for code, currency in codes[tenant_id].items():
+                if code not in self.by_code[tenant_id]:
+                    opened = opener(tenant_id, code, currency, self.now_us)
+                    if opened is not None:
+                        self._add(opened)
+                        self.unsaved[opened.id] = opened
+                        self.balances[opened.id] = BalanceState(opened.id)
+
+    def _add(self, account: Account) -> None:
+        self.by_id[account.tenant_id][account.id] = account
+        self.by_code[account.tenant_id][account.code] = account
 
     def apply(self, sub: Submission) -> Outcome:
         key = (sub.tenant_id, sub.request_id)
         record = self.records.get(key)
         if record is not None:
             return self._replay(sub, record)
-        saved = dict(self.balances)
+        saved = dict(self.balances), dict(self.caps_used)
         try:
-            vouchers = [self._apply_draft(sub, draft) for draft in sub.drafts]
+            drafts = sub.drafts or sub.build(_View(self, sub.tenant_id))
+            vouchers = [self._apply_draft(sub, draft) for draft in drafts]
+            self._use_caps(sub)
         except LedgerError as error:
-            self.balances = saved  # the submission is refused whole
+            self.balances, self.caps_used = saved  # the submission is refused whole
             return error
         posted = self._seal(sub, vouchers)
         self.records[key] = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
@@ -125,11 +177,22 @@ class _Batch:
             reverses_id=draft.reverses_id, rule_id=draft.rule_id, rule_set_version=draft.rule_set_version,
         )
 
+    def _use_caps(self, sub: Submission) -> None:
+        for cap in sub.caps:
+            key = (sub.tenant_id, cap.key)
+            used = self.caps_used.get(key, 0) + cap.amount
+            if used > cap.limit:
+                raise precondition(cap.reason, f"{cap.key}: {used} would pass the limit {cap.limit}",
+                                   cap=cap.key, used=used - cap.amount, limit=cap.limit)
+            self.caps_used[key] = used
+            self.caps_limit.setdefault(key, cap.limit)
+
     def _seal(self, sub: Submission, vouchers: list[Voucher]) -> list[Voucher]:
         """Numbers and chains the vouchers of an accepted submission, and records their events."""
         head = self.heads[sub.tenant_id]
         sealed = []
         for voucher in vouchers:
+            self._keep_opened(head, voucher)
             head.voucher_sequence += 1
             numbered = replace(voucher, sequence=head.voucher_sequence, previous_hash=head.last_hash)
             numbered = replace(numbered, hash=voucher_hash(numbered, head.last_hash))
@@ -142,31 +205,54 @@ class _Batch:
         self.new_vouchers += sealed
         return sealed
 
+    def _keep_opened(self, head: LedgerHead, voucher: Voucher) -> None:
+        for line in voucher.lines:
+            account = self.unsaved.pop(line.account_id, None)
+            if account is not None:
+                self.new_accounts.append(account)
+                self._event(head, "account.created", account_payload(account), account_id=account.id)
+
     def _record_events(self, head: LedgerHead, voucher: Voucher) -> None:
-        head.event_sequence += 1
-        self.events.append(Event(head.tenant_id, head.event_sequence, "ledger.entry.posted",
-                                 posted_payload(voucher), self.now_us, voucher_id=voucher.id))
+        self._event(head, "ledger.entry.posted", posted_payload(voucher), voucher_id=voucher.id)
         if voucher.reverses_id:
-            head.event_sequence += 1
-            self.events.append(Event(head.tenant_id, head.event_sequence, "voucher.reversed",
-                                     {"voucher_id": voucher.reverses_id, "reversal_id": voucher.id},
-                                     self.now_us, voucher_id=voucher.reverses_id))
+            self._event(head, "voucher.reversed", {"voucher_id": voucher.reverses_id, "reversal_id": voucher.id},
+                        voucher_id=voucher.reverses_id)
+
+    def _event(self, head: LedgerHead, type_: str, payload: dict, **ids: str) -> None:
+        head.event_sequence += 1
+        self.events.append(Event(head.tenant_id, head.event_sequence, type_, payload, self.now_us, **ids))
 
     def write(self) -> None:
         if not self.new_vouchers:
             return
+        for account in self.new_accounts:
+            accounts_repo.insert_account(self.conn, account)
         journal_repo.insert_vouchers(self.conn, self.new_vouchers)
         accounts_repo.save_balances(self.conn, [self.balances[a] for a in sorted(self.touched)], self.now_us)
         ledger_repo.insert_records(self.conn, self.new_records)
         ledger_repo.insert_events(self.conn, self.events)
+        ledger_repo.save_caps(
+            self.conn,
+            {k: (self.caps_used[k], limit) for k, limit in self.caps_limit.items() if k not in self.caps_stored},
+            {k: self.caps_used[k] for k in self.caps_limit if k in self.caps_stored})
         ledger_repo.save_heads(self.conn, self.heads.values())
 
 
-def posted_payload(voucher: Voucher) -> dict:
-    return {
-        "voucher_id": voucher.id, "sequence": voucher.sequence, "flow_type": voucher.flow_type,
-        "request_id": voucher.request_id, "accounting_date": voucher.accounting_date,
-        "lines": [{"account_id": ln.account_id, "side": ln.side.value, "amount": ln.amount,
-                   "currency": ln.currency, "entry_number": ln.entry_number, "balance_after": ln.balance_after}
-                  for ln in voucher.lines],
-    }
+class _View:
+    """The batch's current state of one tenant's accounts, as rules may read it."""
+
+    def __init__(self, batch: _Batch, tenant_id: str) -> None:
+        self.batch, self.tenant_id = batch, tenant_id
+
+    def _account(self, code: str) -> Account | None:
+        return self.batch.by_code[self.tenant_id].get(code)
+
+    def available(self, code: str) -> int | None:
+        account = self._account(code)
+        if account is None:
+            return None
+        return self.batch.balances[account.id].available(account.credit_limit)
+
+    def metadata(self, code: str) -> dict[str, str] | None:
+        account = self._account(code)
+        return None if account is None else dict(account.metadata)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.batch import Outcome, Submission, write_batch
+from tally.service.batch import Opener, Outcome, Submission, no_templates, write_batch
 from tally.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,8 @@ def now_us() -> int:
 
 class PostingPipeline:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, limits: PipelineLimits,
-                 clock=now_us) -> None:
-        self.uow, self.calendar, self.limits, self.clock = uow, calendar, limits, clock
+                 clock=now_us, opener: Opener = no_templates) -> None:
+        self.uow, self.calendar, self.limits, self.clock, self.opener = uow, calendar, limits, clock, opener
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future]] = asyncio.Queue(limits.queue_depth_max)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tally-writer")
         self._task: asyncio.Task | None = None
@@ -98,7 +98,7 @@ class PostingPipeline:
 
     def _write(self, subs: list[Submission]) -> list[Outcome]:
         try:
-            outcomes = self.uow.write(lambda conn: write_batch(conn, subs, self.clock(), self.calendar))
+            outcomes = self.uow.write(lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
         except LedgerError as error:
             return [error] * len(subs)
         except Exception:
@@ -113,7 +113,7 @@ class PostingPipeline:
 
     def _write_one(self, sub: Submission) -> Outcome:
         try:
-            return self.uow.write(lambda conn: write_batch(conn, [sub], self.clock(), self.calendar))[0]
+            return self.uow.write(lambda conn: write_batch(conn, [sub], self.clock(), self.calendar, self.opener))[0]
         except LedgerError as error:
             return error
         except Exception:

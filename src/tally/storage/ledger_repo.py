@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Row, bindparam, insert, select, tuple_, update
 
 from tally.domain.vouchers import GENESIS_HASH
-from tally.storage.tables import events, idempotency, ledger_heads
+from tally.storage.tables import events, flow_caps, idempotency, ledger_heads
 
 
 @dataclass
@@ -101,3 +101,24 @@ def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> No
              "fingerprint": r.fingerprint, "body": json.dumps(r.body, sort_keys=True),
              "result": json.dumps(r.result, sort_keys=True), "created_us": r.created_us}
             for r in records])
+
+
+def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How much of each (tenant, cap key) is used; absent keys are unused."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    query = select(flow_caps).where(tuple_(flow_caps.c.tenant_id, flow_caps.c.cap_key).in_(keys))
+    return {(r.tenant_id, r.cap_key): r.used for r in conn.execute(query)}
+
+
+def save_caps(conn: Connection, created: dict[tuple[str, str], tuple[int, int]],
+              changed: dict[tuple[str, str], int]) -> None:
+    """`created`: key -> (used, limit) for new rows; `changed`: key -> used for existing rows."""
+    if created:
+        conn.execute(insert(flow_caps), [{"tenant_id": t, "cap_key": k, "used": used, "cap_limit": limit}
+                                         for (t, k), (used, limit) in sorted(created.items())])
+    if changed:
+        conn.execute(update(flow_caps).where(flow_caps.c.tenant_id == bindparam("c_tenant"),
+                                             flow_caps.c.cap_key == bindparam("c_key")),
+                     [{"c_tenant": t, "c_key": k, "used": used} for (t, k), used in sorted(changed.items())])

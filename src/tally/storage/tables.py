@@ -129,6 +129,17 @@ events = Table(
     Column("created_us", BigInteger, nullable=False),
 )
 
+# Running totals bounded by a limit across requests, e.g. everything refunded against one original
+# payment. Checked and advanced in the same transaction as the vouchers they bound.
+flow_caps = Table(
+    "flow_caps", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("cap_key", String(200), primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    Column("cap_limit", BigInteger, nullable=False),
+    CheckConstraint("used >= 0 AND used <= cap_limit", name="used_within_limit"),
+)
+
 # One row per tenant: the last voucher and event sequence and the head of the voucher hash chain.
 # Every write transaction updates it, which is what makes sequences follow commit order.
 ledger_heads = Table(

@@ -27,7 +27,7 @@ from tally.v1 import flows_pb2 as tally_dot_v1_dot_flows__pb2
 from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tally/v1/accounting_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/flows.proto\x1a\x14tally/v1/types.proto\"\xaf\x02\n\x0bPostRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12\x35\n\x08metadata\x18\x03 \x03(\x0b\x32#.tally.v1.PostRequest.MetadataEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08transfer\x18\n \x01(\x0b\x32\x16.tally.v1.TransferFlowH\x00\x12.\n\nadjustment\x18\x0b \x01(\x0b\x32\x18.tally.v1.AdjustmentFlowH\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x66low\"E\n\x0cPostResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"O\n\x15ReverseVoucherRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvoucher_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"N\n\x16ReverseVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"8\n\x12GetVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\"c\n\x13ListVouchersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x11\n\tflow_type\x18\x04 \x01(\t\"T\n\x14ListVouchersResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb7\x02\n\x11\x41\x63\x63ountingService\x12\x35\n\x04Post\x12\x15.tally.v1.PostRequest\x1a\x16.tally.v1.PostResponse\x12S\n\x0eReverseVoucher\x12\x1f.tally.v1.ReverseVoucherRequest\x1a .tally.v1.ReverseVoucherResponse\x12G\n\nGetVoucher\x12\x1b.tally.v1.GetVoucherRequest\x1a\x1c.tally.v1.GetVoucherResponse\x12M\n\x0cListVouchers\x12\x1d.tally.v1.ListVouchersRequest\x1a\x1e.tally.v1.ListVouchersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tally/v1/accounting_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/flows.proto\x1a\x14tally/v1/types.proto\"\xdf\x04\n\x0bPostRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12\x35\n\x08metadata\x18\x03 \x03(\x0b\x32#.tally.v1.PostRequest.MetadataEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08transfer\x18\n \x01(\x0b\x32\x16.tally.v1.TransferFlowH\x00\x12.\n\nadjustment\x18\x0b \x01(\x0b\x32\x18.tally.v1.AdjustmentFlowH\x00\x12(\n\x07\x66unding\x18\x0c \x01(\x0b\x32\x15.tally.v1.FundingFlowH\x00\x12$\n\x05usage\x18\r \x01(\x0b\x32\x13.tally.v1.UsageFlowH\x00\x12\x30\n\x0b\x61\x63quisition\x18\x0e \x01(\x0b\x32\x19.tally.v1.AcquisitionFlowH\x00\x12&\n\x06refund\x18\x0f \x01(\x0b\x32\x14.tally.v1.RefundFlowH\x00\x12.\n\nsettlement\x18\x10 \x01(\x0b\x32\x18.tally.v1.SettlementFlowH\x00\x12&\n\x06payout\x18\x11 \x01(\x0b\x32\x14.tally.v1.PayoutFlowH\x00\x12,\n\tguarantee\x18\x12 \x01(\x0b\x32\x17.tally.v1.GuaranteeFlowH\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x66low\"E\n\x0cPostResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"O\n\x15ReverseVoucherRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvoucher_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"N\n\x16ReverseVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"8\n\x12GetVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\"c\n\x13ListVouchersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x11\n\tflow_type\x18\x04 \x01(\t\"T\n\x14ListVouchersResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb7\x02\n\x11\x41\x63\x63ountingService\x12\x35\n\x04Post\x12\x15.tally.v1.PostRequest\x1a\x16.tally.v1.PostResponse\x12S\n\x0eReverseVoucher\x12\x1f.tally.v1.ReverseVoucherRequest\x1a .tally.v1.ReverseVoucherResponse\x12G\n\nGetVoucher\x12\x1b.tally.v1.GetVoucherRequest\x1a\x1c.tally.v1.GetVoucherResponse\x12M\n\x0cListVouchers\x12\x1d.tally.v1.ListVouchersRequest\x1a\x1e.tally.v1.ListVouchersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_POSTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_POSTREQUEST']._serialized_start=125
-  _globals['_POSTREQUEST']._serialized_end=428
-  _globals['_POSTREQUEST_METADATAENTRY']._serialized_start=373
-  _globals['_POSTREQUEST_METADATAENTRY']._serialized_end=420
-  _globals['_POSTRESPONSE']._serialized_start=430
-  _globals['_POSTRESPONSE']._serialized_end=499
-  _globals['_REVERSEVOUCHERREQUEST']._serialized_start=501
-  _globals['_REVERSEVOUCHERREQUEST']._serialized_end=580
-  _globals['_REVERSEVOUCHERRESPONSE']._serialized_start=582
-  _globals['_REVERSEVOUCHERRESPONSE']._serialized_end=660
-  _globals['_GETVOUCHERREQUEST']._serialized_start=662
-  _globals['_GETVOUCHERREQUEST']._serialized_end=701
-  _globals['_GETVOUCHERRESPONSE']._serialized_start=703
-  _globals['_GETVOUCHERRESPONSE']._serialized_end=759
-  _globals['_LISTVOUCHERSREQUEST']._serialized_start=761
-  _globals['_LISTVOUCHERSREQUEST']._serialized_end=860
-  _globals['_LISTVOUCHERSRESPONSE']._serialized_start=862
-  _globals['_LISTVOUCHERSRESPONSE']._serialized_end=946
-  _globals['_ACCOUNTINGSERVICE']._serialized_start=949
-  _globals['_ACCOUNTINGSERVICE']._serialized_end=1260
+  _globals['_POSTREQUEST']._serialized_end=732
+  _globals['_POSTREQUEST_METADATAENTRY']._serialized_start=677
+  _globals['_POSTREQUEST_METADATAENTRY']._serialized_end=724
+  _globals['_POSTRESPONSE']._serialized_start=734
+  _globals['_POSTRESPONSE']._serialized_end=803
+  _globals['_REVERSEVOUCHERREQUEST']._serialized_start=805
+  _globals['_REVERSEVOUCHERREQUEST']._serialized_end=884
+  _globals['_REVERSEVOUCHERRESPONSE']._serialized_start=886
+  _globals['_REVERSEVOUCHERRESPONSE']._serialized_end=964
+  _globals['_GETVOUCHERREQUEST']._serialized_start=966
+  _globals['_GETVOUCHERREQUEST']._serialized_end=1005
+  _globals['_GETVOUCHERRESPONSE']._serialized_start=1007
+  _globals['_GETVOUCHERRESPONSE']._serialized_end=1063
+  _globals['_LISTVOUCHERSREQUEST']._serialized_start=1065
+  _globals['_LISTVOUCHERSREQUEST']._serialized_end=1164
+  _globals['_LISTVOUCHERSRESPONSE']._serialized_start=1166
+  _globals['_LISTVOUCHERSRESPONSE']._serialized_end=1250
+  _globals['_ACCOUNTINGSERVICE']._serialized_start=1253
+  _globals['_ACCOUNTINGSERVICE']._serialized_end=1564
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PostRequest(_message.Message):
-    __slots__ = ("request_id", "memo", "metadata", "effective_time", "transfer", "adjustment")
+    __slots__ = ("request_id", "memo", "metadata", "effective_time", "transfer", "adjustment", "funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -26,13 +26,27 @@ class PostRequest(_message.Message):
     EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_FIELD_NUMBER: _ClassVar[int]
     ADJUSTMENT_FIELD_NUMBER: _ClassVar[int]
+    FUNDING_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITION_FIELD_NUMBER: _ClassVar[int]
+    REFUND_FIELD_NUMBER: _ClassVar[int]
+    SETTLEMENT_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    GUARANTEE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     memo: str
     metadata: _containers.ScalarMap[str, str]
     effective_time: _timestamp_pb2.Timestamp
     transfer: _flows_pb2.TransferFlow
     adjustment: _flows_pb2.AdjustmentFlow
-    def __init__(self, request_id: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer: _Optional[_Union[_flows_pb2.TransferFlow, _Mapping]] = ..., adjustment: _Optional[_Union[_flows_pb2.AdjustmentFlow, _Mapping]] = ...) -> None: ...
+    funding: _flows_pb2.FundingFlow
+    usage: _flows_pb2.UsageFlow
+    acquisition: _flows_pb2.AcquisitionFlow
+    refund: _flows_pb2.RefundFlow
+    settlement: _flows_pb2.SettlementFlow
+    payout: _flows_pb2.PayoutFlow
+    guarantee: _flows_pb2.GuaranteeFlow
+    def __init__(self, request_id: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer: _Optional[_Union[_flows_pb2.TransferFlow, _Mapping]] = ..., adjustment: _Optional[_Union[_flows_pb2.AdjustmentFlow, _Mapping]] = ..., funding: _Optional[_Union[_flows_pb2.FundingFlow, _Mapping]] = ..., usage: _Optional[_Union[_flows_pb2.UsageFlow, _Mapping]] = ..., acquisition: _Optional[_Union[_flows_pb2.AcquisitionFlow, _Mapping]] = ..., refund: _Optional[_Union[_flows_pb2.RefundFlow, _Mapping]] = ..., settlement: _Optional[_Union[_flows_pb2.SettlementFlow, _Mapping]] = ..., payout: _Optional[_Union[_flows_pb2.PayoutFlow, _Mapping]] = ..., guarantee: _Optional[_Union[_flows_pb2.GuaranteeFlow, _Mapping]] = ...) -> None: ...
 
 class PostResponse(_message.Message):
     __slots__ = ("vouchers", "replayed")
