@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from tally.api import mapping
-from tally.api.errors import rpc
+from tally.api.errors import code_of, rpc
 from tally.api.tenancy import tenant_of
+from tally.domain.errors import LedgerError
 from tally.service import posting
+from tally.service.batch import Posted
 from tally.service.commands import PostFlow, ReverseVoucher
 from tally.service.container import Services
 from tally.v1 import accounting_service_pb2 as pb
@@ -20,14 +22,15 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
 
     @rpc
     async def Post(self, request: pb.PostRequest, context) -> pb.PostResponse:
-        cmd = PostFlow(
-            tenant_id=tenant_of(context), request_id=request.request_id, flow=mapping.flow_in(request),
-            memo=request.memo, metadata=dict(request.metadata),
-            effective_us=(mapping.us_from_timestamp(request.effective_time, "effective_time")
-                          if request.HasField("effective_time") else None),
-        )
-        posted = await posting.post_flow(cmd, self.s.pipeline)
-        return pb.PostResponse(vouchers=[mapping.voucher_out(v) for v in posted.vouchers], replayed=posted.replayed)
+        posted = await posting.post_flow(_post_command(tenant_of(context), request), self.s.pipeline)
+        return _posted_out(posted)
+
+    @rpc
+    async def PostBatch(self, request: pb.PostBatchRequest, context) -> pb.PostBatchResponse:
+        tenant_id = tenant_of(context)
+        items = [_read(tenant_id, item) for item in request.requests]
+        outcomes = await posting.post_batch(items, request.atomic, self.s.pipeline)
+        return pb.PostBatchResponse(results=[_result_out(o) for o in outcomes])
 
     @rpc
     async def ReverseVoucher(self, request: pb.ReverseVoucherRequest, context) -> pb.ReverseVoucherResponse:
@@ -47,3 +50,29 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
             page_token=request.page_token, account_id=request.account_id, flow_type=request.flow_type)
         return pb.ListVouchersResponse(vouchers=[mapping.voucher_out(v) for v in page.items],
                                        next_page_token=page.next_page_token)
+
+
+def _post_command(tenant_id: str, request: pb.PostRequest) -> PostFlow:
+    effective_us = None
+    if request.HasField("effective_time"):
+        effective_us = mapping.us_from_timestamp(request.effective_time, "effective_time")
+    return PostFlow(tenant_id=tenant_id, request_id=request.request_id, flow=mapping.flow_in(request),
+                    memo=request.memo, metadata=dict(request.metadata), effective_us=effective_us)
+
+
+def _read(tenant_id: str, request: pb.PostRequest) -> PostFlow | LedgerError:
+    try:
+        return _post_command(tenant_id, request)
+    except LedgerError as error:
+        return error
+
+
+def _posted_out(posted: Posted) -> pb.PostResponse:
+    return pb.PostResponse(vouchers=[mapping.voucher_out(v) for v in posted.vouchers], replayed=posted.replayed)
+
+
+def _result_out(outcome: Posted | LedgerError) -> pb.PostBatchResult:
+    if isinstance(outcome, Posted):
+        return pb.PostBatchResult(posted=_posted_out(outcome))
+    return pb.PostBatchResult(error=pb.PostError(code=code_of(outcome), reason=outcome.reason,
+                                                 message=outcome.message, metadata=outcome.metadata))

@@ -31,6 +31,10 @@ _CODES = {
 }
 
 
+def code_of(error: LedgerError) -> int:
+    return _CODES[error.kind]
+
+
 def to_status(error: LedgerError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
     detail = any_pb2.Any()

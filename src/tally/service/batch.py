@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 
 from sqlalchemy import Connection
 
 from tally.domain.accounts import Account, BalanceState
 from tally.domain.calendar import AccountingCalendar
-from tally.domain.errors import LedgerError, precondition
+from tally.domain.errors import ErrorKind, LedgerError, precondition
 from tally.domain.facts import LedgerView
 from tally.domain.ids import new_id
 from tally.domain.posting import apply_voucher, resolve
@@ -57,6 +58,7 @@ class Submission:
     build: Builder | None = None
     codes: dict[str, str] = field(default_factory=dict)  # account code -> currency the build may name
     caps: tuple[Cap, ...] = ()
+    group: int = 0  # non-zero: posted all or nothing with the adjacent submissions of the same group
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,9 +81,22 @@ def no_templates(_tenant: str, _code: str, _currency: str, _now: int) -> Account
 def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
                 opener: Opener = no_templates) -> list[Outcome]:
     batch = _Batch(conn, subs, now_us, calendar, opener)
-    outcomes = [batch.apply(sub) for sub in subs]
+    outcomes: list[Outcome] = []
+    for run in runs(subs):
+        outcomes += batch.apply_group(run)
     batch.write()
     return outcomes
+
+
+def runs(subs: list[Submission]) -> list[list[Submission]]:
+    """The units a batch applies: each submission alone, or an atomic group whole."""
+    return [list(run) for _, run in groupby(subs, key=lambda sub: sub.group or object())]
+
+
+def refused_with(index: int, error: LedgerError) -> LedgerError:
+    return LedgerError(ErrorKind.ABORTED, "BATCH_ITEM_REFUSED",
+                       f"not posted: item {index} of the atomic batch was refused ({error.reason})",
+                       item=index, item_reason=error.reason)
 
 
 class _Batch:
@@ -133,23 +148,39 @@ class _Batch:
         self.by_id[account.tenant_id][account.id] = account
         self.by_code[account.tenant_id][account.code] = account
 
-    def apply(self, sub: Submission) -> Outcome:
-        key = (sub.tenant_id, sub.request_id)
-        record = self.records.get(key)
+    def apply_group(self, subs: list[Submission]) -> list[Outcome]:
+        """Applies one submission, or an atomic group: refused whole when any member is refused."""
+        saved = dict(self.balances), dict(self.caps_used)
+        evaluated = []
+        for index, sub in enumerate(subs):
+            result = self._evaluate(sub)
+            if isinstance(result, LedgerError):
+                self.balances, self.caps_used = saved
+                return [result if i == index else refused_with(index, result) for i in range(len(subs))]
+            evaluated.append(result)
+        return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
+
+    def _evaluate(self, sub: Submission) -> Posted | list[Voucher] | LedgerError:
+        """A replayed answer, the vouchers to post, or the refusal; balances move only for vouchers."""
+        record = self.records.get((sub.tenant_id, sub.request_id))
         if record is not None:
             return self._replay(sub, record)
-        saved = dict(self.balances), dict(self.caps_used)
         try:
             drafts = sub.drafts or sub.build(_View(self, sub.tenant_id))
             vouchers = [self._apply_draft(sub, draft) for draft in drafts]
             self._use_caps(sub)
         except LedgerError as error:
-            self.balances, self.caps_used = saved  # the submission is refused whole
             return error
-        posted = self._seal(sub, vouchers)
-        self.records[key] = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
-                                              sub.body, {"voucher_ids": [v.id for v in posted]}, self.now_us)
-        self.new_records.append(self.records[key])
+        return vouchers
+
+    def _accept(self, sub: Submission, result: Posted | list[Voucher]) -> Posted:
+        if isinstance(result, Posted):
+            return result
+        posted = self._seal(sub, result)
+        record = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
+                                   {"voucher_ids": [v.id for v in posted]}, self.now_us)
+        self.records[(sub.tenant_id, sub.request_id)] = record
+        self.new_records.append(record)
         return Posted(tuple(posted))
 
     def _replay(self, sub: Submission, record: IdempotencyRecord) -> Outcome:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.batch import Opener, Outcome, Submission, no_templates, write_batch
+from tally.service.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
 from tally.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class PostingPipeline:
         self._queue: asyncio.Queue[tuple[Submission, asyncio.Future]] = asyncio.Queue(limits.queue_depth_max)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tally-writer")
         self._task: asyncio.Task | None = None
+        self._carry: tuple[list[Submission], asyncio.Future] | None = None
         self.batches_written = 0
 
     def start(self) -> None:
@@ -54,9 +55,13 @@ class PostingPipeline:
         self._writer.shutdown(wait=True)
 
     async def submit(self, sub: Submission) -> Outcome:
+        return (await self.submit_many([sub]))[0]
+
+    async def submit_many(self, subs: list[Submission]) -> list[Outcome]:
+        """Queues submissions together (an atomic group stays in one batch); answers after commit."""
         future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait((sub, future))
+            self._queue.put_nowait((subs, future))
         except asyncio.QueueFull:
             raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_FULL",
                               "the posting queue is full; retry with the same request_id") from None
@@ -64,14 +69,16 @@ class PostingPipeline:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            batch = [self._carry or await self._queue.get()]
+            self._carry = None
             await self._fill(batch)
+            subs = [sub for entry_subs, _ in batch for sub in entry_subs]
             try:
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._writer, self._write, [sub for sub, _ in batch])
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                outcomes = await asyncio.get_running_loop().run_in_executor(self._writer, self._write, subs)
+                for entry_subs, future in batch:
+                    answer, outcomes = outcomes[:len(entry_subs)], outcomes[len(entry_subs):]
                     if not future.done():
-                        future.set_result(outcome)
+                        future.set_result(answer)
             except BaseException as exc:  # noqa: BLE001 - every caller must get an answer
                 for _, future in batch:
                     if not future.done():
@@ -83,40 +90,50 @@ class PostingPipeline:
                     self._queue.task_done()
 
     async def _fill(self, batch: list) -> None:
+        """Adds queued entries while they fit; one that does not waits in `_carry` for the next batch."""
+        size = len(batch[0][0])
         deadline = time.monotonic() + self.limits.linger_ms / 1000
-        while len(batch) < self.limits.batch_size_max:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while size < self.limits.batch_size_max:
+            if self._queue.empty():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    entry = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    return
+            else:
+                entry = self._queue.get_nowait()
+            if size + len(entry[0]) > self.limits.batch_size_max:
+                self._carry = entry
                 return
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                return
+            batch.append(entry)
+            size += len(entry[0])
 
     def _write(self, subs: list[Submission]) -> list[Outcome]:
         try:
-            outcomes = self.uow.write(lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+            outcomes = self._transaction(subs)
         except LedgerError as error:
             return [error] * len(subs)
         except Exception:
-            if len(subs) == 1:
+            if len(runs(subs)) == 1:
                 raise
-            # Something no check foresaw failed the batch: write each submission alone, so it fails
-            # only the one that causes it.
-            log.exception("batch of %d failed; writing its submissions one by one", len(subs))
-            return [self._write_one(sub) for sub in subs]
+            # Something no check foresaw failed the batch: write each submission (or atomic group) alone,
+            # so it fails only the one that causes it.
+            log.exception("batch of %d failed; writing its parts one by one", len(subs))
+            return [outcome for run in runs(subs) for outcome in self._write_alone(run)]
         self.batches_written += 1
         return outcomes
 
-    def _write_one(self, sub: Submission) -> Outcome:
+    def _transaction(self, subs: list[Submission]) -> list[Outcome]:
+        return self.uow.write(lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+
+    def _write_alone(self, run: list[Submission]) -> list[Outcome]:
         try:
-            return self.uow.write(lambda conn: write_batch(conn, [sub], self.clock(), self.calendar, self.opener))[0]
+            return self._transaction(run)
         except LedgerError as error:
-            return error
+            return [error] * len(run)
         except Exception:
-            log.exception("submission %s/%s failed", sub.tenant_id, sub.request_id)
-            return LedgerError(ErrorKind.UNAVAILABLE, "WRITE_FAILED",
-                               "the voucher could not be written; retry with the same request_id")
+            log.exception("submission %s/%s failed", run[0].tenant_id, run[0].request_id)
+            return [LedgerError(ErrorKind.UNAVAILABLE, "WRITE_FAILED",
+                                "the voucher could not be written; retry with the same request_id")] * len(run)

@@ -56,6 +56,47 @@ class PostResponse(_message.Message):
     replayed: bool
     def __init__(self, vouchers: _Optional[_Iterable[_Union[_types_pb2.Voucher, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
+class PostBatchRequest(_message.Message):
+    __slots__ = ("requests", "atomic")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ATOMIC_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[PostRequest]
+    atomic: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[PostRequest, _Mapping]]] = ..., atomic: _Optional[bool] = ...) -> None: ...
+
+class PostError(_message.Message):
+    __slots__ = ("code", "reason", "message", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PostBatchResult(_message.Message):
+    __slots__ = ("posted", "error")
+    POSTED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    posted: PostResponse
+    error: PostError
+    def __init__(self, posted: _Optional[_Union[PostResponse, _Mapping]] = ..., error: _Optional[_Union[PostError, _Mapping]] = ...) -> None: ...
+
+class PostBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PostBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PostBatchResult, _Mapping]]] = ...) -> None: ...
+
 class ReverseVoucherRequest(_message.Message):
     __slots__ = ("request_id", "voucher_id", "reason")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class AccountingServiceStub:
                 request_serializer=tally_dot_v1_dot_accounting__service__pb2.PostRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_accounting__service__pb2.PostResponse.FromString,
                 _registered_method=True)
+        self.PostBatch = channel.unary_unary(
+                '/tally.v1.AccountingService/PostBatch',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.PostBatchRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.PostBatchResponse.FromString,
+                _registered_method=True)
         self.ReverseVoucher = channel.unary_unary(
                 '/tally.v1.AccountingService/ReverseVoucher',
                 request_serializer=tally_dot_v1_dot_accounting__service__pb2.ReverseVoucherRequest.SerializeToString,
@@ -63,6 +68,14 @@ class AccountingServiceServicer:
 
     def Post(self, request, context):
         """The unified accounting RPC: one typed business flow in, the posted voucher(s) out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PostBatch(self, request, context):
+        """Many flows in one call (at most 1000), each with its own request_id and result. With `atomic`, all
+        are posted or none: the first refusal fails the rest with BATCH_ITEM_REFUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +107,11 @@ def add_AccountingServiceServicer_to_server(servicer, server):
                     servicer.Post,
                     request_deserializer=tally_dot_v1_dot_accounting__service__pb2.PostRequest.FromString,
                     response_serializer=tally_dot_v1_dot_accounting__service__pb2.PostResponse.SerializeToString,
+            ),
+            'PostBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PostBatch,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.PostBatchRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.PostBatchResponse.SerializeToString,
             ),
             'ReverseVoucher': grpc.unary_unary_rpc_method_handler(
                     servicer.ReverseVoucher,
@@ -139,6 +157,33 @@ class AccountingService:
             '/tally.v1.AccountingService/Post',
             tally_dot_v1_dot_accounting__service__pb2.PostRequest.SerializeToString,
             tally_dot_v1_dot_accounting__service__pb2.PostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PostBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/PostBatch',
+            tally_dot_v1_dot_accounting__service__pb2.PostBatchRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.PostBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
