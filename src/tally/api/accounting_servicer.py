@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tally.api import mapping
+from tally.api import mapping, streams
 from tally.api.errors import code_of, rpc
 from tally.api.tenancy import tenant_of
 from tally.domain.errors import LedgerError
@@ -50,6 +50,14 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
             page_token=request.page_token, account_id=request.account_id, flow_type=request.flow_type)
         return pb.ListVouchersResponse(vouchers=[mapping.voucher_out(v) for v in page.items],
                                        next_page_token=page.next_page_token)
+
+    async def StreamEvents(self, request: pb.StreamEventsRequest, context):
+        async for response in streams.stream_events(self.s, request, context):
+            yield response
+
+    async def StreamBalanceChanges(self, request: pb.StreamBalanceChangesRequest, context):
+        async for response in streams.stream_balance_changes(self.s, request, context):
+            yield response
 
 
 def _post_command(tenant_id: str, request: pb.PostRequest) -> PostFlow:

@@ -18,7 +18,6 @@ from tally.domain.money import Currency, fits_int64
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 from tally.rules.expr import LET, PARAM, VALUE, Node, pattern_refs
 from tally.rules.model import AccountTemplate, FlowSpec, LineRule, Mode, Rule, VoucherRule
-from tally.rules.parser import REMAINDER
 from tally.rules.patterns import Pattern
 from tally.rules.splits import SHARE_BPS_TOTAL, allocate, check_share_table
 
@@ -29,17 +28,20 @@ class RuleSet:
     def __init__(self, version: str, flows: dict[str, FlowSpec], templates: tuple[AccountTemplate, ...],
                  rules: tuple[Rule, ...], source: str = "<string>") -> None:
         self.version, self.flows, self.templates, self.rules, self.source = version, flows, templates, rules, source
+        self._by_flow: dict[str, list[Rule]] = {}
+        for rule in rules:
+            self._by_flow.setdefault(rule.flow.name, []).append(rule)
 
     def __repr__(self) -> str:
         return f"RuleSet({self.source!r}, version={self.version!r}, rules={len(self.rules)})"
 
     @property
     def flow_types(self) -> frozenset[str]:
-        return frozenset(rule.flow.name for rule in self.rules)
+        return frozenset(self._by_flow)
 
     def rule_for(self, facts: Facts) -> Rule:
         """The first rule, in file order, for this flow type whose `when` matches the tags."""
-        candidates = [rule for rule in self.rules if rule.flow.name == facts.flow_type]
+        candidates = self._by_flow.get(facts.flow_type)
         if not candidates:
             raise invalid("FLOW_TYPE_UNKNOWN", f"no rule handles flow type {facts.flow_type!r}",
                           flow_type=facts.flow_type)
@@ -162,9 +164,9 @@ def _check_requires(rule: Rule, scope: _Scope) -> None:
 
 def _voucher_lines(voucher: VoucherRule, scope: _Scope, shares: tuple[Share, ...] | None) -> list[LineDraft]:
     kept = _kept(voucher, scope.facts)
-    amounts = {i: _amount(line, scope) for i, line in enumerate(kept) if line.amount != REMAINDER}
+    amounts = {i: _amount(line, scope) for i, line in enumerate(kept) if not line.is_remainder}
     for i, line in enumerate(kept):
-        if line.amount == REMAINDER:
+        if line.is_remainder:
             amounts[i] = _remainder(kept, amounts, line.side, scope.rule)
     lines = []
     for i, line in enumerate(kept):
@@ -182,7 +184,6 @@ def _present(name: str, facts: Facts) -> bool:
 
 
 def _amount(line: LineRule, scope: _Scope) -> int:
-    assert isinstance(line.amount, Node)
     amount = line.amount.evaluate(scope)
     if amount < 0:
         raise invalid("RULE_AMOUNT_NEGATIVE", f"rule {scope.rule.id}: the {line.side.value} to {line.account.text} "
@@ -193,7 +194,7 @@ def _amount(line: LineRule, scope: _Scope) -> int:
 def _remainder(kept: list[LineRule], amounts: dict[int, int], side: Side, rule: Rule) -> int:
     """What balances the voucher: the other side's total less this side's other lines."""
     other = sum(amounts[i] for i, line in enumerate(kept) if line.side is not side)
-    same = sum(amounts[i] for i, line in enumerate(kept) if line.side is side and line.amount != REMAINDER)
+    same = sum(amounts[i] for i, line in enumerate(kept) if line.side is side and not line.is_remainder)
     if other - same < 0:
         raise invalid("RULE_AMOUNT_NEGATIVE", f"rule {rule.id}: the {side.value} lines already exceed the "
                       f"other side by {same - other}", rule=rule.id)
@@ -240,8 +241,7 @@ def _share_table(rule: Rule, facts: Facts) -> tuple[Share, ...] | None:
 
 def _read_patterns(rule: Rule, facts: Facts) -> Iterator[Pattern]:
     nodes: list[Node] = [guard.check for guard in rule.requires] + [node for _, node in rule.lets]
-    nodes += [line.amount for voucher in rule.vouchers for line in _kept(voucher, facts)
-              if isinstance(line.amount, Node)]
+    nodes += [line.amount for voucher in rule.vouchers for line in _kept(voucher, facts) if not line.is_remainder]
     for node in nodes:
         for ref in pattern_refs(node):
             yield ref.pattern

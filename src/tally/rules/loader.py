@@ -132,7 +132,9 @@ class _Loader:
 
     def load(self, document: dict, source: str) -> RuleSet:
         self.keys(document, "", TOP_KEYS, required=("version", "flows", "accounts", "rules"))
-        version = self.text(document.get("version", ""), "version", _VERSION, "letters, digits and _.+-") or ""
+        version = ""
+        if "version" in document:
+            version = self.text(document["version"], "version", _VERSION, "letters, digits and _.+-") or ""
         params = self.params(document.get("params", {}), "params")
         flows = self.flows(document.get("flows", {}))
         self.templates = self.account_templates(document.get("accounts", {}))
@@ -149,13 +151,16 @@ class _Loader:
         self.add(location, "must be a table")
         return None
 
-    def keys(self, table: dict, location: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    def keys(self, table: dict, location: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> bool:
+        """Reports unknown and missing keys; False when a required one is missing, so the caller stops
+        there instead of reporting the same absence again as a bad value."""
         for key in table:
             if key not in allowed:
                 self.add(_at(location, key), f"unknown key (expected one of: {', '.join(allowed)})")
-        for key in required:
-            if key not in table:
-                self.add(_at(location, key), "is required")
+        missing = [key for key in required if key not in table]
+        for key in missing:
+            self.add(_at(location, key), "is required")
+        return not missing
 
     def text(self, value: object, location: str, pattern: re.Pattern[str] | None = None, what: str = "",
              length_max: int = limits.ID_LENGTH_MAX) -> str | None:
@@ -270,7 +275,8 @@ class _Loader:
         pattern = self.pattern(key, location, code=True)
         if self.table(spec, location) is None or pattern is None:
             return None
-        self.keys(spec, location, TEMPLATE_KEYS, required=("type",))
+        if not self.keys(spec, location, TEMPLATE_KEYS, required=("type",)):
+            return None
         account_type = self.choice(spec.get("type"), _at(location, "type"), _TYPES)
         if account_type is None:
             return None
@@ -345,7 +351,8 @@ class _Loader:
     def rule(self, raw: object, location: str, params: dict[str, int], flows: dict[str, FlowSpec]) -> Rule | None:
         if self.table(raw, location) is None:
             return None
-        self.keys(raw, location, RULE_KEYS, required=("id", "flow"))
+        if not self.keys(raw, location, RULE_KEYS, required=("id", "flow")):
+            return None
         rule_id = self.text(raw.get("id", ""), _at(location, "id"), _ID, "letters, digits and _.-")
         flow = self.rule_flow(raw.get("flow", ""), _at(location, "flow"), flows)
         mode = self.choice(raw.get("mode", Mode.VOUCHERS.value), _at(location, "mode"), _MODES)
@@ -424,7 +431,8 @@ class _Loader:
     def guard(self, raw: object, location: str, ctx: _RuleContext) -> Guard | None:
         if self.table(raw, location) is None:
             return None
-        self.keys(raw, location, GUARD_KEYS, required=("check", "reason"))
+        if not self.keys(raw, location, GUARD_KEYS, required=("check", "reason")):
+            return None
         check = self.expression(raw.get("check", ""), _at(location, "check"), ctx, want=BOOL)
         reason = self.text(raw.get("reason", ""), _at(location, "reason"), _REASON, "UPPER_SNAKE_CASE",
                            limits.REASON_LENGTH_MAX)
@@ -467,7 +475,8 @@ class _Loader:
     def voucher(self, raw: object, location: str, ctx: _RuleContext) -> VoucherRule | None:
         if self.table(raw, location) is None:
             return None
-        self.keys(raw, location, VOUCHER_KEYS, required=("name", "lines"))
+        if not self.keys(raw, location, VOUCHER_KEYS, required=("name", "lines")):
+            return None
         name = self.text(raw.get("name", ""), _at(location, "name"), _ID, "letters, digits and _.-")
         memo = self.memo(raw.get("memo"), _at(location, "memo"), ctx.flow)
         raw_lines = raw.get("lines", [])
@@ -475,7 +484,7 @@ class _Loader:
             self.add(_at(location, "lines"), "must be an array of [[rules.vouchers.lines]] tables")
             return None
         lines = [self.line(item, f"{location}.lines[{i}]", ctx) for i, item in enumerate(raw_lines)]
-        if name is None or None in lines or "lines" not in raw:
+        if name is None or None in lines:
             return None
         voucher = VoucherRule(name, tuple(lines), memo)
         self.check_voucher(voucher, location)
@@ -485,7 +494,7 @@ class _Loader:
         sides = {line.side for line in voucher.lines}
         if sides != {Side.DEBIT, Side.CREDIT}:
             self.add(location, "needs at least one debit and one credit line")
-        if sum(line.amount == REMAINDER for line in voucher.lines) > 1:
+        if sum(line.is_remainder for line in voucher.lines) > 1:
             self.add(location, "at most one line of a voucher can be 'remainder'")
         expanded = sum(limits.SHARES_MAX if line.split else 1 for line in voucher.lines)
         if expanded > limits.LINES_PER_VOUCHER_MAX:
@@ -511,7 +520,8 @@ class _Loader:
     def line(self, raw: object, location: str, ctx: _RuleContext) -> LineRule | None:
         if self.table(raw, location) is None:
             return None
-        self.keys(raw, location, LINE_KEYS, required=("side", "account", "amount"))
+        if not self.keys(raw, location, LINE_KEYS, required=("side", "account", "amount")):
+            return None
         side = self.choice(raw.get("side"), _at(location, "side"), _SIDES)
         split, split_default = self.split(raw, location, ctx.flow)
         account = self.pattern(raw.get("account", ""), _at(location, "account"), code=True)

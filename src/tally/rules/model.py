@@ -57,11 +57,15 @@ class Presence:
 class LineRule:
     side: Side
     account: Pattern
-    amount: Node | str  # an integer expression, or parser.REMAINDER
+    amount: Node | str  # an integer expression, or parser.REMAINDER (the only str)
     when: Presence | None = None
     split: bool = False  # distribute the amount over the flow's share table, `{party}` naming each share
     split_default: str = ""  # with no share table: the party that takes the whole amount
     memo: Pattern | None = None
+
+    @property
+    def is_remainder(self) -> bool:
+        return isinstance(self.amount, str)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ REMAINDER = "remainder"
 Resolver = Callable[[str], tuple[str, str] | None]
 
 _TOKEN = re.compile(r"""
-    (?P<space>[ \t]+)
+    (?P<space>\s+)
   | (?P<int>[0-9]+(?:_[0-9]+)*)
   | (?P<name>[A-Za-z][A-Za-z0-9_]*)
   | (?P<str>'[^'\n]*')

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, tuple_, update
 
 from tally.domain.vouchers import GENESIS_HASH
 from tally.storage.tables import events, flow_caps, idempotency, ledger_heads
@@ -54,8 +54,13 @@ class Event:
     voucher_id: str | None = None
 
 
+EVENT_TENANTS = "tally.event_tenants"  # Connection.info key: tenants this transaction wrote events for
+EVENTS_CHANNEL = "tally_events"
+
+
 def insert_events(conn: Connection, items: Sequence[Event]) -> None:
     if items:
+        conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
         conn.execute(insert(events), [
             {"tenant_id": e.tenant_id, "sequence": e.sequence, "type": e.type, "account_id": e.account_id,
              "voucher_id": e.voucher_id, "payload": json.dumps(e.payload, sort_keys=True),
@@ -122,3 +127,15 @@ def save_caps(conn: Connection, created: dict[tuple[str, str], tuple[int, int]],
         conn.execute(update(flow_caps).where(flow_caps.c.tenant_id == bindparam("c_tenant"),
                                              flow_caps.c.cap_key == bindparam("c_key")),
                      [{"c_tenant": t, "c_key": k, "used": used} for (t, k), used in sorted(changed.items())])
+
+
+def take_event_tenants(conn: Connection) -> set[str]:
+    """The tenants this transaction wrote events for (and forgets them: the connection is pooled)."""
+    return conn.info.pop(EVENT_TENANTS, None) or set()
+
+
+def notify_events(conn: Connection, tenant_ids: set[str]) -> None:
+    """On PostgreSQL, wakes other processes' streams: NOTIFY is delivered at commit, in commit order."""
+    if conn.dialect.name == "postgresql":
+        for tenant_id in sorted(tenant_ids):
+            conn.execute(select(func.pg_notify(EVENTS_CHANNEL, tenant_id)))

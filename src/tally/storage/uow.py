@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
+from tally.storage import ledger_repo
 from tally.storage.engine import Engines, take_write_gate
 
 T = TypeVar("T")
@@ -35,6 +36,8 @@ class UnitOfWork:
         self.retries_max = retries_max
         self.backoff_ms = backoff_ms
         self.backoff_max_ms = backoff_max_ms
+        # Called in the writing thread after each commit that wrote events, with their tenants.
+        self.after_commit: list[Callable[[set[str]], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -42,13 +45,19 @@ class UnitOfWork:
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """Runs `work` in one SERIALIZABLE write transaction and commits, retrying it whole on
-        serialization failures and lost connections, at most `retries_max` times."""
+        serialization failures and lost connections, at most `retries_max` times. After the commit,
+        the listeners hear which tenants got new events."""
         attempt = 0
         while True:
             try:
                 with self.engines.write.begin() as conn:
+                    ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     take_write_gate(conn)
-                    return work(conn)
+                    result = work(conn)
+                    tenants = ledger_repo.take_event_tenants(conn)
+                    ledger_repo.notify_events(conn, tenants)
+                self._tell_listeners(tenants)
+                return result
             except DBAPIError as exc:
                 if not is_retryable(exc):
                     raise
@@ -57,6 +66,14 @@ class UnitOfWork:
                     raise _exhausted(exc) from exc
                 log.info("write transaction retry %d after %s", attempt, type(exc.orig).__name__)
                 self._sleep(attempt)
+
+    def _tell_listeners(self, tenants: set[str]) -> None:
+        # The transaction has committed: a listener's failure must not turn it into an error.
+        for listener in self.after_commit if tenants else ():
+            try:
+                listener(tenants)
+            except Exception:
+                log.exception("after-commit listener failed")
 
     def read(self, work: Callable[[Connection], T]) -> T:
         attempt = 0

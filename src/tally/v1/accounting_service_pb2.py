@@ -27,7 +27,7 @@ from tally.v1 import flows_pb2 as tally_dot_v1_dot_flows__pb2
 from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tally/v1/accounting_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/flows.proto\x1a\x14tally/v1/types.proto\"\xdf\x04\n\x0bPostRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12\x35\n\x08metadata\x18\x03 \x03(\x0b\x32#.tally.v1.PostRequest.MetadataEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08transfer\x18\n \x01(\x0b\x32\x16.tally.v1.TransferFlowH\x00\x12.\n\nadjustment\x18\x0b \x01(\x0b\x32\x18.tally.v1.AdjustmentFlowH\x00\x12(\n\x07\x66unding\x18\x0c \x01(\x0b\x32\x15.tally.v1.FundingFlowH\x00\x12$\n\x05usage\x18\r \x01(\x0b\x32\x13.tally.v1.UsageFlowH\x00\x12\x30\n\x0b\x61\x63quisition\x18\x0e \x01(\x0b\x32\x19.tally.v1.AcquisitionFlowH\x00\x12&\n\x06refund\x18\x0f \x01(\x0b\x32\x14.tally.v1.RefundFlowH\x00\x12.\n\nsettlement\x18\x10 \x01(\x0b\x32\x18.tally.v1.SettlementFlowH\x00\x12&\n\x06payout\x18\x11 \x01(\x0b\x32\x14.tally.v1.PayoutFlowH\x00\x12,\n\tguarantee\x18\x12 \x01(\x0b\x32\x17.tally.v1.GuaranteeFlowH\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x66low\"E\n\x0cPostResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"K\n\x10PostBatchRequest\x12\'\n\x08requests\x18\x01 \x03(\x0b\x32\x15.tally.v1.PostRequest\x12\x0e\n\x06\x61tomic\x18\x02 \x01(\x08\"\xa0\x01\n\tPostError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x08metadata\x18\x04 \x03(\x0b\x32!.tally.v1.PostError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0fPostBatchResult\x12(\n\x06posted\x18\x01 \x01(\x0b\x32\x16.tally.v1.PostResponseH\x00\x12$\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.tally.v1.PostErrorH\x00\x42\x08\n\x06result\"?\n\x11PostBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.tally.v1.PostBatchResult\"O\n\x15ReverseVoucherRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvoucher_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"N\n\x16ReverseVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"8\n\x12GetVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\"c\n\x13ListVouchersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x11\n\tflow_type\x18\x04 \x01(\t\"T\n\x14ListVouchersResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xfd\x02\n\x11\x41\x63\x63ountingService\x12\x35\n\x04Post\x12\x15.tally.v1.PostRequest\x1a\x16.tally.v1.PostResponse\x12\x44\n\tPostBatch\x12\x1a.tally.v1.PostBatchRequest\x1a\x1b.tally.v1.PostBatchResponse\x12S\n\x0eReverseVoucher\x12\x1f.tally.v1.ReverseVoucherRequest\x1a .tally.v1.ReverseVoucherResponse\x12G\n\nGetVoucher\x12\x1b.tally.v1.GetVoucherRequest\x1a\x1c.tally.v1.GetVoucherResponse\x12M\n\x0cListVouchers\x12\x1d.tally.v1.ListVouchersRequest\x1a\x1e.tally.v1.ListVouchersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tally/v1/accounting_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/flows.proto\x1a\x14tally/v1/types.proto\"\xdf\x04\n\x0bPostRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12\x35\n\x08metadata\x18\x03 \x03(\x0b\x32#.tally.v1.PostRequest.MetadataEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08transfer\x18\n \x01(\x0b\x32\x16.tally.v1.TransferFlowH\x00\x12.\n\nadjustment\x18\x0b \x01(\x0b\x32\x18.tally.v1.AdjustmentFlowH\x00\x12(\n\x07\x66unding\x18\x0c \x01(\x0b\x32\x15.tally.v1.FundingFlowH\x00\x12$\n\x05usage\x18\r \x01(\x0b\x32\x13.tally.v1.UsageFlowH\x00\x12\x30\n\x0b\x61\x63quisition\x18\x0e \x01(\x0b\x32\x19.tally.v1.AcquisitionFlowH\x00\x12&\n\x06refund\x18\x0f \x01(\x0b\x32\x14.tally.v1.RefundFlowH\x00\x12.\n\nsettlement\x18\x10 \x01(\x0b\x32\x18.tally.v1.SettlementFlowH\x00\x12&\n\x06payout\x18\x11 \x01(\x0b\x32\x14.tally.v1.PayoutFlowH\x00\x12,\n\tguarantee\x18\x12 \x01(\x0b\x32\x17.tally.v1.GuaranteeFlowH\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x66low\"E\n\x0cPostResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"K\n\x10PostBatchRequest\x12\'\n\x08requests\x18\x01 \x03(\x0b\x32\x15.tally.v1.PostRequest\x12\x0e\n\x06\x61tomic\x18\x02 \x01(\x08\"\xa0\x01\n\tPostError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x33\n\x08metadata\x18\x04 \x03(\x0b\x32!.tally.v1.PostError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0fPostBatchResult\x12(\n\x06posted\x18\x01 \x01(\x0b\x32\x16.tally.v1.PostResponseH\x00\x12$\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.tally.v1.PostErrorH\x00\x42\x08\n\x06result\"?\n\x11PostBatchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.tally.v1.PostBatchResult\"\x9d\x02\n\x11\x43reateHoldRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04memo\x18\x06 \x01(\t\x12;\n\x08metadata\x18\x07 \x03(\x0b\x32).tally.v1.CreateHoldRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x12\x43reateHoldResponse\x12\x1c\n\x04hold\x18\x01 \x01(\x0b\x32\x0e.tally.v1.Hold\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x91\x01\n\x12\x43\x61ptureHoldRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12)\n\x0b\x64\x65stination\x18\x04 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\r\n\x05\x66inal\x18\x05 \x01(\x08\x12\x0c\n\x04memo\x18\x06 \x01(\t\"i\n\x13\x43\x61ptureHoldResponse\x12\x1c\n\x04hold\x18\x01 \x01(\x0b\x32\x0e.tally.v1.Hold\x12\"\n\x07voucher\x18\x02 \x01(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"I\n\x12ReleaseHoldRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x13ReleaseHoldResponse\x12\x1c\n\x04hold\x18\x01 \x01(\x0b\x32\x0e.tally.v1.Hold\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"!\n\x0eGetHoldRequest\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\"/\n\x0fGetHoldResponse\x12\x1c\n\x04hold\x18\x01 \x01(\x0b\x32\x0e.tally.v1.Hold\"s\n\x10ListHoldsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.tally.v1.HoldStatus\"K\n\x11ListHoldsResponse\x12\x1d\n\x05holds\x18\x01 \x03(\x0b\x32\x0e.tally.v1.Hold\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"`\n\x1bStreamBalanceChangesRequest\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12\x1a\n\rfrom_sequence\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x10\n\x0e_from_sequence\"G\n\x1cStreamBalanceChangesResponse\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.tally.v1.BalanceChange\"R\n\x13StreamEventsRequest\x12\x1a\n\rfrom_sequence\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05types\x18\x02 \x03(\tB\x10\n\x0e_from_sequence\"6\n\x14StreamEventsResponse\x12\x1e\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x0f.tally.v1.Event\"O\n\x15ReverseVoucherRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nvoucher_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"N\n\x16ReverseVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\'\n\x11GetVoucherRequest\x12\x12\n\nvoucher_id\x18\x01 \x01(\t\"8\n\x12GetVoucherResponse\x12\"\n\x07voucher\x18\x01 \x01(\x0b\x32\x11.tally.v1.Voucher\"c\n\x13ListVouchersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x11\n\tflow_type\x18\x04 \x01(\t\"T\n\x14ListVouchersResponse\x12#\n\x08vouchers\x18\x01 \x03(\x0b\x32\x11.tally.v1.Voucher\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x9e\x07\n\x11\x41\x63\x63ountingService\x12\x35\n\x04Post\x12\x15.tally.v1.PostRequest\x1a\x16.tally.v1.PostResponse\x12\x44\n\tPostBatch\x12\x1a.tally.v1.PostBatchRequest\x1a\x1b.tally.v1.PostBatchResponse\x12S\n\x0eReverseVoucher\x12\x1f.tally.v1.ReverseVoucherRequest\x1a .tally.v1.ReverseVoucherResponse\x12G\n\nGetVoucher\x12\x1b.tally.v1.GetVoucherRequest\x1a\x1c.tally.v1.GetVoucherResponse\x12M\n\x0cListVouchers\x12\x1d.tally.v1.ListVouchersRequest\x1a\x1e.tally.v1.ListVouchersResponse\x12G\n\nCreateHold\x12\x1b.tally.v1.CreateHoldRequest\x1a\x1c.tally.v1.CreateHoldResponse\x12J\n\x0b\x43\x61ptureHold\x12\x1c.tally.v1.CaptureHoldRequest\x1a\x1d.tally.v1.CaptureHoldResponse\x12J\n\x0bReleaseHold\x12\x1c.tally.v1.ReleaseHoldRequest\x1a\x1d.tally.v1.ReleaseHoldResponse\x12>\n\x07GetHold\x12\x18.tally.v1.GetHoldRequest\x1a\x19.tally.v1.GetHoldResponse\x12\x44\n\tListHolds\x12\x1a.tally.v1.ListHoldsRequest\x1a\x1b.tally.v1.ListHoldsResponse\x12g\n\x14StreamBalanceChanges\x12%.tally.v1.StreamBalanceChangesRequest\x1a&.tally.v1.StreamBalanceChangesResponse0\x01\x12O\n\x0cStreamEvents\x12\x1d.tally.v1.StreamEventsRequest\x1a\x1e.tally.v1.StreamEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_POSTERROR_METADATAENTRY']._loaded_options = None
   _globals['_POSTERROR_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_CREATEHOLDREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_CREATEHOLDREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_POSTREQUEST']._serialized_start=125
   _globals['_POSTREQUEST']._serialized_end=732
   _globals['_POSTREQUEST_METADATAENTRY']._serialized_start=677
@@ -54,18 +56,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTBATCHRESULT']._serialized_end=1152
   _globals['_POSTBATCHRESPONSE']._serialized_start=1154
   _globals['_POSTBATCHRESPONSE']._serialized_end=1217
-  _globals['_REVERSEVOUCHERREQUEST']._serialized_start=1219
-  _globals['_REVERSEVOUCHERREQUEST']._serialized_end=1298
-  _globals['_REVERSEVOUCHERRESPONSE']._serialized_start=1300
-  _globals['_REVERSEVOUCHERRESPONSE']._serialized_end=1378
-  _globals['_GETVOUCHERREQUEST']._serialized_start=1380
-  _globals['_GETVOUCHERREQUEST']._serialized_end=1419
-  _globals['_GETVOUCHERRESPONSE']._serialized_start=1421
-  _globals['_GETVOUCHERRESPONSE']._serialized_end=1477
-  _globals['_LISTVOUCHERSREQUEST']._serialized_start=1479
-  _globals['_LISTVOUCHERSREQUEST']._serialized_end=1578
-  _globals['_LISTVOUCHERSRESPONSE']._serialized_start=1580
-  _globals['_LISTVOUCHERSRESPONSE']._serialized_end=1664
-  _globals['_ACCOUNTINGSERVICE']._serialized_start=1667
-  _globals['_ACCOUNTINGSERVICE']._serialized_end=2048
+  _globals['_CREATEHOLDREQUEST']._serialized_start=1220
+  _globals['_CREATEHOLDREQUEST']._serialized_end=1505
+  _globals['_CREATEHOLDREQUEST_METADATAENTRY']._serialized_start=677
+  _globals['_CREATEHOLDREQUEST_METADATAENTRY']._serialized_end=724
+  _globals['_CREATEHOLDRESPONSE']._serialized_start=1507
+  _globals['_CREATEHOLDRESPONSE']._serialized_end=1575
+  _globals['_CAPTUREHOLDREQUEST']._serialized_start=1578
+  _globals['_CAPTUREHOLDREQUEST']._serialized_end=1723
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_start=1725
+  _globals['_CAPTUREHOLDRESPONSE']._serialized_end=1830
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=1832
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=1905
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=1907
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=1976
+  _globals['_GETHOLDREQUEST']._serialized_start=1978
+  _globals['_GETHOLDREQUEST']._serialized_end=2011
+  _globals['_GETHOLDRESPONSE']._serialized_start=2013
+  _globals['_GETHOLDRESPONSE']._serialized_end=2060
+  _globals['_LISTHOLDSREQUEST']._serialized_start=2062
+  _globals['_LISTHOLDSREQUEST']._serialized_end=2177
+  _globals['_LISTHOLDSRESPONSE']._serialized_start=2179
+  _globals['_LISTHOLDSRESPONSE']._serialized_end=2254
+  _globals['_STREAMBALANCECHANGESREQUEST']._serialized_start=2256
+  _globals['_STREAMBALANCECHANGESREQUEST']._serialized_end=2352
+  _globals['_STREAMBALANCECHANGESRESPONSE']._serialized_start=2354
+  _globals['_STREAMBALANCECHANGESRESPONSE']._serialized_end=2425
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=2427
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=2509
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=2511
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=2565
+  _globals['_REVERSEVOUCHERREQUEST']._serialized_start=2567
+  _globals['_REVERSEVOUCHERREQUEST']._serialized_end=2646
+  _globals['_REVERSEVOUCHERRESPONSE']._serialized_start=2648
+  _globals['_REVERSEVOUCHERRESPONSE']._serialized_end=2726
+  _globals['_GETVOUCHERREQUEST']._serialized_start=2728
+  _globals['_GETVOUCHERREQUEST']._serialized_end=2767
+  _globals['_GETVOUCHERRESPONSE']._serialized_start=2769
+  _globals['_GETVOUCHERRESPONSE']._serialized_end=2825
+  _globals['_LISTVOUCHERSREQUEST']._serialized_start=2827
+  _globals['_LISTVOUCHERSREQUEST']._serialized_end=2926
+  _globals['_LISTVOUCHERSRESPONSE']._serialized_start=2928
+  _globals['_LISTVOUCHERSRESPONSE']._serialized_end=3012
+  _globals['_ACCOUNTINGSERVICE']._serialized_start=3015
+  _globals['_ACCOUNTINGSERVICE']._serialized_end=3941
 # @@protoc_insertion_point(module_scope)

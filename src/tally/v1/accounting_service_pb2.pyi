@@ -97,6 +97,143 @@ class PostBatchResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[PostBatchResult]
     def __init__(self, results: _Optional[_Iterable[_Union[PostBatchResult, _Mapping]]] = ...) -> None: ...
 
+class CreateHoldRequest(_message.Message):
+    __slots__ = ("request_id", "account", "amount", "currency", "expire_time", "memo", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    account: _types_pb2.AccountRef
+    amount: int
+    currency: str
+    expire_time: _timestamp_pb2.Timestamp
+    memo: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateHoldResponse(_message.Message):
+    __slots__ = ("hold", "replayed")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    hold: _types_pb2.Hold
+    replayed: bool
+    def __init__(self, hold: _Optional[_Union[_types_pb2.Hold, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class CaptureHoldRequest(_message.Message):
+    __slots__ = ("request_id", "hold_id", "amount", "destination", "final", "memo")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    hold_id: str
+    amount: int
+    destination: _types_pb2.AccountRef
+    final: bool
+    memo: str
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., amount: _Optional[int] = ..., destination: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., final: _Optional[bool] = ..., memo: _Optional[str] = ...) -> None: ...
+
+class CaptureHoldResponse(_message.Message):
+    __slots__ = ("hold", "voucher", "replayed")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    hold: _types_pb2.Hold
+    voucher: _types_pb2.Voucher
+    replayed: bool
+    def __init__(self, hold: _Optional[_Union[_types_pb2.Hold, _Mapping]] = ..., voucher: _Optional[_Union[_types_pb2.Voucher, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ReleaseHoldRequest(_message.Message):
+    __slots__ = ("request_id", "hold_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    hold_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseHoldResponse(_message.Message):
+    __slots__ = ("hold", "replayed")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    hold: _types_pb2.Hold
+    replayed: bool
+    def __init__(self, hold: _Optional[_Union[_types_pb2.Hold, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class GetHoldRequest(_message.Message):
+    __slots__ = ("hold_id",)
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    def __init__(self, hold_id: _Optional[str] = ...) -> None: ...
+
+class GetHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: _types_pb2.Hold
+    def __init__(self, hold: _Optional[_Union[_types_pb2.Hold, _Mapping]] = ...) -> None: ...
+
+class ListHoldsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "account_id", "status")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    account_id: str
+    status: _types_pb2.HoldStatus
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., account_id: _Optional[str] = ..., status: _Optional[_Union[_types_pb2.HoldStatus, str]] = ...) -> None: ...
+
+class ListHoldsResponse(_message.Message):
+    __slots__ = ("holds", "next_page_token")
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    holds: _containers.RepeatedCompositeFieldContainer[_types_pb2.Hold]
+    next_page_token: str
+    def __init__(self, holds: _Optional[_Iterable[_Union[_types_pb2.Hold, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class StreamBalanceChangesRequest(_message.Message):
+    __slots__ = ("account_ids", "from_sequence")
+    ACCOUNT_IDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    account_ids: _containers.RepeatedScalarFieldContainer[str]
+    from_sequence: int
+    def __init__(self, account_ids: _Optional[_Iterable[str]] = ..., from_sequence: _Optional[int] = ...) -> None: ...
+
+class StreamBalanceChangesResponse(_message.Message):
+    __slots__ = ("change",)
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    change: _types_pb2.BalanceChange
+    def __init__(self, change: _Optional[_Union[_types_pb2.BalanceChange, _Mapping]] = ...) -> None: ...
+
+class StreamEventsRequest(_message.Message):
+    __slots__ = ("from_sequence", "types")
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, from_sequence: _Optional[int] = ..., types: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StreamEventsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: _types_pb2.Event
+    def __init__(self, event: _Optional[_Union[_types_pb2.Event, _Mapping]] = ...) -> None: ...
+
 class ReverseVoucherRequest(_message.Message):
     __slots__ = ("request_id", "voucher_id", "reason")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -60,6 +60,41 @@ class AccountingServiceStub:
                 request_serializer=tally_dot_v1_dot_accounting__service__pb2.ListVouchersRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_accounting__service__pb2.ListVouchersResponse.FromString,
                 _registered_method=True)
+        self.CreateHold = channel.unary_unary(
+                '/tally.v1.AccountingService/CreateHold',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.CreateHoldRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.CreateHoldResponse.FromString,
+                _registered_method=True)
+        self.CaptureHold = channel.unary_unary(
+                '/tally.v1.AccountingService/CaptureHold',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.CaptureHoldRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.CaptureHoldResponse.FromString,
+                _registered_method=True)
+        self.ReleaseHold = channel.unary_unary(
+                '/tally.v1.AccountingService/ReleaseHold',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldResponse.FromString,
+                _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/tally.v1.AccountingService/GetHold',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.GetHoldResponse.FromString,
+                _registered_method=True)
+        self.ListHolds = channel.unary_unary(
+                '/tally.v1.AccountingService/ListHolds',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.ListHoldsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.ListHoldsResponse.FromString,
+                _registered_method=True)
+        self.StreamBalanceChanges = channel.unary_stream(
+                '/tally.v1.AccountingService/StreamBalanceChanges',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesResponse.FromString,
+                _registered_method=True)
+        self.StreamEvents = channel.unary_stream(
+                '/tally.v1.AccountingService/StreamEvents',
+                request_serializer=tally_dot_v1_dot_accounting__service__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_accounting__service__pb2.StreamEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AccountingServiceServicer:
@@ -100,6 +135,54 @@ class AccountingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateHold(self, request, context):
+        """Reserves part of an account's available balance, optionally until an expiry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureHold(self, request, context):
+        """Posts a voucher for part or all of a hold; `final` releases the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseHold(self, request, context):
+        """Frees what the hold still reserves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHold(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHolds(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamBalanceChanges(self, request, context):
+        """Balance changes of some accounts or the whole tenant: replays from `from_sequence`, then follows live,
+        with no gap and no duplicate across the switch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamEvents(self, request, context):
+        """Every ledger event of the tenant, the same way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +210,41 @@ def add_AccountingServiceServicer_to_server(servicer, server):
                     servicer.ListVouchers,
                     request_deserializer=tally_dot_v1_dot_accounting__service__pb2.ListVouchersRequest.FromString,
                     response_serializer=tally_dot_v1_dot_accounting__service__pb2.ListVouchersResponse.SerializeToString,
+            ),
+            'CreateHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateHold,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.CreateHoldRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.CreateHoldResponse.SerializeToString,
+            ),
+            'CaptureHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureHold,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.CaptureHoldRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.CaptureHoldResponse.SerializeToString,
+            ),
+            'ReleaseHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseHold,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.GetHoldRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.GetHoldResponse.SerializeToString,
+            ),
+            'ListHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHolds,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.ListHoldsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.ListHoldsResponse.SerializeToString,
+            ),
+            'StreamBalanceChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamBalanceChanges,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesResponse.SerializeToString,
+            ),
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=tally_dot_v1_dot_accounting__service__pb2.StreamEventsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_accounting__service__pb2.StreamEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +383,195 @@ class AccountingService:
             '/tally.v1.AccountingService/ListVouchers',
             tally_dot_v1_dot_accounting__service__pb2.ListVouchersRequest.SerializeToString,
             tally_dot_v1_dot_accounting__service__pb2.ListVouchersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/CreateHold',
+            tally_dot_v1_dot_accounting__service__pb2.CreateHoldRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.CreateHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/CaptureHold',
+            tally_dot_v1_dot_accounting__service__pb2.CaptureHoldRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.CaptureHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/ReleaseHold',
+            tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/GetHold',
+            tally_dot_v1_dot_accounting__service__pb2.GetHoldRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.GetHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountingService/ListHolds',
+            tally_dot_v1_dot_accounting__service__pb2.ListHoldsRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.ListHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamBalanceChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tally.v1.AccountingService/StreamBalanceChanges',
+            tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.StreamBalanceChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tally.v1.AccountingService/StreamEvents',
+            tally_dot_v1_dot_accounting__service__pb2.StreamEventsRequest.SerializeToString,
+            tally_dot_v1_dot_accounting__service__pb2.StreamEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tally/v1/flows.proto\x12\x08tally.v1\x1a\x14tally/v1/types.proto\"\x84\x01\n\x0cTransferFlow\x12\"\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12 \n\x02to\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0c\n\x04memo\x18\x05 \x01(\t\"D\n\x0e\x41\x64justmentFlow\x12\"\n\x05lines\x18\x01 \x03(\x0b\x32\x13.tally.v1.LineInput\x12\x0e\n\x06reason\x18\x02 \x01(\t\"j\n\x0b\x46undingFlow\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x11\n\tprocessor\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0c\x65xternal_ref\x18\x05 \x01(\t\"0\n\x0cRevenueShare\x12\r\n\x05party\x18\x01 \x01(\t\x12\x11\n\tshare_bps\x18\x02 \x01(\x05\"\x9b\x01\n\tUsageFlow\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x10\n\x08merchant\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x11\n\taffiliate\x18\x05 \x01(\t\x12&\n\x06shares\x18\x06 \x03(\x0b\x32\x16.tally.v1.RevenueShare\x12\r\n\x05meter\x18\x07 \x01(\t\"o\n\x06\x43oupon\x12&\n\x06issuer\x18\x01 \x01(\x0e\x32\x16.tally.v1.CouponIssuer\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x1a\n\x12merchant_share_bps\x18\x03 \x01(\x05\x12\x11\n\tcoupon_id\x18\x04 \x01(\t\"\x8b\x01\n\x0f\x41\x63quisitionFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12 \n\x06\x63oupon\x18\x05 \x01(\x0b\x32\x10.tally.v1.Coupon\x12\x11\n\torder_ref\x18\x06 \x01(\t\"[\n\nRefundFlow\x12\x1b\n\x13original_request_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xbe\x01\n\x0eSettlementFlow\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tally.v1.SettlementKind\x12\x10\n\x08merchant\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x1a\n\ractual_amount\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x11\n\tbatch_ref\x18\x07 \x01(\tB\x10\n\x0e_actual_amount\"@\n\nPayoutFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"C\n\rGuaranteeFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t*\x9c\x01\n\x0c\x43ouponIssuer\x12\x1d\n\x19\x43OUPON_ISSUER_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OUPON_ISSUER_PLATFORM\x10\x01\x12\x1a\n\x16\x43OUPON_ISSUER_MERCHANT\x10\x02\x12\x18\n\x14\x43OUPON_ISSUER_SHARED\x10\x03\x12\x1b\n\x17\x43OUPON_ISSUER_PURCHASED\x10\x04*\x86\x01\n\x0eSettlementKind\x12\x1f\n\x1bSETTLEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18SETTLEMENT_KIND_MERCHANT\x10\x01\x12\x1b\n\x17SETTLEMENT_KIND_CHANNEL\x10\x02\x12\x18\n\x14SETTLEMENT_KIND_BANK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tally/v1/flows.proto\x12\x08tally.v1\x1a\x14tally/v1/types.proto\"\x84\x01\n\x0cTransferFlow\x12\"\n\x04\x66rom\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12 \n\x02to\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x0c\n\x04memo\x18\x05 \x01(\t\"D\n\x0e\x41\x64justmentFlow\x12\"\n\x05lines\x18\x01 \x03(\x0b\x32\x13.tally.v1.LineInput\x12\x0e\n\x06reason\x18\x02 \x01(\t\"j\n\x0b\x46undingFlow\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x11\n\tprocessor\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0c\x65xternal_ref\x18\x05 \x01(\t\"0\n\x0cRevenueShare\x12\r\n\x05party\x18\x01 \x01(\t\x12\x11\n\tshare_bps\x18\x02 \x01(\x05\"\xac\x01\n\tUsageFlow\x12\x10\n\x08\x63onsumer\x18\x01 \x01(\t\x12\x10\n\x08merchant\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x11\n\taffiliate\x18\x05 \x01(\t\x12&\n\x06shares\x18\x06 \x03(\x0b\x32\x16.tally.v1.RevenueShare\x12\r\n\x05meter\x18\x07 \x01(\t\x12\x0f\n\x07hold_id\x18\x08 \x01(\t\"o\n\x06\x43oupon\x12&\n\x06issuer\x18\x01 \x01(\x0e\x32\x16.tally.v1.CouponIssuer\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x1a\n\x12merchant_share_bps\x18\x03 \x01(\x05\x12\x11\n\tcoupon_id\x18\x04 \x01(\t\"\x8b\x01\n\x0f\x41\x63quisitionFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12 \n\x06\x63oupon\x18\x05 \x01(\x0b\x32\x10.tally.v1.Coupon\x12\x11\n\torder_ref\x18\x06 \x01(\t\"[\n\nRefundFlow\x12\x1b\n\x13original_request_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xbe\x01\n\x0eSettlementFlow\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.tally.v1.SettlementKind\x12\x10\n\x08merchant\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x03\x12\x1a\n\ractual_amount\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x11\n\tbatch_ref\x18\x07 \x01(\tB\x10\n\x0e_actual_amount\"@\n\nPayoutFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"C\n\rGuaranteeFlow\x12\x10\n\x08merchant\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t*\x9c\x01\n\x0c\x43ouponIssuer\x12\x1d\n\x19\x43OUPON_ISSUER_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OUPON_ISSUER_PLATFORM\x10\x01\x12\x1a\n\x16\x43OUPON_ISSUER_MERCHANT\x10\x02\x12\x18\n\x14\x43OUPON_ISSUER_SHARED\x10\x03\x12\x1b\n\x17\x43OUPON_ISSUER_PURCHASED\x10\x04*\x86\x01\n\x0eSettlementKind\x12\x1f\n\x1bSETTLEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18SETTLEMENT_KIND_MERCHANT\x10\x01\x12\x1b\n\x17SETTLEMENT_KIND_CHANNEL\x10\x02\x12\x18\n\x14SETTLEMENT_KIND_BANK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tally.v1.flows_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_COUPONISSUER']._serialized_start=1254
-  _globals['_COUPONISSUER']._serialized_end=1410
-  _globals['_SETTLEMENTKIND']._serialized_start=1413
-  _globals['_SETTLEMENTKIND']._serialized_end=1547
+  _globals['_COUPONISSUER']._serialized_start=1271
+  _globals['_COUPONISSUER']._serialized_end=1427
+  _globals['_SETTLEMENTKIND']._serialized_start=1430
+  _globals['_SETTLEMENTKIND']._serialized_end=1564
   _globals['_TRANSFERFLOW']._serialized_start=57
   _globals['_TRANSFERFLOW']._serialized_end=189
   _globals['_ADJUSTMENTFLOW']._serialized_start=191
@@ -45,17 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVENUESHARE']._serialized_start=369
   _globals['_REVENUESHARE']._serialized_end=417
   _globals['_USAGEFLOW']._serialized_start=420
-  _globals['_USAGEFLOW']._serialized_end=575
-  _globals['_COUPON']._serialized_start=577
-  _globals['_COUPON']._serialized_end=688
-  _globals['_ACQUISITIONFLOW']._serialized_start=691
-  _globals['_ACQUISITIONFLOW']._serialized_end=830
-  _globals['_REFUNDFLOW']._serialized_start=832
-  _globals['_REFUNDFLOW']._serialized_end=923
-  _globals['_SETTLEMENTFLOW']._serialized_start=926
-  _globals['_SETTLEMENTFLOW']._serialized_end=1116
-  _globals['_PAYOUTFLOW']._serialized_start=1118
-  _globals['_PAYOUTFLOW']._serialized_end=1182
-  _globals['_GUARANTEEFLOW']._serialized_start=1184
-  _globals['_GUARANTEEFLOW']._serialized_end=1251
+  _globals['_USAGEFLOW']._serialized_end=592
+  _globals['_COUPON']._serialized_start=594
+  _globals['_COUPON']._serialized_end=705
+  _globals['_ACQUISITIONFLOW']._serialized_start=708
+  _globals['_ACQUISITIONFLOW']._serialized_end=847
+  _globals['_REFUNDFLOW']._serialized_start=849
+  _globals['_REFUNDFLOW']._serialized_end=940
+  _globals['_SETTLEMENTFLOW']._serialized_start=943
+  _globals['_SETTLEMENTFLOW']._serialized_end=1133
+  _globals['_PAYOUTFLOW']._serialized_start=1135
+  _globals['_PAYOUTFLOW']._serialized_end=1199
+  _globals['_GUARANTEEFLOW']._serialized_start=1201
+  _globals['_GUARANTEEFLOW']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)

@@ -76,7 +76,7 @@ class RevenueShare(_message.Message):
     def __init__(self, party: _Optional[str] = ..., share_bps: _Optional[int] = ...) -> None: ...
 
 class UsageFlow(_message.Message):
-    __slots__ = ("consumer", "merchant", "amount", "currency", "affiliate", "shares", "meter")
+    __slots__ = ("consumer", "merchant", "amount", "currency", "affiliate", "shares", "meter", "hold_id")
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class UsageFlow(_message.Message):
     AFFILIATE_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
     consumer: str
     merchant: str
     amount: int
@@ -91,7 +92,8 @@ class UsageFlow(_message.Message):
     affiliate: str
     shares: _containers.RepeatedCompositeFieldContainer[RevenueShare]
     meter: str
-    def __init__(self, consumer: _Optional[str] = ..., merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., affiliate: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[RevenueShare, _Mapping]]] = ..., meter: _Optional[str] = ...) -> None: ...
+    hold_id: str
+    def __init__(self, consumer: _Optional[str] = ..., merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., affiliate: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[RevenueShare, _Mapping]]] = ..., meter: _Optional[str] = ..., hold_id: _Optional[str] = ...) -> None: ...
 
 class Coupon(_message.Message):
     __slots__ = ("issuer", "amount", "merchant_share_bps", "coupon_id")

@@ -36,6 +36,14 @@ class FloorPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FLOOR_POLICY_UNSPECIFIED: _ClassVar[FloorPolicy]
     FLOOR_POLICY_NON_NEGATIVE: _ClassVar[FloorPolicy]
     FLOOR_POLICY_UNBOUNDED: _ClassVar[FloorPolicy]
+
+class HoldStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HOLD_STATUS_UNSPECIFIED: _ClassVar[HoldStatus]
+    HOLD_STATUS_ACTIVE: _ClassVar[HoldStatus]
+    HOLD_STATUS_CAPTURED: _ClassVar[HoldStatus]
+    HOLD_STATUS_RELEASED: _ClassVar[HoldStatus]
+    HOLD_STATUS_EXPIRED: _ClassVar[HoldStatus]
 ACCOUNT_TYPE_UNSPECIFIED: AccountType
 ACCOUNT_TYPE_DEPOSIT: AccountType
 ACCOUNT_TYPE_CREDIT: AccountType
@@ -51,6 +59,11 @@ ACCOUNT_STATUS_CLOSED: AccountStatus
 FLOOR_POLICY_UNSPECIFIED: FloorPolicy
 FLOOR_POLICY_NON_NEGATIVE: FloorPolicy
 FLOOR_POLICY_UNBOUNDED: FloorPolicy
+HOLD_STATUS_UNSPECIFIED: HoldStatus
+HOLD_STATUS_ACTIVE: HoldStatus
+HOLD_STATUS_CAPTURED: HoldStatus
+HOLD_STATUS_RELEASED: HoldStatus
+HOLD_STATUS_EXPIRED: HoldStatus
 
 class AccountRef(_message.Message):
     __slots__ = ("id", "code")
@@ -227,3 +240,92 @@ class Entry(_message.Message):
     accounting_date: str
     post_time: _timestamp_pb2.Timestamp
     def __init__(self, entry_number: _Optional[int] = ..., voucher_id: _Optional[str] = ..., line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., balance_after: _Optional[int] = ..., flow_type: _Optional[str] = ..., memo: _Optional[str] = ..., accounting_date: _Optional[str] = ..., post_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("id", "tenant_id", "account_id", "currency", "amount", "captured", "remaining", "status", "expire_time", "create_time", "update_time", "request_id", "created_by", "memo", "metadata", "capture_voucher_ids")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_VOUCHER_IDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant_id: str
+    account_id: str
+    currency: str
+    amount: int
+    captured: int
+    remaining: int
+    status: HoldStatus
+    expire_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    request_id: str
+    created_by: str
+    memo: str
+    metadata: _containers.ScalarMap[str, str]
+    capture_voucher_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., account_id: _Optional[str] = ..., currency: _Optional[str] = ..., amount: _Optional[int] = ..., captured: _Optional[int] = ..., remaining: _Optional[int] = ..., status: _Optional[_Union[HoldStatus, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ..., created_by: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., capture_voucher_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BalanceChange(_message.Message):
+    __slots__ = ("sequence", "account_id", "currency", "current", "locked", "available", "current_delta", "locked_delta", "cause", "voucher_id", "hold_id", "time")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_DELTA_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_DELTA_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    account_id: str
+    currency: str
+    current: int
+    locked: int
+    available: int
+    current_delta: int
+    locked_delta: int
+    cause: str
+    voucher_id: str
+    hold_id: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, sequence: _Optional[int] = ..., account_id: _Optional[str] = ..., currency: _Optional[str] = ..., current: _Optional[int] = ..., locked: _Optional[int] = ..., available: _Optional[int] = ..., current_delta: _Optional[int] = ..., locked_delta: _Optional[int] = ..., cause: _Optional[str] = ..., voucher_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("sequence", "type", "account_id", "voucher_id", "hold_id", "payload_json", "time")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    type: str
+    account_id: str
+    voucher_id: str
+    hold_id: str
+    payload_json: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, sequence: _Optional[int] = ..., type: _Optional[str] = ..., account_id: _Optional[str] = ..., voucher_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
