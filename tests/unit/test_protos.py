@@ -12,19 +12,24 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from tally.v1 import (
     account_service_pb2,
     accounting_service_pb2,
+    bookkeeping_service_pb2,
     flows_pb2,
     types_pb2,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED_MODULES = (account_service_pb2, accounting_service_pb2, flows_pb2, types_pb2)
+GENERATED_MODULES = (account_service_pb2, accounting_service_pb2, bookkeeping_service_pb2, flows_pb2, types_pb2)
 SERVICES = (
     accounting_service_pb2.DESCRIPTOR.services_by_name["AccountingService"],
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"],
+    bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"],
 )
 # RPCs that change state and so must carry an idempotency key.
-MUTATING_RPCS = {"Post", "ReverseVoucher", "CreateAccount", "UpdateAccount"}
-READ_ONLY_PREFIXES = ("Get", "List")
+MUTATING_RPCS = {"Post", "ReverseVoucher", "CreateAccount", "UpdateAccount", "CreateHold", "CaptureHold",
+                 "ReleaseHold"}
+# Batches carry one idempotency key per item: the repeated field's message must have request_id.
+BATCH_RPCS = {"PostBatch": "requests"}
+READ_ONLY_PREFIXES = ("Get", "List", "Stream", "Validate")
 
 METHODS: dict[str, MethodDescriptor] = {m.name: m for s in SERVICES for m in s.methods}
 
@@ -73,7 +78,7 @@ def test_mutating_rpcs_are_exactly_the_non_read_rpcs():
     missing = MUTATING_RPCS - METHODS.keys()
     assert not missing, f"mutating RPCs not found in the services: {sorted(missing)}"
     # Any RPC that is not a Get*/List* read is treated as mutating, so a new write RPC is checked as well.
-    unclassified = {n for n in METHODS if not n.startswith(READ_ONLY_PREFIXES)} - MUTATING_RPCS
+    unclassified = {n for n in METHODS if not n.startswith(READ_ONLY_PREFIXES)} - MUTATING_RPCS - BATCH_RPCS.keys()
     assert not unclassified, (
         f"RPCs {sorted(unclassified)} are neither Get*/List* reads nor listed in MUTATING_RPCS; "
         "add them to MUTATING_RPCS (they then need a request_id) or rename them"
@@ -82,11 +87,18 @@ def test_mutating_rpcs_are_exactly_the_non_read_rpcs():
 
 @pytest.mark.parametrize(
     "method",
-    sorted(MUTATING_RPCS | {n for n in METHODS if not n.startswith(READ_ONLY_PREFIXES)}),
+    sorted(MUTATING_RPCS | {n for n in METHODS if not n.startswith(READ_ONLY_PREFIXES)} - BATCH_RPCS.keys()),
 )
 def test_mutating_request_has_request_id(method: str):
     assert method in METHODS, f"RPC {method} not found"
     _field(METHODS[method].input_type, "request_id", FieldDescriptor.TYPE_STRING)
+
+
+@pytest.mark.parametrize("method", sorted(BATCH_RPCS))
+def test_batch_items_have_request_id(method: str):
+    items = METHODS[method].input_type.fields_by_name[BATCH_RPCS[method]]
+    assert items.is_repeated and items.message_type is not None, f"{method}.{BATCH_RPCS[method]}"
+    _field(items.message_type, "request_id", FieldDescriptor.TYPE_STRING)
 
 
 LIST_RPCS = sorted(n for n in METHODS if n.startswith("List"))

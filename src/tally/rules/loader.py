@@ -247,9 +247,10 @@ class _Loader:
             self.add(location, "must be an array of names")
             return ()
         names = [self.name(item, f"{location}[{i}]", _FIELD_RESERVED) for i, item in enumerate(raw)]
-        if len(set(raw)) != len(raw):
+        valid = [name for name in names if name is not None]
+        if len(set(valid)) != len(valid):
             self.add(location, "lists a name twice")
-        return tuple(name for name in names if name is not None)
+        return tuple(valid)
 
     # ------------------------------------------------------------------------------ templates
 
@@ -363,9 +364,10 @@ class _Loader:
         self.check_param_names(ctx, location)
         if mode is Mode.PROPORTIONAL_REVERSAL:
             return self.reversal_rule(raw, location, rule_id, ctx, description or "")
+        lets = self.lets(raw.get("let", {}), _at(location, "let"), ctx)
         return Rule(
             id=rule_id, flow=flow, when=self.when(raw.get("when", {}), _at(location, "when"), flow), mode=mode,
-            params=ctx.params, lets=self.lets(raw.get("let", {}), _at(location, "let"), ctx),
+            params=ctx.params, lets=lets, let_texts={name: raw["let"][name] for name, _ in lets},
             requires=self.guards(raw.get("requires", []), _at(location, "requires"), ctx),
             vouchers=self.vouchers(raw.get("vouchers"), _at(location, "vouchers"), ctx),
             description=description or "",
@@ -534,18 +536,20 @@ class _Loader:
         memo = self.memo(raw.get("memo"), _at(location, "memo"), ctx.flow)
         if side is None or account is None or amount is None or ("when" in raw and when is None):
             return None
-        return LineRule(side, account, amount, when, split, split_default, memo)
+        return LineRule(side, account, amount, when, split, split_default, memo, raw["amount"])
 
     def split(self, raw: dict, location: str, flow: FlowSpec) -> tuple[bool, str]:
         split = "split" in raw
         if split and raw["split"] != "shares":
             self.add(_at(location, "split"), 'the only split is "shares"')
-        default = raw.get("split_default", "")
-        if "split_default" in raw and not split:
+        if "split_default" not in raw:
+            return split, ""
+        default = self.text(raw["split_default"], _at(location, "split_default"))
+        if not split:
             self.add(_at(location, "split_default"), 'only a line with split = "shares" has a default')
-        elif default and default not in flow.parties:
+        elif default is not None and default not in flow.parties:
             self.add(_at(location, "split_default"), f"{default!r} is not a party of flow '{flow.name}'")
-        return split, default if isinstance(default, str) else ""
+        return split, default or ""
 
     def amount(self, value: object, location: str, ctx: _RuleContext) -> Node | str | None:
         if isinstance(value, str) and value.strip() == REMAINDER:

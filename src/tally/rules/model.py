@@ -52,6 +52,9 @@ class Presence:
     name: str
     negate: bool = False
 
+    def __str__(self) -> str:
+        return f"not {self.name}" if self.negate else self.name
+
 
 @dataclass(frozen=True)
 class LineRule:
@@ -62,6 +65,7 @@ class LineRule:
     split: bool = False  # distribute the amount over the flow's share table, `{party}` naming each share
     split_default: str = ""  # with no share table: the party that takes the whole amount
     memo: Pattern | None = None
+    amount_text: str = ""  # the expression as written, for inspection
 
     @property
     def is_remainder(self) -> bool:
@@ -92,6 +96,7 @@ class Rule:
     mode: Mode = Mode.VOUCHERS
     params: dict[str, int] = field(default_factory=dict)  # the file's params with this rule's overrides
     lets: tuple[tuple[str, Node], ...] = ()
+    let_texts: dict[str, str] = field(default_factory=dict)  # each let's expression as written
     requires: tuple[Guard, ...] = ()
     vouchers: tuple[VoucherRule, ...] = ()
     description: str = ""
