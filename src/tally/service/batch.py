@@ -20,15 +20,17 @@ from itertools import groupby
 
 from sqlalchemy import Connection
 
-from tally.domain.accounts import Account, BalanceState
+from tally.domain.accounts import Account, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError, precondition
 from tally.domain.facts import LedgerView
+from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, voucher_hash
-from tally.service.events import account_payload, posted_payload
-from tally.service.idempotency import fingerprint, reused_request_id
+from tally.service.events import account_payload, hold_events, posted_payload
+from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
+from tally.service.idempotency import canonical, fingerprint, reused_request_id
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
@@ -58,6 +60,7 @@ class Submission:
     build: Builder | None = None
     codes: dict[str, str] = field(default_factory=dict)  # account code -> currency the build may name
     caps: tuple[Cap, ...] = ()
+    hold_ops: tuple[HoldOp, ...] = ()  # applied before the vouchers, all or nothing with them
     group: int = 0  # non-zero: posted all or nothing with the adjacent submissions of the same group
     fingerprint: str = field(init=False)
 
@@ -69,6 +72,7 @@ class Submission:
 class Posted:
     vouchers: tuple[Voucher, ...]
     replayed: bool = False
+    holds: tuple[Hold, ...] = ()  # the holds the submission changed, as it left them
 
 
 Outcome = Posted | LedgerError
@@ -111,6 +115,11 @@ class _Batch:
         self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
         self.balances: dict[str, BalanceState] = {}
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
+        ops: dict[str, list[HoldOp]] = defaultdict(list)
+        for sub in subs:
+            ops[sub.tenant_id] += sub.hold_ops
+        self.hold_book = HoldBook(conn, ops)
+        self.touched_holds: set[str] = set()
         self._load_accounts(subs, opener)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
@@ -129,7 +138,10 @@ class _Batch:
         for sub in subs:
             refs[sub.tenant_id] += [line.account for d in sub.drafts for line in d.lines]
             refs[sub.tenant_id] += [AccountRef(code=code) for code in sub.codes]
+            refs[sub.tenant_id] += [op.account for op in sub.hold_ops if op.account is not None]
             codes[sub.tenant_id].update(sub.codes)
+        for tenant_id, ids in self.hold_book.account_ids().items():
+            refs[tenant_id] += [AccountRef(id=i) for i in ids]
         for tenant_id, tenant_refs in refs.items():
             by_id, by_code = accounts_repo.find_accounts(self.conn, tenant_id, tenant_refs)
             found = {a.id: a for a in (*by_id.values(), *by_code.values())}
@@ -150,38 +162,65 @@ class _Batch:
 
     def apply_group(self, subs: list[Submission]) -> list[Outcome]:
         """Applies one submission, or an atomic group: refused whole when any member is refused."""
-        saved = dict(self.balances), dict(self.caps_used)
+        saved = dict(self.balances), dict(self.caps_used), self.hold_book.snapshot()
         evaluated = []
         for index, sub in enumerate(subs):
             result = self._evaluate(sub)
             if isinstance(result, LedgerError):
-                self.balances, self.caps_used = saved
+                self.balances, self.caps_used = saved[0], saved[1]
+                self.hold_book.restore(saved[2])
                 return [result if i == index else refused_with(index, result) for i in range(len(subs))]
             evaluated.append(result)
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
 
-    def _evaluate(self, sub: Submission) -> Posted | list[Voucher] | LedgerError:
-        """A replayed answer, the vouchers to post, or the refusal; balances move only for vouchers."""
+    def _evaluate(self, sub: Submission) -> Posted | _Accepted | LedgerError:
+        """A replayed answer, what to post, or the refusal; state moves only for what is accepted."""
         record = self.records.get((sub.tenant_id, sub.request_id))
         if record is not None:
             return self._replay(sub, record)
         try:
-            drafts = sub.drafts or sub.build(_View(self, sub.tenant_id))
+            resolver = self._resolver(sub.tenant_id)
+            changes = [self.hold_book.apply(op, sub.tenant_id, resolver, self.balances, self.now_us)
+                       for op in sub.hold_ops]
+            drafts = sub.drafts or (sub.build(_View(self, sub.tenant_id)) if sub.build else ())
             vouchers = [self._apply_draft(sub, draft) for draft in drafts]
+            _check_spent_from_holds(changes, vouchers)
             self._use_caps(sub)
         except LedgerError as error:
             return error
-        return vouchers
+        return _Accepted(vouchers, changes)
 
-    def _accept(self, sub: Submission, result: Posted | list[Voucher]) -> Posted:
+    def _resolver(self, tenant_id: str) -> Callable[[AccountRef], Account]:
+        return lambda ref: resolve(ref, self.by_id[tenant_id], self.by_code[tenant_id])
+
+    def _accept(self, sub: Submission, result: Posted | _Accepted) -> Posted:
         if isinstance(result, Posted):
             return result
-        posted = self._seal(sub, result)
+        holds = self._record_holds(sub.tenant_id, result)
+        posted = self._seal(sub, result.vouchers)
         record = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
-                                   {"voucher_ids": [v.id for v in posted]}, self.now_us)
+                                   {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]},
+                                   self.now_us)
         self.records[(sub.tenant_id, sub.request_id)] = record
         self.new_records.append(record)
-        return Posted(tuple(posted))
+        return Posted(tuple(posted), holds=holds)
+
+    def _record_holds(self, tenant_id: str, accepted: _Accepted) -> tuple[Hold, ...]:
+        head = self.heads[tenant_id]
+        voucher_ids = [v.id for v in accepted.vouchers]
+        final: dict[str, Hold] = {}
+        for change in accepted.changes:
+            hold = change.hold
+            if change.op.action in (HoldAction.CAPTURE, HoldAction.CONSUME):
+                hold = self.hold_book.record_vouchers(hold.id, voucher_ids)
+            final[hold.id] = hold
+            self.touched_holds.add(hold.id)
+            for type_, payload in hold_events(change):
+                locked_delta = payload.pop("locked_delta")
+                payload["balances"] = self._balances_payload(tenant_id, {}, {hold.account_id: 0})
+                payload["balances"][hold.account_id]["locked_delta"] = locked_delta
+                self._event(head, type_, payload, hold_id=hold.id, account_id=hold.account_id)
+        return tuple(final.values())
 
     def _replay(self, sub: Submission, record: IdempotencyRecord) -> Outcome:
         if record.operation != sub.operation or record.fingerprint != sub.fingerprint:
@@ -190,7 +229,8 @@ class _Batch:
         fresh = {v.id: v for v in self.new_vouchers if v.id in ids}
         stored = journal_repo.get_vouchers(self.conn, sub.tenant_id, [i for i in ids if i not in fresh])
         found = fresh | {v.id: v for v in stored}
-        return Posted(tuple(found[i] for i in ids), replayed=True)
+        holds = tuple(hold_from(data) for data in record.result.get("holds", ()))
+        return Posted(tuple(found[i] for i in ids), replayed=True, holds=holds)
 
     def _apply_draft(self, sub: Submission, draft: VoucherDraft) -> Voucher:
         if draft.reverses_id and draft.reverses_id in self.reversed:
@@ -244,22 +284,46 @@ class _Batch:
                 self._event(head, "account.created", account_payload(account), account_id=account.id)
 
     def _record_events(self, head: LedgerHead, voucher: Voucher) -> None:
-        self._event(head, "ledger.entry.posted", posted_payload(voucher), voucher_id=voucher.id)
+        payload = posted_payload(voucher)
+        deltas: dict[str, int] = defaultdict(int)
+        current: dict[str, int] = {}
+        for line in voucher.lines:
+            current[line.account_id] = line.balance_after
+        for line in voucher.lines:
+            account = self.by_id[voucher.tenant_id][line.account_id]
+            deltas[line.account_id] += line.amount if line.side is account.normal_side else -line.amount
+        payload["balances"] = self._balances_payload(voucher.tenant_id, current, deltas)
+        self._event(head, "ledger.entry.posted", payload, voucher_id=voucher.id)
         if voucher.reverses_id:
             self._event(head, "voucher.reversed", {"voucher_id": voucher.reverses_id, "reversal_id": voucher.id},
                         voucher_id=voucher.reverses_id)
+
+    def _balances_payload(self, tenant_id: str, current: dict[str, int], deltas: dict[str, int]) -> dict[str, dict]:
+        """Each account's balance right after an event (locked as the submission leaves it), and how
+        the event moved it: what a stream of balance changes carries. `current` defaults to the state's."""
+        out = {}
+        for account_id, delta in deltas.items():
+            account = self.by_id[tenant_id][account_id]
+            state = self.balances[account_id]
+            now = current.get(account_id, state.current)
+            out[account_id] = {"currency": account.currency, "current": now, "locked": state.locked,
+                               "available": now - state.locked + account.credit_limit, "current_delta": delta,
+                               "locked_delta": 0}
+        return out
 
     def _event(self, head: LedgerHead, type_: str, payload: dict, **ids: str) -> None:
         head.event_sequence += 1
         self.events.append(Event(head.tenant_id, head.event_sequence, type_, payload, self.now_us, **ids))
 
     def write(self) -> None:
-        if not self.new_vouchers:
+        if not self.new_vouchers and not self.touched_holds:
             return
+        self.hold_book.write(self.conn, self.touched_holds)
         for account in self.new_accounts:
             accounts_repo.insert_account(self.conn, account)
         journal_repo.insert_vouchers(self.conn, self.new_vouchers)
-        accounts_repo.save_balances(self.conn, [self.balances[a] for a in sorted(self.touched)], self.now_us)
+        touched = self.touched | {self.hold_book.holds[h].account_id for h in self.touched_holds}
+        accounts_repo.save_balances(self.conn, [self.balances[a] for a in sorted(touched)], self.now_us)
         ledger_repo.insert_records(self.conn, self.new_records)
         ledger_repo.insert_events(self.conn, self.events)
         ledger_repo.save_caps(
@@ -287,3 +351,26 @@ class _View:
     def metadata(self, code: str) -> dict[str, str] | None:
         account = self._account(code)
         return None if account is None else dict(account.metadata)
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    vouchers: list[Voucher]
+    changes: list[HoldChange]
+
+
+def _check_spent_from_holds(changes: list[HoldChange], vouchers: list[Voucher]) -> None:
+    """A capture or consumption must spend from the held account: its vouchers debit it that much."""
+    for change in changes:
+        if change.op.action not in (HoldAction.CAPTURE, HoldAction.CONSUME):
+            continue
+        debited = sum(line.amount for v in vouchers for line in v.lines
+                      if line.account_id == change.hold.account_id and line.side is Side.DEBIT)
+        if debited < change.op.amount:
+            raise precondition("HOLD_ACCOUNT_MISMATCH", f"hold {change.hold.id} is on another account than the "
+                               "one this flow spends from", hold_id=change.hold.id)
+
+
+def hold_from(data: dict) -> Hold:
+    return Hold(**{**data, "status": HoldStatus(data["status"]),
+                   "capture_voucher_ids": tuple(data["capture_voucher_ids"])})

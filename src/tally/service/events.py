@@ -32,3 +32,22 @@ def posted_payload(voucher: Voucher) -> dict:
                    "currency": ln.currency, "entry_number": ln.entry_number, "balance_after": ln.balance_after}
                   for ln in voucher.lines],
     }
+
+
+def hold_events(change) -> list[tuple[str, dict]]:
+    """The events one hold operation writes: (type, payload with `locked_delta` for its account)."""
+    hold, action = change.hold, change.op.action.value
+    base = {"hold_id": hold.id, "account_id": hold.account_id, "currency": hold.currency}
+    if action == "create":
+        return [("balance.hold.created", {**base, "amount": hold.amount, "expires_us": hold.expires_us,
+                                          "locked_delta": change.locked_delta})]
+    if action in ("release", "expire"):
+        return [("balance.released", {**base, "amount": -change.locked_delta, "status": hold.status.value,
+                                      "locked_delta": change.locked_delta})]
+    events = [("balance.hold.captured", {**base, "amount": change.op.amount, "captured": hold.captured,
+                                         "status": hold.status.value, "locked_delta": -change.op.amount})]
+    rest = -change.locked_delta - change.op.amount
+    if rest:  # a final capture releases what it did not take
+        events.append(("balance.released", {**base, "amount": rest, "status": hold.status.value,
+                                            "locked_delta": -rest}))
+    return events

@@ -129,6 +129,28 @@ events = Table(
     Column("created_us", BigInteger, nullable=False),
 )
 
+holds = Table(
+    "holds", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("account_id", String(ID), ForeignKey("accounts.id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("captured", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("request_id", String(128), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("memo", Text, nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("capture_voucher_ids", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    CheckConstraint("amount > 0 AND captured >= 0 AND captured <= amount", name="captured_within_amount"),
+)
+Index("ix_holds_tenant_id_account_id_status", holds.c.tenant_id, holds.c.account_id, holds.c.status)
+Index("ix_holds_status_expires_us", holds.c.status, holds.c.expires_us)
+
 # Running totals bounded by a limit across requests, e.g. everything refunded against one original
 # payment. Checked and advanced in the same transaction as the vouchers they bound.
 flow_caps = Table(
