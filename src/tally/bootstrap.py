@@ -12,12 +12,18 @@ from sqlalchemy.engine import make_url
 from tally.api.server import GrpcServer
 from tally.config import Settings
 from tally.domain.calendar import AccountingCalendar
+from tally.rules import RuleSet, load_default_rule_set, load_rule_set
 from tally.service.container import Services
+from tally.service.expiry import HoldExpirer
 from tally.service.pipeline import PipelineLimits, PostingPipeline, now_us
+from tally.service.posting import Posting
 from tally.service.queries import Queries
+from tally.service.templates import template_opener
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
 from tally.storage.uow import UnitOfWork
+from tally.streaming.hub import EventHub
+from tally.streaming.pg_listener import PgListener
 
 log = logging.getLogger("tally")
 
@@ -25,10 +31,20 @@ log = logging.getLogger("tally")
 def build_services(settings: Settings, engines: Engines) -> Services:
     uow = UnitOfWork(engines, retries_max=settings.retries_max)
     calendar = AccountingCalendar(settings.day_cutoff_offset_minutes)
+    rules = load_rules(settings)
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
-        queue_depth_max=settings.queue_depth_max))
-    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us)
+        queue_depth_max=settings.queue_depth_max), opener=template_opener(rules, settings.currencies))
+    posting = Posting(pipeline, uow, rules, settings.currencies, now_us)
+    expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)
+    hub = EventHub(uow, settings)
+    uow.after_commit.append(hub.wake)  # called in the writing thread after each commit that wrote events
+    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer)
+
+
+def load_rules(settings: Settings) -> RuleSet:
+    """The rule set to post with; an invalid file stops the server before it serves anything."""
+    return load_rule_set(settings.rules_file) if settings.rules_file else load_default_rule_set()
 
 
 @dataclass
@@ -37,15 +53,36 @@ class App:
     engines: Engines
     services: Services
     server: GrpcServer
+    listener: PgListener | None = None
 
     @property
     def port(self) -> int:
         return self.server.port
 
     async def stop(self) -> None:
+        """Health NOT_SERVING (balancers stop sending), streams end (they would hold the drain for the
+        whole grace period), in-flight calls drain, queued postings finish, connections close."""
+        await self.server.health.enter_graceful_shutdown()
+        await _stop_streams(self.services.hub, self.listener)
         await self.server.stop()
+        await self.services.expirer.stop()
         await self.services.pipeline.stop()
         self.engines.dispose()
+
+
+async def _start_streams(services: Services, engines: Engines, settings: Settings) -> PgListener | None:
+    await services.hub.start()
+    if engines.dialect != "postgresql":
+        return None  # SQLite serves one process: the after-commit wake-ups see every commit
+    listener = PgListener(settings.database_url, services.hub)
+    await listener.start()
+    return listener
+
+
+async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
+    await hub.stop()
+    if listener is not None:
+        await listener.stop()
 
 
 async def start(settings: Settings) -> App:
@@ -54,9 +91,19 @@ async def start(settings: Settings) -> App:
         await asyncio.to_thread(migrate, engines.write)
     services = build_services(settings, engines)
     services.pipeline.start()
-    server = GrpcServer(services)
-    await server.start()
-    return App(settings, engines, services, server)
+    services.expirer.start()
+    listener = None
+    try:
+        listener = await _start_streams(services, engines, settings)
+        server = GrpcServer(services)
+        await server.start()
+    except BaseException:
+        await _stop_streams(services.hub, listener)
+        await services.expirer.stop()
+        await services.pipeline.stop()
+        engines.dispose()
+        raise
+    return App(settings, engines, services, server, listener)
 
 
 async def _serve(settings: Settings) -> None:

@@ -30,6 +30,12 @@ class Settings:
     rpc_concurrency_max: int = 4096
     shutdown_grace_s: int = 10
     otel_exporter: str = "none"
+    rules_file: str = ""  # empty: the default rule set that ships with Tally
+    hold_expiry_interval_s: int = 1
+    stream_subscribers_max: int = 1000
+    stream_lag_events_max: int = 10_000
+    stream_idle_poll_s: int = 5
+    stream_page_size: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +57,14 @@ class Settings:
                 rpc_concurrency_max=_int(env, "TALLY_RPC_CONCURRENCY_MAX", d.rpc_concurrency_max, 1, 100_000),
                 shutdown_grace_s=_int(env, "TALLY_SHUTDOWN_GRACE_S", d.shutdown_grace_s, 0, 3600),
                 otel_exporter=_choice(env, "TALLY_OTEL_EXPORTER", d.otel_exporter, {"none", "console"}),
+                rules_file=env.get("TALLY_RULES_FILE", d.rules_file),
+                hold_expiry_interval_s=_int(env, "TALLY_HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s, 1, 3600),
+                stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
+                                            100_000),
+                stream_lag_events_max=_int(env, "TALLY_STREAM_LAG_EVENTS_MAX", d.stream_lag_events_max, 1,
+                                           1_000_000),
+                stream_idle_poll_s=_int(env, "TALLY_STREAM_IDLE_POLL_S", d.stream_idle_poll_s, 1, 3600),
+                stream_page_size=_int(env, "TALLY_STREAM_PAGE_SIZE", d.stream_page_size, 1, 10_000),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc

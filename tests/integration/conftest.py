@@ -25,10 +25,10 @@ from tally.domain.errors import LedgerError
 from tally.domain.flows import AdjustmentFlow, TransferFlow
 from tally.domain.vouchers import GENESIS_HASH, AccountRef, LineDraft, PostedLine, Voucher, voucher_hash
 from tally.service import accounts as account_service
-from tally.service import posting
 from tally.service.batch import Posted
 from tally.service.commands import CreateAccount, PostFlow, ReverseVoucher, UpdateAccount
 from tally.service.pipeline import PostingPipeline, now_us
+from tally.service.posting import Posting
 from tally.service.queries import Queries
 from tally.storage import tables as t
 from tally.storage.engine import make_engines
@@ -63,6 +63,8 @@ class Ledger:
             self.pipeline = PostingPipeline(self.uow, calendar, services.pipeline.limits, clock=clock)
             self.queries = Queries(self.uow, calendar, clock)
         self.calendar = self.pipeline.calendar
+        self.posting = Posting(self.pipeline, self.uow, services.posting.rules, services.posting.currencies,
+                               clock)
         self._request_no = 0
         self._started = False
 
@@ -110,13 +112,13 @@ class Ledger:
                        metadata: dict[str, str] | None = None, line_memo: str = "") -> Posted:
         flow = TransferFlow(ref(source), ref(destination), amount, currency, line_memo)
         cmd = PostFlow(tenant, request_id or self.request_id("xfer"), flow, memo=memo, metadata=metadata or {})
-        return await posting.post_flow(cmd, self.pipeline)
+        return await self.posting.post(cmd)
 
     async def adjust(self, lines: list[tuple[str, Side, int]], *, tenant: str = TENANT, currency: str = "USD",
                      reason: str = "test adjustment", request_id: str | None = None, memo: str = "") -> Posted:
         drafts = tuple(LineDraft(ref(code), side, amount, currency) for code, side, amount in lines)
         cmd = PostFlow(tenant, request_id or self.request_id("adj"), AdjustmentFlow(drafts, reason), memo=memo)
-        return await posting.post_flow(cmd, self.pipeline)
+        return await self.posting.post(cmd)
 
     async def fund(self, code: str, amount: int, *, tenant: str = TENANT, currency: str = "USD",
                    source: str = FUNDING) -> Posted:
@@ -127,7 +129,7 @@ class Ledger:
     async def reverse(self, voucher_id: str, *, tenant: str = TENANT, request_id: str | None = None,
                       reason: str = "test reversal") -> Posted:
         cmd = ReverseVoucher(tenant, request_id or self.request_id("rev"), voucher_id, reason)
-        return await posting.reverse_voucher(cmd, self.pipeline, self.uow)
+        return await self.posting.reverse(cmd)
 
     # -- reading --
 

@@ -8,9 +8,8 @@ from tally.api import mapping, streams
 from tally.api.errors import code_of, rpc
 from tally.api.tenancy import tenant_of
 from tally.domain.errors import LedgerError
-from tally.service import posting
 from tally.service.batch import Posted
-from tally.service.commands import PostFlow, ReverseVoucher
+from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
 from tally.service.container import Services
 from tally.v1 import accounting_service_pb2 as pb
 from tally.v1 import accounting_service_pb2_grpc as pb_grpc
@@ -22,21 +21,58 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
 
     @rpc
     async def Post(self, request: pb.PostRequest, context) -> pb.PostResponse:
-        posted = await posting.post_flow(_post_command(tenant_of(context), request), self.s.pipeline)
-        return _posted_out(posted)
+        return _posted_out(await self.s.posting.post(_post_command(tenant_of(context), request)))
 
     @rpc
     async def PostBatch(self, request: pb.PostBatchRequest, context) -> pb.PostBatchResponse:
         tenant_id = tenant_of(context)
         items = [_read(tenant_id, item) for item in request.requests]
-        outcomes = await posting.post_batch(items, request.atomic, self.s.pipeline)
+        outcomes = await self.s.posting.post_batch(items, request.atomic)
         return pb.PostBatchResponse(results=[_result_out(o) for o in outcomes])
 
     @rpc
     async def ReverseVoucher(self, request: pb.ReverseVoucherRequest, context) -> pb.ReverseVoucherResponse:
         cmd = ReverseVoucher(tenant_of(context), request.request_id, request.voucher_id, request.reason)
-        posted = await posting.reverse_voucher(cmd, self.s.pipeline, self.s.uow)
+        posted = await self.s.posting.reverse(cmd)
         return pb.ReverseVoucherResponse(voucher=mapping.voucher_out(posted.vouchers[0]), replayed=posted.replayed)
+
+    @rpc
+    async def CreateHold(self, request: pb.CreateHoldRequest, context) -> pb.CreateHoldResponse:
+        expires_us = None
+        if request.HasField("expire_time"):
+            expires_us = mapping.us_from_timestamp(request.expire_time, "expire_time")
+        cmd = CreateHold(tenant_of(context), request.request_id, mapping.ref_in(request.account), request.amount,
+                         request.currency, expires_us, request.memo, dict(request.metadata))
+        posted = await self.s.posting.create_hold(cmd)
+        return pb.CreateHoldResponse(hold=mapping.hold_out(posted.holds[0]), replayed=posted.replayed)
+
+    @rpc
+    async def CaptureHold(self, request: pb.CaptureHoldRequest, context) -> pb.CaptureHoldResponse:
+        cmd = CaptureHold(tenant_of(context), request.request_id, request.hold_id, request.amount,
+                          mapping.ref_in(request.destination, "destination"), request.final, request.memo)
+        posted = await self.s.posting.capture_hold(cmd)
+        return pb.CaptureHoldResponse(hold=mapping.hold_out(posted.holds[0]),
+                                      voucher=mapping.voucher_out(posted.vouchers[0]), replayed=posted.replayed)
+
+    @rpc
+    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context) -> pb.ReleaseHoldResponse:
+        cmd = ReleaseHold(tenant_of(context), request.request_id, request.hold_id, request.reason)
+        posted = await self.s.posting.release_hold(cmd)
+        return pb.ReleaseHoldResponse(hold=mapping.hold_out(posted.holds[0]), replayed=posted.replayed)
+
+    @rpc
+    async def GetHold(self, request: pb.GetHoldRequest, context) -> pb.GetHoldResponse:
+        hold = await asyncio.to_thread(self.s.queries.get_hold, tenant_of(context), request.hold_id)
+        return pb.GetHoldResponse(hold=mapping.hold_out(hold))
+
+    @rpc
+    async def ListHolds(self, request: pb.ListHoldsRequest, context) -> pb.ListHoldsResponse:
+        page = await asyncio.to_thread(
+            self.s.queries.list_holds, tenant_of(context), page_size=request.page_size,
+            page_token=request.page_token, account_id=request.account_id,
+            status=mapping.enum_in(mapping.HOLD_STATUSES, request.status, "status", required=False))
+        return pb.ListHoldsResponse(holds=[mapping.hold_out(h) for h in page.items],
+                                    next_page_token=page.next_page_token)
 
     @rpc
     async def GetVoucher(self, request: pb.GetVoucherRequest, context) -> pb.GetVoucherResponse:

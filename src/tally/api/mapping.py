@@ -6,12 +6,13 @@ from google.protobuf import timestamp_pb2
 
 from tally.domain.accounts import Account, AccountChange, AccountStatus, AccountType, FloorPolicy, NewAccount, Side
 from tally.domain.errors import invalid
-from tally.domain.flows import AdjustmentFlow, Flow, TransferFlow
+from tally.domain.facts import Facts, Share, check_facts
+from tally.domain.flows import AdjustmentFlow, Flow, RefundFlow, RuleFlow, TransferFlow
+from tally.domain.holds import Hold, HoldStatus
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher
 from tally.service.queries import BalanceView, Entry
+from tally.v1 import flows_pb2 as flows_pb
 from tally.v1 import types_pb2 as pb
-from tally.v1.flows_pb2 import AdjustmentFlow as AdjustmentFlowPb
-from tally.v1.flows_pb2 import TransferFlow as TransferFlowPb
 
 ACCOUNT_TYPES = {pb.ACCOUNT_TYPE_DEPOSIT: AccountType.DEPOSIT, pb.ACCOUNT_TYPE_CREDIT: AccountType.CREDIT,
                  pb.ACCOUNT_TYPE_SECURITY_DEPOSIT: AccountType.SECURITY_DEPOSIT,
@@ -105,12 +106,57 @@ def flow_in(request) -> Flow:
     if which is None:
         raise invalid("FLOW_MISSING", "the request must carry one business flow")
     flow = getattr(request, which)
-    if isinstance(flow, TransferFlowPb):
+    if which == "transfer":
         return TransferFlow(ref_in(getattr(flow, "from"), "transfer.from"), ref_in(flow.to, "transfer.to"),
                             flow.amount, flow.currency, flow.memo)
-    if isinstance(flow, AdjustmentFlowPb):
+    if which == "adjustment":
         return AdjustmentFlow(tuple(line_in(ln, i) for i, ln in enumerate(flow.lines)), flow.reason)
-    raise invalid("FLOW_UNSUPPORTED", f"flow {which} is not supported", flow=which)
+    if which == "refund":
+        return RefundFlow(flow.original_request_id, flow.amount, flow.currency, flow.reason)
+    if which == "usage":
+        return RuleFlow(_usage_facts(flow), hold_id=flow.hold_id)
+    return RuleFlow(_FACTS[which](flow))
+
+
+def _facts(flow_type: str, flow, values: dict[str, int], parties: tuple[str, ...], tags: dict[str, str] | None = None,
+           shares: tuple[Share, ...] = ()) -> Facts:
+    return check_facts(Facts(flow_type, flow.currency, values=values,
+                             parties={p: getattr(flow, p) for p in parties}, tags=tags or {}, shares=shares))
+
+
+def _usage_facts(flow) -> Facts:
+    shares = tuple(Share(s.party, s.share_bps) for s in flow.shares)
+    return _facts("usage", flow, {"amount": flow.amount}, ("consumer", "merchant", "affiliate"), shares=shares)
+
+
+COUPON_ISSUERS = {flows_pb.COUPON_ISSUER_PLATFORM: "platform", flows_pb.COUPON_ISSUER_MERCHANT: "merchant",
+                  flows_pb.COUPON_ISSUER_SHARED: "shared", flows_pb.COUPON_ISSUER_PURCHASED: "purchased"}
+SETTLEMENT_KINDS = {flows_pb.SETTLEMENT_KIND_MERCHANT: "merchant", flows_pb.SETTLEMENT_KIND_CHANNEL: "channel",
+                    flows_pb.SETTLEMENT_KIND_BANK: "bank"}
+
+
+def _acquisition_facts(flow) -> Facts:
+    coupon = flow.coupon
+    issuer = enum_in(COUPON_ISSUERS, coupon.issuer, "acquisition.coupon.issuer", required=False) or ""
+    values = {"amount": flow.amount, "coupon_amount": coupon.amount,
+              "coupon_merchant_share_bps": coupon.merchant_share_bps}
+    return _facts("acquisition", flow, values, ("merchant", "channel"), {"coupon_issuer": issuer})
+
+
+def _settlement_facts(flow) -> Facts:
+    kind = enum_in(SETTLEMENT_KINDS, flow.kind, "settlement.kind")
+    actual = flow.actual_amount if flow.HasField("actual_amount") else flow.amount
+    return _facts("settlement", flow, {"amount": flow.amount, "actual_amount": actual}, ("merchant", "channel"),
+                  {"kind": kind})
+
+
+_FACTS = {
+    "funding": lambda f: _facts("funding", f, {"amount": f.amount}, ("consumer", "processor")),
+    "acquisition": _acquisition_facts,
+    "settlement": _settlement_facts,
+    "payout": lambda f: _facts("payout", f, {"amount": f.amount}, ("merchant",)),
+    "guarantee": lambda f: _facts("guarantee", f, {"amount": f.amount}, ("merchant",)),
+}
 
 
 # --- responses ---------------------------------------------------------------------------------------
@@ -143,6 +189,24 @@ def voucher_out(v: Voucher) -> pb.Voucher:
         memo=v.memo, metadata=v.metadata, reverses_voucher_id=v.reverses_id or "",
         reversed_by_voucher_id=v.reversed_by_id or "", hash=v.hash, previous_hash=v.previous_hash,
     )
+
+
+HOLD_STATUSES = {pb.HOLD_STATUS_ACTIVE: HoldStatus.ACTIVE, pb.HOLD_STATUS_CAPTURED: HoldStatus.CAPTURED,
+                 pb.HOLD_STATUS_RELEASED: HoldStatus.RELEASED, pb.HOLD_STATUS_EXPIRED: HoldStatus.EXPIRED}
+HOLD_STATUSES_PB = _reverse(HOLD_STATUSES)
+
+
+def hold_out(h: Hold) -> pb.Hold:
+    hold = pb.Hold(
+        id=h.id, tenant_id=h.tenant_id, account_id=h.account_id, currency=h.currency, amount=h.amount,
+        captured=h.captured, remaining=h.remaining, status=HOLD_STATUSES_PB[h.status],
+        create_time=timestamp_from_us(h.created_us), update_time=timestamp_from_us(h.updated_us),
+        request_id=h.request_id, created_by=h.created_by, memo=h.memo, metadata=h.metadata,
+        capture_voucher_ids=h.capture_voucher_ids,
+    )
+    if h.expires_us is not None:
+        hold.expire_time.CopyFrom(timestamp_from_us(h.expires_us))
+    return hold
 
 
 def entry_out(e: Entry) -> pb.Entry:

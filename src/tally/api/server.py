@@ -9,12 +9,21 @@ from grpc_reflection.v1alpha import reflection
 from tally import telemetry
 from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
+from tally.api.bookkeeping_servicer import BookkeepingServicer
 from tally.service.container import Services
-from tally.v1 import account_service_pb2, account_service_pb2_grpc, accounting_service_pb2, accounting_service_pb2_grpc
+from tally.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
+    accounting_service_pb2,
+    accounting_service_pb2_grpc,
+    bookkeeping_service_pb2,
+    bookkeeping_service_pb2_grpc,
+)
 
 SERVICE_NAMES = (
     accounting_service_pb2.DESCRIPTOR.services_by_name["AccountingService"].full_name,
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -31,6 +40,8 @@ class GrpcServer:
         )
         accounting_service_pb2_grpc.add_AccountingServiceServicer_to_server(AccountingServicer(services), self.server)
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), self.server)
+        bookkeeping_service_pb2_grpc.add_BookkeepingServiceServicer_to_server(BookkeepingServicer(services),
+                                                                             self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

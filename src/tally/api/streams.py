@@ -1,19 +1,165 @@
-"""Server-streaming RPCs (StreamEvents, StreamBalanceChanges). Placeholder until the event hub lands."""
+"""Server-streaming RPCs: StreamEvents and StreamBalanceChanges, on top of the event hub.
+
+Both replay from `from_sequence` and then follow live, with no gap and no duplicate across the switch (the
+hub reads by cursor). They end only between two events, with a status whose ErrorInfo carries
+`last_sequence`, the sequence to resume from: RESOURCE_EXHAUSTED STREAM_CONSUMER_TOO_SLOW when the client
+reads slower than events arrive, UNAVAILABLE SERVER_SHUTTING_DOWN when the server stops.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
+from sqlalchemy.exc import DBAPIError
 
+from tally.api.errors import to_status
+from tally.api.mapping import timestamp_from_us
+from tally.api.tenancy import tenant_of
+from tally.domain.errors import ErrorKind, LedgerError, invalid
 from tally.service.container import Services
+from tally.storage.ledger_repo import Event
+from tally.streaming import accounts, changes
+from tally.streaming.changes import BalanceChange
+from tally.streaming.hub import Subscription
+from tally.v1 import accounting_service_pb2 as pb
+from tally.v1 import types_pb2
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = frozenset({
+    "account.created", "account.updated", "ledger.entry.posted", "voucher.reversed", "balance.hold.created",
+    "balance.hold.captured", "balance.released", "day.closed",
+})
+EVENT_TYPES_MAX = 32
+ACCOUNT_IDS_MAX = 1000
+SIDES_CACHED_MAX = 10_000  # normal sides a whole-tenant balance stream remembers (fallback for old events)
 
 
-async def stream_events(services: Services, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streams are not available yet")
-    yield  # pragma: no cover
+# --- the RPCs ----------------------------------------------------------------------------------------
+
+async def stream_events(services: Services, request: pb.StreamEventsRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamEventsResponse]:
+    failure, sub = None, None
+    try:
+        tenant_id = tenant_of(context)
+        types = types_in(request.types)
+        sub = await _subscribe(services, tenant_id, from_sequence_in(request), context)
+        async for event in sub:
+            if not types or event.type in types:
+                yield pb.StreamEventsResponse(event=event_out(event))
+    except LedgerError as error:
+        failure = error
+    except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
+        failure = _unexpected(exc)
+    finally:
+        if sub is not None:
+            sub.close()
+    if failure is not None:
+        await context.abort_with_status(to_status(failure))
 
 
-async def stream_balance_changes(services: Services, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streams are not available yet")
-    yield  # pragma: no cover
+async def stream_balance_changes(services: Services, request: pb.StreamBalanceChangesRequest,
+                                 context: grpc.aio.ServicerContext
+                                 ) -> AsyncIterator[pb.StreamBalanceChangesResponse]:
+    failure, sub = None, None
+    try:
+        tenant_id = tenant_of(context)
+        from_sequence = from_sequence_in(request)
+        wanted = account_ids_in(request.account_ids)
+        sides = await asyncio.to_thread(accounts.require_sides, services.uow, tenant_id, wanted)
+        sub = await _subscribe(services, tenant_id, from_sequence, context)
+        async for event in sub:
+            for change in await _changes(services, tenant_id, event, sides, set(wanted) or None):
+                yield pb.StreamBalanceChangesResponse(change=change_out(change))
+    except LedgerError as error:
+        failure = error
+    except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
+        failure = _unexpected(exc)
+    finally:
+        if sub is not None:
+            sub.close()
+    if failure is not None:
+        await context.abort_with_status(to_status(failure))
+
+
+async def _subscribe(services: Services, tenant_id: str, from_sequence: int | None,
+                     context: grpc.aio.ServicerContext) -> Subscription:
+    sub = await services.hub.subscribe(tenant_id, from_sequence)
+    context.add_done_callback(lambda _context: sub.close())  # also when the call is cancelled
+    return sub
+
+
+async def _changes(services: Services, tenant_id: str, event: Event, sides: dict[str, str],
+                   wanted: set[str] | None) -> list[BalanceChange]:
+    """The balance changes of one event. An event without a balance snapshot needs normal sides, looked
+    up once per account (a filtered stream knows its accounts' sides from the start)."""
+    missing = changes.sides_needed(event) - sides.keys()
+    if wanted is None and missing:
+        if len(sides) + len(missing) > SIDES_CACHED_MAX:
+            sides.clear()
+            missing = changes.sides_needed(event)
+        sides.update(await asyncio.to_thread(accounts.normal_sides, services.uow, tenant_id, sorted(missing)))
+    return changes.balance_changes(event, sides, wanted)
+
+
+def _unexpected(exc: BaseException) -> LedgerError:
+    if isinstance(exc, DBAPIError):
+        log.warning("stream: database error: %s", exc)
+        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
+                           "the stream could not read the database; resume from your last sequence")
+    log.exception("stream: unexpected error")
+    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR",
+                       "the stream failed; resume from your last sequence")
+
+
+# --- requests ----------------------------------------------------------------------------------------
+
+def from_sequence_in(request: pb.StreamEventsRequest | pb.StreamBalanceChangesRequest) -> int | None:
+    if not request.HasField("from_sequence"):
+        return None
+    if request.from_sequence < 0:
+        raise invalid("SEQUENCE_INVALID", "from_sequence must be 0 or more", from_sequence=request.from_sequence)
+    return request.from_sequence
+
+
+def types_in(types: Iterable[str]) -> frozenset[str]:
+    types = list(types)
+    if len(types) > EVENT_TYPES_MAX:
+        raise invalid("EVENT_TYPES_TOO_MANY", f"at most {EVENT_TYPES_MAX} event types", types_max=EVENT_TYPES_MAX)
+    for type_ in types:
+        if type_ not in EVENT_TYPES:
+            raise invalid("EVENT_TYPE_UNKNOWN", f"unknown event type {type_[:64]!r}; known: "
+                          f"{', '.join(sorted(EVENT_TYPES))}", type=type_[:64])
+    return frozenset(types)
+
+
+def account_ids_in(account_ids: Iterable[str]) -> list[str]:
+    ids = list(account_ids)
+    if len(ids) > ACCOUNT_IDS_MAX:
+        raise invalid("ACCOUNT_IDS_TOO_MANY", f"at most {ACCOUNT_IDS_MAX} account ids per stream",
+                      account_ids_max=ACCOUNT_IDS_MAX)
+    return list(dict.fromkeys(ids))
+
+
+# --- responses ---------------------------------------------------------------------------------------
+
+def event_out(event: Event) -> types_pb2.Event:
+    payload = event.payload
+    return types_pb2.Event(
+        sequence=event.sequence, type=event.type,
+        account_id=event.account_id or str(payload.get("account_id") or ""),
+        voucher_id=event.voucher_id or "", hold_id=str(payload.get("hold_id") or ""),
+        payload_json=json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False),
+        time=timestamp_from_us(event.created_us))
+
+
+def change_out(change: BalanceChange) -> types_pb2.BalanceChange:
+    return types_pb2.BalanceChange(
+        sequence=change.sequence, account_id=change.account_id, currency=change.currency, current=change.current,
+        locked=change.locked, available=change.available, current_delta=change.current_delta,
+        locked_delta=change.locked_delta, cause=change.cause, voucher_id=change.voucher_id,
+        hold_id=change.hold_id, time=timestamp_from_us(change.time_us))

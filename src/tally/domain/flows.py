@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tally.domain.accounts import Side
 from tally.domain.errors import invalid
+from tally.domain.facts import Facts
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 
 
@@ -48,4 +49,28 @@ class AdjustmentFlow:
         return (check_draft(draft),)
 
 
-Flow = TransferFlow | AdjustmentFlow
+@dataclass(frozen=True)
+class RuleFlow:
+    """A business flow the rule set turns into vouchers (funding, usage, acquisition, settlement, ...)."""
+
+    facts: Facts
+    hold_id: str = ""  # usage may spend from a hold on the consumer's account
+
+    @property
+    def flow_type(self) -> str:
+        return self.facts.flow_type
+
+
+@dataclass(frozen=True)
+class RefundFlow:
+    """Gives back `amount` of an earlier acquisition or usage, named by the request that posted it."""
+
+    original_request_id: str
+    amount: int
+    currency: str
+    reason: str = ""
+
+    flow_type = "refund"
+
+
+Flow = TransferFlow | AdjustmentFlow | RuleFlow | RefundFlow

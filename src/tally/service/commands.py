@@ -63,3 +63,52 @@ class UpdateAccount:
 
     def body(self) -> dict:
         return {"account": canonical(self.account), "change": canonical(self.change)}
+
+
+@dataclass(frozen=True)
+class CreateHold:
+    tenant_id: str
+    request_id: str
+    account: AccountRef
+    amount: int
+    currency: str
+    expires_us: int | None = None
+    memo: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    actor: str = ""
+
+    operation = "create_hold"
+
+    def body(self) -> dict:
+        return {"account": canonical(self.account), "amount": self.amount, "currency": self.currency,
+                "expires_us": self.expires_us, "memo": self.memo, "metadata": dict(self.metadata)}
+
+
+@dataclass(frozen=True)
+class CaptureHold:
+    tenant_id: str
+    request_id: str
+    hold_id: str
+    amount: int
+    destination: AccountRef
+    final: bool = False
+    memo: str = ""
+
+    operation = "capture_hold"
+
+    def body(self) -> dict:
+        return {"hold_id": self.hold_id, "amount": self.amount, "destination": canonical(self.destination),
+                "final": self.final, "memo": self.memo}
+
+
+@dataclass(frozen=True)
+class ReleaseHold:
+    tenant_id: str
+    request_id: str
+    hold_id: str
+    reason: str = ""
+
+    operation = "release_hold"
+
+    def body(self) -> dict:
+        return {"hold_id": self.hold_id, "reason": self.reason}

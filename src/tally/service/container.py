@@ -6,9 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tally.config import Settings
+from tally.service.expiry import HoldExpirer
 from tally.service.pipeline import PostingPipeline
+from tally.service.posting import Posting
 from tally.service.queries import Queries
 from tally.storage.uow import UnitOfWork
+from tally.streaming.hub import EventHub
 
 
 @dataclass(frozen=True)
@@ -18,3 +21,6 @@ class Services:
     pipeline: PostingPipeline
     queries: Queries
     clock: Callable[[], int]
+    hub: EventHub
+    posting: Posting
+    expirer: HoldExpirer

@@ -1,64 +1,169 @@
-"""Handlers for Post and ReverseVoucher: build the vouchers in pure code, then hand them to the pipeline."""
+"""Handlers that post: flows, batches, reversals and holds. Each becomes a Submission built in pure code
+(or, for rule-driven flows, a build function the writer runs inside the transaction) and goes through
+the posting pipeline; the caller's answer comes after the commit."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from tally.domain.accounts import Side
 from tally.domain.errors import LedgerError, invalid, not_found, precondition
 from tally.domain.fields import check_request_id, check_tenant
-from tally.domain.vouchers import VoucherDraft, reversal_lines
+from tally.domain.flows import AdjustmentFlow, RefundFlow, RuleFlow, TransferFlow
+from tally.domain.holds import Hold, check_new_hold
+from tally.domain.ids import new_id
+from tally.domain.money import Currency
+from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft, reversal_lines
+from tally.rules.engine import RuleSet
 from tally.service.batch import Outcome, Posted, Submission, refused_with
-from tally.service.commands import PostFlow, ReverseVoucher
+from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
+from tally.service.hold_book import HoldAction, HoldOp
 from tally.service.pipeline import PostingPipeline
-from tally.storage import journal_repo
+from tally.service.refunds import refund_parts
+from tally.storage import holds_repo, journal_repo
 from tally.storage.uow import UnitOfWork
 
 POST_BATCH_SIZE_MAX = 1000
 _groups = itertools.count(1)
 
 
-def submission(cmd: PostFlow) -> Submission:
-    """Checks a flow and builds what the writer needs for it, before anything is queued."""
-    check_tenant(cmd.tenant_id)
-    check_request_id(cmd.request_id)
-    drafts = cmd.flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us)
-    return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), drafts)
+@dataclass(frozen=True)
+class Posting:
+    pipeline: PostingPipeline
+    uow: UnitOfWork
+    rules: RuleSet
+    currencies: dict[str, Currency]
+    clock: Callable[[], int]
+
+    async def post(self, cmd: PostFlow) -> Posted:
+        return await self._submit(await self.submission(cmd))
+
+    async def post_batch(self, items: list[PostFlow | LedgerError], atomic: bool) -> list[Outcome]:
+        """Posts many flows in one queue entry; `items` may hold the refusals of requests that could not
+        even be read. Atomic: every flow posts, or none does."""
+        if not items:
+            raise invalid("BATCH_EMPTY", "a batch needs at least one request")
+        if len(items) > POST_BATCH_SIZE_MAX:
+            raise invalid("BATCH_TOO_LARGE", f"a batch holds at most {POST_BATCH_SIZE_MAX} requests")
+        prepared = await asyncio.gather(*(self._checked(item) for item in items))
+        subs = [p for p in prepared if isinstance(p, Submission)]
+        if atomic:
+            _check_unique(subs)
+            refused = next(((i, p) for i, p in enumerate(prepared) if isinstance(p, LedgerError)), None)
+            if refused is not None:
+                return [p if i == refused[0] else refused_with(*refused) for i, p in enumerate(prepared)]
+            group = next(_groups)
+            for sub in subs:
+                sub.group = group
+        answers = iter(await self.pipeline.submit_many(subs) if subs else [])
+        return [next(answers) if isinstance(p, Submission) else p for p in prepared]
+
+    async def reverse(self, cmd: ReverseVoucher) -> Posted:
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        # A voucher never changes once written, so reading it outside the write transaction is safe; the
+        # writer still checks, inside its transaction, that nobody reversed it meanwhile.
+        found = await asyncio.to_thread(
+            self.uow.read, lambda conn: journal_repo.get_vouchers(conn, cmd.tenant_id, [cmd.voucher_id]))
+        if not found:
+            raise not_found("VOUCHER_NOT_FOUND", f"voucher {cmd.voucher_id} not found", voucher_id=cmd.voucher_id)
+        original = found[0]
+        if original.reverses_id:
+            raise precondition("VOUCHER_IS_REVERSAL", "a reversal cannot itself be reversed; post a new voucher",
+                               voucher_id=original.id)
+        draft = VoucherDraft("reversal", reversal_lines(original),
+                             memo=cmd.reason or f"reversal of {original.id}", reverses_id=original.id)
+        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,)))
+
+    async def create_hold(self, cmd: CreateHold) -> Posted:
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        now = self.clock()
+        check_new_hold(cmd.amount, cmd.currency, cmd.memo, cmd.metadata, cmd.expires_us, now)
+        hold = Hold(id=new_id(), tenant_id=cmd.tenant_id, account_id="", currency=cmd.currency, amount=cmd.amount,
+                    expires_us=cmd.expires_us, request_id=cmd.request_id, created_by=cmd.actor, memo=cmd.memo,
+                    metadata=dict(cmd.metadata), created_us=now, updated_us=now)
+        op = HoldOp(HoldAction.CREATE, hold.id, cmd.amount, account=cmd.account, new_hold=hold)
+        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
+                                             hold_ops=(op,)))
+
+    async def capture_hold(self, cmd: CaptureHold) -> Posted:
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        hold = await self._hold(cmd.tenant_id, cmd.hold_id)  # its account and currency never change
+        lines = (LineDraft(AccountRef(id=hold.account_id), Side.DEBIT, cmd.amount, hold.currency, cmd.memo),
+                 LineDraft(cmd.destination, Side.CREDIT, cmd.amount, hold.currency, cmd.memo))
+        draft = check_draft(VoucherDraft("hold_capture", lines, memo=cmd.memo or f"capture of hold {hold.id}",
+                                         metadata={"hold_id": hold.id}))
+        op = HoldOp(HoldAction.CAPTURE, hold.id, cmd.amount, final=cmd.final)
+        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,),
+                                             hold_ops=(op,)))
+
+    async def release_hold(self, cmd: ReleaseHold) -> Posted:
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        op = HoldOp(HoldAction.RELEASE, cmd.hold_id)
+        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
+                                             hold_ops=(op,)))
+
+    async def submission(self, cmd: PostFlow) -> Submission:
+        """Checks a flow and builds what the writer needs for it, before anything is queued."""
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        flow, body = cmd.flow, cmd.body()
+        if isinstance(flow, TransferFlow | AdjustmentFlow):
+            drafts = flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us)
+            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, drafts)
+        if isinstance(flow, RefundFlow):
+            drafts, caps = await refund_parts(cmd.tenant_id, flow, self.rules, self.uow)
+            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, _dressed(drafts, cmd), caps=caps)
+        return self._rule_submission(cmd, flow, body)
+
+    def _rule_submission(self, cmd: PostFlow, flow: RuleFlow, body: dict) -> Submission:
+        facts = flow.facts
+        self.rules.rule_for(facts)  # an unknown flow or unmatched tags is refused before queueing
+        codes = {code: facts.currency for code in self.rules.accounts_needed(facts)}
+        hold_ops = ()
+        if flow.hold_id:
+            hold_ops = (HoldOp(HoldAction.CONSUME, flow.hold_id, facts.values.get("amount", 0)),)
+
+        def build(view) -> tuple[VoucherDraft, ...]:
+            return _dressed(self.rules.build(facts, view, self.currencies), cmd)
+
+        return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, build=build, codes=codes,
+                          hold_ops=hold_ops)
+
+    async def _hold(self, tenant_id: str, hold_id: str) -> Hold:
+        found = await asyncio.to_thread(
+            self.uow.read, lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
+        if hold_id not in found:
+            raise not_found("HOLD_NOT_FOUND", f"hold {hold_id} not found", hold_id=hold_id)
+        return found[hold_id]
+
+    async def _checked(self, item: PostFlow | LedgerError) -> Submission | LedgerError:
+        if isinstance(item, LedgerError):
+            return item
+        try:
+            return await self.submission(item)
+        except LedgerError as error:
+            return error
+
+    async def _submit(self, sub: Submission) -> Posted:
+        outcome = await self.pipeline.submit(sub)
+        if isinstance(outcome, Posted):
+            return outcome
+        raise outcome
 
 
-async def post_flow(cmd: PostFlow, pipeline: PostingPipeline) -> Posted:
-    return await _submit(pipeline, submission(cmd))
+def _dressed(drafts: tuple[VoucherDraft, ...], cmd: PostFlow) -> tuple[VoucherDraft, ...]:
+    """The caller's memo, metadata and effective time on the vouchers a rule built."""
+    return tuple(check_draft(VoucherDraft(
+        d.flow_type, d.lines, memo=cmd.memo or d.memo, metadata={**d.metadata, **cmd.metadata},
+        effective_us=cmd.effective_us, reverses_id=d.reverses_id, rule_id=d.rule_id,
+        rule_set_version=d.rule_set_version)) for d in drafts)
 
 
-async def post_batch(items: list[PostFlow | LedgerError], atomic: bool,
-                     pipeline: PostingPipeline) -> list[Outcome]:
-    """Posts many flows in one queue entry; `items` may hold the refusals of requests that could not
-    even be read. Atomic: every flow posts, or none does."""
-    if not items:
-        raise invalid("BATCH_EMPTY", "a batch needs at least one request")
-    if len(items) > POST_BATCH_SIZE_MAX:
-        raise invalid("BATCH_TOO_LARGE", f"a batch holds at most {POST_BATCH_SIZE_MAX} requests")
-    outcomes: list[Outcome | None] = [_checked(item) for item in items]
-    subs = [o for o in outcomes if isinstance(o, Submission)]
-    if atomic:
-        _check_unique(subs)
-        refused = next(((i, o) for i, o in enumerate(outcomes) if isinstance(o, LedgerError)), None)
-        if refused is not None:
-            return [o if i == refused[0] else refused_with(*refused) for i, o in enumerate(outcomes)]
-        group = next(_groups)
-        for sub in subs:
-            sub.group = group
-    answers = iter(await pipeline.submit_many(subs) if subs else [])
-    return [next(answers) if isinstance(o, Submission) else o for o in outcomes]
-
-
-def _checked(item: PostFlow | LedgerError) -> Submission | LedgerError:
-    if isinstance(item, LedgerError):
-        return item
-    try:
-        return submission(item)
-    except LedgerError as error:
-        return error
+def _check_ids(tenant_id: str, request_id: str) -> None:
+    check_tenant(tenant_id)
+    check_request_id(request_id)
 
 
 def _check_unique(subs: list[Submission]) -> None:
@@ -68,28 +173,3 @@ def _check_unique(subs: list[Submission]) -> None:
             raise invalid("DUPLICATE_REQUEST_ID", f"request_id {sub.request_id!r} appears twice in the batch",
                           request_id=sub.request_id)
         seen.add(sub.request_id)
-
-
-async def reverse_voucher(cmd: ReverseVoucher, pipeline: PostingPipeline, uow: UnitOfWork) -> Posted:
-    check_tenant(cmd.tenant_id)
-    check_request_id(cmd.request_id)
-    # A voucher never changes once written, so reading it outside the write transaction is safe; the
-    # writer still checks, inside its transaction, that nobody reversed it meanwhile.
-    found = await asyncio.to_thread(
-        uow.read, lambda conn: journal_repo.get_vouchers(conn, cmd.tenant_id, [cmd.voucher_id]))
-    if not found:
-        raise not_found("VOUCHER_NOT_FOUND", f"voucher {cmd.voucher_id} not found", voucher_id=cmd.voucher_id)
-    original = found[0]
-    if original.reverses_id:
-        raise precondition("VOUCHER_IS_REVERSAL", "a reversal cannot itself be reversed; post a new voucher",
-                           voucher_id=original.id)
-    draft = VoucherDraft("reversal", reversal_lines(original), memo=cmd.reason or f"reversal of {original.id}",
-                         reverses_id=original.id)
-    return await _submit(pipeline, Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,)))
-
-
-async def _submit(pipeline: PostingPipeline, sub: Submission) -> Posted:
-    outcome = await pipeline.submit(sub)
-    if isinstance(outcome, Posted):
-        return outcome
-    raise outcome

@@ -8,13 +8,14 @@ from datetime import date
 
 from sqlalchemy import Connection
 
-from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState
+from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar, previous_date
 from tally.domain.errors import invalid, not_found
 from tally.domain.fields import check_tenant
+from tally.domain.holds import Hold, HoldStatus
 from tally.domain.vouchers import AccountRef, Voucher
 from tally.service import paging
-from tally.storage import accounts_repo, journal_repo
+from tally.storage import accounts_repo, holds_repo, journal_repo
 from tally.storage.uow import UnitOfWork
 
 
@@ -46,6 +47,18 @@ class Entry:
     memo: str
     accounting_date: str
     posted_us: int
+
+
+@dataclass(frozen=True)
+class TrialBalanceTotal:
+    currency: str
+    debit_total: int
+    credit_total: int
+    account_count: int
+
+    @property
+    def difference(self) -> int:
+        return self.debit_total - self.credit_total
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,38 @@ class Queries:
             conn, tenant_id, after_sequence=after, limit=size + 1, account_id=account_id or None,
             flow_type=flow_type or None))
         return _page(rows, size, lambda v: v.sequence, query)
+
+    def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
+        check_tenant(tenant_id)
+        found = self.uow.read(lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
+        if hold_id not in found:
+            raise not_found("HOLD_NOT_FOUND", f"hold {hold_id} not found", hold_id=hold_id)
+        return found[hold_id]
+
+    def list_holds(self, tenant_id: str, *, page_size: int, page_token: str, account_id: str = "",
+                   status: HoldStatus | None = None) -> Page:
+        check_tenant(tenant_id)
+        size = paging.page_size(page_size)
+        query = {"list": "holds", "tenant": tenant_id, "account": account_id,
+                 "status": status.value if status else None}
+        after = paging.decode(page_token, query, "")
+        rows = self.uow.read(lambda conn: holds_repo.list_holds(
+            conn, tenant_id, after_id=after, limit=size + 1, account_id=account_id or None,
+            status=status.value if status else None))
+        return _page(rows, size, lambda h: h.id, query)
+
+    def trial_balance(self, tenant_id: str) -> list[TrialBalanceTotal]:
+        """Per currency: debit-positive balances summed on each side; balanced books differ by zero."""
+        check_tenant(tenant_id)
+        rows = self.uow.read(lambda conn: accounts_repo.trial_balance_rows(conn, tenant_id))
+        totals: dict[str, list[int]] = {}
+        for currency, normal_side, positive, negative, count in rows:
+            debit, credit = (positive, negative) if normal_side == Side.DEBIT.value else (negative, positive)
+            total = totals.setdefault(currency, [0, 0, 0])
+            total[0] += debit
+            total[1] += credit
+            total[2] += count
+        return [TrialBalanceTotal(c, d, cr, n) for c, (d, cr, n) in sorted(totals.items())]
 
     def _account_and_balance(self, conn: Connection, tenant_id: str, ref: AccountRef
                              ) -> tuple[Account, BalanceView]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, select, update
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
@@ -133,3 +133,16 @@ def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None =
     after = conn.execute(select(voucher_lines.c.balance_after).where(
         voucher_lines.c.account_id == account_id, voucher_lines.c.entry_number == last)).scalar_one()
     return after, last
+
+
+def trial_balance_rows(conn: Connection, tenant_id: str) -> list[tuple[str, str, int, int, int]]:
+    """Per (currency, normal side): the sum of positive balances, of negative ones (as a positive
+    number), and the account count. Exact integers on both engines (PostgreSQL sums bigint as numeric)."""
+    positive = func.sum(case((balances.c.current > 0, balances.c.current), else_=0))
+    negative = func.sum(case((balances.c.current < 0, -balances.c.current), else_=0))
+    query = (select(accounts.c.currency, accounts.c.normal_side, positive, negative, func.count())
+             .join(balances, balances.c.account_id == accounts.c.id)
+             .where(accounts.c.tenant_id == tenant_id)
+             .group_by(accounts.c.currency, accounts.c.normal_side)
+             .order_by(accounts.c.currency, accounts.c.normal_side))
+    return [(r[0], r[1], int(r[2] or 0), int(r[3] or 0), int(r[4])) for r in conn.execute(query)]

@@ -52,6 +52,7 @@ class Event:
     created_us: int
     account_id: str | None = None
     voucher_id: str | None = None
+    hold_id: str | None = None
 
 
 EVENT_TENANTS = "tally.event_tenants"  # Connection.info key: tenants this transaction wrote events for
@@ -63,7 +64,7 @@ def insert_events(conn: Connection, items: Sequence[Event]) -> None:
         conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
         conn.execute(insert(events), [
             {"tenant_id": e.tenant_id, "sequence": e.sequence, "type": e.type, "account_id": e.account_id,
-             "voucher_id": e.voucher_id, "payload": json.dumps(e.payload, sort_keys=True),
+             "voucher_id": e.voucher_id, "hold_id": e.hold_id, "payload": json.dumps(e.payload, sort_keys=True),
              "created_us": e.created_us} for e in items])
 
 
@@ -72,7 +73,7 @@ def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit:
                                              events.c.sequence > after_sequence)
                         .order_by(events.c.sequence).limit(limit))
     return [Event(r.tenant_id, r.sequence, r.type, json.loads(r.payload), r.created_us, r.account_id,
-                  r.voucher_id) for r in rows]
+                  r.voucher_id, r.hold_id) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ events = Table(
     Column("type", String(48), nullable=False),
     Column("account_id", String(ID), nullable=True),
     Column("voucher_id", String(ID), nullable=True),
+    Column("hold_id", String(ID), nullable=True),
     Column("payload", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
 )

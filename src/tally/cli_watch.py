@@ -1,0 +1,167 @@
+"""`tally watch`: follow a tenant's events or balance changes as they happen.
+
+    tally watch [--events | --balances] [--account CODE_OR_ID ...] [--type T ...] [--from SEQ] [--limit N]
+
+One line per event or balance change (JSON lines with --json), flushed as it arrives. The stream has no
+deadline (--timeout bounds connecting and account look-ups). It ends on Ctrl-C, after --limit lines, or
+when the server ends it; the last sequence seen is then printed on stderr with the --from that resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import json_format
+
+from tally import cli_format as fmt
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
+
+
+def _cli():
+    """tally.cli, imported when first needed: it imports this module to register the verb."""
+    from tally import cli
+
+    return cli
+
+
+def _sequence(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a sequence is an integer of 0 or more, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    return fmt.parse_amount(text, what="limit")
+
+
+def add_watch_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers `tally watch` on the `tally` command's subparsers."""
+    cli = _cli()
+    watch = subparsers.add_parser(
+        "watch", parents=[cli._client_options()], help="follow events or balance changes as they happen",
+        description="Prints the tenant's events (or balance changes) as they are committed: first those after "
+                    "--from, then live. Ctrl-C stops; the last sequence seen is printed to resume from.")
+    what = watch.add_mutually_exclusive_group()
+    what.add_argument("--events", dest="balances", action="store_false", help="ledger events (the default)")
+    what.add_argument("--balances", dest="balances", action="store_true", help="balance changes")
+    watch.add_argument("--account", dest="accounts", action="append", metavar="CODE_OR_ID",
+                       help="with --balances: only this account (repeatable)")
+    watch.add_argument("--type", dest="types", action="append", metavar="T",
+                       help="with --events: only this event type, e.g. ledger.entry.posted (repeatable)")
+    watch.add_argument("--from", dest="from_sequence", type=_sequence, metavar="SEQ",
+                       help="replay from after this sequence first (0: everything); default: from now")
+    watch.add_argument("--limit", type=cli._arg(_count), metavar="N", help="stop after N lines")
+    watch.set_defaults(func=cmd_watch, balances=False)
+    return watch
+
+
+@dataclass
+class _Progress:
+    last: int | None = None  # the last sequence printed
+    lines: int = 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if args.accounts and not args.balances:
+        print("error: --account needs --balances (events are filtered by --type)", file=sys.stderr)
+        return _cli().EXIT_UNREACHABLE
+    if args.types and args.balances:
+        print("error: --type goes with --events (balance changes are filtered by --account)", file=sys.stderr)
+        return _cli().EXIT_UNREACHABLE
+    progress = _Progress()
+    try:
+        return _watch(args, progress)
+    except KeyboardInterrupt:
+        _resume_hint(args, progress, "stopped", complete=not args.balances)
+        return 0
+    except grpc.RpcError as exc:
+        cli = _cli()
+        status = cli.report_rpc_error(exc, args)
+        # The server ends a stream only between two events; a broken connection may cut one short.
+        _resume_hint(args, progress, "the stream ended", complete=not args.balances or bool(cli._error_info(exc)))
+        return status
+
+
+def _watch(args: argparse.Namespace, progress: _Progress) -> int:
+    cli = _cli()
+    request = _request(args, cli)
+    channel = grpc.insecure_channel(args.target)
+    call = None
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=args.timeout)
+        except grpc.FutureTimeoutError:
+            raise cli.Unreachable(f"no connection to {args.target} within {args.timeout:g}s") from None
+        stub = post_grpc.AccountingServiceStub(channel)
+        method = stub.StreamBalanceChanges if args.balances else stub.StreamEvents
+        call = method(request, metadata=((cli.TENANT_HEADER, args.tenant),))
+        for response in call:
+            _print(args, response.change if args.balances else response.event, progress)
+            if args.limit and progress.lines >= args.limit:
+                _resume_hint(args, progress, f"stopped after {progress.lines} lines", complete=not args.balances)
+                return 0
+        return 0
+    finally:
+        if call is not None:
+            call.cancel()
+        channel.close()
+
+
+def _request(args: argparse.Namespace, cli):
+    if args.balances:
+        ids = [cli._account_id(args, text) for text in args.accounts or ()]
+        request = post_pb.StreamBalanceChangesRequest(account_ids=ids)
+    else:
+        request = post_pb.StreamEventsRequest(types=args.types or ())
+    if args.from_sequence is not None:
+        request.from_sequence = args.from_sequence
+    return request
+
+
+def _print(args: argparse.Namespace, message, progress: _Progress) -> None:
+    if args.json:
+        text = json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                                    always_print_fields_with_no_presence=True),
+                          separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = change_line(message, args.scale) if args.balances else event_line(message)
+    print(text, flush=True)
+    progress.last = message.sequence
+    progress.lines += 1
+
+
+def event_line(event) -> str:
+    ids = [f"{name}={value}" for name, value in (("account", event.account_id), ("voucher", event.voucher_id),
+                                                 ("hold", event.hold_id)) if value]
+    return "  ".join([f"#{event.sequence}", fmt.timestamp_text(event.time), event.type, *ids, event.payload_json])
+
+
+def change_line(change, scale: int | None) -> str:
+    ids = [f"{name}={value}" for name, value in (("voucher", change.voucher_id), ("hold", change.hold_id)) if value]
+    return "  ".join([
+        f"#{change.sequence}", fmt.timestamp_text(change.time), change.account_id, change.currency,
+        f"current={fmt.amount_text(change.current, scale)} ({change.current_delta:+d})",
+        f"locked={fmt.amount_text(change.locked, scale)} ({change.locked_delta:+d})",
+        f"available={fmt.amount_text(change.available, scale)}", change.cause, *ids])
+
+
+def _resume_hint(args: argparse.Namespace, progress: _Progress, why: str, *, complete: bool) -> None:
+    """On stderr: where the watch stopped and the --from that continues it. A balance stream stopped by
+    the user may have shown only part of the last sequence's changes, so it resumes one earlier."""
+    last = progress.last
+    if last is None:
+        start = args.from_sequence
+        hint = f"; resume with --from {start}" if start is not None else ""
+        print(f"{why}: nothing received{hint}", file=sys.stderr)
+        return
+    resume = last if complete else last - 1
+    print(f"{why}: last sequence {last}; resume with --from {resume}", file=sys.stderr)
