@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from tally.api.server import GrpcServer
-from tally.config import Settings
+from tally.config import ConfigError, Settings
+from tally.domain.auth import Role
 from tally.domain.calendar import AccountingCalendar
+from tally.domain.errors import LedgerError
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
+from tally.service import keys
+from tally.service.audit import AuditLog
+from tally.service.authn import Authenticator
 from tally.service.container import Services
 from tally.service.expiry import HoldExpirer
+from tally.service.jwt_tokens import JwtConfig
 from tally.service.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting import Posting
 from tally.service.queries import Queries
 from tally.service.templates import template_opener
+from tally.storage import auth_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
 from tally.storage.uow import UnitOfWork
@@ -26,6 +35,7 @@ from tally.streaming.hub import EventHub
 from tally.streaming.pg_listener import PgListener
 
 log = logging.getLogger("tally")
+LOCAL_TENANT = "local"
 
 
 def build_services(settings: Settings, engines: Engines) -> Services:
@@ -39,7 +49,39 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)
     hub = EventHub(uow, settings)
     uow.after_commit.append(hub.wake)  # called in the writing thread after each commit that wrote events
-    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer)
+    authenticator = Authenticator(uow, jwt_config(settings), cache_ttl_s=settings.auth_cache_ttl_s)
+    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
+                    authenticator, AuditLog(uow))
+
+
+def jwt_config(settings: Settings) -> JwtConfig | None:
+    """The JWT verification settings, or None when only API keys are accepted; checked at start-up."""
+    if not settings.jwt_secret:
+        return None
+    algorithms = frozenset(a.strip() for a in settings.jwt_algorithms.split(","))
+    try:
+        return JwtConfig(settings.jwt_secret.encode(), algorithms, settings.jwt_issuer, settings.jwt_audience)
+    except ValueError as exc:
+        raise ConfigError(f"TALLY_JWT_*: {exc}") from exc
+
+
+def ensure_local_admin(services: Services) -> None:
+    """Zero set-up: on the first start of an empty ledger, a tenant `local` and an admin key for it, written
+    to a file only its owner can read (the key is not logged)."""
+    settings = services.settings
+    if not settings.bootstrap_admin or services.uow.read(auth_repo.count_tenants) > 0:
+        return
+    try:
+        keys.create_tenant(services.uow, LOCAL_TENANT, "local tenant created at first start", now_us)
+    except LedgerError:
+        return  # another process created it first
+    issued = keys.create_key(services.uow, LOCAL_TENANT, Role.ADMIN, "first-start admin", "bootstrap", now_us)
+    path = Path(settings.admin_key_file)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(issued.secret_key + "\n")
+    log.warning("created tenant %r and an admin API key in %s; use it with: export TALLY_API_KEY=$(cat %s)",
+                LOCAL_TENANT, path.resolve(), path)
 
 
 def load_rules(settings: Settings) -> RuleSet:
@@ -67,6 +109,7 @@ class App:
         await self.server.stop()
         await self.services.expirer.stop()
         await self.services.pipeline.stop()
+        await self.services.audit.stop()
         self.engines.dispose()
 
 
@@ -90,6 +133,8 @@ async def start(settings: Settings) -> App:
     if settings.auto_migrate:
         await asyncio.to_thread(migrate, engines.write)
     services = build_services(settings, engines)
+    await asyncio.to_thread(ensure_local_admin, services)
+    services.audit.start()
     services.pipeline.start()
     services.expirer.start()
     listener = None
@@ -101,6 +146,7 @@ async def start(settings: Settings) -> App:
         await _stop_streams(services.hub, listener)
         await services.expirer.stop()
         await services.pipeline.stop()
+        await services.audit.stop()
         engines.dispose()
         raise
     return App(settings, engines, services, server, listener)

@@ -30,6 +30,13 @@ class Settings:
     rpc_concurrency_max: int = 4096
     shutdown_grace_s: int = 10
     otel_exporter: str = "none"
+    bootstrap_admin: bool = True  # first start with no tenant: create tenant `local` and an admin key
+    admin_key_file: str = "tally-admin.key"
+    jwt_secret: str = ""  # empty: only API keys are accepted
+    jwt_algorithms: str = "HS256"
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    auth_cache_ttl_s: int = 5
     rules_file: str = ""  # empty: the default rule set that ships with Tally
     hold_expiry_interval_s: int = 1
     stream_subscribers_max: int = 1000
@@ -57,6 +64,13 @@ class Settings:
                 rpc_concurrency_max=_int(env, "TALLY_RPC_CONCURRENCY_MAX", d.rpc_concurrency_max, 1, 100_000),
                 shutdown_grace_s=_int(env, "TALLY_SHUTDOWN_GRACE_S", d.shutdown_grace_s, 0, 3600),
                 otel_exporter=_choice(env, "TALLY_OTEL_EXPORTER", d.otel_exporter, {"none", "console"}),
+                bootstrap_admin=_bool(env, "TALLY_BOOTSTRAP_ADMIN", d.bootstrap_admin),
+                admin_key_file=env.get("TALLY_ADMIN_KEY_FILE", d.admin_key_file),
+                jwt_secret=env.get("TALLY_JWT_SECRET", d.jwt_secret),
+                jwt_algorithms=env.get("TALLY_JWT_ALGORITHMS", d.jwt_algorithms),
+                jwt_issuer=env.get("TALLY_JWT_ISSUER", d.jwt_issuer),
+                jwt_audience=env.get("TALLY_JWT_AUDIENCE", d.jwt_audience),
+                auth_cache_ttl_s=_int(env, "TALLY_AUTH_CACHE_TTL_S", d.auth_cache_ttl_s, 0, 300),
                 rules_file=env.get("TALLY_RULES_FILE", d.rules_file),
                 hold_expiry_interval_s=_int(env, "TALLY_HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s, 1, 3600),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,

@@ -31,6 +31,12 @@ from grpc_status import rpc_status
 
 from tally import bootstrap
 from tally.config import Settings
+from tally.domain.auth import Role
+from tally.domain.errors import LedgerError
+from tally.service import keys
+from tally.service.pipeline import now_us
+from tally.storage.engine import make_engines
+from tally.storage.uow import UnitOfWork
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -95,13 +101,79 @@ class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
         return continuation(self._details(client_call_details), request_iterator)
 
 
+class TestKeys:
+    """Admin API keys for test tenants, created on first use directly in a server's database, the way an
+    operator's `tally tenants create` / `tally keys create` would."""
+
+    _by_url: dict[str, TestKeys] = {}
+    _urls_by_target: dict[str, str] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, database_url: str) -> None:
+        self.engines = make_engines(database_url, pool_size=1)
+        self.uow = UnitOfWork(self.engines)
+        self.keys: dict[str, str] = {}
+
+    @classmethod
+    def register(cls, target: str, database_url: str) -> None:
+        with cls._lock:
+            cls._urls_by_target[target] = database_url
+
+    @classmethod
+    def for_target(cls, target: str) -> TestKeys | None:
+        with cls._lock:
+            url = cls._urls_by_target.get(target)
+            if url is None:
+                return None
+            if url not in cls._by_url:
+                cls._by_url[url] = TestKeys(url)
+            return cls._by_url[url]
+
+    def key_for(self, tenant: str) -> str:
+        with self._lock:
+            if tenant not in self.keys:
+                with contextlib.suppress(LedgerError):
+                    keys.create_tenant(self.uow, tenant, f"test tenant {tenant}", now_us)
+                self.keys[tenant] = keys.create_key(self.uow, tenant, Role.ADMIN, "e2e", "tests", now_us).secret_key
+            return self.keys[tenant]
+
+
+class _TenantCredentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Turns the tests' ``x-tenant-id`` metadata into that tenant's admin API key, so every test call
+    goes through real authentication. A call without it carries no credentials at all."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def _details(self, d):
+        metadata = list(d.metadata or ())
+        tenants = [v for k, v in metadata if k == TENANT_HEADER]
+        if not tenants:
+            return d
+        provisioner = TestKeys.for_target(self.target)
+        if provisioner is None:
+            raise RuntimeError(f"no database registered for {self.target}: call TestKeys.register")
+        metadata = [(k, v) for k, v in metadata if k != TENANT_HEADER]
+        metadata.append(("authorization", f"Bearer {provisioner.key_for(tenants[0])}"))
+        return _CallDetails(d.method, d.timeout, metadata, d.credentials, getattr(d, "wait_for_ready", None),
+                            getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+
 def open_channel(target: str, timeout_s: float = CALL_TIMEOUT_S) -> grpc.Channel:
-    """A plain ``grpc.insecure_channel`` whose calls carry a default deadline."""
-    return grpc.intercept_channel(grpc.insecure_channel(target), _DefaultDeadline(timeout_s))
+    """A ``grpc.insecure_channel`` whose calls carry a default deadline and, for ``md(tenant)`` calls, the
+    tenant's API key (the target's database must be registered with ``TestKeys.register``)."""
+    return grpc.intercept_channel(grpc.insecure_channel(target), _DefaultDeadline(timeout_s),
+                                  _TenantCredentials(target))
 
 
 def md(tenant: str | None) -> tuple[tuple[str, str], ...]:
-    """Call metadata naming the tenant (none at all for ``None``)."""
+    """Call metadata naming the tenant, turned into its API key by the channel (none at all for ``None``)."""
     return () if tenant is None else ((TENANT_HEADER, tenant),)
 
 
@@ -316,7 +388,7 @@ def health_status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
 
 def e2e_settings(database_url: str, **overrides) -> Settings:
     return dataclasses.replace(Settings(), database_url=database_url, listen_address="127.0.0.1:0",
-                               log_level="WARNING", shutdown_grace_s=5, **overrides)
+                               log_level="WARNING", shutdown_grace_s=5, bootstrap_admin=False, **overrides)
 
 
 @contextlib.contextmanager
@@ -351,6 +423,7 @@ def running_server(settings: Settings) -> Iterator[Server]:
     app: bootstrap.App = box["app"]  # type: ignore[assignment]
     server = Server(target=f"127.0.0.1:{app.port}", port=app.port, database_url=settings.database_url,
                     app=app, loop=loop, thread=thread)
+    TestKeys.register(server.target, settings.database_url)
     try:
         yield server
     finally:

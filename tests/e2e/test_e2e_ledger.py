@@ -286,9 +286,9 @@ def test_missing_tenant_is_unauthenticated(server: Server) -> None:
     ]
     for call, request in calls:
         code, reason, _ = refused(call, request, metadata=md(None))
-        assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "TENANT_MISSING"), call
-        code, reason, _ = refused(call, request, metadata=md(""))
-        assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "TENANT_MISSING"), call
+        assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_MISSING"), call
+        code, reason, _ = refused(call, request, metadata=(("authorization", "Bearer not-a-key"),))
+        assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_INVALID"), call
     assert [a.code for a in server.all_accounts(T)] == ["alice"]
 
 

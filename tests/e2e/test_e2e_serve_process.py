@@ -1,5 +1,6 @@
-"""`tally serve` as a real process: it comes up healthy, serves, stops cleanly on SIGTERM (exit 0 within
-the grace period), and what it acknowledged is still there after a restart on the same SQLite file."""
+"""`tally serve` as a real process: with zero set-up it creates a local tenant and an admin key on first
+start, comes up healthy, serves, stops cleanly on SIGTERM (exit 0 within the grace period), and what it
+acknowledged is still there after a restart on the same SQLite file."""
 
 from __future__ import annotations
 
@@ -29,13 +30,11 @@ from tests.e2e.conftest import (
     adjustment_request,
     line,
     listed_services,
-    md,
     open_channel,
     ref,
     transfer_request,
 )
 
-T = "acme"
 GRACE_S = 5
 READY_TIMEOUT_S = 30.0
 EXIT_MARGIN_S = 10.0  # interpreter shutdown on top of the grace period
@@ -64,7 +63,7 @@ def tally_serve(db: Path, port: int, log: Path) -> Iterator[subprocess.Popen]:
            "TALLY_SHUTDOWN_GRACE_S": str(GRACE_S), "TALLY_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     with log.open("ab") as out:
         proc = subprocess.Popen(tally_command(), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, cwd=db.parent)
     try:
         yield proc
     finally:
@@ -100,6 +99,16 @@ def stop(proc: subprocess.Popen, log: Path) -> None:
     assert code == 0, f"exit status {code} after SIGTERM:\n{log.read_text()[-4000:]}"
 
 
+def admin_key(directory: Path, log: Path) -> tuple[tuple[str, str], ...]:
+    """The first-start admin key: in a file only its owner can read, never in the log."""
+    key_file = directory / "tally-admin.key"
+    assert key_file.exists(), log.read_text()[-4000:]
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert key.startswith("tly_") and key not in log.read_text()
+    return (("authorization", f"Bearer {key}"),)
+
+
 def test_serve_sigterm_and_restart(tmp_path: Path) -> None:
     db, log = tmp_path / "tally.db", tmp_path / "serve.log"
     port = free_port()
@@ -108,6 +117,7 @@ def test_serve_sigterm_and_restart(tmp_path: Path) -> None:
         channel = open_channel(f"127.0.0.1:{port}", timeout_s=10)
         try:
             wait_serving(proc, channel, log)
+            auth = admin_key(tmp_path, log)
             health = health_pb2_grpc.HealthStub(channel)
             for service in TALLY_SERVICES:
                 assert health.Check(health_pb2.HealthCheckRequest(service=service)).status == \
@@ -121,12 +131,12 @@ def test_serve_sigterm_and_restart(tmp_path: Path) -> None:
                                      ("bob", types_pb2.ACCOUNT_TYPE_DEPOSIT, 0)):
                 accounts.CreateAccount(acc_pb.CreateAccountRequest(
                     request_id=f"create-{code}", code=code, type=kind, normal_side=side, currency="USD"),
-                    metadata=md(T))
+                    metadata=auth)
             accounting.Post(adjustment_request("fund-1", [line("bank", "debit", 10_000),
-                                                          line("alice", "credit", 10_000)]), metadata=md(T))
-            posted = accounting.Post(transfer_request("tr-1", "alice", "bob", 2_500), metadata=md(T))
+                                                          line("alice", "credit", 10_000)]), metadata=auth)
+            posted = accounting.Post(transfer_request("tr-1", "alice", "bob", 2_500), metadata=auth)
             voucher = posted.vouchers[0]
-            balance = accounts.GetBalance(acc_pb.GetBalanceRequest(account=ref("alice")), metadata=md(T)).balance
+            balance = accounts.GetBalance(acc_pb.GetBalanceRequest(account=ref("alice")), metadata=auth).balance
             assert balance.current == 7_500
         finally:
             channel.close()
@@ -139,17 +149,18 @@ def test_serve_sigterm_and_restart(tmp_path: Path) -> None:
         channel = open_channel(f"127.0.0.1:{port}", timeout_s=10)
         try:
             wait_serving(proc, channel, log)
+            assert admin_key(tmp_path, log) == auth  # not made again: the ledger has its tenant already
             accounts, accounting = acc_grpc.AccountServiceStub(channel), post_grpc.AccountingServiceStub(channel)
             current = {code: accounts.GetBalance(acc_pb.GetBalanceRequest(account=ref(code)),
-                                                 metadata=md(T)).balance.current
+                                                 metadata=auth).balance.current
                        for code in ("alice", "bob", "bank")}
             assert current == {"alice": 7_500, "bob": 2_500, "bank": 10_000}
-            stored = accounting.GetVoucher(post_pb.GetVoucherRequest(voucher_id=voucher.id), metadata=md(T)).voucher
+            stored = accounting.GetVoucher(post_pb.GetVoucherRequest(voucher_id=voucher.id), metadata=auth).voucher
             assert stored == voucher
-            again = accounting.Post(transfer_request("tr-1", "alice", "bob", 2_500), metadata=md(T))
+            again = accounting.Post(transfer_request("tr-1", "alice", "bob", 2_500), metadata=auth)
             assert again.replayed and again.vouchers[0].id == voucher.id
             assert accounts.GetBalance(acc_pb.GetBalanceRequest(account=ref("alice")),
-                                       metadata=md(T)).balance.current == 7_500
+                                       metadata=auth).balance.current == 7_500
         finally:
             channel.close()
         stop(proc, log)

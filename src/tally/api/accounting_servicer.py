@@ -6,7 +6,8 @@ import asyncio
 
 from tally.api import mapping, streams
 from tally.api.errors import code_of, rpc
-from tally.api.tenancy import tenant_of
+from tally.api.tenancy import principal_of, tenant_of
+from tally.domain.auth import Permission
 from tally.domain.errors import LedgerError
 from tally.service.batch import Posted
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
@@ -21,10 +22,12 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
 
     @rpc
     async def Post(self, request: pb.PostRequest, context) -> pb.PostResponse:
+        _authorize_flows([request])
         return _posted_out(await self.s.posting.post(_post_command(tenant_of(context), request)))
 
     @rpc
     async def PostBatch(self, request: pb.PostBatchRequest, context) -> pb.PostBatchResponse:
+        _authorize_flows(request.requests)
         tenant_id = tenant_of(context)
         items = [_read(tenant_id, item) for item in request.requests]
         outcomes = await self.s.posting.post_batch(items, request.atomic)
@@ -41,8 +44,9 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
         expires_us = None
         if request.HasField("expire_time"):
             expires_us = mapping.us_from_timestamp(request.expire_time, "expire_time")
-        cmd = CreateHold(tenant_of(context), request.request_id, mapping.ref_in(request.account), request.amount,
-                         request.currency, expires_us, request.memo, dict(request.metadata))
+        principal = principal_of(context)
+        cmd = CreateHold(principal.tenant_id, request.request_id, mapping.ref_in(request.account), request.amount,
+                         request.currency, expires_us, request.memo, dict(request.metadata), principal.actor)
         posted = await self.s.posting.create_hold(cmd)
         return pb.CreateHoldResponse(hold=mapping.hold_out(posted.holds[0]), replayed=posted.replayed)
 
@@ -120,3 +124,13 @@ def _result_out(outcome: Posted | LedgerError) -> pb.PostBatchResult:
         return pb.PostBatchResult(posted=_posted_out(outcome))
     return pb.PostBatchResult(error=pb.PostError(code=code_of(outcome), reason=outcome.reason,
                                                  message=outcome.message, metadata=outcome.metadata))
+
+
+# Flows that move money without a business fact behind them are for operators only.
+OPERATOR_FLOWS = frozenset({"adjustment"})
+
+
+def _authorize_flows(requests) -> None:
+    """Checked before anything in the requests is validated."""
+    if any(r.WhichOneof("flow") in OPERATOR_FLOWS for r in requests):
+        principal_of().require(Permission.OPERATE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 import grpc
@@ -17,6 +18,8 @@ from tally.domain.errors import ErrorKind, LedgerError
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "tally.v1"
+# The error a call ended with, for the audit log (set in the call's own context).
+last_error: ContextVar[LedgerError | None] = ContextVar("tally_last_error", default=None)
 
 _CODES = {
     ErrorKind.INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
@@ -63,9 +66,12 @@ def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         try:
             return await method(self, request, context)
         except LedgerError as error:
+            last_error.set(error)
             await context.abort_with_status(to_status(error))
         except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
-            await context.abort_with_status(to_status(_unexpected(exc)))
+            error = _unexpected(exc)
+            last_error.set(error)
+            await context.abort_with_status(to_status(error))
         raise AssertionError("unreachable: abort_with_status raises")
 
     return wrapper

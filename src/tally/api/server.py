@@ -9,6 +9,7 @@ from grpc_reflection.v1alpha import reflection
 from tally import telemetry
 from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
+from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
 from tally.service.container import Services
 from tally.v1 import (
@@ -33,7 +34,8 @@ class GrpcServer:
         settings = services.settings
         self.grace_s = settings.shutdown_grace_s
         self.server = grpc.aio.server(
-            interceptors=telemetry.server_interceptors(settings.otel_exporter),
+            interceptors=[*telemetry.server_interceptors(settings.otel_exporter),
+                          AuthInterceptor(services.authenticator, services.audit, services.clock)],
             maximum_concurrent_rpcs=settings.rpc_concurrency_max,
             options=[("grpc.max_receive_message_length", MESSAGE_SIZE_BYTES_MAX),
                      ("grpc.so_reuseport", 0)],

@@ -1,16 +1,24 @@
-"""Which tenant a call acts for. Until credentials carry it, the `x-tenant-id` metadata names it."""
+"""Who a call acts for: the principal the auth interceptor proved, kept for the duration of the call.
+The tenant comes from the credential only, never from anything else the request says."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import grpc
 
-from tally.domain.fields import check_tenant
+from tally.domain.auth import Principal
+from tally.domain.errors import ErrorKind, LedgerError
 
-TENANT_HEADER = "x-tenant-id"
+current_principal: ContextVar[Principal | None] = ContextVar("tally_principal", default=None)
 
 
-def tenant_of(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == TENANT_HEADER:
-            return check_tenant(value)
-    return check_tenant("")
+def principal_of(context: grpc.aio.ServicerContext | None = None) -> Principal:
+    principal = current_principal.get()
+    if principal is None:
+        raise LedgerError(ErrorKind.UNAUTHENTICATED, "CREDENTIALS_MISSING", "the call carries no credentials")
+    return principal
+
+
+def tenant_of(context: grpc.aio.ServicerContext | None = None) -> str:
+    return principal_of(context).tenant_id

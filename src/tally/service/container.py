@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tally.config import Settings
+from tally.service.audit import AuditLog
+from tally.service.authn import Authenticator
 from tally.service.expiry import HoldExpirer
 from tally.service.pipeline import PostingPipeline
 from tally.service.posting import Posting
@@ -24,3 +26,5 @@ class Services:
     hub: EventHub
     posting: Posting
     expirer: HoldExpirer
+    authenticator: Authenticator
+    audit: AuditLog

@@ -174,5 +174,43 @@ ledger_heads = Table(
     Column("accounting_date", String(10), nullable=False),
 )
 
+tenants = Table(
+    "tenants", metadata,
+    Column("id", String(TENANT), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# API keys: the secret is shown once at creation and stored only as a salted SHA-256 hash.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(TENANT), ForeignKey("tenants.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("salt", String(32), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+)
+Index("ix_api_keys_tenant_id", api_keys.c.tenant_id)
+
+# Append-only evidence of every mutating and every refused call.
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant_id", String(TENANT), nullable=False),  # "" when the caller could not be identified
+    Column("actor", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(96), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("outcome", String(96), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("peer", String(128), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+)
+Index("ix_audit_log_tenant_id_id", audit_log.c.tenant_id, audit_log.c.id)
+
 # Never holds rows: on PostgreSQL every write transaction locks it first (see engine.begin_write).
 write_gate = Table("write_gate", metadata, Column("id", Integer, primary_key=True))

@@ -67,6 +67,20 @@ class UnitOfWork:
                 log.info("write transaction retry %d after %s", attempt, type(exc.orig).__name__)
                 self._sleep(attempt)
 
+    def append(self, work: Callable[[Connection], T]) -> T:
+        """A write transaction for append-only rows that no posting reads (the audit log): it does not
+        take the posting gate, so it never waits for a batch."""
+        attempt = 0
+        while True:
+            try:
+                with self.engines.write.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                attempt += 1
+                if not is_retryable(exc) or attempt > self.retries_max:
+                    raise
+                self._sleep(attempt)
+
     def _tell_listeners(self, tenants: set[str]) -> None:
         # The transaction has committed: a listener's failure must not turn it into an error.
         for listener in self.after_commit if tenants else ():

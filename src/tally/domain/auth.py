@@ -1,0 +1,65 @@
+"""Who may do what: roles, the permissions each grants, and the principal a credential proves."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from tally.domain.errors import ErrorKind, LedgerError
+
+
+class Permission(enum.Enum):
+    READ = "read"  # balances, statements, vouchers, holds, streams, trial balance
+    POST = "post"  # business flows, holds
+    OPERATE = "operate"  # accounts, reversals, adjustments, verification
+    ADMIN = "admin"  # keys, rule sets
+
+
+class Role(enum.Enum):
+    READER = "reader"
+    POSTER = "poster"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.READER: frozenset({Permission.READ}),
+    Role.POSTER: frozenset({Permission.READ, Permission.POST}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.POST, Permission.OPERATE}),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    actor: str  # the key id or the token's subject
+    role: Role
+    credential: str  # "api_key" or "jwt"
+
+    def may(self, permission: Permission) -> bool:
+        return permission in GRANTS[self.role]
+
+    def require(self, permission: Permission) -> None:
+        if not self.may(permission):
+            raise LedgerError(ErrorKind.PERMISSION_DENIED, "ROLE_NOT_ALLOWED",
+                              f"role {self.role.value} may not {permission.value}", permission=permission.value)
+
+
+_SERVICE = "/tally.v1."
+# Every RPC and the permission it needs; an RPC missing here is refused, so a new one must be added.
+METHOD_PERMISSIONS: dict[str, Permission] = {
+    **{f"{_SERVICE}AccountService/{m}": Permission.READ
+       for m in ("GetAccount", "ListAccounts", "GetBalance", "ListEntries")},
+    **{f"{_SERVICE}AccountService/{m}": Permission.OPERATE for m in ("CreateAccount", "UpdateAccount")},
+    **{f"{_SERVICE}AccountingService/{m}": Permission.READ
+       for m in ("GetVoucher", "ListVouchers", "GetHold", "ListHolds", "StreamEvents", "StreamBalanceChanges")},
+    **{f"{_SERVICE}AccountingService/{m}": Permission.POST
+       for m in ("Post", "PostBatch", "CreateHold", "CaptureHold", "ReleaseHold")},
+    f"{_SERVICE}AccountingService/ReverseVoucher": Permission.OPERATE,
+    **{f"{_SERVICE}BookkeepingService/{m}": Permission.READ for m in ("GetTrialBalance", "GetRuleSet")},
+    f"{_SERVICE}BookkeepingService/VerifyChain": Permission.OPERATE,
+    f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
+}
+# Open to anyone: load balancers probe health, tools discover the API.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
