@@ -323,4 +323,4 @@ def test_tenants_see_only_their_own_ledger(server: Server) -> None:
     assert {a.code for a in server.all_accounts(T)} == {"alice", "funding-usd"}
     code, reason, _ = refused(server.accounting().GetVoucher, post_pb.GetVoucherRequest(
         voucher_id=their_voucher.id), metadata=md(T))
-    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "VOUCHER_NOT_FOUND")
+    assert (code, reason) == (grpc.StatusCode.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE")

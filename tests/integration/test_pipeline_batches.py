@@ -62,8 +62,8 @@ BATCH = [
     (("bob", "icy", 1, "USD"), (ErrorKind.FAILED_PRECONDITION, "ACCOUNT_FROZEN")),
     (("alice", "shut", 1, "USD"), (ErrorKind.FAILED_PRECONDITION, "ACCOUNT_CLOSED")),
     (("alice", "nobody", 1, "USD"), (ErrorKind.NOT_FOUND, "ACCOUNT_NOT_FOUND")),
-    (("alice", "<unknown id>", 1, "USD"), (ErrorKind.NOT_FOUND, "ACCOUNT_NOT_FOUND")),
-    (("alice", "<other tenant's alice>", 1, "USD"), (ErrorKind.NOT_FOUND, "ACCOUNT_NOT_FOUND")),
+    (("alice", "<unknown id>", 1, "USD"), (ErrorKind.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE")),
+    (("alice", "<other tenant's alice>", 1, "USD"), (ErrorKind.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE")),
     (("alice", "euro", 1, "USD"), (ErrorKind.FAILED_PRECONDITION, "CURRENCY_MISMATCH")),
     (("alice", "<alice by id>", 1, "USD"), (ErrorKind.INVALID_ARGUMENT, "SAME_ACCOUNT_BOTH_SIDES")),
     (("alice", "bob", 981, "USD"), (ErrorKind.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS")),
@@ -393,19 +393,21 @@ async def test_tenants_are_isolated(ledger):
         ledger.transfer("alice", "only-in-a", 1, tenant=OTHER),
         ledger.reverse(a_voucher, tenant=OTHER),
     )
-    assert [(r.kind, r.reason) for r in refused] == [(ErrorKind.NOT_FOUND, "ACCOUNT_NOT_FOUND")] * 3 + [
-        (ErrorKind.NOT_FOUND, "VOUCHER_NOT_FOUND")]
+    not_yours = (ErrorKind.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE")  # by id: absent or foreign, one answer
+    assert [(r.kind, r.reason) for r in refused] == [not_yours, not_yours, (ErrorKind.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
+                                                     (ErrorKind.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE")]
     q = ledger.queries
-    for call in (lambda: q.get_balance(OTHER, AccountRef(id=a_alice.id)),
-                 lambda: q.get_balance(OTHER, AccountRef(code="only-in-a")),
-                 lambda: q.get_account(OTHER, AccountRef(id=a_alice.id)),
-                 lambda: q.list_entries(OTHER, AccountRef(id=a_alice.id), page_size=10, page_token="")):
+    for call, reason in ((lambda: q.get_balance(OTHER, AccountRef(id=a_alice.id)), "ACCOUNT_NOT_ACCESSIBLE"),
+                         (lambda: q.get_balance(OTHER, AccountRef(code="only-in-a")), "ACCOUNT_NOT_FOUND"),
+                         (lambda: q.get_account(OTHER, AccountRef(id=a_alice.id)), "ACCOUNT_NOT_ACCESSIBLE"),
+                         (lambda: q.list_entries(OTHER, AccountRef(id=a_alice.id), page_size=10, page_token=""),
+                          "ACCOUNT_NOT_ACCESSIBLE")):
         with pytest.raises(LedgerError) as caught:
             call()
-        assert caught.value.reason == "ACCOUNT_NOT_FOUND"
+        assert caught.value.reason == reason
     with pytest.raises(LedgerError) as caught:
         q.get_voucher(OTHER, a_voucher)
-    assert caught.value.reason == "VOUCHER_NOT_FOUND"
+    assert caught.value.reason == "VOUCHER_NOT_ACCESSIBLE"
     # Tenant B's code "alice" is B's own account.
     assert q.get_balance(OTHER, AccountRef(code="alice")).current == 5 - 1
     assert q.get_balance(TENANT, AccountRef(code="alice")).current == 90

@@ -95,7 +95,7 @@ async def test_reversing_a_reversal_is_refused(ledger):
     refused = await outcome(ledger.reverse(reversal.id))
     assert (refused.kind, refused.reason) == (ErrorKind.FAILED_PRECONDITION, "VOUCHER_IS_REVERSAL")
     missing = await outcome(ledger.reverse("01a1fcb1-0000-7000-8000-000000000000"))
-    assert (missing.kind, missing.reason) == (ErrorKind.NOT_FOUND, "VOUCHER_NOT_FOUND")
+    assert (missing.kind, missing.reason) == (ErrorKind.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE")
     assert len(check_ledger(ledger.url).vouchers[TENANT]) == 3
 
 

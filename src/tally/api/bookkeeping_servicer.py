@@ -8,6 +8,7 @@ from tally.api.errors import rpc
 from tally.api.tenancy import tenant_of
 from tally.rules.loader import RuleSetError, parse_rule_set
 from tally.service.container import Services
+from tally.service.verify import ChainReport, verify_chain
 from tally.v1 import bookkeeping_service_pb2 as pb
 from tally.v1 import bookkeeping_service_pb2_grpc as pb_grpc
 
@@ -34,6 +35,11 @@ class BookkeepingServicer(pb_grpc.BookkeepingServiceServicer):
                                      rules=[_rule_out(r) for r in rules.rules], source=str(rules.source))
 
     @rpc
+    async def VerifyChain(self, request: pb.VerifyChainRequest, context) -> pb.VerifyChainResponse:
+        report = await asyncio.to_thread(verify_chain, self.s.uow, tenant_of(context))
+        return _report_out(report)
+
+    @rpc
     async def ValidateRuleSet(self, request: pb.ValidateRuleSetRequest, context) -> pb.ValidateRuleSetResponse:
         tenant_of(context)
         if len(request.content.encode()) > RULE_SET_SIZE_BYTES_MAX:
@@ -43,6 +49,13 @@ class BookkeepingServicer(pb_grpc.BookkeepingServiceServicer):
         except RuleSetError as error:
             return pb.ValidateRuleSetResponse(valid=False, problems=[str(p) for p in error.problems])
         return pb.ValidateRuleSetResponse(valid=True, version=rules.version)
+
+
+def _report_out(report: ChainReport) -> pb.VerifyChainResponse:
+    return pb.VerifyChainResponse(intact=report.intact, vouchers_checked=report.checked,
+                                  first_broken_voucher_id=report.broken_voucher_id,
+                                  first_broken_sequence=report.broken_sequence, problem=report.problem,
+                                  head_hash=report.head_hash)
 
 
 def _rule_out(rule) -> pb.Rule:

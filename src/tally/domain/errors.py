@@ -41,3 +41,19 @@ def precondition(reason: str, message: str, **metadata: object) -> LedgerError:
 
 def not_found(reason: str, message: str, **metadata: object) -> LedgerError:
     return LedgerError(ErrorKind.NOT_FOUND, reason, message, **metadata)
+
+
+def not_accessible(kind: str, identifier: str) -> LedgerError:
+    """The answer for an id the caller may not see: absent and another tenant's are the same answer, so
+    nothing tells whether it exists. (A code or request id is a name inside the caller's own tenant; a
+    missing one is plainly NOT_FOUND.)"""
+    return LedgerError(ErrorKind.PERMISSION_DENIED, f"{kind.upper()}_NOT_ACCESSIBLE",
+                       f"{kind} {identifier} does not exist or is not yours", **{kind: identifier})
+
+
+def missing_account(ref: object) -> LedgerError:
+    """No such account: by id, not accessible; by code (a name in the tenant), not found."""
+    code = getattr(ref, "code", "")
+    if code:
+        return not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+    return not_accessible("account", getattr(ref, "id", str(ref)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from tally.domain import limits
 from tally.domain.accounts import Account, AccountStatus, BalanceState
-from tally.domain.errors import invalid, not_found, precondition
+from tally.domain.errors import invalid, not_accessible, precondition
 from tally.domain.fields import check_metadata, check_text
 from tally.domain.money import check_amount
 
@@ -74,7 +74,7 @@ def open_hold(hold: Hold, account: Account, state: BalanceState) -> BalanceState
 def require_open(hold: Hold | None, hold_id: str) -> Hold:
     """The hold, when it exists and is still active (whatever its expiry)."""
     if hold is None:
-        raise not_found("HOLD_NOT_FOUND", f"hold {hold_id} not found", hold_id=hold_id)
+        raise not_accessible("hold", hold_id)
     if hold.status is not HoldStatus.ACTIVE:
         raise precondition(f"HOLD_{hold.status.name}", f"hold {hold.id} is {hold.status.value}", hold_id=hold.id)
     return hold

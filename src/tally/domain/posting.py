@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tally.domain.accounts import Account, AccountStatus, BalanceState, FloorPolicy, Side
-from tally.domain.errors import invalid, not_found, precondition
+from tally.domain.errors import invalid, missing_account, precondition
 from tally.domain.money import fits_int64
 from tally.domain.vouchers import AccountRef, PostedLine, VoucherDraft, check_draft
 
@@ -25,7 +25,7 @@ def resolve(ref: AccountRef, by_id: Mapping[str, Account], by_code: Mapping[str,
     account = by_id.get(ref.id) if ref.id else by_code.get(ref.code)
     if account is None:
         # The same answer for "absent" and "another tenant's": no existence leak across tenants.
-        raise not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+        raise missing_account(ref)
     return account
 
 

@@ -17,7 +17,7 @@ from tally.domain.accounts import (
     change_account,
     open_account,
 )
-from tally.domain.errors import ErrorKind, LedgerError, not_found, precondition
+from tally.domain.errors import ErrorKind, LedgerError, missing_account, precondition
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef
@@ -86,14 +86,14 @@ def update_account(cmd: UpdateAccount, uow: UnitOfWork, clock: Callable[[], int]
 def _existing(conn: Connection, tenant_id: str, ref) -> Account:
     account = accounts_repo.get_account(conn, tenant_id, ref)
     if account is None:
-        raise not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+        raise missing_account(ref)
     return account
 
 
 def _parent(conn: Connection, cmd: CreateAccount) -> Account:
     parent = accounts_repo.get_account(conn, cmd.tenant_id, cmd.parent)
     if parent is None:
-        raise not_found("PARENT_NOT_FOUND", f"parent account {cmd.parent} not found", parent=str(cmd.parent))
+        raise missing_account(cmd.parent)
     if parent.status is AccountStatus.CLOSED:
         raise precondition("ACCOUNT_CLOSED", "a closed account cannot be a parent", account_id=parent.id)
     if accounts_repo.parent_depth(conn, cmd.tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tally.domain.accounts import Side
-from tally.domain.errors import LedgerError, invalid, not_found, precondition
+from tally.domain.errors import LedgerError, invalid, not_accessible, precondition
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.flows import AdjustmentFlow, RefundFlow, RuleFlow, TransferFlow
 from tally.domain.holds import Hold, check_new_hold
@@ -68,7 +68,7 @@ class Posting:
         found = await asyncio.to_thread(
             self.uow.read, lambda conn: journal_repo.get_vouchers(conn, cmd.tenant_id, [cmd.voucher_id]))
         if not found:
-            raise not_found("VOUCHER_NOT_FOUND", f"voucher {cmd.voucher_id} not found", voucher_id=cmd.voucher_id)
+            raise not_accessible("voucher", cmd.voucher_id)
         original = found[0]
         if original.reverses_id:
             raise precondition("VOUCHER_IS_REVERSAL", "a reversal cannot itself be reversed; post a new voucher",
@@ -135,7 +135,7 @@ class Posting:
         found = await asyncio.to_thread(
             self.uow.read, lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
         if hold_id not in found:
-            raise not_found("HOLD_NOT_FOUND", f"hold {hold_id} not found", hold_id=hold_id)
+            raise not_accessible("hold", hold_id)
         return found[hold_id]
 
     async def _checked(self, item: PostFlow | LedgerError) -> Submission | LedgerError:

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar, previous_date
-from tally.domain.errors import invalid, not_found
+from tally.domain.errors import invalid, missing_account, not_accessible
 from tally.domain.fields import check_tenant
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.vouchers import AccountRef, Voucher
@@ -131,7 +131,7 @@ class Queries:
         check_tenant(tenant_id)
         found = self.uow.read(lambda conn: journal_repo.get_vouchers(conn, tenant_id, [voucher_id]))
         if not found:
-            raise not_found("VOUCHER_NOT_FOUND", f"voucher {voucher_id} not found", voucher_id=voucher_id)
+            raise not_accessible("voucher", voucher_id)
         return found[0]
 
     def list_vouchers(self, tenant_id: str, *, page_size: int, page_token: str, account_id: str = "",
@@ -149,7 +149,7 @@ class Queries:
         check_tenant(tenant_id)
         found = self.uow.read(lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
         if hold_id not in found:
-            raise not_found("HOLD_NOT_FOUND", f"hold {hold_id} not found", hold_id=hold_id)
+            raise not_accessible("hold", hold_id)
         return found[hold_id]
 
     def list_holds(self, tenant_id: str, *, page_size: int, page_token: str, account_id: str = "",
@@ -187,7 +187,7 @@ class Queries:
 def _require(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:
     account = accounts_repo.get_account(conn, tenant_id, ref)
     if account is None:
-        raise not_found("ACCOUNT_NOT_FOUND", f"account {ref} not found", account=str(ref))
+        raise missing_account(ref)
     return account
 
 

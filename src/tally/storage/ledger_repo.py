@@ -35,6 +35,12 @@ def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerH
     return heads
 
 
+def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
+    row = conn.execute(select(ledger_heads).where(ledger_heads.c.tenant_id == tenant_id)).first()
+    return LedgerHead(row.tenant_id, row.voucher_sequence, row.event_sequence, row.last_hash,
+                      row.accounting_date) if row else None
+
+
 def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
     rows = [{"h_tenant_id": h.tenant_id, "voucher_sequence": h.voucher_sequence,
              "event_sequence": h.event_sequence, "last_hash": h.last_hash,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tally.domain.errors import not_found
+from tally.domain.errors import not_accessible
 from tally.domain.vouchers import AccountRef
 from tally.storage import accounts_repo
 from tally.storage.tables import ID
@@ -28,10 +28,10 @@ def normal_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) ->
 
 
 def require_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) -> dict[str, str]:
-    """`normal_sides`, refusing with NOT_FOUND ACCOUNT_NOT_FOUND the first id the tenant does not have."""
+    """`normal_sides`, refusing with PERMISSION_DENIED ACCOUNT_NOT_ACCESSIBLE the first id the tenant does not have."""
     sides = normal_sides(uow, tenant_id, account_ids)
     for account_id in account_ids:
         if account_id not in sides:
             shown = account_id[:SHOWN_LENGTH_MAX]  # an error's trailers must stay small
-            raise not_found("ACCOUNT_NOT_FOUND", f"account {shown!r} not found", account=shown)
+            raise not_accessible("account", shown)
     return sides

@@ -110,3 +110,23 @@ class ValidateRuleSetResponse(_message.Message):
     problems: _containers.RepeatedScalarFieldContainer[str]
     version: str
     def __init__(self, valid: _Optional[bool] = ..., problems: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class VerifyChainRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class VerifyChainResponse(_message.Message):
+    __slots__ = ("intact", "vouchers_checked", "first_broken_voucher_id", "first_broken_sequence", "problem", "head_hash")
+    INTACT_FIELD_NUMBER: _ClassVar[int]
+    VOUCHERS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_BROKEN_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    intact: bool
+    vouchers_checked: int
+    first_broken_voucher_id: str
+    first_broken_sequence: int
+    problem: str
+    head_hash: str
+    def __init__(self, intact: _Optional[bool] = ..., vouchers_checked: _Optional[int] = ..., first_broken_voucher_id: _Optional[str] = ..., first_broken_sequence: _Optional[int] = ..., problem: _Optional[str] = ..., head_hash: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,11 @@ class BookkeepingServiceStub:
                 request_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetResponse.FromString,
                 _registered_method=True)
+        self.VerifyChain = channel.unary_unary(
+                '/tally.v1.BookkeepingService/VerifyChain',
+                request_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.FromString,
+                _registered_method=True)
 
 
 class BookkeepingServiceServicer:
@@ -77,6 +82,13 @@ class BookkeepingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyChain(self, request, context):
+        """Recomputes the tenant's voucher hash chain and names the first voucher that does not match.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BookkeepingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +106,11 @@ def add_BookkeepingServiceServicer_to_server(servicer, server):
                     servicer.ValidateRuleSet,
                     request_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetRequest.FromString,
                     response_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetResponse.SerializeToString,
+            ),
+            'VerifyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyChain,
+                    request_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class BookkeepingService:
             '/tally.v1.BookkeepingService/ValidateRuleSet',
             tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetRequest.SerializeToString,
             tally_dot_v1_dot_bookkeeping__service__pb2.ValidateRuleSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BookkeepingService/VerifyChain',
+            tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.SerializeToString,
+            tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.FromString,
             options,
             channel_credentials,
             insecure,
