@@ -148,6 +148,14 @@ class _ServerBase:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url_for(name)
 
+    def create_login_role(self, name: str) -> None:
+        """``CREATE ROLE name LOGIN`` unless it exists (roles are cluster-wide: shared by every test database)."""
+        with self.connect_admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            if exists is None:
+                with contextlib.suppress(psycopg.errors.DuplicateObject):  # another session was quicker
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+
     def drop_database(self, name: str) -> None:
         with self.connect_admin() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

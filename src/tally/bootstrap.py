@@ -30,7 +30,8 @@ from tally.service.templates import template_opener
 from tally.storage import auth_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
-from tally.storage.uow import UnitOfWork
+from tally.storage.roles import may_migrate
+from tally.storage.uow import Scope, UnitOfWork
 from tally.streaming.hub import EventHub
 from tally.streaming.pg_listener import PgListener
 
@@ -69,7 +70,7 @@ def ensure_local_admin(services: Services) -> None:
     """Zero set-up: on the first start of an empty ledger, a tenant `local` and an admin key for it, written
     to a file only its owner can read (the key is not logged)."""
     settings = services.settings
-    if not settings.bootstrap_admin or services.uow.read(auth_repo.count_tenants) > 0:
+    if not settings.bootstrap_admin or services.uow.read(Scope.SYSTEM, auth_repo.count_tenants) > 0:
         return
     try:
         keys.create_tenant(services.uow, LOCAL_TENANT, "local tenant created at first start", now_us)
@@ -128,10 +129,23 @@ async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
         await listener.stop()
 
 
+def auto_migrate(engines: Engines) -> None:
+    """Migrates at start-up, unless the service connects as a role that cannot: a PostgreSQL service role
+    that owns nothing, for which `tally migrate` runs as the owner (and grants the role; replicas starting
+    together do not race to GRANT), and TALLY_AUTO_MIGRATE=false says so."""
+    with engines.write.connect() as conn:
+        allowed = may_migrate(conn)
+    if not allowed:
+        log.warning("not migrating at start-up: the database role of TALLY_DATABASE_URL does not own the schema "
+                    "(run `tally migrate` as the owner, and set TALLY_AUTO_MIGRATE=false for this deployment)")
+        return
+    migrate(engines.write)
+
+
 async def start(settings: Settings) -> App:
     engines = make_engines(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
-        await asyncio.to_thread(migrate, engines.write)
+        await asyncio.to_thread(auto_migrate, engines)
     services = build_services(settings, engines)
     await asyncio.to_thread(ensure_local_admin, services)
     services.audit.start()

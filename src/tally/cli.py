@@ -159,26 +159,36 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from tally import config
     from tally.storage.migrate import migrate
+    from tally.storage.roles import ServiceRoleError
 
-    if args.database_url:
-        url = args.database_url
-    else:
-        from tally import config
-
-        url = config.Settings.from_env().database_url
-    shown = make_url(url).render_as_string(hide_password=True)
+    try:
+        settings = config.Settings.from_env()
+        role = (settings.service_role if args.service_role is None
+                else config.role_name(args.service_role, "--service-role"))
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    # The schema owner migrates: TALLY_MIGRATE_DATABASE_URL when the service itself runs as another role.
+    url = args.database_url or settings.migrate_database_url or settings.database_url
+    parsed = make_url(url)
+    shown = parsed.render_as_string(hide_password=True)
     try:
         before = _schema_heads(url)
-        migrate(url)
+        migrate(url, service_role=role)
         after = _schema_heads(url)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ServiceRoleError) as exc:
         print(f"error: migrating {shown} failed: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     if before == after:
         print(f"{shown}: already at the newest schema ({', '.join(after) or 'empty'})")
     else:
         print(f"{shown}: migrated from {', '.join(before) or 'an empty database'} to {', '.join(after)}")
+    if role and parsed.get_backend_name() == "postgresql":
+        print(f"{shown}: granted the service role {role!r} what the service needs")
+    elif role:
+        print(f"note: {shown} has no roles; the service role {role!r} is ignored")
     return 0
 
 
@@ -393,7 +403,12 @@ def _add_serve_commands(commands, env_note: str) -> None:
     serve.set_defaults(func=cmd_serve)
     migrate = commands.add_parser("migrate", help="bring the database schema up to date",
                                   description="Applies the database migrations; safe to run again. " + env_note)
-    migrate.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL (overrides TALLY_DATABASE_URL)")
+    migrate.add_argument("--database-url", metavar="URL",
+                         help="SQLAlchemy URL of the schema owner (overrides TALLY_MIGRATE_DATABASE_URL, which "
+                              "overrides TALLY_DATABASE_URL)")
+    migrate.add_argument("--service-role", metavar="ROLE",
+                         help="PostgreSQL role the service runs as, to grant what it needs (overrides "
+                              "TALLY_SERVICE_ROLE; '' grants nothing)")
     migrate.set_defaults(func=cmd_migrate)
 
 

@@ -4,6 +4,7 @@ message naming the variable."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,9 +15,14 @@ class ConfigError(ValueError):
     pass
 
 
+_ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///tally.db"
+    migrate_database_url: str = ""  # `tally migrate` connects with it (the schema owner); empty: database_url
+    service_role: str = ""  # PostgreSQL role the service runs as; `tally migrate` grants it what it needs
     listen_address: str = "0.0.0.0:50051"
     log_level: str = "INFO"
     auto_migrate: bool = True
@@ -51,6 +57,8 @@ class Settings:
         try:
             return cls(
                 database_url=env.get("TALLY_DATABASE_URL", d.database_url),
+                migrate_database_url=env.get("TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
+                service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
                 listen_address=env.get("TALLY_LISTEN_ADDRESS", d.listen_address),
                 log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
                 auto_migrate=_bool(env, "TALLY_AUTO_MIGRATE", d.auto_migrate),
@@ -95,6 +103,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(f"{name}={value}: expected {low}..{high}")
     return value
+
+
+def _role(env: Mapping[str, str], name: str, default: str) -> str:
+    return role_name(env.get(name, default), name)
+
+
+def role_name(raw: str, source: str) -> str:
+    """A PostgreSQL role name, or "" for none."""
+    if raw and not _ROLE.fullmatch(raw):
+        raise ConfigError(f"{source}={raw!r}: expected a PostgreSQL role name (lower case letters, digits, _)")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

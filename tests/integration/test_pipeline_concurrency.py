@@ -182,9 +182,10 @@ async def test_reads_during_posting_see_whole_vouchers_only(ledger):
     for code in ACCOUNTS:
         ledger.open(code)
     await outcomes(*(ledger.fund(code, 500) for code in ACCOUNTS))
-    ids = [a.id for a in ledger.uow.read(lambda c: c.execute(sa.select(t.accounts.c.id, t.accounts.c.normal_side)
-                                                              .order_by(t.accounts.c.code)).all())]
-    sides = dict(ledger.uow.read(lambda c: c.execute(sa.select(t.accounts.c.id, t.accounts.c.normal_side)).all()))
+    ids = [a.id for a in ledger.uow.read({TENANT}, lambda c: c.execute(
+        sa.select(t.accounts.c.id, t.accounts.c.normal_side).order_by(t.accounts.c.code)).all())]
+    sides = dict(ledger.uow.read({TENANT},
+                               lambda c: c.execute(sa.select(t.accounts.c.id, t.accounts.c.normal_side)).all()))
     stop = asyncio.Event()
 
     def snapshot_sum(conn) -> int:
@@ -198,7 +199,7 @@ async def test_reads_during_posting_see_whole_vouchers_only(ledger):
     async def reader() -> list[int]:
         sums = []
         while not stop.is_set() or not sums:
-            sums.append(await asyncio.to_thread(ledger.uow.read, snapshot_sum))
+            sums.append(await asyncio.to_thread(ledger.uow.read, {TENANT}, snapshot_sum))
         return sums
 
     async def writer():

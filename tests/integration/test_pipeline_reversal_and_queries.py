@@ -55,7 +55,7 @@ async def test_reversal_swaps_the_lines_and_links_both_ways(ledger):
     assert listed[original.id].reversed_by_id == reversal.id
     assert [v.id for v in ledger.queries.list_vouchers(TENANT, page_size=10, page_token="",
                                                         flow_type="reversal").items] == [reversal.id]
-    events = ledger.uow.read(lambda c: ledger_repo.list_events(c, TENANT, after_sequence=0, limit=100))
+    events = ledger.uow.read({TENANT}, lambda c: ledger_repo.list_events(c, TENANT, after_sequence=0, limit=100))
     reversed_events = [e for e in events if e.type == "voucher.reversed"]
     assert [(e.voucher_id, e.payload) for e in reversed_events] == [
         (original.id, {"voucher_id": original.id, "reversal_id": reversal.id})]

@@ -15,7 +15,7 @@ from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
 from tally.storage import tables as t
 from tally.storage.engine import make_engines
-from tally.storage.uow import UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork
 from tests.integration.conftest import TENANT
 
 
@@ -25,7 +25,7 @@ def _head(conn: sa.Connection, tenant: str, sequence: int = 0) -> None:
 
 
 def _heads(uow: UnitOfWork) -> dict[str, int]:
-    return dict(uow.read(lambda c: c.execute(sa.select(t.ledger_heads.c.tenant_id,
+    return dict(uow.read(Scope.SYSTEM, lambda c: c.execute(sa.select(t.ledger_heads.c.tenant_id,
                                                        t.ledger_heads.c.voucher_sequence)).all()))
 
 
@@ -70,7 +70,8 @@ def uow(database_url, make_ledger) -> UnitOfWork:
 
 
 def _clear(uow: UnitOfWork) -> None:
-    uow.write(lambda conn: (conn.execute(sa.delete(t.ledger_heads)), conn.execute(sa.delete(t.idempotency))))
+    uow.write(Scope.SYSTEM,
+              lambda conn: (conn.execute(sa.delete(t.ledger_heads)), conn.execute(sa.delete(t.idempotency))))
 
 
 def test_write_rolls_back_everything_when_the_work_raises(uow):
@@ -85,11 +86,12 @@ def test_write_rolls_back_everything_when_the_work_raises(uow):
             raise make_error()
 
         with pytest.raises(Exception) as caught:  # noqa: PT011 - the exact type is checked below
-            uow.write(work)
+            uow.write(Scope.SYSTEM, work)
         assert type(caught.value) is type(make_error()), name
         assert attempts == [1], f"{name} was retried"
         assert _heads(uow) == {}, f"{name}: partial state was committed"
-        assert uow.read(lambda c: c.execute(sa.select(sa.func.count()).select_from(t.idempotency)).scalar_one()) == 0
+        assert uow.read(Scope.SYSTEM,
+                        lambda c: c.execute(sa.select(sa.func.count()).select_from(t.idempotency)).scalar_one()) == 0
 
 
 def test_retryable_failure_is_retried_and_the_failed_attempt_leaves_nothing(uow):
@@ -104,7 +106,7 @@ def test_retryable_failure_is_retried_and_the_failed_attempt_leaves_nothing(uow)
                 raise make_error()
             return "done"
 
-        assert uow.write(work) == "done", name
+        assert uow.write(Scope.SYSTEM, work) == "done", name
         assert len(attempts) == 2, name
         assert _heads(uow) == {"attempt2": 2}, name
 
@@ -121,7 +123,7 @@ def test_retries_are_bounded(database_url, make_ledger):
             raise make_error()
 
         with pytest.raises(LedgerError) as caught:
-            uow.write(work)
+            uow.write(Scope.SYSTEM, work)
         assert (caught.value.kind, caught.value.reason) == (kind, reason), name
         assert len(attempts) == retries_max + 1, name  # the first attempt plus retries_max retries
         assert isinstance(caught.value.__cause__, sa.exc.DBAPIError), name
@@ -130,7 +132,7 @@ def test_retries_are_bounded(database_url, make_ledger):
 
 def test_non_retryable_database_error_is_raised_at_once(uow):
     """A real constraint violation is a bug or bad input, not contention: no retry, nothing stored."""
-    uow.write(lambda conn: _head(conn, "taken"))
+    uow.write(Scope.SYSTEM, lambda conn: _head(conn, "taken"))
     attempts = []
 
     def work(conn):
@@ -139,7 +141,7 @@ def test_non_retryable_database_error_is_raised_at_once(uow):
         _head(conn, "taken")  # primary key violation
 
     with pytest.raises(sa.exc.IntegrityError):
-        uow.write(work)
+        uow.write(Scope.SYSTEM, work)
     assert attempts == [1]
     assert _heads(uow) == {"taken": 0}
 
@@ -168,11 +170,11 @@ def _conflicting_work(outside: sa.Engine, conflict_on: set[int], attempts: list,
 
 def test_real_serialization_failure_is_retried_then_succeeds(postgres_url, make_ledger):
     uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=3, backoff_ms=1)
-    uow.write(lambda conn: _head(conn, TENANT))
+    uow.write(Scope.SYSTEM, lambda conn: _head(conn, TENANT))
     outside = sa.create_engine(postgres_url)
     attempts, failures = [], []
     try:
-        seen = uow.write(_conflicting_work(outside, {1}, attempts, failures))
+        seen = uow.write(Scope.SYSTEM, _conflicting_work(outside, {1}, attempts, failures))
     finally:
         outside.dispose()
     assert len(attempts) == 2
@@ -184,12 +186,12 @@ def test_real_serialization_failure_is_retried_then_succeeds(postgres_url, make_
 @pytest.mark.parametrize("retries_max", [0, 2])
 def test_real_serialization_failures_exhaust_retries(postgres_url, make_ledger, retries_max):
     uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=retries_max, backoff_ms=1)
-    uow.write(lambda conn: _head(conn, TENANT))
+    uow.write(Scope.SYSTEM, lambda conn: _head(conn, TENANT))
     outside = sa.create_engine(postgres_url)
     attempts, failures = [], []
     try:
         with pytest.raises(LedgerError) as caught:
-            uow.write(_conflicting_work(outside, set(range(1, 100)), attempts, failures))
+            uow.write(Scope.SYSTEM, _conflicting_work(outside, set(range(1, 100)), attempts, failures))
     finally:
         outside.dispose()
     assert (caught.value.kind, caught.value.reason) == (ErrorKind.ABORTED, "RETRIES_EXHAUSTED")
@@ -205,11 +207,12 @@ def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, mak
     """A writer that waits for another sees everything it committed, on its first attempt: the gate is
     taken before the snapshot is fixed (PostgreSQL) / BEGIN IMMEDIATE (SQLite)."""
     base = make_ledger(database_url, start=False)
-    base.uow.write(lambda conn: _head(conn, TENANT))
+    base.uow.write(Scope.SYSTEM, lambda conn: _head(conn, TENANT))
     second = make_engines(database_url)
     try:
         first_uow, second_uow = UnitOfWork(base.engines, backoff_ms=1), UnitOfWork(second, backoff_ms=1)
-        second_uow.write(lambda conn: conn.execute(sa.select(t.ledger_heads)).all())  # warm a pooled connection
+        # warm a pooled connection
+        second_uow.write(Scope.SYSTEM, lambda conn: conn.execute(sa.select(t.ledger_heads)).all())
         inside, release = threading.Event(), threading.Event()
         calls: list[int] = []
 
@@ -227,7 +230,7 @@ def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, mak
 
         def run(u, w):
             try:
-                u.write(w)
+                u.write(Scope.SYSTEM, w)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 

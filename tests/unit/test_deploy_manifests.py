@@ -8,12 +8,15 @@ that keep them consistent with each other and with the service:
   also enforce;
 * the gRPC port is the same everywhere (EXPOSE, listen address, container port,
   probes, Service);
-* the database URL only ever reaches the pods through a Secret;
+* the database URLs only ever reach the pods through a Secret: the server's (the
+  service role, which owns nothing) to the Deployment, the schema owner's only
+  to the migration Job, and the server never migrates;
 * the kustomization lists exactly the manifests that exist.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -24,6 +27,9 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
+
+from tally.config import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -32,6 +38,9 @@ K8S_DIR = REPO_ROOT / "k8s"
 KUSTOMIZATION = K8S_DIR / "kustomization.yaml"
 
 DB_URL_VAR = "TALLY_DATABASE_URL"
+MIGRATE_URL_VAR = "TALLY_MIGRATE_DATABASE_URL"
+SERVICE_ROLE_VAR = "TALLY_SERVICE_ROLE"
+AUTO_MIGRATE_VAR = "TALLY_AUTO_MIGRATE"
 GRACE_VAR = "TALLY_SHUTDOWN_GRACE_S"
 LISTEN_VAR = "TALLY_LISTEN_ADDRESS"
 EXPECTED_BASE_IMAGE = "python:3.11-slim"
@@ -671,27 +680,67 @@ def test_job_settings(job):
     assert pod_spec(job).get("restartPolicy") == "Never"
 
 
-def test_database_url_comes_only_from_the_secret(workloads, secret, configmap, manifests):
-    assert DB_URL_VAR not in configmap.get("data", {}), "database URL must not live in the ConfigMap"
-    assert DB_URL_VAR not in yaml.safe_dump(configmap), "database URL must not live in the ConfigMap"
+def _secret_ref(container: dict[str, Any], var: str, secret: dict[str, Any], where: str) -> str | None:
+    """The Secret key `var` comes from in this container (None when it is not set); fails on any other source."""
+    entries = [e for e in container.get("env", []) if e["name"] == var]
+    if not entries:
+        return None
+    assert len(entries) == 1, f"{where}: {var} should be set at most once"
+    (entry,) = entries
+    assert "value" not in entry, f"{where}: {var} given as a literal"
+    ref = entry.get("valueFrom", {}).get("secretKeyRef")
+    assert ref, f"{where}: {var} must come from a secretKeyRef"
+    assert ref["name"] == secret["metadata"]["name"], f"{where}: unknown Secret {ref['name']}"
     secret_keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
+    assert ref["key"] in secret_keys, f"{where}: Secret has no key {ref['key']}"
+    return ref["key"]
+
+
+def test_database_urls_come_only_from_the_secret(deployment, job, secret, configmap, manifests):
+    for var in (DB_URL_VAR, MIGRATE_URL_VAR):
+        assert var not in configmap.get("data", {}), f"{var} must not live in the ConfigMap"
+        assert var not in yaml.safe_dump(configmap), f"{var} must not live in the ConfigMap"
     configmaps = {d["metadata"]["name"] for docs in manifests.values() for d in docs if d["kind"] == "ConfigMap"}
-    for workload in workloads:
+    keys = {}
+    for workload, var in ((deployment, DB_URL_VAR), (job, MIGRATE_URL_VAR)):
         for container in pod_spec(workload)["containers"]:
             where = f"{workload['kind']}/{container['name']}"
-            entries = [e for e in container.get("env", []) if e["name"] == DB_URL_VAR]
-            assert len(entries) == 1, f"{where}: {DB_URL_VAR} should be set exactly once"
-            (entry,) = entries
-            assert "value" not in entry, f"{where}: {DB_URL_VAR} given as a literal"
-            ref = entry.get("valueFrom", {}).get("secretKeyRef")
-            assert ref, f"{where}: {DB_URL_VAR} must come from a secretKeyRef"
-            assert ref["name"] == secret["metadata"]["name"], f"{where}: unknown Secret {ref['name']}"
-            assert ref["key"] in secret_keys, f"{where}: Secret has no key {ref['key']}"
+            keys[workload["kind"]] = _secret_ref(container, var, secret, where)
+            assert keys[workload["kind"]], f"{where}: {var} should be set, from the Secret"
             env_from = container.get("envFrom", [])
             assert env_from, f"{where}: settings should come from the ConfigMap via envFrom"
             for source in env_from:
                 assert "configMapRef" in source, f"{where}: unexpected envFrom source {source}"
                 assert source["configMapRef"]["name"] in configmaps, f"{where}: unknown ConfigMap"
+    # The schema owner's credentials never reach the server pods.
+    for container in pod_spec(deployment)["containers"]:
+        assert _secret_ref(container, MIGRATE_URL_VAR, secret, "Deployment") is None, (
+            f"the server must not get {MIGRATE_URL_VAR}: it would hold the owner's credentials")
+    assert keys["Deployment"] != keys["Job"], "the server and the migration Job should use different roles"
+
+
+def _secret_value(secret: dict[str, Any], key: str) -> str:
+    if key in secret.get("stringData", {}):
+        return secret["stringData"][key]
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def test_server_runs_as_the_service_role_and_never_migrates(deployment, job, secret, configmap):
+    """Defense in depth on PostgreSQL: the server's role owns no table (row-level security binds it, the
+    journal refuses it UPDATE and DELETE), so it must not try to migrate; the Job migrates as the owner
+    and grants the service role, named the same in the ConfigMap and in the server's URL."""
+    settings = Settings.from_env(configmap["data"])  # the ConfigMap is valid as the server reads it
+    assert settings.auto_migrate is False, f"{AUTO_MIGRATE_VAR} must be false: the server's role cannot migrate"
+    assert settings.service_role, f"{SERVICE_ROLE_VAR} should name the server's database role"
+    (server,) = pod_spec(deployment)["containers"]
+    (migrate,) = pod_spec(job)["containers"]
+    server_url = make_url(_secret_value(secret, _secret_ref(server, DB_URL_VAR, secret, "Deployment")))
+    owner_url = make_url(_secret_value(secret, _secret_ref(migrate, MIGRATE_URL_VAR, secret, "Job")))
+    assert server_url.get_backend_name() == owner_url.get_backend_name() == "postgresql"
+    assert server_url.username == settings.service_role, "the server should connect as the service role"
+    assert owner_url.username != settings.service_role, "the Job should connect as the schema owner"
+    assert (server_url.host, server_url.port, server_url.database) == (
+        owner_url.host, owner_url.port, owner_url.database), "both URLs should name the same database"
 
 
 def test_configmap_holds_only_tally_settings(configmap):

@@ -59,7 +59,7 @@ def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[st
         _record(conn, cmd, account, now)
         return AccountResult(account)
 
-    return uow.write(work)
+    return uow.write({cmd.tenant_id}, work)
 
 
 def update_account(cmd: UpdateAccount, uow: UnitOfWork, clock: Callable[[], int]) -> AccountResult:
@@ -80,7 +80,7 @@ def update_account(cmd: UpdateAccount, uow: UnitOfWork, clock: Callable[[], int]
         _record(conn, cmd, updated, now)
         return AccountResult(updated)
 
-    return uow.write(work)
+    return uow.write({cmd.tenant_id}, work)
 
 
 def _existing(conn: Connection, tenant_id: str, ref) -> Account:

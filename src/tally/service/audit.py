@@ -13,7 +13,7 @@ import logging
 
 from tally.storage import auth_repo
 from tally.storage.auth_repo import AuditRow
-from tally.storage.uow import UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class AuditLog:
         delay_s = 0.1
         while True:
             try:
-                await asyncio.to_thread(self.uow.append, lambda conn: auth_repo.insert_audit(conn, rows))
+                await asyncio.to_thread(self.uow.append, Scope.SYSTEM,  # a batch mixes tenants
+                                        lambda conn: auth_repo.insert_audit(conn, rows))
                 return
             except Exception:
                 log.exception("writing %d audit rows failed; retrying in %.1fs", len(rows), delay_s)

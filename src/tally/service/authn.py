@@ -15,7 +15,7 @@ from tally.domain.errors import ErrorKind, LedgerError
 from tally.service.jwt_tokens import JwtConfig, verify_jwt
 from tally.service.keys import KEY_PREFIX, verify_key
 from tally.storage import auth_repo
-from tally.storage.uow import UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork
 
 
 def _refuse(reason: str, message: str) -> LedgerError:
@@ -40,10 +40,11 @@ class Authenticator:
         """Verifies the header (reading the database for API keys and tenants); raises UNAUTHENTICATED."""
         token = _bearer(authorization)
         if token.startswith(KEY_PREFIX):
-            principal = self.uow.read(lambda conn: verify_key(conn, token))
+            principal = self.uow.read(Scope.SYSTEM, lambda conn: verify_key(conn, token))  # the key names the tenant
         elif self.jwt is not None and token.count(".") == 2:
             principal = verify_jwt(token, self.jwt, int(time.time()))
-            if not self.uow.read(lambda conn: auth_repo.tenant_exists(conn, principal.tenant_id)):
+            if not self.uow.read({principal.tenant_id},
+                                 lambda conn: auth_repo.tenant_exists(conn, principal.tenant_id)):
                 raise _refuse("TOKEN_INVALID", "the token names an unknown tenant")
         else:
             raise _refuse("CREDENTIALS_INVALID", "the credentials are not an API key or an accepted token")

@@ -16,7 +16,7 @@ from tally.service.batch import Submission
 from tally.service.hold_book import HoldAction, HoldOp
 from tally.service.pipeline import PostingPipeline
 from tally.storage import holds_repo
-from tally.storage.uow import UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ class HoldExpirer:
         """Expires every hold due now (in rounds of at most batch_size_max); returns how many."""
         count = 0
         while True:
+            # The scan crosses tenants; each expiry is then written in a transaction scoped to its tenant.
             due = await asyncio.to_thread(
-                self.uow.read, lambda conn: holds_repo.due_holds(conn, self.clock(), self.batch_size_max))
+                self.uow.read, Scope.SYSTEM, lambda conn: holds_repo.due_holds(conn, self.clock(), self.batch_size_max))
             if not due:
                 return count
             outcomes = await self.pipeline.submit_many([_expiry(tenant, hold) for tenant, hold in due])

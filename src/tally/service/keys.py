@@ -44,7 +44,7 @@ def create_tenant(uow: UnitOfWork, tenant_id: str, name: str, clock: Callable[[]
             raise LedgerError(ErrorKind.ALREADY_EXISTS, "TENANT_EXISTS", f"tenant {tenant_id} exists")
         auth_repo.insert_tenant(conn, tenant_id, name, clock())
 
-    uow.write(work)
+    uow.write({tenant_id}, work)
 
 
 def create_key(uow: UnitOfWork, tenant_id: str, role: Role, name: str, created_by: str,
@@ -58,12 +58,12 @@ def create_key(uow: UnitOfWork, tenant_id: str, role: Role, name: str, created_b
             raise not_found("TENANT_NOT_FOUND", f"tenant {tenant_id} not found", tenant=tenant_id)
         auth_repo.insert_key(conn, record)
 
-    uow.write(work)
+    uow.write({tenant_id}, work)
     return IssuedKey(key_id, tenant_id, role, f"{KEY_PREFIX}{key_id}_{secret}")
 
 
 def revoke_key(uow: UnitOfWork, tenant_id: str, key_id: str, clock: Callable[[], int]) -> None:
-    if not uow.write(lambda conn: auth_repo.revoke_key(conn, tenant_id, key_id, clock())):
+    if not uow.write({tenant_id}, lambda conn: auth_repo.revoke_key(conn, tenant_id, key_id, clock())):
         raise not_found("KEY_NOT_FOUND", f"no active key {key_id} in tenant {tenant_id}", key_id=key_id)
 
 

@@ -126,7 +126,8 @@ class PostingPipeline:
         return outcomes
 
     def _transaction(self, subs: list[Submission]) -> list[Outcome]:
-        return self.uow.write(lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+        tenants = {sub.tenant_id for sub in subs}  # a batch spans the tenants of its submissions
+        return self.uow.write(tenants, lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
 
     def _write_alone(self, run: list[Submission]) -> list[Outcome]:
         try:

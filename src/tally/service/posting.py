@@ -66,7 +66,8 @@ class Posting:
         # A voucher never changes once written, so reading it outside the write transaction is safe; the
         # writer still checks, inside its transaction, that nobody reversed it meanwhile.
         found = await asyncio.to_thread(
-            self.uow.read, lambda conn: journal_repo.get_vouchers(conn, cmd.tenant_id, [cmd.voucher_id]))
+            self.uow.read, {cmd.tenant_id},
+            lambda conn: journal_repo.get_vouchers(conn, cmd.tenant_id, [cmd.voucher_id]))
         if not found:
             raise not_accessible("voucher", cmd.voucher_id)
         original = found[0]
@@ -133,7 +134,7 @@ class Posting:
 
     async def _hold(self, tenant_id: str, hold_id: str) -> Hold:
         found = await asyncio.to_thread(
-            self.uow.read, lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
+            self.uow.read, {tenant_id}, lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
         if hold_id not in found:
             raise not_accessible("hold", hold_id)
         return found[hold_id]

@@ -74,7 +74,7 @@ class Queries:
 
     def get_account(self, tenant_id: str, ref: AccountRef) -> tuple[Account, BalanceView]:
         check_tenant(tenant_id)
-        return self.uow.read(lambda conn: self._account_and_balance(conn, tenant_id, ref))
+        return self.uow.read({tenant_id}, lambda conn: self._account_and_balance(conn, tenant_id, ref))
 
     def get_balance(self, tenant_id: str, ref: AccountRef, *, as_of_us: int | None = None,
                     as_of_date: str | None = None) -> BalanceView:
@@ -88,7 +88,7 @@ class Queries:
                 return live
             return _historic(conn, account, as_of_us, as_of_date, self.calendar)
 
-        return self.uow.read(read)
+        return self.uow.read({tenant_id}, read)
 
     def list_accounts(self, tenant_id: str, *, page_size: int, page_token: str, type_: AccountType | None,
                       status: AccountStatus | None, currency: str, parent_id: str) -> Page:
@@ -98,7 +98,7 @@ class Queries:
                    "currency": currency or None, "parent_id": parent_id or None}
         query = {"list": "accounts", "tenant": tenant_id, **filters}
         after = paging.decode(page_token, query, "")
-        rows = self.uow.read(lambda conn: accounts_repo.list_accounts(
+        rows = self.uow.read({tenant_id}, lambda conn: accounts_repo.list_accounts(
             conn, tenant_id, after_id=after, limit=size + 1, type_=filters["type"], status=filters["status"],
             currency=filters["currency"], parent_id=filters["parent_id"]))
         return _page(rows, size, lambda a: a.id, query)
@@ -125,11 +125,11 @@ class Queries:
                        if entries else 0)
             return Page(page.items, page.next_page_token, opening)
 
-        return self.uow.read(read)
+        return self.uow.read({tenant_id}, read)
 
     def get_voucher(self, tenant_id: str, voucher_id: str) -> Voucher:
         check_tenant(tenant_id)
-        found = self.uow.read(lambda conn: journal_repo.get_vouchers(conn, tenant_id, [voucher_id]))
+        found = self.uow.read({tenant_id}, lambda conn: journal_repo.get_vouchers(conn, tenant_id, [voucher_id]))
         if not found:
             raise not_accessible("voucher", voucher_id)
         return found[0]
@@ -140,14 +140,14 @@ class Queries:
         size = paging.page_size(page_size)
         query = {"list": "vouchers", "tenant": tenant_id, "account": account_id, "flow": flow_type}
         after = paging.decode(page_token, query, 0)
-        rows = self.uow.read(lambda conn: journal_repo.list_vouchers(
+        rows = self.uow.read({tenant_id}, lambda conn: journal_repo.list_vouchers(
             conn, tenant_id, after_sequence=after, limit=size + 1, account_id=account_id or None,
             flow_type=flow_type or None))
         return _page(rows, size, lambda v: v.sequence, query)
 
     def get_hold(self, tenant_id: str, hold_id: str) -> Hold:
         check_tenant(tenant_id)
-        found = self.uow.read(lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
+        found = self.uow.read({tenant_id}, lambda conn: holds_repo.load_holds(conn, tenant_id, [hold_id]))
         if hold_id not in found:
             raise not_accessible("hold", hold_id)
         return found[hold_id]
@@ -159,7 +159,7 @@ class Queries:
         query = {"list": "holds", "tenant": tenant_id, "account": account_id,
                  "status": status.value if status else None}
         after = paging.decode(page_token, query, "")
-        rows = self.uow.read(lambda conn: holds_repo.list_holds(
+        rows = self.uow.read({tenant_id}, lambda conn: holds_repo.list_holds(
             conn, tenant_id, after_id=after, limit=size + 1, account_id=account_id or None,
             status=status.value if status else None))
         return _page(rows, size, lambda h: h.id, query)
@@ -167,7 +167,7 @@ class Queries:
     def trial_balance(self, tenant_id: str) -> list[TrialBalanceTotal]:
         """Per currency: debit-positive balances summed on each side; balanced books differ by zero."""
         check_tenant(tenant_id)
-        rows = self.uow.read(lambda conn: accounts_repo.trial_balance_rows(conn, tenant_id))
+        rows = self.uow.read({tenant_id}, lambda conn: accounts_repo.trial_balance_rows(conn, tenant_id))
         totals: dict[str, list[int]] = {}
         for currency, normal_side, positive, negative, count in rows:
             debit, credit = (positive, negative) if normal_side == Side.DEBIT.value else (negative, positive)

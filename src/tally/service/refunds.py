@@ -38,7 +38,8 @@ async def refund_parts(tenant_id: str, flow: RefundFlow, rules: RuleSet,
     rule = rules.rule_for(Facts("refund", flow.currency, values={"amount": flow.amount}))
     if rule.mode is not Mode.PROPORTIONAL_REVERSAL:
         raise invalid("RULE_MODE_MISMATCH", f"rule {rule.id} does not reverse in proportion", rule=rule.id)
-    original, vouchers, used = await asyncio.to_thread(uow.read, lambda conn: _read(conn, tenant_id, flow))
+    original, vouchers, used = await asyncio.to_thread(uow.read, {tenant_id},
+                                                       lambda conn: _read(conn, tenant_id, flow))
     whole = _original_amount(original, flow)
     refunded = used.get(_total_key(flow), 0)
     if flow.amount > whole - refunded:

@@ -5,14 +5,15 @@ the SQLAlchemy SQLite dialect notes advise; WAL lets readers run beside the one 
 PostgreSQL: write transactions are SERIALIZABLE and first take `write_gate` in EXCLUSIVE mode. LOCK
 TABLE does not fix the snapshot, so a writer that waited for the gate still sees everything committed
 before it: writers queue instead of failing each other with serialization errors, and the per-tenant
-sequence follows commit order. Reads run in READ ONLY REPEATABLE READ snapshots.
+sequence follows commit order. Reads run in READ ONLY REPEATABLE READ snapshots. Every transaction then
+sets its tenant scope (`tally.tenants`, transaction-local), which the row-level security policies read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -65,3 +66,13 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
 def take_write_gate(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
+
+
+TENANT_SCOPE_SETTING = "tally.tenants"
+
+
+def set_tenant_scope(conn: Connection, value: str) -> None:
+    """On PostgreSQL, the tenants this transaction may see and write ("*": all), until it ends. A SELECT,
+    so it takes the snapshot: in a write transaction it must come after the gate."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.set_config(TENANT_SCOPE_SETTING, value, True)))

@@ -1,22 +1,59 @@
-"""The unit of work: owns every transaction and its bounded retry. Repositories never commit."""
+"""The unit of work: owns every transaction and its bounded retry. Repositories never commit.
+
+Every transaction names its tenant scope: the tenants it works for, or `Scope.SYSTEM` for the few
+operations that must see every tenant (API-key verification, counting tenants at first start, the hold
+expirer's scan for due holds, audit batches that mix tenants). The argument is required, so no call site
+can forget it. On PostgreSQL the scope becomes the transaction-local setting `tally.tenants`, which the
+row-level security policies read (migration 0006): a query that forgets its tenant filter still sees only
+the tenants of its transaction, and a transaction without a scope sees nothing. SQLite (one embedded
+process, no roles) sets nothing.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Collection
+from typing import Literal, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
-from tally.storage.engine import Engines, take_write_gate
+from tally.storage.engine import Engines, set_tenant_scope, take_write_gate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+class Scope(enum.Enum):
+    """The one scope that is not a set of tenants."""
+
+    SYSTEM = "*"  # every tenant: only for the few operations that must cross tenants
+
+
+# The tenant ids a transaction works for, or Scope.SYSTEM.
+Tenants = Collection[str] | Literal[Scope.SYSTEM]
+
+
+def scope_setting(tenants: Tenants) -> str:
+    """The value of `tally.tenants` for a scope: "*", or the tenant ids joined by commas. Refuses what the
+    policies could misread: a bare string (a collection of characters), an empty scope, an empty id, an id
+    with a comma or one that reads "*"."""
+    if tenants is Scope.SYSTEM:
+        return Scope.SYSTEM.value
+    if isinstance(tenants, str | bytes) or not isinstance(tenants, Collection):
+        raise TypeError(f"a tenant scope is a collection of tenant ids or Scope.SYSTEM, not {tenants!r}")
+    ids = sorted(set(tenants))
+    if not ids:
+        raise ValueError("a tenant scope names at least one tenant (or is Scope.SYSTEM)")
+    for tenant_id in ids:
+        if not isinstance(tenant_id, str) or not tenant_id or "," in tenant_id or tenant_id == Scope.SYSTEM.value:
+            raise ValueError(f"{tenant_id!r} cannot be part of a tenant scope")
+    return ",".join(ids)
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
@@ -43,16 +80,19 @@ class UnitOfWork:
     def dialect(self) -> str:
         return self.engines.dialect
 
-    def write(self, work: Callable[[Connection], T]) -> T:
-        """Runs `work` in one SERIALIZABLE write transaction and commits, retrying it whole on
-        serialization failures and lost connections, at most `retries_max` times. After the commit,
-        the listeners hear which tenants got new events."""
+    def write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
+        """Runs `work` in one SERIALIZABLE write transaction scoped to `tenants` and commits, retrying it
+        whole on serialization failures and lost connections, at most `retries_max` times. After the
+        commit, the listeners hear which tenants got new events."""
+        setting = scope_setting(tenants)
         attempt = 0
         while True:
             try:
                 with self.engines.write.begin() as conn:
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
+                    # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
                     take_write_gate(conn)
+                    set_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
                     ledger_repo.notify_events(conn, tenants)
@@ -67,13 +107,15 @@ class UnitOfWork:
                 log.info("write transaction retry %d after %s", attempt, type(exc.orig).__name__)
                 self._sleep(attempt)
 
-    def append(self, work: Callable[[Connection], T]) -> T:
+    def append(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         """A write transaction for append-only rows that no posting reads (the audit log): it does not
         take the posting gate, so it never waits for a batch."""
+        setting = scope_setting(tenants)
         attempt = 0
         while True:
             try:
                 with self.engines.write.begin() as conn:
+                    set_tenant_scope(conn, setting)
                     return work(conn)
             except DBAPIError as exc:
                 attempt += 1
@@ -89,11 +131,14 @@ class UnitOfWork:
             except Exception:
                 log.exception("after-commit listener failed")
 
-    def read(self, work: Callable[[Connection], T]) -> T:
+    def read(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
+        """Runs `work` in one read-only snapshot scoped to `tenants`."""
+        setting = scope_setting(tenants)
         attempt = 0
         while True:
             try:
                 with self.engines.read.begin() as conn:
+                    set_tenant_scope(conn, setting)
                     return work(conn)
             except DBAPIError as exc:
                 attempt += 1

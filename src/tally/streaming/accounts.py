@@ -23,7 +23,7 @@ def normal_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) ->
     refs = [AccountRef(id=i) for i in sorted(set(account_ids)) if _plausible(i)]
     if not refs:
         return {}
-    by_id, _ = uow.read(lambda conn: accounts_repo.find_accounts(conn, tenant_id, refs))
+    by_id, _ = uow.read({tenant_id}, lambda conn: accounts_repo.find_accounts(conn, tenant_id, refs))
     return {account_id: account.normal_side.value for account_id, account in by_id.items()}
 
 

@@ -46,7 +46,7 @@ from tally.domain.errors import ErrorKind, LedgerError, invalid
 from tally.storage import ledger_repo
 from tally.storage.ledger_repo import Event
 from tally.storage.tables import ledger_heads
-from tally.storage.uow import UnitOfWork
+from tally.storage.uow import Tenants, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,8 @@ class EventHub:
 
     async def head(self, tenant_id: str) -> int:
         """The tenant's last committed event sequence (0 when it has none)."""
-        heads = await self._read(self._replay_reader, functools.partial(read_heads, tenant_ids=[tenant_id]))
+        heads = await self._read(self._replay_reader, {tenant_id},
+                                 functools.partial(read_heads, tenant_ids=[tenant_id]))
         return heads.get(tenant_id, 0)
 
     # -- feeds ----------------------------------------------------------------------------------------
@@ -365,12 +366,12 @@ class EventHub:
         self._close_feed(feed)
 
     async def _read_page(self, tenant_id: str, after_sequence: int, *, live: bool) -> list[Event]:
-        return await self._read(self._live_reader if live else self._replay_reader, functools.partial(
+        return await self._read(self._live_reader if live else self._replay_reader, {tenant_id}, functools.partial(
             ledger_repo.list_events, tenant_id=tenant_id, after_sequence=after_sequence, limit=self.page_size))
 
-    async def _read(self, executor: ThreadPoolExecutor, work: Callable[[Connection], T]) -> T:
+    async def _read(self, executor: ThreadPoolExecutor, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         self.reads += 1
-        return await asyncio.get_running_loop().run_in_executor(executor, self.uow.read, work)
+        return await asyncio.get_running_loop().run_in_executor(executor, self.uow.read, tenants, work)
 
     # -- the safety poll ------------------------------------------------------------------------------
 
@@ -388,7 +389,7 @@ class EventHub:
         tenants = sorted(self._feeds)
         for start in range(0, len(tenants), HEADS_PER_QUERY_MAX):
             chunk = tenants[start:start + HEADS_PER_QUERY_MAX]
-            heads = await self._read(self._live_reader, functools.partial(read_heads, tenant_ids=chunk))
+            heads = await self._read(self._live_reader, chunk, functools.partial(read_heads, tenant_ids=chunk))
             for tenant_id, head in heads.items():
                 feed = self._feeds.get(tenant_id)
                 if feed is not None and head > feed.cursor:

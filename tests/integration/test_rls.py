@@ -1,0 +1,414 @@
+"""Defense in depth on PostgreSQL: the service runs as a role that owns nothing, row-level security keyed by
+the transaction's tenant scope hides other tenants' rows even from a query without a tenant filter, and the
+journal tables refuse UPDATE and DELETE to the service role.
+
+The schema is migrated as ``postgres`` (the owner here) with the service role ``tally_app``; the ledger is
+then driven through the real service layer connected as ``tally_app``, and probed with bare SQL as
+``tally_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from tally import bootstrap, cli
+from tally.domain.auth import Role
+from tally.domain.errors import LedgerError
+from tally.domain.facts import Facts
+from tally.domain.flows import RefundFlow, RuleFlow
+from tally.domain.vouchers import AccountRef
+from tally.service import keys
+from tally.service.audit import AuditLog
+from tally.service.commands import CaptureHold, CreateHold, PostFlow
+from tally.service.expiry import HoldExpirer
+from tally.service.pipeline import now_us
+from tally.storage import roles
+from tally.storage import tables as t
+from tally.storage.auth_repo import AuditRow
+from tally.storage.engine import make_engines
+from tally.storage.migrate import migrate
+from tally.storage.roles import ServiceRoleError, grant_service_role, may_migrate
+from tally.storage.uow import Scope, UnitOfWork
+from tests.integration.conftest import FUNDING, Ledger, check_ledger, outcomes
+
+SERVICE_ROLE = "tally_app"
+A, B = "tenant-a", "tenant-b"
+# table -> its tenant column (the tables the policies cover)
+TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
+                  for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
+JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants")
+
+
+def as_role(url: str, role: str) -> str:
+    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def owner_url(postgres_url, pg_server) -> str:
+    """A fresh database migrated by its owner (``postgres``), with ``tally_app`` granted what it needs."""
+    pg_server.create_login_role(SERVICE_ROLE)
+    migrate(postgres_url, service_role=SERVICE_ROLE)
+    return postgres_url
+
+
+@pytest.fixture
+def app_url(owner_url) -> str:
+    return as_role(owner_url, SERVICE_ROLE)
+
+
+@pytest.fixture
+async def app_ledger(app_url):
+    """The service stack connected as tally_app (never migrating: it could not)."""
+    instance = Ledger(app_url, auto_migrate=False)
+    instance.start()
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+def app_engine(app_url):
+    engine = sa.create_engine(app_url)
+    yield engine
+    engine.dispose()
+
+
+def _set_scope(conn: sa.Connection, value: str) -> None:
+    conn.execute(sa.select(sa.func.set_config("tally.tenants", value, True)))
+
+
+def _tenants_seen(conn: sa.Connection) -> dict[str, set[str]]:
+    """table -> the tenants of the rows a bare SELECT * returns (no WHERE at all)."""
+    seen = {}
+    for table, column in TENANT_COLUMNS.items():
+        rows = conn.execute(sa.text(f"SELECT * FROM {table}")).mappings().all()
+        seen[table] = {row[column] for row in rows}
+    return seen
+
+
+def _counts(url: str, tenant: str | None) -> dict[str, int]:
+    """Rows per table, counted by the owner (a superuser: row security does not apply to it)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table: conn.execute(sa.text(
+                f"SELECT count(*) FROM {table}" + (f" WHERE {column} = :tenant" if tenant else "")),
+                {"tenant": tenant}).scalar_one() for table, column in TENANT_COLUMNS.items()}
+    finally:
+        engine.dispose()
+
+
+async def _populate(ledger: Ledger) -> None:
+    """Both tenants get a bit of everything, through the service layer, in shared batches."""
+    for tenant in (A, B):
+        keys.create_tenant(ledger.uow, tenant, f"tenant {tenant}", now_us)
+        keys.create_key(ledger.uow, tenant, Role.ADMIN, "rls test", "tests", now_us)
+        ledger.open_internal(FUNDING, tenant=tenant)
+        ledger.open("alice", tenant=tenant)
+        ledger.open("bob", tenant=tenant)
+    # One batch, two tenants: the writer's transaction is scoped to both.
+    posted = await outcomes(*(ledger.fund("alice", 1_000, tenant=tenant) for tenant in (A, B)))
+    assert all(not isinstance(p, LedgerError) for p in posted), posted
+    posted = await outcomes(*(ledger.transfer("alice", "bob", 100, tenant=tenant) for tenant in (A, B)))
+    assert all(not isinstance(p, LedgerError) for p in posted), posted
+    for tenant in (A, B):
+        hold = (await ledger.posting.create_hold(CreateHold(tenant, ledger.request_id("hold"), AccountRef(code="alice"),
+                                                            200, "USD"))).holds[0]
+        await ledger.posting.capture_hold(CaptureHold(tenant, ledger.request_id("cap"), hold.id, 50,
+                                                      AccountRef(code="bob")))
+        # Rule-driven flows: accounts opened from templates, and a refund that keeps a flow cap.
+        usage_id = ledger.request_id("usage")
+        for request_id, facts in ((ledger.request_id("funding"), Facts("funding", "USD", {"amount": 5_000},
+                                                                        {"consumer": "c1", "processor": "stripe"})),
+                                  (usage_id, Facts("usage", "USD", {"amount": 1_000},
+                                                   {"consumer": "c1", "merchant": "m1"}))):
+            await ledger.posting.post(PostFlow(tenant, request_id, RuleFlow(facts)))
+        for _ in range(2):  # the second refund updates the cap row the first inserted
+            await ledger.posting.post(PostFlow(tenant, ledger.request_id("refund"), RefundFlow(usage_id, 100, "USD")))
+    audit = AuditLog(ledger.uow, flush_ms=0)
+    audit.start()
+    for tenant in (A, B, ""):
+        await audit.record(AuditRow(tenant, "tests", "admin", "Post", "", "OK", "r", "peer", now_us()))
+    await audit.stop()
+
+
+# ------------------------------------------------------------------------------------------ the role
+
+
+def test_the_service_role_owns_nothing_and_bypasses_nothing(owner_url, app_engine):
+    with app_engine.connect() as conn:
+        owners = dict(conn.execute(sa.text("SELECT tablename, tableowner FROM pg_tables "
+                                           "WHERE schemaname = current_schema()")).all())
+        role = conn.execute(sa.text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")).one()
+        forced = dict(conn.execute(sa.text("SELECT relname, relrowsecurity AND relforcerowsecurity FROM pg_class "
+                                           "WHERE relnamespace = current_schema()::regnamespace "
+                                           "AND relkind = 'r'")).all())
+    assert set(t.metadata.tables) <= set(owners)
+    assert SERVICE_ROLE not in owners.values(), owners
+    assert tuple(role) == (False, False)
+    assert {name for name, on in forced.items() if on} == set(TENANT_COLUMNS)  # write_gate has no tenant
+
+
+def test_grants_are_exactly_what_the_service_needs_and_converge(owner_url, app_engine):
+    engine = sa.create_engine(owner_url)
+    try:
+        with engine.begin() as conn:  # stray privileges, e.g. granted by hand
+            conn.exec_driver_sql(f"GRANT DELETE, UPDATE, TRUNCATE ON vouchers, voucher_lines TO {SERVICE_ROLE}")
+            conn.exec_driver_sql(f"GRANT SELECT ON alembic_version TO {SERVICE_ROLE}")
+    finally:
+        engine.dispose()
+    migrate(owner_url, service_role=SERVICE_ROLE)  # again: idempotent, and back to exactly the set
+    migrate(owner_url, service_role=SERVICE_ROLE)
+    with app_engine.connect() as conn:
+        granted: dict[str, set[str]] = {}
+        for table, privilege in conn.execute(sa.text(
+                "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+                "WHERE grantee = :role AND table_schema = current_schema()"), {"role": SERVICE_ROLE}):
+            granted.setdefault(table, set()).add(privilege)
+        sequence = conn.execute(sa.text("SELECT pg_get_serial_sequence('audit_log', 'id')")).scalar_one()
+        sequence_privileges = {p: conn.execute(sa.text("SELECT has_sequence_privilege(:seq, :p)"),
+                                               {"seq": sequence, "p": p}).scalar_one()
+                               for p in ("USAGE", "SELECT", "UPDATE")}
+    expected = {**{table: {"SELECT", "INSERT"} for table in JOURNAL},
+                **{table: {"SELECT", "INSERT", "UPDATE"} for table in MUTABLE},
+                "write_gate": {"UPDATE"}}
+    assert granted == expected
+    assert sequence_privileges == {"USAGE": True, "SELECT": False, "UPDATE": False}
+
+
+def test_a_role_that_would_bypass_row_security_is_refused(owner_url, pg_server):
+    for role, why in (("postgres", "superuser"), ("no_such_role_here", "does not exist")):
+        with pytest.raises(ServiceRoleError, match=why):
+            migrate(owner_url, service_role=role)
+    # A non-superuser owner, and a role that is a member of it: both could switch row security off.
+    pg_server.create_login_role("tally_owner_test")
+    pg_server.create_login_role("tally_owner_member")
+    engine = sa.create_engine(owner_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("GRANT tally_owner_test TO tally_owner_member")
+            conn.exec_driver_sql("ALTER TABLE accounts OWNER TO tally_owner_test")
+        for role in ("tally_owner_test", "tally_owner_member"):
+            with engine.begin() as conn, pytest.raises(ServiceRoleError, match="owner"):
+                grant_service_role(conn, role)
+    finally:
+        engine.dispose()
+
+
+def test_the_service_role_cannot_switch_row_security_off(app_engine):
+    for statement in ("ALTER TABLE vouchers DISABLE ROW LEVEL SECURITY", "ALTER TABLE vouchers NO FORCE ROW LEVEL "
+                      "SECURITY", "DROP POLICY tally_tenant_scope ON vouchers", "TRUNCATE voucher_lines"):
+        with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege), statement
+
+
+# ------------------------------------------------------------------------------------------ row security
+
+
+async def test_a_bare_select_sees_only_the_tenants_of_its_transaction(app_ledger, owner_url, app_engine):
+    await _populate(app_ledger)
+    check_ledger(owner_url)
+    counts_a, counts_b, counts_all = _counts(owner_url, A), _counts(owner_url, B), _counts(owner_url, None)
+    for table in ("vouchers", "voucher_lines", "accounts", "events", "balances", "holds", "flow_caps",
+                  "idempotency", "ledger_heads", "api_keys", "tenants", "audit_log"):
+        assert counts_a[table] > 0 and counts_b[table] > 0, f"{table}: the test should give both tenants rows"
+
+    with app_engine.begin() as conn:
+        _set_scope(conn, A)
+        assert _tenants_seen(conn) == {table: {A} for table in TENANT_COLUMNS}
+        visible = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                   for table in TENANT_COLUMNS}
+        assert visible == counts_a  # all of A's rows, none of B's
+        # Joins and aggregates too: nothing of B leaks through another table.
+        lines_of_b = conn.execute(sa.text("SELECT count(*) FROM voucher_lines l JOIN accounts a "
+                                          "ON a.id = l.account_id WHERE a.tenant_id = :b"), {"b": B}).scalar_one()
+        assert lines_of_b == 0
+
+    with app_engine.begin() as conn:
+        _set_scope(conn, B)
+        assert _tenants_seen(conn) == {table: {B} for table in TENANT_COLUMNS}
+
+    with app_engine.begin() as conn:  # no scope at all: fail closed
+        assert _tenants_seen(conn) == {table: set() for table in TENANT_COLUMNS}
+    with app_engine.begin() as conn:
+        _set_scope(conn, "")
+        assert _tenants_seen(conn) == {table: set() for table in TENANT_COLUMNS}
+
+    with app_engine.begin() as conn:  # the batch writer's scope: several tenants
+        _set_scope(conn, f"{A},{B}")
+        assert _tenants_seen(conn) == {table: {A, B} for table in TENANT_COLUMNS}  # not the audit rows of ""
+    with app_engine.begin() as conn:  # the system scope
+        _set_scope(conn, "*")
+        visible = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                   for table in TENANT_COLUMNS}
+        assert visible == counts_all
+    with app_engine.begin() as conn:  # the setting is transaction-local: the pooled connection forgets it
+        assert conn.execute(sa.text("SELECT count(*) FROM vouchers")).scalar_one() == 0
+
+
+async def test_a_posted_voucher_line_cannot_be_changed_or_deleted(app_ledger, owner_url, app_engine):
+    await _populate(app_ledger)
+    before = _counts(owner_url, None)
+    statements = [
+        "UPDATE voucher_lines SET amount = amount + 1",
+        "DELETE FROM voucher_lines",
+        "UPDATE vouchers SET memo = 'changed'",
+        "DELETE FROM vouchers",
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "UPDATE idempotency SET result = '{}'",
+        "DELETE FROM idempotency",
+        "UPDATE audit_log SET outcome = 'OK'",
+        "DELETE FROM audit_log",
+        *(f"DELETE FROM {table}" for table in MUTABLE),  # nothing deletes rows anywhere
+    ]
+    for scope in (A, "*"):
+        for statement in statements:
+            with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+                _set_scope(conn, scope)
+                conn.exec_driver_sql(statement)
+            assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege), statement
+    assert _counts(owner_url, None) == before
+    check_ledger(owner_url)  # every amount, balance and hash still adds up
+
+
+async def test_writes_outside_the_scope_are_refused_or_miss(app_ledger, app_engine):
+    await _populate(app_ledger)
+    with app_engine.begin() as conn:
+        _set_scope(conn, A)
+        changed = conn.execute(sa.text("UPDATE accounts SET name = 'x' WHERE tenant_id = :b"), {"b": B}).rowcount
+        assert changed == 0  # B's rows are not there to change
+    with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+        _set_scope(conn, A)
+        conn.execute(sa.text("UPDATE accounts SET tenant_id = :b WHERE code = 'alice'"), {"b": B})
+    assert "row-level security" in str(caught.value.orig)
+    with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+        _set_scope(conn, A)
+        conn.execute(sa.insert(t.ledger_heads).values(tenant_id=B + "-new", voucher_sequence=0, event_sequence=0,
+                                                      last_hash="0" * 64, accounting_date=""))
+    assert "row-level security" in str(caught.value.orig)
+    with pytest.raises(sa.exc.ProgrammingError), app_engine.begin() as conn:  # no scope: no write either
+        conn.execute(sa.insert(t.tenants).values(id="sneaky", name="", created_us=0))
+
+
+async def test_the_service_works_as_the_service_role(app_ledger, owner_url, app_url):
+    """Reads, cross-tenant system operations and the hold expirer, all as tally_app."""
+    await _populate(app_ledger)
+    for tenant in (A, B):
+        assert app_ledger.balance("alice", tenant=tenant) == 1_000 - 100 - 50
+        assert app_ledger.balance("bob", tenant=tenant) == 100 + 50
+        page = app_ledger.queries.list_vouchers(tenant, page_size=500, page_token="")
+        assert page.items and {v.tenant_id for v in page.items} == {tenant}
+        assert app_ledger.queries.trial_balance(tenant)[0].difference == 0
+    assert app_ledger.uow.read(Scope.SYSTEM, lambda conn: conn.execute(
+        sa.select(sa.func.count()).select_from(t.tenants)).scalar_one()) == 2
+    # A forgotten tenant filter in a tenant-scoped transaction still returns that tenant's rows only.
+    assert app_ledger.uow.read({A}, lambda conn: {r.tenant_id for r in conn.execute(sa.select(t.vouchers))}) == {A}
+
+    expires_us = now_us() + 60_000_000
+    hold = (await app_ledger.posting.create_hold(CreateHold(B, app_ledger.request_id("hold"), AccountRef(code="alice"),
+                                                            10, "USD", expires_us=expires_us))).holds[0]
+    expirer = HoldExpirer(app_ledger.uow, app_ledger.pipeline, lambda: expires_us + 1)  # a minute later
+    assert await expirer.expire_due() == 1
+    assert app_ledger.queries.get_hold(B, hold.id).status.value == "expired"
+    check_ledger(owner_url)
+
+
+def test_the_scope_is_set_right_after_the_write_gate(owner_url):
+    """LOCK TABLE must precede the snapshot and set_config (a SELECT) takes it: the gate comes first."""
+    engines = make_engines(owner_url, pool_size=1)
+    statements: list[str] = []
+    for engine in (engines.write, engines.read):
+        sa.event.listen(engine, "before_cursor_execute",
+                        lambda _c, _cur, statement, *_: statements.append(statement))
+    try:
+        uow = UnitOfWork(engines)
+        uow.write({A, B}, lambda conn: conn.execute(sa.select(t.vouchers)).all())
+        assert statements[0].startswith("LOCK TABLE write_gate")
+        assert "set_config" in statements[1] and len(statements) == 3
+        statements.clear()
+        uow.read({A}, lambda conn: conn.execute(sa.select(t.vouchers)).all())
+        assert "set_config" in statements[0]
+        statements.clear()
+        uow.append(Scope.SYSTEM, lambda conn: conn.execute(sa.select(t.audit_log)).all())
+        assert "set_config" in statements[0]
+    finally:
+        engines.dispose()
+
+
+# ------------------------------------------------------------------------------------------ migrating
+
+
+def test_the_service_role_does_not_auto_migrate(owner_url, app_url, caplog):
+    engines = make_engines(app_url, pool_size=1)
+    owner_engines = make_engines(owner_url, pool_size=1)
+    try:
+        with engines.write.connect() as conn:
+            assert not may_migrate(conn)
+        with owner_engines.write.connect() as conn:
+            assert may_migrate(conn)
+        with caplog.at_level(logging.WARNING, logger="tally"):
+            bootstrap.auto_migrate(engines)
+        assert "TALLY_AUTO_MIGRATE=false" in caplog.text
+    finally:
+        engines.dispose()
+        owner_engines.dispose()
+
+
+def test_tally_migrate_uses_the_owner_url_and_grants_the_service_role(postgres_url, pg_server, monkeypatch, capsys):
+    pg_server.create_login_role(SERVICE_ROLE)
+    app = as_role(postgres_url, SERVICE_ROLE)
+    monkeypatch.setenv("TALLY_DATABASE_URL", app)  # the service's URL: not the one to migrate with
+    monkeypatch.setenv("TALLY_MIGRATE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("TALLY_SERVICE_ROLE", SERVICE_ROLE)
+    assert cli.main(["migrate"]) == 0
+    assert f"granted the service role '{SERVICE_ROLE}'" in capsys.readouterr().out
+    engine = sa.create_engine(app)
+    try:
+        with engine.begin() as conn:
+            _set_scope(conn, A)
+            conn.execute(sa.insert(t.tenants).values(id=A, name="a", created_us=0))
+            assert conn.execute(sa.text("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'")
+                                ).scalar_one() == "postgres"
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("TALLY_SERVICE_ROLE", "postgres")
+    assert cli.main(["migrate"]) == cli.EXIT_REFUSED
+    assert "superuser" in capsys.readouterr().err
+
+
+def test_row_security_migration_downgrades_and_upgrades(owner_url):
+    from alembic import command
+
+    from tally.storage.migrate import alembic_config
+
+    def policies(conn) -> dict[str, tuple[bool, bool, int]]:
+        return {r.relname: (r.relrowsecurity, r.relforcerowsecurity, r.policies) for r in conn.execute(sa.text(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+            "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies FROM pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'"))}
+
+    engine = sa.create_engine(owner_url)
+    try:
+        with engine.begin() as conn:
+            upgraded = policies(conn)
+            command.downgrade(alembic_config(conn), "0005")
+            assert all(v == (False, False, 0) for v in policies(conn).values())
+            command.upgrade(alembic_config(conn), "head")
+            assert policies(conn) == upgraded
+    finally:
+        engine.dispose()
+    assert {name for name, v in upgraded.items() if v == (True, True, 1)} == set(TENANT_COLUMNS)
+    assert upgraded["write_gate"] == (False, False, 0)
+
+
+def test_roles_module_names_every_table():
+    """A new table must be classified (journal or mutable) before the service role may touch it."""
+    assert set(roles.JOURNAL_TABLES) | set(roles.MUTABLE_TABLES) | {roles.GATE_TABLE} == set(t.metadata.tables)
+    assert set(TENANT_COLUMNS) == set(t.metadata.tables) - {"write_gate"}
