@@ -29,10 +29,11 @@ class ChainReport:
 
 def verify_chain(uow: UnitOfWork, tenant_id: str) -> ChainReport:
     check_tenant(tenant_id)
-    head = uow.read(lambda conn: ledger_repo.load_heads_readonly(conn, tenant_id))
+    scope = {tenant_id}
+    head = uow.read(scope, lambda conn: ledger_repo.load_heads_readonly(conn, tenant_id))
     previous, sequence, checked = GENESIS_HASH, 0, 0
     while True:
-        page = uow.read(lambda conn, after=sequence: journal_repo.list_vouchers(
+        page = uow.read(scope, lambda conn, after=sequence: journal_repo.list_vouchers(
             conn, tenant_id, after_sequence=after, limit=PAGE_SIZE))
         for voucher in page:
             problem = _problem(voucher, previous, sequence + 1)
