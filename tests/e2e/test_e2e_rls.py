@@ -68,7 +68,7 @@ def test_the_server_runs_as_the_service_role(app_server) -> None:
         with pytest.raises(grpc.RpcError) as caught:  # the other tenant's voucher does not exist for it
             accounting.GetVoucher(post_pb.GetVoucherRequest(voucher_id=server.all_vouchers(other)[0].id),
                                   metadata=md(tenant))
-        assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
     # Holds: create, capture, release; and one that the server expires on its own.
     hold = accounting.CreateHold(post_pb.CreateHoldRequest(
