@@ -33,5 +33,5 @@ def require_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) -
     for account_id in account_ids:
         if account_id not in sides:
             shown = account_id[:SHOWN_LENGTH_MAX]  # an error's trailers must stay small
-            raise not_found("ACCOUNT_NOT_FOUND", f"account {shown!r} not found", account=shown)
+            raise not_found("ACCOUNT_NOT_FOUND", f"account {shown} not found", account=shown)
     return sides
