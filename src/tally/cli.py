@@ -1,5 +1,9 @@
 """The `tally` command: runs the server (`serve`, `migrate`) and talks to one over gRPC (accounts, postings, reads).
 
+Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules` and
+`trial-balance` (cli_books), `demo` (cli_demo) and `watch` (cli_watch). They use the helpers here, so
+they are imported when the parser is built, not at the top of this module.
+
 Exit status: 0 success, 1 the server refused or failed the request, 2 bad arguments or the server cannot be reached.
 """
 
@@ -518,6 +522,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_account_commands(commands, client)
     _add_ledger_commands(commands, client)
     _add_voucher_commands(commands, client)
+    from tally.cli_books import add_books_parsers
+    from tally.cli_demo import add_demo_parser
+    from tally.cli_flows import add_post_parser
+    from tally.cli_holds import add_holds_parser
+    from tally.cli_watch import add_watch_parser
+
+    add_post_parser(commands, client)
+    add_holds_parser(commands, client)
+    add_books_parsers(commands, client)
+    add_demo_parser(commands)
+    add_watch_parser(commands)
     return parser
 
 
@@ -536,7 +551,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`tally ... | head`): stop quietly, as SIGPIPE would
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail a second time
+        return 141
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable tally.cli, not this __main__ copy of it: the verb modules import tally.cli, and
+    # its exception classes (Unreachable) must be the ones main() catches.
+    from tally.cli import main as _main
+
+    sys.exit(_main())

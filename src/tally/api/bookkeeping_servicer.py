@@ -32,7 +32,8 @@ class BookkeepingServicer(pb_grpc.BookkeepingServiceServicer):
         tenant_of(context)
         rules = self.s.posting.rules
         return pb.GetRuleSetResponse(version=rules.version, flow_types=sorted(rules.flow_types),
-                                     rules=[_rule_out(r) for r in rules.rules], source=str(rules.source))
+                                     rules=[_rule_out(r) for r in rules.rules],
+                                     source=self.s.settings.rules_file or "default")
 
     @rpc
     async def VerifyChain(self, request: pb.VerifyChainRequest, context) -> pb.VerifyChainResponse:

@@ -69,11 +69,12 @@ async def stream_balance_changes(services: Services, request: pb.StreamBalanceCh
     try:
         tenant_id = tenant_of(context)
         from_sequence = from_sequence_in(request)
-        wanted = account_ids_in(request.account_ids)
-        sides = await asyncio.to_thread(accounts.require_sides, services.uow, tenant_id, wanted)
+        account_ids = account_ids_in(request.account_ids)
+        sides = await asyncio.to_thread(accounts.require_sides, services.uow, tenant_id, account_ids)
+        wanted = set(account_ids) or None
         sub = await _subscribe(services, tenant_id, from_sequence, context)
         async for event in sub:
-            for change in await _changes(services, tenant_id, event, sides, set(wanted) or None):
+            for change in await _changes(services, tenant_id, event, sides, wanted):
                 yield pb.StreamBalanceChangesResponse(change=change_out(change))
     except LedgerError as error:
         failure = error

@@ -46,7 +46,9 @@ async def refund_parts(tenant_id: str, flow: RefundFlow, rules: RuleSet,
         raise precondition(EXCEEDS, f"{flow.amount} is more than the {whole - refunded} left to refund",
                            refundable=whole - refunded, requested=flow.amount)
     drafts, caps = [], [Cap(_total_key(flow), flow.amount, whole, EXCEEDS)]
-    for voucher in vouchers:
+    # Last posted, first reversed: the fee an acquisition charged comes back before its principal leaves,
+    # so a merchant holding exactly what the flow left it can always be refunded in full.
+    for voucher in reversed(vouchers):
         lines, line_caps = _reverse(voucher, flow, used, whole - refunded)
         if lines:
             drafts.append(VoucherDraft("refund", tuple(lines), memo=flow.reason or f"refund of {voucher.id}",

@@ -28,7 +28,7 @@ def normal_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) ->
 
 
 def require_sides(uow: UnitOfWork, tenant_id: str, account_ids: Sequence[str]) -> dict[str, str]:
-    """`normal_sides`, refusing with PERMISSION_DENIED ACCOUNT_NOT_ACCESSIBLE the first id the tenant does not have."""
+    """`normal_sides`, refusing (PERMISSION_DENIED ACCOUNT_NOT_ACCESSIBLE) the first id the tenant lacks."""
     sides = normal_sides(uow, tenant_id, account_ids)
     for account_id in account_ids:
         if account_id not in sides:

@@ -1,0 +1,315 @@
+"""`tally demo`: the life of a small usage-billing platform, posted against a running server.
+
+Two consumers fund their accounts (card, ACH) and call two merchants' APIs (usage, with the platform fee
+and an affiliate commission); a card order is acquired through a channel with a platform coupon and partly
+refunded; the merchant, the channel and the bank settle; a merchant gets its payout prerequisites (KYC,
+bank account) and is paid out an amount with sub-cent digits, the residue staying in its account. After
+each step the vouchers posted and the balances of the accounts they touched are printed (before, change,
+after); at the end the trial balance, which must be BALANCED in every currency (exit 1 otherwise).
+
+The tenant defaults to `demo-<random suffix>` (TALLY_TENANT is deliberately ignored, so a demo never posts
+into a real tenant); every request id is derived from the tenant, so a rerun with the same --tenant
+replays each step instead of posting it twice. The balances shown are those right after each step (from
+the accounts' entries), so a replay prints the same numbers. Amounts are integers of atomic units; the
+default rules and currencies (USD counted in millionths, paid out in cents) are assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format
+
+from tally import cli_format as fmt
+from tally.cli_books import trial_balance_text
+from tally.cli_flows import posted_lines_table
+from tally.v1 import account_service_pb2 as acc_pb
+from tally.v1 import account_service_pb2_grpc as acc_grpc
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
+from tally.v1 import bookkeeping_service_pb2 as book_pb
+from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
+from tally.v1 import flows_pb2, types_pb2
+
+CURRENCY = "USD"
+PAGE_SIZE = 500
+CONSUMERS = {"alice": ("card", 50_000_000), "bob": ("ach", 30_000_000)}
+MERCHANTS = ("acme", "globex")
+AFFILIATE = "partner"
+CHANNEL = "visa"
+USAGE = {("alice", "acme"): 12_345_678, ("alice", "globex"): 3_210_987,
+         ("bob", "acme"): 7_654_321, ("bob", "globex"): 1_234_567}
+ORDER, COUPON, REFUND = 20_000_000, 2_000_000, 5_000_000
+MERCHANT_SETTLEMENT = 10_000_000
+CHANNEL_SETTLEMENT = 13_500_000  # what visa owes after the refund: (order - coupon) * (1 - refund / order)
+PAYOUT_MERCHANT, PAYOUT = "acme", 12_345_678  # sub-cent digits: the bank pays whole cents
+PAYOUT_METADATA = {"kyc_status": "verified", "bank_account": "DE89370400440532013000"}
+
+
+def _cli():
+    """tally.cli, imported when first needed: it imports this module to register the verb."""
+    from tally import cli
+
+    return cli
+
+
+def default_tenant() -> str:
+    return f"demo-{secrets.token_hex(4)}"
+
+
+def request_id(tenant: str, key: str) -> str:
+    """The fixed request id of one demo request: the same tenant always gets the same ids."""
+    return f"{tenant}.{key}"
+
+
+def _dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+@dataclass
+class Move:
+    """One account's balance around a step: before its first entry of the step, after its last."""
+
+    code: str
+    account_id: str
+    currency: str
+    before: int
+    after: int
+
+    @property
+    def change(self) -> int:
+        return self.after - self.before
+
+
+@dataclass
+class Stage:
+    number: int
+    title: str
+    request_ids: list[str] = field(default_factory=list)
+    vouchers: list[types_pb2.Voucher] = field(default_factory=list)
+    replayed: list[bool] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, accounts, posting, books) -> None:
+        self.args, self.accounts, self.posting, self.books = args, accounts, posting, books
+        self.tenant = args.tenant
+        self.stages: list[Stage] = []
+        self.stage: Stage | None = None
+
+    # --- requests -----------------------------------------------------------------------------------
+
+    def amount(self, value: int) -> str:
+        return fmt.amount_text(value, self.args.scale)
+
+    def post(self, key: str, memo: str = "", **flow) -> post_pb.PostResponse:
+        rid = request_id(self.tenant, key)
+        response = self.posting.Post(post_pb.PostRequest(request_id=rid, memo=memo, **flow))
+        self.stage.request_ids.append(rid)
+        self.stage.vouchers.extend(response.vouchers)
+        self.stage.replayed.append(response.replayed)
+        return response
+
+    def update_metadata(self, key: str, code: str, metadata: dict[str, str]) -> acc_pb.UpdateAccountResponse:
+        rid = request_id(self.tenant, key)
+        response = self.accounts.UpdateAccount(acc_pb.UpdateAccountRequest(
+            request_id=rid, account=types_pb2.AccountRef(code=code),
+            account_update=types_pb2.Account(metadata=metadata),
+            update_mask=field_mask_pb2.FieldMask(paths=["metadata"])))
+        self.stage.request_ids.append(rid)
+        self.stage.replayed.append(response.replayed)
+        return response
+
+    def entries(self, account_id: str) -> tuple[int, list[types_pb2.Entry]]:
+        """The opening balance and every entry of an account, oldest first."""
+        request = acc_pb.ListEntriesRequest(account=types_pb2.AccountRef(id=account_id), page_size=PAGE_SIZE)
+        response = self.accounts.ListEntries(request)
+        opening, entries = response.opening_balance, list(response.entries)
+        while response.next_page_token:
+            request.page_token = response.next_page_token
+            response = self.accounts.ListEntries(request)
+            entries.extend(response.entries)
+        return opening, entries
+
+    def moves(self, vouchers: list[types_pb2.Voucher]) -> list[Move]:
+        """The balances of the accounts these vouchers touched, just before and just after them."""
+        ids = {v.id for v in vouchers}
+        accounts: dict[str, str] = {}
+        for voucher in vouchers:
+            for line in voucher.lines:
+                accounts.setdefault(line.account_id, line.account_code or line.account_id)
+        moves = []
+        for account_id, code in accounts.items():
+            opening, entries = self.entries(account_id)
+            mine = [i for i, e in enumerate(entries) if e.voucher_id in ids]
+            if not mine:
+                continue
+            first, last = mine[0], mine[-1]
+            before = entries[first - 1].balance_after if first else opening
+            moves.append(Move(code, account_id, entries[last].currency, before, entries[last].balance_after))
+        return moves
+
+    # --- output -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[Stage]:
+        self.stage = Stage(len(self.stages) + 1, title)
+        try:
+            yield self.stage
+        except grpc.RpcError:
+            print(f"demo: step {self.stage.number} ({title}) failed; tenant {self.tenant}", file=sys.stderr)
+            raise
+        self.stage.moves = self.moves(self.stage.vouchers)
+        self.stages.append(self.stage)
+        if not self.args.json:
+            print(self.stage_text(self.stage), flush=True)
+
+    def moves_table(self, moves: list[Move]) -> str:
+        scale = self.args.scale
+        amounts = ["before", "change", "after"]
+        columns = ["account", "currency", *amounts]
+        numeric = list(amounts)
+        if scale is not None:
+            columns += [f"{name}_dec" for name in amounts]
+            numeric += [f"{name}_dec" for name in amounts]
+        rows = []
+        for m in moves:
+            values = [m.before, m.change, m.after]
+            decimals = [] if scale is None else [fmt.format_decimal(v, scale) for v in values]
+            rows.append([m.code, m.currency, *values, *decimals])
+        return fmt.format_table(columns, rows, numeric=numeric)
+
+    def stage_text(self, stage: Stage) -> str:
+        replayed = sum(stage.replayed)
+        mark = "" if not replayed else (" (replayed)" if replayed == len(stage.replayed)
+                                        else f" ({replayed} of {len(stage.replayed)} replayed)")
+        parts = [f"== {stage.number}. {stage.title}{mark}"]
+        if stage.vouchers:
+            parts += [posted_lines_table(stage.vouchers, self.args.scale), "",
+                      "balances (before and after this step):", self.moves_table(stage.moves)]
+        parts += stage.notes
+        return "\n".join(parts) + "\n"
+
+    def stage_json(self, stage: Stage) -> dict:
+        return {"step": stage.number, "title": stage.title, "request_ids": stage.request_ids,
+                "replayed": all(stage.replayed) if stage.replayed else False,
+                "vouchers": [_dict(v) for v in stage.vouchers], "notes": stage.notes,
+                "balances": [{"account": m.code, "account_id": m.account_id, "currency": m.currency,
+                              "before": str(m.before), "change": str(m.change), "after": str(m.after)}
+                             for m in stage.moves]}
+
+
+# ---------------------------------------------------------------------------------------------- the story
+
+
+def _story(d: Demo) -> None:
+    usd = CURRENCY
+    with d.step("funding: alice pays in by card, bob by ACH"):
+        for consumer, (processor, amount) in CONSUMERS.items():
+            d.post(f"fund-{consumer}", funding=flows_pb2.FundingFlow(
+                consumer=consumer, processor=processor, amount=amount, currency=usd,
+                external_ref=f"{processor}-{consumer}-0001"))
+
+    with d.step(f"usage: alice and bob call the APIs of {' and '.join(MERCHANTS)}; the platform fee and "
+                f"{AFFILIATE}'s affiliate commission come off the top"):
+        for (consumer, merchant), amount in USAGE.items():
+            d.post(f"usage-{consumer}-{merchant}", usage=flows_pb2.UsageFlow(
+                consumer=consumer, merchant=merchant, amount=amount, currency=usd, affiliate=AFFILIATE,
+                meter=f"api calls of {consumer} at {merchant}"))
+
+    with d.step(f"acquisition: an order of {d.amount(ORDER)} at acme paid through {CHANNEL}, with a platform "
+                f"coupon of {d.amount(COUPON)}"):
+        d.post("order-1", acquisition=flows_pb2.AcquisitionFlow(
+            merchant="acme", channel=CHANNEL, amount=ORDER, currency=usd, order_ref="order-1",
+            coupon=flows_pb2.Coupon(issuer=flows_pb2.COUPON_ISSUER_PLATFORM, amount=COUPON, coupon_id="WELCOME")))
+
+    with d.step(f"refund: {d.amount(REFUND)} of that order goes back; every line is reversed in proportion"):
+        d.post("refund-order-1", refund=flows_pb2.RefundFlow(
+            original_request_id=request_id(d.tenant, "order-1"), amount=REFUND, currency=usd,
+            reason="one item returned"))
+
+    with d.step(f"merchant settlement: {d.amount(MERCHANT_SETTLEMENT)} of acme's pending funds are settled"):
+        d.post("settle-acme-1", settlement=flows_pb2.SettlementFlow(
+            kind=flows_pb2.SETTLEMENT_KIND_MERCHANT, merchant="acme", amount=MERCHANT_SETTLEMENT, currency=usd,
+            batch_ref="merchant-batch-1"))
+
+    with d.step(f"channel settlement: {CHANNEL} clears what it owes, {d.amount(CHANNEL_SETTLEMENT)}"):
+        d.post("settle-visa-1", settlement=flows_pb2.SettlementFlow(
+            kind=flows_pb2.SETTLEMENT_KIND_CHANNEL, channel=CHANNEL, amount=CHANNEL_SETTLEMENT, currency=usd,
+            batch_ref="visa-batch-1"))
+
+    with d.step(f"bank settlement: the {d.amount(CHANNEL_SETTLEMENT)} arrive on the platform's bank account"):
+        d.post("bank-visa-1", settlement=flows_pb2.SettlementFlow(
+            kind=flows_pb2.SETTLEMENT_KIND_BANK, channel=CHANNEL, amount=CHANNEL_SETTLEMENT, currency=usd,
+            batch_ref="bank-statement-1"))
+
+    code = f"merchant_settled:{PAYOUT_MERCHANT}"
+    with d.step(f"payout prerequisites: {PAYOUT_MERCHANT}'s KYC is verified and its bank account on file") as s:
+        account = d.update_metadata(f"kyc-{PAYOUT_MERCHANT}", code, PAYOUT_METADATA).account
+        s.notes.append(f"{code} metadata: {fmt.metadata_text(account.metadata)}")
+
+    with d.step(f"payout: {d.amount(PAYOUT)} requested for {PAYOUT_MERCHANT}; the bank moves whole cents") as s:
+        response = d.post(f"payout-{PAYOUT_MERCHANT}-1", payout=flows_pb2.PayoutFlow(
+            merchant=PAYOUT_MERCHANT, amount=PAYOUT, currency=usd))
+        paid = sum(line.amount for v in response.vouchers for line in v.lines
+                   if line.account_code == code and line.side == types_pb2.SIDE_DEBIT)
+        s.notes.append(f"requested {d.amount(PAYOUT)}, paid out {d.amount(paid)}: the residue of "
+                       f"{d.amount(PAYOUT - paid)} below the bank's minor unit stays in {code}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    cli = _cli()
+    args.tenant = args.tenant or default_tenant()
+    if not args.json:
+        print(f"tally demo: a small usage-billing platform in tenant {args.tenant} at {args.target}")
+        print(f"(every request id derives from the tenant: `tally demo --tenant {args.tenant}` replays it, "
+              "posting nothing twice)\n", flush=True)
+    with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
+            cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
+            cli._stub(args, book_grpc.BookkeepingServiceStub) as books:
+        demo = Demo(args, accounts, posting, books)
+        _story(demo)
+        trial = books.GetTrialBalance(book_pb.GetTrialBalanceRequest())
+    off = sorted(t.currency for t in trial.totals if t.difference != 0)
+    balanced = trial.balanced and not off
+    requests = sum(len(s.replayed) for s in demo.stages)
+    replayed = sum(sum(s.replayed) for s in demo.stages)
+    if args.json:
+        print(json.dumps({"tenant": args.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
+                          "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
+                          "replayed": replayed}, indent=2, ensure_ascii=False))
+    else:
+        print(f"== trial balance of tenant {args.tenant}")
+        print(trial_balance_text(trial, args.scale))
+        print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
+    if not balanced:
+        print(f"demo: the books of tenant {args.tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
+              file=sys.stderr)
+        return cli.EXIT_REFUSED
+    return 0
+
+
+def add_demo_parser(commands) -> argparse.ArgumentParser:
+    """Registers `tally demo` on the `tally` command's subparsers."""
+    cli = _cli()
+    client = cli._client_options()  # a copy of its own: the tenant default differs from the other verbs'
+    demo = commands.add_parser(
+        "demo", parents=[client], help="run the life of a small usage-billing platform against a server",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for action in demo._actions:
+        if action.dest == "tenant":
+            action.default = None
+            action.help = ("tenant to run in (default: a new demo-<random suffix>; TALLY_TENANT is ignored); "
+                           "the same tenant again replays the demo")
+    demo.set_defaults(func=cmd_demo)
+    return demo
