@@ -101,11 +101,11 @@ class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
         return continuation(self._details(client_call_details), request_iterator)
 
 
-class TestKeys:
+class TenantKeys:
     """Admin API keys for test tenants, created on first use directly in a server's database, the way an
     operator's `tally tenants create` / `tally keys create` would."""
 
-    _by_url: dict[str, TestKeys] = {}
+    _by_url: dict[str, TenantKeys] = {}
     _urls_by_target: dict[str, str] = {}
     _lock = threading.Lock()
 
@@ -120,13 +120,13 @@ class TestKeys:
             cls._urls_by_target[target] = database_url
 
     @classmethod
-    def for_target(cls, target: str) -> TestKeys | None:
+    def for_target(cls, target: str) -> TenantKeys | None:
         with cls._lock:
             url = cls._urls_by_target.get(target)
             if url is None:
                 return None
             if url not in cls._by_url:
-                cls._by_url[url] = TestKeys(url)
+                cls._by_url[url] = TenantKeys(url)
             return cls._by_url[url]
 
     def key_for(self, tenant: str) -> str:
@@ -150,9 +150,9 @@ class _TenantCredentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClien
         tenants = [v for k, v in metadata if k == TENANT_HEADER]
         if not tenants:
             return d
-        provisioner = TestKeys.for_target(self.target)
+        provisioner = TenantKeys.for_target(self.target)
         if provisioner is None:
-            raise RuntimeError(f"no database registered for {self.target}: call TestKeys.register")
+            raise RuntimeError(f"no database registered for {self.target}: call TenantKeys.register")
         metadata = [(k, v) for k, v in metadata if k != TENANT_HEADER]
         metadata.append(("authorization", f"Bearer {provisioner.key_for(tenants[0])}"))
         return _CallDetails(d.method, d.timeout, metadata, d.credentials, getattr(d, "wait_for_ready", None),
@@ -167,9 +167,14 @@ class _TenantCredentials(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClien
 
 def open_channel(target: str, timeout_s: float = CALL_TIMEOUT_S) -> grpc.Channel:
     """A ``grpc.insecure_channel`` whose calls carry a default deadline and, for ``md(tenant)`` calls, the
-    tenant's API key (the target's database must be registered with ``TestKeys.register``)."""
+    tenant's API key (the target's database must be registered with ``TenantKeys.register``)."""
     return grpc.intercept_channel(grpc.insecure_channel(target), _DefaultDeadline(timeout_s),
                                   _TenantCredentials(target))
+
+
+def with_credentials(channel: grpc.Channel, target: str) -> grpc.Channel:
+    """A channel of the test's own making whose ``md(tenant)`` calls carry the tenant's API key."""
+    return grpc.intercept_channel(channel, _TenantCredentials(target))
 
 
 def md(tenant: str | None) -> tuple[tuple[str, str], ...]:
@@ -423,7 +428,7 @@ def running_server(settings: Settings) -> Iterator[Server]:
     app: bootstrap.App = box["app"]  # type: ignore[assignment]
     server = Server(target=f"127.0.0.1:{app.port}", port=app.port, database_url=settings.database_url,
                     app=app, loop=loop, thread=thread)
-    TestKeys.register(server.target, settings.database_url)
+    TenantKeys.register(server.target, settings.database_url)
     try:
         yield server
     finally:

@@ -23,6 +23,7 @@ USD = "USD"
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
+C_DENIED = grpc.StatusCode.PERMISSION_DENIED  # an id the caller may not see: absent or not theirs
 ACTIVE, CAPTURED = types_pb2.HOLD_STATUS_ACTIVE, types_pb2.HOLD_STATUS_CAPTURED
 RELEASED, EXPIRED = types_pb2.HOLD_STATUS_RELEASED, types_pb2.HOLD_STATUS_EXPIRED
 SIDE = {types_pb2.SIDE_DEBIT: "D", types_pb2.SIDE_CREDIT: "C"}
@@ -227,11 +228,11 @@ def test_release_then_capture_is_refused(c: Client) -> None:
     code, reason, meta = c.refused(lambda: c.capture("cap-2", h.id, 1))
     assert (code, reason, meta["hold_id"]) == (PRECONDITION, "HOLD_RELEASED", h.id)
     assert c.refused(lambda: c.release("rel-2", h.id))[:2] == (PRECONDITION, "HOLD_RELEASED")
-    assert c.refused(lambda: c.capture("cap-3", "no-such-hold", 1))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
-    assert c.refused(lambda: c.release("rel-3", "no-such-hold"))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
+    assert c.refused(lambda: c.capture("cap-3", "no-such-hold", 1))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
+    assert c.refused(lambda: c.release("rel-3", "no-such-hold"))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
     with pytest.raises(grpc.RpcError) as caught:
         c.get("no-such-hold")
-    assert error_info(caught.value)[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
+    assert error_info(caught.value)[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
     c.check_books()
 
 
@@ -307,7 +308,7 @@ def test_usage_consumes_from_a_hold(c: Client) -> None:
         (PRECONDITION, "HOLD_AMOUNT_EXCEEDED")
     # A hold on another consumer's account cannot pay for c1's usage.
     assert c.refused(lambda: c.usage("u3", "c1", 1_000, hold_id=h.id))[:2] == (PRECONDITION, "HOLD_ACCOUNT_MISMATCH")
-    assert c.refused(lambda: c.usage("u4", "c2", 1, hold_id="no-such-hold"))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
+    assert c.refused(lambda: c.usage("u4", "c2", 1, hold_id="no-such-hold"))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
 
     r = c.usage("u5", "c2", 600_000, hold_id=h.id)
     assert lines(r.vouchers[0]) == [("consumer:c2", "D", 600_000), ("platform_fee_income:USD", "C", 15_000),
@@ -485,10 +486,10 @@ def test_tenant_isolation_of_holds(c: Client) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         other.get(h.id)
     code, reason, meta = error_info(caught.value)
-    assert (code, reason) == (NOT_FOUND, "HOLD_NOT_FOUND")
-    assert other.refused(lambda: other.capture("cap", h.id, 1))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
-    assert other.refused(lambda: other.release("rel", h.id))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
-    assert other.refused(lambda: other.usage("use", "c1", 1, hold_id=h.id))[:2] == (NOT_FOUND, "HOLD_NOT_FOUND")
+    assert (code, reason) == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
+    assert other.refused(lambda: other.capture("cap", h.id, 1))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
+    assert other.refused(lambda: other.release("rel", h.id))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
+    assert other.refused(lambda: other.usage("use", "c1", 1, hold_id=h.id))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
     assert other.list() == []
     assert other.list(account_id=h.account_id) == []
     # The other tenant's attempts left this tenant's hold and balances alone.

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     open_channel,
     running_server,
     transfer_request,
+    with_credentials,
 )
 
 C = grpc.StatusCode
@@ -253,12 +254,11 @@ def test_tenants_see_only_their_own_stream(server: Server) -> None:
     with pytest.raises(grpc.RpcError) as caught:  # another tenant's account does not exist here
         list(server.accounting().StreamBalanceChanges(post_pb.StreamBalanceChangesRequest(
             account_ids=[server.balance("globex", "alice").account_id]), metadata=md(T), timeout=10))
-    assert error_info(caught.value)[:2] == (C.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+    assert error_info(caught.value)[:2] == (C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE")
 
 
 BAD_EVENTS = [
-    ("no-tenant", None, {}, C.UNAUTHENTICATED, "TENANT_MISSING"),
-    ("bad-tenant", "Not A Tenant", {}, C.UNAUTHENTICATED, "TENANT_INVALID"),
+    ("no-credentials", None, {}, C.UNAUTHENTICATED, "CREDENTIALS_MISSING"),
     ("negative-sequence", T, {"from_sequence": -1}, C.INVALID_ARGUMENT, "SEQUENCE_INVALID"),
     ("sequence-past-head", T, {"from_sequence": 1_000_000}, C.INVALID_ARGUMENT, "SEQUENCE_INVALID"),
     ("unknown-type", T, {"types": ["ledger.entry.posted", "nope"]}, C.INVALID_ARGUMENT, "EVENT_TYPE_UNKNOWN"),
@@ -266,14 +266,14 @@ BAD_EVENTS = [
     ("too-many-types", T, {"types": ["account.created"] * 33}, C.INVALID_ARGUMENT, "EVENT_TYPES_TOO_MANY"),
 ]
 BAD_CHANGES = [
-    ("no-tenant", None, {}, C.UNAUTHENTICATED, "TENANT_MISSING"),
+    ("no-credentials", None, {}, C.UNAUTHENTICATED, "CREDENTIALS_MISSING"),
     ("negative-sequence", T, {"from_sequence": -5}, C.INVALID_ARGUMENT, "SEQUENCE_INVALID"),
     ("sequence-past-head", T, {"from_sequence": 1_000_000}, C.INVALID_ARGUMENT, "SEQUENCE_INVALID"),
-    ("unknown-account", T, {"account_ids": [UNKNOWN_ID]}, C.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
-    ("one-unknown", T, {"account_ids": ["<alice>", UNKNOWN_ID]}, C.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
-    ("empty-id", T, {"account_ids": [""]}, C.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
-    ("nul-id", T, {"account_ids": ["a\x00b"]}, C.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
-    ("long-id", T, {"account_ids": ["x" * 5000]}, C.NOT_FOUND, "ACCOUNT_NOT_FOUND"),
+    ("unknown-account", T, {"account_ids": [UNKNOWN_ID]}, C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE"),
+    ("one-unknown", T, {"account_ids": ["<alice>", UNKNOWN_ID]}, C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE"),
+    ("empty-id", T, {"account_ids": [""]}, C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE"),
+    ("nul-id", T, {"account_ids": ["a\x00b"]}, C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE"),
+    ("long-id", T, {"account_ids": ["x" * 5000]}, C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE"),
     ("too-many-ids", T, {"account_ids": [UNKNOWN_ID[:-4] + f"{i:04d}" for i in range(1001)]},
      C.INVALID_ARGUMENT, "ACCOUNT_IDS_TOO_MANY"),
 ]
@@ -337,7 +337,8 @@ def test_a_slow_consumer_is_ended_and_resumes_exactly(database_url: str) -> None
     with running_server(e2e_settings(database_url, stream_lag_events_max=600, stream_page_size=100)) as srv:
         _setup(srv)
         # No BDP probing: the client's flow-control window stays at its initial size instead of growing.
-        channel = grpc.insecure_channel(srv.target, options=[("grpc.http2.bdp_probe", 0)])
+        channel = with_credentials(grpc.insecure_channel(srv.target, options=[("grpc.http2.bdp_probe", 0)]),
+                                   srv.target)
         call = post_grpc.AccountingServiceStub(channel).StreamEvents(
             post_pb.StreamEventsRequest(), metadata=md(T), timeout=STREAM_TIMEOUT_S)
         _wait(lambda: _hub(srv).tenants_live == {T}, "the subscriber to go live")

@@ -20,7 +20,16 @@ from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
-from tests.e2e.conftest import adjustment_request, error_info, line, md, open_channel, ref, transfer_request
+from tests.e2e.conftest import (
+    TenantKeys,
+    adjustment_request,
+    error_info,
+    line,
+    md,
+    open_channel,
+    ref,
+    transfer_request,
+)
 from tests.e2e.test_e2e_serve_process import GRACE_S, free_port, stop, tally_command, wait_serving
 from tests.e2e.test_e2e_streams import STREAM_TIMEOUT_S, Reader
 
@@ -36,10 +45,11 @@ def tally_serve(url: str, log: Path, **env: str) -> Iterator[tuple[subprocess.Po
     port = free_port()
     full_env = {**os.environ, "TALLY_DATABASE_URL": url, "TALLY_LISTEN_ADDRESS": f"127.0.0.1:{port}",
                 "TALLY_SHUTDOWN_GRACE_S": str(GRACE_S), "TALLY_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-                "TALLY_STREAM_IDLE_POLL_S": "3600", **env}
+                "TALLY_STREAM_IDLE_POLL_S": "3600", "TALLY_BOOTSTRAP_ADMIN": "false", **env}
     with log.open("ab") as out:
         proc = subprocess.Popen(tally_command(), env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
+    TenantKeys.register(f"127.0.0.1:{port}", url)  # test tenants' keys are made in this database
     try:
         yield proc, port
     finally:
