@@ -1,8 +1,15 @@
-"""The `tally` command: runs the server (`serve`, `migrate`) and talks to one over gRPC (accounts, postings, reads).
+"""The `tally` command: runs the server (`serve`, `migrate`), administers tenants and API keys in its
+database (`tenants`, `keys`), and talks to one over gRPC (accounts, postings, reads).
 
-Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules` and
-`trial-balance` (cli_books), `demo` (cli_demo) and `watch` (cli_watch). They use the helpers here, so
-they are imported when the parser is built, not at the top of this module.
+Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules`,
+`trial-balance` and `verify` (cli_books), `demo` (cli_demo), `watch` (cli_watch) and `tenants` / `keys`
+(cli_admin). They use the helpers here, so they are imported when the parser is built, not at the top
+of this module.
+
+Client verbs authenticate with an API key (or a JWT) sent as `authorization: Bearer <key>`: --api-key,
+else TALLY_API_KEY, else the key file (--key-file, else TALLY_KEY_FILE, else ./tally-admin.key when it
+exists, which `tally serve` writes on the first start of an empty ledger). The key names the tenant; the
+key itself is never printed.
 
 Exit status: 0 success, 1 the server refused or failed the request, 2 bad arguments or the server cannot be reached.
 """
@@ -30,13 +37,36 @@ from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import flows_pb2, types_pb2
 
-TENANT_HEADER = "x-tenant-id"
+AUTH_HEADER = "authorization"
+API_KEY_ENV = "TALLY_API_KEY"
+KEY_FILE_ENV = "TALLY_KEY_FILE"
+DEFAULT_KEY_FILE = "tally-admin.key"  # what `tally serve` writes on first start (TALLY_ADMIN_KEY_FILE)
+KEY_FILE_SIZE_MAX = 16 * 1024
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+CREDENTIAL_HINT = (f"pass --api-key KEY, set {API_KEY_ENV}, or name a file holding the key with --key-file "
+                   f"(or {KEY_FILE_ENV}; default ./{DEFAULT_KEY_FILE}, which `tally serve` writes on the first "
+                   "start of an empty ledger). An administrator issues keys with "
+                   "`tally keys create --tenant ID --role reader|poster|operator|admin`.")
 
 
 class Unreachable(Exception):
     """The server did not answer at the transport level."""
+
+
+class CredentialError(Exception):
+    """The credential named on the command line or in the environment cannot be used (exit 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """The key a client verb sends and where it came from. repr() and str() never show the key."""
+
+    key: str = dataclasses.field(repr=False)
+    source: str  # "--api-key", "TALLY_API_KEY", "key file PATH" or "" when there is none
+
+    def __str__(self) -> str:
+        return f"credential from {self.source}" if self.key else "no credential"
 
 
 # ---------------------------------------------------------------------------------------------- plumbing
@@ -69,12 +99,76 @@ def _parse_positive_int(text: str) -> int:
     return fmt.parse_amount(text, what="page size")
 
 
+def _read_key_file(path: str, *, named: bool) -> Credential:
+    """The key in a file (surrounding whitespace stripped); a file given by name must exist."""
+    source = f"key file {path}"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(KEY_FILE_SIZE_MAX + 1)
+    except FileNotFoundError:
+        if not named:
+            return Credential("", "")
+        raise CredentialError(f"the key file {path} does not exist") from None
+    except OSError as exc:
+        raise CredentialError(f"cannot read the key file {path}: {exc.strerror or exc}") from None
+    if len(raw) > KEY_FILE_SIZE_MAX:
+        raise CredentialError(f"the key file {path} is larger than {KEY_FILE_SIZE_MAX} bytes: not a key file")
+    try:
+        key = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise CredentialError(f"the key file {path} does not hold an API key (not ASCII text)") from None
+    if not key:
+        raise CredentialError(f"the key file {path} is empty")
+    return _checked(Credential(key, source))
+
+
+def _checked(credential: Credential) -> Credential:
+    """Refuses what cannot be sent as `Bearer <key>`: spaces, line breaks, control characters. The message
+    names where the key came from, never the key."""
+    key = credential.key
+    if not key or not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+        raise CredentialError(f"the API key from {credential.source} is malformed: expected one word of printable "
+                              "ASCII, such as tly_<key id>_<secret>")
+    return credential
+
+
+def resolve_credential(args: argparse.Namespace, environ=None) -> Credential:
+    """The key to send: --api-key, else TALLY_API_KEY, else --key-file / TALLY_KEY_FILE (which must exist),
+    else ./tally-admin.key when it exists; else none (the server will answer UNAUTHENTICATED)."""
+    environ = os.environ if environ is None else environ
+    api_key = getattr(args, "api_key", None)
+    if api_key is not None:
+        return _checked(Credential(api_key.strip(), "--api-key"))
+    if environ.get(API_KEY_ENV, "").strip():
+        return _checked(Credential(environ[API_KEY_ENV].strip(), API_KEY_ENV))
+    key_file = getattr(args, "key_file", None)
+    if key_file:
+        return _read_key_file(key_file, named=True)
+    if environ.get(KEY_FILE_ENV):
+        return _read_key_file(environ[KEY_FILE_ENV], named=True)
+    return _read_key_file(DEFAULT_KEY_FILE, named=False)
+
+
+def credential(args: argparse.Namespace) -> Credential:
+    """The invocation's credential, resolved once and kept on `args` (report_rpc_error names its source)."""
+    found = getattr(args, "credential", None)
+    if found is None:
+        found = args.credential = resolve_credential(args)
+    return found
+
+
+def call_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The metadata every call carries: `authorization: Bearer <key>`, or nothing without a credential."""
+    found = credential(args)
+    return ((AUTH_HEADER, f"Bearer {found.key}"),) if found.key else ()
+
+
 class _Bound:
-    """A stub whose calls all carry the tenant metadata and the deadline."""
+    """A stub whose calls all carry the credential and the deadline."""
 
     def __init__(self, stub: object, args: argparse.Namespace) -> None:
         self._stub = stub
-        self._metadata = ((TENANT_HEADER, args.tenant),)
+        self._metadata = call_metadata(args)
         self._timeout = args.timeout
 
     def __getattr__(self, name: str) -> Callable:
@@ -84,6 +178,7 @@ class _Bound:
 @contextlib.contextmanager
 def _stub(args: argparse.Namespace, stub_class: type) -> Iterator[_Bound]:
     """Opens a channel to --target, waits (up to --timeout) until it connects, yields a bound stub."""
+    credential(args)  # a bad key file stops here, before any connection
     channel = grpc.insecure_channel(args.target)
     try:
         try:
@@ -358,13 +453,36 @@ def report_rpc_error(exc: grpc.RpcError, args: argparse.Namespace) -> int:
         print(f"error: {code.name}{reason}: {message}", file=sys.stderr)
         for key in sorted(info.metadata) if info else ():
             print(f"  {key}: {info.metadata[key]}", file=sys.stderr)
+        _credential_hint(code, args)
     request_id = getattr(args, "request_id", None)
     if request_id and code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
         print(f"  the request may or may not have been applied: retry with --request-id {request_id}", file=sys.stderr)
     return EXIT_UNREACHABLE if unreachable else EXIT_REFUSED
 
 
+def _credential_hint(code: grpc.StatusCode, args: argparse.Namespace) -> None:
+    """After UNAUTHENTICATED or PERMISSION_DENIED: which key was sent (by its source) and how to send another."""
+    found = getattr(args, "credential", None)
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        if found is None or not found.key:
+            print(f"  no API key was sent: {CREDENTIAL_HINT}", file=sys.stderr)
+        else:
+            print(f"  the key sent came from {found.source} and was refused (revoked, mistyped, or issued for another "
+                  "server's database?): ask an administrator for a new one (`tally keys create`)", file=sys.stderr)
+    elif code == grpc.StatusCode.PERMISSION_DENIED and found is not None and found.key:
+        print(f"  the key sent came from {found.source}; its role does not allow this (roles: reader < poster < "
+              "operator < admin): use a key with a higher role", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------- parser
+
+
+class _TenantGone(argparse.Action):
+    """`--tenant` on a client verb: the tenant now comes from the API key."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error("--tenant is gone: the tenant comes from the API key (--api-key, TALLY_API_KEY or "
+                     "--key-file); `tally keys create --tenant ID` issues a key for a tenant")
 
 
 def _client_options() -> argparse.ArgumentParser:
@@ -373,8 +491,14 @@ def _client_options() -> argparse.ArgumentParser:
     group = parent.add_argument_group("server and output")
     group.add_argument("--target", default=os.environ.get("TALLY_TARGET") or "localhost:50051",
                        help="server host:port (env TALLY_TARGET; default %(default)s)")
-    group.add_argument("--tenant", default=os.environ.get("TALLY_TENANT") or "default",
-                       help="tenant id sent as x-tenant-id (env TALLY_TENANT; default %(default)s)")
+    auth = parent.add_argument_group("credentials (the key names the tenant)")
+    auth.add_argument("--api-key", metavar="KEY",
+                      help=f"API key (or JWT) sent as `authorization: Bearer KEY` (env {API_KEY_ENV}); prefer the "
+                           "environment or a key file: a command line is visible to other users")
+    auth.add_argument("--key-file", metavar="PATH",
+                      help=f"file holding the key, used when no key is given (env {KEY_FILE_ENV}; default "
+                           f"./{DEFAULT_KEY_FILE} when it exists)")
+    parent.add_argument("--tenant", nargs="?", action=_TenantGone, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     group.add_argument("--timeout", type=_arg(_parse_timeout), default=10.0, metavar="SECONDS",
                        help="deadline for connecting and for each call (default %(default)s)")
     group.add_argument("--json", action="store_true", help="print the response as proto JSON (int64 as strings)")
@@ -514,20 +638,24 @@ def _add_voucher_commands(commands, client: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tally", description="Tally core accounting: run the server, or talk to one.",
-        epilog="Amounts are integer counts of atomic units. Exit status: 0 ok, 1 refused by the server, "
-               "2 bad arguments or server unreachable.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_serve_commands(commands, "Settings come from TALLY_* environment variables.")
-    client = _client_options()
-    _add_account_commands(commands, client)
-    _add_ledger_commands(commands, client)
-    _add_voucher_commands(commands, client)
+        epilog="Client verbs send an API key: --api-key, TALLY_API_KEY, or a key file (--key-file, "
+               "TALLY_KEY_FILE, default ./tally-admin.key); the key names the tenant. Amounts are integer counts "
+               "of atomic units. Exit status: 0 ok, 1 refused by the server, 2 bad arguments or server "
+               "unreachable.")
+    from tally.cli_admin import add_admin_parsers
     from tally.cli_books import add_books_parsers
     from tally.cli_demo import add_demo_parser
     from tally.cli_flows import add_post_parser
     from tally.cli_holds import add_holds_parser
     from tally.cli_watch import add_watch_parser
 
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve_commands(commands, "Settings come from TALLY_* environment variables.")
+    add_admin_parsers(commands)  # tenants and keys: in the database, like migrate
+    client = _client_options()
+    _add_account_commands(commands, client)
+    _add_ledger_commands(commands, client)
+    _add_voucher_commands(commands, client)
     add_post_parser(commands, client)
     add_holds_parser(commands, client)
     add_books_parsers(commands, client)
@@ -548,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
         return report_rpc_error(exc, args)
     except Unreachable as exc:
         print(f"error: cannot reach the tally server: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except CredentialError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130

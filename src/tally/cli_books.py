@@ -1,8 +1,11 @@
-"""The books as a whole: `tally rules check FILE` (offline), `tally rules show` and `tally trial-balance`.
+"""The books as a whole: `tally rules check FILE` (offline), `tally rules show`, `tally trial-balance` and
+`tally verify`.
 
     tally rules check FILE      problems with their locations (exit 1), or a one-line summary (exit 0)
     tally rules show            the server's rule set: one row per voucher line, with its amount expression
     tally trial-balance         debit and credit totals per currency; BALANCED or NOT BALANCED
+    tally verify                the tenant's voucher hash chain recomputed: intact, or the first broken
+                                voucher and what is wrong with it (exit 1)
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
 
 BALANCED = "BALANCED"
 NOT_BALANCED = "NOT BALANCED"
+INTACT = "intact"
+BROKEN = "BROKEN"
 
 
 def _cli():
@@ -129,11 +134,36 @@ def cmd_trial_balance(args: argparse.Namespace) -> int:
     return status
 
 
+# ---------------------------------------------------------------------------------------------- verify
+
+
+def chain_text(response: book_pb.VerifyChainResponse) -> str:
+    checked = f"{response.vouchers_checked} voucher{'' if response.vouchers_checked == 1 else 's'} checked"
+    if response.intact:
+        head = f", head hash {response.head_hash}" if response.head_hash else ""
+        return f"{INTACT}: {checked}{head}"
+    return "\n".join([
+        f"{BROKEN}: {checked}; the first voucher that does not check out:",
+        fmt.format_fields([("voucher", response.first_broken_voucher_id),
+                           ("sequence", response.first_broken_sequence or ""),
+                           ("problem", response.problem or "not given"),
+                           ("head_hash", response.head_hash)])])
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cli = _cli()
+    with cli._stub(args, book_grpc.BookkeepingServiceStub) as stub:
+        response = stub.VerifyChain(book_pb.VerifyChainRequest())
+    cli._emit(args, response, chain_text)
+    return 0 if response.intact else cli.EXIT_REFUSED
+
+
 # ---------------------------------------------------------------------------------------------- parser
 
 
 def add_books_parsers(commands, client: argparse.ArgumentParser) -> None:
-    """Registers `tally rules check|show` and `tally trial-balance` on the `tally` command's subparsers."""
+    """Registers `tally rules check|show`, `tally trial-balance` and `tally verify` on the `tally` command's
+    subparsers."""
     rules = commands.add_parser("rules", help="check a rule-set file, or show the server's rule set")
     verbs = rules.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -152,3 +182,10 @@ def add_books_parsers(commands, client: argparse.ArgumentParser) -> None:
                                             "totals must be equal (BALANCED).")
     trial.add_argument("--check", action="store_true", help="exit 1 when the books are NOT BALANCED")
     trial.set_defaults(func=cmd_trial_balance)
+
+    verify = commands.add_parser("verify", parents=[client], help="recompute the voucher hash chain",
+                                 description="Asks the server to recompute the tenant's voucher hash chain (each "
+                                             "voucher's content hash, its link to the previous voucher, the "
+                                             "sequence) and prints intact, or the first broken voucher and what "
+                                             "is wrong with it (exit 1). Needs an operator or admin key.")
+    verify.set_defaults(func=cmd_verify)

@@ -7,11 +7,14 @@ bank account) and is paid out an amount with sub-cent digits, the residue stayin
 each step the vouchers posted and the balances of the accounts they touched are printed (before, change,
 after); at the end the trial balance, which must be BALANCED in every currency (exit 1 otherwise).
 
-The tenant defaults to `demo-<random suffix>` (TALLY_TENANT is deliberately ignored, so a demo never posts
-into a real tenant); every request id is derived from the tenant, so a rerun with the same --tenant
-replays each step instead of posting it twice. The balances shown are those right after each step (from
-the accounts' entries), so a replay prints the same numbers. Amounts are integers of atomic units; the
-default rules and currencies (USD counted in millionths, paid out in cents) are assumed.
+The demo runs in the tenant of the API key (a poster key posts the flows; the KYC step needs an operator
+or admin key). Every party (consumers, processors, merchants, affiliate, channel) and every request id
+starts with the run label, --run (default: 8 random hex digits), so a rerun with the same --run replays
+each step instead of posting it twice, and runs with different labels do not touch one another's
+accounts. The balances shown are those right after each step (from the accounts' entries), so a replay
+prints the same numbers. The final check is the trial balance of the whole tenant. Amounts are integers
+of atomic units; the default rules and currencies (USD counted in millionths, paid out in cents) are
+assumed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -51,6 +55,8 @@ MERCHANT_SETTLEMENT = 10_000_000
 CHANNEL_SETTLEMENT = 13_500_000  # what visa owes after the refund: (order - coupon) * (1 - refund / order)
 PAYOUT_MERCHANT, PAYOUT = "acme", 12_345_678  # sub-cent digits: the bank pays whole cents
 PAYOUT_METADATA = {"kyc_status": "verified", "bank_account": "DE89370400440532013000"}
+RUN_LENGTH_MAX = 32
+_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def _cli():
@@ -60,13 +66,27 @@ def _cli():
     return cli
 
 
-def default_tenant() -> str:
-    return f"demo-{secrets.token_hex(4)}"
+def default_run() -> str:
+    return secrets.token_hex(4)
 
 
-def request_id(tenant: str, key: str) -> str:
-    """The fixed request id of one demo request: the same tenant always gets the same ids."""
-    return f"{tenant}.{key}"
+def parse_run(text: str) -> str:
+    """A run label: letters, digits, _ and -, starting with a letter or digit, at most 32 characters (it
+    becomes part of account codes and request ids)."""
+    if len(text) > RUN_LENGTH_MAX or not _RUN.fullmatch(text):
+        raise ValueError(f"a run label is 1 to {RUN_LENGTH_MAX} letters, digits, _ and -, starting with a letter "
+                         f"or digit, got {text!r}")
+    return text
+
+
+def party(run: str, name: str) -> str:
+    """A party of one run: `<run>-<name>`, so runs with different labels open different accounts."""
+    return f"{run}-{name}"
+
+
+def request_id(run: str, key: str) -> str:
+    """The fixed request id of one demo request: the same run always gets the same ids."""
+    return f"{run}.{key}"
 
 
 def _dict(message) -> dict:
@@ -103,9 +123,17 @@ class Stage:
 class Demo:
     def __init__(self, args: argparse.Namespace, accounts, posting, books) -> None:
         self.args, self.accounts, self.posting, self.books = args, accounts, posting, books
-        self.tenant = args.tenant
+        self.run = args.run
+        self.tenant = ""  # the API key's, learned from the server's first answer
+        self.announced = False
         self.stages: list[Stage] = []
         self.stage: Stage | None = None
+
+    def party(self, name: str) -> str:
+        return party(self.run, name)
+
+    def learn_tenant(self, tenant_id: str) -> None:
+        self.tenant = self.tenant or tenant_id
 
     # --- requests -----------------------------------------------------------------------------------
 
@@ -113,19 +141,22 @@ class Demo:
         return fmt.amount_text(value, self.args.scale)
 
     def post(self, key: str, memo: str = "", **flow) -> post_pb.PostResponse:
-        rid = request_id(self.tenant, key)
+        rid = request_id(self.run, key)
         response = self.posting.Post(post_pb.PostRequest(request_id=rid, memo=memo, **flow))
+        for voucher in response.vouchers:
+            self.learn_tenant(voucher.tenant_id)
         self.stage.request_ids.append(rid)
         self.stage.vouchers.extend(response.vouchers)
         self.stage.replayed.append(response.replayed)
         return response
 
     def update_metadata(self, key: str, code: str, metadata: dict[str, str]) -> acc_pb.UpdateAccountResponse:
-        rid = request_id(self.tenant, key)
+        rid = request_id(self.run, key)
         response = self.accounts.UpdateAccount(acc_pb.UpdateAccountRequest(
             request_id=rid, account=types_pb2.AccountRef(code=code),
             account_update=types_pb2.Account(metadata=metadata),
             update_mask=field_mask_pb2.FieldMask(paths=["metadata"])))
+        self.learn_tenant(response.account.tenant_id)
         self.stage.request_ids.append(rid)
         self.stage.replayed.append(response.replayed)
         return response
@@ -166,12 +197,19 @@ class Demo:
         self.stage = Stage(len(self.stages) + 1, title)
         try:
             yield self.stage
-        except grpc.RpcError:
-            print(f"demo: step {self.stage.number} ({title}) failed; tenant {self.tenant}", file=sys.stderr)
+        except grpc.RpcError as exc:
+            where = f"run {self.run}" + (f" in tenant {self.tenant}" if self.tenant else "")
+            print(f"demo: step {self.stage.number} ({title}) failed; {where}", file=sys.stderr)
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                print("demo: the demo posts flows (a poster key) and sets a merchant's KYC metadata (an operator "
+                      "or admin key)", file=sys.stderr)
             raise
         self.stage.moves = self.moves(self.stage.vouchers)
         self.stages.append(self.stage)
         if not self.args.json:
+            if self.tenant and not self.announced:
+                print(f"tenant {self.tenant} (the API key's)\n", flush=True)
+                self.announced = True
             print(self.stage_text(self.stage), flush=True)
 
     def moves_table(self, moves: list[Move]) -> str:
@@ -217,50 +255,51 @@ def _story(d: Demo) -> None:
     with d.step("funding: alice pays in by card, bob by ACH"):
         for consumer, (processor, amount) in CONSUMERS.items():
             d.post(f"fund-{consumer}", funding=flows_pb2.FundingFlow(
-                consumer=consumer, processor=processor, amount=amount, currency=usd,
-                external_ref=f"{processor}-{consumer}-0001"))
+                consumer=d.party(consumer), processor=d.party(processor), amount=amount, currency=usd,
+                external_ref=f"{d.run}-{processor}-{consumer}-0001"))
 
     with d.step(f"usage: alice and bob call the APIs of {' and '.join(MERCHANTS)}; the platform fee and "
                 f"{AFFILIATE}'s affiliate commission come off the top"):
         for (consumer, merchant), amount in USAGE.items():
             d.post(f"usage-{consumer}-{merchant}", usage=flows_pb2.UsageFlow(
-                consumer=consumer, merchant=merchant, amount=amount, currency=usd, affiliate=AFFILIATE,
-                meter=f"api calls of {consumer} at {merchant}"))
+                consumer=d.party(consumer), merchant=d.party(merchant), amount=amount, currency=usd,
+                affiliate=d.party(AFFILIATE), meter=f"api calls of {consumer} at {merchant}"))
 
     with d.step(f"acquisition: an order of {d.amount(ORDER)} at acme paid through {CHANNEL}, with a platform "
                 f"coupon of {d.amount(COUPON)}"):
         d.post("order-1", acquisition=flows_pb2.AcquisitionFlow(
-            merchant="acme", channel=CHANNEL, amount=ORDER, currency=usd, order_ref="order-1",
+            merchant=d.party("acme"), channel=d.party(CHANNEL), amount=ORDER, currency=usd,
+            order_ref=f"{d.run}-order-1",
             coupon=flows_pb2.Coupon(issuer=flows_pb2.COUPON_ISSUER_PLATFORM, amount=COUPON, coupon_id="WELCOME")))
 
     with d.step(f"refund: {d.amount(REFUND)} of that order goes back; every line is reversed in proportion"):
         d.post("refund-order-1", refund=flows_pb2.RefundFlow(
-            original_request_id=request_id(d.tenant, "order-1"), amount=REFUND, currency=usd,
+            original_request_id=request_id(d.run, "order-1"), amount=REFUND, currency=usd,
             reason="one item returned"))
 
     with d.step(f"merchant settlement: {d.amount(MERCHANT_SETTLEMENT)} of acme's pending funds are settled"):
         d.post("settle-acme-1", settlement=flows_pb2.SettlementFlow(
-            kind=flows_pb2.SETTLEMENT_KIND_MERCHANT, merchant="acme", amount=MERCHANT_SETTLEMENT, currency=usd,
-            batch_ref="merchant-batch-1"))
+            kind=flows_pb2.SETTLEMENT_KIND_MERCHANT, merchant=d.party("acme"), amount=MERCHANT_SETTLEMENT,
+            currency=usd, batch_ref=f"{d.run}-merchant-batch-1"))
 
     with d.step(f"channel settlement: {CHANNEL} clears what it owes, {d.amount(CHANNEL_SETTLEMENT)}"):
         d.post("settle-visa-1", settlement=flows_pb2.SettlementFlow(
-            kind=flows_pb2.SETTLEMENT_KIND_CHANNEL, channel=CHANNEL, amount=CHANNEL_SETTLEMENT, currency=usd,
-            batch_ref="visa-batch-1"))
+            kind=flows_pb2.SETTLEMENT_KIND_CHANNEL, channel=d.party(CHANNEL), amount=CHANNEL_SETTLEMENT,
+            currency=usd, batch_ref=f"{d.run}-visa-batch-1"))
 
     with d.step(f"bank settlement: the {d.amount(CHANNEL_SETTLEMENT)} arrive on the platform's bank account"):
         d.post("bank-visa-1", settlement=flows_pb2.SettlementFlow(
-            kind=flows_pb2.SETTLEMENT_KIND_BANK, channel=CHANNEL, amount=CHANNEL_SETTLEMENT, currency=usd,
-            batch_ref="bank-statement-1"))
+            kind=flows_pb2.SETTLEMENT_KIND_BANK, channel=d.party(CHANNEL), amount=CHANNEL_SETTLEMENT,
+            currency=usd, batch_ref=f"{d.run}-bank-statement-1"))
 
-    code = f"merchant_settled:{PAYOUT_MERCHANT}"
+    code = f"merchant_settled:{d.party(PAYOUT_MERCHANT)}"
     with d.step(f"payout prerequisites: {PAYOUT_MERCHANT}'s KYC is verified and its bank account on file") as s:
         account = d.update_metadata(f"kyc-{PAYOUT_MERCHANT}", code, PAYOUT_METADATA).account
         s.notes.append(f"{code} metadata: {fmt.metadata_text(account.metadata)}")
 
     with d.step(f"payout: {d.amount(PAYOUT)} requested for {PAYOUT_MERCHANT}; the bank moves whole cents") as s:
         response = d.post(f"payout-{PAYOUT_MERCHANT}-1", payout=flows_pb2.PayoutFlow(
-            merchant=PAYOUT_MERCHANT, amount=PAYOUT, currency=usd))
+            merchant=d.party(PAYOUT_MERCHANT), amount=PAYOUT, currency=usd))
         paid = sum(line.amount for v in response.vouchers for line in v.lines
                    if line.account_code == code and line.side == types_pb2.SIDE_DEBIT)
         s.notes.append(f"requested {d.amount(PAYOUT)}, paid out {d.amount(paid)}: the residue of "
@@ -269,10 +308,10 @@ def _story(d: Demo) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cli = _cli()
-    args.tenant = args.tenant or default_tenant()
+    args.run = args.run or default_run()
     if not args.json:
-        print(f"tally demo: a small usage-billing platform in tenant {args.tenant} at {args.target}")
-        print(f"(every request id derives from the tenant: `tally demo --tenant {args.tenant}` replays it, "
+        print(f"tally demo: a small usage-billing platform, run {args.run}, at {args.target}")
+        print(f"(every party and request id starts with the run label: `tally demo --run {args.run}` replays it, "
               "posting nothing twice)\n", flush=True)
     with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
             cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
@@ -284,16 +323,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     balanced = trial.balanced and not off
     requests = sum(len(s.replayed) for s in demo.stages)
     replayed = sum(sum(s.replayed) for s in demo.stages)
+    tenant = demo.tenant or "of the API key"
     if args.json:
-        print(json.dumps({"tenant": args.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
+        print(json.dumps({"run": args.run, "tenant": demo.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
                           "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
                           "replayed": replayed}, indent=2, ensure_ascii=False))
     else:
-        print(f"== trial balance of tenant {args.tenant}")
+        print(f"== trial balance of tenant {tenant} (every run in it)")
         print(trial_balance_text(trial, args.scale))
         print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
     if not balanced:
-        print(f"demo: the books of tenant {args.tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
+        print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
               file=sys.stderr)
         return cli.EXIT_REFUSED
     return 0
@@ -302,14 +342,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def add_demo_parser(commands) -> argparse.ArgumentParser:
     """Registers `tally demo` on the `tally` command's subparsers."""
     cli = _cli()
-    client = cli._client_options()  # a copy of its own: the tenant default differs from the other verbs'
     demo = commands.add_parser(
-        "demo", parents=[client], help="run the life of a small usage-billing platform against a server",
+        "demo", parents=[cli._client_options()],
+        help="run the life of a small usage-billing platform against a server",
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    for action in demo._actions:
-        if action.dest == "tenant":
-            action.default = None
-            action.help = ("tenant to run in (default: a new demo-<random suffix>; TALLY_TENANT is ignored); "
-                           "the same tenant again replays the demo")
+    demo.add_argument("--run", type=cli._arg(parse_run), metavar="LABEL",
+                      help="run label prefixed to every party and request id (default: 8 random hex digits); "
+                           "the same label again replays the run")
     demo.set_defaults(func=cmd_demo)
     return demo

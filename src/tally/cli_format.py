@@ -191,7 +191,7 @@ def metadata_text(metadata) -> str:
 
 def account_fields(account: types_pb2.Account) -> list[tuple[str, object]]:
     return [
-        ("id", account.id), ("code", account.code), ("name", account.name),
+        ("id", account.id), ("tenant", account.tenant_id), ("code", account.code), ("name", account.name),
         ("type", enum_label(types_pb2.AccountType, account.type)),
         ("normal_side", enum_label(types_pb2.Side, account.normal_side)),
         ("currency", account.currency), ("status", enum_label(types_pb2.AccountStatus, account.status)),
@@ -253,7 +253,8 @@ def voucher_lines_table(lines: Iterable[types_pb2.VoucherLine], scale: int | Non
 
 def voucher_text(voucher: types_pb2.Voucher, scale: int | None) -> str:
     fields = format_fields([
-        ("id", voucher.id), ("sequence", voucher.sequence), ("flow_type", voucher.flow_type),
+        ("id", voucher.id), ("tenant", voucher.tenant_id), ("sequence", voucher.sequence),
+        ("flow_type", voucher.flow_type),
         ("accounting_date", voucher.accounting_date), ("effective_time", timestamp_text(voucher.effective_time)),
         ("post_time", timestamp_text(voucher.post_time)), ("request_id", voucher.request_id),
         ("memo", voucher.memo), ("metadata", metadata_text(voucher.metadata)),

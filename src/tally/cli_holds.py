@@ -48,7 +48,7 @@ def expiry_after(seconds: int, now_ns: int | None = None) -> timestamp_pb2.Times
 
 def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, object]]:
     return [
-        ("id", hold.id), ("account_id", hold.account_id), ("currency", hold.currency),
+        ("id", hold.id), ("tenant", hold.tenant_id), ("account_id", hold.account_id), ("currency", hold.currency),
         ("status", fmt.enum_label(types_pb2.HoldStatus, hold.status)),
         ("amount", fmt.amount_text(hold.amount, scale)), ("captured", fmt.amount_text(hold.captured, scale)),
         ("remaining", fmt.amount_text(hold.remaining, scale)),

@@ -1,4 +1,4 @@
-"""`tally watch`: follow a tenant's events or balance changes as they happen.
+"""`tally watch`: follow the events or balance changes of the API key's tenant as they happen.
 
     tally watch [--events | --balances] [--account CODE_OR_ID ...] [--type T ...] [--from SEQ] [--limit N]
 
@@ -48,7 +48,8 @@ def add_watch_parser(subparsers) -> argparse.ArgumentParser:
     cli = _cli()
     watch = subparsers.add_parser(
         "watch", parents=[cli._client_options()], help="follow events or balance changes as they happen",
-        description="Prints the tenant's events (or balance changes) as they are committed: first those after "
+        description="Prints the events (or balance changes) of the API key's tenant as they are committed: first "
+                    "those after "
                     "--from, then live. Ctrl-C stops; the last sequence seen is printed to resume from.")
     what = watch.add_mutually_exclusive_group()
     what.add_argument("--events", dest="balances", action="store_false", help="ledger events (the default)")
@@ -94,6 +95,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, progress: _Progress) -> int:
     cli = _cli()
     request = _request(args, cli)
+    metadata = cli.call_metadata(args)  # a bad key file stops here, before any connection
     channel = grpc.insecure_channel(args.target)
     call = None
     try:
@@ -103,7 +105,7 @@ def _watch(args: argparse.Namespace, progress: _Progress) -> int:
             raise cli.Unreachable(f"no connection to {args.target} within {args.timeout:g}s") from None
         stub = post_grpc.AccountingServiceStub(channel)
         method = stub.StreamBalanceChanges if args.balances else stub.StreamEvents
-        call = method(request, metadata=((cli.TENANT_HEADER, args.tenant),))
+        call = method(request, metadata=metadata)
         for response in call:
             _print(args, response.change if args.balances else response.event, progress)
             if args.limit and progress.lines >= args.limit:

@@ -93,3 +93,47 @@ def test_trial_balance_and_show_take_client_options():
     args = cli.build_parser().parse_args(["trial-balance", "--check", "--scale", "6", "--target", "h:1"])
     assert args.func is cli_books.cmd_trial_balance and args.check and args.scale == 6
     assert cli.build_parser().parse_args(["rules", "show", "--json"]).func is cli_books.cmd_rules_show
+
+
+# ---------------------------------------------------------------------------------------------- verify
+
+
+def test_chain_text_intact_and_broken():
+    intact = book_pb.VerifyChainResponse(intact=True, vouchers_checked=3, head_hash="ab" * 32)
+    assert cli_books.chain_text(intact) == f"intact: 3 vouchers checked, head hash {'ab' * 32}"
+    assert cli_books.chain_text(book_pb.VerifyChainResponse(intact=True, vouchers_checked=1)) == \
+        "intact: 1 voucher checked"
+    broken = cli_books.chain_text(book_pb.VerifyChainResponse(
+        intact=False, vouchers_checked=7, first_broken_voucher_id="V5", first_broken_sequence=5,
+        problem="content hash does not match", head_hash="cd" * 32))
+    lines = broken.splitlines()
+    assert lines[0] == "BROKEN: 7 vouchers checked; the first voucher that does not check out:"
+    assert lines[1].split() == ["voucher", "V5"] and lines[2].split() == ["sequence", "5"]
+    assert lines[3].split(None, 1) == ["problem", "content hash does not match"]
+
+
+class _Chain:
+    def __init__(self, response):
+        self.response = response
+        self.requests = []
+
+    def VerifyChain(self, request):
+        self.requests.append(request)
+        return self.response
+
+
+@pytest.mark.parametrize(("intact", "status"), [(True, 0), (False, 1)])
+def test_verify_exits_1_when_broken(monkeypatch, capsys, intact, status):
+    import contextlib
+
+    stub = _Chain(book_pb.VerifyChainResponse(intact=intact, vouchers_checked=2,
+                                              first_broken_voucher_id="" if intact else "V2",
+                                              first_broken_sequence=0 if intact else 2,
+                                              problem="" if intact else "link to the previous voucher"))
+    monkeypatch.setattr(cli, "_stub", lambda args, stub_class: contextlib.nullcontext(stub))
+    assert cli.main(["verify", "--api-key", "tly_x"]) == status
+    out = capsys.readouterr().out
+    assert out.startswith("intact: 2 vouchers checked" if intact else "BROKEN: 2 vouchers checked")
+    assert len(stub.requests) == 1
+    assert cli.main(["verify", "--api-key", "tly_x", "--json"]) == status
+    assert json.loads(capsys.readouterr().out)["intact"] is intact

@@ -11,7 +11,7 @@ from tally import cli, cli_flows
 from tally.cli_flows import flow_message, parse_bps, parse_coupon, parse_share, parse_timestamp, posted_lines_table
 from tally.v1 import flows_pb2, types_pb2
 
-TARGET = ["--target", "127.0.0.1:1", "--tenant", "t1"]
+TARGET = ["--target", "127.0.0.1:1", "--api-key", "tly_0123456789abcdef_k"]
 
 
 def parse(*argv: str):

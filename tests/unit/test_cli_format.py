@@ -250,3 +250,10 @@ def test_balance_fields_show_decimals_with_a_scale():
     assert fields["available"] == "0 (0.00)"
     assert fields["entry_count"] == 3
     assert dict(fmt.balance_fields(balance, None))["current"] == "-250"
+
+
+def test_accounts_and_vouchers_show_their_tenant():
+    account = dict(fmt.account_fields(types_pb2.Account(id="A1", tenant_id="acme", code="cash")))
+    assert account["tenant"] == "acme"
+    text = fmt.voucher_text(types_pb2.Voucher(id="V1", tenant_id="acme", sequence=1), None)
+    assert text.splitlines()[1].split() == ["tenant", "acme"]

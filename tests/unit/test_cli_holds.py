@@ -7,7 +7,7 @@ import pytest
 from tally import cli, cli_holds
 from tally.v1 import types_pb2
 
-TARGET = ["--target", "127.0.0.1:1", "--tenant", "t1"]
+TARGET = ["--target", "127.0.0.1:1", "--api-key", "tly_0123456789abcdef_k"]
 
 
 def parse(*argv: str):
@@ -59,7 +59,8 @@ def test_expiry_is_whole_seconds_from_integer_nanoseconds():
 
 
 def test_holds_table_with_decimals():
-    hold = types_pb2.Hold(id="H1", account_id="A1", status=types_pb2.HOLD_STATUS_CAPTURED, amount=1000000,
+    hold = types_pb2.Hold(id="H1", tenant_id="acme", account_id="A1", status=types_pb2.HOLD_STATUS_CAPTURED,
+                          amount=1000000,
                           captured=400000, remaining=0, currency="USD", memo="m")
     lines = cli_holds.holds_table([hold], 6).splitlines()
     assert lines[0].split() == ["id", "account_id", "status", "amount", "amount_dec", "captured", "captured_dec",
@@ -67,4 +68,4 @@ def test_holds_table_with_decimals():
     assert lines[2].split() == ["H1", "A1", "captured", "1000000", "1.000000", "400000", "0.400000", "0",
                                 "0.000000", "USD", "m"]
     fields = dict(cli_holds.hold_fields(hold, None))
-    assert fields["status"] == "captured" and fields["remaining"] == "0"
+    assert fields["status"] == "captured" and fields["remaining"] == "0" and fields["tenant"] == "acme"
