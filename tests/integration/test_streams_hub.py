@@ -55,7 +55,8 @@ async def _transfers(ledger: Ledger, count: int, *, tenant: str = TENANT, concur
 
 
 def _stored(ledger: Ledger, after: int, tenant: str = TENANT) -> list[ledger_repo.Event]:
-    return ledger.uow.read({tenant}, lambda conn: ledger_repo.list_events(conn, tenant, after_sequence=after, limit=100_000))
+    return ledger.uow.read({tenant}, lambda conn: ledger_repo.list_events(conn, tenant, after_sequence=after,
+                                                                         limit=100_000))
 
 
 class Collector:
