@@ -43,6 +43,9 @@ class Settings:
     jwt_issuer: str = ""
     jwt_audience: str = ""
     auth_cache_ttl_s: int = 5
+    tls_cert_file: str = ""  # PEM certificate chain; with tls_key_file the port speaks TLS only
+    tls_key_file: str = ""  # PEM private key (unencrypted) of that certificate
+    tls_client_ca_file: str = ""  # PEM CA certificates: clients must present a certificate they signed (mTLS)
     rules_file: str = ""  # empty: the default rule set that ships with Tally
     hold_expiry_interval_s: int = 1
     stream_subscribers_max: int = 1000
@@ -55,7 +58,7 @@ class Settings:
         env = os.environ if env is None else env
         d = cls()
         try:
-            return cls(
+            settings = cls(
                 database_url=env.get("TALLY_DATABASE_URL", d.database_url),
                 migrate_database_url=env.get("TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
@@ -79,6 +82,9 @@ class Settings:
                 jwt_issuer=env.get("TALLY_JWT_ISSUER", d.jwt_issuer),
                 jwt_audience=env.get("TALLY_JWT_AUDIENCE", d.jwt_audience),
                 auth_cache_ttl_s=_int(env, "TALLY_AUTH_CACHE_TTL_S", d.auth_cache_ttl_s, 0, 300),
+                tls_cert_file=env.get("TALLY_TLS_CERT_FILE", d.tls_cert_file),
+                tls_key_file=env.get("TALLY_TLS_KEY_FILE", d.tls_key_file),
+                tls_client_ca_file=env.get("TALLY_TLS_CLIENT_CA_FILE", d.tls_client_ca_file),
                 rules_file=env.get("TALLY_RULES_FILE", d.rules_file),
                 hold_expiry_interval_s=_int(env, "TALLY_HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s, 1, 3600),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
@@ -90,6 +96,16 @@ class Settings:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        check_tls(settings)
+        return settings
+
+
+def check_tls(settings: Settings) -> None:
+    """TLS needs a certificate and its key together; client certificates are checked only over TLS."""
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("TALLY_TLS_CERT_FILE and TALLY_TLS_KEY_FILE go together: set both or neither")
+    if settings.tls_client_ca_file and not settings.tls_cert_file:
+        raise ConfigError("TALLY_TLS_CLIENT_CA_FILE needs TLS: set TALLY_TLS_CERT_FILE and TALLY_TLS_KEY_FILE too")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -1,4 +1,5 @@
-"""The gRPC server: Tally's services, standard health, reflection and tracing."""
+"""The gRPC server: Tally's services, standard health, reflection and tracing; TLS (and mutual TLS) when
+configured, plaintext otherwise."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
+from tally.api.tls import load_tls, server_credentials
 from tally.service.container import Services
 from tally.v1 import (
     account_service_pb2,
@@ -32,6 +34,7 @@ MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 class GrpcServer:
     def __init__(self, services: Services) -> None:
         settings = services.settings
+        tls = load_tls(settings)  # before anything listens: a bad file is a ConfigError
         self.grace_s = settings.shutdown_grace_s
         self.server = grpc.aio.server(
             interceptors=[*telemetry.server_interceptors(settings.otel_exporter),
@@ -49,7 +52,11 @@ class GrpcServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server)
-        self.port = self.server.add_insecure_port(settings.listen_address)
+        self.tls, self.mutual_tls = tls is not None, tls is not None and tls.mutual
+        if tls is None:
+            self.port = self.server.add_insecure_port(settings.listen_address)
+        else:
+            self.port = self.server.add_secure_port(settings.listen_address, server_credentials(tls))
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.listen_address}")
 
