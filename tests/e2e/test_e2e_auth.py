@@ -21,13 +21,9 @@ After each batch of attempts the whole database (every table but the audit log) 
 and each refusal must have its row in the audit log (read straight from the table after the server's
 audit writer is flushed). The counts of attempts and refusals are printed (`pytest -s`).
 
-Known gaps (each a strict xfail below, so fixing it turns the marker into a failure to remove):
-* refusals that happen inside a READ handler (B naming A's ids in GetAccount, GetBalance, ListEntries,
-  GetVoucher, GetHold and StreamBalanceChanges) leave no audit row: the interceptor audits reads only
-  when it refuses them itself, and never audits a stream after admission;
-* PostBatch refuses items one by one inside an OK call: the audit row says `ok`;
-* a JWT whose header `alg` is not a string (a list or an object) makes verify_jwt raise TypeError: the
-  call ends UNKNOWN instead of UNAUTHENTICATED and leaves no audit row.
+A refusal made inside a handler (B naming A's ids in a read, a stream or a mutation) is audited as
+`error:PERMISSION_DENIED:<reason>`; PostBatch, which refuses items one by one inside an OK call, is
+audited as `ok:items_refused=<n>:<reasons>`.
 """
 
 from __future__ import annotations
@@ -54,7 +50,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tally.api.server import SERVICE_NAMES
-from tally.domain.auth import GRANTS, METHOD_PERMISSIONS, Permission, Role
+from tally.domain.auth import GRANTS, METHOD_PERMISSIONS, Role
 from tally.domain.errors import LedgerError
 from tally.service import keys
 from tally.service.pipeline import now_us
@@ -356,7 +352,6 @@ class Attempt:
     role: str = ""
     audit_outcome: str = ""  # the outcome its audit row must carry
     audited: bool = False
-    known_audit_gap: str = ""  # why the current interceptor writes no row for this refusal
     changed: bool = False  # the database differed after this attempt's batch
 
 
@@ -423,17 +418,10 @@ class Batch:
         return self.attempts
 
 
-def _known_gap(path: str, code: grpc.StatusCode, reason: str, batch_items: bool) -> str:
-    """Why the current interceptor writes no row for a refusal the handler (not the interceptor) made."""
-    if batch_items:
-        return "PostBatch refuses items inside an OK call; its audit row says ok"
-    if reason == "ROLE_NOT_ALLOWED" or code is UNAUTHENTICATED:
-        return ""  # the interceptor's own refusals: always audited
-    if method_descriptor(path).server_streaming:
-        return "streams are not audited after admission"
-    if METHOD_PERMISSIONS[path] is Permission.READ:
-        return "reads are audited only when the interceptor refuses them"
-    return ""
+def _batch_outcome(response) -> str:
+    """The audit outcome of a PostBatch answered OK with refused items."""
+    errors = [r.error.reason for r in response.results if r.WhichOneof("result") == "error"]
+    return f"ok:items_refused={len(errors)}:{','.join(sorted(set(errors)))}"
 
 
 # ------------------------------------------------------------------------------------------ the attempts
@@ -585,8 +573,8 @@ def run_cross_tenant(world: World, baseline: dict) -> tuple[list[Attempt], int, 
                     expected="PERMISSION_DENIED <KIND>_NOT_ACCESSIBLE",
                     as_expected=(code is DENIED and reason.endswith("_NOT_ACCESSIBLE")) or batch_items,
                     refused=refused, request_id=getattr(request, "request_id", ""), tenant=B, actor=actor,
-                    role="admin", audit_outcome=f"error:PERMISSION_DENIED:{reason}",
-                    known_audit_gap=_known_gap(path, code, reason, batch_items)))
+                    role="admin", audit_outcome=(_batch_outcome(response) if batch_items
+                                                 else f"error:PERMISSION_DENIED:{reason}")))
             attempts += batch.close()
     finally:
         channel.close()
@@ -729,24 +717,13 @@ def test_refused_attempts_change_nothing(matrix: Matrix) -> None:
     assert not changed, f"the database changed during: {changed}"
 
 
-def test_each_refusal_is_in_the_audit_log(matrix: Matrix) -> None:
-    """Every refusal the interceptor makes (credentials, roles) and every refused mutating call."""
-    missing = _failures([a for a in matrix.all if a.refused and not a.known_audit_gap], lambda a: a.audited)
-    assert not missing, "refusals without an audit row:\n" + "\n".join(missing)
-    assert all(a.refused for a in matrix.all)
-
-
-@pytest.mark.xfail(strict=True, reason="the interceptor does not audit refusals made inside READ handlers "
-                                       "(GetAccount, GetBalance, ListEntries, GetVoucher, GetHold), nor any stream "
-                                       "after admission (StreamBalanceChanges), nor PostBatch's per-item refusals")
 def test_every_refusal_is_in_the_audit_log(matrix: Matrix) -> None:
+    """Credentials and roles refused by the interceptor, ids refused by handlers, refused batch items."""
+    assert all(a.refused for a in matrix.all)
     missing = _failures([a for a in matrix.all if a.refused], lambda a: a.audited)
     assert not missing, f"{len(missing)} refusals without an audit row:\n" + "\n".join(missing)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="verify_jwt raises TypeError for a non-string `alg` (unhashable in a frozenset "
-                          "look-up): the call ends UNKNOWN, not UNAUTHENTICATED, and leaves no audit row")
 def test_a_token_whose_alg_is_not_a_string_is_unauthenticated(world: World) -> None:
     baseline = snapshot(world.server.database_url)
     watermark = audit_watermark(world.server.database_url)
@@ -788,7 +765,7 @@ def test_summary(world: World, matrix: Matrix) -> None:
     refused = [a for a in attempts if a.refused]
     by_group = collections.Counter(a.group for a in attempts)
     refused_by_group = collections.Counter(a.group for a in refused)
-    gaps = collections.Counter(a.known_audit_gap for a in refused if not a.audited)
+    gaps = collections.Counter(a.group for a in refused if not a.audited)
     print(f"\n[isolation/{world.backend}] attempts {len(attempts)}, refused {len(refused)} "
           f"(UNAUTHENTICATED {sum(a.code is UNAUTHENTICATED for a in refused)}, "
           f"PERMISSION_DENIED {sum(a.code is DENIED for a in refused)}, "

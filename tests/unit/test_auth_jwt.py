@@ -186,9 +186,6 @@ def test_with_several_algorithms_configured_each_verifies_with_its_own_hash() ->
     assert refusal(token(alg="HS384"), config) == "TOKEN_ALGORITHM_NOT_ALLOWED"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="verify_jwt looks a non-string `alg` up in a frozenset: a list or an object raises "
-                          "TypeError (unhashable) instead of refusing with TOKEN_ALGORITHM_NOT_ALLOWED")
 @pytest.mark.parametrize("alg", [["HS256"], {"name": "HS256"}])
 def test_an_alg_that_is_not_a_string_is_refused(alg) -> None:
     assert refusal(token(alg=alg, sign_as="HS256")) == "TOKEN_ALGORITHM_NOT_ALLOWED"

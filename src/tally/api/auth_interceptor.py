@@ -8,11 +8,12 @@ change something are written to the audit log with actor, tenant, role, action, 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import grpc
 
-from tally.api.errors import last_error, to_status
+from tally.api.errors import grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
 from tally.domain.errors import ErrorKind, LedgerError
@@ -21,6 +22,8 @@ from tally.service.authn import Authenticator
 from tally.storage.auth_repo import AuditRow
 
 TARGET_FIELDS = ("voucher_id", "hold_id", "account", "code", "original_request_id")
+REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+log = logging.getLogger(__name__)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -48,11 +51,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             try:
                 response = await inner(request, context)
             except BaseException:
-                await self._after(method, request, context, principal, failed=True)
+                await self._after(method, request, context, principal, None)
                 raise
             finally:
                 current_principal.reset(token)
-            await self._after(method, request, context, principal, failed=False)
+            await self._after(method, request, context, principal, response)
             return response
 
         return call
@@ -60,12 +63,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def _stream(self, method: str, inner):
         async def call(request, context: grpc.aio.ServicerContext):
             principal = await self._admit(method, request, context)
-            token = current_principal.set(principal)
+            current_principal.set(principal)  # the stream's own task: nothing to restore afterwards
             try:
                 async for response in inner(request, context):
                     yield response
-            finally:
-                current_principal.reset(token)
+            except BaseException:
+                await self._after(method, request, context, principal, None)
+                raise
 
         return call
 
@@ -81,19 +85,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 raise LedgerError(ErrorKind.PERMISSION_DENIED, "METHOD_NOT_ALLOWED", "this method is not available")
             principal.require(permission)
         except LedgerError as error:
-            await self._record(method, request, context, principal, f"denied:{error.reason}")
-            await context.abort_with_status(to_status(error))
+            await self._refuse(method, request, context, principal, error)
+        except Exception:  # noqa: BLE001 - a failure to check is a refusal, never a pass or an UNKNOWN
+            log.exception("authenticating %s failed", method)
+            await self._refuse(method, request, context, principal, LedgerError(
+                ErrorKind.UNAVAILABLE, "AUTHENTICATION_UNAVAILABLE", "credentials could not be checked; retry"))
         return principal
 
-    async def _after(self, method: str, request, context, principal: Principal, *, failed: bool) -> None:
-        if METHOD_PERMISSIONS.get(method) is Permission.READ:
-            return  # reads are not audited, only refused reads
+    async def _refuse(self, method: str, request, context, principal: Principal | None, error: LedgerError):
+        await self._record(method, request, context, principal, f"denied:{error.reason}")
+        await context.abort_with_status(to_status(error))
+
+    async def _after(self, method: str, request, context, principal: Principal, response) -> None:
+        """Audits a call that may have changed something, and every refusal (of a read, too)."""
         error = last_error.get()
-        outcome = "ok"
-        if failed:
-            code = context.code() if context.code() is not None else grpc.StatusCode.UNKNOWN
-            outcome = f"error:{code.name}:{error.reason if error else ''}"
-        await self._record(method, request, context, principal, outcome)
+        if response is None:
+            code = context.code() or (grpc_code(error) if error else grpc.StatusCode.UNKNOWN)
+            if METHOD_PERMISSIONS.get(method) is Permission.READ and code not in REFUSALS:
+                return  # reads are audited only when refused
+            reason = error.reason if error else ""
+            await self._record(method, request, context, principal, f"error:{code.name}:{reason}")
+        elif METHOD_PERMISSIONS.get(method) is not Permission.READ:
+            await self._record(method, request, context, principal, "ok" + _refused_items(response))
 
     async def _record(self, method: str, request, context, principal: Principal | None, outcome: str) -> None:
         await self.audit.record(AuditRow(
@@ -101,6 +114,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             role=principal.role.value if principal else "", action=method.rsplit("/", 1)[-1][:96],
             target=_target(request)[:256], outcome=outcome[:96], request_id=_request_id(request)[:128],
             peer=(context.peer() or "")[:128], time_us=self.clock()))
+
+
+def _refused_items(response) -> str:
+    """For a batch answered OK: how many of its items were refused, and why (each reason once)."""
+    results = getattr(response, "results", None)
+    if results is None:
+        return ""
+    reasons = sorted({r.error.reason for r in results if r.WhichOneof("result") == "error"})
+    refused = sum(1 for r in results if r.WhichOneof("result") == "error")
+    return f":items_refused={refused}:{','.join(reasons)}" if refused else ""
 
 
 def _header(context: grpc.aio.ServicerContext, name: str) -> str | None:

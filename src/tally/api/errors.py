@@ -38,6 +38,16 @@ def code_of(error: LedgerError) -> int:
     return _CODES[error.kind]
 
 
+def grpc_code(error: LedgerError) -> grpc.StatusCode:
+    return next(c for c in grpc.StatusCode if c.value[0] == _CODES[error.kind])
+
+
+async def abort(context: grpc.aio.ServicerContext, error: LedgerError) -> None:
+    """Ends the call with the error's status, leaving the error for the audit log to read."""
+    last_error.set(error)
+    await context.abort_with_status(to_status(error))
+
+
 def to_status(error: LedgerError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
     detail = any_pb2.Any()
@@ -66,12 +76,9 @@ def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         try:
             return await method(self, request, context)
         except LedgerError as error:
-            last_error.set(error)
-            await context.abort_with_status(to_status(error))
+            await abort(context, error)
         except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
-            error = _unexpected(exc)
-            last_error.set(error)
-            await context.abort_with_status(to_status(error))
+            await abort(context, _unexpected(exc))
         raise AssertionError("unreachable: abort_with_status raises")
 
     return wrapper

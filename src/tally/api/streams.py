@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 import grpc
 from sqlalchemy.exc import DBAPIError
 
-from tally.api.errors import to_status
+from tally.api.errors import abort
 from tally.api.mapping import timestamp_from_us
 from tally.api.tenancy import tenant_of
 from tally.domain.errors import ErrorKind, LedgerError, invalid
@@ -59,7 +59,7 @@ async def stream_events(services: Services, request: pb.StreamEventsRequest,
         if sub is not None:
             sub.close()
     if failure is not None:
-        await context.abort_with_status(to_status(failure))
+        await abort(context, failure)
 
 
 async def stream_balance_changes(services: Services, request: pb.StreamBalanceChangesRequest,
@@ -84,7 +84,7 @@ async def stream_balance_changes(services: Services, request: pb.StreamBalanceCh
         if sub is not None:
             sub.close()
     if failure is not None:
-        await context.abort_with_status(to_status(failure))
+        await abort(context, failure)
 
 
 async def _subscribe(services: Services, tenant_id: str, from_sequence: int | None,

@@ -59,7 +59,7 @@ def verify_jwt(token: str, config: JwtConfig, now_s: int) -> Principal:
     header_b64, payload_b64, signature_b64 = token.split(".")
     header = _json(_b64(header_b64))
     algorithm = header.get("alg")
-    if algorithm not in config.algorithms:
+    if not isinstance(algorithm, str) or algorithm not in config.algorithms:
         raise _refuse("TOKEN_ALGORITHM_NOT_ALLOWED", f"algorithm {str(algorithm)[:16]!r} is not accepted")
     expected = hmac.new(config.secret, f"{header_b64}.{payload_b64}".encode(), HASHES[algorithm]).digest()
     if not hmac.compare_digest(expected, _b64(signature_b64)):
