@@ -263,7 +263,8 @@ class Runner:
         """CPU the machine spent on anything but our servers, PostgreSQL and the client process."""
         if window.get("host") is None:
             return None
-        return window["host"] - (window.get("servers") or 0) - (window.get("pg") or 0) - (client_cpu or 0)
+        # A difference of separately sampled counters: clamp the small negative noise to 0.
+        return max(0, window["host"] - (window.get("servers") or 0) - (window.get("pg") or 0) - (client_cpu or 0))
 
     def wait_quiet(self) -> str:
         """Waits (bounded by --quiet-wait-s) until the machine is idle apart from us, so another job on
@@ -640,7 +641,8 @@ def report(runner: Runner, markdown: bool) -> str:
                for r in rows if r.rejections or r.errors]
     if details:
         bullet = "- " if markdown else "  "
-        lines += ["Rejections and errors by reason / status code:", "", *(f"{bullet}{d}" for d in details), ""]
+        lines += ["Rejections and errors by reason / status code:", *([""] if markdown else []),
+                  *(f"{bullet}{d}" for d in details), ""]
     lines.append(stats.checks_table(checks(rows, runner.soak_samples, args.soak_s), markdown=markdown))
     lines.append("")
     hwm = runner.info.get("server_memory_kib", {})
