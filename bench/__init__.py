@@ -1,0 +1,1 @@
+"""Tally's benchmark: `.venv/bin/python bench/run.py` (see bench/README.md)."""

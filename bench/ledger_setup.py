@@ -1,0 +1,93 @@
+"""Set-up of a benchmark tenant over gRPC (not measured): deposit accounts, a merchant, a funding account,
+and opening funds posted as adjustments through PostBatch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+
+from bench.loadgen import CURRENCY, TENANT_HEADER, account_code
+from tally.v1 import account_service_pb2 as acc_pb
+from tally.v1 import account_service_pb2_grpc as acc_grpc
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
+from tally.v1 import flows_pb2, types_pb2
+
+LINES_PER_VOUCHER_MAX = 64
+BATCH_REQUESTS_MAX = 1000
+DEADLINE_S = 60
+MERCHANT = "merchant"
+FUNDING = "funding"
+PREFIX = "acct-"
+
+
+def funding_chunks(codes: list[str], per_voucher: int = LINES_PER_VOUCHER_MAX - 1) -> list[list[str]]:
+    """Accounts grouped so that each adjustment (one debit of the funding account plus one credit per
+    account) stays within the line limit."""
+    return [codes[i:i + per_voucher] for i in range(0, len(codes), per_voucher)]
+
+
+def adjustment(request_id: str, codes: list[str], amount_each: int) -> post_pb.PostRequest:
+    lines = [types_pb2.LineInput(account=types_pb2.AccountRef(code=FUNDING), side=types_pb2.SIDE_DEBIT,
+                                 amount=amount_each * len(codes), currency=CURRENCY)]
+    lines += [types_pb2.LineInput(account=types_pb2.AccountRef(code=c), side=types_pb2.SIDE_CREDIT,
+                                  amount=amount_each, currency=CURRENCY) for c in codes]
+    return post_pb.PostRequest(request_id=request_id,
+                               adjustment=flows_pb2.AdjustmentFlow(lines=lines, reason="bench opening funds"))
+
+
+async def _create_accounts(channel: grpc.aio.Channel, tenant: str, specs: list[acc_pb.CreateAccountRequest],
+                           concurrency: int) -> None:
+    stub = acc_grpc.AccountServiceStub(channel)
+    metadata = ((TENANT_HEADER, tenant),)
+    queue = list(reversed(specs))
+
+    async def worker() -> None:
+        while queue:
+            request = queue.pop()
+            for attempt in range(5):
+                try:
+                    await stub.CreateAccount(request, metadata=metadata, timeout=DEADLINE_S)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    # Same request_id: a retry after an unknown outcome is safe (replayed).
+                    if exc.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE,
+                                      grpc.StatusCode.DEADLINE_EXCEEDED) and attempt < 4:
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                        continue
+                    raise RuntimeError(f"CreateAccount {request.code}: {exc.code().name} {exc.details()}") from exc
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def setup_tenant(target: str, tenant: str, accounts: int, opening_balance: int,
+                       concurrency: int = 16) -> dict:
+    """Opens and funds the tenant's accounts; returns what the load generator needs to know."""
+    t0 = time.monotonic()
+    run = uuid.uuid4().hex[:8]
+    specs = [acc_pb.CreateAccountRequest(request_id=f"setup-{run}-{FUNDING}", code=FUNDING, name="bench funding",
+                                         type=types_pb2.ACCOUNT_TYPE_INTERNAL, normal_side=types_pb2.SIDE_DEBIT,
+                                         currency=CURRENCY, floor_policy=types_pb2.FLOOR_POLICY_UNBOUNDED),
+             acc_pb.CreateAccountRequest(request_id=f"setup-{run}-{MERCHANT}", code=MERCHANT, name="bench merchant",
+                                         type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency=CURRENCY)]
+    codes = [account_code(PREFIX, i) for i in range(accounts)]
+    specs += [acc_pb.CreateAccountRequest(request_id=f"setup-{run}-{c}", code=c, name=c,
+                                          type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency=CURRENCY) for c in codes]
+    async with grpc.aio.insecure_channel(target) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        await _create_accounts(channel, tenant, specs, concurrency)
+        stub = post_grpc.AccountingServiceStub(channel)
+        requests = [adjustment(f"fund-{run}-{i}", chunk, opening_balance)
+                    for i, chunk in enumerate(funding_chunks([*codes, MERCHANT]))]
+        for i in range(0, len(requests), BATCH_REQUESTS_MAX):
+            part = requests[i:i + BATCH_REQUESTS_MAX]
+            reply = await stub.PostBatch(post_pb.PostBatchRequest(requests=part),
+                                         metadata=((TENANT_HEADER, tenant),), timeout=DEADLINE_S)
+            refused = [r.error for r in reply.results if r.HasField("error")]
+            if refused:
+                raise RuntimeError(f"funding refused: {refused[0].reason} {refused[0].message}")
+    return {"tenant": tenant, "accounts": accounts, "prefix": PREFIX, "merchant": MERCHANT,
+            "setup_s": round(time.monotonic() - t0, 1)}

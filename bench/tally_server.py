@@ -1,0 +1,102 @@
+"""Runs `tally serve` as a separate process and waits until its health check says SERVING."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.pg import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 90
+STOP_GRACE_S = 20
+
+
+def tally_executable() -> str:
+    """The venv's `tally` entry point next to the running interpreter (so the same venv is used)."""
+    candidate = Path(sys.executable).parent / "tally"
+    return str(candidate) if candidate.exists() else "tally"
+
+
+class TallyServer:
+    def __init__(self, database_url: str, workdir: Path, name: str = "tally", extra_env: dict | None = None) -> None:
+        self.database_url = database_url
+        self.workdir = workdir
+        self.name = name
+        self.extra_env = extra_env or {}
+        self.port: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> TallyServer:
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update({
+            "TALLY_DATABASE_URL": self.database_url,
+            "TALLY_LISTEN_ADDRESS": self.target,
+            "TALLY_LOG_LEVEL": "WARNING",
+        })
+        env.update(self.extra_env)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([tally_executable(), "serve"], env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self._wait_serving()
+        return self
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def _wait_serving(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"tally serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tally serve not SERVING within {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+                time.sleep(0.2)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after a grace; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
