@@ -27,6 +27,7 @@ import grpc
 
 from bench import procs, stats
 from bench.baseline import create_schema
+from bench.credentials import tenant_key
 from bench.ledger_setup import MERCHANT, PREFIX, setup_tenant
 from bench.pg import BenchPostgres
 from bench.tally_server import ROOT, TallyServer
@@ -211,8 +212,9 @@ class Runner:
                 continue
             self.log(f"set-up: {self.args.accounts} accounts + merchant + funding for {TENANTS[workload]} "
                      f"on {server_key}")
-            self.tenants[key] = asyncio.run(setup_tenant(server.target, TENANTS[workload], self.args.accounts,
-                                                         OPENING_BALANCE))
+            api_key = tenant_key(server.database_url, TENANTS[workload])
+            self.tenants[key] = asyncio.run(setup_tenant(server.target, api_key, TENANTS[workload],
+                                                         self.args.accounts, OPENING_BALANCE))
             self.log(f"set-up of {key} took {self.tenants[key]['setup_s']}s")
 
     # -- one scenario ----------------------------------------------------------------------------
@@ -325,7 +327,8 @@ class Runner:
     def _stream(self, s: Scenario, name: str, kind: str, workload: str, callers: int, batch: int) -> dict:
         tenant = self.tenants.get(f"{s.server}/{workload}", {}) if workload in TENANTS else {}
         return {"name": name, "kind": kind, "workload": workload, "callers": callers, "batch": batch,
-                "tenant": tenant.get("tenant", ""), "accounts": self.args.accounts, "prefix": PREFIX,
+                "tenant": tenant.get("tenant", ""), "api_key": tenant.get("api_key", ""),
+                "accounts": self.args.accounts, "prefix": PREFIX,
                 "merchant": MERCHANT, "amount_max": AMOUNT_MAX}
 
     def run_generator(self, s: Scenario, streams: list[dict], window_ns: int, warmup_ns: int,

@@ -9,7 +9,8 @@ import uuid
 
 import grpc
 
-from bench.loadgen import CURRENCY, TENANT_HEADER, account_code
+from bench.credentials import auth_metadata
+from bench.loadgen import CURRENCY, account_code
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -39,10 +40,10 @@ def adjustment(request_id: str, codes: list[str], amount_each: int) -> post_pb.P
                                adjustment=flows_pb2.AdjustmentFlow(lines=lines, reason="bench opening funds"))
 
 
-async def _create_accounts(channel: grpc.aio.Channel, tenant: str, specs: list[acc_pb.CreateAccountRequest],
+async def _create_accounts(channel: grpc.aio.Channel, api_key: str, specs: list[acc_pb.CreateAccountRequest],
                            concurrency: int) -> None:
     stub = acc_grpc.AccountServiceStub(channel)
-    metadata = ((TENANT_HEADER, tenant),)
+    metadata = auth_metadata(api_key)
     queue = list(reversed(specs))
 
     async def worker() -> None:
@@ -63,7 +64,7 @@ async def _create_accounts(channel: grpc.aio.Channel, tenant: str, specs: list[a
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def setup_tenant(target: str, tenant: str, accounts: int, opening_balance: int,
+async def setup_tenant(target: str, api_key: str, tenant: str, accounts: int, opening_balance: int,
                        concurrency: int = 16) -> dict:
     """Opens and funds the tenant's accounts; returns what the load generator needs to know."""
     t0 = time.monotonic()
@@ -78,16 +79,16 @@ async def setup_tenant(target: str, tenant: str, accounts: int, opening_balance:
                                           type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency=CURRENCY) for c in codes]
     async with grpc.aio.insecure_channel(target) as channel:
         await asyncio.wait_for(channel.channel_ready(), timeout=30)
-        await _create_accounts(channel, tenant, specs, concurrency)
+        await _create_accounts(channel, api_key, specs, concurrency)
         stub = post_grpc.AccountingServiceStub(channel)
         requests = [adjustment(f"fund-{run}-{i}", chunk, opening_balance)
                     for i, chunk in enumerate(funding_chunks([*codes, MERCHANT]))]
         for i in range(0, len(requests), BATCH_REQUESTS_MAX):
             part = requests[i:i + BATCH_REQUESTS_MAX]
             reply = await stub.PostBatch(post_pb.PostBatchRequest(requests=part),
-                                         metadata=((TENANT_HEADER, tenant),), timeout=DEADLINE_S)
+                                         metadata=auth_metadata(api_key), timeout=DEADLINE_S)
             refused = [r.error for r in reply.results if r.HasField("error")]
             if refused:
                 raise RuntimeError(f"funding refused: {refused[0].reason} {refused[0].message}")
-    return {"tenant": tenant, "accounts": accounts, "prefix": PREFIX, "merchant": MERCHANT,
+    return {"tenant": tenant, "api_key": api_key, "accounts": accounts, "prefix": PREFIX, "merchant": MERCHANT,
             "setup_s": round(time.monotonic() - t0, 1)}

@@ -29,7 +29,6 @@ from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import flows_pb2, types_pb2
 
-TENANT_HEADER = "x-tenant-id"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 CURRENCY = "USD"
 # Refusals of the request itself (the ledger said no); anything else is an error of the service.
@@ -120,7 +119,8 @@ class Generator:
     async def _caller(self, channel: grpc.aio.Channel, stream: dict, result: StreamResult, index: int) -> None:
         kind = stream["kind"]
         rng = random.Random(f"{self.run_id}/{self.config['proc_index']}/{result.name}/{index}")
-        metadata = ((TENANT_HEADER, stream.get("tenant", "")),)
+        key = stream.get("api_key", "")
+        metadata = (("authorization", f"Bearer {key}"),) if key else ()
         id_prefix = f"{self.run_id}-{self.config['proc_index']}-{result.name}-{index}-"
         if kind == "empty":
             call = health_pb2_grpc.HealthStub(channel).Check

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 
+from bench.credentials import auth_metadata, tenant_key  # noqa: E402
 from bench.stats import format_table, ms_text, percentile  # noqa: E402
 from tally.v1 import account_service_pb2 as acc_pb  # noqa: E402
 from tally.v1 import account_service_pb2_grpc as acc_grpc  # noqa: E402
@@ -43,7 +44,6 @@ TENANT = "bench"
 ACCOUNTS = 64
 FUNDS = 10**12
 DRAIN_TIMEOUT_S = 60
-MD = (("x-tenant-id", TENANT),)
 
 
 def now_us() -> int:
@@ -52,43 +52,43 @@ def now_us() -> int:
 
 # --- set-up ------------------------------------------------------------------------------------------
 
-def open_accounts(target: str) -> None:
+def open_accounts(target: str, md: tuple) -> None:
     with grpc.insecure_channel(target) as channel:
         accounts, accounting = acc_grpc.AccountServiceStub(channel), post_grpc.AccountingServiceStub(channel)
         accounts.CreateAccount(acc_pb.CreateAccountRequest(
             request_id="funding", code="funding", type=types_pb2.ACCOUNT_TYPE_INTERNAL,
             normal_side=types_pb2.SIDE_DEBIT, floor_policy=types_pb2.FLOOR_POLICY_UNBOUNDED, currency="USD"),
-            metadata=MD)
+            metadata=md)
         for i in range(ACCOUNTS):
             accounts.CreateAccount(acc_pb.CreateAccountRequest(
                 request_id=f"open-{i}", code=f"a{i}", type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency="USD"),
-                metadata=MD)
+                metadata=md)
             lines = [types_pb2.LineInput(account=types_pb2.AccountRef(code="funding"), side=types_pb2.SIDE_DEBIT,
                                          amount=FUNDS, currency="USD"),
                      types_pb2.LineInput(account=types_pb2.AccountRef(code=f"a{i}"), side=types_pb2.SIDE_CREDIT,
                                          amount=FUNDS, currency="USD")]
             accounting.Post(post_pb.PostRequest(request_id=f"fund-{i}", adjustment=flows_pb2.AdjustmentFlow(
-                lines=lines, reason="bench")), metadata=MD)
+                lines=lines, reason="bench")), metadata=md)
 
 
 # --- posters (a child process) -----------------------------------------------------------------------
 
-def post_for(targets: list[str], posters: int, seconds: int, out) -> None:
+def post_for(targets: list[str], posters: int, seconds: int, out, md: tuple) -> None:
     """Child process: `posters` concurrent callers for `seconds`; sends {voucher_id: (ack_us, target)}."""
-    out.send(asyncio.run(_post_all(targets, posters, seconds)))
+    out.send(asyncio.run(_post_all(targets, posters, seconds, md)))
 
 
-async def _post_all(targets: list[str], posters: int, seconds: int) -> dict[str, tuple[int, int]]:
+async def _post_all(targets: list[str], posters: int, seconds: int, md: tuple) -> dict[str, tuple[int, int]]:
     channels = [grpc.aio.insecure_channel(t) for t in targets]
     acked: dict[str, tuple[int, int]] = {}
     deadline = time.monotonic() + seconds
-    await asyncio.gather(*(_poster(n, channels, deadline, acked) for n in range(posters)))
+    await asyncio.gather(*(_poster(n, channels, deadline, acked, md) for n in range(posters)))
     for channel in channels:
         await channel.close()
     return acked
 
 
-async def _poster(n: int, channels: list, deadline: float, acked: dict) -> None:
+async def _poster(n: int, channels: list, deadline: float, acked: dict, md: tuple) -> None:
     rng, i = random.Random(n), 0
     while time.monotonic() < deadline:
         index = (n + i) % len(channels)
@@ -97,7 +97,7 @@ async def _poster(n: int, channels: list, deadline: float, acked: dict) -> None:
                                       currency="USD")
         getattr(flow, "from").CopyFrom(types_pb2.AccountRef(code=f"a{source}"))
         stub = post_grpc.AccountingServiceStub(channels[index])
-        response = await stub.Post(post_pb.PostRequest(request_id=f"p{n}-{i}", transfer=flow), metadata=MD,
+        response = await stub.Post(post_pb.PostRequest(request_id=f"p{n}-{i}", transfer=flow), metadata=md,
                                    timeout=30)
         acked[response.vouchers[0].id] = (now_us(), index)
         i += 1
@@ -106,11 +106,11 @@ async def _poster(n: int, channels: list, deadline: float, acked: dict) -> None:
 # --- the consumer ------------------------------------------------------------------------------------
 
 class Consumer(threading.Thread):
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, md: tuple) -> None:
         super().__init__(daemon=True)
         self.channel = grpc.insecure_channel(target)
         self.call = post_grpc.AccountingServiceStub(self.channel).StreamEvents(post_pb.StreamEventsRequest(),
-                                                                               metadata=MD)
+                                                                               metadata=md)
         self.arrivals: dict[str, tuple[int, int]] = {}  # voucher id -> (arrival_us, created_us)
         self.sequences: list[int] = []
 
@@ -142,11 +142,12 @@ def run(database_url: str, processes: int, posters: int, seconds: int, workdir: 
             extra = {"TALLY_AUTO_MIGRATE": "true" if n == 0 else "false"}
             servers.append(TallyServer(database_url, workdir, name=f"tally-{n}", extra_env=extra).start())
         targets = [s.target for s in servers]
-        open_accounts(targets[0])
-        consumer = Consumer(targets[0])
+        md = auth_metadata(tenant_key(database_url, TENANT))
+        open_accounts(targets[0], md)
+        consumer = Consumer(targets[0], md)
         consumer.start()
         time.sleep(0.5)  # subscribed
-        acked = _post_in_child(targets, posters, seconds)
+        acked = _post_in_child(targets, posters, seconds, md)
         _drain(consumer, acked)
         consumer.stop()
         return report(consumer, acked, processes, posters, seconds)
@@ -155,10 +156,10 @@ def run(database_url: str, processes: int, posters: int, seconds: int, workdir: 
             server.stop()
 
 
-def _post_in_child(targets: list[str], posters: int, seconds: int) -> dict[str, tuple[int, int]]:
+def _post_in_child(targets: list[str], posters: int, seconds: int, md: tuple) -> dict[str, tuple[int, int]]:
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=post_for, args=(targets, posters, seconds, send))
+    child = ctx.Process(target=post_for, args=(targets, posters, seconds, send, md))
     child.start()
     acked = receive.recv()
     child.join(30)
