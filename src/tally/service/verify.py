@@ -15,6 +15,7 @@ from tally.storage import journal_repo, ledger_repo
 from tally.storage.uow import UnitOfWork
 
 PAGE_SIZE = 500
+CONTENT = "its content does not match its hash"
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,9 @@ def verify_chain(uow: UnitOfWork, tenant_id: str) -> ChainReport:
     head = uow.read(scope, lambda conn: ledger_repo.load_heads_readonly(conn, tenant_id))
     previous, sequence, checked = GENESIS_HASH, 0, 0
     while True:
-        page = uow.read(scope, lambda conn, after=sequence: journal_repo.list_vouchers(
-            conn, tenant_id, after_sequence=after, limit=PAGE_SIZE))
+        page, stray = uow.read(scope, lambda conn, after=sequence: _page(conn, tenant_id, after))
         for voucher in page:
-            problem = _problem(voucher, previous, sequence + 1)
+            problem = _problem(voucher, previous, sequence + 1) or (CONTENT if voucher.id in stray else "")
             if problem:
                 return ChainReport(False, checked, head.last_hash if head else "", voucher.id, voucher.sequence,
                                    problem)
@@ -50,11 +50,18 @@ def verify_chain(uow: UnitOfWork, tenant_id: str) -> ChainReport:
     return ChainReport(True, checked, previous)
 
 
+def _page(conn, tenant_id: str, after: int):
+    page = journal_repo.list_vouchers(conn, tenant_id, after_sequence=after, limit=PAGE_SIZE)
+    if not page:
+        return page, set()
+    return page, journal_repo.vouchers_with_stray_lines(conn, tenant_id, page[0].sequence, page[-1].sequence)
+
+
 def _problem(voucher, previous: str, expected_sequence: int) -> str:
     if voucher.sequence != expected_sequence:
         return f"sequence {voucher.sequence} where {expected_sequence} was expected"
     if voucher.previous_hash != previous:
         return "its link to the previous voucher does not match that voucher's hash"
     if voucher_hash(voucher, previous) != voucher.hash:
-        return "its content does not match its hash"
+        return CONTENT
     return ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, Row, and_, insert, select
+from sqlalchemy import Connection, Row, and_, insert, or_, select
 
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
@@ -113,3 +113,15 @@ def balance_before_entry(conn: Connection, account_id: str, entry_number: int) -
         voucher_lines.c.account_id == account_id,
         voucher_lines.c.entry_number == entry_number - 1)).scalar()
     return value or 0
+
+
+def vouchers_with_stray_lines(conn: Connection, tenant_id: str, first_sequence: int, last_sequence: int) -> set[str]:
+    """Vouchers in a sequence range whose lines' own copies of accounting date or posting time differ from
+    the voucher's: the hash covers the voucher's, statements and as-of balances read the lines'."""
+    query = (select(vouchers.c.id).distinct()
+             .join(voucher_lines, voucher_lines.c.voucher_id == vouchers.c.id)
+             .where(vouchers.c.tenant_id == tenant_id, vouchers.c.sequence >= first_sequence,
+                    vouchers.c.sequence <= last_sequence,
+                    or_(voucher_lines.c.accounting_date != vouchers.c.accounting_date,
+                        voucher_lines.c.posted_us != vouchers.c.posted_us)))
+    return {row.id for row in conn.execute(query)}
