@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Literal, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
@@ -110,18 +110,7 @@ class UnitOfWork:
     def append(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         """A write transaction for append-only rows that no posting reads (the audit log): it does not
         take the posting gate, so it never waits for a batch."""
-        setting = scope_setting(tenants)
-        attempt = 0
-        while True:
-            try:
-                with self.engines.write.begin() as conn:
-                    set_tenant_scope(conn, setting)
-                    return work(conn)
-            except DBAPIError as exc:
-                attempt += 1
-                if not is_retryable(exc) or attempt > self.retries_max:
-                    raise
-                self._sleep(attempt)
+        return self._scoped(self.engines.write, tenants, work)
 
     def _tell_listeners(self, tenants: set[str]) -> None:
         # The transaction has committed: a listener's failure must not turn it into an error.
@@ -133,11 +122,15 @@ class UnitOfWork:
 
     def read(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         """Runs `work` in one read-only snapshot scoped to `tenants`."""
+        return self._scoped(self.engines.read, tenants, work)
+
+    def _scoped(self, engine: Engine, tenants: Tenants, work: Callable[[Connection], T]) -> T:
+        """One transaction scoped to `tenants`, retried on contention and lost connections."""
         setting = scope_setting(tenants)
         attempt = 0
         while True:
             try:
-                with self.engines.read.begin() as conn:
+                with engine.begin() as conn:
                     set_tenant_scope(conn, setting)
                     return work(conn)
             except DBAPIError as exc:
