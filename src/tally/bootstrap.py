@@ -108,10 +108,7 @@ class App:
         await self.server.health.enter_graceful_shutdown()
         await _stop_streams(self.services.hub, self.listener)
         await self.server.stop()
-        await self.services.expirer.stop()
-        await self.services.pipeline.stop()
-        await self.services.audit.stop()
-        self.engines.dispose()
+        await _stop_writers(self.services, self.engines)
 
 
 async def _start_streams(services: Services, engines: Engines, settings: Settings) -> PgListener | None:
@@ -127,6 +124,14 @@ async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
     await hub.stop()
     if listener is not None:
         await listener.stop()
+
+
+async def _stop_writers(services: Services, engines: Engines) -> None:
+    """No new expiries, every queued posting written, every audit row flushed, then the connections go."""
+    await services.expirer.stop()
+    await services.pipeline.stop()
+    await services.audit.stop()
+    engines.dispose()
 
 
 def auto_migrate(engines: Engines) -> None:
@@ -158,10 +163,7 @@ async def start(settings: Settings) -> App:
         await server.start()
     except BaseException:
         await _stop_streams(services.hub, listener)
-        await services.expirer.stop()
-        await services.pipeline.stop()
-        await services.audit.stop()
-        engines.dispose()
+        await _stop_writers(services, engines)
         raise
     return App(settings, engines, services, server, listener)
 
