@@ -42,7 +42,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, handler.unary_stream), handler.request_deserializer,
                 handler.response_serializer)
-        return handler  # no client-streaming RPCs exist; nothing to wrap
+        # A client-streaming RPC would need its own admission: until one is written, it is refused.
+        return grpc.stream_stream_rpc_method_handler(_refuse_unadmitted) if handler.stream_stream else \
+            grpc.stream_unary_rpc_method_handler(_refuse_unadmitted)
 
     def _unary(self, method: str, inner):
         async def call(request, context: grpc.aio.ServicerContext):
@@ -114,6 +116,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             role=principal.role.value if principal else "", action=method.rsplit("/", 1)[-1][:96],
             target=_target(request)[:256], outcome=outcome[:96], request_id=_request_id(request)[:128],
             peer=(context.peer() or "")[:128], time_us=self.clock()))
+
+
+async def _refuse_unadmitted(request_iterator, context: grpc.aio.ServicerContext):
+    await context.abort_with_status(to_status(LedgerError(
+        ErrorKind.PERMISSION_DENIED, "METHOD_NOT_ALLOWED", "this method is not available")))
 
 
 def _refused_items(response) -> str:
