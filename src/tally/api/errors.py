@@ -55,14 +55,16 @@ def to_status(error: LedgerError) -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=_CODES[error.kind], message=error.message, details=[detail]))
 
 
-def _unexpected(exc: BaseException) -> LedgerError:
+RETRY = "retry with the same request_id"
+
+
+def unexpected(exc: BaseException, advice: str = RETRY) -> LedgerError:
+    """What a failure no check foresaw answers: UNAVAILABLE with a stable reason and how to carry on."""
     if isinstance(exc, DBAPIError):
         log.warning("database error: %s", exc)
-        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
-                           "the database did not answer; retry with the same request_id")
+        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE", f"the database did not answer; {advice}")
     log.exception("unexpected error")
-    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR",
-                       "the request could not be completed; retry with the same request_id")
+    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR", f"the call could not be completed; {advice}")
 
 
 R = TypeVar("R")
@@ -78,7 +80,7 @@ def rpc(method: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         except LedgerError as error:
             await abort(context, error)
         except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
-            await abort(context, _unexpected(exc))
+            await abort(context, unexpected(exc))
         raise AssertionError("unreachable: abort_with_status raises")
 
     return wrapper

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
-from sqlalchemy.exc import DBAPIError
 
-from tally.api.errors import abort
+from tally.api.errors import abort, unexpected
 from tally.api.mapping import timestamp_from_us
 from tally.api.tenancy import tenant_of
-from tally.domain.errors import ErrorKind, LedgerError, invalid
+from tally.domain.errors import LedgerError, invalid
 from tally.service.container import Services
 from tally.storage.ledger_repo import Event
 from tally.streaming import accounts, changes
@@ -27,8 +25,6 @@ from tally.streaming.changes import BalanceChange
 from tally.streaming.hub import Subscription
 from tally.v1 import accounting_service_pb2 as pb
 from tally.v1 import types_pb2
-
-log = logging.getLogger(__name__)
 
 EVENT_TYPES = frozenset({
     "account.created", "account.updated", "ledger.entry.posted", "voucher.reversed", "balance.hold.created",
@@ -41,50 +37,65 @@ SIDES_CACHED_MAX = 10_000  # normal sides a whole-tenant balance stream remember
 
 # --- the RPCs ----------------------------------------------------------------------------------------
 
+RESUME = "resume from your last sequence"
+
+
 async def stream_events(services: Services, request: pb.StreamEventsRequest,
                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamEventsResponse]:
-    failure, sub = None, None
-    try:
-        tenant_id = tenant_of(context)
-        types = types_in(request.types)
-        sub = await _subscribe(services, tenant_id, from_sequence_in(request), context)
-        async for event in sub:
-            if not types or event.type in types:
-                yield pb.StreamEventsResponse(event=event_out(event))
-    except LedgerError as error:
-        failure = error
-    except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
-        failure = _unexpected(exc)
-    finally:
-        if sub is not None:
-            sub.close()
-    if failure is not None:
-        await abort(context, failure)
+    async for response in _guarded(context, _events(services, request, context)):
+        yield response
 
 
 async def stream_balance_changes(services: Services, request: pb.StreamBalanceChangesRequest,
                                  context: grpc.aio.ServicerContext
                                  ) -> AsyncIterator[pb.StreamBalanceChangesResponse]:
-    failure, sub = None, None
+    async for response in _guarded(context, _balance_changes(services, request, context)):
+        yield response
+
+
+async def _guarded(context: grpc.aio.ServicerContext, responses: AsyncIterator) -> AsyncIterator:
+    """Yields the responses; a failure ends the stream with a status that says how to resume."""
+    failure = None
     try:
-        tenant_id = tenant_of(context)
-        from_sequence = from_sequence_in(request)
-        account_ids = account_ids_in(request.account_ids)
-        sides = await asyncio.to_thread(accounts.require_sides, services.uow, tenant_id, account_ids)
-        wanted = set(account_ids) or None
-        sub = await _subscribe(services, tenant_id, from_sequence, context)
-        async for event in sub:
-            for change in await _changes(services, tenant_id, event, sides, wanted):
-                yield pb.StreamBalanceChangesResponse(change=change_out(change))
+        async for response in responses:
+            yield response
     except LedgerError as error:
         failure = error
     except Exception as exc:  # noqa: BLE001 - nothing may leave as UNKNOWN
-        failure = _unexpected(exc)
+        failure = unexpected(exc, RESUME)
     finally:
-        if sub is not None:
-            sub.close()
+        await responses.aclose()  # closes the subscription too
     if failure is not None:
         await abort(context, failure)
+
+
+async def _events(services: Services, request: pb.StreamEventsRequest,
+                  context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamEventsResponse]:
+    tenant_id = tenant_of(context)
+    types = types_in(request.types)
+    sub = await _subscribe(services, tenant_id, from_sequence_in(request), context)
+    try:
+        async for event in sub:
+            if not types or event.type in types:
+                yield pb.StreamEventsResponse(event=event_out(event))
+    finally:
+        sub.close()
+
+
+async def _balance_changes(services: Services, request: pb.StreamBalanceChangesRequest,
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.StreamBalanceChangesResponse]:
+    tenant_id = tenant_of(context)
+    from_sequence = from_sequence_in(request)
+    account_ids = account_ids_in(request.account_ids)
+    sides = await asyncio.to_thread(accounts.require_sides, services.uow, tenant_id, account_ids)
+    wanted = set(account_ids) or None
+    sub = await _subscribe(services, tenant_id, from_sequence, context)
+    try:
+        async for event in sub:
+            for change in await _changes(services, tenant_id, event, sides, wanted):
+                yield pb.StreamBalanceChangesResponse(change=change_out(change))
+    finally:
+        sub.close()
 
 
 async def _subscribe(services: Services, tenant_id: str, from_sequence: int | None,
@@ -105,16 +116,6 @@ async def _changes(services: Services, tenant_id: str, event: Event, sides: dict
             missing = changes.sides_needed(event)
         sides.update(await asyncio.to_thread(accounts.normal_sides, services.uow, tenant_id, sorted(missing)))
     return changes.balance_changes(event, sides, wanted)
-
-
-def _unexpected(exc: BaseException) -> LedgerError:
-    if isinstance(exc, DBAPIError):
-        log.warning("stream: database error: %s", exc)
-        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
-                           "the stream could not read the database; resume from your last sequence")
-    log.exception("stream: unexpected error")
-    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR",
-                       "the stream failed; resume from your last sequence")
 
 
 # --- requests ----------------------------------------------------------------------------------------
