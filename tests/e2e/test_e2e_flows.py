@@ -708,16 +708,16 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     settled = 1_950_000  # 2_000_000 less the 250 bps fee
     assert books.bal("merchant_settled:m1") == settled
 
-    code, reason, meta = books.refused("po-1", **payout(1_234_567))
+    code, reason, meta = books.refused("po-1a", **payout(1_234_567))
     assert (code, reason, meta["rule"]) == (PRECONDITION, "KYC_NOT_VERIFIED", "payout.default")
     books.set_meta("merchant_settled:m1", kyc_status="pending", bank_account="DE89")
-    assert books.refused("po-1", **payout(1_234_567))[:2] == (PRECONDITION, "KYC_NOT_VERIFIED")
+    assert books.refused("po-1b", **payout(1_234_567))[:2] == (PRECONDITION, "KYC_NOT_VERIFIED")
     books.set_meta("merchant_settled:m1", kyc_status="verified")
-    assert books.refused("po-1", **payout(1_234_567))[:2] == (PRECONDITION, "BANK_ACCOUNT_MISSING")
+    assert books.refused("po-1c", **payout(1_234_567))[:2] == (PRECONDITION, "BANK_ACCOUNT_MISSING")
     books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum=str(settled + 1))
-    assert books.refused("po-1", **payout(1_234_567))[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
+    assert books.refused("po-1d", **payout(1_234_567))[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
     books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum="lots")
-    assert books.refused("po-1", **payout(1_234_567))[:2] == (PRECONDITION, "ACCOUNT_METADATA_INVALID")
+    assert books.refused("po-1e", **payout(1_234_567))[:2] == (PRECONDITION, "ACCOUNT_METADATA_INVALID")
     books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum=str(settled))
 
     # More than settled: the floor of the deposit account refuses it.
@@ -725,7 +725,8 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     # Less than one bank unit rounds to nothing.
     assert books.refused("po-3", **payout(9_999))[:2] == (INVALID, "FLOW_POSTS_NOTHING")
 
-    # The same request id that was refused posts once the prerequisites are met (refusals are not stored).
+    # A refused request id keeps its refusal once the prerequisites are met; a new one posts.
+    assert books.refused("po-1a", **payout(1_234_567))[:2] == (PRECONDITION, "KYC_NOT_VERIFIED")
     r = books.post("po-1", **payout(1_234_567))
     assert r.replayed is False
     assert_rule(r.vouchers[0], "payout", "payout.default", "po-1", "payout")

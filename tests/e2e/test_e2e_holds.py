@@ -274,9 +274,10 @@ def test_frozen_destination_cannot_be_captured_into(c: Client) -> None:
     assert c.refused(lambda: c.capture("cap-none", h.id, 1, destination="nowhere"))[:2] == \
         (NOT_FOUND, "ACCOUNT_NOT_FOUND")
 
-    # The same request id works once the destination is unfrozen (refusals are not stored).
+    # Once the destination is unfrozen the refused request id still answers its refusal; a new one captures.
     c.server.set_status(TENANT, "shop", types_pb2.ACCOUNT_STATUS_ACTIVE)
-    r = c.capture("cap", h.id, 400_000)
+    assert c.refused(lambda: c.capture("cap", h.id, 400_000))[:2] == (PRECONDITION, "ACCOUNT_FROZEN")
+    r = c.capture("cap-again", h.id, 400_000)
     assert r.replayed is False and hold_tuple(r.hold) == (ACTIVE, 1_000_000, 400_000, 600_000)
 
     # A frozen held account: no capture either; release still frees the reservation.
@@ -382,7 +383,8 @@ def test_expiry_releases_the_hold_automatically_exactly_once(c: Client) -> None:
     # Past its expiry a hold can be neither captured nor released, even before the expirer ran.
     # (The expirer may run meanwhile, so these are checked without before/after snapshots; the balances
     # below prove nothing was captured.)
-    time.sleep(max(0.0, start + 1.6 - time.time()))
+    expired_s = max(h.expire_time.ToMicroseconds() for h in (h1, h2, h3)) / 1_000_000
+    time.sleep(max(0.0, expired_s + 0.1 - time.time()))
     assert _error(lambda: c.capture("cap-late", h2.id, 1)) == (PRECONDITION, "HOLD_EXPIRED")
     assert _error(lambda: c.release("rel-late", h2.id)) == (PRECONDITION, "HOLD_EXPIRED")
     assert _error(lambda: c.usage("use-late", "c1", 1, hold_id=h2.id)) == (PRECONDITION, "HOLD_EXPIRED")

@@ -92,13 +92,28 @@ async def test_each_submission_in_a_batch_is_accepted_or_refused_on_its_own(ledg
     stored = _stored_voucher_ids(ledger.url)
     accepted = [r.vouchers[0].id for r in results if isinstance(r, Posted)]
     assert set(accepted) <= set(stored) and len(accepted) == 5
-    # A refusal records nothing: the same request_id may be used again.
+    # A refusal is recorded as the request's answer, like an acceptance.
     keys = _idempotency_keys(ledger.url)
-    for rid, (_, expected) in zip(request_ids, BATCH, strict=True):
-        assert ((TENANT, rid) in keys) == (expected is None), rid
+    assert {(TENANT, rid) for rid in request_ids} <= keys
     facts = check_ledger(ledger.url)
     assert [v.request_id for v in facts.vouchers[TENANT][-5:]] == [
         rid for rid, (_, expected) in zip(request_ids, BATCH, strict=True) if expected is None]
+
+
+async def test_a_resent_refusal_is_replayed_even_when_it_would_now_succeed(ledger):
+    ledger.open("payer")
+    ledger.open("payee")
+    await ledger.fund("payer", 5)
+    first = await outcomes(ledger.transfer("payer", "payee", 8, request_id="declined"))
+    await ledger.fund("payer", 100)
+    again, other = await outcomes(ledger.transfer("payer", "payee", 8, request_id="declined"),
+                                  ledger.transfer("payer", "payee", 8, request_id="fresh"))
+
+    assert (first[0].kind, first[0].reason) == (ErrorKind.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS")
+    assert (again.kind, again.reason, again.metadata) == (first[0].kind, first[0].reason, first[0].metadata)
+    assert isinstance(other, Posted)
+    assert ledger.balance("payer") == 105 - 8
+    assert ledger.balance("payee") == 8
 
 
 async def test_same_request_twice_in_one_batch_posts_once(ledger):

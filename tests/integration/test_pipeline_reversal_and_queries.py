@@ -125,12 +125,14 @@ async def test_a_reversal_that_cannot_post_is_refused_and_changes_nothing(ledger
     assert after.vouchers == before.vouchers
     assert ledger.queries.get_voucher(TENANT, original.id).reversed_by_id is None
 
-    # Once the obstacle is gone, the same request_id can be used again and the reversal posts.
+    # Once the obstacle is gone, the refused request_id still answers its refusal; a new one posts.
     if what == "spent":
         await ledger.transfer("carol", "bob", 60)
     else:
         ledger.set_status("bob", AccountStatus.ACTIVE)
-    reversal = await ledger.reverse(original.id, request_id="blocked")
+    again = await outcome(ledger.reverse(original.id, request_id="blocked"))
+    assert (again.kind, again.reason) == expected
+    reversal = await ledger.reverse(original.id, request_id="unblocked")
     assert not reversal.replayed
     assert ledger.balance("alice") == 100 and ledger.balance("bob") == 0
     check_ledger(ledger.url)

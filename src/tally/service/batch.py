@@ -45,6 +45,10 @@ class Cap:
     reason: str  # the FAILED_PRECONDITION reason when the limit would be passed
 
 
+# Refusals that follow from the request and the ledger's state, recorded as the request's final answer.
+FINAL_REFUSALS = frozenset({ErrorKind.INVALID_ARGUMENT, ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND,
+                            ErrorKind.PERMISSION_DENIED})
+
 Builder = Callable[[LedgerView], tuple[VoucherDraft, ...]]
 # Makes the account a template describes for (tenant, code, currency, now), or None when no template fits.
 Opener = Callable[[str, str, str, int], Account | None]
@@ -169,6 +173,7 @@ class _Batch:
             if isinstance(result, LedgerError):
                 self.balances, self.caps_used = saved[0], saved[1]
                 self.hold_book.restore(saved[2])
+                self._record_refusal(sub, result)
                 return [result if i == index else refused_with(index, result) for i in range(len(subs))]
             evaluated.append(result)
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
@@ -198,12 +203,26 @@ class _Batch:
             return result
         holds = self._record_holds(sub.tenant_id, result)
         posted = self._seal(sub, result.vouchers)
-        record = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
-                                   {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]},
-                                   self.now_us)
-        self.records[(sub.tenant_id, sub.request_id)] = record
-        self.new_records.append(record)
+        self._keep_record(IdempotencyRecord(
+            sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
+            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us))
         return Posted(tuple(posted), holds=holds)
+
+    def _record_refusal(self, sub: Submission, error: LedgerError) -> None:
+        """A refusal decided against the ledger is the request's final answer, as an acceptance is: a
+        resend replays it instead of trying again, so a request a caller saw refused can never be posted
+        later by a retry of it. Conflicts and outages decide nothing and are not recorded; neither is a
+        reused request_id, which already has its record."""
+        if error.kind not in FINAL_REFUSALS or (sub.tenant_id, sub.request_id) in self.records:
+            return
+        result = {"error": {"kind": error.kind.value, "reason": error.reason, "message": error.message,
+                            "metadata": error.metadata}}
+        self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
+                                            sub.body, result, self.now_us))
+
+    def _keep_record(self, record: IdempotencyRecord) -> None:
+        self.records[(record.tenant_id, record.request_id)] = record
+        self.new_records.append(record)
 
     def _record_holds(self, tenant_id: str, accepted: _Accepted) -> tuple[Hold, ...]:
         head = self.heads[tenant_id]
@@ -225,6 +244,8 @@ class _Batch:
     def _replay(self, sub: Submission, record: IdempotencyRecord) -> Outcome:
         if record.operation != sub.operation or record.fingerprint != sub.fingerprint:
             return reused_request_id(sub.request_id, sub.operation, record.operation, record.body, sub.body)
+        if "error" in record.result:
+            return refusal_from(record.result["error"])
         ids = record.result["voucher_ids"]
         fresh = {v.id: v for v in self.new_vouchers if v.id in ids}
         stored = journal_repo.get_vouchers(self.conn, sub.tenant_id, [i for i in ids if i not in fresh])
@@ -316,7 +337,7 @@ class _Batch:
         self.events.append(Event(head.tenant_id, head.event_sequence, type_, payload, self.now_us, **ids))
 
     def write(self) -> None:
-        if not self.new_vouchers and not self.touched_holds:
+        if not self.new_vouchers and not self.touched_holds and not self.new_records:
             return
         self.hold_book.write(self.conn, self.touched_holds)
         for account in self.new_accounts:
@@ -369,6 +390,10 @@ def _check_spent_from_holds(changes: list[HoldChange], vouchers: list[Voucher]) 
         if debited < change.op.amount:
             raise precondition("HOLD_ACCOUNT_MISMATCH", f"hold {change.hold.id} is on another account than the "
                                "one this flow spends from", hold_id=change.hold.id)
+
+
+def refusal_from(data: dict) -> LedgerError:
+    return LedgerError(ErrorKind(data["kind"]), data["reason"], data["message"], **data["metadata"])
 
 
 def hold_from(data: dict) -> Hold:
