@@ -223,7 +223,11 @@ def _fill(request: Message, world: World, request_id: str) -> None:
     for field in request.DESCRIPTOR.fields:
         name = field.name
         if field.message_type is not None and field.message_type.full_name == "tally.v1.AccountRef":
-            getattr(request, name).id = world.a["bob" if name == "destination" else "alice"]
+            account_id = world.a["bob" if name == "destination" else "alice"]
+            if field.is_repeated:
+                getattr(request, name).add(id=account_id)
+            else:
+                getattr(request, name).id = account_id
         elif name == "request_id":
             request.request_id = request_id
         elif name == "voucher_id":
@@ -690,9 +694,9 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
               if names_foreign_target(request_for(path, world), world)}
     assert naming <= targeted
     # Every RPC that can name an account, voucher or hold id is tried across tenants.
-    assert naming == {"GetAccount", "GetBalance", "ListEntries", "CreateAccount", "UpdateAccount", "Post",
-                      "PostBatch", "ReverseVoucher", "GetVoucher", "CreateHold", "CaptureHold", "ReleaseHold",
-                      "GetHold", "StreamBalanceChanges"}
+    assert naming == {"GetAccount", "GetBalance", "BatchGetBalances", "ListEntries", "CreateAccount",
+                      "UpdateAccount", "Post", "PostBatch", "ReverseVoucher", "GetVoucher", "CreateHold",
+                      "CaptureHold", "ReleaseHold", "GetHold", "StreamBalanceChanges"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

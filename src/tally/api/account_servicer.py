@@ -61,6 +61,14 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         return pb.GetBalanceResponse(balance=mapping.balance_out(balance))
 
     @rpc
+    async def BatchGetBalances(self, request: pb.BatchGetBalancesRequest, context) -> pb.BatchGetBalancesResponse:
+        refs = [mapping.ref_in(r) for r in request.accounts]
+        snapshot = await asyncio.to_thread(self.s.queries.get_balances, tenant_of(context), refs)
+        return pb.BatchGetBalancesResponse(balances=[mapping.balance_out(b) for b in snapshot.balances],
+                                           voucher_sequence=snapshot.voucher_sequence,
+                                           event_sequence=snapshot.event_sequence)
+
+    @rpc
     async def ListEntries(self, request: pb.ListEntriesRequest, context) -> pb.ListEntriesResponse:
         page = await asyncio.to_thread(
             self.s.queries.list_entries, tenant_of(context), mapping.ref_in(request.account),

@@ -17,3 +17,4 @@ ACCOUNT_DEPTH_MAX = 8  # parent chain length, so hierarchies stay cheap to walk
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
+BALANCES_PER_READ_MAX = 1000  # accounts one BatchGetBalances reads in its snapshot

@@ -45,9 +45,9 @@ class Cap:
     reason: str  # the FAILED_PRECONDITION reason when the limit would be passed
 
 
-# Refusals that follow from the request and the ledger's state, recorded as the request's final answer.
-FINAL_REFUSALS = frozenset({ErrorKind.INVALID_ARGUMENT, ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND,
-                            ErrorKind.PERMISSION_DENIED})
+# Refusals that depend on the ledger's state, which may change: recorded as the request's final answer.
+# Bad input and ids the caller may not see would be refused the same way again, so they record nothing.
+FINAL_REFUSALS = frozenset({ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND})
 
 Builder = Callable[[LedgerView], tuple[VoucherDraft, ...]]
 # Makes the account a template describes for (tenant, code, currency, now), or None when no template fits.

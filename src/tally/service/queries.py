@@ -8,6 +8,7 @@ from datetime import date
 
 from sqlalchemy import Connection
 
+from tally.domain import limits
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar, previous_date
 from tally.domain.errors import invalid, missing_account, not_accessible
@@ -15,7 +16,7 @@ from tally.domain.fields import check_tenant
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.vouchers import AccountRef, Voucher
 from tally.service import paging
-from tally.storage import accounts_repo, holds_repo, journal_repo
+from tally.storage import accounts_repo, holds_repo, journal_repo, ledger_repo
 from tally.storage.uow import UnitOfWork
 
 
@@ -31,6 +32,13 @@ class BalanceView:
     previous_day_date: str
     accounting_date: str
     entry_count: int
+
+
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    balances: list[BalanceView]
+    voucher_sequence: int
+    event_sequence: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,27 @@ class Queries:
             if as_of_us is None and not as_of_date:
                 return live
             return _historic(conn, account, as_of_us, as_of_date, self.calendar)
+
+        return self.uow.read({tenant_id}, read)
+
+    def get_balances(self, tenant_id: str, refs: list[AccountRef]) -> BalanceSnapshot:
+        """Many live balances from one snapshot, in the order asked, with the sequences it ends at."""
+        check_tenant(tenant_id)
+        if not 1 <= len(refs) <= limits.BALANCES_PER_READ_MAX:
+            raise invalid("ACCOUNTS_COUNT_INVALID", f"name 1 to {limits.BALANCES_PER_READ_MAX} accounts",
+                          accounts_max=limits.BALANCES_PER_READ_MAX)
+        today = self.calendar.date_of(self.clock())
+
+        def read(conn: Connection) -> BalanceSnapshot:
+            by_id, by_code = accounts_repo.find_accounts(conn, tenant_id, refs)
+            found = [by_id.get(r.id) if r.id else by_code.get(r.code) for r in refs]
+            for ref, account in zip(refs, found, strict=True):
+                if account is None:
+                    raise missing_account(ref)
+            states = accounts_repo.load_balances(conn, tenant_id, {a.id for a in found})
+            head = ledger_repo.load_heads_readonly(conn, tenant_id)
+            return BalanceSnapshot([_live(a, states[a.id], today) for a in found],
+                                   head.voucher_sequence if head else 0, head.event_sequence if head else 0)
 
         return self.uow.read({tenant_id}, read)
 

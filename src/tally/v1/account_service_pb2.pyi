@@ -124,6 +124,22 @@ class GetBalanceResponse(_message.Message):
     balance: _types_pb2.Balance
     def __init__(self, balance: _Optional[_Union[_types_pb2.Balance, _Mapping]] = ...) -> None: ...
 
+class BatchGetBalancesRequest(_message.Message):
+    __slots__ = ("accounts",)
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    accounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.AccountRef]
+    def __init__(self, accounts: _Optional[_Iterable[_Union[_types_pb2.AccountRef, _Mapping]]] = ...) -> None: ...
+
+class BatchGetBalancesResponse(_message.Message):
+    __slots__ = ("balances", "voucher_sequence", "event_sequence")
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[_types_pb2.Balance]
+    voucher_sequence: int
+    event_sequence: int
+    def __init__(self, balances: _Optional[_Iterable[_Union[_types_pb2.Balance, _Mapping]]] = ..., voucher_sequence: _Optional[int] = ..., event_sequence: _Optional[int] = ...) -> None: ...
+
 class ListEntriesRequest(_message.Message):
     __slots__ = ("account", "page_size", "page_token", "start_date", "end_date")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]

@@ -60,6 +60,11 @@ class AccountServiceStub:
                 request_serializer=tally_dot_v1_dot_account__service__pb2.GetBalanceRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_account__service__pb2.GetBalanceResponse.FromString,
                 _registered_method=True)
+        self.BatchGetBalances = channel.unary_unary(
+                '/tally.v1.AccountService/BatchGetBalances',
+                request_serializer=tally_dot_v1_dot_account__service__pb2.BatchGetBalancesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_account__service__pb2.BatchGetBalancesResponse.FromString,
+                _registered_method=True)
         self.ListEntries = channel.unary_unary(
                 '/tally.v1.AccountService/ListEntries',
                 request_serializer=tally_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
@@ -102,6 +107,14 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetBalances(self, request, context):
+        """The balances of up to 1,000 accounts read in one snapshot, with the sequences that snapshot ends
+        at: every voucher up to voucher_sequence is in it, none after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListEntries(self, request, context):
         """The account statement: entries in posting order, each with the running balance after it.
         """
@@ -136,6 +149,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetBalance,
                     request_deserializer=tally_dot_v1_dot_account__service__pb2.GetBalanceRequest.FromString,
                     response_serializer=tally_dot_v1_dot_account__service__pb2.GetBalanceResponse.SerializeToString,
+            ),
+            'BatchGetBalances': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetBalances,
+                    request_deserializer=tally_dot_v1_dot_account__service__pb2.BatchGetBalancesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_account__service__pb2.BatchGetBalancesResponse.SerializeToString,
             ),
             'ListEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListEntries,
@@ -279,6 +297,33 @@ class AccountService:
             '/tally.v1.AccountService/GetBalance',
             tally_dot_v1_dot_account__service__pb2.GetBalanceRequest.SerializeToString,
             tally_dot_v1_dot_account__service__pb2.GetBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetBalances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountService/BatchGetBalances',
+            tally_dot_v1_dot_account__service__pb2.BatchGetBalancesRequest.SerializeToString,
+            tally_dot_v1_dot_account__service__pb2.BatchGetBalancesResponse.FromString,
             options,
             channel_credentials,
             insecure,
