@@ -185,8 +185,9 @@ class ExternalServer(_ServerBase):
 class LocalServer(_ServerBase):
     """A throwaway cluster in a temporary directory; ``stop()`` kills it and deletes the directory."""
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(self, bindir: Path | None = None, settings: dict[str, str] | None = None) -> None:
         self.bindir = bindir or find_bindir()
+        self.settings = dict(SERVER_SETTINGS, **(settings or {}))
         self.tmpdir: Path | None = None
         self.datadir: Path | None = None
         self.logfile: Path | None = None
@@ -276,7 +277,7 @@ class LocalServer(_ServerBase):
         if proc.returncode != 0:
             raise self._fail("initdb failed", proc)
 
-        settings = dict(SERVER_SETTINGS, unix_socket_directories=f"'{self.tmpdir}'")
+        settings = dict(self.settings, unix_socket_directories=f"'{self.tmpdir}'")
         with open(self.datadir / "postgresql.conf", "a") as f:
             f.write("\n# tally test settings\n")
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
@@ -309,6 +310,20 @@ class LocalServer(_ServerBase):
         self._wait_ready(t0 + READY_TIMEOUT)
         self.startup_seconds = time.monotonic() - t0
         return self
+
+    def crash_and_restart(self, down_s: float = 1.0) -> None:
+        """Stops the server the way a crash would (immediate mode: no checkpoint, recovery on start) and
+        starts it again on the same port."""
+        pg_ctl = str(self.bindir / "pg_ctl")
+        proc = self._run(pg_ctl, "stop", "-D", str(self.datadir), "-m", "immediate", "-w", "-t", "30", timeout=60)
+        if proc.returncode != 0:
+            raise self._fail("pg_ctl stop -m immediate failed", proc)
+        time.sleep(down_s)
+        proc = self._run(pg_ctl, "start", "-D", str(self.datadir), "-l", str(self.logfile), "-w", "-t",
+                         str(int(READY_TIMEOUT)), "-o", f"-p {self.port}", timeout=READY_TIMEOUT + 30)
+        if proc.returncode != 0:
+            raise self._fail("pg_ctl start after the crash failed", proc)
+        self._wait_ready(time.monotonic() + READY_TIMEOUT)
 
     def _wait_ready(self, deadline: float) -> None:
         last: Exception | None = None
@@ -347,12 +362,13 @@ class LocalServer(_ServerBase):
         return f"LocalServer(port={self.port}, dir={self.tmpdir})"
 
 
-def start_server() -> LocalServer | ExternalServer:
-    """Return a usable server: the one in ``TALLY_TEST_PG_URL`` or a freshly started throwaway one."""
+def start_server(settings: dict[str, str] | None = None) -> LocalServer | ExternalServer:
+    """Return a usable server: the one in ``TALLY_TEST_PG_URL`` or a freshly started throwaway one (with
+    these settings over the fast, non-durable defaults)."""
     url = os.environ.get(ENV_URL)
     if url:
         return ExternalServer(url)
-    server = LocalServer()
+    server = LocalServer(settings=settings)
     try:
         return server.start()
     except BaseException:

@@ -148,7 +148,11 @@ def auto_migrate(engines: Engines) -> None:
 
 
 async def start(settings: Settings) -> App:
-    engines = make_engines(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.unsafe_isolation:
+        log.warning("TALLY_UNSAFE_ISOLATION=%s: writers run weakened, without locks; a test setting only",
+                    settings.unsafe_isolation)
+    engines = make_engines(settings.database_url, pool_size=settings.db_pool_size,
+                           unsafe_isolation=settings.unsafe_isolation)
     if settings.auto_migrate:
         await asyncio.to_thread(auto_migrate, engines)
     services = build_services(settings, engines)

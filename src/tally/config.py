@@ -52,6 +52,7 @@ class Settings:
     stream_lag_events_max: int = 10_000
     stream_idle_poll_s: int = 5
     stream_page_size: int = 500
+    unsafe_isolation: str = ""  # the reliability suite's control run only: weakens PostgreSQL writers
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +94,8 @@ class Settings:
                                            1_000_000),
                 stream_idle_poll_s=_int(env, "TALLY_STREAM_IDLE_POLL_S", d.stream_idle_poll_s, 1, 3600),
                 stream_page_size=_int(env, "TALLY_STREAM_PAGE_SIZE", d.stream_page_size, 1, 10_000),
+                unsafe_isolation=_choice(env, "TALLY_UNSAFE_ISOLATION", d.unsafe_isolation,
+                                         {"", "repeatable_read", "read_committed"}),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc

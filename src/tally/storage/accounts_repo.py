@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, sel
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
+from tally.storage.engine import locking
 from tally.storage.tables import accounts, balances, voucher_lines
 
 
@@ -108,7 +109,7 @@ def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], 
         return {}
     query = (select(balances).where(balances.c.tenant_id == tenant_id, balances.c.account_id.in_(ids))
              .order_by(balances.c.account_id))
-    if for_update:
+    if for_update and locking(conn):
         query = query.with_for_update()
     return {row.account_id: _to_state(row) for row in conn.execute(query)}
 

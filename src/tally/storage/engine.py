@@ -30,13 +30,21 @@ class Engines:
         self.read.dispose()
 
 
-def make_engines(url: str, *, pool_size: int = 8) -> Engines:
+# Weakened write isolation for the reliability suite's control run only (TALLY_UNSAFE_ISOLATION): the
+# writers run at this level and take neither the gate nor row locks, so the suite can show its checker
+# catches what goes wrong. Never set in production.
+UNSAFE_ISOLATION_LEVELS = {"repeatable_read": "REPEATABLE READ", "read_committed": "READ COMMITTED"}
+_LOCKING = "tally_locking"
+
+
+def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") -> Engines:
     dialect = make_url(url).get_backend_name()
     if dialect == "sqlite":
         return Engines(_sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN"), dialect)
     if dialect == "postgresql":
-        write = create_engine(url, isolation_level="SERIALIZABLE", pool_size=pool_size, max_overflow=4,
-                              pool_pre_ping=True)
+        level = UNSAFE_ISOLATION_LEVELS[unsafe_isolation] if unsafe_isolation else "SERIALIZABLE"
+        write = create_engine(url, isolation_level=level, pool_size=pool_size, max_overflow=4,
+                              pool_pre_ping=True).execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True).execution_options(postgresql_readonly=True)
         return Engines(write, read, dialect)
@@ -63,8 +71,13 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
+def locking(conn: Connection) -> bool:
+    """Whether writers lock: always, but in the reliability suite's weakened control run."""
+    return conn.get_execution_options().get(_LOCKING, True)
+
+
 def take_write_gate(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and locking(conn):
         conn.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
 
 

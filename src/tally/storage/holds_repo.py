@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, Row, and_, bindparam, insert, select, update
 
 from tally.domain.holds import Hold, HoldStatus
+from tally.storage.engine import locking
 from tally.storage.tables import holds
 
 
@@ -35,7 +36,7 @@ def load_holds(conn: Connection, tenant_id: str, ids: Iterable[str], *, for_upda
     if not ids:
         return {}
     query = select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id.in_(ids)).order_by(holds.c.id)
-    if for_update:
+    if for_update and locking(conn):
         query = query.with_for_update()
     return {r.id: _to_hold(r) for r in conn.execute(query)}
 
