@@ -55,6 +55,12 @@ class Case:
                              event_sequence=self.final.event_sequence + 1)
         self.streams = [seen + [self.final.event_sequence] for seen in self.streams]
 
+    def acknowledge_late(self, client: int, request_id: str, body: Transfer) -> None:
+        """A transfer acknowledged after all the others, its voucher posted late and in the final read."""
+        self.post_late(request_id, body)
+        self.ops.append(Op(len(self.ops) + 1, client, "transfer", request_id=request_id, body=body, outcome="ok",
+                           code="OK", voucher_ids=(f"v{self.final.voucher_sequence}",)))
+
 
 def _voucher(sequence: int, request_id: str, lines: list[tuple[str, int, int]]) -> types_pb2.Voucher:
     return types_pb2.Voucher(
@@ -300,28 +306,162 @@ def stream_out_of_order() -> Case:
     return case
 
 
+def overdraft_recovered_unseen() -> Case:
+    case = consistent(last_amount=900)  # v7 takes acct-1 to -100 ...
+    case.acknowledge_late(3, "c3-2", Transfer(2, 1, 100))  # ... v8 brings it back to 0; no snapshot after v5
+    assert min(case.final.balances) == 0
+    return case
+
+
+def voucher_amount_unlike_request() -> Case:
+    case = consistent()
+    for line in case.voucher(7).lines:  # c2-2 asked for 100 and was acknowledged; the ledger moved 99
+        line.amount = 99
+    case.final = replace(case.final, balances=(900, 701, 1399))  # the final read agrees with the ledger
+    return case
+
+
+def voucher_direction_unlike_request() -> Case:
+    case = consistent()
+    debit, credit = case.voucher(7).lines  # c2-2 moves acct-1 -> acct-2; the ledger moved acct-2 -> acct-1
+    debit.account_id, credit.account_id = credit.account_id, debit.account_id
+    case.final = replace(case.final, balances=(900, 900, 1200))
+    return case
+
+
+def money_created_after_last_snapshot() -> Case:
+    case = consistent()
+    # c2-2's voucher debits the internal account instead of acct-1: 100 units appear in the bank after the last
+    # snapshot (at 5), the ledger is balanced and the final read agrees with it.
+    case.voucher(7).lines[0].account_id = SOURCE
+    case.final = replace(case.final, balances=(900, 800, 1400))
+    return case
+
+
+def final_read_shows_money_from_nowhere() -> Case:
+    case = consistent()
+    case.final = replace(case.final, balances=(950, 700, 1400))  # no voucher, 50 more in the final read
+    return case
+
+
+def extra_setup_funding() -> Case:
+    case = consistent()
+    # A fourth funding for a bank of three accounts: no setup request with that id was ever sent.
+    case.final.vouchers.append(_voucher(8, f"setup-fund-{ACCOUNTS}",
+                                        [(SOURCE, DEBIT, INITIAL), (IDS[0], CREDIT, INITIAL)]))
+    case.final = replace(case.final, balances=(900 + INITIAL, 700, 1400), voucher_sequence=8, event_sequence=8)
+    case.streams = [seen + [8] for seen in case.streams]
+    return case
+
+
+def acknowledged_without_vouchers() -> Case:
+    case = consistent()
+    case.op("c2-2").voucher_ids = ()  # OK, but naming no voucher; the ledger holds v7 for c2-2
+    return case
+
+
+def acknowledged_with_other_voucher() -> Case:
+    case = consistent()
+    case.op("c2-2").voucher_ids = ("v5",)  # v5 exists, but it is c2-1's
+    return case
+
+
+def voucher_past_final_sequence() -> Case:
+    case = consistent()
+    # The final read says the ledger ends at 6 (and shows the balances after 6), yet it holds voucher 7.
+    case.final = replace(case.final, balances=case.balances_at[6], voucher_sequence=6)
+    return case
+
+
+def stream_past_final_sequence() -> Case:
+    case = consistent()
+    case.streams[0].append(case.final.event_sequence + 1)  # an event the ledger never wrote
+    return case
+
+
+def final_balances_too_long() -> Case:
+    case = consistent()
+    case.final = replace(case.final, balances=(*case.final.balances, 0))  # a fourth account, total unchanged
+    return case
+
+
+def final_balances_too_short() -> Case:
+    case = consistent()
+    case.final = replace(case.final, balances=case.final.balances[:-1])  # acct-2 is missing
+    return case
+
+
+def voucher_negated() -> Case:
+    case = consistent()
+    # setup-fund-0 as "debit acct-0 -1000, credit the source -1000": sums equal, acct-0 still gets +1000.
+    v = case.voucher(1)
+    v.lines[0].account_id, v.lines[0].side, v.lines[0].amount = IDS[0], DEBIT, -INITIAL
+    v.lines[1].account_id, v.lines[1].side, v.lines[1].amount = SOURCE, CREDIT, -INITIAL
+    return case
+
+
+def voucher_line_without_side() -> Case:
+    case = consistent()
+    case.voucher(1).lines.add(line_no=3, account_id=SOURCE, side=types_pb2.SIDE_UNSPECIFIED, amount=5,
+                              currency=CURRENCY)  # neither debit nor credit, so it unbalances no sum
+    return case
+
+
+def op_left_invoked() -> Case:
+    case = consistent()
+    op = case.op("c2-2")  # its voucher 7 exists; the call never completed, not even as unknown
+    op.outcome, op.code, op.voucher_ids = "invoked", "", ()
+    return case
+
+
 # (count name, corruption, every count the corruption makes non-zero)
 CORRUPTIONS = [
     # A wrong total is also unlike the replay: the replay of a balanced, fully known ledger always sums to it.
     ("snapshots_total_wrong", snapshot_total_wrong, {"snapshots_total_wrong": 1, "snapshots_unlike_replay": 1}),
-    ("balances_below_floor", negative_balance, {"balances_below_floor": 1}),
+    # Counted once for the final read and once for the replay after voucher 7.
+    ("balances_below_floor", negative_balance, {"balances_below_floor": 2}),
+    ("balances_below_floor", overdraft_recovered_unseen, {"balances_below_floor": 1}),
     ("snapshots_unlike_replay", snapshot_unlike_replay, {"snapshots_unlike_replay": 1}),
     ("acknowledged_missing", acknowledged_voucher_lost, {"acknowledged_missing": 1}),
-    ("acknowledged_duplicated", request_posted_twice, {"acknowledged_duplicated": 1}),
+    # c1-1's acknowledgement and its exact resend each name v4 alone, while the ledger holds v4 and v8 for it.
+    ("acknowledged_duplicated", request_posted_twice, {"acknowledged_duplicated": 1, "acknowledged_missing": 2}),
+    ("acknowledged_missing", acknowledged_without_vouchers, {"acknowledged_missing": 1}),
+    ("acknowledged_missing", acknowledged_with_other_voucher, {"acknowledged_missing": 1}),
+    ("vouchers_unlike_request", voucher_amount_unlike_request, {"vouchers_unlike_request": 1}),
+    ("vouchers_unlike_request", voucher_direction_unlike_request, {"vouchers_unlike_request": 1}),
+    # Money created by a voucher is created by some request's voucher: here c2-2's, which is then unlike c2-2.
+    ("snapshots_total_wrong", money_created_after_last_snapshot,
+     {"snapshots_total_wrong": 1, "vouchers_unlike_request": 1}),
+    # Money in the final read but in no voucher: the replay has not got it either.
+    ("snapshots_total_wrong", final_read_shows_money_from_nowhere,
+     {"snapshots_total_wrong": 1, "balances_unlike_replay": 1}),
     ("refused_but_posted", refused_but_posted, {"refused_but_posted": 1}),
     ("posted_without_request", posted_without_request, {"posted_without_request": 1}),
+    # The extra funding creates the money it funds, so the final total is wrong as well.
+    ("posted_without_request", extra_setup_funding, {"posted_without_request": 1, "snapshots_total_wrong": 1}),
     ("unknown_unresolved", unknown_left_unresolved, {"unknown_unresolved": 1}),
-    ("resends_answered_differently", resend_answered_with_other_vouchers, {"resends_answered_differently": 1}),
+    ("unknown_unresolved", op_left_invoked, {"unknown_unresolved": 1}),
+    # The resend's OK answer names c2-1's voucher, not the one the ledger holds for c1-1.
+    ("resends_answered_differently", resend_answered_with_other_vouchers,
+     {"resends_answered_differently": 1, "acknowledged_missing": 1}),
     ("resends_answered_differently", resend_answered_with_other_reason, {"resends_answered_differently": 1}),
     ("changed_body_resends_accepted", changed_body_accepted, {"changed_body_resends_accepted": 1}),
     ("changed_body_resends_misrefused", changed_body_refused_otherwise, {"changed_body_resends_misrefused": 1}),
     # Counted per account: the moved unit makes two accounts unlike the replay.
     ("balances_unlike_replay", final_unlike_replay, {"balances_unlike_replay": 2}),
-    ("vouchers_unbalanced", voucher_unbalanced_in_amount, {"vouchers_unbalanced": 1}),
+    ("balances_unlike_replay", final_balances_too_long, {"balances_unlike_replay": 1}),
+    # A missing account takes its balance out of the total too.
+    ("balances_unlike_replay", final_balances_too_short, {"balances_unlike_replay": 1, "snapshots_total_wrong": 1}),
+    # The extra line is on c1-1's voucher, which then is no longer a plain two-line transfer.
+    ("vouchers_unbalanced", voucher_unbalanced_in_amount, {"vouchers_unbalanced": 1, "vouchers_unlike_request": 1}),
     ("vouchers_unbalanced", voucher_unbalanced_in_currency, {"vouchers_unbalanced": 1}),
+    ("vouchers_unbalanced", voucher_negated, {"vouchers_unbalanced": 1}),
+    ("vouchers_unbalanced", voucher_line_without_side, {"vouchers_unbalanced": 1}),
     ("voucher_sequence_gaps", voucher_sequence_gap, {"voucher_sequence_gaps": 1}),
+    ("voucher_sequence_gaps", voucher_past_final_sequence, {"voucher_sequence_gaps": 1}),
     ("voucher_sequences_duplicated", voucher_sequence_duplicated, {"voucher_sequences_duplicated": 1}),
     ("stream_gaps", stream_missed_one, {"stream_gaps": 1}),
+    ("stream_gaps", stream_past_final_sequence, {"stream_gaps": 1}),
     ("stream_duplicates", stream_saw_one_twice, {"stream_duplicates": 1}),
     ("stream_duplicates", stream_out_of_order, {"stream_duplicates": 1}),
 ]
