@@ -29,7 +29,7 @@ MUTATING_RPCS = {"Post", "ReverseVoucher", "CreateAccount", "UpdateAccount", "Cr
                  "ReleaseHold"}
 # Batches carry one idempotency key per item: the repeated field's message must have request_id.
 BATCH_RPCS = {"PostBatch": "requests"}
-READ_ONLY_PREFIXES = ("Get", "List", "Stream", "Validate", "Verify")
+READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Stream", "Validate", "Verify")
 
 METHODS: dict[str, MethodDescriptor] = {m.name: m for s in SERVICES for m in s.methods}
 
