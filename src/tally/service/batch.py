@@ -31,6 +31,7 @@ from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, voucher_has
 from tally.service.events import account_payload, hold_events, posted_payload
 from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.idempotency import canonical, fingerprint, reused_request_id
+from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
@@ -117,7 +118,7 @@ class _Batch:
         self.records = ledger_repo.load_records(conn, [(s.tenant_id, s.request_id) for s in subs])
         self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
         self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
-        self.balances: dict[str, BalanceState] = {}
+        self.balances: Revertible = Revertible()  # account id -> BalanceState
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         ops: dict[str, list[HoldOp]] = defaultdict(list)
         for sub in subs:
@@ -127,8 +128,8 @@ class _Batch:
         self._load_accounts(subs, opener)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
-        self.caps_used = ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps])
-        self.caps_limit: dict[tuple[str, str], int] = {}
+        self.caps_used = Revertible(ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps]))
+        self.caps_limit: Revertible = Revertible()  # (tenant, cap key) -> limit
         self.caps_stored = set(self.caps_used)
         self.new_vouchers: list[Voucher] = []
         self.new_accounts: list[Account] = []
@@ -166,17 +167,25 @@ class _Batch:
 
     def apply_group(self, subs: list[Submission]) -> list[Outcome]:
         """Applies one submission, or an atomic group: refused whole when any member is refused."""
-        saved = dict(self.balances), dict(self.caps_used), self.hold_book.snapshot()
+        self._checkpoint()
         evaluated = []
         for index, sub in enumerate(subs):
             result = self._evaluate(sub)
             if isinstance(result, LedgerError):
-                self.balances, self.caps_used = saved[0], saved[1]
-                self.hold_book.restore(saved[2])
+                self._revert()
                 self._record_refusal(sub, result)
                 return [result if i == index else refused_with(index, result) for i in range(len(subs))]
             evaluated.append(result)
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
+
+    def _checkpoint(self) -> None:
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+            state.checkpoint()
+
+    def _revert(self) -> None:
+        """Takes back what the submissions since the checkpoint changed in the batch's state."""
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+            state.revert()
 
     def _evaluate(self, sub: Submission) -> Posted | _Accepted | LedgerError:
         """A replayed answer, what to post, or the refusal; state moves only for what is accepted."""
