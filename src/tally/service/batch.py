@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from sqlalchemy import Connection
@@ -27,10 +27,10 @@ from tally.domain.facts import LedgerView
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posting import apply_voucher, resolve
-from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, voucher_hash
+from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
 from tally.service.events import account_payload, hold_events, posted_payload
 from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
-from tally.service.idempotency import canonical, fingerprint, reused_request_id
+from tally.service.idempotency import canonical, canonical_json, fingerprint_json, reused_request_id
 from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
@@ -67,10 +67,12 @@ class Submission:
     caps: tuple[Cap, ...] = ()
     hold_ops: tuple[HoldOp, ...] = ()  # applied before the vouchers, all or nothing with them
     group: int = 0  # non-zero: posted all or nothing with the adjacent submissions of the same group
+    body_json: str = field(init=False)  # the body's canonical JSON: fingerprinted, and stored as it is
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fingerprint = fingerprint(self.operation, self.body)
+        self.body_json = canonical_json(self.body)
+        self.fingerprint = fingerprint_json(self.operation, self.body_json)
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,8 @@ class _Batch:
         posted = self._seal(sub, result.vouchers)
         self._keep_record(IdempotencyRecord(
             sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
-            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us))
+            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us,
+            body_json=sub.body_json))
         return Posted(tuple(posted), holds=holds)
 
     def _record_refusal(self, sub: Submission, error: LedgerError) -> None:
@@ -227,7 +230,7 @@ class _Batch:
         result = {"error": {"kind": error.kind.value, "reason": error.reason, "message": error.message,
                             "metadata": error.metadata}}
         self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
-                                            sub.body, result, self.now_us))
+                                            sub.body, result, self.now_us, body_json=sub.body_json))
 
     def _keep_record(self, record: IdempotencyRecord) -> None:
         self.records[(record.tenant_id, record.request_id)] = record
@@ -295,8 +298,7 @@ class _Batch:
         for voucher in vouchers:
             self._keep_opened(head, voucher)
             head.voucher_sequence += 1
-            numbered = replace(voucher, sequence=head.voucher_sequence, previous_hash=head.last_hash)
-            numbered = replace(numbered, hash=voucher_hash(numbered, head.last_hash))
+            numbered = chained(voucher, head.voucher_sequence, head.last_hash)
             head.last_hash = numbered.hash
             sealed.append(numbered)
             self.touched.update(line.account_id for line in numbered.lines)

@@ -91,6 +91,7 @@ class IdempotencyRecord:
     body: dict
     result: dict
     created_us: int
+    body_json: str = ""  # `body` as canonical JSON when the caller has it already (written as it is)
 
 
 def _to_record(r: Row) -> IdempotencyRecord:
@@ -110,7 +111,7 @@ def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> No
     if records:
         conn.execute(insert(idempotency), [
             {"tenant_id": r.tenant_id, "request_id": r.request_id, "operation": r.operation,
-             "fingerprint": r.fingerprint, "body": json.dumps(r.body, sort_keys=True),
+             "fingerprint": r.fingerprint, "body": r.body_json or json.dumps(r.body, sort_keys=True),
              "result": json.dumps(r.result, sort_keys=True), "created_us": r.created_us}
             for r in records])
 
