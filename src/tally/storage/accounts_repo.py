@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, case, func, insert, select, update
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
+from tally.storage import bulk
 from tally.storage.engine import locking
 from tally.storage.tables import accounts, balances, voucher_lines
 
@@ -114,12 +115,12 @@ def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], 
     return {row.account_id: _to_state(row) for row in conn.execute(query)}
 
 
+BALANCE_COLUMNS = ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us")
+
+
 def save_balances(conn: Connection, states: Iterable[BalanceState], now_us: int) -> None:
-    rows = [{"b_account_id": s.account_id, "current": s.current, "locked": s.locked,
-             "previous_day": s.previous_day, "last_date": s.last_date, "entry_count": s.entry_count,
-             "updated_us": now_us} for s in states]
-    if rows:
-        conn.execute(update(balances).where(balances.c.account_id == bindparam("b_account_id")), rows)
+    rows = [(s.account_id, s.current, s.locked, s.previous_day, s.last_date, s.entry_count, now_us) for s in states]
+    bulk.update_rows(conn, balances, "account_id", BALANCE_COLUMNS, rows)
 
 
 def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None = None,
