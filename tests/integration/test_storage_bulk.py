@@ -8,9 +8,10 @@ import sqlalchemy as sa
 
 from tally.domain.accounts import Side
 from tally.domain.limits import AMOUNT_MAX
+from tally.service.batch import Posted
 from tally.storage import bulk
 from tally.storage import tables as t
-from tests.integration.conftest import TENANT, check_ledger
+from tests.integration.conftest import TENANT, check_ledger, outcomes
 
 ODD_TEXT = 'quote " backslash \\ slash / tab \t newline \n json {"a": [1]} unicode é ß 中文 emoji 😀 \u2028 end'
 
@@ -53,3 +54,19 @@ def test_update_rows_refuses_a_key_twice(database_url, make_ledger):
     rows = [("a", 1, 0, 0, "", 0, 0), ("a", 2, 0, 0, "", 0, 0)]
     with pytest.raises(ValueError, match="twice"):
         ledger.uow.write({TENANT}, lambda conn: bulk.update_rows(conn, t.balances, "account_id", columns, rows))
+
+
+async def test_request_ids_with_json_and_sql_characters_are_found_again(ledger):
+    """The batch looks its request ids up as one JSON list: ids with quotes, backslashes, percent signs and
+    brackets (all allowed: printable ASCII) must be found, so that a resend replays instead of posting."""
+    ledger.open("alice")
+    ledger.open("bob")
+    await ledger.fund("alice", 100)
+    odd = ['q"uote', "back\\slash", "%s%(x)s", "[1,2]", "{}", "'single'", "a\\u0041", "end\\"]
+    first = await outcomes(*(ledger.transfer("alice", "bob", 1, request_id=rid) for rid in odd))
+    again = await outcomes(*(ledger.transfer("alice", "bob", 1, request_id=rid) for rid in odd))
+    assert all(isinstance(r, Posted) and not r.replayed for r in first)
+    assert all(isinstance(r, Posted) and r.replayed for r in again)
+    assert [r.vouchers[0].id for r in again] == [r.vouchers[0].id for r in first]
+    assert ledger.balance("bob") == len(odd)
+    check_ledger(ledger.url)

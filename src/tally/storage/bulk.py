@@ -1,4 +1,5 @@
-"""Many rows in one statement, without SQLAlchemy's per-row parameter processing.
+"""Many rows in one statement, without SQLAlchemy's per-row parameter processing; long lists of keys in
+one parameter.
 
 The batch writer inserts thousands of journal rows per transaction; compiling and processing each row's
 parameters costs more Python time than the database spends on it. Rows here are plain tuples in the
@@ -11,15 +12,31 @@ order of the named columns, sent through the driver as they are (statements go t
   an option: it refuses tables under (forced) row-level security.
 * SQLite: one `executemany`, which pysqlite runs in C.
 
+`one_of` is `column IN (...)` for the batch's thousands of keys: the list is one JSON parameter unpacked by
+the database (`json_array_elements_text`, `json_each`), instead of one bound parameter per key that
+SQLAlchemy renders and psycopg parses again for every statement.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 
-from sqlalchemy import BigInteger, Connection, Integer, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 
 Row = Sequence[object]
 
@@ -45,6 +62,14 @@ def update_rows(conn: Connection, table: Table, key: str, columns: tuple[str, ..
         conn.exec_driver_sql(_pg_update(table, key, columns), (_json(rows),))
     else:
         conn.exec_driver_sql(_sqlite_update(table, key, columns), list(rows))
+
+
+def one_of(conn: Connection, column: ColumnElement, values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN values` for text values, sent as one JSON array."""
+    listed = bindparam(None, _json(sorted(set(values))), type_=String, unique=True)
+    if conn.dialect.name == "postgresql":
+        return column.in_(select(func.json_array_elements_text(cast(listed, JSON))))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(listed)))
 
 
 def _json(rows: Sequence[Row]) -> str:

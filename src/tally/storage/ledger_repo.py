@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -101,11 +102,15 @@ def _to_record(r: Row) -> IdempotencyRecord:
 
 
 def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    query = select(idempotency).where(tuple_(idempotency.c.tenant_id, idempotency.c.request_id).in_(keys))
-    return {(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)}
+    by_tenant: dict[str, set[str]] = defaultdict(set)
+    for tenant_id, request_id in keys:
+        by_tenant[tenant_id].add(request_id)
+    found = {}
+    for tenant_id, request_ids in sorted(by_tenant.items()):
+        query = select(idempotency).where(idempotency.c.tenant_id == tenant_id,
+                                          bulk.one_of(conn, idempotency.c.request_id, request_ids))
+        found.update({(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)})
+    return found
 
 
 RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
