@@ -18,6 +18,7 @@ from tally.domain.vouchers import (
     PostedLine,
     Voucher,
     VoucherDraft,
+    chained,
     check_balanced,
     check_draft,
     reversal_lines,
@@ -244,6 +245,15 @@ def test_voucher_hash_does_not_depend_on_metadata_order():
 
 def test_genesis_hash():
     assert GENESIS_HASH == "0" * 64
+
+
+def test_chained_numbers_links_and_hashes_in_one_copy():
+    draft = dataclasses.replace(VOUCHER, sequence=0)  # as the batch writer builds it, before it is numbered
+    sealed = chained(draft, 7, PREV)
+    assert sealed == dataclasses.replace(draft, sequence=7, previous_hash=PREV,
+                                         hash=voucher_hash(dataclasses.replace(draft, sequence=7), PREV))
+    assert voucher_hash(sealed, sealed.previous_hash) == sealed.hash  # what verification recomputes
+    assert draft.sequence == 0 and draft.hash == ""
 
 
 @pytest.mark.parametrize(

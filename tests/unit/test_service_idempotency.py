@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -11,7 +12,14 @@ from tally.domain.accounts import AccountType, NewAccount, Side
 from tally.domain.errors import ErrorKind
 from tally.domain.flows import AdjustmentFlow, TransferFlow
 from tally.domain.vouchers import AccountRef, LineDraft
-from tally.service.idempotency import canonical, differing_fields, fingerprint, reused_request_id
+from tally.service.idempotency import (
+    canonical,
+    canonical_json,
+    differing_fields,
+    fingerprint,
+    fingerprint_json,
+    reused_request_id,
+)
 
 A, B, X = AccountRef(id="a"), AccountRef(code="wallet.b"), AccountRef(id="x")
 
@@ -86,6 +94,20 @@ def test_fingerprint_is_sensitive(operation, body):
 
 def test_fingerprint_distinguishes_int_from_string():
     assert fingerprint("Op", {"amount": 1}) != fingerprint("Op", {"amount": "1"})
+
+
+@pytest.mark.parametrize("body", [transfer_body(), adjustment_body(), {}, {"memo": "caf\u00e9 \U0001f600 \"q\" \\"},
+                                  {"n": None, "big": 2**63 - 1, "neg": -1, "list": [{"b": 1, "a": [2, None]}]}],
+                         ids=["transfer", "adjustment", "empty", "unicode-and-escapes", "nested"])
+@pytest.mark.parametrize("operation", ["post", "create_account", "op\u00e9"])
+def test_fingerprint_is_the_digest_stored_records_carry(operation, body):
+    """Records already stored were fingerprinted as the canonical JSON of {"operation", "body"}: building
+    the text around the body's own canonical JSON must give exactly the same digest, or a resend of an old
+    request would look like a reused request_id."""
+    text = json.dumps({"operation": operation, "body": body}, sort_keys=True, separators=(",", ":"))
+    assert fingerprint(operation, body) == hashlib.sha256(text.encode()).hexdigest()
+    assert fingerprint_json(operation, canonical_json(body)) == fingerprint(operation, body)
+    assert json.loads(canonical_json(body)) == body
 
 
 # --- differing_fields -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tally.domain import limits
 from tally.domain.accounts import Side
@@ -137,8 +137,18 @@ GENESIS_HASH = "0" * 64
 def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
     """SHA-256 over the previous voucher's hash and this voucher's content, so an edit anywhere in a
     tenant's history breaks every later link."""
+    return _hash(voucher, voucher.sequence, previous_hash)
+
+
+def chained(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
+    """The voucher numbered and chained after the voucher whose hash is `previous_hash` (one copy)."""
+    return replace(voucher, sequence=sequence, previous_hash=previous_hash,
+                   hash=_hash(voucher, sequence, previous_hash))
+
+
+def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
     content = {
-        "id": voucher.id, "tenant_id": voucher.tenant_id, "sequence": voucher.sequence,
+        "id": voucher.id, "tenant_id": voucher.tenant_id, "sequence": sequence,
         "flow_type": voucher.flow_type, "request_id": voucher.request_id,
         "accounting_date": voucher.accounting_date, "effective_us": voucher.effective_us,
         "posted_us": voucher.posted_us, "memo": voucher.memo, "metadata": voucher.metadata,

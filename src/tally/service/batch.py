@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from sqlalchemy import Connection
@@ -27,10 +27,11 @@ from tally.domain.facts import LedgerView
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posting import apply_voucher, resolve
-from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, voucher_hash
+from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
 from tally.service.events import account_payload, hold_events, posted_payload
 from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
-from tally.service.idempotency import canonical, fingerprint, reused_request_id
+from tally.service.idempotency import canonical, canonical_json, fingerprint_json, reused_request_id
+from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
@@ -66,10 +67,12 @@ class Submission:
     caps: tuple[Cap, ...] = ()
     hold_ops: tuple[HoldOp, ...] = ()  # applied before the vouchers, all or nothing with them
     group: int = 0  # non-zero: posted all or nothing with the adjacent submissions of the same group
+    body_json: str = field(init=False)  # the body's canonical JSON: fingerprinted, and stored as it is
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fingerprint = fingerprint(self.operation, self.body)
+        self.body_json = canonical_json(self.body)
+        self.fingerprint = fingerprint_json(self.operation, self.body_json)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class _Batch:
         self.records = ledger_repo.load_records(conn, [(s.tenant_id, s.request_id) for s in subs])
         self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
         self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
-        self.balances: dict[str, BalanceState] = {}
+        self.balances: Revertible = Revertible()  # account id -> BalanceState
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         ops: dict[str, list[HoldOp]] = defaultdict(list)
         for sub in subs:
@@ -127,8 +130,8 @@ class _Batch:
         self._load_accounts(subs, opener)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
-        self.caps_used = ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps])
-        self.caps_limit: dict[tuple[str, str], int] = {}
+        self.caps_used = Revertible(ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps]))
+        self.caps_limit: Revertible = Revertible()  # (tenant, cap key) -> limit
         self.caps_stored = set(self.caps_used)
         self.new_vouchers: list[Voucher] = []
         self.new_accounts: list[Account] = []
@@ -166,17 +169,25 @@ class _Batch:
 
     def apply_group(self, subs: list[Submission]) -> list[Outcome]:
         """Applies one submission, or an atomic group: refused whole when any member is refused."""
-        saved = dict(self.balances), dict(self.caps_used), self.hold_book.snapshot()
+        self._checkpoint()
         evaluated = []
         for index, sub in enumerate(subs):
             result = self._evaluate(sub)
             if isinstance(result, LedgerError):
-                self.balances, self.caps_used = saved[0], saved[1]
-                self.hold_book.restore(saved[2])
+                self._revert()
                 self._record_refusal(sub, result)
                 return [result if i == index else refused_with(index, result) for i in range(len(subs))]
             evaluated.append(result)
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
+
+    def _checkpoint(self) -> None:
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+            state.checkpoint()
+
+    def _revert(self) -> None:
+        """Takes back what the submissions since the checkpoint changed in the batch's state."""
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+            state.revert()
 
     def _evaluate(self, sub: Submission) -> Posted | _Accepted | LedgerError:
         """A replayed answer, what to post, or the refusal; state moves only for what is accepted."""
@@ -205,7 +216,8 @@ class _Batch:
         posted = self._seal(sub, result.vouchers)
         self._keep_record(IdempotencyRecord(
             sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
-            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us))
+            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us,
+            body_json=sub.body_json))
         return Posted(tuple(posted), holds=holds)
 
     def _record_refusal(self, sub: Submission, error: LedgerError) -> None:
@@ -218,7 +230,7 @@ class _Batch:
         result = {"error": {"kind": error.kind.value, "reason": error.reason, "message": error.message,
                             "metadata": error.metadata}}
         self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
-                                            sub.body, result, self.now_us))
+                                            sub.body, result, self.now_us, body_json=sub.body_json))
 
     def _keep_record(self, record: IdempotencyRecord) -> None:
         self.records[(record.tenant_id, record.request_id)] = record
@@ -286,8 +298,7 @@ class _Batch:
         for voucher in vouchers:
             self._keep_opened(head, voucher)
             head.voucher_sequence += 1
-            numbered = replace(voucher, sequence=head.voucher_sequence, previous_hash=head.last_hash)
-            numbered = replace(numbered, hash=voucher_hash(numbered, head.last_hash))
+            numbered = chained(voucher, head.voucher_sequence, head.last_hash)
             head.last_hash = numbered.hash
             sealed.append(numbered)
             self.touched.update(line.account_id for line in numbered.lines)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from tally.domain.accounts import Account, BalanceState
 from tally.domain.holds import Hold, capture, open_hold, release, require_active, require_open
 from tally.domain.vouchers import AccountRef
+from tally.service.undo import Revertible
 from tally.storage import holds_repo
 
 
@@ -48,7 +49,7 @@ class HoldChange:
 
 class HoldBook:
     def __init__(self, conn: Connection, ops_by_tenant: dict[str, list[HoldOp]]) -> None:
-        self.holds: dict[str, Hold] = {}
+        self.holds: Revertible = Revertible()
         for tenant_id, ops in ops_by_tenant.items():
             ids = [op.hold_id for op in ops if op.action is not HoldAction.CREATE]
             self.holds.update(holds_repo.load_holds(conn, tenant_id, ids, for_update=True))
@@ -61,11 +62,12 @@ class HoldBook:
             ids[hold.tenant_id].add(hold.account_id)
         return ids
 
-    def snapshot(self) -> dict[str, Hold]:
-        return dict(self.holds)
+    def checkpoint(self) -> None:
+        self.holds.checkpoint()
 
-    def restore(self, saved: dict[str, Hold]) -> None:
-        self.holds = saved
+    def revert(self) -> None:
+        """Takes back every change since the checkpoint."""
+        self.holds.revert()
 
     def apply(self, op: HoldOp, tenant_id: str, resolve, balances: dict[str, BalanceState],
               now_us: int) -> HoldChange:

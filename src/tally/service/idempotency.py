@@ -23,8 +23,19 @@ def canonical(value: object) -> object:
     return value
 
 
+def canonical_json(body: dict) -> str:
+    """The one text of a canonical body: sorted keys, no spaces, ASCII."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
 def fingerprint(operation: str, body: dict) -> str:
-    text = json.dumps({"operation": operation, "body": body}, sort_keys=True, separators=(",", ":"))
+    return fingerprint_json(operation, canonical_json(body))
+
+
+def fingerprint_json(operation: str, body_json: str) -> str:
+    """The SHA-256 of {"body": body, "operation": operation} in canonical JSON, built around the body's
+    canonical text so that the body is serialized once ("body" sorts before "operation")."""
+    text = f'{{"body":{body_json},"operation":{json.dumps(operation)}}}'
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -5,21 +5,41 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, case, func, insert, select, update
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
+from tally.storage import bulk
 from tally.storage.engine import locking
 from tally.storage.tables import accounts, balances, voucher_lines
 
+# Column text -> enum member: a dict lookup is several times cheaper than calling the enum class, and a
+# batch reads thousands of accounts. An unknown value still fails (KeyError), as the enum call would.
+_TYPES = {t.value: t for t in AccountType}
+_SIDES = {s.value: s for s in Side}
+_STATUSES = {s.value: s for s in AccountStatus}
+_FLOORS = {f.value: f for f in FloorPolicy}
+
+
+# The columns an Account is read from, in the order `_to_account` unpacks them: a batch reads thousands of
+# accounts, and unpacking a row is several times cheaper than reading its columns by name.
+_ACCOUNT_COLUMNS = tuple(accounts.c[name] for name in (
+    "id", "tenant_id", "code", "type", "normal_side", "currency", "status", "name", "parent_id", "credit_limit",
+    "floor_policy", "metadata", "created_us", "updated_us"))
+
+
+def _select_accounts() -> Select:
+    return select(*_ACCOUNT_COLUMNS)
+
 
 def _to_account(row: Row) -> Account:
+    (id_, tenant_id, code, type_, normal_side, currency, status, name, parent_id, credit_limit, floor_policy,
+     metadata, created_us, updated_us) = row
     return Account(
-        id=row.id, tenant_id=row.tenant_id, code=row.code, type=AccountType(row.type),
-        normal_side=Side(row.normal_side), currency=row.currency, status=AccountStatus(row.status),
-        name=row.name, parent_id=row.parent_id, credit_limit=row.credit_limit,
-        floor_policy=FloorPolicy(row.floor_policy), metadata=json.loads(row.metadata),
-        created_us=row.created_us, updated_us=row.updated_us,
+        id=id_, tenant_id=tenant_id, code=code, type=_TYPES[type_], normal_side=_SIDES[normal_side],
+        currency=currency, status=_STATUSES[status], name=name, parent_id=parent_id, credit_limit=credit_limit,
+        floor_policy=_FLOORS[floor_policy], metadata=json.loads(metadata) if metadata != "{}" else {},
+        created_us=created_us, updated_us=updated_us,
     )
 
 
@@ -51,7 +71,7 @@ def update_account(conn: Connection, account: Account) -> None:
 
 def get_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account | None:
     key = accounts.c.id == ref.id if ref.id else accounts.c.code == ref.code
-    row = conn.execute(select(accounts).where(accounts.c.tenant_id == tenant_id, key)).first()
+    row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, key)).first()
     return _to_account(row) if row else None
 
 
@@ -64,13 +84,15 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
     by_id: dict[str, Account] = {}
     by_code: dict[str, Account] = {}
     if ids:
-        for row in conn.execute(select(accounts).where(accounts.c.tenant_id == tenant_id,
-                                                       accounts.c.id.in_(ids))):
-            by_id[row.id] = _to_account(row)
+        for row in conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
+                                                         bulk.one_of(conn, accounts.c.id, ids))):
+            account = _to_account(row)
+            by_id[account.id] = account
     if codes:
-        for row in conn.execute(select(accounts).where(accounts.c.tenant_id == tenant_id,
-                                                       accounts.c.code.in_(codes))):
-            by_code[row.code] = _to_account(row)
+        for row in conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
+                                                         bulk.one_of(conn, accounts.c.code, codes))):
+            account = _to_account(row)
+            by_code[account.code] = account
     return by_id, by_code
 
 
@@ -82,7 +104,7 @@ def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int
                           (accounts.c.currency, currency), (accounts.c.parent_id, parent_id)):
         if value:
             conditions.append(column == value)
-    rows = conn.execute(select(accounts).where(and_(*conditions)).order_by(accounts.c.id).limit(limit))
+    rows = conn.execute(_select_accounts().where(and_(*conditions)).order_by(accounts.c.id).limit(limit))
     return [_to_account(r) for r in rows]
 
 
@@ -96,9 +118,14 @@ def parent_depth(conn: Connection, tenant_id: str, parent_id: str, depth_max: in
     return depth
 
 
+_STATE_COLUMNS = tuple(balances.c[name] for name in (
+    "account_id", "current", "locked", "previous_day", "last_date", "entry_count"))
+
+
 def _to_state(row: Row) -> BalanceState:
-    return BalanceState(account_id=row.account_id, current=row.current, locked=row.locked,
-                        previous_day=row.previous_day, last_date=row.last_date, entry_count=row.entry_count)
+    account_id, current, locked, previous_day, last_date, entry_count = row
+    return BalanceState(account_id=account_id, current=current, locked=locked, previous_day=previous_day,
+                        last_date=last_date, entry_count=entry_count)
 
 
 def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], *,
@@ -107,19 +134,21 @@ def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], 
     ids = sorted(set(account_ids))
     if not ids:
         return {}
-    query = (select(balances).where(balances.c.tenant_id == tenant_id, balances.c.account_id.in_(ids))
+    query = (select(*_STATE_COLUMNS).where(balances.c.tenant_id == tenant_id,
+                                           bulk.one_of(conn, balances.c.account_id, ids))
              .order_by(balances.c.account_id))
     if for_update and locking(conn):
         query = query.with_for_update()
-    return {row.account_id: _to_state(row) for row in conn.execute(query)}
+    states = (_to_state(row) for row in conn.execute(query))
+    return {state.account_id: state for state in states}
+
+
+BALANCE_COLUMNS = ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us")
 
 
 def save_balances(conn: Connection, states: Iterable[BalanceState], now_us: int) -> None:
-    rows = [{"b_account_id": s.account_id, "current": s.current, "locked": s.locked,
-             "previous_day": s.previous_day, "last_date": s.last_date, "entry_count": s.entry_count,
-             "updated_us": now_us} for s in states]
-    if rows:
-        conn.execute(update(balances).where(balances.c.account_id == bindparam("b_account_id")), rows)
+    rows = [(s.account_id, s.current, s.locked, s.previous_day, s.last_date, s.entry_count, now_us) for s in states]
+    bulk.update_rows(conn, balances, "account_id", BALANCE_COLUMNS, rows)
 
 
 def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None = None,

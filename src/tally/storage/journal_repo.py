@@ -5,34 +5,36 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, Row, and_, insert, or_, select
+from sqlalchemy import Connection, Row, and_, or_, select
 
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
+from tally.storage import bulk
 from tally.storage.tables import accounts, voucher_lines, vouchers
+
+VOUCHER_COLUMNS = ("id", "tenant_id", "sequence", "flow_type", "request_id", "rule_id", "rule_set_version",
+                   "accounting_date", "effective_us", "posted_us", "memo", "metadata", "reverses_id",
+                   "previous_hash", "hash")
+LINE_COLUMNS = ("voucher_id", "line_no", "tenant_id", "account_id", "entry_number", "side", "amount", "currency",
+                "memo", "balance_after", "accounting_date", "posted_us")
 
 
 def insert_vouchers(conn: Connection, items: Sequence[Voucher]) -> None:
     if not items:
         return
-    conn.execute(insert(vouchers), [_voucher_values(v) for v in items])
-    conn.execute(insert(voucher_lines), [
-        {"voucher_id": v.id, "line_no": ln.line_no, "tenant_id": v.tenant_id, "account_id": ln.account_id,
-         "entry_number": ln.entry_number, "side": ln.side.value, "amount": ln.amount,
-         "currency": ln.currency, "memo": ln.memo, "balance_after": ln.balance_after,
-         "accounting_date": v.accounting_date, "posted_us": v.posted_us}
+    bulk.insert_rows(conn, vouchers, VOUCHER_COLUMNS, [_voucher_row(v) for v in items])
+    bulk.insert_rows(conn, voucher_lines, LINE_COLUMNS, [
+        (v.id, ln.line_no, v.tenant_id, ln.account_id, ln.entry_number, ln.side.value, ln.amount, ln.currency,
+         ln.memo, ln.balance_after, v.accounting_date, v.posted_us)
         for v in items for ln in v.lines
     ])
 
 
-def _voucher_values(v: Voucher) -> dict:
-    return {
-        "id": v.id, "tenant_id": v.tenant_id, "sequence": v.sequence, "flow_type": v.flow_type,
-        "request_id": v.request_id, "rule_id": v.rule_id, "rule_set_version": v.rule_set_version,
-        "accounting_date": v.accounting_date, "effective_us": v.effective_us, "posted_us": v.posted_us,
-        "memo": v.memo, "metadata": json.dumps(v.metadata, sort_keys=True), "reverses_id": v.reverses_id,
-        "previous_hash": v.previous_hash, "hash": v.hash,
-    }
+def _voucher_row(v: Voucher) -> tuple:
+    metadata = json.dumps(v.metadata, sort_keys=True) if v.metadata else "{}"
+    return (v.id, v.tenant_id, v.sequence, v.flow_type, v.request_id, v.rule_id, v.rule_set_version,
+            v.accounting_date, v.effective_us, v.posted_us, v.memo, metadata, v.reverses_id, v.previous_hash,
+            v.hash)
 
 
 def get_vouchers(conn: Connection, tenant_id: str, ids: Sequence[str]) -> list[Voucher]:

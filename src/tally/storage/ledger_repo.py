@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, tuple_, update
 
 from tally.domain.vouchers import GENESIS_HASH
+from tally.storage import bulk
 from tally.storage.tables import events, flow_caps, idempotency, ledger_heads
 
 
@@ -63,15 +65,15 @@ class Event:
 
 EVENT_TENANTS = "tally.event_tenants"  # Connection.info key: tenants this transaction wrote events for
 EVENTS_CHANNEL = "tally_events"
+EVENT_COLUMNS = ("tenant_id", "sequence", "type", "account_id", "voucher_id", "hold_id", "payload", "created_us")
 
 
 def insert_events(conn: Connection, items: Sequence[Event]) -> None:
     if items:
         conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
-        conn.execute(insert(events), [
-            {"tenant_id": e.tenant_id, "sequence": e.sequence, "type": e.type, "account_id": e.account_id,
-             "voucher_id": e.voucher_id, "hold_id": e.hold_id, "payload": json.dumps(e.payload, sort_keys=True),
-             "created_us": e.created_us} for e in items])
+        bulk.insert_rows(conn, events, EVENT_COLUMNS, [
+            (e.tenant_id, e.sequence, e.type, e.account_id, e.voucher_id, e.hold_id,
+             json.dumps(e.payload, sort_keys=True), e.created_us) for e in items])
 
 
 def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int) -> list[Event]:
@@ -91,6 +93,7 @@ class IdempotencyRecord:
     body: dict
     result: dict
     created_us: int
+    body_json: str = ""  # `body` as canonical JSON when the caller has it already (written as it is)
 
 
 def _to_record(r: Row) -> IdempotencyRecord:
@@ -99,20 +102,24 @@ def _to_record(r: Row) -> IdempotencyRecord:
 
 
 def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
-    keys = sorted(set(keys))
-    if not keys:
-        return {}
-    query = select(idempotency).where(tuple_(idempotency.c.tenant_id, idempotency.c.request_id).in_(keys))
-    return {(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)}
+    by_tenant: dict[str, set[str]] = defaultdict(set)
+    for tenant_id, request_id in keys:
+        by_tenant[tenant_id].add(request_id)
+    found = {}
+    for tenant_id, request_ids in sorted(by_tenant.items()):
+        query = select(idempotency).where(idempotency.c.tenant_id == tenant_id,
+                                          bulk.one_of(conn, idempotency.c.request_id, request_ids))
+        found.update({(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)})
+    return found
+
+
+RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
 
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
-    if records:
-        conn.execute(insert(idempotency), [
-            {"tenant_id": r.tenant_id, "request_id": r.request_id, "operation": r.operation,
-             "fingerprint": r.fingerprint, "body": json.dumps(r.body, sort_keys=True),
-             "result": json.dumps(r.result, sort_keys=True), "created_us": r.created_us}
-            for r in records])
+    bulk.insert_rows(conn, idempotency, RECORD_COLUMNS, [
+        (r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or json.dumps(r.body, sort_keys=True),
+         json.dumps(r.result, sort_keys=True), r.created_us) for r in records])
 
 
 def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

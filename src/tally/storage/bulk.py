@@ -1,0 +1,118 @@
+"""Many rows in one statement, without SQLAlchemy's per-row parameter processing; long lists of keys in
+one parameter.
+
+The batch writer inserts thousands of journal rows per transaction; compiling and processing each row's
+parameters costs more Python time than the database spends on it. Rows here are plain tuples in the
+order of the named columns, sent through the driver as they are (statements go through
+`exec_driver_sql`, so errors are still SQLAlchemy's and the unit of work retries them as before):
+
+* PostgreSQL: the rows travel as one JSON array in a single parameter and the server unpacks and casts
+  them (`json_array_elements`), one round trip and one C-level `json.dumps` whatever the row count.
+  `json` keeps every number's text, and the casts to bigint are exact, so integers stay exact. COPY is not
+  an option: it refuses tables under (forced) row-level security.
+* SQLite: one `executemany`, which pysqlite runs in C.
+
+`one_of` is `column IN (...)` for the batch's thousands of keys: the list is one JSON parameter unpacked by
+the database (`json_array_elements_text`, `json_each`), instead of one bound parameter per key that
+SQLAlchemy renders and psycopg parses again for every statement.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import cache
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+
+Row = Sequence[object]
+
+
+def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
+    """Inserts `rows`, each holding the values of `columns` in that order."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_pg_insert(table, columns), (_json(rows),))
+    else:
+        conn.exec_driver_sql(_sqlite_insert(table, columns), list(rows))
+
+
+def update_rows(conn: Connection, table: Table, key: str, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
+    """Sets `columns` of the row whose `key` column equals each row's first value, to its other values.
+    Keys must be distinct (PostgreSQL would apply just one of two rows for the same key)."""
+    if not rows:
+        return
+    if len({row[0] for row in rows}) != len(rows):
+        raise ValueError(f"update_rows: a {table.name}.{key} appears twice")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_pg_update(table, key, columns), (_json(rows),))
+    else:
+        conn.exec_driver_sql(_sqlite_update(table, key, columns), list(rows))
+
+
+def one_of(conn: Connection, column: ColumnElement, values: Iterable[str]) -> ColumnElement[bool]:
+    """`column IN values` for text values, sent as one JSON array."""
+    listed = bindparam(None, _json(sorted(set(values))), type_=String, unique=True)
+    if conn.dialect.name == "postgresql":
+        return column.in_(select(func.json_array_elements_text(cast(listed, JSON))))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(listed)))
+
+
+def _json(rows: Sequence[Row]) -> str:
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def _pg_type(table: Table, column: str) -> str:
+    """The type a JSON value is cast to. Strings stay `text`, so that the column's own assignment cast
+    refuses a value that is too long, as a plain INSERT would (an explicit varchar(n) cast truncates)."""
+    type_ = table.c[column].type
+    if isinstance(type_, BigInteger):
+        return "bigint"
+    return "integer" if isinstance(type_, Integer) else "text"
+
+
+def _q(name: str) -> str:
+    """A quoted identifier (column names like `current` and `sequence` are keywords somewhere)."""
+    return f'"{name}"'
+
+
+def _names(columns: tuple[str, ...]) -> str:
+    return ", ".join(_q(c) for c in columns)
+
+
+@cache
+def _pg_insert(table: Table, columns: tuple[str, ...]) -> str:
+    values = ", ".join(f"(r->>{i})::{_pg_type(table, c)}" for i, c in enumerate(columns))
+    return f"INSERT INTO {_q(table.name)} ({_names(columns)}) SELECT {values} FROM json_array_elements(%s::json) AS r"
+
+
+@cache
+def _pg_update(table: Table, key: str, columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(c)} = (r->>{i})::{_pg_type(table, c)}" for i, c in enumerate(columns, start=1))
+    return (f"UPDATE {_q(table.name)} AS t SET {sets} FROM json_array_elements(%s::json) AS r "
+            f"WHERE t.{_q(key)} = (r->>0)::{_pg_type(table, key)}")
+
+
+@cache
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {_q(table.name)} ({_names(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@cache
+def _sqlite_update(table: Table, key: str, columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(c)} = ?{i}" for i, c in enumerate(columns, start=2))
+    return f"UPDATE {_q(table.name)} SET {sets} WHERE {_q(key)} = ?1"
