@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from tally.domain import limits
 from tally.domain.errors import invalid, precondition
 from tally.domain.fields import check_code, check_metadata, check_text
+from tally.domain.money import fits_int64
 
 
 class AccountType(enum.Enum):
@@ -128,6 +129,8 @@ def change_account(account: Account, change: AccountChange, balance: BalanceStat
         updated = replace(updated, metadata=check_metadata(change.metadata))
     if change.credit_limit is not None:
         _check_credit_limit(account.type, change.credit_limit)
+        if not fits_int64(balance.available(change.credit_limit)):
+            raise invalid("CREDIT_LIMIT_INVALID", "the available balance would leave the int64 range")
         updated = replace(updated, credit_limit=change.credit_limit)
     if change.status is not None:
         _check_status_change(account, change.status, balance)

@@ -69,7 +69,8 @@ def _check_postable(account: Account, currency: str) -> None:
 
 def _next_state(account: Account, state: BalanceState, delta: int, accounting_date: str) -> BalanceState:
     current = state.current + delta
-    if not fits_int64(current):
+    # Available (current - locked + credit limit) is reported in int64 too.
+    if not fits_int64(current) or not fits_int64(current - state.locked + account.credit_limit):
         raise invalid("BALANCE_OVERFLOW", f"account {account.code} balance would leave the int64 range",
                       account_id=account.id)
     # Only a voucher that lowers a balance is held to the floor: one that raises a balance already

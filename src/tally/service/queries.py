@@ -11,9 +11,10 @@ from sqlalchemy import Connection
 from tally.domain import limits
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar, previous_date
-from tally.domain.errors import invalid, missing_account, not_accessible
+from tally.domain.errors import invalid, missing_account, not_accessible, precondition
 from tally.domain.fields import check_tenant
 from tally.domain.holds import Hold, HoldStatus
+from tally.domain.money import fits_int64
 from tally.domain.vouchers import AccountRef, Voucher
 from tally.service import paging
 from tally.storage import accounts_repo, holds_repo, journal_repo, ledger_repo
@@ -204,6 +205,11 @@ class Queries:
             total[0] += debit
             total[1] += credit
             total[2] += count
+        for currency, (debit, credit, _) in totals.items():
+            if not (fits_int64(debit) and fits_int64(credit)):
+                # Every balance fits int64, the sum of one side need not; the API's totals cannot carry it.
+                raise precondition("TRIAL_BALANCE_OUT_OF_RANGE",
+                                   f"the {currency} totals leave the int64 range of the answer", currency=currency)
         return [TrialBalanceTotal(c, d, cr, n) for c, (d, cr, n) in sorted(totals.items())]
 
     def _account_and_balance(self, conn: Connection, tenant_id: str, ref: AccountRef

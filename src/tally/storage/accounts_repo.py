@@ -167,7 +167,10 @@ def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None =
 
 def trial_balance_rows(conn: Connection, tenant_id: str) -> list[tuple[str, str, int, int, int]]:
     """Per (currency, normal side): the sum of positive balances, of negative ones (as a positive
-    number), and the account count. Exact integers on both engines (PostgreSQL sums bigint as numeric)."""
+    number), and the account count. Exact integers of any size: PostgreSQL sums bigint as numeric;
+    SQLite's SUM stops at int64, so there the balances are summed here."""
+    if conn.dialect.name == "sqlite":
+        return _trial_balance_rows_summed_here(conn, tenant_id)
     positive = func.sum(case((balances.c.current > 0, balances.c.current), else_=0))
     negative = func.sum(case((balances.c.current < 0, -balances.c.current), else_=0))
     query = (select(accounts.c.currency, accounts.c.normal_side, positive, negative, func.count())
@@ -176,3 +179,14 @@ def trial_balance_rows(conn: Connection, tenant_id: str) -> list[tuple[str, str,
              .group_by(accounts.c.currency, accounts.c.normal_side)
              .order_by(accounts.c.currency, accounts.c.normal_side))
     return [(r[0], r[1], int(r[2] or 0), int(r[3] or 0), int(r[4])) for r in conn.execute(query)]
+
+
+def _trial_balance_rows_summed_here(conn: Connection, tenant_id: str) -> list[tuple[str, str, int, int, int]]:
+    sums: dict[tuple[str, str], list[int]] = {}
+    query = (select(accounts.c.currency, accounts.c.normal_side, balances.c.current)
+             .join(balances, balances.c.account_id == accounts.c.id).where(accounts.c.tenant_id == tenant_id))
+    for currency, side, current in conn.execute(query):
+        total = sums.setdefault((currency, side), [0, 0, 0])
+        total[0 if current > 0 else 1] += abs(current)
+        total[2] += 1
+    return [(c, side, p, n, k) for (c, side), (p, n, k) in sorted(sums.items())]
