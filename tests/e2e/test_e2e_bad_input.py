@@ -89,6 +89,9 @@ class World:
         return self.srv.accounting().GetVoucher(post_pb.GetVoucherRequest(voucher_id=voucher_id),
                                                 metadata=md(tenant or self.t))
 
+    def get_hold(self, hold_id: str):
+        return self.srv.accounting().GetHold(post_pb.GetHoldRequest(hold_id=hold_id), metadata=md(self.t))
+
     def get_account(self, account, tenant: str = ""):
         return self.srv.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref(account)),
                                               metadata=md(tenant or self.t))
@@ -432,6 +435,13 @@ CASES = [
       id="get-balance-basic-format-date"),
     P(lambda w: w.list_entries("alice", start_date="yesterday"), C.INVALID_ARGUMENT, "DATE_INVALID",
       id="list-entries-bad-start-date"),
+    # --- found by test_e2e_fuzz ----------------------------------------------------------------------
+    # An error echoes what it names: echoed whole, a 20 kB id made trailers the client refused (it saw
+    # RESOURCE_EXHAUSTED and no google.rpc.Status at all).
+    P(lambda w: w.get_voucher("v" * 20_000), C.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE",
+      id="get-voucher-20k-id"),
+    P(lambda w: w.get_hold("\U0001f600" * 5_000), C.PERMISSION_DENIED, "HOLD_NOT_ACCESSIBLE",
+      id="get-hold-20k-bytes-id"),
 ]
 
 

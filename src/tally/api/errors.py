@@ -48,11 +48,30 @@ async def abort(context: grpc.aio.ServicerContext, error: LedgerError) -> None:
     await context.abort_with_status(to_status(error))
 
 
+# Errors echo what the client sent (a code, an id, a type). The status travels in the trailers, which a
+# client refuses beyond a few KiB (gRPC's default hard limit is 16 KiB, and it may drop anything over
+# 8 KiB), so an echoed value is cut short: the status must always reach the client.
+ERROR_MESSAGE_BYTES_MAX = 512
+ERROR_METADATA_ENTRIES_MAX = 16
+ERROR_METADATA_VALUE_BYTES_MAX = 256
+
+
+def clip(text: str, bytes_max: int) -> str:
+    """``text`` cut to at most ``bytes_max`` UTF-8 bytes (never inside a character), marked with '...'."""
+    data = text.encode()
+    if len(data) <= bytes_max:
+        return text
+    return data[:bytes_max - 3].decode(errors="ignore") + "..."
+
+
 def to_status(error: LedgerError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    metadata = {clip(k, ERROR_METADATA_VALUE_BYTES_MAX): clip(v, ERROR_METADATA_VALUE_BYTES_MAX)
+                for k, v in list(error.metadata.items())[:ERROR_METADATA_ENTRIES_MAX]}
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    return rpc_status.to_status(status_pb2.Status(code=_CODES[error.kind], message=error.message, details=[detail]))
+    message = clip(error.message, ERROR_MESSAGE_BYTES_MAX)
+    return rpc_status.to_status(status_pb2.Status(code=_CODES[error.kind], message=message, details=[detail]))
 
 
 RETRY = "retry with the same request_id"
