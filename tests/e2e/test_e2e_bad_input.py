@@ -17,7 +17,7 @@ from google.protobuf import field_mask_pb2, text_format, timestamp_pb2
 
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
-from tally.v1 import types_pb2
+from tally.v1 import flows_pb2, types_pb2
 from tests.e2e.conftest import (
     Server,
     adjustment_request,
@@ -91,6 +91,10 @@ class World:
 
     def get_hold(self, hold_id: str):
         return self.srv.accounting().GetHold(post_pb.GetHoldRequest(hold_id=hold_id), metadata=md(self.t))
+
+    def release(self, hold_id: str):
+        return self.srv.accounting().ReleaseHold(post_pb.ReleaseHoldRequest(request_id=self.rid("release"),
+                                                                            hold_id=hold_id), metadata=md(self.t))
 
     def get_account(self, account, tenant: str = ""):
         return self.srv.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref(account)),
@@ -436,6 +440,20 @@ CASES = [
     P(lambda w: w.list_entries("alice", start_date="yesterday"), C.INVALID_ARGUMENT, "DATE_INVALID",
       id="list-entries-bad-start-date"),
     # --- found by test_e2e_fuzz ----------------------------------------------------------------------
+    # An id with NUL cannot exist, and is answered like one that does not; PostgreSQL refuses NUL in a
+    # text parameter, and these answered UNAVAILABLE DATABASE_UNAVAILABLE there.
+    P(lambda w: w.get_voucher("\x00"), C.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE", id="get-voucher-nul-id",
+      like_unknown=(lambda w: w.get_voucher(UNKNOWN_ID), lambda w: "\x00", UNKNOWN_ID)),
+    P(lambda w: w.get_account(ref(id="a\x00b")), C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE",
+      id="get-account-nul-id"),
+    P(lambda w: w.transfer(ref(id="\x00"), "bob", 5), C.PERMISSION_DENIED, "ACCOUNT_NOT_ACCESSIBLE",
+      id="post-transfer-from-nul-id"),
+    P(lambda w: w.reverse("\x00"), C.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE", id="reverse-nul-voucher-id"),
+    P(lambda w: w.get_hold("\x00"), C.PERMISSION_DENIED, "HOLD_NOT_ACCESSIBLE", id="get-hold-nul-id"),
+    P(lambda w: w.release("h\x00"), C.PERMISSION_DENIED, "HOLD_NOT_ACCESSIBLE", id="release-hold-nul-id"),
+    P(lambda w: w.post(post_pb.PostRequest(request_id=w.rid(), refund=flows_pb2.RefundFlow(
+        original_request_id="t-1\x00", amount=1, currency="USD", reason="fuzz"))),
+      C.NOT_FOUND, "ORIGINAL_NOT_FOUND", id="post-refund-of-nul-request-id"),
     # An error echoes what it names: echoed whole, a 20 kB id made trailers the client refused (it saw
     # RESOURCE_EXHAUSTED and no google.rpc.Status at all).
     P(lambda w: w.get_voucher("v" * 20_000), C.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE",

@@ -11,7 +11,7 @@ from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceSt
 from tally.domain.vouchers import AccountRef
 from tally.storage import bulk
 from tally.storage.engine import locking
-from tally.storage.tables import accounts, balances, voucher_lines
+from tally.storage.tables import accounts, balances, matchable, voucher_lines
 
 # Column text -> enum member: a dict lookup is several times cheaper than calling the enum class, and a
 # batch reads thousands of accounts. An unknown value still fails (KeyError), as the enum call would.
@@ -70,6 +70,8 @@ def update_account(conn: Connection, account: Account) -> None:
 
 
 def get_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account | None:
+    if not matchable(ref.id or ref.code):
+        return None
     key = accounts.c.id == ref.id if ref.id else accounts.c.code == ref.code
     row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, key)).first()
     return _to_account(row) if row else None
@@ -79,8 +81,8 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
                   ) -> tuple[dict[str, Account], dict[str, Account]]:
     """Resolves many references in at most two queries: (by id, by code)."""
     refs = list(refs)
-    ids = sorted({r.id for r in refs if r.id})
-    codes = sorted({r.code for r in refs if r.code})
+    ids = sorted({r.id for r in refs if r.id and matchable(r.id)})
+    codes = sorted({r.code for r in refs if r.code and matchable(r.code)})
     by_id: dict[str, Account] = {}
     by_code: dict[str, Account] = {}
     if ids:
@@ -99,6 +101,8 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
 def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int,
                   type_: str | None = None, status: str | None = None, currency: str | None = None,
                   parent_id: str | None = None) -> list[Account]:
+    if not all(matchable(v) for v in (after_id, type_, status, currency, parent_id)):
+        return []
     conditions = [accounts.c.tenant_id == tenant_id, accounts.c.id > after_id]
     for column, value in ((accounts.c.type, type_), (accounts.c.status, status),
                           (accounts.c.currency, currency), (accounts.c.parent_id, parent_id)):

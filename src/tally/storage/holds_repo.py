@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, insert, select, update
 
 from tally.domain.holds import Hold, HoldStatus
 from tally.storage.engine import locking
-from tally.storage.tables import holds
+from tally.storage.tables import holds, matchable
 
 
 def _to_hold(r: Row) -> Hold:
@@ -32,7 +32,7 @@ def _values(h: Hold) -> dict:
 
 
 def load_holds(conn: Connection, tenant_id: str, ids: Iterable[str], *, for_update: bool = False) -> dict[str, Hold]:
-    ids = sorted(set(ids))
+    ids = sorted(i for i in set(ids) if matchable(i))
     if not ids:
         return {}
     query = select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id.in_(ids)).order_by(holds.c.id)
@@ -55,6 +55,8 @@ def update_holds(conn: Connection, items: Sequence[Hold]) -> None:
 
 def list_holds(conn: Connection, tenant_id: str, *, after_id: str, limit: int, account_id: str | None = None,
                status: str | None = None) -> list[Hold]:
+    if not all(matchable(v) for v in (after_id, account_id, status)):
+        return []
     conditions = [holds.c.tenant_id == tenant_id, holds.c.id > after_id]
     if account_id:
         conditions.append(holds.c.account_id == account_id)

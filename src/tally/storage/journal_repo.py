@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, and_, or_, select
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
 from tally.storage import bulk
-from tally.storage.tables import accounts, voucher_lines, vouchers
+from tally.storage.tables import accounts, matchable, voucher_lines, vouchers
 
 VOUCHER_COLUMNS = ("id", "tenant_id", "sequence", "flow_type", "request_id", "rule_id", "rule_set_version",
                    "accounting_date", "effective_us", "posted_us", "memo", "metadata", "reverses_id",
@@ -39,16 +39,19 @@ def _voucher_row(v: Voucher) -> tuple:
 
 def get_vouchers(conn: Connection, tenant_id: str, ids: Sequence[str]) -> list[Voucher]:
     """The vouchers with these ids, in the order asked; absent or foreign ids are left out."""
-    if not ids:
+    wanted = [i for i in ids if matchable(i)]
+    if not wanted:
         return []
     rows = conn.execute(select(vouchers).where(vouchers.c.tenant_id == tenant_id,
-                                               vouchers.c.id.in_(list(ids)))).all()
+                                               vouchers.c.id.in_(wanted))).all()
     found = _assemble(conn, rows)
     return [found[i] for i in ids if i in found]
 
 
 def list_vouchers(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int,
                   account_id: str | None = None, flow_type: str | None = None) -> list[Voucher]:
+    if not (matchable(account_id) and matchable(flow_type)):
+        return []
     conditions = [vouchers.c.tenant_id == tenant_id, vouchers.c.sequence > after_sequence]
     if flow_type:
         conditions.append(vouchers.c.flow_type == flow_type)

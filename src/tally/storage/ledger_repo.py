@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, bindparam, func, insert, select, tuple_,
 
 from tally.domain.vouchers import GENESIS_HASH
 from tally.storage import bulk
-from tally.storage.tables import events, flow_caps, idempotency, ledger_heads
+from tally.storage.tables import events, flow_caps, idempotency, ledger_heads, matchable
 
 
 @dataclass
@@ -104,7 +104,8 @@ def _to_record(r: Row) -> IdempotencyRecord:
 def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
     by_tenant: dict[str, set[str]] = defaultdict(set)
     for tenant_id, request_id in keys:
-        by_tenant[tenant_id].add(request_id)
+        if matchable(request_id):
+            by_tenant[tenant_id].add(request_id)
     found = {}
     for tenant_id, request_ids in sorted(by_tenant.items()):
         query = select(idempotency).where(idempotency.c.tenant_id == tenant_id,

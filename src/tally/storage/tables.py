@@ -30,6 +30,13 @@ metadata = MetaData(
 ID = 36  # UUID text
 TENANT = 64
 
+
+def matchable(value: str | None) -> bool:
+    """Whether a caller's value may be compared with stored text. No stored text holds NUL (text fields refuse
+    it on the way in) and PostgreSQL refuses NUL in a text parameter, so a value with one matches nothing:
+    it is answered like a value that does not exist, without asking the database."""
+    return value is None or "\x00" not in value
+
 accounts = Table(
     "accounts", metadata,
     Column("id", String(ID), primary_key=True),
