@@ -7,7 +7,9 @@ shared by the module (once on SQLite, once on PostgreSQL), so cases cannot see o
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -189,6 +191,13 @@ def account_chain(w: World, depth: int) -> None:
     for i in range(depth):
         w.create(code=f"chain-{i}", **({"parent": ref(parent)} if parent else {}))
         parent = f"chain-{i}"
+
+
+def forged_token(token: str, position: object) -> str:
+    """A real page token with its position replaced (the token is base64 JSON; nothing seals it)."""
+    data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    data["p"] = position
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
 def at(seconds: int) -> dict:
@@ -454,6 +463,12 @@ CASES = [
     P(lambda w: w.post(post_pb.PostRequest(request_id=w.rid(), refund=flows_pb2.RefundFlow(
         original_request_id="t-1\x00", amount=1, currency="USD", reason="fuzz"))),
       C.NOT_FOUND, "ORIGINAL_NOT_FOUND", id="post-refund-of-nul-request-id"),
+    # Page tokens are opaque but not sealed: a forged position past int64 reached the database (UNAVAILABLE).
+    P(lambda w: w.list_vouchers(page_token=forged_token(w.list_vouchers(page_size=1).next_page_token, 2**63)),
+      C.INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", id="list-vouchers-forged-token-past-int64"),
+    P(lambda w: w.list_entries("alice", page_token=forged_token(
+        w.list_entries("alice", page_size=1).next_page_token, -(2**63) - 1)),
+      C.INVALID_ARGUMENT, "PAGE_TOKEN_INVALID", id="list-entries-forged-token-below-int64"),
     # An error echoes what it names: echoed whole, a 20 kB id made trailers the client refused (it saw
     # RESOURCE_EXHAUSTED and no google.rpc.Status at all).
     P(lambda w: w.get_voucher("v" * 20_000), C.PERMISSION_DENIED, "VOUCHER_NOT_ACCESSIBLE",
