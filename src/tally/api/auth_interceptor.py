@@ -113,9 +113,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _record(self, method: str, request, context, principal: Principal | None, outcome: str) -> None:
         await self.audit.record(AuditRow(
             tenant_id=principal.tenant_id if principal else "", actor=principal.actor if principal else "",
-            role=principal.role.value if principal else "", action=method.rsplit("/", 1)[-1][:96],
-            target=_target(request)[:256], outcome=outcome[:96], request_id=_request_id(request)[:128],
-            peer=(context.peer() or "")[:128], time_us=self.clock()))
+            role=principal.role.value if principal else "", action=_storable(method.rsplit("/", 1)[-1], 96),
+            target=_storable(_target(request), 256), outcome=_storable(outcome, 96),
+            request_id=_storable(_request_id(request), 128), peer=_storable(context.peer() or "", 128),
+            time_us=self.clock()))
+
+
+def _storable(text: str, length_max: int) -> str:
+    """What the caller sent, as the audit log can hold it: cut to the column, NUL (which PostgreSQL refuses,
+    and which would stop the audit writer on that row for good) shown as U+FFFD."""
+    return text[:length_max].replace("\x00", "\ufffd")
 
 
 async def _refuse_unadmitted(request_iterator, context: grpc.aio.ServicerContext):
