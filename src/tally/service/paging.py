@@ -35,7 +35,7 @@ def decode(token: str, query: dict, default: object) -> object:
         raise invalid("PAGE_TOKEN_INVALID", "page_token is malformed") from None
     if key != _query_key(query) or type(position) is not type(default):
         raise invalid("PAGE_TOKEN_INVALID", "page_token belongs to a different query")
-    if isinstance(position, int) and not 0 <= position <= limits.AMOUNT_MAX:
-        # A token is opaque but not sealed: a forged position must not reach the database (int64 columns).
+    if isinstance(position, int) and not limits.BALANCE_MIN <= position <= limits.AMOUNT_MAX:
+        # A token is opaque but not sealed: a forged position must fit the database's int64 columns.
         raise invalid("PAGE_TOKEN_INVALID", "page_token is malformed")
     return position
