@@ -117,9 +117,10 @@ def _oracle_accepts(draft: VoucherDraft, accounts: list[Account], model: dict[st
     by_id = {a.id: a for a in accounts}
     for aid, delta in deltas.items():
         after = model[aid] + delta
-        if not MIN <= after <= MAX:
-            return False
         account = by_id[aid]
+        # The balance and the available balance it reports must both stay in int64.
+        if not (MIN <= after <= MAX and MIN <= after - locked[aid] + account.credit_limit <= MAX):
+            return False
         if (delta < 0 and account.floor_policy is FloorPolicy.NON_NEGATIVE
                 and after - locked[aid] + account.credit_limit < 0):
             return False
