@@ -380,6 +380,9 @@ def audit_watermark(url: str) -> int:
         engine.dispose()
 
 
+AUDIT_WAIT_S = 5
+
+
 def audit_rows_after(world: World, after_id: int) -> list[sa.Row]:
     server = world.server
     asyncio.run_coroutine_threadsafe(server.app.services.audit.flush(), server.loop).result(STOP_TIMEOUT_S)
@@ -404,9 +407,20 @@ class Batch:
         self.attempts.append(attempt)
 
     def close(self) -> list[Attempt]:
-        rows = audit_rows_after(self.world, self.watermark)
-        unused = list(rows)
+        # A refusal's row may be queued a moment after its answer reached the client: read again, briefly.
+        deadline = time.monotonic() + AUDIT_WAIT_S
+        while not self._match() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        changed = snapshot(self.world.server.database_url) != self.baseline
         for attempt in self.attempts:
+            attempt.changed = changed
+        return self.attempts
+
+    def _match(self) -> bool:
+        """Marks the refused attempts that have their audit row; True when all have."""
+        unused = list(audit_rows_after(self.world, self.watermark))
+        for attempt in self.attempts:
+            attempt.audited = False
             if not attempt.refused:
                 continue
             for row in unused:
@@ -416,10 +430,7 @@ class Batch:
                     attempt.audited = True
                     unused.remove(row)
                     break
-        changed = snapshot(self.world.server.database_url) != self.baseline
-        for attempt in self.attempts:
-            attempt.changed = changed
-        return self.attempts
+        return all(a.audited for a in self.attempts if a.refused)
 
 
 def _batch_outcome(response) -> str:
