@@ -122,13 +122,22 @@ def test_watch_sees_only_the_keys_tenant(server: Server, key: str, tmp_path: Pat
     assert len(rows) == 3 and {r["account_id"] for r in rows} == globex
 
 
+def _as_from_a_terminal() -> None:
+    """The child gets SIGINT as an interactive shell gives it: handled by default and not blocked, whatever
+    the test process inherited or set (an ignored SIGINT is inherited across exec, and Python then installs
+    no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_watch_ends_cleanly_on_ctrl_c(server: Server, key: str) -> None:
     _setup(server)
     script = ("import argparse, sys; from tally.cli_watch import add_watch_parser; p = argparse.ArgumentParser();"
               "add_watch_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     proc = subprocess.Popen([sys.executable, "-c", script, "watch", "--target", server.target, "--from", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TALLY_API_KEY": key})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TALLY_API_KEY": key},
+                            preexec_fn=_as_from_a_terminal)
     try:
         first = proc.stdout.readline()
         assert first.startswith("#1 "), first + proc.stderr.read()
