@@ -455,29 +455,37 @@ def postgres_server(postgres_url: str) -> Iterator[Server]:
         yield srv
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
-def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server per module and backend, on a fresh database. For table-driven tests whose cases
-    each work in tenants of their own, so the cases cannot see one another."""
+BACKENDS = [pytest.param("sqlite", id="sqlite"),
+            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def module_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  **overrides) -> Iterator[Server]:
+    """A real server for a module-scoped fixture parametrized by BACKENDS, on a fresh database (dropped
+    afterwards on PostgreSQL), with these settings over the e2e defaults."""
+    hint = request.module.__name__.rsplit(".", 1)[-1]
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('e2e-shared') / 'tally.db'}"
-        with running_server(e2e_settings(url)) as srv:
+        url = f"sqlite:///{tmp_path_factory.mktemp(hint) / 'tally.db'}"
+        with running_server(e2e_settings(url, **overrides)) as srv:
             yield srv
         return
     pg = request.getfixturevalue("pg_server")  # the session's throwaway PostgreSQL, started lazily
-    name = unique_database_name(f"e2e_{request.module.__name__.rsplit('.', 1)[-1]}")
+    name = unique_database_name(f"e2e_{hint}")
     url = pg.create_database(name)
     try:
-        with running_server(e2e_settings(url)) as srv:
+        with running_server(e2e_settings(url, **overrides)) as srv:
             yield srv
     finally:
         try:
             pg.drop_database(name)
-        except Exception as exc:  # a failed cleanup must not fail the tests
+        except Exception as exc:  # noqa: BLE001 - a failed cleanup must not fail the tests
             warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server per module and backend, on a fresh database. For table-driven tests whose cases
+    each work in tenants of their own, so the cases cannot see one another."""
+    with module_server(request, tmp_path_factory) as srv:
+        yield srv

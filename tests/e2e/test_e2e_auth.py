@@ -38,7 +38,6 @@ import hmac
 import itertools
 import json
 import time
-import warnings
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -57,8 +56,7 @@ from tally.service.pipeline import now_us
 from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import flows_pb2, types_pb2
-from tests.e2e.conftest import STOP_TIMEOUT_S, Server, TenantKeys, e2e_settings, md, running_server
-from tests.pgserver import unique_database_name
+from tests.e2e.conftest import BACKENDS, STOP_TIMEOUT_S, Server, TenantKeys, md, module_server
 
 A, B = "iso-a", "iso-b"
 JWT_SECRET = b"isolation-test-secret-of-at-least-32-bytes"
@@ -184,30 +182,12 @@ def _setup(server: Server, backend: str) -> World:
     return world
 
 
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)],
-)
+@pytest.fixture(scope="module", params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     overrides = dict(auth_cache_ttl_s=0, jwt_secret=JWT_SECRET.decode(), jwt_algorithms="HS256",
                      jwt_issuer=ISSUER, jwt_audience=AUDIENCE)
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('e2e-auth') / 'tally.db'}"
-        with running_server(e2e_settings(url, **overrides)) as srv:
-            yield _setup(srv, "sqlite")
-        return
-    pg = request.getfixturevalue("pg_server")
-    name = unique_database_name("e2e_auth")
-    url = pg.create_database(name)
-    try:
-        with running_server(e2e_settings(url, **overrides)) as srv:
-            yield _setup(srv, "postgresql")
-    finally:
-        try:
-            pg.drop_database(name)
-        except Exception as exc:  # a failed cleanup must not fail the tests
-            warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+    with module_server(request, tmp_path_factory, **overrides) as srv:
+        yield _setup(srv, request.param)
 
 
 # ------------------------------------------------------------------------------------------ requests

@@ -36,7 +36,6 @@ import json
 import os
 import pkgutil
 import time
-import warnings
 from collections.abc import Iterable, Iterator
 from importlib import resources
 
@@ -63,17 +62,16 @@ from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
 from tally.v1 import flows_pb2, types_pb2
 from tests.e2e.conftest import (
+    BACKENDS,
     ERROR_DOMAIN,
     Server,
     TenantKeys,
-    e2e_settings,
     line,
     md,
+    module_server,
     ref,
-    running_server,
     walk,
 )
-from tests.pgserver import unique_database_name
 from tests.proto_strategies import Hints, extreme_messages, message_class, messages
 
 C = grpc.StatusCode
@@ -146,29 +144,11 @@ def test_every_rpc_of_the_package_is_fuzzed() -> None:
 # ------------------------------------------------------------------------------------------ the server
 
 
-@pytest.fixture(scope="module", params=[
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-])
+@pytest.fixture(scope="module", params=BACKENDS)
 def fuzz_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per backend for the module; each test works in tenants of its own."""
-    settings_ = {"hold_expiry_interval_s": HOLD_EXPIRY_OFF_S}
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('e2e-fuzz') / 'tally.db'}"
-        with running_server(e2e_settings(url, **settings_)) as srv:
-            yield srv
-        return
-    pg = request.getfixturevalue("pg_server")
-    name = unique_database_name("e2e_fuzz")
-    url = pg.create_database(name)
-    try:
-        with running_server(e2e_settings(url, **settings_)) as srv:
-            yield srv
-    finally:
-        try:
-            pg.drop_database(name)
-        except Exception as exc:  # noqa: BLE001 - a failed cleanup must not fail the tests
-            warnings.warn(f"could not drop test database {name}: {exc}", stacklevel=1)
+    with module_server(request, tmp_path_factory, hold_expiry_interval_s=HOLD_EXPIRY_OFF_S) as srv:
+        yield srv
 
 
 # ------------------------------------------------------------------------------------------ the world
