@@ -1,4 +1,5 @@
-"""Runs `tally serve` as a separate process and waits until its health check says SERVING."""
+"""Runs `tally serve` as a separate process and waits until its health check says SERVING; it can be
+killed, paused and started again on the same port (the reliability suite's faults)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class TallyServer:
         self.extra_env = extra_env or {}
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
+        self.paused = False
         self.log_path = workdir / f"{name}.log"
 
     @property
@@ -46,7 +48,8 @@ class TallyServer:
         return self.proc.pid
 
     def start(self) -> TallyServer:
-        self.port = free_port()
+        """Starts the process, on the port of an earlier start if there was one."""
+        self.port = self.port or free_port()
         env = dict(os.environ)
         env.update({
             "TALLY_DATABASE_URL": self.database_url,
@@ -54,9 +57,10 @@ class TallyServer:
             "TALLY_LOG_LEVEL": "WARNING",
         })
         env.update(self.extra_env)
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([tally_executable(), "serve"], env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self.paused = False
         self._wait_serving()
         return self
 
@@ -86,11 +90,27 @@ class TallyServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no shutdown of any kind."""
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after a grace; returns the exit status."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            if self.paused:
+                self.resume()  # a stopped process would hold SIGTERM until it goes on
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
             try:
