@@ -21,7 +21,8 @@ class Faults:
         self.cluster = cluster
         self.random = random.Random(seed)
         self.injected: Counter[str] = Counter()
-        self.log: list[tuple[float, str, str]] = []  # (time, kind, detail)
+        self.started_s = time.monotonic()
+        self.log: list[tuple[float, str, str]] = []  # (time, kind, detail), reported as the run's fault log
 
     def inject(self, kind: str) -> None:
         detail = getattr(self, f"_{kind}")() or ""

@@ -84,7 +84,3 @@ class History:
     def of(self, *kinds: str) -> list[Op]:
         with self._lock:
             return [op for op in self.ops if op.kind in kinds]
-
-    def by_id(self) -> dict[int, Op]:
-        with self._lock:
-            return {op.id: op for op in self.ops}

@@ -148,6 +148,8 @@ def _report(plan: Plan, ops: list[Op], faults: Faults, counts: dict[str, int], f
             "server_errors": sum(op.code in {c.name for c in SERVER_ERRORS} for op in ops),
         },
         "faults": dict(sorted(faults.injected.items())),
+        "fault_log": [{"at_ms": int((at - faults.started_s) * 1000), "kind": kind, "detail": detail}
+                      for at, kind, detail in faults.log],
         "final": {"vouchers": len(final.vouchers), "voucher_sequence": final.voucher_sequence,
                   "event_sequence": final.event_sequence,
                   "stream_events_seen": [len(c.seen) for c in consumers],
