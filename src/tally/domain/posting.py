@@ -69,14 +69,15 @@ def _check_postable(account: Account, currency: str) -> None:
 
 def _next_state(account: Account, state: BalanceState, delta: int, accounting_date: str) -> BalanceState:
     current = state.current + delta
-    # Available (current - locked + credit limit) is reported in int64 too.
-    if not fits_int64(current) or not fits_int64(current - state.locked + account.credit_limit):
+    available_after = state.available(account.credit_limit) + delta
+    # The available balance is reported in int64 too.
+    if not fits_int64(current) or not fits_int64(available_after):
         raise invalid("BALANCE_OVERFLOW", f"account {account.code} balance would leave the int64 range",
                       account_id=account.id)
     # Only a voucher that lowers a balance is held to the floor: one that raises a balance already
     # below it (say after a credit limit was cut) must still be accepted.
     floored = delta < 0 and account.floor_policy is FloorPolicy.NON_NEGATIVE
-    if floored and current - state.locked + account.credit_limit < 0:
+    if floored and available_after < 0:
         available = state.available(account.credit_limit)
         raise precondition(
             "INSUFFICIENT_FUNDS", f"account {account.code} has {available} available, needs {-delta}",
