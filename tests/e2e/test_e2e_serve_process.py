@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2_grpc
 
@@ -58,9 +59,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def tally_serve(db: Path, port: int, log: Path) -> Iterator[subprocess.Popen]:
+def tally_serve(db: Path, port: int, log: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
     env = {**os.environ, "TALLY_DATABASE_URL": f"sqlite:///{db}", "TALLY_LISTEN_ADDRESS": f"127.0.0.1:{port}",
-           "TALLY_SHUTDOWN_GRACE_S": str(GRACE_S), "TALLY_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+           "TALLY_SHUTDOWN_GRACE_S": str(GRACE_S), "TALLY_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **extra_env}
     with log.open("ab") as out:
         proc = subprocess.Popen(tally_command(), env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=db.parent)
@@ -164,3 +165,34 @@ def test_serve_sigterm_and_restart(tmp_path: Path) -> None:
         finally:
             channel.close()
         stop(proc, log)
+
+
+def spans_in(text: str) -> list[str]:
+    """The span names a console exporter wrote (one JSON object per span)."""
+    marker = '    "name": "'
+    return [line[len(marker):].split('"', 1)[0] for line in text.splitlines() if line.startswith(marker)]
+
+
+@pytest.mark.parametrize("exporter", ["console", "none"])
+def test_tracing_exports_a_span_per_call_only_when_asked(tmp_path: Path, exporter: str) -> None:
+    """TALLY_OTEL_EXPORTER=console: each call but health checks becomes a span, flushed at shutdown.
+    none (the default): no span is made at all."""
+    db, log = tmp_path / "tally.db", tmp_path / "serve.log"
+    port = free_port()
+    with tally_serve(db, port, log, TALLY_OTEL_EXPORTER=exporter) as proc:
+        channel = open_channel(f"127.0.0.1:{port}", timeout_s=10)
+        try:
+            wait_serving(proc, channel, log)
+            auth = admin_key(tmp_path, log)
+            accounts = acc_grpc.AccountServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                accounts.GetAccount(acc_pb.GetAccountRequest(account=ref("nobody")), metadata=auth)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            channel.close()
+        stop(proc, log)
+    spans = spans_in(log.read_text())
+    if exporter == "console":
+        assert spans == ["/tally.v1.AccountService/GetAccount"], log.read_text()[-4000:]
+    else:
+        assert spans == [] and '"trace_id"' not in log.read_text()
