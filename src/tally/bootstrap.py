@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -172,8 +173,26 @@ async def start(settings: Settings) -> App:
     return App(settings, engines, services, server, listener)
 
 
+# The cyclic garbage collector's young-generation threshold in serve. A batch of 1,000 vouchers allocates
+# a few hundred thousand objects, nearly all freed by reference counting; at the default of 700 the
+# collector ran every few vouchers, scanning the batch's live objects again each time. 20,000 took PostBatch
+# 1000 from 2,800 to 3,200 vouchers/s (PostgreSQL) and 2,900 to 3,200 (SQLite). Collections still run, and
+# the memory soak (bench/run.py --soak-s) checks that memory stays flat.
+GC_YOUNG_OBJECTS = 20_000
+
+
+def tune_gc() -> None:
+    """Moves what start-up made (modules, rule set, services) out of the collector's view, for good, and
+    lets the young generation grow before a collection."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_OBJECTS, middle, old)
+
+
 async def _serve(settings: Settings) -> None:
     app = await start(settings)
+    tune_gc()
     log.info("tally serving on port %d (database: %s)", app.port, engines_label(settings.database_url))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
