@@ -62,6 +62,21 @@ def test_canonical_leaves_scalars_and_stringifies_keys():
 # --- fingerprint ----------------------------------------------------------------------------------
 
 
+def test_a_stored_fingerprint_stays_valid():
+    """Records written by earlier releases hold this text and hash: a resend after an upgrade must match."""
+    flow = AdjustmentFlow((LineDraft(A, Side.DEBIT, 2**63 - 1, "EUR", "x"),
+                           LineDraft(AccountRef(code="b"), Side.CREDIT, 2**63 - 1, "EUR")), "why")
+    body = {"flow_type": "adjustment", "flow": canonical(flow), "memo": "\u00e9", "metadata": {"k": "v"},
+            "effective_us": None}
+    assert canonical_json(body) == (
+        '{"effective_us":null,"flow":{"lines":[{"account":{"code":"","id":"a"},"amount":9223372036854775807,'
+        '"currency":"EUR","memo":"x","side":"debit"},{"account":{"code":"b","id":""},"amount":9223372036854775807,'
+        '"currency":"EUR","memo":"","side":"credit"}],"reason":"why"},"flow_type":"adjustment","memo":"\\u00e9",'
+        '"metadata":{"k":"v"}}')
+    assert fingerprint("post", body) == "cf99232eba282e9bd94bbd92dbdffa6c961d279f33f7cda3a49214570c753bcc"
+
+
+
 def test_fingerprint_is_stable():
     assert fingerprint("Transfer", transfer_body()) == fingerprint("Transfer", transfer_body())
     assert len(fingerprint("Transfer", transfer_body())) == 64

@@ -9,11 +9,20 @@ import json
 
 from tally.domain.errors import ErrorKind, LedgerError
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names: every request walks its flow
+
 
 def canonical(value: object) -> object:
     """A JSON-ready form of commands and flows: dataclasses as dicts, enums as values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
+    if names is not None:
+        return {name: canonical(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from functools import cache
 
-from sqlalchemy import Connection, Row, Select, and_, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, insert, select, update
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
@@ -85,17 +86,26 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
     codes = sorted({r.code for r in refs if r.code and matchable(r.code)})
     by_id: dict[str, Account] = {}
     by_code: dict[str, Account] = {}
+    dialect = conn.dialect.name
     if ids:
-        for row in conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
-                                                         bulk.one_of(conn, accounts.c.id, ids))):
+        for row in conn.execute(_accounts_by(dialect, "id"), {"tenant_id": tenant_id,
+                                                               "keys": bulk.keys_value(dialect, ids)}):
             account = _to_account(row)
             by_id[account.id] = account
     if codes:
-        for row in conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
-                                                         bulk.one_of(conn, accounts.c.code, codes))):
+        for row in conn.execute(_accounts_by(dialect, "code"), {"tenant_id": tenant_id,
+                                                                 "keys": bulk.keys_value(dialect, codes)}):
             account = _to_account(row)
             by_code[account.code] = account
     return by_id, by_code
+
+
+# The batch writer's reads are built once per dialect: building a statement and its cache key costs as
+# much Python time as running it.
+@cache
+def _accounts_by(dialect: str, key: str) -> Select:
+    return _select_accounts().where(accounts.c.tenant_id == bindparam("tenant_id"),
+                                    bulk.one_of(dialect, accounts.c[key], "keys"))
 
 
 def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int,
@@ -135,16 +145,21 @@ def _to_state(row: Row) -> BalanceState:
 def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], *,
                   for_update: bool = False) -> dict[str, BalanceState]:
     """Loads balance rows; for a write, locks them in account-id order so writers never deadlock."""
-    ids = sorted(set(account_ids))
+    ids = set(account_ids)
     if not ids:
         return {}
-    query = (select(*_STATE_COLUMNS).where(balances.c.tenant_id == tenant_id,
-                                           bulk.one_of(conn, balances.c.account_id, ids))
+    dialect = conn.dialect.name
+    query = _balances_of(dialect, for_update and locking(conn))
+    rows = conn.execute(query, {"tenant_id": tenant_id, "keys": bulk.keys_value(dialect, ids)})
+    return {state.account_id: state for state in map(_to_state, rows)}
+
+
+@cache
+def _balances_of(dialect: str, for_update: bool) -> Select:
+    query = (select(*_STATE_COLUMNS)
+             .where(balances.c.tenant_id == bindparam("tenant_id"), bulk.one_of(dialect, balances.c.account_id, "keys"))
              .order_by(balances.c.account_id))
-    if for_update and locking(conn):
-        query = query.with_for_update()
-    states = (_to_state(row) for row in conn.execute(query))
-    return {state.account_id: state for state in states}
+    return query.with_for_update() if for_update else query
 
 
 BALANCE_COLUMNS = ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us")

@@ -69,13 +69,18 @@ def update_rows(conn: Connection, table: Table, key: str, columns: tuple[str, ..
         conn.exec_driver_sql(_sqlite_update(table, key, columns), list(rows))
 
 
-def one_of(conn: Connection, column: ColumnElement, values: Iterable[str]) -> ColumnElement[bool]:
-    """`column IN values` for text values, sent as one JSON array."""
+def one_of(dialect: str, column: ColumnElement, name: str) -> ColumnElement[bool]:
+    """`column IN (...)` for text values, from the one parameter `name`: built once per statement, and
+    given its value by `keys_value`."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name, type_=String))))
+
+
+def keys_value(dialect: str, values: Iterable[str]) -> list[str] | str:
+    """The value of a `one_of` parameter: a list (a text array) on PostgreSQL, a JSON array on SQLite."""
     keys = sorted(set(values))
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, keys, type_=ARRAY(String), unique=True))
-    listed = bindparam(None, _json(keys), type_=String, unique=True)
-    return column.in_(select(literal_column("value")).select_from(func.json_each(listed)))
+    return keys if dialect == "postgresql" else _json(keys)
 
 
 def _json(rows: Sequence[Row]) -> str:

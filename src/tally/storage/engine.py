@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -88,4 +88,4 @@ def set_tenant_scope(conn: Connection, value: str) -> None:
     """On PostgreSQL, the tenants this transaction may see and write ("*": all), until it ends. A SELECT,
     so it takes the snapshot: in a write transaction it must come after the gate."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.set_config(TENANT_SCOPE_SETTING, value, True)))
+        conn.exec_driver_sql("SELECT set_config(%s, %s, true)", (TENANT_SCOPE_SETTING, value))

@@ -6,8 +6,9 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Row, Select, bindparam, insert, select, tuple_, update
 
 from tally.domain.vouchers import GENESIS_HASH
 from tally.storage import bulk
@@ -26,7 +27,7 @@ class LedgerHead:
 def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
     """The heads of these tenants, created on a tenant's first write."""
     ids = sorted(set(tenant_ids))
-    rows = conn.execute(select(ledger_heads).where(ledger_heads.c.tenant_id.in_(ids))).all()
+    rows = conn.execute(_HEADS_OF, {"ids": ids}).all()
     heads = {r.tenant_id: LedgerHead(r.tenant_id, r.voucher_sequence, r.event_sequence, r.last_hash,
                                      r.accounting_date) for r in rows}
     missing = [t for t in ids if t not in heads]
@@ -35,6 +36,12 @@ def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerH
         conn.execute(insert(ledger_heads), [vars(h) for h in fresh])
         heads.update({h.tenant_id: h for h in fresh})
     return heads
+
+
+# The batch writer's statements are built once: building one and its cache key costs as much Python time
+# as running it.
+_HEADS_OF = select(ledger_heads).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
+_SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
 
 
 def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
@@ -48,7 +55,7 @@ def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
              "event_sequence": h.event_sequence, "last_hash": h.last_hash,
              "accounting_date": h.accounting_date} for h in heads]
     if rows:
-        conn.execute(update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id")), rows)
+        conn.execute(_SAVE_HEAD, rows if len(rows) > 1 else rows[0])
 
 
 @dataclass(frozen=True)
@@ -107,11 +114,18 @@ def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tupl
         if matchable(request_id):
             by_tenant[tenant_id].add(request_id)
     found = {}
+    dialect = conn.dialect.name
     for tenant_id, request_ids in sorted(by_tenant.items()):
-        query = select(idempotency).where(idempotency.c.tenant_id == tenant_id,
-                                          bulk.one_of(conn, idempotency.c.request_id, request_ids))
-        found.update({(r.tenant_id, r.request_id): _to_record(r) for r in conn.execute(query)})
+        rows = conn.execute(_records_of(dialect), {"tenant_id": tenant_id,
+                                                   "keys": bulk.keys_value(dialect, request_ids)})
+        found.update({(r.tenant_id, r.request_id): _to_record(r) for r in rows})
     return found
+
+
+@cache
+def _records_of(dialect: str) -> Select:
+    return select(idempotency).where(idempotency.c.tenant_id == bindparam("tenant_id"),
+                                     bulk.one_of(dialect, idempotency.c.request_id, "keys"))
 
 
 RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
@@ -153,4 +167,4 @@ def notify_events(conn: Connection, tenant_ids: set[str]) -> None:
     """On PostgreSQL, wakes other processes' streams: NOTIFY is delivered at commit, in commit order."""
     if conn.dialect.name == "postgresql":
         for tenant_id in sorted(tenant_ids):
-            conn.execute(select(func.pg_notify(EVENTS_CHANNEL, tenant_id)))
+            conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, tenant_id))
