@@ -14,7 +14,7 @@ from their templates on first use, and written only if an accepted voucher touch
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -33,6 +33,7 @@ from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.idempotency import canonical, canonical_json, fingerprint_json, reused_request_id
 from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
+from tally.storage.engine import pipelined
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
 
@@ -89,13 +90,26 @@ def no_templates(_tenant: str, _code: str, _currency: str, _now: int) -> Account
     return None
 
 
+# Rows of accepted submissions are sent every this many submissions, while the next ones are applied.
+CHUNK_SUBMISSIONS = 100
+
+
 def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
                 opener: Opener = no_templates) -> list[Outcome]:
+    """Applies the submissions in order and writes what they changed. The append-only rows (journal,
+    records, events) go out chunk by chunk: on PostgreSQL the server inserts one chunk while the next is
+    being applied, where sending them all at the end made each side wait for the other."""
     batch = _Batch(conn, subs, now_us, calendar, opener)
     outcomes: list[Outcome] = []
-    for run in runs(subs):
-        outcomes += batch.apply_group(run)
-    batch.write()
+    with pipelined(conn):
+        applied = 0
+        for run in runs(subs):
+            outcomes += batch.apply_group(run)
+            applied += len(run)
+            if applied >= CHUNK_SUBMISSIONS:
+                batch.send_rows()
+                applied = 0
+        batch.write()
     return outcomes
 
 
@@ -118,6 +132,7 @@ class _Batch:
         for head in self.heads.values():
             head.accounting_date = max(calendar.date_of(now_us), head.accounting_date)
         self.records = ledger_repo.load_records(conn, [(s.tenant_id, s.request_id) for s in subs])
+        self.replayable = _stored_vouchers(conn, self.records.values())  # read now: no reads while writing
         self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
         self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
         self.balances: Revertible = Revertible()  # account id -> BalanceState
@@ -137,6 +152,7 @@ class _Batch:
         self.new_accounts: list[Account] = []
         self.new_records: list[IdempotencyRecord] = []
         self.events: list[Event] = []
+        self.sent = _Sent()
         self.touched: set[str] = set()
 
     def _load_accounts(self, subs: list[Submission], opener: Opener) -> None:
@@ -259,9 +275,7 @@ class _Batch:
         if "error" in record.result:
             return refusal_from(record.result["error"])
         ids = record.result["voucher_ids"]
-        fresh = {v.id: v for v in self.new_vouchers if v.id in ids}
-        stored = journal_repo.get_vouchers(self.conn, sub.tenant_id, [i for i in ids if i not in fresh])
-        found = fresh | {v.id: v for v in stored}
+        found = {v.id: v for v in self.new_vouchers if v.id in ids} | self.replayable
         holds = tuple(hold_from(data) for data in record.result.get("holds", ()))
         return Posted(tuple(found[i] for i in ids), replayed=True, holds=holds)
 
@@ -347,17 +361,26 @@ class _Batch:
         head.event_sequence += 1
         self.events.append(Event(head.tenant_id, head.event_sequence, type_, payload, self.now_us, **ids))
 
+    def send_rows(self) -> None:
+        """Writes the rows accepted since the last call that nothing later in the batch changes: opened
+        accounts, vouchers and their lines, idempotency records and events."""
+        sent = self.sent
+        for account in self.new_accounts[sent.accounts:]:
+            accounts_repo.insert_account(self.conn, account)
+        journal_repo.insert_vouchers(self.conn, self.new_vouchers[sent.vouchers:])
+        ledger_repo.insert_records(self.conn, self.new_records[sent.records:])
+        ledger_repo.insert_events(self.conn, self.events[sent.events:])
+        self.sent = _Sent(len(self.new_accounts), len(self.new_vouchers), len(self.new_records), len(self.events))
+
     def write(self) -> None:
+        """Sends the rows not sent yet, then what the batch as a whole changed: holds, balances, flow caps
+        and ledger heads."""
         if not self.new_vouchers and not self.touched_holds and not self.new_records:
             return
+        self.send_rows()
         self.hold_book.write(self.conn, self.touched_holds)
-        for account in self.new_accounts:
-            accounts_repo.insert_account(self.conn, account)
-        journal_repo.insert_vouchers(self.conn, self.new_vouchers)
         touched = self.touched | {self.hold_book.holds[h].account_id for h in self.touched_holds}
         accounts_repo.save_balances(self.conn, [self.balances[a] for a in sorted(touched)], self.now_us)
-        ledger_repo.insert_records(self.conn, self.new_records)
-        ledger_repo.insert_events(self.conn, self.events)
         ledger_repo.save_caps(
             self.conn,
             {k: (self.caps_used[k], limit) for k, limit in self.caps_limit.items() if k not in self.caps_stored},
@@ -386,6 +409,16 @@ class _View:
 
 
 @dataclass(frozen=True)
+class _Sent:
+    """How many of the batch's new accounts, vouchers, records and events are written already."""
+
+    accounts: int = 0
+    vouchers: int = 0
+    records: int = 0
+    events: int = 0
+
+
+@dataclass(frozen=True)
 class _Accepted:
     vouchers: list[Voucher]
     changes: list[HoldChange]
@@ -401,6 +434,15 @@ def _check_spent_from_holds(changes: list[HoldChange], vouchers: list[Voucher]) 
         if debited < change.op.amount:
             raise precondition("HOLD_ACCOUNT_MISMATCH", f"hold {change.hold.id} is on another account than the "
                                "one this flow spends from", hold_id=change.hold.id)
+
+
+def _stored_vouchers(conn: Connection, records: Iterable[IdempotencyRecord]) -> dict[str, Voucher]:
+    """The vouchers that answer resends of requests already posted, by id."""
+    ids: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        ids[record.tenant_id] += record.result.get("voucher_ids", ())
+    return {v.id: v for tenant_id, voucher_ids in ids.items()
+            for v in journal_repo.get_vouchers(conn, tenant_id, voucher_ids)}
 
 
 def refusal_from(data: dict) -> LedgerError:

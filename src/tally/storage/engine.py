@@ -11,10 +11,14 @@ sets its tenant scope (`tally.tenants`, transaction-local), which the row-level 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -79,6 +83,28 @@ def locking(conn: Connection) -> bool:
 def take_write_gate(conn: Connection) -> None:
     if conn.dialect.name == "postgresql" and locking(conn):
         conn.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """On PostgreSQL, the writes run inside are sent without waiting for each one's answer (libpq's
+    pipeline mode): the server works through them while Python goes on. Only writes: SQLAlchemy reads a
+    result's columns as soon as it has sent the query, before the rows have come back. Leaving waits for
+    every answer; a statement that failed raises there as a SQLAlchemy error, as it would have when
+    sent, so the unit of work retries it when it may."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    driver = conn.connection.driver_connection
+    try:
+        with driver.pipeline() as pipeline:
+            yield
+            pipeline.sync()
+    except psycopg.Error as error:
+        lost = conn.dialect.is_disconnect(error, driver, None)
+        if lost:
+            conn.invalidate(error)
+        raise DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=lost) from error
 
 
 TENANT_SCOPE_SETTING = "tally.tenants"

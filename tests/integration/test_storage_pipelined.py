@@ -1,0 +1,68 @@
+"""`engine.pipelined`: the batch writer sends its writes without waiting for each answer (PostgreSQL's
+pipeline mode). A statement that fails in there must fail the transaction exactly as it would have when
+sent alone: as a SQLAlchemy error, with nothing of the transaction kept, and retried by the unit of work
+when it is a serialization failure."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tally.storage import bulk
+from tally.storage import tables as t
+from tally.storage.engine import pipelined
+from tests.integration.conftest import TENANT
+
+COLUMNS = tuple(t.events.c.keys())
+
+
+def event_row(sequence: int) -> tuple:
+    return (TENANT, sequence, "test.event", None, None, None, "{}", 1)
+
+
+def stored_sequences(ledger) -> list[int]:
+    return ledger.uow.read({TENANT}, lambda conn: conn.execute(
+        sa.select(t.events.c.sequence).where(t.events.c.tenant_id == TENANT).order_by(t.events.c.sequence)
+    ).scalars().all())
+
+
+def test_writes_sent_in_a_pipeline_are_all_kept(database_url, make_ledger):
+    ledger = make_ledger(database_url, start=False)
+
+    def work(conn):
+        with pipelined(conn):
+            for chunk in ([1, 2], [3], [4, 5, 6]):
+                bulk.insert_rows(conn, t.events, COLUMNS, [event_row(n) for n in chunk])
+
+    ledger.uow.write({TENANT}, work)
+    assert stored_sequences(ledger) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failed_write_raises_as_sqlalchemy_error_and_keeps_nothing(database_url, make_ledger):
+    ledger = make_ledger(database_url, start=False)
+
+    def work(conn):
+        with pipelined(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])  # the same (tenant, sequence) again
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(2)])
+
+    with pytest.raises(sa.exc.IntegrityError):
+        ledger.uow.write({TENANT}, work)
+    assert stored_sequences(ledger) == []
+
+
+def test_a_serialization_failure_in_a_pipeline_is_retried(postgres_url, make_ledger):
+    ledger = make_ledger(postgres_url, start=False)
+    attempts: list[int] = []
+
+    def work(conn):
+        attempts.append(1)
+        with pipelined(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
+            if len(attempts) == 1:
+                conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
+
+    ledger.uow.write({TENANT}, work)
+    assert len(attempts) == 2
+    assert stored_sequences(ledger) == [2]  # the first attempt's row went with its transaction
