@@ -13,7 +13,7 @@ import logging
 
 from tally.storage import auth_repo
 from tally.storage.auth_repo import AuditRow
-from tally.storage.uow import Scope, UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork, refuses_content
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,23 @@ class AuditLog:
                 self._queue.task_done()
 
     async def _write(self, rows: list[AuditRow]) -> None:
+        """Writes a batch, retrying while the database is away: evidence is not dropped. A row the database
+        refuses for what it holds is found by writing the batch row by row, and kept in the log instead,
+        so that it cannot stop every later row."""
         delay_s = 0.1
         while True:
             try:
                 await asyncio.to_thread(self.uow.append, Scope.SYSTEM,  # a batch mixes tenants
                                         lambda conn: auth_repo.insert_audit(conn, rows))
                 return
-            except Exception:
+            except Exception as exc:
+                if refuses_content(exc):
+                    break
                 log.exception("writing %d audit rows failed; retrying in %.1fs", len(rows), delay_s)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
+        if len(rows) == 1:
+            log.error("the database refused an audit row, kept here instead: %r", rows[0])
+            return
+        for row in rows:
+            await self._write([row])

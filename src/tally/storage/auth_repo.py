@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from tally.storage import bulk
 from tally.storage.tables import api_keys, audit_log, tenants
 
 
@@ -75,9 +77,13 @@ def revoke_key(conn: Connection, tenant_id: str, key_id: str, now_us: int) -> bo
     return result.rowcount == 1
 
 
+AUDIT_COLUMNS = ("tenant_id", "actor", "role", "action", "target", "outcome", "request_id", "peer", "time_us")
+_audit_values = attrgetter(*AUDIT_COLUMNS)
+
+
 def insert_audit(conn: Connection, rows: Sequence[AuditRow]) -> None:
-    if rows:
-        conn.execute(insert(audit_log), [vars(r) for r in rows])
+    """In one statement, ids in the order given (one row per call made: thousands a second)."""
+    bulk.insert_rows(conn, audit_log, AUDIT_COLUMNS, [_audit_values(r) for r in rows])
 
 
 def list_audit(conn: Connection, tenant_id: str, *, after_id: int, limit: int) -> list[tuple[int, AuditRow]]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from typing import Literal, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
@@ -142,6 +142,12 @@ class UnitOfWork:
     def _sleep(self, attempt: int) -> None:
         ceiling = min(self.backoff_max_ms, self.backoff_ms * 2 ** (attempt - 1))
         time.sleep(random.uniform(0, ceiling) / 1000)  # full jitter
+
+
+def refuses_content(exc: BaseException) -> bool:
+    """The database refused what was written (a value too long or malformed, a constraint): sending the
+    same rows again fails the same way."""
+    return isinstance(exc, DataError | IntegrityError)
 
 
 def _contended(exc: DBAPIError) -> bool:
