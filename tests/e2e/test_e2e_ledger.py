@@ -184,6 +184,35 @@ def test_freeze_unfreeze_close(server: Server) -> None:
     assert (server.current(T, "alice"), server.current(T, "bob")) == (0, 550)
 
 
+def test_a_refused_account_change_is_the_final_answer_to_its_request_id(server: Server) -> None:
+    """Closing an account that holds money is refused; once it is emptied, a resend of that same request
+    is still refused (it must not close the account later), and a new request_id closes it. A create
+    naming a parent that does not exist yet stays refused after the parent appears."""
+    server.create_account(T, "carol", "deposit")
+    server.create_account(T, "dave", "deposit")
+    server.fund(T, "carol", 70)
+    close_id = server.request_id("close-carol")
+    code, reason, _ = refused(server.set_status, T, "carol", CLOSED, request_id=close_id)
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_BALANCE_NOT_ZERO")
+
+    server.transfer(T, "carol", "dave", 70)
+    code, reason, _ = refused(server.set_status, T, "carol", CLOSED, request_id=close_id)
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_BALANCE_NOT_ZERO")
+    assert server.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref("carol")),
+                                        metadata=md(T)).account.status == ACTIVE
+    assert server.set_status(T, "carol", CLOSED).status == CLOSED
+
+    create = acc_pb.CreateAccountRequest(request_id=server.request_id("create-child"), code="child",
+                                         type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency="USD", parent=ref("parent"))
+    for _ in range(2):
+        code, reason, _ = refused(server.accounts().CreateAccount, create, metadata=md(T))
+        assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+        server.create_account(T, "parent", "deposit", request_id="create-parent")  # replayed the second time
+    code, reason, _ = refused(server.accounts().GetAccount, acc_pb.GetAccountRequest(account=ref("child")),
+                              metadata=md(T))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
 def test_credit_limit_floor(server: Server) -> None:
     limit = 5_000
     card = server.create_account(T, "card", "credit", credit_limit=limit)

@@ -619,10 +619,11 @@ class LedgerMachine(RuleBasedStateMachine):
             paths = ["operation"] if first.op != req.op else differing_paths(first, req)
             return Refused(EXISTS, "REQUEST_ID_REUSED", paths)
         outcome = self.judge(req)
-        if isinstance(outcome, Refused) and outcome.code in (PRECONDITION, NOT_FOUND) and not isinstance(req, Update):
-            # README, Idempotency: a refusal of a posting or hold operation that depends on the ledger's state
-            # is the request's final answer, recorded like an acceptance; a resend answers it again even if
-            # it would now succeed. Bad input, ids the caller may not see and account updates record nothing.
+        if isinstance(outcome, Refused) and outcome.code in (PRECONDITION, NOT_FOUND):
+            # README, Idempotency: a refusal that depends on the ledger's state (of a posting, a hold operation
+            # or an account change) is the request's final answer, recorded like an acceptance; a resend
+            # answers it again even if it would now succeed. Bad input and ids the caller may not see record
+            # nothing.
             return dataclasses.replace(outcome, recorded=True)
         return outcome
 

@@ -23,7 +23,14 @@ from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef
 from tally.service.commands import CreateAccount, UpdateAccount
 from tally.service.events import account_payload, append_event
-from tally.service.idempotency import canonical, fingerprint, reused_request_id
+from tally.service.idempotency import (
+    FINAL_REFUSALS,
+    canonical,
+    fingerprint,
+    refusal_from,
+    refusal_result,
+    reused_request_id,
+)
 from tally.storage import accounts_repo, ledger_repo
 from tally.storage.ledger_repo import IdempotencyRecord
 from tally.storage.uow import UnitOfWork
@@ -43,44 +50,66 @@ def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[st
     # Checked before any I/O, so bad input costs nothing and changes nothing.
     draft = open_account(cmd.spec, account_id=new_id(), tenant_id=cmd.tenant_id, now_us=now, currencies=currencies)
 
-    def work(conn: Connection) -> AccountResult:
+    def work(conn: Connection) -> AccountResult | LedgerError:
         replay = _replay(conn, cmd)
         if replay is not None:
             return replay
         account = draft
-        if cmd.parent is not None:
-            parent = _parent(conn, cmd)
-            account = replace(draft, parent_id=parent.id)
+        try:
+            if cmd.parent is not None:
+                parent = _parent(conn, cmd)
+                account = replace(draft, parent_id=parent.id)
+        except LedgerError as error:
+            return _refused(conn, cmd, error, now)
         if accounts_repo.get_account(conn, cmd.tenant_id, AccountRef(code=account.code)) is not None:
             raise LedgerError(ErrorKind.ALREADY_EXISTS, "ACCOUNT_CODE_TAKEN",
                               f"an account with code {account.code!r} exists", code=account.code)
         accounts_repo.insert_account(conn, account)
         append_event(conn, cmd.tenant_id, "account.created", account_payload(account), now, account_id=account.id)
-        _record(conn, cmd, account, now)
+        _record(conn, cmd, {"account": canonical(account)}, now)
         return AccountResult(account)
 
-    return uow.write({cmd.tenant_id}, work)
+    return _answer(uow.write({cmd.tenant_id}, work))
 
 
 def update_account(cmd: UpdateAccount, uow: UnitOfWork, clock: Callable[[], int]) -> AccountResult:
     check_tenant(cmd.tenant_id)
     check_request_id(cmd.request_id)
 
-    def work(conn: Connection) -> AccountResult:
+    def work(conn: Connection) -> AccountResult | LedgerError:
         replay = _replay(conn, cmd)
         if replay is not None:
             return replay
-        account = _existing(conn, cmd.tenant_id, cmd.account)
-        balance = accounts_repo.load_balances(conn, cmd.tenant_id, [account.id], for_update=True)[account.id]
         now = clock()
-        updated = change_account(account, cmd.change, balance, now)
+        try:
+            account = _existing(conn, cmd.tenant_id, cmd.account)
+            balance = accounts_repo.load_balances(conn, cmd.tenant_id, [account.id], for_update=True)[account.id]
+            updated = change_account(account, cmd.change, balance, now)
+        except LedgerError as error:
+            return _refused(conn, cmd, error, now)
         accounts_repo.update_account(conn, updated)
         append_event(conn, cmd.tenant_id, "account.updated",
                      {**account_payload(updated), "change": canonical(cmd.change)}, now, account_id=account.id)
-        _record(conn, cmd, updated, now)
+        _record(conn, cmd, {"account": canonical(updated)}, now)
         return AccountResult(updated)
 
-    return uow.write({cmd.tenant_id}, work)
+    return _answer(uow.write({cmd.tenant_id}, work))
+
+
+def _refused(conn: Connection, cmd: CreateAccount | UpdateAccount, error: LedgerError, now: int) -> LedgerError:
+    """A refusal that depends on the ledger's state (say, closing an account that still holds money) is
+    the request's final answer, kept as an acceptance is: a resend cannot succeed later. Nothing has been
+    written yet, so the transaction commits just the record. Other refusals roll back and record nothing."""
+    if error.kind not in FINAL_REFUSALS:
+        raise error
+    _record(conn, cmd, refusal_result(error), now)
+    return error
+
+
+def _answer(result: AccountResult | LedgerError) -> AccountResult:
+    if isinstance(result, LedgerError):
+        raise result  # recorded and committed: now the caller hears it
+    return result
 
 
 def _existing(conn: Connection, tenant_id: str, ref) -> Account:
@@ -107,14 +136,16 @@ def _replay(conn: Connection, cmd: CreateAccount | UpdateAccount) -> AccountResu
         return None
     if record.operation != cmd.operation or record.fingerprint != fingerprint(cmd.operation, cmd.body()):
         raise reused_request_id(cmd.request_id, cmd.operation, record.operation, record.body, cmd.body())
+    if "error" in record.result:
+        raise refusal_from(record.result["error"])
     return AccountResult(_account_from(record.result["account"]), replayed=True)
 
 
-def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, account: Account, now: int) -> None:
-    # The result is the account exactly as this request left it, so a retry answers the same.
+def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, now: int) -> None:
+    # The result is the account exactly as this request left it, or its refusal, so a retry answers the same.
     ledger_repo.insert_records(conn, [IdempotencyRecord(
         cmd.tenant_id, cmd.request_id, cmd.operation, fingerprint(cmd.operation, cmd.body()), cmd.body(),
-        {"account": canonical(account)}, now)])
+        result, now)])
 
 
 def _account_from(data: dict) -> Account:

@@ -30,7 +30,15 @@ from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
 from tally.service.events import account_payload, hold_events, posted_payload
 from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
-from tally.service.idempotency import canonical, canonical_json, fingerprint_json, reused_request_id
+from tally.service.idempotency import (
+    FINAL_REFUSALS,
+    canonical,
+    canonical_json,
+    fingerprint_json,
+    refusal_from,
+    refusal_result,
+    reused_request_id,
+)
 from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.engine import pipelined
@@ -46,10 +54,6 @@ class Cap:
     limit: int
     reason: str  # the FAILED_PRECONDITION reason when the limit would be passed
 
-
-# Refusals that depend on the ledger's state, which may change: recorded as the request's final answer.
-# Bad input and ids the caller may not see would be refused the same way again, so they record nothing.
-FINAL_REFUSALS = frozenset({ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND})
 
 Builder = Callable[[LedgerView], tuple[VoucherDraft, ...]]
 # Makes the account a template describes for (tenant, code, currency, now), or None when no template fits.
@@ -243,8 +247,7 @@ class _Batch:
         reused request_id, which already has its record."""
         if error.kind not in FINAL_REFUSALS or (sub.tenant_id, sub.request_id) in self.records:
             return
-        result = {"error": {"kind": error.kind.value, "reason": error.reason, "message": error.message,
-                            "metadata": error.metadata}}
+        result = refusal_result(error)
         self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
                                             sub.body, result, self.now_us, body_json=sub.body_json))
 
@@ -443,10 +446,6 @@ def _stored_vouchers(conn: Connection, records: Iterable[IdempotencyRecord]) -> 
         ids[record.tenant_id] += record.result.get("voucher_ids", ())
     return {v.id: v for tenant_id, voucher_ids in ids.items()
             for v in journal_repo.get_vouchers(conn, tenant_id, voucher_ids)}
-
-
-def refusal_from(data: dict) -> LedgerError:
-    return LedgerError(ErrorKind(data["kind"]), data["reason"], data["message"], **data["metadata"])
 
 
 def hold_from(data: dict) -> Hold:

@@ -9,6 +9,11 @@ import json
 
 from tally.domain.errors import ErrorKind, LedgerError
 
+# Refusals that depend on the ledger's state, which may change: recorded as the request's final answer, so
+# that a resend cannot succeed later. Bad input and ids the caller may not see would be refused the same
+# way again, so they record nothing.
+FINAL_REFUSALS = frozenset({ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND})
+
 _SCALARS = frozenset({str, int, bool, type(None)})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names: every request walks its flow
 
@@ -71,3 +76,14 @@ def reused_request_id(request_id: str, operation: str, stored_operation: str, st
         f"request_id {request_id!r} was already used with a different body (differs in: {', '.join(fields)})",
         request_id=request_id, fields=",".join(fields),
     )
+
+
+def refusal_result(error: LedgerError) -> dict:
+    """A refusal as an idempotency record's result."""
+    return {"error": {"kind": error.kind.value, "reason": error.reason, "message": error.message,
+                      "metadata": error.metadata}}
+
+
+def refusal_from(data: dict) -> LedgerError:
+    """The refusal a record's result holds, as it was first answered."""
+    return LedgerError(ErrorKind(data["kind"]), data["reason"], data["message"], **data["metadata"])
