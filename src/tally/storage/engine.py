@@ -47,8 +47,10 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         return Engines(_sqlite_engine(url, "BEGIN IMMEDIATE"), _sqlite_engine(url, "BEGIN"), dialect)
     if dialect == "postgresql":
         level = UNSAFE_ISOLATION_LEVELS[unsafe_isolation] if unsafe_isolation else "SERIALIZABLE"
-        write = create_engine(url, isolation_level=level, pool_size=pool_size, max_overflow=4,
-                              pool_pre_ping=True).execution_options(**{_LOCKING: not unsafe_isolation})
+        # No ping before each write transaction (a round trip per batch): a connection found dead fails
+        # its transaction, is dropped from the pool, and the unit of work retries on a fresh one.
+        write = create_engine(url, isolation_level=level, pool_size=pool_size,
+                              max_overflow=4).execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True).execution_options(postgresql_readonly=True)
         return Engines(write, read, dialect)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
-from tally.storage.engine import Engines, set_tenant_scope, take_write_gate
+from tally.storage.engine import Engines, pipelined, set_tenant_scope, take_write_gate
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -91,8 +91,10 @@ class UnitOfWork:
                 with self.engines.write.begin() as conn:
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
-                    take_write_gate(conn)
-                    set_tenant_scope(conn, setting)
+                    # Both go in one round trip.
+                    with pipelined(conn):
+                        take_write_gate(conn)
+                        set_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
                     ledger_repo.notify_events(conn, tenants)
