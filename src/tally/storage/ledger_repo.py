@@ -24,6 +24,12 @@ class LedgerHead:
     accounting_date: str
 
 
+# The batch writer's statements are built once: building one and its cache key costs as much Python time
+# as running it.
+_HEADS_OF = select(ledger_heads).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
+_SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
+
+
 def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
     """The heads of these tenants, created on a tenant's first write."""
     ids = sorted(set(tenant_ids))
@@ -38,12 +44,6 @@ def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerH
     return heads
 
 
-# The batch writer's statements are built once: building one and its cache key costs as much Python time
-# as running it.
-_HEADS_OF = select(ledger_heads).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
-_SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
-
-
 def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
     row = conn.execute(select(ledger_heads).where(ledger_heads.c.tenant_id == tenant_id)).first()
     return LedgerHead(row.tenant_id, row.voucher_sequence, row.event_sequence, row.last_hash,
@@ -55,7 +55,7 @@ def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
              "event_sequence": h.event_sequence, "last_hash": h.last_hash,
              "accounting_date": h.accounting_date} for h in heads]
     if rows:
-        conn.execute(_SAVE_HEAD, rows if len(rows) > 1 else rows[0])
+        conn.execute(_SAVE_HEAD, rows if len(rows) > 1 else rows[0])  # one tenant: no executemany
 
 
 @dataclass(frozen=True)
