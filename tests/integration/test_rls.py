@@ -10,6 +10,8 @@ then driven through the real service layer connected as ``tally_app``, and probe
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import psycopg
 import pytest
@@ -33,7 +35,7 @@ from tally.storage.auth_repo import AuditRow
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate
 from tally.storage.roles import ServiceRoleError, grant_service_role, may_migrate
-from tally.storage.uow import Scope, UnitOfWork
+from tally.storage.uow import Scope, UnitOfWork, scope_setting
 from tests.integration.conftest import FUNDING, Ledger, check_ledger, outcomes
 
 SERVICE_ROLE = "tally_app"
@@ -320,26 +322,50 @@ async def test_the_service_works_as_the_service_role(app_ledger, owner_url, app_
     check_ledger(owner_url)
 
 
-def test_the_scope_is_set_right_after_the_write_gate(owner_url):
-    """LOCK TABLE must precede the snapshot and set_config (a SELECT) takes it: the gate comes first."""
+def test_a_writer_takes_its_snapshot_after_the_write_gate(owner_url):
+    """LOCK TABLE must precede the snapshot, which the scope's set_config (a SELECT) takes: a writer that
+    waited for the gate sees what was committed while it waited, and runs in its scope."""
     engines = make_engines(owner_url, pool_size=1)
-    statements: list[str] = []
-    for engine in (engines.write, engines.read):
-        sa.event.listen(engine, "before_cursor_execute",
-                        lambda _c, _cur, statement, *_: statements.append(statement))
+    side = sa.create_engine(owner_url)
     try:
+        with side.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE gate_probe (n integer)")
+        seen: list[tuple] = []
+
+        def work(conn):
+            seen.append(conn.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM gate_probe), current_setting('tally.tenants')").one())
+
+        with side.connect() as holder:
+            holder.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
+            writer = threading.Thread(target=UnitOfWork(engines).write, args=({A, B}, work))
+            writer.start()
+            _wait_for_gate_waiter(side)
+            with side.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO gate_probe VALUES (1)")
+            holder.rollback()  # lets the writer through
+            writer.join(30)
+        assert seen == [(1, scope_setting({A, B}))]
         uow = UnitOfWork(engines)
-        uow.write({A, B}, lambda conn: conn.execute(sa.select(t.vouchers)).all())
-        assert statements[0].startswith("LOCK TABLE write_gate")
-        assert "set_config" in statements[1] and len(statements) == 3
-        statements.clear()
-        uow.read({A}, lambda conn: conn.execute(sa.select(t.vouchers)).all())
-        assert "set_config" in statements[0]
-        statements.clear()
-        uow.append(Scope.SYSTEM, lambda conn: conn.execute(sa.select(t.audit_log)).all())
-        assert "set_config" in statements[0]
+        assert uow.read({A}, lambda conn: conn.exec_driver_sql("SELECT current_setting('tally.tenants')").scalar()) == A
+        assert uow.append(Scope.SYSTEM, lambda conn: conn.exec_driver_sql(
+            "SELECT current_setting('tally.tenants')").scalar()) == Scope.SYSTEM.value
     finally:
         engines.dispose()
+        with side.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS gate_probe")
+        side.dispose()
+
+
+def _wait_for_gate_waiter(engine: sa.Engine) -> None:
+    deadline = time.monotonic() + 30
+    query = "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass AND NOT granted"
+    while True:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql(query).scalar():
+                return
+        assert time.monotonic() < deadline, "the writer never waited for the gate"
+        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------------------ migrating

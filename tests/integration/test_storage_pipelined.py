@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tally.storage import bulk
 from tally.storage import tables as t
-from tally.storage.engine import pipelined
+from tally.storage.engine import driver_execute, fetch_together, pipelined
 from tests.integration.conftest import TENANT
 
 COLUMNS = tuple(t.events.c.keys())
@@ -66,3 +66,40 @@ def test_a_serialization_failure_in_a_pipeline_is_retried(postgres_url, make_led
     ledger.uow.write({TENANT}, work)
     assert len(attempts) == 2
     assert stored_sequences(ledger) == [2]  # the first attempt's row went with its transaction
+
+
+RAISE_40001 = "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$"
+
+
+def test_a_statement_sent_through_the_driver_fails_as_a_sqlalchemy_error_and_is_retried(postgres_url, make_ledger):
+    ledger = make_ledger(postgres_url, start=False)
+    attempts: list[int] = []
+
+    def work(conn):
+        attempts.append(1)
+        bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
+        if len(attempts) == 1:
+            driver_execute(conn, RAISE_40001)
+
+    ledger.uow.write({TENANT}, work)
+    assert len(attempts) == 2
+    assert stored_sequences(ledger) == [2]
+    with pytest.raises(sa.exc.DataError):
+        ledger.uow.write({TENANT}, lambda conn: driver_execute(conn, "SELECT 1 / 0"))
+
+
+def test_reads_sent_together_answer_each_in_order_and_fail_as_one(postgres_url, make_ledger):
+    ledger = make_ledger(postgres_url, start=False)
+    ledger.uow.write({TENANT}, lambda conn: bulk.insert_rows(conn, t.events, COLUMNS, [event_row(7)]))
+    queries = [("SELECT sequence FROM events WHERE tenant_id = %s", (TENANT,)), ("SELECT 1, 2", ()),
+               ("SELECT sequence FROM events WHERE tenant_id = %s AND sequence > 7", (TENANT,))]
+    assert ledger.uow.write({TENANT}, lambda conn: fetch_together(conn, queries)) == [[(7,)], [(1, 2)], []]
+    attempts: list[int] = []
+
+    def work(conn):
+        attempts.append(1)
+        failing = ("SELECT 1", ()) if len(attempts) > 1 else (RAISE_40001, ())
+        return fetch_together(conn, [queries[1], failing, queries[0]])
+
+    assert ledger.uow.write({TENANT}, work) == [[(1, 2)], [(1,)], [(7,)]]
+    assert len(attempts) == 2

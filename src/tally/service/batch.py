@@ -41,6 +41,7 @@ from tally.service.idempotency import (
 )
 from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
+from tally.storage.batch_reads import Opening, read_opening
 from tally.storage.engine import pipelined
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
@@ -132,21 +133,23 @@ class _Batch:
     def __init__(self, conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
                  opener: Opener) -> None:
         self.conn, self.now_us = conn, now_us
-        self.heads = ledger_repo.load_heads(conn, {s.tenant_id for s in subs})
-        for head in self.heads.values():
-            head.accounting_date = max(calendar.date_of(now_us), head.accounting_date)
-        self.records = ledger_repo.load_records(conn, [(s.tenant_id, s.request_id) for s in subs])
-        self.replayable = _stored_vouchers(conn, self.records.values())  # read now: no reads while writing
-        self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
-        self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
-        self.balances: Revertible = Revertible()  # account id -> BalanceState
-        self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         ops: dict[str, list[HoldOp]] = defaultdict(list)
         for sub in subs:
             ops[sub.tenant_id] += sub.hold_ops
-        self.hold_book = HoldBook(conn, ops)
+        self.hold_book = HoldBook(conn, ops)  # first: the accounts of its holds are read with the others
+        opening = read_opening(conn, {s.tenant_id for s in subs}, [(s.tenant_id, s.request_id) for s in subs],
+                               self._refs(subs))
+        self.heads = opening.heads
+        for head in self.heads.values():
+            head.accounting_date = max(calendar.date_of(now_us), head.accounting_date)
+        self.records = opening.records
+        self.replayable = _stored_vouchers(conn, self.records.values())  # read now: no reads while writing
+        self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)
+        self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
+        self.balances: Revertible = Revertible(opening.balances)  # account id -> BalanceState
+        self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.touched_holds: set[str] = set()
-        self._load_accounts(subs, opener)
+        self._add_accounts(subs, opening, opener)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
         self.caps_used = Revertible(ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps]))
@@ -159,23 +162,27 @@ class _Batch:
         self.sent = _Sent()
         self.touched: set[str] = set()
 
-    def _load_accounts(self, subs: list[Submission], opener: Opener) -> None:
+    def _refs(self, subs: list[Submission]) -> dict[str, list[AccountRef]]:
+        """Every account the batch names, by tenant: in its drafts, its rules' codes and its holds."""
         refs: dict[str, list[AccountRef]] = defaultdict(list)
-        codes: dict[str, dict[str, str]] = defaultdict(dict)
         for sub in subs:
             refs[sub.tenant_id] += [line.account for d in sub.drafts for line in d.lines]
             refs[sub.tenant_id] += [AccountRef(code=code) for code in sub.codes]
             refs[sub.tenant_id] += [op.account for op in sub.hold_ops if op.account is not None]
-            codes[sub.tenant_id].update(sub.codes)
         for tenant_id, ids in self.hold_book.account_ids().items():
             refs[tenant_id] += [AccountRef(id=i) for i in ids]
-        for tenant_id, tenant_refs in refs.items():
-            by_id, by_code = accounts_repo.find_accounts(self.conn, tenant_id, tenant_refs)
-            found = {a.id: a for a in (*by_id.values(), *by_code.values())}
-            self.balances.update(accounts_repo.load_balances(self.conn, tenant_id, found, for_update=True))
-            for account in found.values():
+        return refs
+
+    def _add_accounts(self, subs: list[Submission], opening: Opening, opener: Opener) -> None:
+        """The accounts found, and those the rules' codes name that a template opens."""
+        for found in opening.accounts.values():
+            for account in (*found.by_id.values(), *found.by_code.values()):
                 self._add(account)
-            for code, currency in codes[tenant_id].items():
+        codes: dict[str, dict[str, str]] = defaultdict(dict)
+        for sub in subs:
+            codes[sub.tenant_id].update(sub.codes)
+        for tenant_id, tenant_codes in codes.items():
+            for code, currency in tenant_codes.items():
                 if code not in self.by_code[tenant_id]:
                     opened = opener(tenant_id, code, currency, self.now_us)
                     if opened is not None:

@@ -22,18 +22,18 @@ _STATUSES = {s.value: s for s in AccountStatus}
 _FLOORS = {f.value: f for f in FloorPolicy}
 
 
-# The columns an Account is read from, in the order `_to_account` unpacks them: a batch reads thousands of
+# The columns an Account is read from, in the order `to_account` unpacks them: a batch reads thousands of
 # accounts, and unpacking a row is several times cheaper than reading its columns by name.
-_ACCOUNT_COLUMNS = tuple(accounts.c[name] for name in (
-    "id", "tenant_id", "code", "type", "normal_side", "currency", "status", "name", "parent_id", "credit_limit",
-    "floor_policy", "metadata", "created_us", "updated_us"))
+ACCOUNT_COLUMNS = ("id", "tenant_id", "code", "type", "normal_side", "currency", "status", "name", "parent_id",
+                   "credit_limit", "floor_policy", "metadata", "created_us", "updated_us")
+_ACCOUNT_COLUMNS = tuple(accounts.c[name] for name in ACCOUNT_COLUMNS)
 
 
 def _select_accounts() -> Select:
     return select(*_ACCOUNT_COLUMNS)
 
 
-def _to_account(row: Row) -> Account:
+def to_account(row: Row) -> Account:
     (id_, tenant_id, code, type_, normal_side, currency, status, name, parent_id, credit_limit, floor_policy,
      metadata, created_us, updated_us) = row
     return Account(
@@ -75,7 +75,7 @@ def get_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account | 
         return None
     key = accounts.c.id == ref.id if ref.id else accounts.c.code == ref.code
     row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, key)).first()
-    return _to_account(row) if row else None
+    return to_account(row) if row else None
 
 
 def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
@@ -90,12 +90,12 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
     if ids:
         for row in conn.execute(_accounts_by(dialect, "id"), {"tenant_id": tenant_id,
                                                                "keys": bulk.keys_value(dialect, ids)}):
-            account = _to_account(row)
+            account = to_account(row)
             by_id[account.id] = account
     if codes:
         for row in conn.execute(_accounts_by(dialect, "code"), {"tenant_id": tenant_id,
                                                                  "keys": bulk.keys_value(dialect, codes)}):
-            account = _to_account(row)
+            account = to_account(row)
             by_code[account.code] = account
     return by_id, by_code
 
@@ -119,7 +119,7 @@ def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int
         if value:
             conditions.append(column == value)
     rows = conn.execute(_select_accounts().where(and_(*conditions)).order_by(accounts.c.id).limit(limit))
-    return [_to_account(r) for r in rows]
+    return [to_account(r) for r in rows]
 
 
 def parent_depth(conn: Connection, tenant_id: str, parent_id: str, depth_max: int) -> int:
@@ -132,11 +132,11 @@ def parent_depth(conn: Connection, tenant_id: str, parent_id: str, depth_max: in
     return depth
 
 
-_STATE_COLUMNS = tuple(balances.c[name] for name in (
-    "account_id", "current", "locked", "previous_day", "last_date", "entry_count"))
+STATE_COLUMNS = ("account_id", "current", "locked", "previous_day", "last_date", "entry_count")
+_STATE_COLUMNS = tuple(balances.c[name] for name in STATE_COLUMNS)
 
 
-def _to_state(row: Row) -> BalanceState:
+def to_state(row: Row) -> BalanceState:
     account_id, current, locked, previous_day, last_date, entry_count = row
     return BalanceState(account_id=account_id, current=current, locked=locked, previous_day=previous_day,
                         last_date=last_date, entry_count=entry_count)
@@ -151,7 +151,7 @@ def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], 
     dialect = conn.dialect.name
     query = _balances_of(dialect, for_update and locking(conn))
     rows = conn.execute(query, {"tenant_id": tenant_id, "keys": bulk.keys_value(dialect, ids)})
-    return {state.account_id: state for state in map(_to_state, rows)}
+    return {state.account_id: state for state in map(to_state, rows)}
 
 
 @cache

@@ -3,8 +3,8 @@ one parameter.
 
 The batch writer inserts thousands of journal rows per transaction; compiling and processing each row's
 parameters costs more Python time than the database spends on it. Rows here are plain tuples in the
-order of the named columns, sent through the driver as they are (statements go through
-`exec_driver_sql`, so errors are still SQLAlchemy's and the unit of work retries them as before):
+order of the named columns, sent through the driver as they are (errors are still SQLAlchemy's, and the
+unit of work retries them as before):
 
 * PostgreSQL: the rows travel as one JSON array in a single parameter and the server unpacks and casts
   them (`jsonb_array_elements`), one round trip and one C-level `json.dumps` whatever the row count.
@@ -43,6 +43,8 @@ from sqlalchemy import (
     select,
 )
 
+from tally.storage.engine import driver_execute
+
 Row = Sequence[object]
 
 
@@ -51,7 +53,7 @@ def insert_rows(conn: Connection, table: Table, columns: tuple[str, ...], rows: 
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_pg_insert(table, columns), (_json(rows),))
+        driver_execute(conn, _pg_insert(table, columns), (_json(rows),))
     else:
         conn.exec_driver_sql(_sqlite_insert(table, columns), list(rows))
 
@@ -64,7 +66,7 @@ def update_rows(conn: Connection, table: Table, key: str, columns: tuple[str, ..
     if len({row[0] for row in rows}) != len(rows):
         raise ValueError(f"update_rows: a {table.name}.{key} appears twice")
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_pg_update(table, key, columns), (_json(rows), [row[0] for row in rows]))
+        driver_execute(conn, _pg_update(table, key, columns), (_json(rows), [row[0] for row in rows]))
     else:
         conn.exec_driver_sql(_sqlite_update(table, key, columns), list(rows))
 

@@ -11,7 +11,7 @@ sets its tenant scope (`tally.tenants`, transaction-local), which the row-level 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,16 +84,16 @@ def locking(conn: Connection) -> bool:
 
 def take_write_gate(conn: Connection) -> None:
     if conn.dialect.name == "postgresql" and locking(conn):
-        conn.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
+        driver_execute(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")
 
 
 @contextmanager
 def pipelined(conn: Connection) -> Iterator[None]:
-    """On PostgreSQL, the writes run inside are sent without waiting for each one's answer (libpq's
-    pipeline mode): the server works through them while Python goes on. Only writes: SQLAlchemy reads a
-    result's columns as soon as it has sent the query, before the rows have come back. Leaving waits for
-    every answer; a statement that failed raises there as a SQLAlchemy error, as it would have when
-    sent, so the unit of work retries it when it may."""
+    """On PostgreSQL, the statements run inside are sent without waiting for each one's answer (libpq's
+    pipeline mode): the server works through them while Python goes on. SQLAlchemy may only write inside:
+    it reads a result's columns as soon as it has sent the query, before the rows have come back (reads go
+    through `fetch_together`). Leaving waits for every answer; a statement that failed raises there as a
+    SQLAlchemy error, as it would have when sent, so the unit of work retries it when it may."""
     if conn.dialect.name != "postgresql":
         yield
         return
@@ -103,10 +103,44 @@ def pipelined(conn: Connection) -> Iterator[None]:
             yield
             pipeline.sync()
     except psycopg.Error as error:
-        lost = conn.dialect.is_disconnect(error, driver, None)
-        if lost:
-            conn.invalidate(error)
-        raise DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=lost) from error
+        raise _translated(conn, error) from error
+
+
+def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
+    """PostgreSQL: runs a statement whose rows nobody reads through the driver itself. SQLAlchemy's
+    execution costs about as much Python time again as psycopg's, and the writer runs a dozen statements per
+    transaction; errors are still SQLAlchemy's. Inside `pipelined` a failure raises when the block ends."""
+    try:
+        conn.connection.driver_connection.execute(sql, params)
+    except psycopg.Error as error:
+        raise _translated(conn, error) from error
+
+
+def fetch_together(conn: Connection, queries: Sequence[tuple[str, Sequence[object]]]) -> list[list[tuple]]:
+    """PostgreSQL: runs the queries in one round trip (pipeline mode, through the driver) and returns the
+    rows of each, in order. A failure raises as a SQLAlchemy error, as in `pipelined`."""
+    driver = conn.connection.driver_connection
+    cursors = []
+    with pipelined(conn):
+        for sql, params in queries:
+            cursor = driver.cursor()
+            cursor.execute(sql, params)
+            cursors.append(cursor)
+    results = []
+    for cursor in cursors:
+        results.append(cursor.fetchall())
+        cursor.close()
+    return results
+
+
+def _translated(conn: Connection, error: psycopg.Error) -> DBAPIError:
+    """The SQLAlchemy error a driver error would have been: a lost connection is dropped from the pool and
+    said to be, so the unit of work retries the transaction on a fresh one."""
+    driver = conn.connection.driver_connection
+    lost = conn.dialect.is_disconnect(error, driver, None)
+    if lost:
+        conn.invalidate(error)
+    return DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=lost)
 
 
 TENANT_SCOPE_SETTING = "tally.tenants"
@@ -116,4 +150,4 @@ def set_tenant_scope(conn: Connection, value: str) -> None:
     """On PostgreSQL, the tenants this transaction may see and write ("*": all), until it ends. A SELECT,
     so it takes the snapshot: in a write transaction it must come after the gate."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT set_config(%s, %s, true)", (TENANT_SCOPE_SETTING, value))
+        driver_execute(conn, "SELECT set_config(%s, %s, true)", (TENANT_SCOPE_SETTING, value))

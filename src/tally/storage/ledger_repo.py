@@ -8,10 +8,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from sqlalchemy import Connection, Row, Select, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, insert, select, tuple_, update
 
 from tally.domain.vouchers import GENESIS_HASH
 from tally.storage import bulk
+from tally.storage.engine import driver_execute
 from tally.storage.tables import events, flow_caps, idempotency, ledger_heads, matchable
 
 
@@ -26,22 +27,25 @@ class LedgerHead:
 
 # The batch writer's statements are built once: building one and its cache key costs as much Python time
 # as running it.
-_HEADS_OF = select(ledger_heads).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
+HEAD_COLUMNS = ("tenant_id", "voucher_sequence", "event_sequence", "last_hash", "accounting_date")  # LedgerHead's
+_HEADS_OF = select(*(ledger_heads.c[name] for name in HEAD_COLUMNS)).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
 _SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
 
 
 def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
     """The heads of these tenants, created on a tenant's first write."""
     ids = sorted(set(tenant_ids))
-    rows = conn.execute(_HEADS_OF, {"ids": ids}).all()
-    heads = {r.tenant_id: LedgerHead(r.tenant_id, r.voucher_sequence, r.event_sequence, r.last_hash,
-                                     r.accounting_date) for r in rows}
-    missing = [t for t in ids if t not in heads]
-    if missing:
-        fresh = [LedgerHead(t, 0, 0, GENESIS_HASH, "") for t in missing]
-        conn.execute(insert(ledger_heads), [vars(h) for h in fresh])
-        heads.update({h.tenant_id: h for h in fresh})
+    heads = {row[0]: LedgerHead(*row) for row in conn.execute(_HEADS_OF, {"ids": ids})}
+    heads.update(create_heads(conn, [t for t in ids if t not in heads]))
     return heads
+
+
+def create_heads(conn: Connection, tenant_ids: Sequence[str]) -> dict[str, LedgerHead]:
+    """The heads of tenants that have none yet: nothing written, at the start of the chain."""
+    fresh = {t: LedgerHead(t, 0, 0, GENESIS_HASH, "") for t in tenant_ids}
+    if fresh:
+        conn.execute(insert(ledger_heads), [vars(h) for h in fresh.values()])
+    return fresh
 
 
 def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
@@ -103,9 +107,14 @@ class IdempotencyRecord:
     body_json: str = ""  # `body` as canonical JSON when the caller has it already (written as it is)
 
 
-def _to_record(r: Row) -> IdempotencyRecord:
-    return IdempotencyRecord(r.tenant_id, r.request_id, r.operation, r.fingerprint, json.loads(r.body),
-                             json.loads(r.result), r.created_us)
+RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
+
+
+def to_record(row: Sequence) -> IdempotencyRecord:
+    """A record from its `RECORD_COLUMNS`, in that order."""
+    tenant_id, request_id, operation, fingerprint, body, result, created_us = row
+    return IdempotencyRecord(tenant_id, request_id, operation, fingerprint, json.loads(body), json.loads(result),
+                             created_us)
 
 
 def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
@@ -118,17 +127,14 @@ def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tupl
     for tenant_id, request_ids in sorted(by_tenant.items()):
         rows = conn.execute(_records_of(dialect), {"tenant_id": tenant_id,
                                                    "keys": bulk.keys_value(dialect, request_ids)})
-        found.update({(r.tenant_id, r.request_id): _to_record(r) for r in rows})
+        found.update({(r.tenant_id, r.request_id): to_record(r) for r in rows})
     return found
 
 
 @cache
 def _records_of(dialect: str) -> Select:
-    return select(idempotency).where(idempotency.c.tenant_id == bindparam("tenant_id"),
+    return select(*(idempotency.c[name] for name in RECORD_COLUMNS)).where(idempotency.c.tenant_id == bindparam("tenant_id"),
                                      bulk.one_of(dialect, idempotency.c.request_id, "keys"))
-
-
-RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
 
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
@@ -167,4 +173,4 @@ def notify_events(conn: Connection, tenant_ids: set[str]) -> None:
     """On PostgreSQL, wakes other processes' streams: NOTIFY is delivered at commit, in commit order."""
     if conn.dialect.name == "postgresql":
         for tenant_id in sorted(tenant_ids):
-            conn.exec_driver_sql("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, tenant_id))
+            driver_execute(conn, "SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, tenant_id))
