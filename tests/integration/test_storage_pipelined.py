@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tally.storage import bulk
+from tally.storage import bulk, ledger_repo
 from tally.storage import tables as t
 from tally.storage.engine import driver_execute, fetch_together, pipelined
+from tally.storage.ledger_repo import Event
 from tests.integration.conftest import TENANT
 
 COLUMNS = tuple(t.events.c.keys())
@@ -103,3 +104,54 @@ def test_reads_sent_together_answer_each_in_order_and_fail_as_one(postgres_url, 
 
     assert ledger.uow.write({TENANT}, work) == [[(1, 2)], [(1,)], [(7,)]]
     assert len(attempts) == 2
+
+
+@pytest.fixture
+def commit_probe(postgres_url):
+    """A table whose rows are checked at COMMIT (a deferred constraint trigger): n = 1 fails the commit
+    with a serialization failure, n < 0 with a check violation."""
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE commit_probe (n integer)")
+        conn.exec_driver_sql("""CREATE FUNCTION commit_probe_check() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.n = 1 THEN RAISE EXCEPTION 'conflict at commit' USING ERRCODE = '40001'; END IF;
+              IF NEW.n < 0 THEN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END IF;
+              RETURN NULL;
+            END $$""")
+        conn.exec_driver_sql("CREATE CONSTRAINT TRIGGER commit_probe_check AFTER INSERT ON commit_probe "
+                             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION commit_probe_check()")
+    yield
+    engine.dispose()
+
+
+def test_a_commit_that_fails_to_serialize_is_retried_and_keeps_nothing(postgres_url, make_ledger, commit_probe):
+    ledger = make_ledger(postgres_url, start=False)
+    attempts: list[int] = []
+    told: list[set[str]] = []
+    ledger.uow.after_commit.append(told.append)
+
+    def work(conn):
+        attempts.append(1)
+        ledger_repo.insert_events(conn, [Event(TENANT, len(attempts), "test.event", {}, 1)])
+        driver_execute(conn, "INSERT INTO commit_probe VALUES (%s)", (len(attempts),))
+
+    ledger.uow.write({TENANT}, work)
+    assert len(attempts) == 2
+    assert stored_sequences(ledger) == [2]
+    assert told == [{TENANT}]  # listeners hear of the commit that happened, once
+
+
+def test_a_commit_refused_raises_and_keeps_nothing(postgres_url, make_ledger, commit_probe):
+    ledger = make_ledger(postgres_url, start=False)
+    told: list[set[str]] = []
+    ledger.uow.after_commit.append(told.append)
+
+    def work(conn):
+        ledger_repo.insert_events(conn, [Event(TENANT, 1, "test.event", {}, 1)])
+        driver_execute(conn, "INSERT INTO commit_probe VALUES (-1)")
+
+    with pytest.raises(sa.exc.IntegrityError):
+        ledger.uow.write({TENANT}, work)
+    assert stored_sequences(ledger) == []
+    assert told == []

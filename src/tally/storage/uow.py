@@ -88,7 +88,8 @@ class UnitOfWork:
         attempt = 0
         while True:
             try:
-                with self.engines.write.begin() as conn:
+                with self.engines.write.connect() as conn:
+                    transaction = conn.begin()  # explicit: statements sent through the driver do not autobegin
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
                     # Both go in one round trip.
@@ -97,7 +98,11 @@ class UnitOfWork:
                         set_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
-                    ledger_repo.notify_events(conn, tenants)
+                    # NOTIFY and COMMIT in one round trip; the block ends when the COMMIT has answered, and
+                    # raises (the transaction undone) when it failed.
+                    with pipelined(conn):
+                        ledger_repo.notify_events(conn, tenants)
+                        transaction.commit()
                 self._tell_listeners(tenants)
                 return result
             except DBAPIError as exc:
