@@ -217,6 +217,7 @@ def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, mak
         calls: list[int] = []
 
         def holder(conn):
+            conn.execute(sa.select(t.ledger_heads)).all()  # the gate goes out with the first statement
             inside.set()
             assert release.wait(10)
             conn.execute(sa.update(t.ledger_heads).values(voucher_sequence=t.ledger_heads.c.voucher_sequence + 1))
@@ -249,3 +250,28 @@ def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, mak
         assert _heads(base.uow) == {TENANT: 11}
     finally:
         second.dispose()
+
+
+def test_a_write_that_ends_before_its_first_statement_leaves_nothing_for_the_next_transaction(postgres_url,
+                                                                                              make_ledger):
+    """The gate and the scope go out with a write's first statement: when there is none, they must not go
+    out with whatever runs next on that pooled connection (an audit append never takes the gate)."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    engines = make_engines(postgres_url, pool_size=1)  # one connection: the next transaction gets it
+    try:
+        uow = UnitOfWork(engines)
+
+        def fails_at_once(conn):
+            raise ValueError("before any statement")
+
+        with pytest.raises(ValueError):
+            uow.write({TENANT}, fails_at_once)
+        held = uow.append(Scope.SYSTEM, lambda conn: conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
+            "AND pid = pg_backend_pid()").scalar())
+        assert held == 0
+        assert uow.write({TENANT}, lambda conn: conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
+            "AND pid = pg_backend_pid()").scalar()) == 1
+    finally:
+        engines.dispose()

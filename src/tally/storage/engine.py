@@ -49,8 +49,10 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         level = UNSAFE_ISOLATION_LEVELS[unsafe_isolation] if unsafe_isolation else "SERIALIZABLE"
         # No ping before each write transaction (a round trip per batch): a connection found dead fails
         # its transaction, is dropped from the pool, and the unit of work retries on a fresh one.
-        write = create_engine(url, isolation_level=level, pool_size=pool_size,
-                              max_overflow=4).execution_options(**{_LOCKING: not unsafe_isolation})
+        write = create_engine(url, isolation_level=level, pool_size=pool_size, max_overflow=4)
+        event.listen(write, "before_cursor_execute", _send_deferred_first)
+        event.listen(write, "checkin", _forget_deferred)
+        write = write.execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True).execution_options(postgresql_readonly=True)
         return Engines(write, read, dialect)
@@ -83,8 +85,40 @@ def locking(conn: Connection) -> bool:
 
 
 def take_write_gate(conn: Connection) -> None:
+    """On PostgreSQL, sent with the transaction's first statement (see `defer`)."""
     if conn.dialect.name == "postgresql" and locking(conn):
-        driver_execute(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")
+        defer(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")
+
+
+# Connection.info key: statements waiting to go out ahead of the transaction's next one.
+_DEFERRED = "tally.deferred"
+
+
+def defer(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
+    """PostgreSQL: sends a statement whose answer nobody reads in the same round trip as the transaction's
+    next statement, ahead of it, whichever way that one goes (`driver_execute`, `fetch_together`,
+    `pipelined`, or SQLAlchemy on the write engine). A write transaction thus takes the gate, sets its scope
+    and reads what it needs in one round trip; each round trip costs the writer thread another wait for
+    the GIL, which under load is most of a transaction's time."""
+    conn.info.setdefault(_DEFERRED, []).append((sql, params))
+
+
+def _forget_deferred(_dbapi_connection, record) -> None:
+    """On return to the pool: a transaction that ended before its first statement leaves nothing behind
+    for the next one (which may be an audit append, which must not take the gate)."""
+    record.info.pop(_DEFERRED, None)
+
+
+def _send_deferred(conn: Connection) -> None:
+    for sql, params in conn.info.pop(_DEFERRED, ()):
+        conn.connection.driver_connection.execute(sql, params)
+
+
+def _send_deferred_first(conn: Connection, *_args) -> None:
+    """Before SQLAlchemy sends a statement on the write engine: the deferred ones, in one round trip."""
+    if conn.info.get(_DEFERRED):
+        with pipelined(conn):  # raises SQLAlchemy's errors itself: event hooks are not wrapped
+            pass
 
 
 @contextmanager
@@ -100,6 +134,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     driver = conn.connection.driver_connection
     try:
         with driver.pipeline() as pipeline:
+            _send_deferred(conn)
             yield
             pipeline.sync()
     except psycopg.Error as error:
@@ -110,6 +145,10 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) ->
     """PostgreSQL: runs a statement whose rows nobody reads through the driver itself. SQLAlchemy's
     execution costs about as much Python time again as psycopg's, and the writer runs a dozen statements per
     transaction; errors are still SQLAlchemy's. Inside `pipelined` a failure raises when the block ends."""
+    if conn.info.get(_DEFERRED):
+        with pipelined(conn):
+            conn.connection.driver_connection.execute(sql, params)
+        return
     try:
         conn.connection.driver_connection.execute(sql, params)
     except psycopg.Error as error:
@@ -124,7 +163,9 @@ def fetch_together(conn: Connection, queries: Sequence[tuple[str, Sequence[objec
     with pipelined(conn):
         for sql, params in queries:
             cursor = driver.cursor()
-            cursor.execute(sql, params)
+            # Never prepared: a prepared statement may get a generic plan, which cannot know how many keys
+            # an array holds and may scan a whole table for a handful of them.
+            cursor.execute(sql, params, prepare=False)
             cursors.append(cursor)
     results = []
     for cursor in cursors:
@@ -146,8 +187,17 @@ def _translated(conn: Connection, error: psycopg.Error) -> DBAPIError:
 TENANT_SCOPE_SETTING = "tally.tenants"
 
 
+_SET_SCOPE = "SELECT set_config(%s, %s, true)"
+
+
 def set_tenant_scope(conn: Connection, value: str) -> None:
     """On PostgreSQL, the tenants this transaction may see and write ("*": all), until it ends. A SELECT,
     so it takes the snapshot: in a write transaction it must come after the gate."""
     if conn.dialect.name == "postgresql":
-        driver_execute(conn, "SELECT set_config(%s, %s, true)", (TENANT_SCOPE_SETTING, value))
+        driver_execute(conn, _SET_SCOPE, (TENANT_SCOPE_SETTING, value))
+
+
+def defer_tenant_scope(conn: Connection, value: str) -> None:
+    """`set_tenant_scope`, sent with the transaction's next statement (see `defer`)."""
+    if conn.dialect.name == "postgresql":
+        defer(conn, _SET_SCOPE, (TENANT_SCOPE_SETTING, value))

@@ -23,7 +23,13 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
-from tally.storage.engine import Engines, pipelined, set_tenant_scope, take_write_gate
+from tally.storage.engine import (
+    Engines,
+    defer_tenant_scope,
+    pipelined,
+    set_tenant_scope,
+    take_write_gate,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -92,10 +98,9 @@ class UnitOfWork:
                     transaction = conn.begin()  # explicit: statements sent through the driver do not autobegin
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
-                    # Both go in one round trip.
-                    with pipelined(conn):
-                        take_write_gate(conn)
-                        set_tenant_scope(conn, setting)
+                    # Both go out with the work's first statement, in its round trip.
+                    take_write_gate(conn)
+                    defer_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
                     # NOTIFY and COMMIT in one round trip; the block ends when the COMMIT has answered, and
