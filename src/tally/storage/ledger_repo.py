@@ -28,7 +28,8 @@ class LedgerHead:
 # The batch writer's statements are built once: building one and its cache key costs as much Python time
 # as running it.
 HEAD_COLUMNS = ("tenant_id", "voucher_sequence", "event_sequence", "last_hash", "accounting_date")  # LedgerHead's
-_HEADS_OF = select(*(ledger_heads.c[name] for name in HEAD_COLUMNS)).where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True)))
+_HEADS_OF = (select(*(ledger_heads.c[name] for name in HEAD_COLUMNS))
+             .where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True))))
 _SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
 
 
@@ -133,8 +134,9 @@ def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tupl
 
 @cache
 def _records_of(dialect: str) -> Select:
-    return select(*(idempotency.c[name] for name in RECORD_COLUMNS)).where(idempotency.c.tenant_id == bindparam("tenant_id"),
-                                     bulk.one_of(dialect, idempotency.c.request_id, "keys"))
+    return (select(*(idempotency.c[name] for name in RECORD_COLUMNS))
+            .where(idempotency.c.tenant_id == bindparam("tenant_id"),
+                   bulk.one_of(dialect, idempotency.c.request_id, "keys")))
 
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
