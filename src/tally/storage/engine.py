@@ -84,7 +84,7 @@ def locking(conn: Connection) -> bool:
     return conn.get_execution_options().get(_LOCKING, True)
 
 
-def take_write_gate(conn: Connection) -> None:
+def defer_write_gate(conn: Connection) -> None:
     """On PostgreSQL, sent with the transaction's first statement (see `defer`)."""
     if conn.dialect.name == "postgresql" and locking(conn):
         defer(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")

@@ -23,13 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
-from tally.storage.engine import (
-    Engines,
-    defer_tenant_scope,
-    pipelined,
-    set_tenant_scope,
-    take_write_gate,
-)
+from tally.storage.engine import Engines, defer_tenant_scope, defer_write_gate, pipelined, set_tenant_scope
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -99,7 +93,7 @@ class UnitOfWork:
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
                     # Both go out with the work's first statement, in its round trip.
-                    take_write_gate(conn)
+                    defer_write_gate(conn)
                     defer_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
