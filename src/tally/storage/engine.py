@@ -98,8 +98,8 @@ def defer(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
     """PostgreSQL: sends a statement whose answer nobody reads in the same round trip as the transaction's
     next statement, ahead of it, whichever way that one goes (`driver_execute`, `fetch_together`,
     `pipelined`, or SQLAlchemy on the write engine). A write transaction thus takes the gate, sets its scope
-    and reads what it needs in one round trip; each round trip costs the writer thread another wait for
-    the GIL, which under load is most of a transaction's time."""
+    and reads what it needs in one round trip; under load each round trip also costs the writer thread a
+    wait for the GIL."""
     conn.info.setdefault(_DEFERRED, []).append((sql, params))
 
 
