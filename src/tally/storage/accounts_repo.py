@@ -81,9 +81,7 @@ def get_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account | 
 def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
                   ) -> tuple[dict[str, Account], dict[str, Account]]:
     """Resolves many references in at most two queries: (by id, by code)."""
-    refs = list(refs)
-    ids = sorted({r.id for r in refs if r.id and matchable(r.id)})
-    codes = sorted({r.code for r in refs if r.code and matchable(r.code)})
+    ids, codes = ref_keys(refs)
     by_id: dict[str, Account] = {}
     by_code: dict[str, Account] = {}
     dialect = conn.dialect.name
@@ -98,6 +96,14 @@ def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]
             account = to_account(row)
             by_code[account.code] = account
     return by_id, by_code
+
+
+def ref_keys(refs: Iterable[AccountRef]) -> tuple[list[str], list[str]]:
+    """The distinct ids and codes the references name, sorted; values no stored text can match are left out."""
+    refs = list(refs)
+    ids = sorted({r.id for r in refs if r.id and matchable(r.id)})
+    codes = sorted({r.code for r in refs if r.code and matchable(r.code)})
+    return ids, codes
 
 
 # The batch writer's reads are built once per dialect: building a statement and its cache key costs as

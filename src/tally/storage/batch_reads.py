@@ -20,7 +20,6 @@ from tally.domain.vouchers import AccountRef
 from tally.storage import accounts_repo, ledger_repo
 from tally.storage.engine import fetch_together, locking
 from tally.storage.ledger_repo import IdempotencyRecord, LedgerHead
-from tally.storage.tables import matchable
 
 RecordKey = tuple[str, str]  # (tenant, request_id)
 
@@ -43,7 +42,7 @@ def read_opening(conn: Connection, tenant_ids: Iterable[str], record_keys: Itera
                  refs: dict[str, list[AccountRef]]) -> Opening:
     tenant_ids = sorted(set(tenant_ids))
     if conn.dialect.name == "postgresql":
-        opening = _read_together(conn, tenant_ids, list(record_keys), refs)
+        opening = _read_together(conn, tenant_ids, record_keys, refs)
     else:
         opening = _read_one_by_one(conn, tenant_ids, record_keys, refs)
     missing = [t for t in tenant_ids if t not in opening.heads]
@@ -65,15 +64,12 @@ def _read_one_by_one(conn: Connection, tenant_ids: list[str], record_keys: Itera
     return Opening(heads, records, found, states)
 
 
-def _read_together(conn: Connection, tenant_ids: list[str], record_keys: list[RecordKey],
+def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterable[RecordKey],
                    refs: dict[str, list[AccountRef]]) -> Opening:
-    request_ids: dict[str, set[str]] = {}
-    for tenant_id, request_id in record_keys:
-        if matchable(request_id):
-            request_ids.setdefault(tenant_id, set()).add(request_id)
-    keys = {tenant_id: _account_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
+    request_ids = ledger_repo.request_ids_by_tenant(record_keys)
+    keys = {tenant_id: accounts_repo.ref_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
     queries = [(_HEADS_SQL, (tenant_ids,))]
-    queries += [(_RECORDS_SQL, (tenant_id, sorted(ids))) for tenant_id, ids in sorted(request_ids.items())]
+    queries += [(_RECORDS_SQL, (tenant_id, ids)) for tenant_id, ids in request_ids.items()]
     balances_sql = _balances_sql(locking(conn))
     for tenant_id, (ids, codes) in keys.items():
         queries += [(_ACCOUNTS_SQL, (tenant_id, ids, codes)), (balances_sql, (tenant_id, tenant_id, ids, codes))]
@@ -91,12 +87,6 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: list[Re
                                           {a.code: a for a in named if a.code in wanted_codes})
         states.update((state.account_id, state) for state in map(accounts_repo.to_state, next(results)))
     return Opening(heads, records, found, states)
-
-
-def _account_keys(refs: list[AccountRef]) -> tuple[list[str], list[str]]:
-    ids = sorted({r.id for r in refs if r.id and matchable(r.id)})
-    codes = sorted({r.code for r in refs if r.code and matchable(r.code)})
-    return ids, codes
 
 
 def _columns(names: Iterable[str]) -> str:

@@ -118,14 +118,20 @@ def to_record(row: Sequence) -> IdempotencyRecord:
                              created_us)
 
 
-def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
+def request_ids_by_tenant(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(tenant, request_id) keys as each tenant's distinct request ids, both sorted; ids no stored text can
+    match are left out."""
     by_tenant: dict[str, set[str]] = defaultdict(set)
     for tenant_id, request_id in keys:
         if matchable(request_id):
             by_tenant[tenant_id].add(request_id)
+    return {tenant_id: sorted(ids) for tenant_id, ids in sorted(by_tenant.items())}
+
+
+def load_records(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], IdempotencyRecord]:
     found = {}
     dialect = conn.dialect.name
-    for tenant_id, request_ids in sorted(by_tenant.items()):
+    for tenant_id, request_ids in request_ids_by_tenant(keys).items():
         rows = conn.execute(_records_of(dialect), {"tenant_id": tenant_id,
                                                    "keys": bulk.keys_value(dialect, request_ids)})
         found.update({(r.tenant_id, r.request_id): to_record(r) for r in rows})
