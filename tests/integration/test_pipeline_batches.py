@@ -15,6 +15,7 @@ from tally.service import batch as batch_module
 from tally.service import pipeline as pipeline_module
 from tally.service.batch import Posted
 from tally.storage import tables as t
+from tally.storage.engine import commit
 from tests.integration.conftest import TENANT, check_ledger, outcomes
 
 OTHER = "globex"
@@ -297,8 +298,10 @@ async def test_a_batch_whose_commit_was_lost_is_replayed_not_posted_again(postgr
 
     def commit_then_lose_connection(conn, subs, *args):
         if not committed:
-            with outside.begin() as other:  # the first attempt, committed on the server
+            with outside.connect() as other:  # the first attempt, committed on the server
+                transaction = other.begin()
                 committed.extend(real(other, subs, *args))
+                commit(other, transaction)  # with what the batch deferred to its COMMIT
             raise sa.exc.OperationalError("COMMIT", {}, psycopg.OperationalError("server closed the connection"),
                                           connection_invalidated=True)
         return real(conn, subs, *args)

@@ -1,16 +1,19 @@
-"""`engine.pipelined`: the batch writer sends its writes without waiting for each answer (PostgreSQL's
-pipeline mode). A statement that fails in there must fail the transaction exactly as it would have when
-sent alone: as a SQLAlchemy error, with nothing of the transaction kept, and retried by the unit of work
-when it is a serialization failure."""
+"""`engine.pipelined` and `engine.deferring`: the batch writer sends its writes without waiting for each
+answer (PostgreSQL's pipeline mode), or defers them to go out with the COMMIT in one query. A statement
+that fails in there must fail the transaction exactly as it would have when sent alone: as a SQLAlchemy
+error, with nothing of the transaction kept, and retried by the unit of work when it is a serialization
+failure."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import sqlalchemy as sa
 
 from tally.storage import bulk, ledger_repo
 from tally.storage import tables as t
-from tally.storage.engine import driver_execute, fetch_together, pipelined
+from tally.storage.engine import deferring, driver_execute, fetch_together, pipelined
 from tally.storage.ledger_repo import Event
 from tests.integration.conftest import TENANT
 
@@ -155,3 +158,64 @@ def test_a_commit_refused_raises_and_keeps_nothing(postgres_url, make_ledger, co
         ledger.uow.write({TENANT}, work)
     assert stored_sequences(ledger) == []
     assert told == []
+
+
+def test_deferred_writes_go_out_with_the_commit_and_fail_it_as_one(postgres_url, make_ledger):
+    """`deferring`: the statements are sent with the COMMIT; one that fails undoes them all, and a
+    serialization failure among them is retried like any other."""
+    ledger = make_ledger(postgres_url, start=False)
+
+    def duplicate(conn):
+        with deferring(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])
+
+    with pytest.raises(sa.exc.IntegrityError):
+        ledger.uow.write({TENANT}, duplicate)
+    assert stored_sequences(ledger) == []
+    attempts: list[int] = []
+
+    def conflict_once(conn):
+        attempts.append(1)
+        with deferring(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
+            if len(attempts) == 1:
+                driver_execute(conn, RAISE_40001)
+
+    ledger.uow.write({TENANT}, conflict_once)
+    assert len(attempts) == 2
+    assert stored_sequences(ledger) == [2]
+
+
+AWKWARD_TEXT = "it's 100% \\ \"quoted\"; DROP TABLE events; -- $$ \u00e9\u20ac\U0001f4b8 %s %(x)s"
+
+
+def test_values_bound_in_the_client_arrive_exactly(postgres_url, make_ledger):
+    """Deferred writes and reads sent together are bound by psycopg in the client: quotes, backslashes,
+    percent signs, semicolons and non-ASCII text must arrive as they were, never as SQL."""
+    ledger = make_ledger(postgres_url, start=False)
+    payload = {"memo": AWKWARD_TEXT}
+
+    def work(conn):
+        with deferring(conn):
+            ledger_repo.insert_events(conn, [Event(TENANT, 1, "test.event", payload, 1)])
+
+    ledger.uow.write({TENANT}, work)
+    query = ("SELECT payload, %s FROM events WHERE tenant_id = %s", (AWKWARD_TEXT, TENANT))
+    [[(stored, echoed)]] = ledger.uow.write({TENANT}, lambda conn: fetch_together(conn, [query]))
+    assert json.loads(stored) == payload
+    assert echoed == AWKWARD_TEXT
+    assert stored_sequences(ledger) == [1]
+
+
+def test_a_commit_that_would_leave_deferred_writes_unsent_is_refused(postgres_url, make_ledger):
+    """Deferred writes go out with the COMMIT that `engine.commit` sends; a commit made any other way
+    would commit the transaction without them, so it is refused and nothing is kept."""
+    ledger = make_ledger(postgres_url, start=False)
+    with ledger.engines.write.connect() as conn:
+        transaction = conn.begin()
+        with deferring(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])
+        with pytest.raises(RuntimeError, match="deferred"):
+            transaction.commit()
+    assert stored_sequences(ledger) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -42,7 +43,7 @@ from tally.service.idempotency import (
 from tally.service.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.batch_reads import Opening, read_opening
-from tally.storage.engine import pipelined
+from tally.storage.engine import deferring, pipelined
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
 
@@ -101,19 +102,24 @@ CHUNK_SUBMISSIONS = 100
 
 def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
                 opener: Opener = no_templates) -> list[Outcome]:
-    """Applies the submissions in order and writes what they changed. The append-only rows (journal,
-    records, events) go out chunk by chunk: on PostgreSQL the server inserts one chunk while the next is
-    being applied, where sending them all at the end made each side wait for the other."""
+    """Applies the submissions in order and writes what they changed. In a large batch the append-only rows
+    (journal, records, events) go out chunk by chunk: on PostgreSQL the server inserts one chunk while the
+    next is being applied, where sending them all at the end made each side wait for the other. The last
+    rows and what the batch changed as a whole are deferred: they go out with the COMMIT."""
     batch = _Batch(conn, subs, now_us, calendar, opener)
     outcomes: list[Outcome] = []
-    with pipelined(conn):
-        applied = 0
+    with ExitStack() as chunks:
+        applied, sending = 0, False
         for run in runs(subs):
             outcomes += batch.apply_group(run)
             applied += len(run)
             if applied >= CHUNK_SUBMISSIONS:
+                if not sending:  # pipeline mode only when there are chunks: leaving it costs a round trip
+                    chunks.enter_context(pipelined(conn))
+                    sending = True
                 batch.send_rows()
                 applied = 0
+    with deferring(conn):
         batch.write()
     return outcomes
 

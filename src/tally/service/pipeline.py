@@ -2,15 +2,18 @@
 
 Callers await their own outcome, which is only set after the batch's transaction has committed. While
 the writer commits one batch the next one fills up, so batches grow with load without a fixed linger;
-`linger_ms` can add a short wait when the queue runs dry.
+`linger_ms` can add a short wait when the queue runs dry. The writer thread takes each batch from the
+queue itself and hands the answers back to the event loop: a busy event loop never holds up the next
+transaction (it did when the loop handed out batches: 2 ms median between transactions at 16 callers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass
 
 from tally.domain.calendar import AccountingCalendar
@@ -36,79 +39,70 @@ class PostingPipeline:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, limits: PipelineLimits,
                  clock=now_us, opener: Opener = no_templates) -> None:
         self.uow, self.calendar, self.limits, self.clock, self.opener = uow, calendar, limits, clock, opener
-        self._queue: asyncio.Queue[tuple[Submission, asyncio.Future]] = asyncio.Queue(limits.queue_depth_max)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tally-writer")
-        self._task: asyncio.Task | None = None
-        self._carry: tuple[list[Submission], asyncio.Future] | None = None
+        self._queue = _Queue(limits)
+        self._arrived: list[_Entry] = []  # queued in this turn of the event loop, handed over at its end
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future | None = None
         self.batches_written = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="posting-pipeline")
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, name="tally-writer", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
         """Finishes every submission already queued, then stops the writer."""
-        if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        self._writer.shutdown(wait=True)
+        if self._thread is not None:
+            self._hand_over()
+            self._queue.close()
+            await self._stopped
+            self._thread = None
 
     async def submit(self, sub: Submission) -> Outcome:
         return (await self.submit_many([sub]))[0]
 
     async def submit_many(self, subs: list[Submission]) -> list[Outcome]:
         """Queues submissions together (an atomic group stays in one batch); answers after commit."""
-        future = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((subs, future))
-        except asyncio.QueueFull:
+        if self._queue.closed:
+            raise LedgerError(ErrorKind.UNAVAILABLE, "POSTING_STOPPED",
+                              "the server is shutting down; retry with the same request_id")
+        if self._queue.depth() + len(self._arrived) >= self.limits.queue_depth_max:
             raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_FULL",
-                              "the posting queue is full; retry with the same request_id") from None
+                              "the posting queue is full; retry with the same request_id")
+        loop = asyncio.get_running_loop()
+        if not self._arrived:
+            loop.call_soon(self._hand_over)
+        future = loop.create_future()
+        self._arrived.append((subs, future))
         return await future
 
-    async def _run(self) -> None:
-        while True:
-            batch = [self._carry or await self._queue.get()]
-            self._carry = None
-            await self._fill(batch)
-            subs = [sub for entry_subs, _ in batch for sub in entry_subs]
-            try:
-                outcomes = await asyncio.get_running_loop().run_in_executor(self._writer, self._write, subs)
-                for entry_subs, future in batch:
-                    answer, outcomes = outcomes[:len(entry_subs)], outcomes[len(entry_subs):]
-                    if not future.done():
-                        future.set_result(answer)
-            except BaseException as exc:  # noqa: BLE001 - every caller must get an answer
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+    def _hand_over(self) -> None:
+        """Submissions that arrived in the same turn of the event loop reach the writer together, so that
+        callers answered together, who come back together, share a batch."""
+        arrived, self._arrived = self._arrived, []
+        self._queue.put(arrived)
 
-    async def _fill(self, batch: list) -> None:
-        """Adds queued entries while they fit; one that does not waits in `_carry` for the next batch."""
-        size = len(batch[0][0])
-        deadline = time.monotonic() + self.limits.linger_ms / 1000
-        while size < self.limits.batch_size_max:
-            if self._queue.empty():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
+    def _run(self) -> None:
+        """The writer thread: takes what is queued as soon as the previous batch has committed, without
+        waiting for the event loop to come round, and hands the answers back to it."""
+        try:
+            while (batch := self._queue.take()) is not None:
+                subs = [sub for entry_subs, _ in batch for sub in entry_subs]
                 try:
-                    entry = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    return
-            else:
-                entry = self._queue.get_nowait()
-            if size + len(entry[0]) > self.limits.batch_size_max:
-                self._carry = entry
-                return
-            batch.append(entry)
-            size += len(entry[0])
+                    answer: list[Outcome] | BaseException = self._write(subs)
+                except BaseException as exc:  # noqa: BLE001 - every caller must get an answer
+                    answer = exc
+                self._answer(_deliver, batch, answer)
+        finally:
+            self._answer(_set_done, self._stopped)
+
+    def _answer(self, callback, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the event loop is closed: nobody is waiting any more
+            log.warning("posting pipeline: event loop closed, %s not delivered", callback.__name__)
 
     def _write(self, subs: list[Submission]) -> list[Outcome]:
         try:
@@ -138,3 +132,75 @@ class PostingPipeline:
             log.exception("submission %s/%s failed", run[0].tenant_id, run[0].request_id)
             return [LedgerError(ErrorKind.UNAVAILABLE, "WRITE_FAILED",
                                 "the voucher could not be written; retry with the same request_id")] * len(run)
+
+
+_Entry = tuple[list[Submission], asyncio.Future]
+
+
+class _Queue:
+    """Entries waiting for the writer thread, at most `queue_depth_max`; the writer takes up to
+    `batch_size_max` submissions at a time (an entry is never split; one larger than that goes alone)."""
+
+    def __init__(self, limits: PipelineLimits) -> None:
+        self.limits = limits
+        self._entries: deque[_Entry] = deque()
+        self._ready = threading.Condition()
+        self.closed = False
+
+    def depth(self) -> int:
+        return len(self._entries)
+
+    def put(self, entries: list[_Entry]) -> None:
+        with self._ready:
+            self._entries.extend(entries)
+            self._ready.notify()
+
+    def close(self) -> None:
+        """The writer finishes what is queued, then `take` returns None."""
+        with self._ready:
+            self.closed = True
+            self._ready.notify()
+
+    def take(self) -> list[_Entry] | None:
+        """The next batch, waiting for one; None once closed and empty."""
+        with self._ready:
+            while not self._entries:
+                if self.closed:
+                    return None
+                self._ready.wait()
+            batch = [self._entries.popleft()]
+            self._fill(batch)
+            return batch
+
+    def _fill(self, batch: list[_Entry]) -> None:
+        """Adds entries while they fit, lingering up to `linger_ms` for more; the lock is held."""
+        size = len(batch[0][0])
+        deadline = time.monotonic() + self.limits.linger_ms / 1000
+        while size < self.limits.batch_size_max:
+            if not self._entries:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.closed or not self._ready.wait(remaining):
+                    return
+                continue
+            if size + len(self._entries[0][0]) > self.limits.batch_size_max:
+                return  # it waits at the head for the next batch
+            batch.append(self._entries.popleft())
+            size += len(batch[-1][0])
+
+
+def _deliver(batch: list[_Entry], answer: list[Outcome] | BaseException) -> None:
+    """In the event loop: each caller's outcomes, or the exception that failed the whole batch."""
+    start = 0
+    for entry_subs, future in batch:
+        end = start + len(entry_subs)
+        if not future.done():  # done: the caller gave up waiting
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer[start:end])
+        start = end
+
+
+def _set_done(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,9 +1,9 @@
 """The batch writer's opening reads: the ledger heads of its tenants, the idempotency records of its
 requests, and the accounts it names with their balance rows, locked in account-id order.
 
-On PostgreSQL they go out together, in one round trip (pipeline mode, through the driver: SQLAlchemy
-cannot read inside a pipeline). Every round trip of a write transaction is time the write gate is held,
-and for the writer thread another wait for the GIL when the answer comes. On SQLite, where a statement
+On PostgreSQL they go out together, in one round trip (one multi-statement query, through the driver).
+Every round trip of a write transaction is time the write gate is held, and for the writer thread another
+wait for the GIL when the answer comes. On SQLite, where a statement
 costs no round trip, the repositories read them one by one.
 """
 

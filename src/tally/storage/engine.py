@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import RootTransaction, make_url
 from sqlalchemy.exc import DBAPIError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -52,6 +52,7 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         write = create_engine(url, isolation_level=level, pool_size=pool_size, max_overflow=4)
         event.listen(write, "before_cursor_execute", _send_deferred_first)
         event.listen(write, "checkin", _forget_deferred)
+        event.listen(write, "commit", _refuse_unsent)
         write = write.execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True).execution_options(postgresql_readonly=True)
@@ -90,16 +91,18 @@ def defer_write_gate(conn: Connection) -> None:
         defer(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")
 
 
-# Connection.info key: statements waiting to go out ahead of the transaction's next one.
+# Connection.info keys: statements waiting to go out ahead of the transaction's next one, and whether
+# `driver_execute` adds to them (`deferring`).
 _DEFERRED = "tally.deferred"
+_DEFERRING = "tally.deferring"
 
 
 def defer(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
     """PostgreSQL: sends a statement whose answer nobody reads in the same round trip as the transaction's
     next statement, ahead of it, whichever way that one goes (`driver_execute`, `fetch_together`,
-    `pipelined`, or SQLAlchemy on the write engine). A write transaction thus takes the gate, sets its scope
-    and reads what it needs in one round trip; under load each round trip also costs the writer thread a
-    wait for the GIL."""
+    `pipelined`, SQLAlchemy on the write engine, or `commit`). A write transaction thus takes the gate, sets
+    its scope and reads what it needs in one round trip; under load each round trip also costs the writer
+    thread a wait for the GIL."""
     conn.info.setdefault(_DEFERRED, []).append((sql, params))
 
 
@@ -107,6 +110,14 @@ def _forget_deferred(_dbapi_connection, record) -> None:
     """On return to the pool: a transaction that ended before its first statement leaves nothing behind
     for the next one (which may be an audit append, which must not take the gate)."""
     record.info.pop(_DEFERRED, None)
+    record.info.pop(_DEFERRING, None)
+
+
+def _refuse_unsent(conn: Connection) -> None:
+    """Before a commit on the write engine: deferred writes go out with the COMMIT (`commit`), never
+    silently stay behind while the rest of the transaction commits."""
+    if conn.info.get(_DEFERRED):
+        raise RuntimeError("commit with deferred statements unsent: commit through tally.storage.engine.commit")
 
 
 def _send_deferred(conn: Connection) -> None:
@@ -144,7 +155,11 @@ def pipelined(conn: Connection) -> Iterator[None]:
 def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
     """PostgreSQL: runs a statement whose rows nobody reads through the driver itself. SQLAlchemy's
     execution costs about as much Python time again as psycopg's, and the writer runs a dozen statements per
-    transaction; errors are still SQLAlchemy's. Inside `pipelined` a failure raises when the block ends."""
+    transaction; errors are still SQLAlchemy's. Inside `pipelined` a failure raises when the block ends;
+    inside `deferring` the statement waits for the next one or the COMMIT."""
+    if conn.info.get(_DEFERRING):
+        defer(conn, sql, params)
+        return
     if conn.info.get(_DEFERRED):
         with pipelined(conn):
             conn.connection.driver_connection.execute(sql, params)
@@ -156,22 +171,50 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) ->
 
 
 def fetch_together(conn: Connection, queries: Sequence[tuple[str, Sequence[object]]]) -> list[list[tuple]]:
-    """PostgreSQL: runs the queries in one round trip (pipeline mode, through the driver) and returns the
-    rows of each, in order. A failure raises as a SQLAlchemy error, as in `pipelined`."""
+    """PostgreSQL: runs the deferred statements and then the queries in one round trip, and returns the
+    rows of each query, in order. A failure raises as a SQLAlchemy error, as in `pipelined`."""
+    statements = [*conn.info.pop(_DEFERRED, ()), *queries]
+    return _in_one_query(conn, statements)[len(statements) - len(queries):]
+
+
+@contextmanager
+def deferring(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: the `driver_execute` statements inside are not sent but deferred (see `defer`), so they
+    go out with the next statement or with the COMMIT (`commit`)."""
+    conn.info[_DEFERRING] = True
+    try:
+        yield
+    finally:
+        conn.info.pop(_DEFERRING, None)
+
+
+def commit(conn: Connection, transaction: RootTransaction) -> None:
+    """Commits; on PostgreSQL the deferred statements and the COMMIT go out as one query, in one round trip.
+    A failure of any of them (the COMMIT's serialization check included) undoes the transaction and raises
+    as a SQLAlchemy error."""
+    deferred = conn.info.pop(_DEFERRED, None)
+    if deferred:
+        _in_one_query(conn, [*deferred, ("COMMIT", ())])
+    transaction.commit()  # the bookkeeping: psycopg sends nothing more once the server has committed
+
+
+def _in_one_query(conn: Connection, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[tuple]]:
+    """Runs `statements` as one multi-statement query (the simple query protocol, values bound in the client
+    by psycopg's own quoting): one send and one wait for all of them, where pipeline mode sends and waits
+    once per statement. Each wait lets other threads take the GIL, and under load every one costs the writer
+    time to get it back. The server stops at the first failure; the rows of each statement come back in
+    order (an empty list for a statement without rows)."""
     driver = conn.connection.driver_connection
-    cursors = []
-    with pipelined(conn):
-        for sql, params in queries:
-            cursor = driver.cursor()
-            # Never prepared: a prepared statement may get a generic plan, which cannot know how many keys
-            # an array holds and may scan a whole table for a handful of them.
-            cursor.execute(sql, params, prepare=False)
-            cursors.append(cursor)
-    results = []
-    for cursor in cursors:
-        results.append(cursor.fetchall())
-        cursor.close()
-    return results
+    with psycopg.ClientCursor(driver) as cursor:
+        try:
+            cursor.execute(";\n".join(cursor.mogrify(sql, params) for sql, params in statements))
+            results = []
+            while True:
+                results.append(cursor.fetchall() if cursor.description is not None else [])
+                if not cursor.nextset():
+                    return results
+        except psycopg.Error as error:
+            raise _translated(conn, error) from error
 
 
 def _translated(conn: Connection, error: psycopg.Error) -> DBAPIError:

@@ -30,7 +30,6 @@ class LedgerHead:
 HEAD_COLUMNS = ("tenant_id", "voucher_sequence", "event_sequence", "last_hash", "accounting_date")  # LedgerHead's
 _HEADS_OF = (select(*(ledger_heads.c[name] for name in HEAD_COLUMNS))
              .where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True))))
-_SAVE_HEAD = update(ledger_heads).where(ledger_heads.c.tenant_id == bindparam("h_tenant_id"))
 
 
 def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
@@ -56,11 +55,8 @@ def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
 
 
 def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
-    rows = [{"h_tenant_id": h.tenant_id, "voucher_sequence": h.voucher_sequence,
-             "event_sequence": h.event_sequence, "last_hash": h.last_hash,
-             "accounting_date": h.accounting_date} for h in heads]
-    if rows:
-        conn.execute(_SAVE_HEAD, rows if len(rows) > 1 else rows[0])  # one tenant: no executemany
+    rows = [(h.tenant_id, h.voucher_sequence, h.event_sequence, h.last_hash, h.accounting_date) for h in heads]
+    bulk.update_rows(conn, ledger_heads, "tenant_id", HEAD_COLUMNS[1:], rows)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,14 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
-from tally.storage.engine import Engines, defer_tenant_scope, defer_write_gate, pipelined, set_tenant_scope
+from tally.storage.engine import (
+    Engines,
+    commit,
+    defer_tenant_scope,
+    defer_write_gate,
+    deferring,
+    set_tenant_scope,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -97,11 +104,11 @@ class UnitOfWork:
                     defer_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
-                    # NOTIFY and COMMIT in one round trip; the block ends when the COMMIT has answered, and
-                    # raises (the transaction undone) when it failed.
-                    with pipelined(conn):
+                    # What the work deferred, NOTIFY and COMMIT in one round trip; raises (the transaction
+                    # undone) when any of them failed.
+                    with deferring(conn):
                         ledger_repo.notify_events(conn, tenants)
-                        transaction.commit()
+                    commit(conn, transaction)
                 self._tell_listeners(tenants)
                 return result
             except DBAPIError as exc:
