@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
 from tally.storage import tables as t
-from tally.storage.engine import make_engines
+from tally.storage.engine import driver_execute, fetch_together, make_engines
 from tally.storage.uow import Scope, UnitOfWork
 from tests.integration.conftest import TENANT
 
@@ -275,3 +275,34 @@ def test_a_write_that_ends_before_its_first_statement_leaves_nothing_for_the_nex
             "AND pid = pg_backend_pid()").scalar()) == 1
     finally:
         engines.dispose()
+
+
+def test_every_write_runs_in_one_serializable_transaction_whichever_way_it_starts(postgres_url, make_ledger):
+    """A write is one SERIALIZABLE transaction whether its first statement is a read sent together (a
+    multi-statement query, with the gate and the scope ahead of it), a driver statement or SQLAlchemy's;
+    an audit append is one transaction too."""
+    uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=0)
+    first_sql = "SELECT current_setting('transaction_isolation'), pg_current_xact_id()::text"
+    starts = {
+        "read together": lambda conn: fetch_together(conn, [(first_sql, ())])[0][0],
+        "driver": lambda conn: (driver_execute(conn, "SELECT 1"), conn.exec_driver_sql(first_sql).one())[1],
+        "SQLAlchemy": lambda conn: conn.exec_driver_sql(first_sql).one(),
+    }
+
+    def in_one_transaction(conn, first) -> tuple[str, bool]:
+        isolation, xact = first(conn)
+        # A second round trip: outside a transaction it would get a transaction (and an id) of its own.
+        return isolation, conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar() == xact
+
+    for name, first in starts.items():
+        assert uow.write({TENANT}, lambda conn, first=first: in_one_transaction(conn, first)) == (
+            "serializable", True), name
+    assert uow.append({TENANT}, lambda conn: in_one_transaction(conn, starts["SQLAlchemy"])) == ("serializable", True)
+
+    def half_then_fail(conn):
+        _head(conn, "t1")
+        conn.exec_driver_sql("SELECT 1 / 0")
+
+    with pytest.raises(sa.exc.DataError):
+        uow.write(Scope.SYSTEM, half_then_fail)
+    assert _heads(uow) == {}
