@@ -306,3 +306,20 @@ def test_every_write_runs_in_one_serializable_transaction_whichever_way_it_start
     with pytest.raises(sa.exc.DataError):
         uow.write(Scope.SYSTEM, half_then_fail)
     assert _heads(uow) == {}
+
+
+def test_statements_are_never_prepared_on_the_server(postgres_url, make_ledger):
+    """A prepared statement may get a generic plan, which cannot know how few keys an array parameter holds
+    and may scan a whole table for them: every statement is planned for its own values instead."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    engines = make_engines(postgres_url, pool_size=1)  # one connection each: every run lands on it
+    try:
+        uow = UnitOfWork(engines)
+        prepared = "SELECT count(*) FROM pg_prepared_statements"
+        for _ in range(8):  # psycopg would prepare from the 5th run on
+            uow.write({TENANT}, lambda conn: ledger_repo.load_records(conn, [(TENANT, "r1")]))
+            uow.read({TENANT}, lambda conn: ledger_repo.load_records(conn, [(TENANT, "r1")]))
+        assert uow.write({TENANT}, lambda conn: conn.exec_driver_sql(prepared).scalar()) == 0
+        assert uow.read({TENANT}, lambda conn: conn.exec_driver_sql(prepared).scalar()) == 0
+    finally:
+        engines.dispose()
