@@ -7,6 +7,8 @@ failure."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import pytest
 import sqlalchemy as sa
@@ -56,38 +58,36 @@ def test_a_failed_write_raises_as_sqlalchemy_error_and_keeps_nothing(database_ur
     assert stored_sequences(ledger) == []
 
 
-def test_a_serialization_failure_in_a_pipeline_is_retried(postgres_url, make_ledger):
-    ledger = make_ledger(postgres_url, start=False)
-    attempts: list[int] = []
-
-    def work(conn):
-        attempts.append(1)
-        with pipelined(conn):
-            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
-            if len(attempts) == 1:
-                conn.exec_driver_sql("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
-
-    ledger.uow.write({TENANT}, work)
-    assert len(attempts) == 2
-    assert stored_sequences(ledger) == [2]  # the first attempt's row went with its transaction
-
-
 RAISE_40001 = "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$"
 
 
-def test_a_statement_sent_through_the_driver_fails_as_a_sqlalchemy_error_and_is_retried(postgres_url, make_ledger):
-    ledger = make_ledger(postgres_url, start=False)
+def assert_retried_after_a_conflict(ledger, around: Callable[[sa.Connection], AbstractContextManager],
+                                    conflict: Callable[[sa.Connection], object]) -> None:
+    """A write whose first attempt meets a serialization failure (`conflict`, inside `around`) is retried
+    whole: only the second attempt's row is kept, the first's went with its transaction."""
     attempts: list[int] = []
 
     def work(conn):
         attempts.append(1)
-        bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
-        if len(attempts) == 1:
-            driver_execute(conn, RAISE_40001)
+        with around(conn):
+            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
+            if len(attempts) == 1:
+                conflict(conn)
 
     ledger.uow.write({TENANT}, work)
     assert len(attempts) == 2
     assert stored_sequences(ledger) == [2]
+
+
+def test_a_serialization_failure_in_a_pipeline_is_retried(postgres_url, make_ledger):
+    ledger = make_ledger(postgres_url, start=False)
+    assert_retried_after_a_conflict(ledger, pipelined, lambda conn: conn.exec_driver_sql(RAISE_40001))
+
+
+def test_a_statement_sent_through_the_driver_fails_as_a_sqlalchemy_error_and_is_retried(postgres_url, make_ledger):
+    ledger = make_ledger(postgres_url, start=False)
+    assert_retried_after_a_conflict(ledger, lambda _conn: nullcontext(),
+                                    lambda conn: driver_execute(conn, RAISE_40001))
     with pytest.raises(sa.exc.DataError):
         ledger.uow.write({TENANT}, lambda conn: driver_execute(conn, "SELECT 1 / 0"))
 
@@ -173,18 +173,7 @@ def test_deferred_writes_go_out_with_the_commit_and_fail_it_as_one(postgres_url,
     with pytest.raises(sa.exc.IntegrityError):
         ledger.uow.write({TENANT}, duplicate)
     assert stored_sequences(ledger) == []
-    attempts: list[int] = []
-
-    def conflict_once(conn):
-        attempts.append(1)
-        with deferring(conn):
-            bulk.insert_rows(conn, t.events, COLUMNS, [event_row(len(attempts))])
-            if len(attempts) == 1:
-                driver_execute(conn, RAISE_40001)
-
-    ledger.uow.write({TENANT}, conflict_once)
-    assert len(attempts) == 2
-    assert stored_sequences(ledger) == [2]
+    assert_retried_after_a_conflict(ledger, deferring, lambda conn: driver_execute(conn, RAISE_40001))
 
 
 AWKWARD_TEXT = "it's 100% \\ \"quoted\"; DROP TABLE events; -- $$ \u00e9\u20ac\U0001f4b8 %s %(x)s"
