@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -108,15 +108,14 @@ def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar:
     rows and what the batch changed as a whole are deferred: they go out with the COMMIT."""
     batch = _Batch(conn, subs, now_us, calendar, opener)
     outcomes: list[Outcome] = []
-    with ExitStack() as chunks:
-        applied, sending = 0, False
+    # Pipeline mode only when chunks will go out (a batch of CHUNK_SUBMISSIONS or more): leaving it costs a
+    # round trip.
+    with pipelined(conn) if len(subs) >= CHUNK_SUBMISSIONS else nullcontext():
+        applied = 0
         for run in runs(subs):
             outcomes += batch.apply_group(run)
             applied += len(run)
             if applied >= CHUNK_SUBMISSIONS:
-                if not sending:  # pipeline mode only when there are chunks: leaving it costs a round trip
-                    chunks.enter_context(pipelined(conn))
-                    sending = True
                 batch.send_rows()
                 applied = 0
     with deferring(conn):

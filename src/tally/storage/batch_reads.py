@@ -3,8 +3,8 @@ requests, and the accounts it names with their balance rows, locked in account-i
 
 On PostgreSQL they go out together, in one round trip (one multi-statement query, through the driver).
 Every round trip of a write transaction is time the write gate is held, and for the writer thread another
-wait for the GIL when the answer comes. On SQLite, where a statement
-costs no round trip, the repositories read them one by one.
+wait for the GIL when the answer comes. On SQLite, where a statement costs no round trip, the repositories
+read them one by one.
 """
 
 from __future__ import annotations
