@@ -107,3 +107,34 @@ async def test_racing_refunds_never_give_back_more_than_the_original(ledger: Led
     assert ledger.balance("merchant_pending:m2") == 10_000_000 - 60_000
     assert ledger.balance("platform_fee_income:USD") == 60_000
     check_ledger(ledger.url)
+
+
+async def test_refunds_in_a_batch_are_answered_in_their_places(ledger: Ledger) -> None:
+    """PostBatch reads the originals of its refunds before queueing and builds its other flows in line: each
+    answer still lands in its request's place, and a refused refund refuses only itself."""
+    assert isinstance(await _post(ledger, "fund", funding=f.FundingFlow(consumer="c1", processor="card",
+                                                                        amount=1_000_000, currency=USD)), Posted)
+    use = await _post(ledger, "use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=400_000, currency=USD))
+    assert isinstance(use, Posted), use
+
+    def item(request_id: str, **flow) -> PostFlow:
+        return PostFlow(TENANT, request_id, flow_in(post_pb.PostRequest(request_id=request_id, **flow)))
+
+    transfer = {"transfer": f.TransferFlow(**{"from": {"code": "consumer:c1"}}, to={"code": "merchant_settled:m1"},
+                                           amount=1_000, currency=USD)}
+    answers = await ledger.posting.post_batch([
+        item("t-1", **transfer),
+        item("ref-1", refund=f.RefundFlow(original_request_id="use", amount=100_000, currency=USD)),
+        item("ref-unknown", refund=f.RefundFlow(original_request_id="never-posted", amount=1, currency=USD)),
+        item("t-2", **transfer),
+        item("ref-over", refund=f.RefundFlow(original_request_id="use", amount=400_001, currency=USD)),
+    ], atomic=False)
+    posted = [isinstance(a, Posted) for a in answers]
+    assert posted == [True, True, False, True, False], answers
+    assert {ln.account_code for ln in answers[0].vouchers[0].lines} == {"consumer:c1", "merchant_settled:m1"}
+    assert all(v.flow_type == "refund" and v.request_id == "ref-1" for v in answers[1].vouchers)
+    assert answers[3].vouchers[0].request_id == "t-2"
+    assert answers[2].reason == "ORIGINAL_NOT_FOUND", answers[2]
+    assert answers[4].reason == "REFUND_EXCEEDS_ORIGINAL", answers[4]
+    assert ledger.balance("consumer:c1") == 1_000_000 - 400_000 + 100_000 - 2_000
+    check_ledger(ledger.url)

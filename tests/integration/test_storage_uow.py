@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
 from tally.storage import tables as t
-from tally.storage.engine import driver_execute, fetch_together, make_engines
+from tally.storage.engine import SQLITE_WRITE_CACHE_MIB, driver_execute, fetch_together, make_engines
 from tally.storage.uow import Scope, UnitOfWork
 from tests.integration.conftest import TENANT
 
@@ -321,5 +321,22 @@ def test_statements_are_never_prepared_on_the_server(postgres_url, make_ledger):
             uow.read({TENANT}, lambda conn: ledger_repo.load_records(conn, [(TENANT, "r1")]))
         assert uow.write({TENANT}, lambda conn: conn.exec_driver_sql(prepared).scalar()) == 0
         assert uow.read({TENANT}, lambda conn: conn.exec_driver_sql(prepared).scalar()) == 0
+    finally:
+        engines.dispose()
+
+
+def test_sqlite_connections_are_durable_and_writers_cache_their_indexes(sqlite_url, make_ledger):
+    """An acknowledged voucher survives power loss (WAL, synchronous FULL), references are enforced, and
+    the write connections keep a page cache that holds a batch's indexes; readers keep SQLite's default."""
+    make_ledger(sqlite_url, start=False)
+    engines = make_engines(sqlite_url, pool_size=1)
+    try:
+        def pragmas(engine: sa.Engine) -> tuple:
+            with engine.connect() as conn:
+                return tuple(conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                             for name in ("journal_mode", "synchronous", "foreign_keys", "cache_size"))
+
+        assert pragmas(engines.write) == ("wal", 2, 1, -SQLITE_WRITE_CACHE_MIB * 1024)
+        assert pragmas(engines.read) == ("wal", 2, 1, -2000)
     finally:
         engines.dispose()

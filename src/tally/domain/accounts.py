@@ -40,7 +40,7 @@ class FloorPolicy(enum.Enum):
 CUSTOMER_TYPES = frozenset({AccountType.DEPOSIT, AccountType.CREDIT, AccountType.SECURITY_DEPOSIT})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Account:
     id: str
     tenant_id: str
@@ -146,7 +146,7 @@ def _check_status_change(account: Account, status: AccountStatus, balance: Balan
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class BalanceState:
     """One account's balance row as the posting arithmetic sees it.
 

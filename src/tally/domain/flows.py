@@ -10,7 +10,7 @@ from tally.domain.facts import Facts
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TransferFlow:
     """Debit `source`, credit `destination`."""
 
@@ -31,7 +31,7 @@ class TransferFlow:
         return (check_draft(draft),)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AdjustmentFlow:
     """Any balanced set of lines, with the reason an operator gives for it."""
 

@@ -14,7 +14,7 @@ from tally.domain.fields import check_code, check_metadata, check_text
 from tally.domain.money import check_amount
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountRef:
     """An account named by id or by its per-tenant code; exactly one is set."""
 
@@ -31,7 +31,7 @@ class AccountRef:
         return self.id or f"code:{self.code}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LineDraft:
     account: AccountRef
     side: Side
@@ -40,7 +40,7 @@ class LineDraft:
     memo: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VoucherDraft:
     """A voucher as the rules built it, before accounts are resolved and balances checked."""
 
@@ -97,7 +97,7 @@ def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
             )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PostedLine:
     line_no: int
     account_id: str
@@ -110,7 +110,7 @@ class PostedLine:
     balance_after: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Voucher:
     id: str
     tenant_id: str

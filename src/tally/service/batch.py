@@ -47,7 +47,7 @@ from tally.storage.engine import deferring, pipelined
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cap:
     """`amount` more of the running total `key`, which may never pass `limit`."""
 
@@ -62,7 +62,7 @@ Builder = Callable[[LedgerView], tuple[VoucherDraft, ...]]
 Opener = Callable[[str, str, str, int], Account | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Submission:
     tenant_id: str
     request_id: str
@@ -82,7 +82,7 @@ class Submission:
         self.fingerprint = fingerprint_json(self.operation, self.body_json)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Posted:
     vouchers: tuple[Voucher, ...]
     replayed: bool = False
@@ -423,7 +423,7 @@ class _View:
         return None if account is None else dict(account.metadata)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Sent:
     """How many of the batch's new accounts, vouchers, records and events are written already."""
 
@@ -433,7 +433,7 @@ class _Sent:
     events: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Accepted:
     vouchers: list[Voucher]
     changes: list[HoldChange]

@@ -10,7 +10,7 @@ from tally.domain.vouchers import AccountRef
 from tally.service.idempotency import canonical
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PostFlow:
     tenant_id: str
     request_id: str

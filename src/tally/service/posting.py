@@ -48,7 +48,7 @@ class Posting:
             raise invalid("BATCH_EMPTY", "a batch needs at least one request")
         if len(items) > POST_BATCH_SIZE_MAX:
             raise invalid("BATCH_TOO_LARGE", f"a batch holds at most {POST_BATCH_SIZE_MAX} requests")
-        prepared = await asyncio.gather(*(self._checked(item) for item in items))
+        prepared = await self._prepared(items)
         subs = [p for p in prepared if isinstance(p, Submission)]
         if atomic:
             _check_unique(subs)
@@ -108,14 +108,20 @@ class Posting:
 
     async def submission(self, cmd: PostFlow) -> Submission:
         """Checks a flow and builds what the writer needs for it, before anything is queued."""
+        if isinstance(cmd.flow, RefundFlow):
+            _check_ids(cmd.tenant_id, cmd.request_id)
+            drafts, caps = await refund_parts(cmd.tenant_id, cmd.flow, self.rules, self.uow)
+            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), _dressed(drafts, cmd),
+                              caps=caps)
+        return self._built(cmd)
+
+    def _built(self, cmd: PostFlow) -> Submission:
+        """The submission of a flow that needs nothing read first: every flow but a refund."""
         _check_ids(cmd.tenant_id, cmd.request_id)
         flow, body = cmd.flow, cmd.body()
         if isinstance(flow, TransferFlow | AdjustmentFlow):
             drafts = flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us)
             return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, drafts)
-        if isinstance(flow, RefundFlow):
-            drafts, caps = await refund_parts(cmd.tenant_id, flow, self.rules, self.uow)
-            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, _dressed(drafts, cmd), caps=caps)
         return self._rule_submission(cmd, flow, body)
 
     def _rule_submission(self, cmd: PostFlow, flow: RuleFlow, body: dict) -> Submission:
@@ -139,11 +145,26 @@ class Posting:
             raise not_accessible("hold", hold_id)
         return found[hold_id]
 
-    async def _checked(self, item: PostFlow | LedgerError) -> Submission | LedgerError:
-        if isinstance(item, LedgerError):
-            return item
+    async def _prepared(self, items: list[PostFlow | LedgerError]) -> list[Submission | LedgerError]:
+        """Each item's submission or refusal. Refunds read the vouchers they refund, side by side; the rest
+        are built in line (a task for each of a thousand flows cost more than building them)."""
+        refunds = [i for i, item in enumerate(items) if _is_refund(item)]
+        found = await asyncio.gather(*(self._refund_checked(items[i]) for i in refunds))
+        prepared = [item if isinstance(item, LedgerError) or _is_refund(item) else self._built_checked(item)
+                    for item in items]
+        for i, result in zip(refunds, found, strict=True):
+            prepared[i] = result
+        return prepared
+
+    def _built_checked(self, cmd: PostFlow) -> Submission | LedgerError:
         try:
-            return await self.submission(item)
+            return self._built(cmd)
+        except LedgerError as error:
+            return error
+
+    async def _refund_checked(self, cmd: PostFlow) -> Submission | LedgerError:
+        try:
+            return await self.submission(cmd)
         except LedgerError as error:
             return error
 
@@ -160,6 +181,10 @@ def _dressed(drafts: tuple[VoucherDraft, ...], cmd: PostFlow) -> tuple[VoucherDr
         d.flow_type, d.lines, memo=cmd.memo or d.memo, metadata={**d.metadata, **cmd.metadata},
         effective_us=cmd.effective_us, reverses_id=d.reverses_id, rule_id=d.rule_id,
         rule_set_version=d.rule_set_version)) for d in drafts)
+
+
+def _is_refund(item: PostFlow | LedgerError) -> bool:
+    return isinstance(item, PostFlow) and isinstance(item.flow, RefundFlow)
 
 
 def _check_ids(tenant_id: str, request_id: str) -> None:

@@ -59,7 +59,7 @@ def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
     bulk.update_rows(conn, ledger_heads, "tenant_id", HEAD_COLUMNS[1:], rows)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     tenant_id: str
     sequence: int
@@ -92,7 +92,7 @@ def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit:
                   r.voucher_id, r.hold_id) for r in rows]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdempotencyRecord:
     tenant_id: str
     request_id: str
