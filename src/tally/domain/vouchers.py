@@ -63,13 +63,21 @@ def check_draft(draft: VoucherDraft) -> VoucherDraft:
     if len(draft.lines) > limits.LINES_PER_VOUCHER_MAX:
         raise invalid("VOUCHER_TOO_MANY_LINES", f"a voucher has at most {limits.LINES_PER_VOUCHER_MAX} lines")
     for i, line in enumerate(draft.lines):
-        check_amount(line.amount, f"lines[{i}].amount")
-        check_text(line.memo, f"lines[{i}].memo", limits.MEMO_LENGTH_MAX)
-        if not line.currency:
-            raise invalid("CURRENCY_MISSING", f"lines[{i}] has no currency", field=f"lines[{i}].currency")
+        _check_line(i, line)
     check_balanced(draft.lines)
     _check_no_account_on_both_sides(draft.lines)
     return draft
+
+
+def _check_line(i: int, line: LineDraft) -> None:
+    # The field names are formatted only for a line that fails: every voucher is checked twice.
+    amount = line.amount
+    if type(amount) is not int or not 0 < amount <= limits.AMOUNT_MAX:
+        check_amount(amount, f"lines[{i}].amount")
+    if line.memo:
+        check_text(line.memo, f"lines[{i}].memo", limits.MEMO_LENGTH_MAX)
+    if not line.currency:
+        raise invalid("CURRENCY_MISSING", f"lines[{i}] has no currency", field=f"lines[{i}].currency")
 
 
 def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
