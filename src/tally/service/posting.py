@@ -149,12 +149,10 @@ class Posting:
         """Each item's submission or refusal. Refunds read the vouchers they refund, side by side; the rest
         are built in line (a task for each of a thousand flows cost more than building them)."""
         refunds = [i for i, item in enumerate(items) if _is_refund(item)]
-        found = await asyncio.gather(*(self._refund_checked(items[i]) for i in refunds))
-        prepared = [item if isinstance(item, LedgerError) or _is_refund(item) else self._built_checked(item)
-                    for item in items]
-        for i, result in zip(refunds, found, strict=True):
-            prepared[i] = result
-        return prepared
+        found = dict(zip(refunds, await asyncio.gather(*(self._refund_checked(items[i]) for i in refunds)),
+                         strict=True))
+        return [found[i] if i in found else item if isinstance(item, LedgerError) else self._built_checked(item)
+                for i, item in enumerate(items)]
 
     def _built_checked(self, cmd: PostFlow) -> Submission | LedgerError:
         try:
