@@ -8,7 +8,7 @@ import pytest
 
 from tally.domain import limits
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.domain.money import DEFAULT_CURRENCIES, Currency, check_amount, fits_int64, parse_currencies
+from tally.domain.money import DEFAULT_CURRENCIES, Currency, check_amount, fits_int64, is_amount, parse_currencies
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -71,6 +71,18 @@ def test_check_amount_rejects_with_exact_reason(amount, reason):
 
 def test_check_amount_accepts_int_subclass_that_is_not_bool():
     assert check_amount(_IntSubclass(5)) == 5
+
+
+@pytest.mark.parametrize("value", [1, INT64_MAX, 0, -1, INT64_MAX + 1, True, False, 1.0, "1", None])
+def test_is_amount_never_accepts_what_check_amount_refuses(value):
+    """The hot path skips `check_amount` when `is_amount` holds: it must hold only for accepted amounts."""
+    try:
+        check_amount(value)
+        accepted = True
+    except LedgerError:
+        accepted = False
+    assert is_amount(value) == accepted
+    assert not is_amount(_IntSubclass(5))  # accepted by check_amount, which the hot path then calls
 
 
 def test_check_amount_names_the_field_in_metadata_and_message():

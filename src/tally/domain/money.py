@@ -46,6 +46,12 @@ def parse_currencies(spec: str) -> dict[str, Currency]:
     return table
 
 
+def is_amount(value: object) -> bool:
+    """Whether `value` is a plain int line amount `check_amount` accepts: the quick test for a hot path,
+    which calls `check_amount` (for the reason) only when it fails."""
+    return type(value) is int and 0 < value <= AMOUNT_MAX
+
+
 def check_amount(amount: object, field: str = "amount") -> int:
     """A line amount: a positive integer that fits a signed 64-bit column."""
     if not isinstance(amount, int) or isinstance(amount, bool):

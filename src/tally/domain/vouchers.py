@@ -11,7 +11,7 @@ from tally.domain import limits
 from tally.domain.accounts import Side
 from tally.domain.errors import invalid
 from tally.domain.fields import check_code, check_metadata, check_text
-from tally.domain.money import check_amount
+from tally.domain.money import check_amount, is_amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,8 @@ def check_draft(draft: VoucherDraft) -> VoucherDraft:
 
 def _check_line(i: int, line: LineDraft) -> None:
     # The field names are formatted only for a line that fails: every voucher is checked twice.
-    amount = line.amount
-    if type(amount) is not int or not 0 < amount <= limits.AMOUNT_MAX:
-        check_amount(amount, f"lines[{i}].amount")
+    if not is_amount(line.amount):
+        check_amount(line.amount, f"lines[{i}].amount")
     if line.memo:
         check_text(line.memo, f"lines[{i}].memo", limits.MEMO_LENGTH_MAX)
     if not line.currency:
