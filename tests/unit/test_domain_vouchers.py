@@ -248,7 +248,11 @@ def test_genesis_hash():
 
 
 def test_chained_numbers_links_and_hashes_in_one_copy():
-    draft = dataclasses.replace(VOUCHER, sequence=0)  # as the batch writer builds it, before it is numbered
+    # As the batch writer builds it, before it is numbered; every field set, each to a value of its own, so
+    # that a field dropped or swapped on the way to the copy shows.
+    draft = dataclasses.replace(VOUCHER, sequence=0, reverses_id="v0", reversed_by_id="v9")
+    assert all(getattr(draft, f.name) not in (None, "") for f in dataclasses.fields(Voucher)
+               if f.name not in ("sequence", "previous_hash", "hash"))
     sealed = chained(draft, 7, PREV)
     assert sealed == dataclasses.replace(draft, sequence=7, previous_hash=PREV,
                                          hash=voucher_hash(dataclasses.replace(draft, sequence=7), PREV))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tally.domain import limits
 from tally.domain.accounts import Side
@@ -139,6 +139,8 @@ class Voucher:
 
 
 GENESIS_HASH = "0" * 64
+# Made once: `json.dumps` with options builds a new encoder on every call.
+_HASHED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
@@ -148,9 +150,12 @@ def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
 
 
 def chained(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
-    """The voucher numbered and chained after the voucher whose hash is `previous_hash` (one copy)."""
-    return replace(voucher, sequence=sequence, previous_hash=previous_hash,
-                   hash=_hash(voucher, sequence, previous_hash))
+    """The voucher numbered and chained after the voucher whose hash is `previous_hash` (one copy).
+    Built field by field: `dataclasses.replace` costs twice as much (6 µs against 2.7), per posted voucher."""
+    v = voucher
+    return Voucher(v.id, v.tenant_id, sequence, v.flow_type, v.request_id, v.accounting_date, v.effective_us,
+                   v.posted_us, v.lines, v.memo, v.metadata, v.reverses_id, v.reversed_by_id, v.rule_id,
+                   v.rule_set_version, previous_hash, _hash(v, sequence, previous_hash))
 
 
 def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
@@ -164,8 +169,7 @@ def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
         "lines": [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
                    ln.balance_after] for ln in voucher.lines],
     }
-    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((previous_hash + payload).encode()).hexdigest()
+    return hashlib.sha256((previous_hash + _HASHED_JSON.encode(content)).encode()).hexdigest()
 
 
 def reversal_lines(original: Voucher) -> tuple[LineDraft, ...]:

@@ -15,6 +15,7 @@ from tally.domain.errors import ErrorKind, LedgerError
 FINAL_REFUSALS = frozenset({ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND})
 
 _SCALARS = frozenset({str, int, bool, type(None)})
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once, not on every call
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names: every request walks its flow
 
 
@@ -39,7 +40,7 @@ def canonical(value: object) -> object:
 
 def canonical_json(body: dict) -> str:
     """The one text of a canonical body: sorted keys, no spaces, ASCII."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL_JSON.encode(body)
 
 
 def fingerprint(operation: str, body: dict) -> str:
