@@ -31,6 +31,7 @@ import grpc
 from google.protobuf import field_mask_pb2, json_format
 
 from tally import cli_format as fmt
+from tally import cli_tls
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -175,16 +176,25 @@ class _Bound:
         return functools.partial(getattr(self._stub, name), metadata=self._metadata, timeout=self._timeout)
 
 
+def connect(args: argparse.Namespace) -> grpc.Channel:
+    """A channel to --target (plaintext or TLS, see cli_tls) that has connected within --timeout. A bad key
+    file or TLS file stops here, before any connection."""
+    credential(args)
+    channel = cli_tls.open_channel(args)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=args.timeout)
+    except grpc.FutureTimeoutError:
+        channel.close()
+        raise Unreachable(f"no connection to {args.target} within {args.timeout:g}s "
+                          f"({cli_tls.unreachable_hint(args)})") from None
+    return channel
+
+
 @contextlib.contextmanager
 def _stub(args: argparse.Namespace, stub_class: type) -> Iterator[_Bound]:
-    """Opens a channel to --target, waits (up to --timeout) until it connects, yields a bound stub."""
-    credential(args)  # a bad key file stops here, before any connection
-    channel = grpc.insecure_channel(args.target)
+    """A bound stub on a connected channel (`connect`), closed afterwards."""
+    channel = connect(args)
     try:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=args.timeout)
-        except grpc.FutureTimeoutError:
-            raise Unreachable(f"no connection to {args.target} within {args.timeout:g}s") from None
         yield _Bound(stub_class(channel), args)
     finally:
         channel.close()
@@ -504,6 +514,7 @@ def _client_options() -> argparse.ArgumentParser:
     group.add_argument("--json", action="store_true", help="print the response as proto JSON (int64 as strings)")
     group.add_argument("--scale", type=_arg(fmt.parse_scale), metavar="N",
                        help="also show amounts as decimals with N places (1234567 at 6 -> 1.234567)")
+    cli_tls.add_tls_options(parent)
     return parent
 
 
@@ -677,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     except Unreachable as exc:
         print(f"error: cannot reach the tally server: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except CredentialError as exc:
+    except (CredentialError, cli_tls.TlsSettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:

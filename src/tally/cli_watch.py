@@ -95,14 +95,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, progress: _Progress) -> int:
     cli = _cli()
     request = _request(args, cli)
-    metadata = cli.call_metadata(args)  # a bad key file stops here, before any connection
-    channel = grpc.insecure_channel(args.target)
+    metadata = cli.call_metadata(args)
+    channel = cli.connect(args)
     call = None
     try:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=args.timeout)
-        except grpc.FutureTimeoutError:
-            raise cli.Unreachable(f"no connection to {args.target} within {args.timeout:g}s") from None
         stub = post_grpc.AccountingServiceStub(channel)
         method = stub.StreamBalanceChanges if args.balances else stub.StreamEvents
         call = method(request, metadata=metadata)

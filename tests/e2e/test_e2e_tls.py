@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -22,13 +25,22 @@ import pytest
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tally import cli
 from tally.api.tls import load_tls
 from tally.config import ConfigError, Settings
 from tally.storage import tables
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import types_pb2
-from tests.e2e.conftest import STOP_TIMEOUT_S, e2e_settings, error_info, md, running_server, with_credentials
+from tests.e2e.conftest import (
+    STOP_TIMEOUT_S,
+    TenantKeys,
+    e2e_settings,
+    error_info,
+    md,
+    running_server,
+    with_credentials,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line")
 
@@ -200,6 +212,88 @@ def test_mutual_tls_requires_a_client_certificate_the_ca_signed(sqlite_url, pki)
                 grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_MISSING")
         finally:
             channel.close()
+
+
+# ------------------------------------------------------------------------------------------ the tally command
+
+CLI_CONNECT_TIMEOUT_S = 3  # how long a refused CLI run waits for a connection that never comes up
+
+
+def run_cli(server, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `tally` command as a process of its own, with the tenant's key and no other TALLY_ setting."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+    environ["TALLY_API_KEY"] = TenantKeys.for_target(server.target).key_for(TENANT)
+    environ.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tally.cli", *argv, "--target", server.target,
+                           "--timeout", str(CLI_CONNECT_TIMEOUT_S)],
+                          env=environ, capture_output=True, text=True, timeout=60)
+
+
+def assert_unreachable(result: subprocess.CompletedProcess[str], hint: str) -> None:
+    assert result.returncode == cli.EXIT_UNREACHABLE, result
+    assert "cannot reach the tally server" in result.stderr and hint in result.stderr, result.stderr
+
+
+def test_the_tally_command_connects_over_tls_with_its_ca_file(sqlite_url, pki) -> None:
+    with running_server(tls_settings(sqlite_url, pki)) as server:
+        created = run_cli(server, "accounts", "create", "from-cli", "--type", "deposit", "--currency", "USD",
+                          "--json", "--ca-file", str(pki.ca))
+        assert created.returncode == 0, created.stderr
+        account_id = json.loads(created.stdout)["account"]["id"]
+        read = run_cli(server, "accounts", "get", "from-cli", "--json", env={"TALLY_CA_FILE": str(pki.ca)})
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout)["account"]["id"] == account_id
+
+        assert_unreachable(run_cli(server, "accounts", "get", "from-cli"), "pass --ca-file")  # plaintext
+        for refused in (["--ca-file", str(pki.other_ca)],  # trusts another CA only
+                        ["--tls"]):  # the system's CAs did not sign the test server's certificate
+            assert_unreachable(run_cli(server, "accounts", "get", "from-cli", *refused), "over TLS")
+
+
+def test_the_tally_command_presents_its_client_certificate_for_mutual_tls(sqlite_url, pki) -> None:
+    with running_server(tls_settings(sqlite_url, pki, mutual=True)) as server:
+        mutual = ["--ca-file", str(pki.ca), "--client-cert", str(pki.client_cert), "--client-key", str(pki.client_key)]
+        created = run_cli(server, "accounts", "create", "mutual-cli", "--type", "deposit", "--currency", "USD",
+                          *mutual)
+        assert created.returncode == 0, created.stderr
+        from_env = run_cli(server, "accounts", "get", "mutual-cli", env={
+            "TALLY_CA_FILE": str(pki.ca), "TALLY_CLIENT_CERT_FILE": str(pki.client_cert),
+            "TALLY_CLIENT_KEY_FILE": str(pki.client_key)})
+        assert from_env.returncode == 0 and "mutual-cli" in from_env.stdout, from_env.stderr
+
+        assert_unreachable(run_cli(server, "accounts", "get", "mutual-cli", "--ca-file", str(pki.ca)),
+                           "--client-cert and --client-key")
+        intruder = ["--ca-file", str(pki.ca), "--client-cert", str(pki.other_client_cert),
+                    "--client-key", str(pki.other_client_key)]
+        assert_unreachable(run_cli(server, "accounts", "get", "mutual-cli", *intruder), "over TLS")
+
+
+def test_an_unusable_tls_setting_stops_the_command_before_it_connects(pki, tmp_path, monkeypatch, capsys) -> None:
+    for name in ("TALLY_TLS", "TALLY_CA_FILE", "TALLY_CLIENT_CERT_FILE", "TALLY_CLIENT_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TALLY_API_KEY", "tly_0123456789abcdef_" + "a" * 43)
+    missing, garbage, encrypted = tmp_path / "missing.pem", tmp_path / "garbage.pem", tmp_path / "encrypted.key"
+    garbage.write_text("not a certificate\n")
+    _openssl("pkey", "-in", str(pki.client_key), "-aes256", "-passout", "pass:secret", "-out", str(encrypted),
+             cwd=tmp_path)
+    cert = ["--client-cert", str(pki.client_cert)]
+    cases = [
+        (["--ca-file", str(missing)], f"--ca-file {missing}: cannot read it"),
+        (["--ca-file", str(garbage)], f"--ca-file {garbage}: holds no PEM certificate"),
+        (["--ca-file", str(pki.client_key)], "holds no PEM certificate"),  # a key where a certificate belongs
+        (cert, "--client-cert and --client-key go together"),
+        ([*cert, "--client-key", str(pki.client_cert)], "holds no PEM private key"),
+        ([*cert, "--client-key", str(encrypted)], "the key is encrypted"),
+    ]
+    # Nothing listens on the target: a run that got as far as connecting would report it unreachable.
+    target = ["--target", "127.0.0.1:9", "--timeout", "30"]
+    for options, message in cases:
+        assert cli.main(["accounts", "list", *target, *options]) == cli.EXIT_UNREACHABLE, options
+        err = capsys.readouterr().err
+        assert message in err and "cannot reach" not in err, (options, err)
+    monkeypatch.setenv("TALLY_TLS", "maybe")
+    assert cli.main(["accounts", "list", *target]) == cli.EXIT_UNREACHABLE
+    assert "TALLY_TLS='maybe'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ settings
