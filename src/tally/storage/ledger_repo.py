@@ -71,7 +71,7 @@ class Event:
     hold_id: str | None = None
 
 
-# Made once: `json.dumps` with options builds a new encoder on every call, three times per posted voucher.
+# Made once: `json.dumps` with options builds a new encoder on every call (here one per event and per record).
 _SORTED_JSON = json.JSONEncoder(sort_keys=True)
 EVENT_TENANTS = "tally.event_tenants"  # Connection.info key: tenants this transaction wrote events for
 EVENTS_CHANNEL = "tally_events"
