@@ -174,7 +174,7 @@ def test_accounts_repo_round_trips_int64_credit_limit(database_url, make_ledger)
     account = Account(id=new_id(), tenant_id=TENANT, code="card", type=AccountType.CREDIT,
                       normal_side=Side.CREDIT, currency="USD", credit_limit=INT64_MAX, created_us=INT64_MAX,
                       updated_us=INT64_MIN)
-    lg.uow.write({TENANT}, lambda conn: accounts_repo.insert_account(conn, account))
+    lg.uow.write({TENANT}, lambda conn: accounts_repo.insert_accounts(conn, [account]))
     back = lg.uow.read({TENANT}, lambda conn: accounts_repo.get_account(conn, TENANT, AccountRef(code="card")))
     assert back == account
     assert type(back.credit_limit) is int

@@ -32,6 +32,7 @@ from tally.service.idempotency import (
     reused_request_id,
 )
 from tally.storage import accounts_repo, ledger_repo
+from tally.storage.engine import deferring
 from tally.storage.ledger_repo import IdempotencyRecord
 from tally.storage.uow import UnitOfWork
 
@@ -64,9 +65,13 @@ def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[st
         if accounts_repo.get_account(conn, cmd.tenant_id, AccountRef(code=account.code)) is not None:
             raise LedgerError(ErrorKind.ALREADY_EXISTS, "ACCOUNT_CODE_TAKEN",
                               f"an account with code {account.code!r} exists", code=account.code)
-        accounts_repo.insert_account(conn, account)
-        append_event(conn, cmd.tenant_id, "account.created", account_payload(account), now, account_id=account.id)
-        _record(conn, cmd, {"account": canonical(account)}, now)
+        # Every write goes out with the COMMIT, in its round trip; the event's head is read first, before
+        # anything is deferred (a read sends what is deferred ahead of it, in a round trip of its own).
+        with deferring(conn):
+            append_event(conn, cmd.tenant_id, "account.created", account_payload(account), now,
+                         account_id=account.id)
+            accounts_repo.insert_accounts(conn, [account])
+            _record(conn, cmd, {"account": canonical(account)}, now)
         return AccountResult(account)
 
     return _answer(uow.write({cmd.tenant_id}, work))

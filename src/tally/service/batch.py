@@ -380,8 +380,7 @@ class _Batch:
         """Writes the rows accepted since the last call that nothing later in the batch changes: opened
         accounts, vouchers and their lines, idempotency records and events."""
         sent = self.sent
-        for account in self.new_accounts[sent.accounts:]:
-            accounts_repo.insert_account(self.conn, account)
+        accounts_repo.insert_accounts(self.conn, self.new_accounts[sent.accounts:])
         journal_repo.insert_vouchers(self.conn, self.new_vouchers[sent.vouchers:])
         ledger_repo.insert_records(self.conn, self.new_records[sent.records:])
         ledger_repo.insert_events(self.conn, self.events[sent.events:])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, select, update
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
@@ -54,12 +54,23 @@ def _account_values(account: Account) -> dict:
     }
 
 
-def insert_account(conn: Connection, account: Account) -> None:
-    conn.execute(insert(accounts).values(_account_values(account)))
-    conn.execute(insert(balances).values(
-        account_id=account.id, tenant_id=account.tenant_id, current=0, locked=0, previous_day=0,
-        last_date="", entry_count=0, updated_us=account.created_us,
-    ))
+NEW_BALANCE_COLUMNS = ("account_id", "tenant_id", "current", "locked", "previous_day", "last_date", "entry_count",
+                       "updated_us")
+
+
+def insert_accounts(conn: Connection, items: Sequence[Account]) -> None:
+    """New accounts and their zero balance rows, two statements however many (through the driver on
+    PostgreSQL, so that inside `deferring` they go out with the COMMIT)."""
+    if not items:
+        return
+    bulk.insert_rows(conn, accounts, ACCOUNT_COLUMNS, [_account_row(a) for a in items])
+    bulk.insert_rows(conn, balances, NEW_BALANCE_COLUMNS,
+                     [(a.id, a.tenant_id, 0, 0, 0, "", 0, a.created_us) for a in items])
+
+
+def _account_row(account: Account) -> tuple:
+    values = _account_values(account)
+    return tuple(values[name] for name in ACCOUNT_COLUMNS)
 
 
 def update_account(conn: Connection, account: Account) -> None:
