@@ -1,10 +1,10 @@
 """The client verbs' channel to the server: plaintext, or TLS from PEM files, for a server started with
 TALLY_TLS_CERT_FILE (and TALLY_TLS_CLIENT_CA_FILE for mutual TLS).
 
-TLS is used when --tls, --ca-file, --client-cert or --client-key is given, or their environment variables
-are set. Without --ca-file the system's CA certificates are trusted. A client certificate goes with its
-key. A file that cannot be used stops the command before it connects, naming the option and the path.
-TLS is the transport only: every call still sends its API key.
+TLS is used when --tls, --ca-file, --client-cert, --client-key or --server-name is given, or their
+environment variables are set. Without --ca-file the system's CA certificates are trusted. A client
+certificate goes with its key. A file that cannot be used stops the command before it connects, naming the
+option and the path. TLS is the transport only: every call still sends its API key.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ TLS_ENV = "TALLY_TLS"
 CA_FILE_ENV = "TALLY_CA_FILE"
 CLIENT_CERT_ENV = "TALLY_CLIENT_CERT_FILE"
 CLIENT_KEY_ENV = "TALLY_CLIENT_KEY_FILE"
+SERVER_NAME_ENV = "TALLY_TLS_SERVER_NAME"
 PEM_SIZE_BYTES_MAX = 1024 * 1024
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
 
@@ -39,17 +40,21 @@ def add_tls_options(parent: argparse.ArgumentParser) -> None:
                             f"with --client-key, implies --tls (env {CLIENT_CERT_ENV})")
     group.add_argument("--client-key", metavar="PATH", default=os.environ.get(CLIENT_KEY_ENV) or None,
                        help=f"the client certificate's unencrypted PEM key (env {CLIENT_KEY_ENV})")
+    group.add_argument("--server-name", metavar="NAME", default=os.environ.get(SERVER_NAME_ENV) or None,
+                       help="the name the server's certificate must carry when --target reaches it under another "
+                            f"(an address, a tunnel); implies --tls (env {SERVER_NAME_ENV})")
 
 
 def uses_tls(args: argparse.Namespace) -> bool:
-    return bool(_tls_flag(args) or args.ca_file or args.client_cert or args.client_key)
+    return bool(_tls_flag(args) or args.ca_file or args.client_cert or args.client_key or args.server_name)
 
 
 def open_channel(args: argparse.Namespace) -> grpc.Channel:
     """A channel to --target, over TLS when the options ask for it; not connected yet."""
     if not uses_tls(args):
         return grpc.insecure_channel(args.target)
-    return grpc.secure_channel(args.target, channel_credentials(args))
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else None
+    return grpc.secure_channel(args.target, channel_credentials(args), options=options)
 
 
 def channel_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials:
@@ -68,7 +73,8 @@ def unreachable_hint(args: argparse.Namespace) -> str:
     """What to check when no connection came up: a TLS mismatch looks like an unreachable server."""
     if uses_tls(args):
         return ("over TLS: the server's certificate must chain to --ca-file (or a system CA) and name the host in "
-                "--target; a server that requires client certificates needs --client-cert and --client-key")
+                "--target (or --server-name); a server that requires client certificates needs --client-cert and "
+                "--client-key")
     return "plaintext: if the server uses TLS, pass --ca-file (or --tls)"
 
 

@@ -244,6 +244,12 @@ def test_the_tally_command_connects_over_tls_with_its_ca_file(sqlite_url, pki) -
         assert read.returncode == 0, read.stderr
         assert json.loads(read.stdout)["account"]["id"] == account_id
 
+        # --target is 127.0.0.1; the certificate also names localhost, and nothing else.
+        by_name = run_cli(server, "accounts", "get", "from-cli", "--ca-file", str(pki.ca), "--server-name", "localhost")
+        assert by_name.returncode == 0 and "from-cli" in by_name.stdout, by_name.stderr
+        assert_unreachable(run_cli(server, "accounts", "get", "from-cli", "--ca-file", str(pki.ca),
+                                   "--server-name", "ledger.example"), "--server-name")
+
         assert_unreachable(run_cli(server, "accounts", "get", "from-cli"), "pass --ca-file")  # plaintext
         for refused in (["--ca-file", str(pki.other_ca)],  # trusts another CA only
                         ["--tls"]):  # the system's CAs did not sign the test server's certificate
@@ -269,7 +275,8 @@ def test_the_tally_command_presents_its_client_certificate_for_mutual_tls(sqlite
 
 
 def test_an_unusable_tls_setting_stops_the_command_before_it_connects(pki, tmp_path, monkeypatch, capsys) -> None:
-    for name in ("TALLY_TLS", "TALLY_CA_FILE", "TALLY_CLIENT_CERT_FILE", "TALLY_CLIENT_KEY_FILE"):
+    for name in ("TALLY_TLS", "TALLY_CA_FILE", "TALLY_CLIENT_CERT_FILE", "TALLY_CLIENT_KEY_FILE",
+                 "TALLY_TLS_SERVER_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TALLY_API_KEY", "tly_0123456789abcdef_" + "a" * 43)
     missing, garbage, encrypted = tmp_path / "missing.pem", tmp_path / "garbage.pem", tmp_path / "encrypted.key"
