@@ -54,8 +54,8 @@ def _account_values(account: Account) -> dict:
     }
 
 
-NEW_BALANCE_COLUMNS = ("account_id", "tenant_id", "current", "locked", "previous_day", "last_date", "entry_count",
-                       "updated_us")
+BALANCE_COLUMNS = ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us")
+NEW_BALANCE_COLUMNS = ("account_id", "tenant_id", *BALANCE_COLUMNS)  # a new account: its keys, then the balance
 
 
 def insert_accounts(conn: Connection, items: Sequence[Account]) -> None:
@@ -177,9 +177,6 @@ def _balances_of(dialect: str, for_update: bool) -> Select:
              .where(balances.c.tenant_id == bindparam("tenant_id"), bulk.one_of(dialect, balances.c.account_id, "keys"))
              .order_by(balances.c.account_id))
     return query.with_for_update() if for_update else query
-
-
-BALANCE_COLUMNS = ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us")
 
 
 def save_balances(conn: Connection, states: Iterable[BalanceState], now_us: int) -> None:
