@@ -53,8 +53,11 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         # statement may switch to a generic plan, which cannot know how few keys an array holds (the batch
         # writer's opening reads, prepared, spent a median 7 ms per transaction in such plans).
         unprepared = {"prepare_threshold": None}
-        write = create_engine(url, isolation_level=level, pool_size=pool_size, max_overflow=4,
+        # The driver never begins on its own (it would send BEGIN in a round trip of its own): the BEGIN
+        # goes out with the transaction's first statement (`defer`), like the gate and the scope.
+        write = create_engine(url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=4,
                               connect_args=unprepared)
+        event.listen(write, "begin", lambda conn: defer(conn, f"{_BEGIN} ISOLATION LEVEL {level}"))
         event.listen(write, "before_cursor_execute", _send_deferred_first)
         event.listen(write, "checkin", _forget_deferred)
         event.listen(write, "commit", _refuse_unsent)
@@ -100,6 +103,7 @@ def defer_write_gate(conn: Connection) -> None:
 # `driver_execute` adds to them (`deferring`).
 _DEFERRED = "tally.deferred"
 _DEFERRING = "tally.deferring"
+_BEGIN = "BEGIN"
 
 
 def defer(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
@@ -120,9 +124,16 @@ def _forget_deferred(_dbapi_connection, record) -> None:
 
 def _refuse_unsent(conn: Connection) -> None:
     """Before a commit on the write engine: deferred writes go out with the COMMIT (`commit`), never
-    silently stay behind while the rest of the transaction commits."""
+    silently stay behind while the rest of the transaction commits. A transaction that sent nothing at all
+    has only its BEGIN left: it never began, and there is nothing to commit."""
+    if _only_begin(conn.info.get(_DEFERRED)):
+        conn.info.pop(_DEFERRED)
     if conn.info.get(_DEFERRED):
         raise RuntimeError("commit with deferred statements unsent: commit through tally.storage.engine.commit")
+
+
+def _only_begin(deferred: list | None) -> bool:
+    return bool(deferred) and len(deferred) == 1 and deferred[0][0].startswith(_BEGIN)
 
 
 def _send_deferred(conn: Connection) -> None:
@@ -198,7 +209,7 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
     A failure of any of them (the COMMIT's serialization check included) undoes the transaction and raises
     as a SQLAlchemy error."""
     deferred = conn.info.pop(_DEFERRED, None)
-    if deferred:
+    if deferred and not _only_begin(deferred):
         _in_one_query(conn, [*deferred, ("COMMIT", ())])
     transaction.commit()  # the bookkeeping: psycopg sends nothing more once the server has committed
 
