@@ -308,6 +308,38 @@ def test_every_write_runs_in_one_serializable_transaction_whichever_way_it_start
     assert _heads(uow) == {}
 
 
+def test_a_write_begins_in_the_round_trip_of_its_first_read(postgres_url, make_ledger):
+    """BEGIN, the gate and the scope go out in the same query as the batch's reads: a write transaction
+    costs no round trip of its own to begin (the server's `current_query()` is that whole query)."""
+    uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=0)
+    query = uow.write({TENANT}, lambda conn: fetch_together(conn, [("SELECT current_query()", ())])[0][0][0])
+    statements = [s.strip() for s in query.split(";")]
+    assert statements[0] == "BEGIN ISOLATION LEVEL SERIALIZABLE"
+    assert statements[1] == "LOCK TABLE write_gate IN EXCLUSIVE MODE"
+    assert statements[2].startswith("SELECT set_config('tally.tenants'")
+    assert statements[3] == "SELECT current_query()"
+
+
+def test_a_transaction_that_sends_nothing_commits_nothing_and_leaves_the_connection_idle(postgres_url, make_ledger):
+    """A write connection begun and committed without a statement never began on the server; the BEGIN it
+    deferred is dropped, not sent ahead of the next transaction on that pooled connection."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    engines = make_engines(postgres_url, pool_size=1)
+    try:
+        with engines.write.begin():
+            pass
+        with engines.write.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            conn.begin().commit()
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert UnitOfWork(engines).append({TENANT}, lambda conn: conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
+            "AND pid = pg_backend_pid()").scalar()) == 0
+    finally:
+        engines.dispose()
+
+
 def test_statements_are_never_prepared_on_the_server(postgres_url, make_ledger):
     """A prepared statement may get a generic plan, which cannot know how few keys an array parameter holds
     and may scan a whole table for them: every statement is planned for its own values instead."""

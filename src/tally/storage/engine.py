@@ -5,8 +5,10 @@ the SQLAlchemy SQLite dialect notes advise; WAL lets readers run beside the one 
 PostgreSQL: write transactions are SERIALIZABLE and first take `write_gate` in EXCLUSIVE mode. LOCK
 TABLE does not fix the snapshot, so a writer that waited for the gate still sees everything committed
 before it: writers queue instead of failing each other with serialization errors, and the per-tenant
-sequence follows commit order. Reads run in READ ONLY REPEATABLE READ snapshots. Every transaction then
-sets its tenant scope (`tally.tenants`, transaction-local), which the row-level security policies read.
+sequence follows commit order. The driver runs in autocommit mode and a write sends its own BEGIN, with
+the gate and the scope, ahead of its first statement. Reads run in READ ONLY REPEATABLE READ snapshots.
+Every transaction then sets its tenant scope (`tally.tenants`, transaction-local), which the row-level
+security policies read.
 """
 
 from __future__ import annotations
