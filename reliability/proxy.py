@@ -92,8 +92,8 @@ class _Link:
         if self.closed.is_set():  # reset while connecting
             _abort(self.server_w)
             return
-        pumps = (self._read_client(), self._read_server(), self._send(self.to_server), self._send(self.to_client))
-        self.tasks = [asyncio.create_task(self._guard(pump)) for pump in pumps]
+        pumps = ((self._read_client,), (self._read_server,), (self._send, self.to_server), (self._send, self.to_client))
+        self.tasks = [asyncio.create_task(self._guard(*pump)) for pump in pumps]
         await self.closed.wait()
 
     def close(self, abortive: bool) -> None:
@@ -110,9 +110,11 @@ class _Link:
                 writer.close()
         self.proxy._forget(self)
 
-    async def _guard(self, pump) -> None:
+    async def _guard(self, pump, *args) -> None:
+        # The pump's coroutine is made here, not by the caller: a task cancelled before it first runs then
+        # leaves no coroutine behind that was never awaited.
         try:
-            await pump
+            await pump(*args)
         except Exception as exc:  # one broken connection must never take the proxy down
             log.debug("proxied connection failed: %r", exc)
             self.close(abortive=True)

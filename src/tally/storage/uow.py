@@ -96,7 +96,9 @@ class UnitOfWork:
         while True:
             try:
                 with self.engines.write.connect() as conn:
-                    transaction = conn.begin()  # explicit: statements sent through the driver do not autobegin
+                    # Explicit: statements sent through the driver do not autobegin. On PostgreSQL the BEGIN
+                    # is deferred (engine.py) and goes out with the gate, the scope and the first statement.
+                    transaction = conn.begin()
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
                     # Both go out with the work's first statement, in its round trip.
