@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -203,8 +204,11 @@ def test_a_commit_that_would_leave_deferred_writes_unsent_is_refused(postgres_ur
     ledger = make_ledger(postgres_url, start=False)
     with ledger.engines.write.connect() as conn:
         transaction = conn.begin()
+        driver_execute(conn, "SELECT 1")  # the transaction has begun on the server
         with deferring(conn):
             bulk.insert_rows(conn, t.events, COLUMNS, [event_row(1)])
         with pytest.raises(RuntimeError, match="deferred"):
             transaction.commit()
+        # Rolled back, not left open on a connection that goes back to the pool.
+        assert conn.connection.driver_connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert stored_sequences(ledger) == []

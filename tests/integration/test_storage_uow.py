@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
 from tally.storage import tables as t
-from tally.storage.engine import driver_execute, fetch_together, make_engines
+from tally.storage.engine import defer_write_gate, driver_execute, fetch_together, make_engines
 from tally.storage.uow import Scope, UnitOfWork
 from tests.integration.conftest import TENANT
 
@@ -336,6 +336,42 @@ def test_a_transaction_that_sends_nothing_commits_nothing_and_leaves_the_connect
         assert UnitOfWork(engines).append({TENANT}, lambda conn: conn.exec_driver_sql(
             "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
             "AND pid = pg_backend_pid()").scalar()) == 0
+    finally:
+        engines.dispose()
+
+
+def test_a_driver_statement_outside_a_transaction_is_refused(postgres_url, make_ledger):
+    """The write engine's driver runs in autocommit mode: a statement sent through it without a transaction
+    would commit on its own, so it is refused before it is sent, and nothing is written."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    engines = make_engines(postgres_url, pool_size=1)
+    insert = ("INSERT INTO ledger_heads (tenant_id, voucher_sequence, event_sequence, last_hash, accounting_date) "
+              "VALUES ('t1', 0, 0, '0', '')")
+    try:
+        with engines.write.connect() as conn:
+            with pytest.raises(RuntimeError, match="outside a transaction"):
+                driver_execute(conn, insert)
+            with pytest.raises(RuntimeError, match="outside a transaction"):
+                fetch_together(conn, [(insert, ())])
+        assert _heads(UnitOfWork(engines)) == {}
+    finally:
+        engines.dispose()
+
+
+def test_what_a_rolled_back_transaction_deferred_does_not_go_out_with_the_next(postgres_url, make_ledger):
+    """Statements deferred by a transaction that is rolled back before sending them (the gate here) are
+    dropped: the next transaction on the same connection sends its own BEGIN and nothing else ahead."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    engines = make_engines(postgres_url, pool_size=1)
+    try:
+        with engines.write.connect() as conn:
+            transaction = conn.begin()
+            defer_write_gate(conn)
+            transaction.rollback()
+            transaction = conn.begin()
+            query = fetch_together(conn, [("SELECT current_query()", ())])[0][0][0]
+            transaction.rollback()
+        assert [s.strip() for s in query.split(";")] == ["BEGIN ISOLATION LEVEL SERIALIZABLE", "SELECT current_query()"]
     finally:
         engines.dispose()
 

@@ -62,6 +62,7 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         event.listen(write, "begin", lambda conn: defer(conn, f"{_BEGIN} ISOLATION LEVEL {level}"))
         event.listen(write, "before_cursor_execute", _send_deferred_first)
         event.listen(write, "checkin", _forget_deferred)
+        event.listen(write, "rollback", _forget_rolled_back)
         event.listen(write, "commit", _refuse_unsent)
         write = write.execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
@@ -124,13 +125,21 @@ def _forget_deferred(_dbapi_connection, record) -> None:
     record.info.pop(_DEFERRING, None)
 
 
+def _forget_rolled_back(conn: Connection) -> None:
+    """A transaction rolled back before its deferred statements went out leaves none for the next one on
+    the same connection."""
+    conn.info.pop(_DEFERRED, None)
+    conn.info.pop(_DEFERRING, None)
+
+
 def _refuse_unsent(conn: Connection) -> None:
     """Before a commit on the write engine: deferred writes go out with the COMMIT (`commit`), never
-    silently stay behind while the rest of the transaction commits. A transaction that sent nothing at all
-    has only its BEGIN left: it never began, and there is nothing to commit."""
-    if _only_begin(conn.info.get(_DEFERRED)):
-        conn.info.pop(_DEFERRED)
-    if conn.info.get(_DEFERRED):
+    silently stay behind while the rest of the transaction commits; the transaction is rolled back instead
+    (SQLAlchemy would not roll it back after a failed commit). A transaction that sent nothing at all has
+    only its BEGIN left: it never began, and there is nothing to commit."""
+    deferred = conn.info.pop(_DEFERRED, None)
+    if deferred and not _only_begin(deferred):
+        conn.connection.driver_connection.rollback()
         raise RuntimeError("commit with deferred statements unsent: commit through tally.storage.engine.commit")
 
 
@@ -138,9 +147,17 @@ def _only_begin(deferred: list | None) -> bool:
     return bool(deferred) and len(deferred) == 1 and deferred[0][0].startswith(_BEGIN)
 
 
+def _driver(conn: Connection) -> psycopg.Connection:
+    """The psycopg connection, for a statement of the transaction `conn` is in. The write engine's driver runs
+    in autocommit mode: outside a transaction each statement would commit on its own, so that is refused."""
+    if not conn.in_transaction():
+        raise RuntimeError("a statement sent through the driver outside a transaction")
+    return conn.connection.driver_connection
+
+
 def _send_deferred(conn: Connection) -> None:
     for sql, params in conn.info.pop(_DEFERRED, ()):
-        conn.connection.driver_connection.execute(sql, params)
+        _driver(conn).execute(sql, params)
 
 
 def _send_deferred_first(conn: Connection, *_args) -> None:
@@ -160,7 +177,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     if conn.dialect.name != "postgresql":
         yield
         return
-    driver = conn.connection.driver_connection
+    driver = _driver(conn)
     try:
         with driver.pipeline() as pipeline:
             _send_deferred(conn)
@@ -180,10 +197,10 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) ->
         return
     if conn.info.get(_DEFERRED):
         with pipelined(conn):
-            conn.connection.driver_connection.execute(sql, params)
+            _driver(conn).execute(sql, params)
         return
     try:
-        conn.connection.driver_connection.execute(sql, params)
+        _driver(conn).execute(sql, params)
     except psycopg.Error as error:
         raise _translated(conn, error) from error
 
@@ -222,7 +239,7 @@ def _in_one_query(conn: Connection, statements: Sequence[tuple[str, Sequence[obj
     once per statement. Each wait lets other threads take the GIL, and under load every one costs the writer
     time to get it back. The server stops at the first failure; the rows of each statement come back in
     order (an empty list for a statement without rows)."""
-    driver = conn.connection.driver_connection
+    driver = _driver(conn)
     with psycopg.ClientCursor(driver) as cursor:
         try:
             cursor.execute(";\n".join(cursor.mogrify(sql, params) for sql, params in statements))
