@@ -121,15 +121,18 @@ def defer(conn: Connection, sql: str, params: Sequence[object] = ()) -> None:
 def _forget_deferred(_dbapi_connection, record) -> None:
     """On return to the pool: a transaction that ended before its first statement leaves nothing behind
     for the next one (which may be an audit append, which must not take the gate)."""
-    record.info.pop(_DEFERRED, None)
-    record.info.pop(_DEFERRING, None)
+    _forget(record.info)
 
 
 def _forget_rolled_back(conn: Connection) -> None:
     """A transaction rolled back before its deferred statements went out leaves none for the next one on
     the same connection."""
-    conn.info.pop(_DEFERRED, None)
-    conn.info.pop(_DEFERRING, None)
+    _forget(conn.info)
+
+
+def _forget(info: dict) -> None:
+    info.pop(_DEFERRED, None)
+    info.pop(_DEFERRING, None)
 
 
 def _refuse_unsent(conn: Connection) -> None:
