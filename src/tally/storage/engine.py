@@ -158,11 +158,6 @@ def _driver(conn: Connection) -> psycopg.Connection:
     return conn.connection.driver_connection
 
 
-def _send_deferred(conn: Connection) -> None:
-    for sql, params in conn.info.pop(_DEFERRED, ()):
-        _driver(conn).execute(sql, params)
-
-
 def _send_deferred_first(conn: Connection, *_args) -> None:
     """Before SQLAlchemy sends a statement on the write engine: the deferred ones, in one round trip."""
     if conn.info.get(_DEFERRED):
@@ -183,7 +178,8 @@ def pipelined(conn: Connection) -> Iterator[None]:
     driver = _driver(conn)
     try:
         with driver.pipeline() as pipeline:
-            _send_deferred(conn)
+            for sql, params in conn.info.pop(_DEFERRED, ()):
+                driver.execute(sql, params)
             yield
             pipeline.sync()
     except psycopg.Error as error:
