@@ -19,6 +19,7 @@ from bench.pg import free_port
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 90
 STOP_GRACE_S = 20
+SERVE_COMMAND: list[str] | None = None  # instead of `tally serve` (bench/writer_process.py's experiment)
 
 
 def tally_executable() -> str:
@@ -58,8 +59,9 @@ class TallyServer:
         })
         env.update(self.extra_env)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([tally_executable(), "serve"], env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.proc = subprocess.Popen(SERVE_COMMAND or [tally_executable(), "serve"], env=env,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir)
         self.paused = False
         self._wait_serving()
         return self
