@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -78,6 +79,21 @@ def test_migrate_twice_is_a_no_op_and_keeps_data(database_url):
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [
                 _head_revision()]
             assert conn.execute(sa.select(t.ledger_heads.c.voucher_sequence)).scalars().all() == [7]
+    finally:
+        engine.dispose()
+
+
+def test_records_written_before_the_actor_column_name_no_actor(database_url):
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0006")
+            conn.execute(sa.text("INSERT INTO idempotency (tenant_id, request_id, operation, fingerprint, body, "
+                                 "result, created_us) VALUES ('t1', 'r1', 'post', 'f', '{}', '{}', 1)"))
+        migrate(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.idempotency.c.request_id, t.idempotency.c.actor)).all()
+            assert [tuple(r) for r in rows] == [("r1", "")]
     finally:
         engine.dispose()
 

@@ -6,7 +6,7 @@ import asyncio
 
 from tally.api import mapping
 from tally.api.errors import rpc
-from tally.api.tenancy import tenant_of
+from tally.api.tenancy import principal_of, tenant_of
 from tally.service import accounts
 from tally.service.commands import CreateAccount, UpdateAccount
 from tally.service.container import Services
@@ -21,7 +21,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     @rpc
     async def CreateAccount(self, request: pb.CreateAccountRequest, context) -> pb.CreateAccountResponse:
         spec, parent = mapping.new_account_in(request)
-        cmd = CreateAccount(tenant_of(context), request.request_id, spec, parent)
+        principal = principal_of(context)
+        cmd = CreateAccount(principal.tenant_id, request.request_id, spec, parent, principal.actor)
         result = await asyncio.to_thread(accounts.create_account, cmd, self.s.uow,
                                          frozenset(self.s.settings.currencies), self.s.clock)
         return pb.CreateAccountResponse(account=mapping.account_out(result.account), replayed=result.replayed)
@@ -45,8 +46,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     @rpc
     async def UpdateAccount(self, request: pb.UpdateAccountRequest, context) -> pb.UpdateAccountResponse:
-        cmd = UpdateAccount(tenant_of(context), request.request_id, mapping.ref_in(request.account),
-                            mapping.account_change_in(request))
+        principal = principal_of(context)
+        cmd = UpdateAccount(principal.tenant_id, request.request_id, mapping.ref_in(request.account),
+                            mapping.account_change_in(request), principal.actor)
         result = await asyncio.to_thread(accounts.update_account, cmd, self.s.uow, self.s.clock)
         return pb.UpdateAccountResponse(account=mapping.account_out(result.account), replayed=result.replayed)
 

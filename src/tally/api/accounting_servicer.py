@@ -7,7 +7,7 @@ import asyncio
 from tally.api import mapping, streams
 from tally.api.errors import code_of, rpc
 from tally.api.tenancy import principal_of, tenant_of
-from tally.domain.auth import Permission
+from tally.domain.auth import Permission, Principal
 from tally.domain.errors import LedgerError
 from tally.service.batch import Posted
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
@@ -23,19 +23,21 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
     @rpc
     async def Post(self, request: pb.PostRequest, context) -> pb.PostResponse:
         _authorize_flows([request])
-        return _posted_out(await self.s.posting.post(_post_command(tenant_of(context), request)))
+        return _posted_out(await self.s.posting.post(_post_command(principal_of(context), request)))
 
     @rpc
     async def PostBatch(self, request: pb.PostBatchRequest, context) -> pb.PostBatchResponse:
         _authorize_flows(request.requests)
-        tenant_id = tenant_of(context)
-        items = [_read(tenant_id, item) for item in request.requests]
+        principal = principal_of(context)
+        items = [_read(principal, item) for item in request.requests]
         outcomes = await self.s.posting.post_batch(items, request.atomic)
         return pb.PostBatchResponse(results=[_result_out(o) for o in outcomes])
 
     @rpc
     async def ReverseVoucher(self, request: pb.ReverseVoucherRequest, context) -> pb.ReverseVoucherResponse:
-        cmd = ReverseVoucher(tenant_of(context), request.request_id, request.voucher_id, request.reason)
+        principal = principal_of(context)
+        cmd = ReverseVoucher(principal.tenant_id, request.request_id, request.voucher_id, request.reason,
+                             principal.actor)
         posted = await self.s.posting.reverse(cmd)
         return pb.ReverseVoucherResponse(voucher=mapping.voucher_out(posted.vouchers[0]), replayed=posted.replayed)
 
@@ -52,15 +54,18 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
 
     @rpc
     async def CaptureHold(self, request: pb.CaptureHoldRequest, context) -> pb.CaptureHoldResponse:
-        cmd = CaptureHold(tenant_of(context), request.request_id, request.hold_id, request.amount,
-                          mapping.ref_in(request.destination, "destination"), request.final, request.memo)
+        principal = principal_of(context)
+        cmd = CaptureHold(principal.tenant_id, request.request_id, request.hold_id, request.amount,
+                          mapping.ref_in(request.destination, "destination"), request.final, request.memo,
+                          principal.actor)
         posted = await self.s.posting.capture_hold(cmd)
         return pb.CaptureHoldResponse(hold=mapping.hold_out(posted.holds[0]),
                                       voucher=mapping.voucher_out(posted.vouchers[0]), replayed=posted.replayed)
 
     @rpc
     async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context) -> pb.ReleaseHoldResponse:
-        cmd = ReleaseHold(tenant_of(context), request.request_id, request.hold_id, request.reason)
+        principal = principal_of(context)
+        cmd = ReleaseHold(principal.tenant_id, request.request_id, request.hold_id, request.reason, principal.actor)
         posted = await self.s.posting.release_hold(cmd)
         return pb.ReleaseHoldResponse(hold=mapping.hold_out(posted.holds[0]), replayed=posted.replayed)
 
@@ -100,17 +105,18 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
             yield response
 
 
-def _post_command(tenant_id: str, request: pb.PostRequest) -> PostFlow:
+def _post_command(principal: Principal, request: pb.PostRequest) -> PostFlow:
     effective_us = None
     if request.HasField("effective_time"):
         effective_us = mapping.us_from_timestamp(request.effective_time, "effective_time")
-    return PostFlow(tenant_id=tenant_id, request_id=request.request_id, flow=mapping.flow_in(request),
-                    memo=request.memo, metadata=dict(request.metadata), effective_us=effective_us)
+    return PostFlow(tenant_id=principal.tenant_id, request_id=request.request_id, flow=mapping.flow_in(request),
+                    memo=request.memo, metadata=dict(request.metadata), effective_us=effective_us,
+                    actor=principal.actor)
 
 
-def _read(tenant_id: str, request: pb.PostRequest) -> PostFlow | LedgerError:
+def _read(principal: Principal, request: pb.PostRequest) -> PostFlow | LedgerError:
     try:
-        return _post_command(tenant_id, request)
+        return _post_command(principal, request)
     except LedgerError as error:
         return error
 

@@ -150,7 +150,7 @@ def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, 
     # The result is the account exactly as this request left it, or its refusal, so a retry answers the same.
     ledger_repo.insert_records(conn, [IdempotencyRecord(
         cmd.tenant_id, cmd.request_id, cmd.operation, fingerprint(cmd.operation, cmd.body()), cmd.body(),
-        result, now)])
+        result, now, actor=cmd.actor)])
 
 
 def _account_from(data: dict) -> Account:

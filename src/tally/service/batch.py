@@ -74,6 +74,7 @@ class Submission:
     caps: tuple[Cap, ...] = ()
     hold_ops: tuple[HoldOp, ...] = ()  # applied before the vouchers, all or nothing with them
     group: int = 0  # non-zero: posted all or nothing with the adjacent submissions of the same group
+    actor: str = ""  # who asked: kept with the idempotency record, in the same transaction
     body_json: str = field(init=False)  # the body's canonical JSON: fingerprinted, and stored as it is
     fingerprint: str = field(init=False)
 
@@ -249,7 +250,7 @@ class _Batch:
         self._keep_record(IdempotencyRecord(
             sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
             {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us,
-            body_json=sub.body_json))
+            body_json=sub.body_json, actor=sub.actor))
         return Posted(tuple(posted), holds=holds)
 
     def _record_refusal(self, sub: Submission, error: LedgerError) -> None:
@@ -261,7 +262,8 @@ class _Batch:
             return
         result = refusal_result(error)
         self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
-                                            sub.body, result, self.now_us, body_json=sub.body_json))
+                                            sub.body, result, self.now_us, body_json=sub.body_json,
+                                            actor=sub.actor))
 
     def _keep_record(self, record: IdempotencyRecord) -> None:
         self.records[(record.tenant_id, record.request_id)] = record

@@ -1,4 +1,8 @@
-"""Commands: what a caller asks for, already mapped from the wire and free of transport types."""
+"""Commands: what a caller asks for, already mapped from the wire and free of transport types.
+
+`actor` names who asks (`key:<id>`, `jwt:<subject>`, or `system:<task>`); it is kept with the request's
+idempotency record and is not part of the body, so the same request resent under another credential of
+the same tenant still replays."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ class PostFlow:
     memo: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     effective_us: int | None = None
+    actor: str = ""
 
     operation = "post"
 
@@ -32,6 +37,7 @@ class ReverseVoucher:
     request_id: str
     voucher_id: str
     reason: str = ""
+    actor: str = ""
 
     operation = "reverse"
 
@@ -45,6 +51,7 @@ class CreateAccount:
     request_id: str
     spec: NewAccount
     parent: AccountRef | None = None
+    actor: str = ""
 
     operation = "create_account"
 
@@ -58,6 +65,7 @@ class UpdateAccount:
     request_id: str
     account: AccountRef
     change: AccountChange
+    actor: str = ""
 
     operation = "update_account"
 
@@ -93,6 +101,7 @@ class CaptureHold:
     destination: AccountRef
     final: bool = False
     memo: str = ""
+    actor: str = ""
 
     operation = "capture_hold"
 
@@ -107,6 +116,7 @@ class ReleaseHold:
     request_id: str
     hold_id: str
     reason: str = ""
+    actor: str = ""
 
     operation = "release_hold"
 

@@ -63,6 +63,9 @@ class HoldExpirer:
                 return count
 
 
+EXPIRER_ACTOR = "system:hold-expiry"
+
+
 def _expiry(tenant_id: str, hold_id: str) -> Submission:
     return Submission(tenant_id, f"expire:{hold_id}", "expire_hold", {"hold_id": hold_id},
-                      hold_ops=(HoldOp(HoldAction.EXPIRE, hold_id),))
+                      hold_ops=(HoldOp(HoldAction.EXPIRE, hold_id),), actor=EXPIRER_ACTOR)

@@ -76,7 +76,8 @@ class Posting:
                                voucher_id=original.id)
         draft = VoucherDraft("reversal", reversal_lines(original),
                              memo=cmd.reason or f"reversal of {original.id}", reverses_id=original.id)
-        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,)))
+        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,),
+                                             actor=cmd.actor))
 
     async def create_hold(self, cmd: CreateHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
@@ -87,7 +88,7 @@ class Posting:
                     metadata=dict(cmd.metadata), created_us=now, updated_us=now)
         op = HoldOp(HoldAction.CREATE, hold.id, cmd.amount, account=cmd.account, new_hold=hold)
         return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
-                                             hold_ops=(op,)))
+                                             hold_ops=(op,), actor=cmd.actor))
 
     async def capture_hold(self, cmd: CaptureHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
@@ -98,13 +99,13 @@ class Posting:
                                          metadata={"hold_id": hold.id}))
         op = HoldOp(HoldAction.CAPTURE, hold.id, cmd.amount, final=cmd.final)
         return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,),
-                                             hold_ops=(op,)))
+                                             hold_ops=(op,), actor=cmd.actor))
 
     async def release_hold(self, cmd: ReleaseHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
         op = HoldOp(HoldAction.RELEASE, cmd.hold_id)
         return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
-                                             hold_ops=(op,)))
+                                             hold_ops=(op,), actor=cmd.actor))
 
     async def submission(self, cmd: PostFlow) -> Submission:
         """Checks a flow and builds what the writer needs for it, before anything is queued."""
@@ -112,7 +113,7 @@ class Posting:
             _check_ids(cmd.tenant_id, cmd.request_id)
             drafts, caps = await refund_parts(cmd.tenant_id, cmd.flow, self.rules, self.uow)
             return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), _dressed(drafts, cmd),
-                              caps=caps)
+                              caps=caps, actor=cmd.actor)
         return self._built(cmd)
 
     def _built(self, cmd: PostFlow) -> Submission:
@@ -121,7 +122,7 @@ class Posting:
         flow, body = cmd.flow, cmd.body()
         if isinstance(flow, TransferFlow | AdjustmentFlow):
             drafts = flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us)
-            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, drafts)
+            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, drafts, actor=cmd.actor)
         return self._rule_submission(cmd, flow, body)
 
     def _rule_submission(self, cmd: PostFlow, flow: RuleFlow, body: dict) -> Submission:
@@ -136,7 +137,7 @@ class Posting:
             return _dressed(self.rules.build(facts, view, self.currencies), cmd)
 
         return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, build=build, codes=codes,
-                          hold_ops=hold_ops)
+                          hold_ops=hold_ops, actor=cmd.actor)
 
     async def _hold(self, tenant_id: str, hold_id: str) -> Hold:
         found = await asyncio.to_thread(

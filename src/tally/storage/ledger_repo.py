@@ -104,9 +104,11 @@ class IdempotencyRecord:
     result: dict
     created_us: int
     body_json: str = ""  # `body` as canonical JSON when the caller has it already (written as it is)
+    actor: str = ""  # who asked; written, never read back by the service (it is evidence, not state)
 
 
 RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
+_INSERTED_COLUMNS = (*RECORD_COLUMNS, "actor")
 
 
 def to_record(row: Sequence) -> IdempotencyRecord:
@@ -144,9 +146,9 @@ def _records_of(dialect: str) -> Select:
 
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
-    bulk.insert_rows(conn, idempotency, RECORD_COLUMNS, [
+    bulk.insert_rows(conn, idempotency, _INSERTED_COLUMNS, [
         (r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _SORTED_JSON.encode(r.body),
-         _SORTED_JSON.encode(r.result), r.created_us) for r in records])
+         _SORTED_JSON.encode(r.result), r.created_us, r.actor) for r in records])
 
 
 def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

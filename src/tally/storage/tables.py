@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -123,6 +124,8 @@ idempotency = Table(
     Column("body", Text, nullable=False),
     Column("result", Text, nullable=False),
     Column("created_us", BigInteger, nullable=False),
+    # Who asked, written in the request's own transaction: kept even if the audit log's last rows are lost.
+    Column("actor", String(128), nullable=False, server_default=text("''")),
 )
 
 events = Table(
