@@ -247,10 +247,7 @@ class _Batch:
             return result
         holds = self._record_holds(sub.tenant_id, result)
         posted = self._seal(sub, result.vouchers)
-        self._keep_record(IdempotencyRecord(
-            sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body,
-            {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]}, self.now_us,
-            body_json=sub.body_json, actor=sub.actor))
+        self._keep_record(sub, {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]})
         return Posted(tuple(posted), holds=holds)
 
     def _record_refusal(self, sub: Submission, error: LedgerError) -> None:
@@ -260,12 +257,12 @@ class _Batch:
         reused request_id, which already has its record."""
         if error.kind not in FINAL_REFUSALS or (sub.tenant_id, sub.request_id) in self.records:
             return
-        result = refusal_result(error)
-        self._keep_record(IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint,
-                                            sub.body, result, self.now_us, body_json=sub.body_json,
-                                            actor=sub.actor))
+        self._keep_record(sub, refusal_result(error))
 
-    def _keep_record(self, record: IdempotencyRecord) -> None:
+    def _keep_record(self, sub: Submission, result: dict) -> None:
+        """The submission's final answer, kept as its idempotency record (with who asked)."""
+        record = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body, result,
+                                   self.now_us, body_json=sub.body_json, actor=sub.actor)
         self.records[(record.tenant_id, record.request_id)] = record
         self.new_records.append(record)
 

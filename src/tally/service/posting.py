@@ -76,8 +76,7 @@ class Posting:
                                voucher_id=original.id)
         draft = VoucherDraft("reversal", reversal_lines(original),
                              memo=cmd.reason or f"reversal of {original.id}", reverses_id=original.id)
-        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,),
-                                             actor=cmd.actor))
+        return await self._submit(_submission(cmd, (draft,)))
 
     async def create_hold(self, cmd: CreateHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
@@ -87,8 +86,7 @@ class Posting:
                     expires_us=cmd.expires_us, request_id=cmd.request_id, created_by=cmd.actor, memo=cmd.memo,
                     metadata=dict(cmd.metadata), created_us=now, updated_us=now)
         op = HoldOp(HoldAction.CREATE, hold.id, cmd.amount, account=cmd.account, new_hold=hold)
-        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
-                                             hold_ops=(op,), actor=cmd.actor))
+        return await self._submit(_submission(cmd, hold_ops=(op,)))
 
     async def capture_hold(self, cmd: CaptureHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
@@ -98,34 +96,30 @@ class Posting:
         draft = check_draft(VoucherDraft("hold_capture", lines, memo=cmd.memo or f"capture of hold {hold.id}",
                                          metadata={"hold_id": hold.id}))
         op = HoldOp(HoldAction.CAPTURE, hold.id, cmd.amount, final=cmd.final)
-        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), (draft,),
-                                             hold_ops=(op,), actor=cmd.actor))
+        return await self._submit(_submission(cmd, (draft,), hold_ops=(op,)))
 
     async def release_hold(self, cmd: ReleaseHold) -> Posted:
         _check_ids(cmd.tenant_id, cmd.request_id)
         op = HoldOp(HoldAction.RELEASE, cmd.hold_id)
-        return await self._submit(Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(),
-                                             hold_ops=(op,), actor=cmd.actor))
+        return await self._submit(_submission(cmd, hold_ops=(op,)))
 
     async def submission(self, cmd: PostFlow) -> Submission:
         """Checks a flow and builds what the writer needs for it, before anything is queued."""
         if isinstance(cmd.flow, RefundFlow):
             _check_ids(cmd.tenant_id, cmd.request_id)
             drafts, caps = await refund_parts(cmd.tenant_id, cmd.flow, self.rules, self.uow)
-            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), _dressed(drafts, cmd),
-                              caps=caps, actor=cmd.actor)
+            return _submission(cmd, _dressed(drafts, cmd), caps=caps)
         return self._built(cmd)
 
     def _built(self, cmd: PostFlow) -> Submission:
         """The submission of a flow that needs nothing read first: every flow but a refund."""
         _check_ids(cmd.tenant_id, cmd.request_id)
-        flow, body = cmd.flow, cmd.body()
+        flow = cmd.flow
         if isinstance(flow, TransferFlow | AdjustmentFlow):
-            drafts = flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us)
-            return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, drafts, actor=cmd.actor)
-        return self._rule_submission(cmd, flow, body)
+            return _submission(cmd, flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us))
+        return self._rule_submission(cmd, flow)
 
-    def _rule_submission(self, cmd: PostFlow, flow: RuleFlow, body: dict) -> Submission:
+    def _rule_submission(self, cmd: PostFlow, flow: RuleFlow) -> Submission:
         facts = flow.facts
         self.rules.rule_for(facts)  # an unknown flow or unmatched tags is refused before queueing
         codes = {code: facts.currency for code in self.rules.accounts_needed(facts)}
@@ -136,8 +130,7 @@ class Posting:
         def build(view) -> tuple[VoucherDraft, ...]:
             return _dressed(self.rules.build(facts, view, self.currencies), cmd)
 
-        return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, body, build=build, codes=codes,
-                          hold_ops=hold_ops, actor=cmd.actor)
+        return _submission(cmd, build=build, codes=codes, hold_ops=hold_ops)
 
     async def _hold(self, tenant_id: str, hold_id: str) -> Hold:
         found = await asyncio.to_thread(
@@ -172,6 +165,14 @@ class Posting:
         if isinstance(outcome, Posted):
             return outcome
         raise outcome
+
+
+Command = PostFlow | ReverseVoucher | CreateHold | CaptureHold | ReleaseHold
+
+
+def _submission(cmd: Command, drafts: tuple[VoucherDraft, ...] = (), **extra) -> Submission:
+    """What the writer needs for a command: its request, its body to fingerprint, and who asked."""
+    return Submission(cmd.tenant_id, cmd.request_id, cmd.operation, cmd.body(), drafts, actor=cmd.actor, **extra)
 
 
 def _dressed(drafts: tuple[VoucherDraft, ...], cmd: PostFlow) -> tuple[VoucherDraft, ...]:

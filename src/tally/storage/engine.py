@@ -141,13 +141,14 @@ def _refuse_unsent(conn: Connection) -> None:
     (SQLAlchemy would not roll it back after a failed commit). A transaction that sent nothing at all has
     only its BEGIN left: it never began, and there is nothing to commit."""
     deferred = conn.info.pop(_DEFERRED, None)
-    if deferred and not _only_begin(deferred):
+    if _begun_work(deferred):
         conn.connection.driver_connection.rollback()
         raise RuntimeError("commit with deferred statements unsent: commit through tally.storage.engine.commit")
 
 
-def _only_begin(deferred: list | None) -> bool:
-    return bool(deferred) and len(deferred) == 1 and deferred[0][0].startswith(_BEGIN)
+def _begun_work(deferred: list | None) -> bool:
+    """Whether deferred statements hold more than a lone BEGIN: a transaction that sent nothing never began."""
+    return bool(deferred) and not (len(deferred) == 1 and deferred[0][0].startswith(_BEGIN))
 
 
 def _driver(conn: Connection) -> psycopg.Connection:
@@ -227,7 +228,7 @@ def commit(conn: Connection, transaction: RootTransaction) -> None:
     A failure of any of them (the COMMIT's serialization check included) undoes the transaction and raises
     as a SQLAlchemy error."""
     deferred = conn.info.pop(_DEFERRED, None)
-    if deferred and not _only_begin(deferred):
+    if _begun_work(deferred):
         _in_one_query(conn, [*deferred, ("COMMIT", ())])
     transaction.commit()  # the bookkeeping: psycopg sends nothing more once the server has committed
 
