@@ -4,7 +4,8 @@
 
 One line per event or balance change (JSON lines with --json), flushed as it arrives. The stream has no
 deadline (--timeout bounds connecting and account look-ups). It ends on Ctrl-C, after --limit lines, or
-when the server ends it; the last sequence seen is then printed on stderr with the --from that resumes.
+when the server ends it. On stderr it says where the stream starts, and at the end the last sequence seen
+with the --from that resumes (even when nothing arrived, so a watch "from now" can resume exactly).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from google.protobuf import json_format
 from tally import cli_format as fmt
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
+
+AFTER_SEQUENCE_HEADER = "tally-after-sequence"  # a stream's initial metadata: where it starts
 
 
 def _cli():
@@ -67,6 +70,7 @@ def add_watch_parser(subparsers) -> argparse.ArgumentParser:
 
 @dataclass
 class _Progress:
+    after: int | None = None  # where the stream started, as the server said
     last: int | None = None  # the last sequence printed
     lines: int = 0
 
@@ -102,6 +106,9 @@ def _watch(args: argparse.Namespace, progress: _Progress) -> int:
         stub = post_grpc.AccountingServiceStub(channel)
         method = stub.StreamBalanceChanges if args.balances else stub.StreamEvents
         call = method(request, metadata=metadata)
+        progress.after = _after_sequence(call)
+        if progress.after is not None:
+            print(f"watching after sequence {progress.after}", file=sys.stderr, flush=True)
         for response in call:
             _print(args, response.change if args.balances else response.event, progress)
             if args.limit and progress.lines >= args.limit:
@@ -112,6 +119,12 @@ def _watch(args: argparse.Namespace, progress: _Progress) -> int:
         if call is not None:
             call.cancel()
         channel.close()
+
+
+def _after_sequence(call) -> int | None:
+    """The sequence the stream starts after, from its initial metadata (None when the call failed first)."""
+    value = dict(call.initial_metadata() or ()).get(AFTER_SEQUENCE_HEADER)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def _request(args: argparse.Namespace, cli):
@@ -157,7 +170,7 @@ def _resume_hint(args: argparse.Namespace, progress: _Progress, why: str, *, com
     the user may have shown only part of the last sequence's changes, so it resumes one earlier."""
     last = progress.last
     if last is None:
-        start = args.from_sequence
+        start = progress.after if progress.after is not None else args.from_sequence
         hint = f"; resume with --from {start}" if start is not None else ""
         print(f"{why}: nothing received{hint}", file=sys.stderr)
         return

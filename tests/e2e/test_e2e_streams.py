@@ -62,6 +62,11 @@ class Reader:
             assert time.monotonic() < deadline, f"timed out with {len(self.items)} items"
             time.sleep(0.01)
 
+    def after_sequence(self) -> int:
+        """Where the stream starts, from its initial metadata; blocks until the server has positioned it."""
+        headers = dict(self.call.initial_metadata())
+        return int(headers["tally-after-sequence"])
+
     def cancel(self) -> None:
         self.call.cancel()
         self.done.wait(WAIT_S)
@@ -137,13 +142,15 @@ def test_events_from_now_and_resume(server: Server) -> None:
     _setup(server)
     before = _transfers(server, 3)
     live = events(server)  # from now
-    time.sleep(0.3)  # subscribed
+    start = live.after_sequence()
     after = _transfers(server, 2)
     live.wait_for(_has_voucher(after[-1].id))
     live.cancel()
     assert [i.event.voucher_id for i in live.items] == [v.id for v in after]
     first_live = live.items[0].event.sequence
+    assert first_live == start + 1
     resumed = events(server, from_sequence=first_live - 2)
+    assert resumed.after_sequence() == first_live - 2
     resumed.wait_for(_has_voucher(after[-1].id))
     resumed.cancel()
     assert [i.event.voucher_id for i in resumed.items] == [before[-1].id] + [v.id for v in after]
@@ -228,13 +235,14 @@ def test_holds_in_both_streams(server: Server) -> None:
 def test_balance_changes_from_now(server: Server) -> None:
     alice, bob = _setup(server)
     reader = changes(server, account_ids=[alice.id])
-    time.sleep(0.3)
+    start = reader.after_sequence()
     posted = server.transfer(T, "alice", "bob", 250).vouchers[0]
     reader.wait_for(_has_voucher(posted.id))
     reader.cancel()
     assert len(reader.items) == 1
     change = reader.items[0].change
     assert (change.account_id, change.current, change.current_delta) == (alice.id, 100_000 - 250, -250)
+    assert change.sequence == start + 1
 
 
 def test_tenants_see_only_their_own_stream(server: Server) -> None:
@@ -314,14 +322,15 @@ def test_cancelled_streams_free_their_slot_and_the_limit_holds(database_url: str
     with running_server(e2e_settings(database_url, stream_subscribers_max=2)) as srv:
         _setup(srv)
         first, second = events(srv), changes(srv)
-        _wait(lambda: _hub(srv).subscriber_count == 2, "two subscribers")
+        for reader in (first, second):
+            reader.after_sequence()  # positioned: each holds its slot
         with pytest.raises(grpc.RpcError) as caught:
             list(srv.accounting().StreamEvents(post_pb.StreamEventsRequest(), metadata=md(T), timeout=10))
         assert error_info(caught.value)[:2] == (C.RESOURCE_EXHAUSTED, "STREAM_SUBSCRIBERS_EXHAUSTED")
         first.cancel()
         _wait(lambda: _hub(srv).subscriber_count == 1, "the cancelled stream to free its slot")
         third = events(srv)
-        _wait(lambda: _hub(srv).subscriber_count == 2, "a new subscriber")
+        third.after_sequence()  # a stream "from now" misses what commits before it is positioned
         posted = _transfers(srv, 1)
         third.wait_for(_has_voucher(posted[0].id))
         second.wait_for(_has_voucher(posted[0].id))

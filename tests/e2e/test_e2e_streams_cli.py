@@ -130,23 +130,44 @@ def _as_from_a_terminal() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 
 
-def test_watch_ends_cleanly_on_ctrl_c(server: Server, key: str) -> None:
-    _setup(server)
+def _watch_process(server: Server, key: str, *argv: str) -> subprocess.Popen:
     script = ("import argparse, sys; from tally.cli_watch import add_watch_parser; p = argparse.ArgumentParser();"
               "add_watch_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
-    proc = subprocess.Popen([sys.executable, "-c", script, "watch", "--target", server.target, "--from", "0"],
+    return subprocess.Popen([sys.executable, "-c", script, "watch", "--target", server.target, *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "TALLY_API_KEY": key},
                             preexec_fn=_as_from_a_terminal)
+
+
+def _interrupt(proc: subprocess.Popen) -> tuple[str, str]:
+    """Ctrl-C, then what the process printed after it; the process is gone either way."""
     try:
-        first = proc.stdout.readline()
-        assert first.startswith("#1 "), first + proc.stderr.read()
-        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
+    return out, err
+
+
+def test_watch_ends_cleanly_on_ctrl_c(server: Server, key: str) -> None:
+    _setup(server)
+    proc = _watch_process(server, key, "--from", "0")
+    first = proc.stdout.readline()
+    assert first.startswith("#1 "), first + proc.stderr.read()
+    time.sleep(0.3)
+    out, err = _interrupt(proc)
     assert "Traceback" not in err and key not in out + err
+    assert "watching after sequence 0" in err
     assert "stopped: last sequence 4; resume with --from 4" in err
+
+
+def test_watch_from_now_says_where_it_started(server: Server, key: str) -> None:
+    """Stopped before anything arrived, a watch from now still gives the --from that misses nothing."""
+    _setup(server)
+    proc = _watch_process(server, key)
+    started = proc.stderr.readline()
+    assert started == "watching after sequence 4\n", started
+    out, err = _interrupt(proc)
+    assert out == "" and "stopped: nothing received; resume with --from 4" in err

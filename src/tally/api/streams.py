@@ -3,7 +3,8 @@
 Both replay from `from_sequence` and then follow live, with no gap and no duplicate across the switch (the
 hub reads by cursor). They end only between two events, with a status whose ErrorInfo carries
 `last_sequence`, the sequence to resume from: RESOURCE_EXHAUSTED STREAM_CONSUMER_TOO_SLOW when the client
-reads slower than events arrive, UNAVAILABLE SERVER_SHUTTING_DOWN when the server stops.
+reads slower than events arrive, UNAVAILABLE SERVER_SHUTTING_DOWN when the server stops. Their initial
+metadata `tally-after-sequence` says where the stream starts: it delivers every event after that sequence.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SIDES_CACHED_MAX = 10_000  # normal sides a whole-tenant balance stream remember
 # --- the RPCs ----------------------------------------------------------------------------------------
 
 RESUME = "resume from your last sequence"
+AFTER_SEQUENCE_HEADER = "tally-after-sequence"  # initial metadata: the stream delivers every event after it
 
 
 async def stream_events(services: Services, request: pb.StreamEventsRequest,
@@ -102,6 +104,9 @@ async def _subscribe(services: Services, tenant_id: str, from_sequence: int | No
                      context: grpc.aio.ServicerContext) -> Subscription:
     sub = await services.hub.subscribe(tenant_id, from_sequence)
     context.add_done_callback(lambda _context: sub.close())  # also when the call is cancelled
+    # A stream "from now" only knows where now is once positioned: the client hears it before any event,
+    # so it can resume exactly even if it stops before the first one arrives.
+    await context.send_initial_metadata(((AFTER_SEQUENCE_HEADER, str(sub.cursor)),))
     return sub
 
 

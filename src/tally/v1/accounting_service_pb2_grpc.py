@@ -170,7 +170,8 @@ class AccountingServiceServicer:
 
     def StreamBalanceChanges(self, request, context):
         """Balance changes of some accounts or the whole tenant: replays from `from_sequence`, then follows live,
-        with no gap and no duplicate across the switch.
+        with no gap and no duplicate across the switch. The initial metadata `tally-after-sequence` says where
+        the stream starts (for a stream from now, the tenant's last sequence when it was positioned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
