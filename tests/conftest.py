@@ -19,8 +19,14 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.pgserver import start_server, unique_database_name
+
+# The properties are about results, not speed: a busy machine may stall one example past Hypothesis's
+# default 200 ms deadline, which would fail the test for nothing.
+settings.register_profile("tally", deadline=None)
+settings.load_profile("tally")
 
 POSTGRES_FIXTURES = {"pg_server", "postgres_url"}
 

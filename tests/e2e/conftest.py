@@ -392,8 +392,9 @@ def health_status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
 
 
 def e2e_settings(database_url: str, **overrides) -> Settings:
-    return dataclasses.replace(Settings(), database_url=database_url, listen_address="127.0.0.1:0",
-                               log_level="WARNING", shutdown_grace_s=5, bootstrap_admin=False, **overrides)
+    defaults = {"listen_address": "127.0.0.1:0", "log_level": "WARNING", "shutdown_grace_s": 5,
+                "bootstrap_admin": False}
+    return dataclasses.replace(Settings(), database_url=database_url, **(defaults | overrides))
 
 
 @contextlib.contextmanager

@@ -78,7 +78,7 @@ def test_every_record_names_who_asked(server):
                                                 destination=ref("bob")), metadata=md(TENANT))
     stub.ReleaseHold(post_pb.ReleaseHoldRequest(request_id="release-1", hold_id=held.id), metadata=md(TENANT))
     expiring = stub.CreateHold(post_pb.CreateHoldRequest(request_id="hold-2", account=ref("alice"), amount=1,
-                                                         currency="USD", expire_time=_expire_time(1.0)),
+                                                         currency="USD", expire_time=_expire_time(3.0)),
                                metadata=md(TENANT)).hold
     _wait_expired(stub, expiring.id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from tests.e2e.conftest import Server, error_info, md, ref
 T, OTHER = "snap", "snap-other"
 ACCOUNTS = [f"s{i}" for i in range(6)]
 EACH = 1_000
+WAIT_S = 30.0
 
 
 def snapshot(server: Server, refs, tenant: str = T) -> acc_pb.BatchGetBalancesResponse:
@@ -52,21 +54,31 @@ def test_a_snapshot_never_shows_half_a_voucher(server: Server) -> None:
     funded total, and a snapshot's sequence never goes back."""
     _open(server)
     refs = [ref(code) for code in ACCOUNTS]
-    stop = threading.Event()
+    stop, posted, failures = threading.Event(), threading.Event(), []
 
     def churn() -> None:
         i = 0
-        while not stop.is_set():
-            server.transfer(T, ACCOUNTS[i % 6], ACCOUNTS[(i + 1) % 6], 7)
-            i += 1
+        try:
+            while not stop.is_set():
+                server.transfer(T, ACCOUNTS[i % 6], ACCOUNTS[(i + 1) % 6], 7)
+                posted.set()
+                i += 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+            posted.set()
 
     worker = threading.Thread(target=churn)
     worker.start()
     try:
+        assert posted.wait(WAIT_S)  # the snapshots start once money is moving
         seen = [snapshot(server, refs) for _ in range(60)]
+        deadline = time.monotonic() + WAIT_S
+        while seen[-1].voucher_sequence == seen[0].voucher_sequence and time.monotonic() < deadline:
+            seen.append(snapshot(server, refs))
     finally:
         stop.set()
         worker.join()
+    assert failures == []
     assert all(sum(b.current for b in s.balances) == EACH * len(ACCOUNTS) for s in seen)
     sequences = [s.voucher_sequence for s in seen]
     assert sequences == sorted(sequences) and sequences[-1] > sequences[0]

@@ -28,6 +28,7 @@ ACTIVE, CAPTURED = types_pb2.HOLD_STATUS_ACTIVE, types_pb2.HOLD_STATUS_CAPTURED
 RELEASED, EXPIRED = types_pb2.HOLD_STATUS_RELEASED, types_pb2.HOLD_STATUS_EXPIRED
 SIDE = {types_pb2.SIDE_DEBIT: "D", types_pb2.SIDE_CREDIT: "C"}
 EXPIRY_WAIT_S = 15.0  # the expirer runs every second; a due hold must be expired well within this
+EXPIRE_IN_S = 5.0  # holds the expiry test lets expire
 
 
 class Client:
@@ -371,12 +372,13 @@ def _released_events(c: Client) -> list[types_pb2.Event]:
 
 def test_expiry_releases_the_hold_automatically_exactly_once(c: Client) -> None:
     start = time.time()
-    h1 = c.create("h1", "consumer:c1", 1_000_000, expire_in_s=1.5).hold
-    h2 = c.create("h2", "consumer:c1", 2_000_000, expire_in_s=1.5).hold
-    h3 = c.create("h3", "consumer:c1", 3_000_000, expire_in_s=1.5).hold
+    # Long enough for the capture and the balance check below to come first on a slow machine.
+    h1 = c.create("h1", "consumer:c1", 1_000_000, expire_in_s=EXPIRE_IN_S).hold
+    h2 = c.create("h2", "consumer:c1", 2_000_000, expire_in_s=EXPIRE_IN_S).hold
+    h3 = c.create("h3", "consumer:c1", 3_000_000, expire_in_s=EXPIRE_IN_S).hold
     keep = c.create("keep", "consumer:c1", 500_000).hold
     assert h1.HasField("expire_time") and not keep.HasField("expire_time")
-    assert abs(h1.expire_time.ToMicroseconds() - int((start + 1.5) * 1_000_000)) < 1_000_000
+    assert abs(h1.expire_time.ToMicroseconds() - int((start + EXPIRE_IN_S) * 1_000_000)) < 1_000_000
     c.capture("cap-h3", h3.id, 100_000)  # captured before its expiry: stays captured
     assert c.bal("consumer:c1") == (9_900_000, 6_400_000, 3_500_000)
 

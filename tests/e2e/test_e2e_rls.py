@@ -83,7 +83,7 @@ def test_the_server_runs_as_the_service_role(app_server) -> None:
     assert (server.current(A, "alice"), server.balance(A, "alice").locked) == (780, 0)
 
     expire = timestamp_pb2.Timestamp()
-    expire.FromMicroseconds(time.time_ns() // 1000 + 1_500_000)
+    expire.FromMicroseconds(time.time_ns() // 1000 + 3_000_000)
     expiring = accounting.CreateHold(post_pb.CreateHoldRequest(
         request_id="hold-2", account=ref("alice"), amount=50, currency="USD", expire_time=expire),
         metadata=md(B)).hold

@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ ACCOUNTS = [f"acct-{i}" for i in range(6)]
 POSTERS = 8
 TRANSFERS_PER_POSTER = 40
 FUNDS = 1_000_000
+DRAIN_HELD_S = 60  # server A's shutdown grace: longer than stop() waits
 
 
 @contextmanager
@@ -97,7 +97,8 @@ def _seen(voucher_id: str, count: int = 1):
 
 def test_two_processes_one_stream_no_gap_no_duplicate(postgres_url: str, tmp_path: Path) -> None:
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    with tally_serve(postgres_url, log_a) as (proc_a, port_a):
+    # A's grace outlasts stop()'s wait, so a stream holding A's drain would fail the test.
+    with tally_serve(postgres_url, log_a, TALLY_SHUTDOWN_GRACE_S=str(DRAIN_HELD_S)) as (proc_a, port_a):
         chan_a = open_channel(f"127.0.0.1:{port_a}", timeout_s=STREAM_TIMEOUT_S)
         wait_serving(proc_a, chan_a, log_a)  # A migrated the database
         with tally_serve(postgres_url, log_b, TALLY_AUTO_MIGRATE="false") as (proc_b, port_b):
@@ -122,9 +123,7 @@ def test_two_processes_one_stream_no_gap_no_duplicate(postgres_url: str, tmp_pat
                 _check_events(events.items, marker.id, [p.voucher_ids for p in posters])
                 _check_balances(changes.items, accounts_a)
                 # Stopping A ends its streams at once, telling the client to resume elsewhere.
-                started = time.monotonic()
                 stop(proc_a, log_a)
-                assert time.monotonic() - started < GRACE_S
                 for reader in (events, changes):
                     assert reader.done.wait(30)
                     assert error_info(reader.error)[:2] == (grpc.StatusCode.UNAVAILABLE, "SERVER_SHUTTING_DOWN")

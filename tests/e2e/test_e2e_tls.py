@@ -216,20 +216,23 @@ def test_mutual_tls_requires_a_client_certificate_the_ca_signed(sqlite_url, pki)
 
 # ------------------------------------------------------------------------------------------ the tally command
 
-CLI_CONNECT_TIMEOUT_S = 3  # how long a refused CLI run waits for a connection that never comes up
+CLI_TIMEOUT_S = 30  # a CLI run that should succeed: room for a slow handshake on a busy machine
+CLI_REFUSED_TIMEOUT_S = 3  # how long a refused CLI run waits for a connection that never comes up
 
 
-def run_cli(server, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(server, *argv: str, env: dict[str, str] | None = None,
+            timeout_s: int = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """The `tally` command as a process of its own, with the tenant's key and no other TALLY_ setting."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
     environ["TALLY_API_KEY"] = TenantKeys.for_target(server.target).key_for(TENANT)
     environ.update(env or {})
     return subprocess.run([sys.executable, "-m", "tally.cli", *argv, "--target", server.target,
-                           "--timeout", str(CLI_CONNECT_TIMEOUT_S)],
+                           "--timeout", str(timeout_s)],
                           env=environ, capture_output=True, text=True, timeout=60)
 
 
-def assert_unreachable(result: subprocess.CompletedProcess[str], hint: str) -> None:
+def assert_unreachable(server, hint: str, *argv: str) -> None:
+    result = run_cli(server, *argv, timeout_s=CLI_REFUSED_TIMEOUT_S)
     assert result.returncode == cli.EXIT_UNREACHABLE, result
     assert "cannot reach the tally server" in result.stderr and hint in result.stderr, result.stderr
 
@@ -247,13 +250,13 @@ def test_the_tally_command_connects_over_tls_with_its_ca_file(sqlite_url, pki) -
         # --target is 127.0.0.1; the certificate also names localhost, and nothing else.
         by_name = run_cli(server, "accounts", "get", "from-cli", "--ca-file", str(pki.ca), "--server-name", "localhost")
         assert by_name.returncode == 0 and "from-cli" in by_name.stdout, by_name.stderr
-        assert_unreachable(run_cli(server, "accounts", "get", "from-cli", "--ca-file", str(pki.ca),
-                                   "--server-name", "ledger.example"), "--server-name")
+        assert_unreachable(server, "--server-name", "accounts", "get", "from-cli", "--ca-file", str(pki.ca),
+                           "--server-name", "ledger.example")
 
-        assert_unreachable(run_cli(server, "accounts", "get", "from-cli"), "pass --ca-file")  # plaintext
+        assert_unreachable(server, "pass --ca-file", "accounts", "get", "from-cli")  # plaintext
         for refused in (["--ca-file", str(pki.other_ca)],  # trusts another CA only
                         ["--tls"]):  # the system's CAs did not sign the test server's certificate
-            assert_unreachable(run_cli(server, "accounts", "get", "from-cli", *refused), "over TLS")
+            assert_unreachable(server, "over TLS", "accounts", "get", "from-cli", *refused)
 
 
 def test_the_tally_command_presents_its_client_certificate_for_mutual_tls(sqlite_url, pki) -> None:
@@ -267,11 +270,11 @@ def test_the_tally_command_presents_its_client_certificate_for_mutual_tls(sqlite
             "TALLY_CLIENT_KEY_FILE": str(pki.client_key)})
         assert from_env.returncode == 0 and "mutual-cli" in from_env.stdout, from_env.stderr
 
-        assert_unreachable(run_cli(server, "accounts", "get", "mutual-cli", "--ca-file", str(pki.ca)),
-                           "--client-cert and --client-key")
+        assert_unreachable(server, "--client-cert and --client-key", "accounts", "get", "mutual-cli",
+                           "--ca-file", str(pki.ca))
         intruder = ["--ca-file", str(pki.ca), "--client-cert", str(pki.other_client_cert),
                     "--client-key", str(pki.other_client_key)]
-        assert_unreachable(run_cli(server, "accounts", "get", "mutual-cli", *intruder), "over TLS")
+        assert_unreachable(server, "over TLS", "accounts", "get", "mutual-cli", *intruder)
 
 
 def test_an_unusable_tls_setting_stops_the_command_before_it_connects(pki, tmp_path, monkeypatch, capsys) -> None:

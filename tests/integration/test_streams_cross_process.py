@@ -70,8 +70,8 @@ async def test_without_notify_the_safety_poll_catches_up(database_url, make_ledg
     await asyncio.sleep(0.1)
     started = time.monotonic()
     await _transfers(there, 3)
-    await collector.until(await hub.head(TENANT), timeout_s=5)
-    assert time.monotonic() - started < 3
+    await collector.until(await hub.head(TENANT), timeout_s=30)
+    assert time.monotonic() - started < 10  # a few polls, even on a busy machine; never a stall
     assert len(collector.events) == 3
     await collector.close()
 
