@@ -27,6 +27,7 @@ class Stat:
     pid: int
     ppid: int
     cpu_ticks: int  # utime + stime
+    reaped_ticks: int  # cutime + cstime: of its children that have exited and been waited for
 
 
 def parse_stat(text: str) -> Stat:
@@ -34,8 +35,9 @@ def parse_stat(text: str) -> Stat:
     head, _, rest = text.rpartition(")")
     pid = int(head.split("(", 1)[0])
     fields = rest.split()
-    # fields[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-    return Stat(pid=pid, ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]))
+    # fields[0] is field 3 (state); ppid is field 4, utime 14, stime 15, cutime 16, cstime 17.
+    return Stat(pid=pid, ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]),
+                reaped_ticks=int(fields[13]) + int(fields[14]))
 
 
 def parse_cpu_line(text: str) -> tuple[int, int]:
@@ -70,7 +72,8 @@ def cpu_ticks(pid: int) -> int | None:
 
 
 def tree_cpu_ticks(root_pid: int) -> int:
-    """CPU ticks of a process and its direct children (PostgreSQL's postmaster and its backends)."""
+    """CPU ticks of a process and its direct children (PostgreSQL's postmaster and its backends), those
+    that have exited included: a backend whose connection closes inside a window still counts."""
     total = 0
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -80,7 +83,9 @@ def tree_cpu_ticks(root_pid: int) -> int:
                 st = parse_stat(f.read())
         except (OSError, ValueError, IndexError):
             continue
-        if st.pid == root_pid or st.ppid == root_pid:
+        if st.pid == root_pid:
+            total += st.cpu_ticks + st.reaped_ticks
+        elif st.ppid == root_pid:
             total += st.cpu_ticks
     return total
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
 from bench import stats
-from bench.procs import parse_cpu_line, parse_stat, parse_status_kib
+from bench.procs import TICKS_PER_S, parse_cpu_line, parse_stat, parse_status_kib, tree_cpu_ticks
 
 # -- percentiles and rates --------------------------------------------------------------------------------
 
@@ -167,10 +169,30 @@ def test_parse_status_kib():
 
 
 def test_parse_stat_with_spaces_and_parens_in_the_name():
-    fields = ["S", "42"] + ["0"] * 9 + ["150", "25"] + ["0"] * 30
+    fields = ["S", "42"] + ["0"] * 9 + ["150", "25", "300", "60"] + ["0"] * 30
     text = "1234 (tally (serve) x) " + " ".join(fields)
     st = parse_stat(text)
-    assert (st.pid, st.ppid, st.cpu_ticks) == (1234, 42, 175)
+    assert (st.pid, st.ppid, st.cpu_ticks, st.reaped_ticks) == (1234, 42, 175, 360)
+
+
+_BURN_S = 0.5
+_PARENT = f"""
+import subprocess, sys, time
+subprocess.run([sys.executable, "-c", "import time\\nwhile time.process_time() < {_BURN_S}: pass"], check=True)
+print("reaped", flush=True)
+time.sleep(60)
+"""
+
+
+def test_tree_cpu_counts_children_that_have_exited():
+    """PostgreSQL backends come and go inside a window: one that has exited must not take its CPU along."""
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline() == "reaped\n"
+        assert tree_cpu_ticks(parent.pid) >= int(_BURN_S * TICKS_PER_S) * 4 // 5  # ticks are rounded down
+    finally:
+        parent.kill()
+        parent.wait(10)
 
 
 def test_parse_cpu_line():
