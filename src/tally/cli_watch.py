@@ -19,10 +19,9 @@ import grpc
 from google.protobuf import json_format
 
 from tally import cli_format as fmt
+from tally.streaming import AFTER_SEQUENCE_HEADER
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
-
-AFTER_SEQUENCE_HEADER = "tally-after-sequence"  # a stream's initial metadata: where it starts
 
 
 def _cli():

@@ -21,7 +21,7 @@ from tally.api.tenancy import tenant_of
 from tally.domain.errors import LedgerError, invalid
 from tally.service.container import Services
 from tally.storage.ledger_repo import Event
-from tally.streaming import accounts, changes
+from tally.streaming import AFTER_SEQUENCE_HEADER, accounts, changes
 from tally.streaming.changes import BalanceChange
 from tally.streaming.hub import Subscription
 from tally.v1 import accounting_service_pb2 as pb
@@ -39,7 +39,6 @@ SIDES_CACHED_MAX = 10_000  # normal sides a whole-tenant balance stream remember
 # --- the RPCs ----------------------------------------------------------------------------------------
 
 RESUME = "resume from your last sequence"
-AFTER_SEQUENCE_HEADER = "tally-after-sequence"  # initial metadata: the stream delivers every event after it
 
 
 async def stream_events(services: Services, request: pb.StreamEventsRequest,
