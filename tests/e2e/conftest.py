@@ -18,12 +18,13 @@ import contextlib
 import dataclasses
 import itertools
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -389,6 +390,13 @@ def listed_services(stub: reflection_pb2_grpc.ServerReflectionStub) -> set[str]:
 
 def health_status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
     return stub.Check(health_pb2.HealthCheckRequest(service=service)).status
+
+
+def timestamp_in(seconds: float) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp `seconds` from now (negative: in the past), e.g. a hold's expiry."""
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(time.time_ns() + int(seconds * 1_000_000_000))
+    return ts
 
 
 def e2e_settings(database_url: str, **overrides) -> Settings:

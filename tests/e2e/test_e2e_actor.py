@@ -10,7 +10,6 @@ import time
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 
 from tally.domain.auth import Role
 from tally.service import keys
@@ -20,7 +19,7 @@ from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import types_pb2
-from tests.e2e.conftest import TenantKeys, md, ref, transfer_request
+from tests.e2e.conftest import TenantKeys, md, ref, timestamp_in, transfer_request
 
 TENANT = "actor"
 EXPIRY_WAIT_S = 15.0  # the expirer runs every second
@@ -36,12 +35,6 @@ def _recorded_actors(server) -> dict[str, str]:
              .where(tables.idempotency.c.tenant_id == TENANT))
     rows = server.app.services.uow.read({TENANT}, lambda conn: conn.execute(query).all())
     return dict(rows)
-
-
-def _expire_time(seconds_from_now: float) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(time.time_ns() + int(seconds_from_now * 1_000_000_000))
-    return ts
 
 
 def _wait_expired(stub, hold_id: str) -> None:
@@ -78,7 +71,7 @@ def test_every_record_names_who_asked(server):
                                                 destination=ref("bob")), metadata=md(TENANT))
     stub.ReleaseHold(post_pb.ReleaseHoldRequest(request_id="release-1", hold_id=held.id), metadata=md(TENANT))
     expiring = stub.CreateHold(post_pb.CreateHoldRequest(request_id="hold-2", account=ref("alice"), amount=1,
-                                                         currency="USD", expire_time=_expire_time(3.0)),
+                                                         currency="USD", expire_time=timestamp_in(3)),
                                metadata=md(TENANT)).hold
     _wait_expired(stub, expiring.id)
 

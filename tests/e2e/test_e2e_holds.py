@@ -9,14 +9,13 @@ import time
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import bookkeeping_service_pb2 as bk_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as bk_grpc
 from tally.v1 import flows_pb2 as f
 from tally.v1 import types_pb2
-from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref, walk
+from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref, timestamp_in, walk
 
 TENANT = "holds"
 USD = "USD"
@@ -43,7 +42,7 @@ class Client:
         request = post_pb.CreateHoldRequest(request_id=request_id, account=ref(account), amount=amount,
                                             currency=currency, **extra)
         if expire_in_s is not None:
-            request.expire_time.CopyFrom(_ts(time.time() + expire_in_s))
+            request.expire_time.CopyFrom(timestamp_in(expire_in_s))
         return self.stub.CreateHold(request, metadata=self.md)
 
     def capture(self, request_id: str, hold_id: str, amount: int, destination: str = "shop", *,
@@ -112,11 +111,6 @@ class Client:
             b = self.server.balance(self.tenant, ref(id=account.id))
             assert b.locked == reserved.get(account.id, 0), account.code
             assert b.locked >= 0
-
-
-def _ts(seconds: float) -> timestamp_pb2.Timestamp:
-    whole = int(seconds)
-    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
 
 
 def lines(voucher: types_pb2.Voucher) -> list[tuple[str, str, int]]:

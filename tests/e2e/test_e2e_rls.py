@@ -11,14 +11,13 @@ import time
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 from sqlalchemy.engine import make_url
 
 from tally.storage.migrate import migrate
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import types_pb2
-from tests.e2e.conftest import e2e_settings, md, ref, running_server
+from tests.e2e.conftest import e2e_settings, md, ref, running_server, timestamp_in
 
 SERVICE_ROLE = "tally_app"
 A, B = "rls-a", "rls-b"
@@ -82,10 +81,8 @@ def test_the_server_runs_as_the_service_role(app_server) -> None:
     assert released.status == types_pb2.HOLD_STATUS_RELEASED
     assert (server.current(A, "alice"), server.balance(A, "alice").locked) == (780, 0)
 
-    expire = timestamp_pb2.Timestamp()
-    expire.FromMicroseconds(time.time_ns() // 1000 + 3_000_000)
     expiring = accounting.CreateHold(post_pb.CreateHoldRequest(
-        request_id="hold-2", account=ref("alice"), amount=50, currency="USD", expire_time=expire),
+        request_id="hold-2", account=ref("alice"), amount=50, currency="USD", expire_time=timestamp_in(3)),
         metadata=md(B)).hold
     _wait_for(lambda: accounting.GetHold(post_pb.GetHoldRequest(hold_id=expiring.id), metadata=md(B)).hold.status
               == types_pb2.HOLD_STATUS_EXPIRED)
