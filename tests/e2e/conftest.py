@@ -20,7 +20,7 @@ import itertools
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 import pytest
@@ -390,6 +390,14 @@ def listed_services(stub: reflection_pb2_grpc.ServerReflectionStub) -> set[str]:
 
 def health_status(stub: health_pb2_grpc.HealthStub, service: str = "") -> int:
     return stub.Check(health_pb2.HealthCheckRequest(service=service)).status
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0, interval_s: float = 0.01) -> None:
+    """Polls `predicate` every `interval_s` until it holds; fails naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval_s)
 
 
 def timestamp_in(seconds: float) -> timestamp_pb2.Timestamp:

@@ -5,8 +5,6 @@ postings (single, batched, refused), reversals, holds, account changes and the s
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -19,7 +17,7 @@ from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import types_pb2
-from tests.e2e.conftest import TenantKeys, md, ref, timestamp_in, transfer_request
+from tests.e2e.conftest import TenantKeys, md, ref, timestamp_in, transfer_request, wait_until
 
 TENANT = "actor"
 EXPIRY_WAIT_S = 15.0  # the expirer runs every second
@@ -38,13 +36,8 @@ def _recorded_actors(server) -> dict[str, str]:
 
 
 def _wait_expired(stub, hold_id: str) -> None:
-    deadline = time.monotonic() + EXPIRY_WAIT_S
-    while time.monotonic() < deadline:
-        hold = stub.GetHold(post_pb.GetHoldRequest(hold_id=hold_id), metadata=md(TENANT)).hold
-        if hold.status == types_pb2.HOLD_STATUS_EXPIRED:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"hold {hold_id} was not expired within {EXPIRY_WAIT_S}s")
+    wait_until(lambda: stub.GetHold(post_pb.GetHoldRequest(hold_id=hold_id), metadata=md(TENANT)).hold.status
+               == types_pb2.HOLD_STATUS_EXPIRED, f"hold {hold_id} to expire", EXPIRY_WAIT_S, interval_s=0.1)
 
 
 def test_every_record_names_who_asked(server):

@@ -6,7 +6,6 @@ batches, reads, holds with automatic expiry, streams (LISTEN) and the audit log.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import grpc
 import pytest
@@ -17,10 +16,11 @@ from tally.storage.migrate import migrate
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import types_pb2
-from tests.e2e.conftest import e2e_settings, md, ref, running_server, timestamp_in
+from tests.e2e.conftest import e2e_settings, md, ref, running_server, timestamp_in, wait_until
 
 SERVICE_ROLE = "tally_app"
 A, B = "rls-a", "rls-b"
+RLS_WAIT_S = 20.0
 
 
 @pytest.fixture(params=[False, True], ids=["auto-migrate-off", "auto-migrate-skipped"])
@@ -34,13 +34,6 @@ def app_server(request, postgres_url, pg_server, tmp_path):
                                    admin_key_file=str(tmp_path / "admin.key"))
     with running_server(settings) as server:
         yield server, postgres_url, tmp_path / "admin.key"
-
-
-def _wait_for(predicate, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_the_server_runs_as_the_service_role(app_server) -> None:
@@ -84,8 +77,8 @@ def test_the_server_runs_as_the_service_role(app_server) -> None:
     expiring = accounting.CreateHold(post_pb.CreateHoldRequest(
         request_id="hold-2", account=ref("alice"), amount=50, currency="USD", expire_time=timestamp_in(3)),
         metadata=md(B)).hold
-    _wait_for(lambda: accounting.GetHold(post_pb.GetHoldRequest(hold_id=expiring.id), metadata=md(B)).hold.status
-              == types_pb2.HOLD_STATUS_EXPIRED)
+    wait_until(lambda: accounting.GetHold(post_pb.GetHoldRequest(hold_id=expiring.id), metadata=md(B)).hold.status
+               == types_pb2.HOLD_STATUS_EXPIRED, "the hold's expiry", RLS_WAIT_S, interval_s=0.1)
     assert server.balance(B, "alice").locked == 0
 
     # A stream replays the tenant's committed events, and only the tenant's.
@@ -105,7 +98,7 @@ def test_the_server_runs_as_the_service_role(app_server) -> None:
             with engine.connect() as conn:
                 return conn.execute(sa.text("SELECT count(DISTINCT tenant_id) FROM audit_log "
                                             "WHERE tenant_id IN ('rls-a', 'rls-b', 'local')")).scalar_one()
-        _wait_for(lambda: audited() == 3)
+        wait_until(lambda: audited() == 3, "the audit rows", RLS_WAIT_S, interval_s=0.1)
         with engine.connect() as conn:
             owners = set(conn.execute(sa.text("SELECT tableowner FROM pg_tables WHERE schemaname = 'public'"))
                          .scalars())

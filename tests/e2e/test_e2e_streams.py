@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     open_channel,
     running_server,
     transfer_request,
+    wait_until,
     with_credentials,
 )
 
@@ -312,13 +313,6 @@ def _hub(srv: Server):
     return srv.app.services.hub
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_cancelled_streams_free_their_slot_and_the_limit_holds(database_url: str) -> None:
     with running_server(e2e_settings(database_url, stream_subscribers_max=2)) as srv:
         _setup(srv)
@@ -329,7 +323,7 @@ def test_cancelled_streams_free_their_slot_and_the_limit_holds(database_url: str
             list(srv.accounting().StreamEvents(post_pb.StreamEventsRequest(), metadata=md(T), timeout=10))
         assert error_info(caught.value)[:2] == (C.RESOURCE_EXHAUSTED, "STREAM_SUBSCRIBERS_EXHAUSTED")
         first.cancel()
-        _wait(lambda: _hub(srv).subscriber_count == 1, "the cancelled stream to free its slot")
+        wait_until(lambda: _hub(srv).subscriber_count == 1, "the cancelled stream to free its slot")
         third = events(srv)
         third.after_sequence()  # a stream "from now" misses what commits before it is positioned
         posted = _transfers(srv, 1)
@@ -337,7 +331,7 @@ def test_cancelled_streams_free_their_slot_and_the_limit_holds(database_url: str
         second.wait_for(_has_voucher(posted[0].id))
         for reader in (second, third):
             reader.cancel()
-        _wait(lambda: _hub(srv).subscriber_count == 0, "every slot free")
+        wait_until(lambda: _hub(srv).subscriber_count == 0, "every slot free")
 
 
 def test_a_slow_consumer_is_ended_and_resumes_exactly(database_url: str) -> None:
@@ -351,7 +345,7 @@ def test_a_slow_consumer_is_ended_and_resumes_exactly(database_url: str) -> None
                                    srv.target)
         call = post_grpc.AccountingServiceStub(channel).StreamEvents(
             post_pb.StreamEventsRequest(), metadata=md(T), timeout=STREAM_TIMEOUT_S)
-        _wait(lambda: _hub(srv).tenants_live == {T}, "the subscriber to go live")
+        wait_until(lambda: _hub(srv).tenants_live == {T}, "the subscriber to go live")
         for wave in range(SLOW_WAVES_MAX):
             batch = post_pb.PostBatchRequest(requests=[
                 transfer_request(f"slow-{wave}-{i}", "alice", "bob", 1) for i in range(500)])
@@ -387,7 +381,7 @@ def test_server_stop_ends_streams_promptly(database_url: str) -> None:
             channels.append(open_channel(srv.target, timeout_s=STREAM_TIMEOUT_S))
             readers = [events(srv, channel=channels[0], from_sequence=0), changes(srv, channel=channels[0])]
             readers[0].wait_for(lambda items: len(items) >= 4)
-            _wait(lambda: _hub(srv).subscriber_count == 2, "two subscribers")
+            wait_until(lambda: _hub(srv).subscriber_count == 2, "two subscribers")
             started = time.monotonic()
         stopped_s = time.monotonic() - started
         assert stopped_s < DRAIN_HELD_S / 2, f"stopping took {stopped_s:.1f}s: the streams held the drain"
