@@ -146,8 +146,12 @@ class _Batch:
         opening = read_opening(conn, {s.tenant_id for s in subs}, [(s.tenant_id, s.request_id) for s in subs],
                                self._refs(subs))
         self.heads = opening.heads
+        # Posting times never go back within a tenant (a clock stepped back posts at the last time instead), so
+        # the last entry at or before a time is one index look-up away.
+        self.now_us = max(now_us, *(head.posted_us for head in self.heads.values()))
         for head in self.heads.values():
-            head.accounting_date = max(calendar.date_of(now_us), head.accounting_date)
+            head.posted_us = self.now_us
+            head.accounting_date = max(calendar.date_of(self.now_us), head.accounting_date)
         self.records = opening.records
         self.replayable = _stored_vouchers(conn, self.records.values())  # read now: no reads while writing
         self.by_id: dict[str, dict[str, Account]] = defaultdict(dict)

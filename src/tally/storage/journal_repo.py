@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, Row, and_, or_, select
+from sqlalchemy import Connection, Row, and_, func, or_, select
 
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
@@ -56,13 +56,33 @@ def list_vouchers(conn: Connection, tenant_id: str, *, after_sequence: int, limi
     if flow_type:
         conditions.append(vouchers.c.flow_type == flow_type)
     if account_id:
-        conditions.append(vouchers.c.id.in_(
-            select(voucher_lines.c.voucher_id).where(voucher_lines.c.account_id == account_id,
-                                                     voucher_lines.c.tenant_id == tenant_id)))
+        conditions.append(vouchers.c.id.in_(_account_voucher_ids(conn, conditions, account_id, after_sequence, limit)))
     rows = conn.execute(select(vouchers).where(and_(*conditions))
                         .order_by(vouchers.c.sequence).limit(limit)).all()
     found = _assemble(conn, rows)
     return [found[r.id] for r in rows]
+
+
+def _account_voucher_ids(conn: Connection, conditions: list, account_id: str, after_sequence: int,
+                         limit: int) -> list[str]:
+    """The ids of the first `limit` vouchers meeting `conditions` with a line on the account, read off the
+    account's entries: their order is the vouchers' order, so a page starts at the entry of the voucher it
+    resumes after and reads no entry before it, however long the account's history."""
+    on_account = and_(voucher_lines.c.voucher_id == vouchers.c.id, voucher_lines.c.account_id == account_id)
+    after_entry = conn.execute(select(func.max(voucher_lines.c.entry_number)).select_from(voucher_lines)
+                               .join(vouchers, on_account)
+                               .where(conditions[0], vouchers.c.sequence == after_sequence)).scalar() or 0
+    ids: dict[str, None] = {}
+    while len(ids) < limit:
+        rows = conn.execute(select(vouchers.c.id, voucher_lines.c.entry_number).select_from(voucher_lines)
+                            .join(vouchers, on_account)
+                            .where(*conditions, voucher_lines.c.entry_number > after_entry)
+                            .order_by(voucher_lines.c.entry_number).limit(limit)).all()
+        ids.update((row.id, None) for row in rows)
+        if len(rows) < limit:
+            break
+        after_entry = rows[-1].entry_number
+    return list(ids)
 
 
 def reversed_originals(conn: Connection, original_ids: Iterable[str]) -> set[str]:
@@ -78,13 +98,14 @@ def _assemble(conn: Connection, rows: Sequence[Row]) -> dict[str, Voucher]:
         return {}
     ids = [r.id for r in rows]
     lines: dict[str, list[PostedLine]] = {i: [] for i in ids}
-    query = (select(voucher_lines, accounts.c.code)
-             .join(accounts, accounts.c.id == voucher_lines.c.account_id)
-             .where(voucher_lines.c.voucher_id.in_(ids))
-             .order_by(voucher_lines.c.voucher_id, voucher_lines.c.line_no))
-    for ln in conn.execute(query):
+    rows_of_lines = conn.execute(select(voucher_lines).where(voucher_lines.c.voucher_id.in_(ids))
+                                 .order_by(voucher_lines.c.voucher_id, voucher_lines.c.line_no)).all()
+    # The codes of the page's accounts only: a join made the planner hash every account of the database.
+    account_ids = sorted({ln.account_id for ln in rows_of_lines})
+    codes = dict(conn.execute(select(accounts.c.id, accounts.c.code).where(accounts.c.id.in_(account_ids))).all())
+    for ln in rows_of_lines:
         lines[ln.voucher_id].append(PostedLine(
-            ln.line_no, ln.account_id, ln.code, Side(ln.side), ln.amount, ln.currency, ln.memo,
+            ln.line_no, ln.account_id, codes.get(ln.account_id, ""), Side(ln.side), ln.amount, ln.currency, ln.memo,
             ln.entry_number, ln.balance_after))
     reversed_by = dict(conn.execute(select(vouchers.c.reverses_id, vouchers.c.id)
                                     .where(vouchers.c.reverses_id.in_(ids))).all())

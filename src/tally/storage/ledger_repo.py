@@ -23,11 +23,13 @@ class LedgerHead:
     event_sequence: int
     last_hash: str
     accounting_date: str
+    posted_us: int = 0  # the last posting time: a batch never posts earlier
 
 
 # The batch writer's statements are built once: building one and its cache key costs as much Python time
 # as running it.
-HEAD_COLUMNS = ("tenant_id", "voucher_sequence", "event_sequence", "last_hash", "accounting_date")  # LedgerHead's
+HEAD_COLUMNS = ("tenant_id", "voucher_sequence", "event_sequence", "last_hash", "accounting_date",  # LedgerHead's
+                "posted_us")
 _HEADS_OF = (select(*(ledger_heads.c[name] for name in HEAD_COLUMNS))
              .where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True))))
 
@@ -50,12 +52,12 @@ def create_heads(conn: Connection, tenant_ids: Sequence[str]) -> dict[str, Ledge
 
 def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
     row = conn.execute(select(ledger_heads).where(ledger_heads.c.tenant_id == tenant_id)).first()
-    return LedgerHead(row.tenant_id, row.voucher_sequence, row.event_sequence, row.last_hash,
-                      row.accounting_date) if row else None
+    return LedgerHead(*(row._mapping[name] for name in HEAD_COLUMNS)) if row else None
 
 
 def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
-    rows = [(h.tenant_id, h.voucher_sequence, h.event_sequence, h.last_hash, h.accounting_date) for h in heads]
+    rows = [(h.tenant_id, h.voucher_sequence, h.event_sequence, h.last_hash, h.accounting_date, h.posted_us)
+            for h in heads]
     bulk.update_rows(conn, ledger_heads, "tenant_id", HEAD_COLUMNS[1:], rows)
 
 

@@ -1,0 +1,94 @@
+"""lighter journal
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-06
+
+What every posting pays for, made cheaper, and the reads that grew with history made logarithmic:
+
+- The foreign keys of `voucher_lines` (to `vouchers` and `accounts`) and of `balances` (to `accounts`) go.
+  Each cost a trigger and a row lock on the referenced row per line written; the journal is append-only,
+  the writer reads every account it posts to in the same transaction (the rows exist), and the ledger
+  audit checks that every line names a voucher and an account of its tenant.
+- `voucher_lines` gets an index on (account_id, posted_us, entry_number): a balance as of a time reads one
+  index entry instead of every line of the account before that time.
+- `ledger_heads.posted_us`: the last posting time of the tenant, so that posting times never go back
+  within a tenant (a clock stepped back posts at the last time instead), which is what lets the last
+  entry at or before a time be found by the index above.
+- Row security (PostgreSQL): the policies compare the row's tenant with the scope first, one text
+  comparison for the usual scope of one tenant, before splitting a scope of several.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+POLICY = "tally_tenant_scope"
+# table -> the column holding its tenant (as in 0006)
+TENANT_COLUMNS = {
+    "accounts": "tenant_id",
+    "balances": "tenant_id",
+    "vouchers": "tenant_id",
+    "voucher_lines": "tenant_id",
+    "idempotency": "tenant_id",
+    "events": "tenant_id",
+    "ledger_heads": "tenant_id",
+    "flow_caps": "tenant_id",
+    "holds": "tenant_id",
+    "api_keys": "tenant_id",
+    "audit_log": "tenant_id",
+    "tenants": "id",
+}
+_SCOPE = "current_setting('tally.tenants', true)"
+DROPPED_KEYS = (
+    ("voucher_lines", "fk_voucher_lines_voucher_id_vouchers", ["voucher_id"], "vouchers"),
+    ("voucher_lines", "fk_voucher_lines_account_id_accounts", ["account_id"], "accounts"),
+    ("balances", "fk_balances_account_id_accounts", ["account_id"], "accounts"),
+)
+TIME_INDEX = "ix_voucher_lines_account_id_posted_us_entry_number"
+
+
+def _in_scope(column: str) -> str:
+    return f"{column} = {_SCOPE} OR {_SCOPE} = '*' OR {column} = ANY (string_to_array({_SCOPE}, ','))"
+
+
+def _in_scope_0006(column: str) -> str:
+    return f"{_SCOPE} = '*' OR {column} = ANY (string_to_array({_SCOPE}, ','))"
+
+
+def _postgresql() -> bool:
+    return op.get_context().dialect.name == "postgresql"
+
+
+def _policies(predicate) -> None:
+    for table, column in TENANT_COLUMNS.items():
+        op.execute(f"DROP POLICY IF EXISTS {POLICY} ON {table}")
+        op.execute(f"CREATE POLICY {POLICY} ON {table} USING ({predicate(column)}) WITH CHECK ({predicate(column)})")
+
+
+def upgrade() -> None:
+    for table, name, _columns, _referred in DROPPED_KEYS:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_constraint(name, type_="foreignkey")
+    with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
+        batch_op.create_index(TIME_INDEX, ["account_id", "posted_us", "entry_number"], unique=False)
+    with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("posted_us", sa.BigInteger(), nullable=False, server_default=sa.text("0")))
+    if _postgresql():
+        _policies(_in_scope)
+
+
+def downgrade() -> None:
+    if _postgresql():
+        _policies(_in_scope_0006)
+    with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
+        batch_op.drop_column("posted_us")
+    with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
+        batch_op.drop_index(TIME_INDEX)
+    for table, name, columns, referred in reversed(DROPPED_KEYS):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.create_foreign_key(name, referred, columns, ["id"])
