@@ -3,13 +3,15 @@ executemany on SQLite): every value must arrive exactly as the service holds it,
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
 from tally.domain.accounts import Side
 from tally.domain.limits import AMOUNT_MAX
 from tally.service.batch import Posted
-from tally.storage import bulk
+from tally.storage import bulk, ledger_repo
 from tally.storage import tables as t
 from tests.integration.conftest import TENANT, check_ledger, outcomes
 
@@ -33,9 +35,20 @@ async def test_text_and_extreme_integers_arrive_exactly(ledger):
     assert [ln.balance_after for ln in stored.lines] == [1, AMOUNT_MAX - 1]
     assert (ledger.balance("alice"), ledger.balance("bob")) == (1, AMOUNT_MAX - 1)
 
-    events = ledger.uow.read({TENANT}, lambda conn: conn.execute(
-        sa.select(t.events.c.payload).where(t.events.c.voucher_id == moved.vouchers[0].id)).scalars().all())
-    assert len(events) == 1 and str(AMOUNT_MAX - 1) in events[0]
+    # A posted event's row keeps only what the journal does not; as read, it carries the values exactly.
+    events = ledger.uow.read({TENANT}, lambda conn: ledger_repo.list_events(conn, TENANT, after_sequence=0,
+                                                                            limit=100))
+    [posted_event] = [e for e in events if e.voucher_id == moved.vouchers[0].id]
+    bob_id = moved.vouchers[0].lines[1].account_id
+    assert posted_event.payload["balances"][bob_id]["current"] == AMOUNT_MAX - 1
+    # And an outbox row with extreme integers goes through the bulk insert exactly.
+    payload = {"extreme": [AMOUNT_MAX, -AMOUNT_MAX - 1], "text": ODD_TEXT}
+    head = max(e.sequence for e in events)
+    extreme = ledger_repo.Event(TENANT, head + 1, "test.extreme", payload, 1)
+    ledger.uow.write({TENANT}, lambda conn: ledger_repo.insert_events(conn, [extreme]))
+    stored = ledger.uow.read({TENANT}, lambda conn: conn.execute(
+        sa.select(t.events.c.payload).where(t.events.c.sequence == head + 1)).scalar_one())
+    assert json.loads(stored) == payload and str(-AMOUNT_MAX - 1) in stored
     check_ledger(ledger.url)  # hashes recomputed from the stored rows match the stored hashes
 
 

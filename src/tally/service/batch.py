@@ -27,9 +27,10 @@ from tally.domain.errors import ErrorKind, LedgerError, precondition
 from tally.domain.facts import LedgerView
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
+from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
-from tally.service.events import account_payload, hold_events, posted_payload
+from tally.service.events import account_payload, hold_events
 from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.idempotency import (
     FINAL_REFUSALS,
@@ -282,8 +283,8 @@ class _Batch:
             self.touched_holds.add(hold.id)
             for type_, payload in hold_events(change):
                 locked_delta = payload.pop("locked_delta")
-                payload["balances"] = self._balances_payload(tenant_id, {}, {hold.account_id: 0})
-                payload["balances"][hold.account_id]["locked_delta"] = locked_delta
+                payload["balances"] = {hold.account_id: {**self._balance_payload(tenant_id, hold.account_id),
+                                                         "locked_delta": locked_delta}}
                 self._event(head, type_, payload, hold_id=hold.id, account_id=hold.account_id)
         return tuple(final.values())
 
@@ -348,32 +349,22 @@ class _Batch:
                 self._event(head, "account.created", account_payload(account), account_id=account.id)
 
     def _record_events(self, head: LedgerHead, voucher: Voucher) -> None:
-        payload = posted_payload(voucher)
-        deltas: dict[str, int] = defaultdict(int)
-        current: dict[str, int] = {}
-        for line in voucher.lines:
-            current[line.account_id] = line.balance_after
-        for line in voucher.lines:
-            account = self.by_id[voucher.tenant_id][line.account_id]
-            deltas[line.account_id] += line.amount if line.side is account.normal_side else -line.amount
-        payload["balances"] = self._balances_payload(voucher.tenant_id, current, deltas)
-        self._event(head, "ledger.entry.posted", payload, voucher_id=voucher.id)
+        """The voucher's `ledger.entry.posted` event keeps only what the journal does not: each account's
+        locked amount and credit limit now (readers rebuild the rest, see `domain.posted_events`)."""
+        accounts, states = self.by_id[voucher.tenant_id], self.balances
+        ids = {line.account_id: None for line in voucher.lines}
+        payload = stored_payload({a: states[a].locked for a in ids}, {a: accounts[a].credit_limit for a in ids})
+        self._event(head, POSTED, payload, voucher_id=voucher.id)
         if voucher.reverses_id:
             self._event(head, "voucher.reversed", {"voucher_id": voucher.reverses_id, "reversal_id": voucher.id},
                         voucher_id=voucher.reverses_id)
 
-    def _balances_payload(self, tenant_id: str, current: dict[str, int], deltas: dict[str, int]) -> dict[str, dict]:
-        """Each account's balance right after an event (locked as the submission leaves it), and how
-        the event moved it: what a stream of balance changes carries. `current` defaults to the state's."""
-        out = {}
-        for account_id, delta in deltas.items():
-            account = self.by_id[tenant_id][account_id]
-            state = self.balances[account_id]
-            now = current.get(account_id, state.current)
-            out[account_id] = {"currency": account.currency, "current": now, "locked": state.locked,
-                               "available": now - state.locked + account.credit_limit, "current_delta": delta,
-                               "locked_delta": 0}
-        return out
+    def _balance_payload(self, tenant_id: str, account_id: str) -> dict:
+        """An account's balance as the submission leaves it: what a stream of balance changes carries for a
+        hold event (its `locked_delta` is the caller's)."""
+        account, state = self.by_id[tenant_id][account_id], self.balances[account_id]
+        return {"currency": account.currency, "current": state.current, "locked": state.locked,
+                "available": state.available(account.credit_limit), "current_delta": 0, "locked_delta": 0}
 
     def _event(self, head: LedgerHead, type_: str, payload: dict, **ids: str) -> None:
         head.event_sequence += 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from tally.domain.accounts import Account
-from tally.domain.vouchers import Voucher
 from tally.storage import ledger_repo
 from tally.storage.ledger_repo import Event
 
@@ -22,16 +21,6 @@ def append_event(conn: Connection, tenant_id: str, type_: str, payload: dict, no
 def account_payload(account: Account) -> dict:
     return {"account_id": account.id, "code": account.code, "type": account.type.value,
             "currency": account.currency, "status": account.status.value, "credit_limit": account.credit_limit}
-
-
-def posted_payload(voucher: Voucher) -> dict:
-    return {
-        "voucher_id": voucher.id, "sequence": voucher.sequence, "flow_type": voucher.flow_type,
-        "request_id": voucher.request_id, "accounting_date": voucher.accounting_date,
-        "lines": [{"account_id": ln.account_id, "side": ln.side.value, "amount": ln.amount,
-                   "currency": ln.currency, "entry_number": ln.entry_number, "balance_after": ln.balance_after}
-                  for ln in voucher.lines],
-    }
 
 
 def hold_events(change) -> list[tuple[str, dict]]:

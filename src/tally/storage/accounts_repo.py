@@ -225,3 +225,12 @@ def _trial_balance_rows_summed_here(conn: Connection, tenant_id: str) -> list[tu
         total[0 if current > 0 else 1] += abs(current)
         total[2] += 1
     return [(c, side, p, n, k) for (c, side), (p, n, k) in sorted(sums.items())]
+
+
+def normal_sides(conn: Connection, account_ids: Iterable[str]) -> dict[str, Side]:
+    """Each account's normal side, by id."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    rows = conn.execute(select(accounts.c.id, accounts.c.normal_side).where(accounts.c.id.in_(ids)))
+    return {account_id: Side(side) for account_id, side in rows}

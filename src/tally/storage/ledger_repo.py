@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from sqlalchemy import Connection, Select, bindparam, insert, select, tuple_, update
 
+from tally.domain.posted_events import POSTED, is_whole, posted_payload
 from tally.domain.vouchers import GENESIS_HASH
-from tally.storage import bulk
+from tally.storage import accounts_repo, bulk, journal_repo
 from tally.storage.engine import driver_execute
 from tally.storage.tables import events, flow_caps, idempotency, ledger_heads, matchable
 
@@ -89,11 +90,20 @@ def insert_events(conn: Connection, items: Sequence[Event]) -> None:
 
 
 def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int) -> list[Event]:
+    """Events in sequence order, each with its whole payload: a `ledger.entry.posted` row keeps only what
+    the journal does not, and its payload is rebuilt here from the voucher (see `domain.posted_events`)."""
     rows = conn.execute(select(events).where(events.c.tenant_id == tenant_id,
                                              events.c.sequence > after_sequence)
-                        .order_by(events.c.sequence).limit(limit))
-    return [Event(r.tenant_id, r.sequence, r.type, json.loads(r.payload), r.created_us, r.account_id,
-                  r.voucher_id, r.hold_id) for r in rows]
+                        .order_by(events.c.sequence).limit(limit)).all()
+    found = [Event(r.tenant_id, r.sequence, r.type, json.loads(r.payload), r.created_us, r.account_id,
+                   r.voucher_id, r.hold_id) for r in rows]
+    slim = [e for e in found if e.type == POSTED and not is_whole(e.payload)]
+    if not slim:
+        return found
+    posted = {v.id: v for v in journal_repo.get_vouchers(conn, tenant_id, [e.voucher_id for e in slim])}
+    sides = accounts_repo.normal_sides(conn, {ln.account_id for v in posted.values() for ln in v.lines})
+    whole = {e.sequence: posted_payload(posted[e.voucher_id], sides, e.payload) for e in slim}
+    return [replace(e, payload=whole[e.sequence]) if e.sequence in whole else e for e in found]
 
 
 @dataclass(frozen=True, slots=True)

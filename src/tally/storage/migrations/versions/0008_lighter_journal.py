@@ -16,7 +16,8 @@ What every posting pays for, made cheaper, and the reads that grew with history 
   within a tenant (a clock stepped back posts at the last time instead), which is what lets the last
   entry at or before a time be found by the index above.
 - Row security (PostgreSQL): the policies compare the row's tenant with the scope first, one text
-  comparison for the usual scope of one tenant, before splitting a scope of several.
+  comparison for the usual scope of one tenant, before splitting a scope of several. An empty scope
+  still matches nothing.
 """
 
 import sqlalchemy as sa
@@ -53,7 +54,9 @@ TIME_INDEX = "ix_voucher_lines_account_id_posted_us_entry_number"
 
 
 def _in_scope(column: str) -> str:
-    return f"{column} = {_SCOPE} OR {_SCOPE} = '*' OR {column} = ANY (string_to_array({_SCOPE}, ','))"
+    # NULLIF: an empty scope matches nothing, not the rows whose tenant is "" (audit rows of unknown callers).
+    return (f"{column} = NULLIF({_SCOPE}, '') OR {_SCOPE} = '*' "
+            f"OR {column} = ANY (string_to_array({_SCOPE}, ','))")
 
 
 def _in_scope_0006(column: str) -> str:
