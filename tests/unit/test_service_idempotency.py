@@ -7,6 +7,8 @@ import hashlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tally.domain.accounts import AccountType, NewAccount, Side
 from tally.domain.errors import ErrorKind
@@ -179,3 +181,18 @@ def test_reused_request_id_for_another_operation_names_the_operation():
 def test_reused_request_id_with_several_fields():
     error = reused_request_id("r", "Adjust", "Adjust", adjustment_body(), adjustment_body((41, 60, 101), "x"))
     assert error.metadata["fields"] == "flow.lines[0].amount,flow.lines[2].amount,flow.reason"
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
+def test_canonical_json_is_the_standard_librarys_text_byte_for_byte(body):
+    """Stored fingerprints hash this text: the fast path must never change a byte of it (control
+    characters, non-ASCII text, integers past 64 bits, key order)."""
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert canonical_json(body) == expected

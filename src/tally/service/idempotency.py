@@ -7,6 +7,8 @@ import enum
 import hashlib
 import json
 
+import orjson
+
 from tally.domain.errors import ErrorKind, LedgerError
 
 # Refusals that depend on the ledger's state, which may change: recorded as the request's final answer, so
@@ -39,8 +41,14 @@ def canonical(value: object) -> object:
 
 
 def canonical_json(body: dict) -> str:
-    """The one text of a canonical body: sorted keys, no spaces, ASCII."""
-    return _CANONICAL_JSON.encode(body)
+    """The one text of a canonical body: sorted keys, no spaces, ASCII (fingerprints of stored records depend
+    on it, byte for byte). orjson writes the same text ten times faster wherever that text is ASCII (it
+    writes non-ASCII characters as they are, where this text escapes them); the rest goes the slow way."""
+    try:
+        text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers past 64 bits
+        return _CANONICAL_JSON.encode(body)
+    return text.decode() if text.isascii() else _CANONICAL_JSON.encode(body)
 
 
 def fingerprint(operation: str, body: dict) -> str:

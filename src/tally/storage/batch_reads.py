@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from tally.domain.accounts import Account, BalanceState
 from tally.domain.vouchers import AccountRef
 from tally.storage import accounts_repo, ledger_repo
+from tally.storage.bulk import text_array
 from tally.storage.engine import fetch_together, locking
 from tally.storage.ledger_repo import IdempotencyRecord, LedgerHead
 
@@ -68,11 +69,12 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
                    refs: dict[str, list[AccountRef]]) -> Opening:
     request_ids = ledger_repo.request_ids_by_tenant(record_keys)
     keys = {tenant_id: accounts_repo.ref_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
-    queries = [(_HEADS_SQL, (tenant_ids,))]
-    queries += [(_RECORDS_SQL, (tenant_id, ids)) for tenant_id, ids in request_ids.items()]
+    queries = [(_HEADS_SQL, (text_array(tenant_ids),))]
+    queries += [(_RECORDS_SQL, (tenant_id, text_array(ids))) for tenant_id, ids in request_ids.items()]
     balances_sql = _balances_sql(locking(conn))
     for tenant_id, (ids, codes) in keys.items():
-        queries += [(_ACCOUNTS_SQL, (tenant_id, ids, codes)), (balances_sql, (tenant_id, tenant_id, ids, codes))]
+        named = (tenant_id, text_array(ids), text_array(codes))
+        queries += [(_ACCOUNTS_SQL, named), (balances_sql, (tenant_id, *named))]
     results = iter(fetch_together(conn, queries))
     heads = {row[0]: LedgerHead(*row) for row in next(results)}
     records = {}

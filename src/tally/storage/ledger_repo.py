@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 
+import orjson
 from sqlalchemy import Connection, Select, bindparam, insert, select, tuple_, update
 
 from tally.domain.posted_events import POSTED, is_whole, posted_payload
@@ -74,8 +75,10 @@ class Event:
     hold_id: str | None = None
 
 
-# Made once: `json.dumps` with options builds a new encoder on every call (here one per event and per record).
-_SORTED_JSON = json.JSONEncoder(sort_keys=True)
+
+def _sorted_json(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
 EVENT_TENANTS = "tally.event_tenants"  # Connection.info key: tenants this transaction wrote events for
 EVENTS_CHANNEL = "tally_events"
 EVENT_COLUMNS = ("tenant_id", "sequence", "type", "account_id", "voucher_id", "hold_id", "payload", "created_us")
@@ -86,7 +89,7 @@ def insert_events(conn: Connection, items: Sequence[Event]) -> None:
         conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
         bulk.insert_rows(conn, events, EVENT_COLUMNS, [
             (e.tenant_id, e.sequence, e.type, e.account_id, e.voucher_id, e.hold_id,
-             _SORTED_JSON.encode(e.payload), e.created_us) for e in items])
+             _sorted_json(e.payload), e.created_us) for e in items])
 
 
 def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int) -> list[Event]:
@@ -159,8 +162,8 @@ def _records_of(dialect: str) -> Select:
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
     bulk.insert_rows(conn, idempotency, _INSERTED_COLUMNS, [
-        (r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _SORTED_JSON.encode(r.body),
-         _SORTED_JSON.encode(r.result), r.created_us, r.actor) for r in records])
+        (r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _sorted_json(r.body),
+         _sorted_json(r.result), r.created_us, r.actor) for r in records])
 
 
 def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
