@@ -29,8 +29,8 @@ from bench import procs, stats
 from bench.baseline import create_schema
 from bench.credentials import tenant_key
 from bench.ledger_setup import MERCHANT, PREFIX, setup_tenant
-from bench.pg import BenchPostgres
-from bench.tally_server import ROOT, TallyServer
+from bench.pg import SERVICE_ROLE, BenchPostgres
+from bench.tally_server import ROOT, TallyServer, migrate_as_owner
 
 NS = 1_000_000_000
 OPENING_BALANCE = 10**12  # atomic units per account: a million USD at scale 6, never exhausted here
@@ -115,6 +115,19 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     return out
 
 
+def serve_on_postgres(pg: BenchPostgres, dbname: str, workdir: Path, env: dict[str, str],
+                      superuser: bool = False) -> TallyServer:
+    """`tally serve` on a new database: as the README's production set-up (database owned by tally_owner,
+    migrated by it with `tally migrate`, served as tally_app under row security), or as the superuser
+    (which bypasses row security; migrates at start-up) for comparison."""
+    if superuser:
+        pg.create_database(dbname)
+        return TallyServer(pg.sqlalchemy_url(dbname), workdir, "tally-pg", extra_env=env).start()
+    owner_url, app_url = pg.create_service_database(dbname)
+    migrate_as_owner(owner_url, SERVICE_ROLE, env)
+    return TallyServer(app_url, workdir, "tally-pg", extra_env={**env, "TALLY_AUTO_MIGRATE": "false"}).start()
+
+
 def split_callers(callers: int, procs_n: int) -> list[int]:
     """Callers spread over at most procs_n processes, none empty: 64 over 2 -> [32, 32]; 1 over 2 -> [1]."""
     procs_n = max(1, min(procs_n, callers))
@@ -184,12 +197,11 @@ class Runner:
         self.log("starting PostgreSQL (durable defaults)")
         self.pg = BenchPostgres().start()
         self.info["postgres"] = self.pg.describe()
-        self.pg.create_database("bench")
         self.pg.create_database("baseline")
-        server = TallyServer(self.pg.sqlalchemy_url("bench"), self.workdir, "tally-pg",
-                             extra_env=self._server_env())
-        self.servers["pg"] = server.start()
-        self.log(f"tally serve (PostgreSQL) pid {server.pid} on {server.target}")
+        server = serve_on_postgres(self.pg, "bench", self.workdir, self._server_env(), self.args.superuser)
+        self.servers["pg"] = server
+        self.info["pg_server_role"] = "postgres (superuser)" if self.args.superuser else SERVICE_ROLE
+        self.log(f"tally serve (PostgreSQL as {self.info['pg_server_role']}) pid {server.pid} on {server.target}")
 
     def start_sqlite_server(self) -> None:
         db = self.workdir / "tally-bench.db"
@@ -666,7 +678,8 @@ def report(runner: Runner, markdown: bool) -> str:
                  f"{args.channels} channel(s) each, grpc.aio; PostBatch at {args.batch_callers} calls in flight; "
                  f"CPU columns are % of one core over the measured window; 'other CPU' is what the machine "
                  f"spent on anything else (kernel, other jobs), flagged DISTURBED above {args.quiet_pct}%.")
-    lines.append(f"Server code: {runner.info.get('source', '-')}")
+    lines.append(f"Server code: {runner.info.get('source', '-')}; it connects to PostgreSQL as "
+                 f"{runner.info.get('pg_server_role', '-')}")
     lines.append(f"Command: {runner.info.get('command') or shlex.join(getattr(sys, 'orig_argv', sys.argv))}")
     return "\n".join(lines)
 
@@ -728,6 +741,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before each scenario, wait up to this long for the machine to be idle (0: don't)")
     p.add_argument("--quiet-pct", type=int, default=15,
                    help="idle means at most this %% of one core busy outside the benchmark (default 15)")
+    p.add_argument("--superuser", action="store_true", help="serve PostgreSQL as the superuser (skips row security) "
+                   "instead of the service role tally_app, for comparison")
     p.add_argument("--report", metavar="FILE", help="only print the report of a saved --json FILE (no run)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (logs, raw generator output)")
     args = p.parse_args(argv)
