@@ -130,11 +130,12 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 def serve_on_postgres(pg: BenchPostgres, dbname: str, workdir: Path, env: dict[str, str],
                       superuser: bool = False) -> TallyServer:
-    """`tally serve` on a new database: as the README's production set-up (database owned by tally_owner,
-    migrated by it with `tally migrate`, served as tally_app under row security), or as the superuser
-    (which bypasses row security; migrates at start-up) for comparison."""
+    """`tally serve` on a database (created unless it exists): as the README's production set-up (database
+    owned by tally_owner, migrated by it with `tally migrate`, served as tally_app under row security), or
+    as the superuser (which bypasses row security; migrates at start-up) for comparison."""
     if superuser:
-        pg.create_database(dbname)
+        if not pg.has_database(dbname):
+            pg.create_database(dbname)
         return TallyServer(pg.sqlalchemy_url(dbname), workdir, "tally-pg", extra_env=env).start()
     owner_url, app_url = pg.create_service_database(dbname)
     migrate_as_owner(owner_url, SERVICE_ROLE, env)

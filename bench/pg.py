@@ -148,13 +148,15 @@ class BenchPostgres:
 
     def create_service_database(self, name: str) -> tuple[str, str]:
         """The README's production set-up: login roles tally_owner (owns the database, so its schema) and
-        tally_app (owns nothing), and the database. Returns the SQLAlchemy URLs (owner, service role);
-        authentication is `trust`, so no passwords. Migrate with the owner's URL, serve with the other."""
+        tally_app (owns nothing), and the database, each unless it exists. Returns the SQLAlchemy URLs
+        (owner, service role); authentication is `trust`, so no passwords. Migrate with the owner's URL,
+        serve with the other."""
         with self.connect() as conn:
             for role in (OWNER_ROLE, SERVICE_ROLE):
                 if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                     conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        self.create_database(name, owner=OWNER_ROLE)
+        if not self.has_database(name):
+            self.create_database(name, owner=OWNER_ROLE)
         return self.sqlalchemy_url(name, OWNER_ROLE), self.sqlalchemy_url(name, SERVICE_ROLE)
 
     def describe(self) -> dict[str, str]:
