@@ -1,15 +1,22 @@
-"""The SQL baseline: one SERIALIZABLE transaction per transfer, straight to PostgreSQL, with retries.
+"""The SQL references: SERIALIZABLE transfers straight to PostgreSQL, with retries.
 
     python -m bench.baseline CONFIG.json OUT.json
 
-N threads, each with its own psycopg connection, each doing per transfer:
-    BEGIN ISOLATION LEVEL SERIALIZABLE;
-    UPDATE accounts SET balance = balance - x WHERE id = src AND balance >= x;   -- 0 rows: refused
-    UPDATE accounts SET balance = balance + x WHERE id = dst;
-    INSERT INTO transfers (src, dst, amount) VALUES (...);
-    COMMIT;
-retrying the whole transaction on SQLSTATE 40001 (serialization failure) or 40P01 (deadlock) up to 10
-times, with a small random pause. The window rules are those of bench/loadgen.py.
+N threads, each with its own psycopg connection. Per call, by the config's `mode`:
+  * `sql` (the SQL baseline), one transfer:
+        BEGIN ISOLATION LEVEL SERIALIZABLE;
+        UPDATE accounts SET balance = balance - x WHERE id = src AND balance >= x;   -- 0 rows: refused
+        UPDATE accounts SET balance = balance + x WHERE id = dst;
+        INSERT INTO transfers (src, dst, amount) VALUES (...);
+        COMMIT;
+  * `plpgsql`: the same transfer as one call of `bench_transfer(src, dst, x)`, a single-statement
+    SERIALIZABLE transaction (autocommit, default_transaction_isolation): one round trip;
+  * `setbased`: `batch` transfers as one call of `bench_transfer_batch(src[], dst[], amount[])` (FUNCTIONS),
+    one SERIALIZABLE transaction the same way: the touched rows locked in id order, refused as a whole if
+    any balance would go below zero, one aggregated UPDATE, one multi-row INSERT.
+Each retries the whole transaction on SQLSTATE 40001 (serialization failure) or 40P01 (deadlock) up to 10
+times, with a small random pause. Counts are transfers, latencies per call. The window rules are those of
+bench/loadgen.py.
 """
 
 from __future__ import annotations
@@ -33,16 +40,76 @@ CREATE TABLE IF NOT EXISTS accounts (id bigint PRIMARY KEY, balance bigint NOT N
 CREATE TABLE IF NOT EXISTS transfers (id bigserial PRIMARY KEY, src bigint NOT NULL, dst bigint NOT NULL,
                                       amount bigint NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
 """
+FUNCTIONS = """
+CREATE OR REPLACE FUNCTION bench_transfer(p_src bigint, p_dst bigint, p_amount bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE accounts SET balance = balance - p_amount WHERE id = p_src AND balance >= p_amount;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE accounts SET balance = balance + p_amount WHERE id = p_dst;
+    INSERT INTO transfers (src, dst, amount) VALUES (p_src, p_dst, p_amount);
+    RETURN true;
+END $$;
+
+-- The net change per account of a set of transfers (one row per account).
+CREATE OR REPLACE FUNCTION bench_deltas(p_src bigint[], p_dst bigint[], p_amount bigint[])
+RETURNS TABLE (id bigint, delta bigint) LANGUAGE sql STABLE AS $$
+    SELECT m.id, sum(m.delta)::bigint
+    FROM (SELECT s, -a FROM unnest(p_src, p_amount) AS t (s, a)
+          UNION ALL SELECT d, a FROM unnest(p_dst, p_amount) AS t (d, a)) AS m (id, delta)
+    GROUP BY m.id
+$$;
+
+CREATE OR REPLACE FUNCTION bench_transfer_batch(p_src bigint[], p_dst bigint[], p_amount bigint[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM accounts WHERE id = ANY (p_src || p_dst) ORDER BY id FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM accounts AS a JOIN bench_deltas(p_src, p_dst, p_amount) AS d ON a.id = d.id
+               WHERE a.balance + d.delta < 0) THEN
+        RETURN false;
+    END IF;
+    UPDATE accounts AS a SET balance = a.balance + d.delta
+        FROM bench_deltas(p_src, p_dst, p_amount) AS d WHERE a.id = d.id;
+    INSERT INTO transfers (src, dst, amount) SELECT * FROM unnest(p_src, p_dst, p_amount);
+    RETURN true;
+END $$;
+"""
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 DEBIT = "UPDATE accounts SET balance = balance - %s WHERE id = %s AND balance >= %s"
 CREDIT = "UPDATE accounts SET balance = balance + %s WHERE id = %s"
 RECORD = "INSERT INTO transfers (src, dst, amount) VALUES (%s, %s, %s)"
+MODES = ("sql", "plpgsql", "setbased")
+
+
+def sql_transfer(conn: psycopg.Connection, src: list[int], dst: list[int], amount: list[int]) -> bool:
+    """One transfer in three statements (psycopg sends BEGIN ISOLATION LEVEL ... first); False: refused."""
+    if conn.execute(DEBIT, (amount[0], src[0], amount[0])).rowcount == 0:
+        conn.rollback()
+        return False
+    conn.execute(CREDIT, (amount[0], dst[0]))
+    conn.execute(RECORD, (src[0], dst[0], amount[0]))
+    conn.commit()
+    return True
+
+
+def plpgsql_transfer(conn: psycopg.Connection, src: list[int], dst: list[int], amount: list[int]) -> bool:
+    return conn.execute("SELECT bench_transfer(%s, %s, %s)", (src[0], dst[0], amount[0])).fetchone()[0]
+
+
+def setbased_transfers(conn: psycopg.Connection, src: list[int], dst: list[int], amount: list[int]) -> bool:
+    return conn.execute("SELECT bench_transfer_batch(%s, %s, %s)", (src, dst, amount)).fetchone()[0]
+
+
+CALLS = {"sql": sql_transfer, "plpgsql": plpgsql_transfer, "setbased": setbased_transfers}
 
 
 def create_schema(conninfo: str, accounts: int, opening_balance: int) -> None:
     """accounts 0..accounts-1 and the merchant (id = accounts), each with the opening balance."""
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         conn.execute(SCHEMA)
+        conn.execute(FUNCTIONS)
         conn.execute("TRUNCATE accounts, transfers")
         conn.execute("INSERT INTO accounts (id, balance) SELECT g, %s FROM generate_series(0, %s) AS g",
                      (opening_balance, accounts))
@@ -51,6 +118,7 @@ def create_schema(conninfo: str, accounts: int, opening_balance: int) -> None:
 
 @dataclass
 class ThreadResult:
+    calls: int = 0  # transactions (calls) ended inside the window, whatever their outcome
     transfers: int = 0  # committed inside the window
     refused: int = 0  # insufficient funds inside the window
     exhausted: int = 0  # still failing to serialize after the last retry, inside the window
@@ -70,6 +138,9 @@ class Baseline:
         self.retries_max = int(config.get("retries_max", 10))
         self.max_transfers = int(config.get("max_transfers_per_thread", 1_000_000))
         self.results = [ThreadResult() for _ in range(int(config["threads"]))]
+        self.mode = config.get("mode", "sql")
+        self.call = CALLS[self.mode]
+        self.batch = int(config.get("batch", 1)) if self.mode == "setbased" else 1
         self.failures: list[str] = []
 
     def _in_window(self, t: int) -> bool:
@@ -89,37 +160,37 @@ class Baseline:
             conn.isolation_level = IsolationLevel.SERIALIZABLE
             conn.execute("SET statement_timeout = '30s'")
             conn.commit()
+            if self.mode != "sql":  # one statement, one round trip: its own SERIALIZABLE transaction
+                conn.execute("SET default_transaction_isolation = 'serializable'")
+                conn.commit()
+                conn.autocommit = True
             now = time.monotonic_ns()
             if now < self.start_ns:
                 time.sleep((self.start_ns - now) / 1e9)
             done = 0
             while done < self.max_transfers and time.monotonic_ns() < self.window_end_ns:
                 done += 1
-                src, dst = pick_pair(rng, accounts, workload)
-                dst = accounts if dst is None else dst  # the merchant is id = accounts
-                amount = rng.randint(1, amount_max)
+                src, dst, amount = [], [], []
+                for _ in range(self.batch):
+                    from_, to = pick_pair(rng, accounts, workload)
+                    src.append(from_)
+                    dst.append(accounts if to is None else to)  # the merchant is id = accounts
+                    amount.append(rng.randint(1, amount_max))
                 self._transfer(conn, result, src, dst, amount)
         except Exception as exc:  # noqa: BLE001 - reported, the others go on
             self.failures.append(f"thread {index}: {type(exc).__name__}: {exc}")
         finally:
             conn.close()
 
-    def _transfer(self, conn: psycopg.Connection, result: ThreadResult, src: int, dst: int, amount: int) -> None:
+    def _transfer(self, conn: psycopg.Connection, result: ThreadResult, src: list[int], dst: list[int],
+                  amount: list[int]) -> None:
         t0 = time.monotonic_ns()
         outcome = "exhausted"
         attempts = failures = deadlocks = 0
         for attempt in range(self.retries_max + 1):
             attempts += 1
             try:
-                cur = conn.execute(DEBIT, (amount, src, amount))  # psycopg sends BEGIN ISOLATION LEVEL ...
-                if cur.rowcount == 0:
-                    conn.rollback()
-                    outcome = "refused"
-                    break
-                conn.execute(CREDIT, (amount, dst))
-                conn.execute(RECORD, (src, dst, amount))
-                conn.commit()
-                outcome = "ok"
+                outcome = "ok" if self.call(conn, src, dst, amount) else "refused"
                 break
             except psycopg.Error as exc:
                 conn.rollback()
@@ -140,14 +211,16 @@ class Baseline:
         result.serialization_failures += failures
         result.deadlocks += deadlocks
         result.latencies_us.append((t1 - t0) // 1000)
+        n = len(src)
+        result.calls += 1
         if outcome == "ok":
-            result.transfers += 1
+            result.transfers += n
         elif outcome == "refused":
-            result.refused += 1
+            result.refused += n
         elif outcome == "exhausted":
-            result.exhausted += 1
+            result.exhausted += n
         else:
-            result.other_errors[outcome] = result.other_errors.get(outcome, 0) + 1
+            result.other_errors[outcome] = result.other_errors.get(outcome, 0) + n
 
     def run(self) -> dict:
         threads = [threading.Thread(target=self._thread, args=(i,), daemon=True) for i in range(len(self.results))]
@@ -165,7 +238,7 @@ class Baseline:
         for t in threads:
             t.join(max(0.1, limit - time.monotonic()))
         latencies = array.array("q")
-        totals = {"transfers": 0, "refused": 0, "exhausted": 0, "attempts": 0, "serialization_failures": 0,
+        totals = {"calls": 0, "transfers": 0, "refused": 0, "exhausted": 0, "attempts": 0, "serialization_failures": 0,
                   "deadlocks": 0}
         other: dict[str, int] = {}
         for r in self.results:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import grpc
 
-from bench import procs, stats
+from bench import disk, procs, stats
 from bench.baseline import create_schema
 from bench.credentials import tenant_key
-from bench.ledger_setup import MERCHANT, PREFIX, setup_tenant
-from bench.pg import BenchPostgres
-from bench.tally_server import ROOT, TallyServer
+from bench.ledger_setup import MERCHANT, PREFIX, load_transfers, setup_tenant
+from bench.pg import SERVICE_ROLE, BenchPostgres
+from bench.tally_server import ROOT, TallyServer, migrate_as_owner
 
 NS = 1_000_000_000
 OPENING_BALANCE = 10**12  # atomic units per account: a million USD at scale 6, never exhausted here
@@ -40,13 +40,18 @@ START_LEAD_S = 2.0  # time the generator processes get to start and connect befo
 PROC_EXIT_MARGIN_S = DEADLINE_S + 60
 SOAK_SAMPLE_S = 10
 TENANTS = {"uniform": "bench-uniform", "hot": "bench-hot"}
+TALLY_KINDS = ("post", "batch", "soak", "disk")  # scenarios that need the tenants set up
+DISK_BYTES_PER_VOUCHER_MAX = 1_500
+SETBASED_BATCH = 50  # transfers per call of the set-based reference
+SETBASED_CONNECTIONS = 4
+BASELINE_KINDS = {"baseline": "sql", "plpgsql": "plpgsql", "setbased": "setbased"}  # kind -> bench.baseline mode
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     label: str
-    kind: str  # empty | post | batch | baseline | soak
+    kind: str  # empty | post | batch | baseline | plpgsql | setbased | soak | disk
     workload: str = ""
     callers: int = 1
     batch: int = 1
@@ -87,7 +92,8 @@ class Row:
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     bc = args.batch_callers
-    out = [Scenario("empty-64", "empty call (Health/Check)", "empty", callers=64)]
+    out = [Scenario("empty-1", "empty call (Health/Check)", "empty", callers=1),
+           Scenario("empty-64", "empty call (Health/Check)", "empty", callers=64)]
     if args.gen_procs == 1:
         out.append(Scenario("empty-64-2procs", "empty call, 2 generator procs", "empty", callers=64, gen_procs=2))
     for workload in ("uniform", "hot"):
@@ -96,15 +102,22 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     for size in (100, 1000):
         for workload in ("uniform", "hot"):
             out.append(Scenario(f"batch{size}-{workload}", f"PostBatch {size} {workload}", "batch", workload, bc, size))
+    out.append(Scenario("baseline-uniform-1", "SQL baseline uniform", "baseline", "uniform", 1))
+    out.append(Scenario("baseline-plpgsql-1", "PL/pgSQL transfer uniform", "plpgsql", "uniform", 1))
     for workload in ("uniform", "hot"):
         for threads in (16, 64):
             out.append(Scenario(f"baseline-{workload}-{threads}", f"SQL baseline {workload}", "baseline", workload,
                                 threads))
+    for workload in ("uniform", "hot"):
+        out.append(Scenario(f"setbased-{workload}", f"set-based SQL batch {SETBASED_BATCH} {workload}", "setbased",
+                            workload, SETBASED_CONNECTIONS, SETBASED_BATCH))
     if args.sqlite:
         out.append(Scenario("sqlite-batch1000-uniform", "SQLite PostBatch 1000 uniform", "batch", "uniform", bc, 1000,
                             server="sqlite"))
     if args.soak_s > 0:
         out.append(Scenario("soak", "soak (mixed)", "soak", "mixed", 33))
+    if args.disk_vouchers > 0:
+        out.append(Scenario("disk-uniform", "disk: PostBatch 1000 uniform", "disk", "uniform", bc, 1000))
     if args.only:
         wanted = set(args.only.split(","))
         unknown = wanted - {s.name for s in out}
@@ -113,6 +126,20 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
                              f"known: {', '.join(s.name for s in out)}")
         out = [s for s in out if s.name in wanted]
     return out
+
+
+def serve_on_postgres(pg: BenchPostgres, dbname: str, workdir: Path, env: dict[str, str],
+                      superuser: bool = False) -> TallyServer:
+    """`tally serve` on a database (created unless it exists): as the README's production set-up (database
+    owned by tally_owner, migrated by it with `tally migrate`, served as tally_app under row security), or
+    as the superuser (which bypasses row security; migrates at start-up) for comparison."""
+    if superuser:
+        if not pg.has_database(dbname):
+            pg.create_database(dbname)
+        return TallyServer(pg.sqlalchemy_url(dbname), workdir, "tally-pg", extra_env=env).start()
+    owner_url, app_url = pg.create_service_database(dbname)
+    migrate_as_owner(owner_url, SERVICE_ROLE, env)
+    return TallyServer(app_url, workdir, "tally-pg", extra_env={**env, "TALLY_AUTO_MIGRATE": "false"}).start()
 
 
 def split_callers(callers: int, procs_n: int) -> list[int]:
@@ -184,12 +211,11 @@ class Runner:
         self.log("starting PostgreSQL (durable defaults)")
         self.pg = BenchPostgres().start()
         self.info["postgres"] = self.pg.describe()
-        self.pg.create_database("bench")
         self.pg.create_database("baseline")
-        server = TallyServer(self.pg.sqlalchemy_url("bench"), self.workdir, "tally-pg",
-                             extra_env=self._server_env())
-        self.servers["pg"] = server.start()
-        self.log(f"tally serve (PostgreSQL) pid {server.pid} on {server.target}")
+        server = serve_on_postgres(self.pg, "bench", self.workdir, self._server_env(), self.args.superuser)
+        self.servers["pg"] = server
+        self.info["pg_server_role"] = "postgres (superuser)" if self.args.superuser else SERVICE_ROLE
+        self.log(f"tally serve (PostgreSQL as {self.info['pg_server_role']}) pid {server.pid} on {server.target}")
 
     def start_sqlite_server(self) -> None:
         db = self.workdir / "tally-bench.db"
@@ -453,6 +479,7 @@ class Runner:
     def run_baseline(self, s: Scenario) -> Row:
         start_ns = time.monotonic_ns() + int(START_LEAD_S * NS)
         config = {"conninfo": self.pg.conninfo("baseline"), "threads": s.callers, "workload": s.workload,
+                  "mode": BASELINE_KINDS[s.kind], "batch": s.batch,
                   "accounts": self.args.accounts, "amount_max": AMOUNT_MAX, "retries_max": 10,
                   "start_ns": start_ns, "warmup_ns": self.warmup_ns, "duration_ns": self.duration_ns,
                   "max_transfers_per_thread": max(10_000, (self.duration_ns + self.warmup_ns) // NS * 20_000)}
@@ -472,18 +499,42 @@ class Runner:
             errors["RETRIES_EXHAUSTED"] = data["exhausted"]
         gen_cpu = int(round(data["cpu_s"] * NS * 100 / self.duration_ns))
         row = Row(s, rate=stats.rate_per_s(data["transfers"], self.duration_ns),
-                  p50_us=stats.percentile(lat, 50), p99_us=stats.percentile(lat, 99), max_us=lat[-1] if lat else None,
+                  calls_rate=stats.rate_per_s(data["calls"], self.duration_ns), p50_us=stats.percentile(lat, 50),
+                  p99_us=stats.percentile(lat, 99), max_us=lat[-1] if lat else None,
                   rejections={"INSUFFICIENT_FUNDS": data["refused"]} if data["refused"] else {}, errors=errors,
                   pg_cpu=window.get("pg"), host_cpu=window.get("host"), gen_cpu=gen_cpu,
                   other_cpu=self._other(window, gen_cpu))
         failed = data["serialization_failures"] + data["deadlocks"]
         row.notes = (f"{stats.pct_text(failed, data['attempts'])} of attempts failed to serialize "
                      f"({data['serialization_failures']} x 40001, {data['deadlocks']} x 40P01)")
+        if s.kind == "setbased":
+            row.notes = (f"{s.batch} transfers/call, "
+                         f"{stats.tenths_text(data['calls'] * 10 * NS // self.duration_ns)} calls/s; {row.notes}")
         if data["failures"] or problems or data["threads_alive"]:
             row.notes += f"; problems: {data['failures'][:3]} {problems} alive={data['threads_alive']}"
         if row.other_cpu is not None and row.other_cpu > self.args.quiet_pct:
             row.notes += f"; DISTURBED: {row.other_cpu}% CPU elsewhere"
         row.raw = {**data, "problems": problems}
+        return row
+
+    def run_disk(self, s: Scenario) -> Row:
+        """Bytes on disk per transfer voucher: table sizes after VACUUM before and after posting
+        --disk-vouchers transfers (PostBatch 1000, uniform) through the API; read as the superuser."""
+        n, server = self.args.disk_vouchers, self.servers[s.server]
+        tenant = self.tenants[f"{s.server}/{s.workload}"]
+        with self.pg.connect("bench") as conn:
+            before = disk.table_sizes(conn)
+        t0 = time.monotonic_ns()
+        asyncio.run(load_transfers(server.target, tenant["api_key"], n, self.args.accounts, AMOUNT_MAX,
+                                   in_flight=s.callers, batch=s.batch))
+        load_ns = time.monotonic_ns() - t0
+        with self.pg.connect("bench") as conn:
+            after = disk.table_sizes(conn)
+        per = disk.per_voucher(before, after, n)
+        row = Row(s, rate=stats.rate_per_s(n, load_ns), notes=f"{n} vouchers; {per['total']} B/voucher on disk")
+        row.raw = {"disk_vouchers": n, "bytes_before": before, "bytes_after": after, "bytes_per_voucher_by_table": per,
+                   "bytes_per_voucher": per["total"], "load_ns": load_ns}
+        self._memory(row, server)
         return row
 
     def run_soak(self, s: Scenario) -> list[Row]:
@@ -534,8 +585,8 @@ class Runner:
         if any(s.server == "pg" for s in todo):
             self.start_pg_server()
             self.setup_tenants("pg", [w for w in ("uniform", "hot") if any(
-                s.server == "pg" and (s.workload == w or s.kind == "soak") for s in todo)])
-            if any(s.kind == "baseline" for s in todo):
+                s.server == "pg" and s.kind in TALLY_KINDS and (s.workload == w or s.kind == "soak") for s in todo)])
+            if any(s.kind in BASELINE_KINDS for s in todo):
                 create_schema(self.pg.conninfo("baseline"), self.args.accounts, OPENING_BALANCE)
         for s in todo:
             if s.server == "sqlite" and "sqlite" not in self.servers:
@@ -545,10 +596,12 @@ class Runner:
             busy_note = self.wait_quiet() if self.args.quiet_wait_s > 0 else ""
             self.log(f"scenario {s.name}: {s.callers} callers, {self.args.duration_s:g}s "
                      f"(+{self.args.warmup_s:g}s warm-up)" if s.kind != "soak" else f"soak: {self.args.soak_s}s")
-            if s.kind == "baseline":
+            if s.kind in BASELINE_KINDS:
                 rows = [self.run_baseline(s)]
             elif s.kind == "soak":
                 rows = self.run_soak(s)
+            elif s.kind == "disk":
+                rows = [self.run_disk(s)]
             else:
                 rows = [self.run_load(s)]
             for row in rows:
@@ -587,11 +640,31 @@ def _rate(rows: list[Row], name: str) -> int | None:
     return r.rate if r else None
 
 
+def _p50(rows: list[Row], name: str) -> int | None:
+    r = find(rows, name)
+    return r.p50_us if r else None
+
+
 def checks(rows: list[Row], soak_samples: list[tuple[int, int]], soak_s: int) -> list[stats.Check]:
+    """The targets of issue 18, every one a ratio to a reference measured in the same run (or a fixed bound
+    where the issue gives one)."""
     empty = _rate(rows, "empty-64")
-    out = [
+    floor_refs = {"SQL baseline 1 thread": _p50(rows, "baseline-uniform-1"),
+                  "empty call 1 caller": _p50(rows, "empty-1")}
+    out = [stats.p50_at_most_times_sum(f"Post 1 {w} p50", _p50(rows, f"post-{w}-1"), floor_refs, 15)
+           for w in ("uniform", "hot")]
+    out += [
         stats.at_least_pct("Post 64 uniform / empty call", _rate(rows, "post-uniform-64"), empty, 70),
         stats.at_least_pct("Post 64 hot / empty call", _rate(rows, "post-hot-64"), empty, 70),
+    ]
+    for workload in ("uniform", "hot"):
+        r = find(rows, f"post-{workload}-16")
+        out.append(stats.below_ms(f"Post 16 {workload} p99", r.p99_us if r else None, 15))
+    for workload in ("uniform", "hot"):
+        out.append(stats.at_least_pct(f"PostBatch 1000 {workload} / set-based SQL",
+                                      _rate(rows, f"batch1000-{workload}"), _rate(rows, f"setbased-{workload}"), 50))
+    out.append(stats.at_least("SQLite PostBatch 1000", _rate(rows, "sqlite-batch1000-uniform"), 8_000, "vouchers/s"))
+    out += [
         stats.at_least_pct("hot / uniform, Post 64", _rate(rows, "post-hot-64"), _rate(rows, "post-uniform-64"), 90),
         stats.at_least_pct("hot / uniform, Post 16", _rate(rows, "post-hot-16"), _rate(rows, "post-uniform-16"), 90),
         stats.at_least_pct("hot / uniform, PostBatch 1000", _rate(rows, "batch1000-hot"),
@@ -600,18 +673,13 @@ def checks(rows: list[Row], soak_samples: list[tuple[int, int]], soak_s: int) ->
     hot_rows = [r for r in rows if r.scenario.workload == "hot" and r.scenario.kind in ("post", "batch")]
     aborted = sum(n for r in hot_rows for k, n in r.errors.items() if k.startswith("ABORTED")) if hot_rows else None
     out.append(stats.equals_zero("hot: client-visible ABORTED", aborted, "ABORTED"))
-    out += [
-        stats.at_least("PostBatch 1000 uniform", _rate(rows, "batch1000-uniform"), 25_000, "vouchers/s"),
-        stats.at_least("PostBatch 1000 hot", _rate(rows, "batch1000-hot"), 25_000, "vouchers/s"),
-    ]
-    for workload in ("uniform", "hot"):
-        r = find(rows, f"post-{workload}-16")
-        out.append(stats.below_ms(f"Post 16 {workload} p99", r.p99_us if r else None, 25))
     warmup = min(60, soak_s // 3)
     base, peak = stats.memory_growth(soak_samples, warmup)
     label = f"server RSS growth after {warmup}s warm-up ({soak_s}s soak)" if soak_s else "server RSS growth (soak)"
     out.append(stats.growth_at_most_pct(label, base, peak, 10))
-    out.append(stats.at_least("SQLite PostBatch 1000", _rate(rows, "sqlite-batch1000-uniform"), 5_000, "vouchers/s"))
+    disk = find(rows, "disk-uniform")
+    out.append(stats.at_most("bytes on disk per transfer voucher", disk.raw.get("bytes_per_voucher") if disk else None,
+                             DISK_BYTES_PER_VOUCHER_MAX, "B"))
     return out
 
 
@@ -634,6 +702,16 @@ def table_rows(rows: list[Row]) -> list[list[object]]:
     return out
 
 
+def disk_table(raw: dict, markdown: bool) -> str:
+    """Per table: bytes before and after (VACUUM, with indexes and TOAST) and the growth per voucher."""
+    per, before, after = raw["bytes_per_voucher_by_table"], raw["bytes_before"], raw["bytes_after"]
+    cells = [[t, before.get(t), after.get(t), per.get(t)] for t in disk.TABLES]
+    cells.append(["total", sum(v or 0 for v in before.values()), sum(v or 0 for v in after.values()), per["total"]])
+    title = f"Bytes on disk per transfer voucher ({raw['disk_vouchers']} vouchers, after VACUUM (ANALYZE)):"
+    return title + "\n" + stats.format_table(["table", "bytes before", "bytes after", "B/voucher"], cells,
+                                              markdown=markdown, right=[False, True, True, True])
+
+
 def report(runner: Runner, markdown: bool) -> str:
     args, rows = runner.args, runner.rows
     pg = runner.info.get("postgres", {})
@@ -648,6 +726,9 @@ def report(runner: Runner, markdown: bool) -> str:
                   *(f"{bullet}{d}" for d in details), ""]
     lines.append(stats.checks_table(checks(rows, runner.soak_samples, args.soak_s), markdown=markdown))
     lines.append("")
+    disk_row = find(rows, "disk-uniform")
+    if disk_row is not None:
+        lines += [disk_table(disk_row.raw, markdown), ""]
     hwm = runner.info.get("server_memory_kib", {})
     mem_text = ", ".join(f"{k}: peak {v.get('VmHWM', 0) // 1024} MiB (VmHWM), now {v.get('VmRSS', 0) // 1024} MiB"
                          for k, v in hwm.items())
@@ -666,7 +747,8 @@ def report(runner: Runner, markdown: bool) -> str:
                  f"{args.channels} channel(s) each, grpc.aio; PostBatch at {args.batch_callers} calls in flight; "
                  f"CPU columns are % of one core over the measured window; 'other CPU' is what the machine "
                  f"spent on anything else (kernel, other jobs), flagged DISTURBED above {args.quiet_pct}%.")
-    lines.append(f"Server code: {runner.info.get('source', '-')}")
+    lines.append(f"Server code: {runner.info.get('source', '-')}; it connects to PostgreSQL as "
+                 f"{runner.info.get('pg_server_role', '-')}")
     lines.append(f"Command: {runner.info.get('command') or shlex.join(getattr(sys, 'orig_argv', sys.argv))}")
     return "\n".join(lines)
 
@@ -728,6 +810,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before each scenario, wait up to this long for the machine to be idle (0: don't)")
     p.add_argument("--quiet-pct", type=int, default=15,
                    help="idle means at most this %% of one core busy outside the benchmark (default 15)")
+    p.add_argument("--disk-vouchers", type=int, default=0, metavar="N",
+                   help="last, post N transfer vouchers (PostBatch 1000, uniform) and report bytes on disk per "
+                        "voucher (0, the default, skips it)")
+    p.add_argument("--superuser", action="store_true", help="serve PostgreSQL as the superuser (skips row security) "
+                   "instead of the service role tally_app, for comparison")
     p.add_argument("--report", metavar="FILE", help="only print the report of a saved --json FILE (no run)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (logs, raw generator output)")
     args = p.parse_args(argv)
@@ -739,6 +826,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.accounts = 1000 if args.quick else 10_000
     if not 0 < args.duration_s <= 3600 or not 0 <= args.warmup_s <= 600:
         p.error("--duration-s must be in (0, 3600] and --warmup-s in [0, 600]")
+    if not 0 <= args.disk_vouchers <= 10_000_000:
+        p.error("--disk-vouchers must be in [0, 10000000]")
     if not 0 <= args.soak_s <= 7200:
         p.error("--soak-s must be in [0, 7200]")
     if not 2 <= args.accounts <= 1_000_000:

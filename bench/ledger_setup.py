@@ -4,13 +4,14 @@ and opening funds posted as adjustments through PostBatch."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 
 import grpc
 
 from bench.credentials import auth_metadata
-from bench.loadgen import CURRENCY, account_code
+from bench.loadgen import CURRENCY, account_code, transfer_request
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -92,3 +93,44 @@ async def setup_tenant(target: str, api_key: str, tenant: str, accounts: int, op
                 raise RuntimeError(f"funding refused: {refused[0].reason} {refused[0].message}")
     return {"tenant": tenant, "api_key": api_key, "accounts": accounts, "prefix": PREFIX, "merchant": MERCHANT,
             "setup_s": round(time.monotonic() - t0, 1)}
+
+
+async def load_transfers(target: str, api_key: str, total: int, accounts: int, amount_max: int, busy_pct: int = 0,
+                         in_flight: int = 4, batch: int = BATCH_REQUESTS_MAX) -> int:
+    """Posts `total` transfer vouchers as PostBatch calls of `batch`, `in_flight` calls at a time. A transfer
+    credits the merchant (the busy account) with probability busy_pct %; the others go between two random
+    deposit accounts. Returns how many credited the merchant. Any refusal or failure after retries raises."""
+    run = uuid.uuid4().hex[:8]
+    rng = random.Random(f"load/{run}")
+    uniform = {"accounts": accounts, "prefix": PREFIX, "merchant": MERCHANT, "amount_max": amount_max,
+               "workload": "uniform"}
+    hot = dict(uniform, workload="hot")
+    calls = [list(range(i, min(total, i + batch))) for i in range(0, total, batch)]
+    busy_total = 0
+
+    async def worker(stub: post_grpc.AccountingServiceStub) -> None:
+        nonlocal busy_total
+        while calls:
+            items = calls.pop(0)
+            busy = [rng.randrange(100) < busy_pct for _ in items]
+            request = post_pb.PostBatchRequest(requests=[transfer_request(rng, hot if b else uniform, f"load-{run}-{i}")
+                                                         for i, b in zip(items, busy, strict=True)])
+            for attempt in range(5):
+                try:  # the same request ids: a retry after an unknown outcome posts nothing twice
+                    reply = await stub.PostBatch(request, metadata=auth_metadata(api_key), timeout=DEADLINE_S)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE,
+                                          grpc.StatusCode.DEADLINE_EXCEEDED) or attempt == 4:
+                        raise RuntimeError(f"PostBatch: {exc.code().name} {exc.details()}") from exc
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            refused = [r.error for r in reply.results if r.HasField("error")]
+            if refused:
+                raise RuntimeError(f"transfer refused: {refused[0].reason} {refused[0].message}")
+            busy_total += sum(busy)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        stub = post_grpc.AccountingServiceStub(channel)
+        await asyncio.gather(*(worker(stub) for _ in range(in_flight)))
+    return busy_total

@@ -56,6 +56,17 @@ def pick_pair(rng: random.Random, accounts: int, workload: str) -> tuple[int, in
     return src, dst + 1 if dst >= src else dst  # uniform over the others: never the source
 
 
+def transfer_request(rng: random.Random, stream: dict, request_id: str) -> post_pb.PostRequest:
+    """A transfer of 1..amount_max between the stream's accounts (to the merchant on the hot workload)."""
+    src, dst = pick_pair(rng, stream["accounts"], stream["workload"])
+    prefix = stream["prefix"]
+    to_code = stream["merchant"] if dst is None else account_code(prefix, dst)
+    flow = flows_pb2.TransferFlow(to=types_pb2.AccountRef(code=to_code),
+                                  amount=rng.randint(1, stream["amount_max"]), currency=CURRENCY)
+    getattr(flow, "from").code = account_code(prefix, src)
+    return post_pb.PostRequest(request_id=request_id, transfer=flow)
+
+
 @dataclass
 class StreamResult:
     name: str
@@ -105,16 +116,6 @@ class Generator:
                         for s in config["streams"]]
         self.cpu: dict[str, float] = {}
 
-    # -- requests ----------------------------------------------------------------------------------
-    def _transfer(self, rng: random.Random, stream: dict, request_id: str) -> post_pb.PostRequest:
-        src, dst = pick_pair(rng, stream["accounts"], stream["workload"])
-        prefix = stream["prefix"]
-        to_code = stream["merchant"] if dst is None else account_code(prefix, dst)
-        flow = flows_pb2.TransferFlow(to=types_pb2.AccountRef(code=to_code),
-                                      amount=rng.randint(1, stream["amount_max"]), currency=CURRENCY)
-        getattr(flow, "from").code = account_code(prefix, src)
-        return post_pb.PostRequest(request_id=request_id, transfer=flow)
-
     # -- callers -----------------------------------------------------------------------------------
     async def _caller(self, channel: grpc.aio.Channel, stream: dict, result: StreamResult, index: int) -> None:
         kind = stream["kind"]
@@ -139,11 +140,11 @@ class Generator:
             if kind == "empty":
                 request, items = health_pb2.HealthCheckRequest(service=""), 1
             elif kind == "post":
-                request, items = self._transfer(rng, stream, f"{id_prefix}{seq}"), 1
+                request, items = transfer_request(rng, stream, f"{id_prefix}{seq}"), 1
             else:
                 items = result.batch
                 request = post_pb.PostBatchRequest(
-                    requests=[self._transfer(rng, stream, f"{id_prefix}{seq}.{i}") for i in range(items)])
+                    requests=[transfer_request(rng, stream, f"{id_prefix}{seq}.{i}") for i in range(items)])
             t0 = time.monotonic_ns()
             response, failure = None, None
             try:

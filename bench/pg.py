@@ -25,6 +25,8 @@ from tests.pgserver import PostgresStartError, find_bindir
 
 PG_USER = "postgres"
 READY_TIMEOUT_S = 60
+OWNER_ROLE = "tally_owner"  # owns the database and schema; only `tally migrate` uses it
+SERVICE_ROLE = "tally_app"  # the server: owns nothing, under row security (README, tenant isolation)
 
 
 def free_port() -> int:
@@ -38,8 +40,11 @@ def _is_root() -> bool:
 
 
 class BenchPostgres:
-    def __init__(self, max_connections: int = 200, shared_buffers: str = "256MB") -> None:
+    """keep_dir: a data directory kept between runs (initialised on first use, never removed)."""
+
+    def __init__(self, max_connections: int = 200, shared_buffers: str = "256MB", keep_dir: Path | None = None) -> None:
         self.bindir = find_bindir()
+        self.keep_dir = keep_dir
         self.settings = {
             "listen_addresses": "'127.0.0.1'",
             "max_connections": str(max_connections),
@@ -47,6 +52,7 @@ class BenchPostgres:
         }
         self.tmpdir: Path | None = None
         self.port: int | None = None
+        self.reused = False  # started on a kept data directory that was already initialised
         self._running = False
 
     # -- helpers ---------------------------------------------------------------------------
@@ -66,6 +72,12 @@ class BenchPostgres:
             return f"(no log: {exc})"
 
     def _make_tmpdir(self) -> Path:
+        if self.keep_dir is not None:
+            self.keep_dir.mkdir(parents=True, exist_ok=True)
+            if _is_root():
+                pw = pwd.getpwnam(PG_USER)
+                os.chown(self.keep_dir, pw.pw_uid, pw.pw_gid)
+            return self.keep_dir.resolve()
         if not _is_root():
             return Path(tempfile.mkdtemp(prefix="tally-bench-pg-"))
         pw = pwd.getpwnam(PG_USER)
@@ -77,14 +89,16 @@ class BenchPostgres:
     def start(self) -> BenchPostgres:
         self.tmpdir = self._make_tmpdir()
         data = self.tmpdir / "data"
-        proc = self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER,
-                         "--encoding=UTF8", "--no-locale")
-        if proc.returncode != 0:
-            raise PostgresStartError(f"initdb failed: {proc.stderr.strip()}")
-        settings = dict(self.settings, unix_socket_directories=f"'{self.tmpdir}'")
-        with open(data / "postgresql.conf", "a") as f:
-            f.write("\n# tally bench: durable defaults; only these are set\n")
-            f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+        self.reused = (data / "PG_VERSION").exists()
+        if not self.reused:
+            proc = self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", PG_USER,
+                             "--encoding=UTF8", "--no-locale")
+            if proc.returncode != 0:
+                raise PostgresStartError(f"initdb failed: {proc.stderr.strip()}")
+            settings = dict(self.settings, unix_socket_directories=f"'{self.tmpdir}'")
+            with open(data / "postgresql.conf", "a") as f:
+                f.write("\n# tally bench: durable defaults; only these are set\n")
+                f.writelines(f"{k} = {v}\n" for k, v in settings.items())
         for attempt in range(5):
             self.port = free_port()
             proc = self._run(str(self.bindir / "pg_ctl"), "start", "-D", str(data), "-l",
@@ -115,18 +129,35 @@ class BenchPostgres:
         except (OSError, ValueError, IndexError, TypeError):
             return None
 
-    def conninfo(self, dbname: str = "postgres") -> str:
-        return f"host=127.0.0.1 port={self.port} user={PG_USER} dbname={dbname}"
+    def conninfo(self, dbname: str = "postgres", user: str = PG_USER) -> str:
+        return f"host=127.0.0.1 port={self.port} user={user} dbname={dbname}"
 
-    def sqlalchemy_url(self, dbname: str) -> str:
-        return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{self.port}/{dbname}"
+    def sqlalchemy_url(self, dbname: str, user: str = PG_USER) -> str:
+        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{dbname}"
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(self.conninfo(dbname), autocommit=True, connect_timeout=10)
 
-    def create_database(self, name: str) -> None:
+    def create_database(self, name: str, owner: str = PG_USER) -> None:
         with self.connect() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+
+    def has_database(self, name: str) -> bool:
+        with self.connect() as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    def create_service_database(self, name: str) -> tuple[str, str]:
+        """The README's production set-up: login roles tally_owner (owns the database, so its schema) and
+        tally_app (owns nothing), and the database, each unless it exists. Returns the SQLAlchemy URLs
+        (owner, service role); authentication is `trust`, so no passwords. Migrate with the owner's URL,
+        serve with the other."""
+        with self.connect() as conn:
+            for role in (OWNER_ROLE, SERVICE_ROLE):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        if not self.has_database(name):
+            self.create_database(name, owner=OWNER_ROLE)
+        return self.sqlalchemy_url(name, OWNER_ROLE), self.sqlalchemy_url(name, SERVICE_ROLE)
 
     def describe(self) -> dict[str, str]:
         """Version and the durability settings actually in force, for the report."""
@@ -145,5 +176,6 @@ class BenchPostgres:
                 self._run(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.tmpdir / "data"), "-m", "fast",
                           "-w", "-t", "30", timeout=60)
             self._running = False
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.keep_dir is None:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
         self.tmpdir = None

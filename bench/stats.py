@@ -120,6 +120,25 @@ def below_ms(name: str, value_us: int | None, limit_ms: int) -> Check:
     return Check(name, f"{ms_text(value_us)} ms", target, PASS if value_us < limit_ms * 1000 else MISS)
 
 
+def at_most(name: str, value: int | None, ceiling: int, unit: str) -> Check:
+    target = f"<= {ceiling:,} {unit}"
+    if value is None:
+        return Check(name, "-", target, NOT_RUN)
+    return Check(name, f"{value:,} {unit}", target, PASS if value <= ceiling else MISS)
+
+
+def p50_at_most_times_sum(name: str, value_us: int | None, references_us: Mapping[str, int | None],
+                          tenths: int) -> Check:
+    """value <= (tenths / 10) x the sum of the references (latencies in us), decided in integers."""
+    target = f"<= {tenths_text(tenths)} x ({' + '.join(references_us)})"
+    if value_us is None or any(v is None for v in references_us.values()):
+        return Check(name, "-", target, NOT_RUN)
+    total = sum(references_us.values())
+    parts = " + ".join(ms_text(v) for v in references_us.values())
+    measured = f"{ms_text(value_us)} ms vs {ms_text(total)} ms ({parts})"
+    return Check(name, measured, target, PASS if value_us * 10 <= total * tenths else MISS)
+
+
 def equals_zero(name: str, value: int | None, what: str) -> Check:
     if value is None:
         return Check(name, "-", "0", NOT_RUN)

@@ -28,6 +28,17 @@ def tally_executable() -> str:
     return str(candidate) if candidate.exists() else "tally"
 
 
+def migrate_as_owner(owner_url: str, service_role: str, env: dict[str, str] | None = None) -> str:
+    """`tally migrate` as the README's production set-up runs it: the owner migrates and grants the service
+    role what the service needs. Returns its output; raises when it fails."""
+    done = subprocess.run([tally_executable(), "migrate"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {}), "TALLY_MIGRATE_DATABASE_URL": owner_url,
+                               "TALLY_SERVICE_ROLE": service_role}, stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"tally migrate exited with {done.returncode}:\n{done.stdout}{done.stderr}")
+    return done.stdout.strip()
+
+
 class TallyServer:
     def __init__(self, database_url: str, workdir: Path, name: str = "tally", extra_env: dict | None = None) -> None:
         self.database_url = database_url

@@ -213,3 +213,18 @@ def test_tenths_text():
     assert stats.tenths_text(14) == "1.4"
     assert stats.tenths_text(0) == "0.0"
     assert stats.tenths_text(1234) == "123.4"
+
+
+def test_p50_at_most_times_sum_decides_in_integers():
+    refs = {"sql": 700, "empty": 500}
+    assert stats.p50_at_most_times_sum("p", 1800, refs, 15).verdict == stats.PASS  # 1.5 x 1.2 ms
+    assert stats.p50_at_most_times_sum("p", 1801, refs, 15).verdict == stats.MISS
+    check = stats.p50_at_most_times_sum("p", 1800, refs, 15)
+    assert check.target == "<= 1.5 x (sql + empty)" and check.measured == "1.8 ms vs 1.2 ms (0.7 + 0.5)"
+    assert stats.p50_at_most_times_sum("p", 1800, {"sql": None, "empty": 500}, 15).verdict == stats.NOT_RUN
+
+
+def test_at_most():
+    assert stats.at_most("disk", 1500, 1500, "B").verdict == stats.PASS
+    assert stats.at_most("disk", 1501, 1500, "B").verdict == stats.MISS
+    assert stats.at_most("disk", None, 1500, "B").verdict == stats.NOT_RUN

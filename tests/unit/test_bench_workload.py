@@ -64,33 +64,68 @@ def test_split_callers():
 
 
 def _row(name: str, kind: str, workload: str, callers: int, rate: int, p99_us: int = 1000,
-         errors: dict | None = None) -> Row:
-    return Row(Scenario(name, name, kind, workload, callers), rate=rate, p50_us=500, p99_us=p99_us,
+         errors: dict | None = None, p50_us: int = 500) -> Row:
+    return Row(Scenario(name, name, kind, workload, callers), rate=rate, p50_us=p50_us, p99_us=p99_us,
                errors=errors or {})
 
 
 def test_checks_read_the_rows_they_name():
     rows = [
+        _row("empty-1", "empty", "", 1, 2000, p50_us=400),
         _row("empty-64", "empty", "", 64, 1000),
-        _row("post-uniform-16", "post", "uniform", 16, 600, p99_us=24_000),
-        _row("post-hot-16", "post", "hot", 16, 540, p99_us=26_000),
+        _row("baseline-uniform-1", "baseline", "uniform", 1, 1500, p50_us=600),
+        _row("post-uniform-1", "post", "uniform", 1, 200, p50_us=1500),  # 1.5 x (0.6 + 0.4) ms exactly
+        _row("post-hot-1", "post", "hot", 1, 200, p50_us=1501),
+        _row("post-uniform-16", "post", "uniform", 16, 600, p99_us=14_999),
+        _row("post-hot-16", "post", "hot", 16, 540, p99_us=15_000),
         _row("post-uniform-64", "post", "uniform", 64, 700),
         _row("post-hot-64", "post", "hot", 64, 699, errors={"ABORTED:RETRIES_EXHAUSTED": 2}),
-        _row("batch1000-uniform", "batch", "uniform", 4, 25_000),
-        _row("batch1000-hot", "batch", "hot", 4, 24_999),
+        _row("setbased-uniform", "setbased", "uniform", 4, 30_000),
+        _row("setbased-hot", "setbased", "hot", 4, 26_000),
+        _row("batch1000-uniform", "batch", "uniform", 4, 15_000),
+        _row("batch1000-hot", "batch", "hot", 4, 12_999),
+        _row("sqlite-batch1000-uniform", "batch", "uniform", 4, 8_000),
     ]
-    verdicts = {c.name: c.verdict for c in checks(rows, [(0, 100), (60, 100), (70, 109)], 600)}
+    disk = _row("disk-uniform", "disk", "uniform", 4, 3000)
+    disk.raw = {"bytes_per_voucher": 1501}
+    verdicts = {c.name: c.verdict for c in checks([*rows, disk], [(0, 100), (60, 100), (70, 109)], 600)}
+    assert verdicts["Post 1 uniform p50"] == stats.PASS
+    assert verdicts["Post 1 hot p50"] == stats.MISS
     assert verdicts["Post 64 uniform / empty call"] == stats.PASS  # 700 / 1000
     assert verdicts["Post 64 hot / empty call"] == stats.MISS  # 699 / 1000
+    assert verdicts["Post 16 uniform p99"] == stats.PASS
+    assert verdicts["Post 16 hot p99"] == stats.MISS  # under 15 ms, not at it
+    assert verdicts["PostBatch 1000 uniform / set-based SQL"] == stats.PASS  # 50%
+    assert verdicts["PostBatch 1000 hot / set-based SQL"] == stats.MISS  # 12,999 / 26,000
+    assert verdicts["SQLite PostBatch 1000"] == stats.PASS
     assert verdicts["hot / uniform, Post 64"] == stats.PASS
     assert verdicts["hot / uniform, Post 16"] == stats.PASS  # 540 / 600 = 90%
+    assert verdicts["hot / uniform, PostBatch 1000"] == stats.MISS
     assert verdicts["hot: client-visible ABORTED"] == stats.MISS
-    assert verdicts["PostBatch 1000 uniform"] == stats.PASS
-    assert verdicts["PostBatch 1000 hot"] == stats.MISS
-    assert verdicts["Post 16 uniform p99"] == stats.PASS
-    assert verdicts["Post 16 hot p99"] == stats.MISS
     assert verdicts["server RSS growth after 60s warm-up (600s soak)"] == stats.PASS
-    assert verdicts["SQLite PostBatch 1000"] == stats.NOT_RUN
+    assert verdicts["bytes on disk per transfer voucher"] == stats.MISS
+
+
+def test_checks_not_run_without_their_references():
+    rows = [_row("post-uniform-1", "post", "uniform", 1, 200), _row("batch1000-uniform", "batch", "uniform", 4, 9)]
+    verdicts = {c.name: c.verdict for c in checks(rows, [], 0)}
+    assert verdicts["Post 1 uniform p50"] == stats.NOT_RUN  # no SQL baseline or empty call at 1
+    assert verdicts["PostBatch 1000 uniform / set-based SQL"] == stats.NOT_RUN
+    assert verdicts["bytes on disk per transfer voucher"] == stats.NOT_RUN
+    assert not any("25,000" in c.target or "25 ms" in c.target for c in checks(rows, [], 0))
+
+
+def test_scenarios_include_the_references():
+    from bench.harness import parse_args, scenarios
+
+    names = {s.name: s for s in scenarios(parse_args(["--quick"]))}
+    for name in ("empty-1", "empty-64", "baseline-uniform-1", "baseline-plpgsql-1", "setbased-uniform",
+                 "setbased-hot"):
+        assert name in names
+    assert (names["setbased-hot"].callers, names["setbased-hot"].batch) == (4, 50)
+    assert "disk-uniform" not in names
+    with_disk = scenarios(parse_args(["--quick", "--disk-vouchers", "5000"]))
+    assert with_disk[-1].name == "disk-uniform"
 
 
 def test_table_rows_print_integers_and_one_decimal_latencies():
