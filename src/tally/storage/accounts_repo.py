@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, sel
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
-from tally.storage import bulk
+from tally.storage import bulk, journal_repo
 from tally.storage.engine import locking
 from tally.storage.tables import accounts, balances, matchable, voucher_lines
 
@@ -186,18 +186,15 @@ def save_balances(conn: Connection, states: Iterable[BalanceState], now_us: int)
 
 def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None = None,
                accounting_date_max: str | None = None) -> tuple[int, int]:
-    """(balance, entry count) after the last entry posted at or before a time, or on or before a day. Posting
-    times and accounting dates never go back within a tenant, so that entry is the first one an index on
-    (account, time or day, entry number) meets reading backwards from the bound: one look-up, however long
-    the account's history."""
-    if posted_us_max is not None:
-        order, condition = voucher_lines.c.posted_us, voucher_lines.c.posted_us <= posted_us_max
-    else:
-        order, condition = voucher_lines.c.accounting_date, voucher_lines.c.accounting_date <= accounting_date_max
-    row = conn.execute(select(voucher_lines.c.balance_after, voucher_lines.c.entry_number)
-                       .where(voucher_lines.c.account_id == account_id, condition)
-                       .order_by(order.desc(), voucher_lines.c.entry_number.desc()).limit(1)).first()
-    return (row.balance_after, row.entry_number) if row is not None else (0, 0)
+    """(balance, entry count) after the last entry posted at or before a time, or on or before a day."""
+    column, bound = ((voucher_lines.c.posted_us, posted_us_max) if posted_us_max is not None
+                     else (voucher_lines.c.accounting_date, accounting_date_max))
+    last = journal_repo.last_entry_where(conn, account_id, column, bound)
+    if last == 0:
+        return 0, 0
+    after = conn.execute(select(voucher_lines.c.balance_after).where(
+        voucher_lines.c.account_id == account_id, voucher_lines.c.entry_number == last)).scalar_one()
+    return after, last
 
 
 def trial_balance_rows(conn: Connection, tenant_id: str) -> list[tuple[str, str, int, int, int]]:

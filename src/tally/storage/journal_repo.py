@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, text
 
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
@@ -120,16 +120,38 @@ def _assemble(conn: Connection, rows: Sequence[Row]) -> dict[str, Voucher]:
 
 def list_entries(conn: Connection, tenant_id: str, account_id: str, *, after_entry: int, limit: int,
                  start_date: str | None = None, end_date: str | None = None) -> list[Row]:
+    """The account's entries after `after_entry`, within the dates when given: the dates become a range of
+    entry numbers first (`last_entry_where`), so a page reads only its own entries."""
+    if start_date:
+        after_entry = max(after_entry, last_entry_where(conn, account_id, voucher_lines.c.accounting_date,
+                                                        start_date, inclusive=False))
     conditions = [voucher_lines.c.tenant_id == tenant_id, voucher_lines.c.account_id == account_id,
                   voucher_lines.c.entry_number > after_entry]
-    if start_date:
-        conditions.append(voucher_lines.c.accounting_date >= start_date)
     if end_date:
-        conditions.append(voucher_lines.c.accounting_date <= end_date)
+        conditions.append(voucher_lines.c.entry_number <= last_entry_where(
+            conn, account_id, voucher_lines.c.accounting_date, end_date))
     query = (select(voucher_lines, vouchers.c.flow_type)
              .join(vouchers, vouchers.c.id == voucher_lines.c.voucher_id)
              .where(and_(*conditions)).order_by(voucher_lines.c.entry_number).limit(limit))
     return list(conn.execute(query))
+
+
+def last_entry_where(conn: Connection, account_id: str, column: ColumnElement, bound: object, *,
+                     inclusive: bool = True) -> int:
+    """The number of the account's last entry whose `column` (its posting time or accounting date) is at most
+    `bound` (below it, when not inclusive); 0 when there is none. An account's entries follow both (posting
+    times and accounting dates never go back within a tenant), so a binary search over its entry numbers finds
+    it: about log2(entries) look-ups of the (account, entry number) key, in one query, where an index per
+    column would cost every line written two more index entries."""
+    op = "<=" if inclusive else "<"
+    probe = (f"(SELECT {column.name} {op} :bound FROM voucher_lines WHERE account_id = :account "
+             "AND entry_number = (lo + hi + 1) / 2)")
+    sql = (f"WITH RECURSIVE search(lo, hi) AS ("
+           f"SELECT CAST(0 AS BIGINT), (SELECT entry_count FROM balances WHERE account_id = :account) "
+           f"UNION ALL SELECT CASE WHEN {probe} THEN (lo + hi + 1) / 2 ELSE lo END, "
+           f"CASE WHEN {probe} THEN hi ELSE (lo + hi + 1) / 2 - 1 END FROM search WHERE lo < hi) "
+           f"SELECT max(lo) FROM search")
+    return conn.execute(text(sql), {"account": account_id, "bound": bound}).scalar() or 0
 
 
 def balance_before_entry(conn: Connection, account_id: str, entry_number: int) -> int:

@@ -114,12 +114,8 @@ voucher_lines = Table(
     UniqueConstraint("account_id", "entry_number"),
     CheckConstraint("amount > 0", name="amount_positive"),
 )
-# A balance as of a day or a time is the last entry at or before it: one index entry each (posting times and
-# accounting dates never go back within a tenant).
-Index("ix_voucher_lines_account_id_accounting_date", voucher_lines.c.account_id,
-      voucher_lines.c.accounting_date, voucher_lines.c.entry_number)
-Index("ix_voucher_lines_account_id_posted_us_entry_number", voucher_lines.c.account_id,
-      voucher_lines.c.posted_us, voucher_lines.c.entry_number)
+# No index by date or time: an account's entries follow both, so the last entry at or before one is a binary
+# search over (account_id, entry_number) (journal_repo.last_entry_where).
 
 idempotency = Table(
     "idempotency", metadata,

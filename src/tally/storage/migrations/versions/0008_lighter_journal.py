@@ -10,11 +10,11 @@ What every posting pays for, made cheaper, and the reads that grew with history 
   Each cost a trigger and a row lock on the referenced row per line written; the journal is append-only,
   the writer reads every account it posts to in the same transaction (the rows exist), and the ledger
   audit checks that every line names a voucher and an account of its tenant.
-- `voucher_lines` gets an index on (account_id, posted_us, entry_number): a balance as of a time reads one
-  index entry instead of every line of the account before that time.
 - `ledger_heads.posted_us`: the last posting time of the tenant, so that posting times never go back
-  within a tenant (a clock stepped back posts at the last time instead), which is what lets the last
-  entry at or before a time be found by the index above.
+  within a tenant (a clock stepped back posts at the last time instead). Accounting dates never went back.
+  An account's entries are then in the order of both, and the last entry at or before a time or a day is a
+  binary search over (account_id, entry_number): the index on (account_id, accounting_date, entry_number)
+  goes, which every line written paid for, and a balance as of a time no longer reads every earlier line.
 - Row security (PostgreSQL): the policies compare the row's tenant with the scope first, one text
   comparison for the usual scope of one tenant, before splitting a scope of several. An empty scope
   still matches nothing.
@@ -50,7 +50,7 @@ DROPPED_KEYS = (
     ("voucher_lines", "fk_voucher_lines_account_id_accounts", ["account_id"], "accounts"),
     ("balances", "fk_balances_account_id_accounts", ["account_id"], "accounts"),
 )
-TIME_INDEX = "ix_voucher_lines_account_id_posted_us_entry_number"
+DATE_INDEX = "ix_voucher_lines_account_id_accounting_date"
 
 
 def _in_scope(column: str) -> str:
@@ -78,7 +78,7 @@ def upgrade() -> None:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_constraint(name, type_="foreignkey")
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
-        batch_op.create_index(TIME_INDEX, ["account_id", "posted_us", "entry_number"], unique=False)
+        batch_op.drop_index(DATE_INDEX)
     with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
         batch_op.add_column(sa.Column("posted_us", sa.BigInteger(), nullable=False, server_default=sa.text("0")))
     if _postgresql():
@@ -91,7 +91,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
         batch_op.drop_column("posted_us")
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
-        batch_op.drop_index(TIME_INDEX)
+        batch_op.create_index(DATE_INDEX, ["account_id", "accounting_date", "entry_number"], unique=False)
     for table, name, columns, referred in reversed(DROPPED_KEYS):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.create_foreign_key(name, referred, columns, ["id"])
