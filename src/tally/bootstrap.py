@@ -17,12 +17,14 @@ from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError
+from tally.domain.vouchers import EffectiveWindow
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
 from tally.service import keys
 from tally.service.audit import AuditLog
 from tally.service.authn import Authenticator
 from tally.service.container import Services
 from tally.service.expiry import HoldExpirer
+from tally.service.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
 from tally.service.jwt_tokens import JwtConfig
 from tally.service.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting import Posting
@@ -31,7 +33,7 @@ from tally.service.templates import template_opener
 from tally.storage import auth_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
-from tally.storage.roles import may_migrate
+from tally.storage.roles import may_migrate, row_security_bypass
 from tally.storage.uow import Scope, UnitOfWork
 from tally.streaming.hub import EventHub
 from tally.streaming.pg_listener import PgListener
@@ -47,7 +49,8 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
         queue_depth_max=settings.queue_depth_max), opener=template_opener(rules, settings.currencies))
-    posting = Posting(pipeline, uow, rules, settings.currencies, now_us)
+    window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
+    posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)
     expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)
     hub = EventHub(uow, settings)
     uow.after_commit.append(hub.wake)  # called in the writing thread after each commit that wrote events
@@ -58,11 +61,19 @@ def build_services(settings: Settings, engines: Engines) -> Services:
 
 def jwt_config(settings: Settings) -> JwtConfig | None:
     """The JWT verification settings, or None when only API keys are accepted; checked at start-up."""
-    if not settings.jwt_secret:
+    if not (settings.jwt_secret or settings.jwt_public_key_file or settings.jwt_jwks_file):
         return None
     algorithms = frozenset(a.strip() for a in settings.jwt_algorithms.split(","))
+    keys = []
+    for variable, path, load in (("TALLY_JWT_PUBLIC_KEY_FILE", settings.jwt_public_key_file, load_pem_keys),
+                                 ("TALLY_JWT_JWKS_FILE", settings.jwt_jwks_file, load_jwks_keys)):
+        try:
+            keys += load(path) if path else ()
+        except KeyFileError as exc:
+            raise ConfigError(f"{variable}: {exc}") from exc
     try:
-        return JwtConfig(settings.jwt_secret.encode(), algorithms, settings.jwt_issuer, settings.jwt_audience)
+        return JwtConfig(settings.jwt_secret.encode(), algorithms, settings.jwt_issuer, settings.jwt_audience,
+                         public_keys=tuple(keys), lifetime_max_s=settings.jwt_lifetime_max_s)
     except ValueError as exc:
         raise ConfigError(f"TALLY_JWT_*: {exc}") from exc
 
@@ -135,6 +146,21 @@ async def _stop_writers(services: Services, engines: Engines) -> None:
     engines.dispose()
 
 
+def check_row_security(engines: Engines, settings: Settings) -> None:
+    """A PostgreSQL role that is a superuser or has BYPASSRLS skips every tenant policy: a warning, and in
+    production a refusal to start."""
+    with engines.write.connect() as conn:
+        bypass = row_security_bypass(conn)
+    if not bypass:
+        return
+    if settings.env == "production":
+        raise ConfigError(f"TALLY_ENV=production: TALLY_DATABASE_URL's {bypass}, so row security does not bind "
+                          "it; run the server as a role that owns nothing (see README, Tenant isolation)")
+    log.warning("TALLY_DATABASE_URL's %s: row security does not bind it, and tenants are kept apart by the "
+                "queries alone; run the server as a role that owns nothing (TALLY_ENV=production refuses this)",
+                bypass)
+
+
 def auto_migrate(engines: Engines) -> None:
     """Migrates at start-up, unless the service connects as a role that cannot: a PostgreSQL service role
     that owns nothing, for which `tally migrate` runs as the owner (and grants the role; replicas starting
@@ -154,6 +180,11 @@ async def start(settings: Settings) -> App:
                     settings.unsafe_isolation)
     engines = make_engines(settings.database_url, pool_size=settings.db_pool_size,
                            unsafe_isolation=settings.unsafe_isolation)
+    try:
+        await asyncio.to_thread(check_row_security, engines, settings)
+    except BaseException:
+        engines.dispose()
+        raise
     if settings.auto_migrate:
         await asyncio.to_thread(auto_migrate, engines)
     services = build_services(settings, engines)

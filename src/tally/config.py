@@ -20,6 +20,7 @@ _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 @dataclass(frozen=True)
 class Settings:
+    env: str = "development"  # "production" refuses what development only warns about (see README)
     database_url: str = "sqlite:///tally.db"
     migrate_database_url: str = ""  # `tally migrate` connects with it (the schema owner); empty: database_url
     service_role: str = ""  # PostgreSQL role the service runs as; `tally migrate` grants it what it needs
@@ -38,17 +39,25 @@ class Settings:
     otel_exporter: str = "none"
     bootstrap_admin: bool = True  # first start with no tenant: create tenant `local` and an admin key
     admin_key_file: str = "tally-admin.key"
-    jwt_secret: str = ""  # empty: only API keys are accepted
+    jwt_secret: str = ""  # with no secret and no key file, only API keys are accepted
+    jwt_public_key_file: str = ""  # PEM public keys or certificates that verify RS*/PS*/ES*/EdDSA tokens
+    jwt_jwks_file: str = ""  # the same as a JWKS document (RFC 7517), keys picked by kid
     jwt_algorithms: str = "HS256"
     jwt_issuer: str = ""
     jwt_audience: str = ""
+    jwt_lifetime_max_s: int = 86_400  # a token whose exp lies further ahead than this is refused
     auth_cache_ttl_s: int = 5
     tls_cert_file: str = ""  # PEM certificate chain; with tls_key_file the port speaks TLS only
     tls_key_file: str = ""  # PEM private key (unencrypted) of that certificate
     tls_client_ca_file: str = ""  # PEM CA certificates: clients must present a certificate they signed (mTLS)
     rules_file: str = ""  # empty: the default rule set that ships with Tally
     hold_expiry_interval_s: int = 1
+    effective_time_past_max_s: int = 400 * 86_400  # how far back a voucher's effective time may lie
+    effective_time_future_max_s: int = 7 * 86_400  # and how far ahead
+    page_bytes_max: int = 1024 * 1024  # a List page stops before its items pass this many encoded bytes
     stream_subscribers_max: int = 1000
+    stream_subscribers_per_tenant_max: int = 250  # one tenant's share of the server's streams
+    stream_subscribers_per_key_max: int = 50  # one API key's (or token subject's) share of its tenant's
     stream_lag_events_max: int = 10_000
     stream_idle_poll_s: int = 5
     stream_page_size: int = 500
@@ -60,6 +69,7 @@ class Settings:
         d = cls()
         try:
             settings = cls(
+                env=_choice(env, "TALLY_ENV", d.env, {"development", "production"}),
                 database_url=env.get("TALLY_DATABASE_URL", d.database_url),
                 migrate_database_url=env.get("TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
@@ -79,17 +89,29 @@ class Settings:
                 bootstrap_admin=_bool(env, "TALLY_BOOTSTRAP_ADMIN", d.bootstrap_admin),
                 admin_key_file=env.get("TALLY_ADMIN_KEY_FILE", d.admin_key_file),
                 jwt_secret=env.get("TALLY_JWT_SECRET", d.jwt_secret),
+                jwt_public_key_file=env.get("TALLY_JWT_PUBLIC_KEY_FILE", d.jwt_public_key_file),
+                jwt_jwks_file=env.get("TALLY_JWT_JWKS_FILE", d.jwt_jwks_file),
                 jwt_algorithms=env.get("TALLY_JWT_ALGORITHMS", d.jwt_algorithms),
                 jwt_issuer=env.get("TALLY_JWT_ISSUER", d.jwt_issuer),
                 jwt_audience=env.get("TALLY_JWT_AUDIENCE", d.jwt_audience),
+                jwt_lifetime_max_s=_int(env, "TALLY_JWT_LIFETIME_MAX_S", d.jwt_lifetime_max_s, 60, 31_536_000),
                 auth_cache_ttl_s=_int(env, "TALLY_AUTH_CACHE_TTL_S", d.auth_cache_ttl_s, 0, 300),
                 tls_cert_file=env.get("TALLY_TLS_CERT_FILE", d.tls_cert_file),
                 tls_key_file=env.get("TALLY_TLS_KEY_FILE", d.tls_key_file),
                 tls_client_ca_file=env.get("TALLY_TLS_CLIENT_CA_FILE", d.tls_client_ca_file),
                 rules_file=env.get("TALLY_RULES_FILE", d.rules_file),
                 hold_expiry_interval_s=_int(env, "TALLY_HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s, 1, 3600),
+                effective_time_past_max_s=_int(env, "TALLY_EFFECTIVE_TIME_PAST_MAX_S", d.effective_time_past_max_s,
+                                               0, 100 * 366 * 86_400),
+                effective_time_future_max_s=_int(env, "TALLY_EFFECTIVE_TIME_FUTURE_MAX_S",
+                                                 d.effective_time_future_max_s, 0, 100 * 366 * 86_400),
+                page_bytes_max=_int(env, "TALLY_PAGE_BYTES_MAX", d.page_bytes_max, 64 * 1024, 3 * 1024 * 1024),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
                                             100_000),
+                stream_subscribers_per_tenant_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_PER_TENANT_MAX",
+                                                       d.stream_subscribers_per_tenant_max, 1, 100_000),
+                stream_subscribers_per_key_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_PER_KEY_MAX",
+                                                    d.stream_subscribers_per_key_max, 1, 100_000),
                 stream_lag_events_max=_int(env, "TALLY_STREAM_LAG_EVENTS_MAX", d.stream_lag_events_max, 1,
                                            1_000_000),
                 stream_idle_poll_s=_int(env, "TALLY_STREAM_IDLE_POLL_S", d.stream_idle_poll_s, 1, 3600),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -304,6 +305,21 @@ CASES = [
       id="post-effective-time-beyond-int64-microseconds"),
     P(lambda w: w.transfer("alice", "bob", 5, **at(253_402_300_800)), C.INVALID_ARGUMENT, "TIMESTAMP_INVALID",
       id="post-effective-time-after-year-9999"),
+    # Valid Timestamps, but outside the window around now (400 days back, 7 days ahead by default).
+    P(lambda w: w.transfer("alice", "bob", 5, **at(-62_135_596_800)), C.INVALID_ARGUMENT,
+      "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-effective-time-year-1",
+      meta={"past_max_s": str(400 * 86_400), "future_max_s": str(7 * 86_400)}),
+    P(lambda w: w.transfer("alice", "bob", 5, **at(253_402_300_799)), C.INVALID_ARGUMENT,
+      "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-effective-time-year-9999"),
+    P(lambda w: w.transfer("alice", "bob", 5, **at(int(time.time()) - 401 * 86_400)), C.INVALID_ARGUMENT,
+      "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-effective-time-401-days-ago"),
+    P(lambda w: w.transfer("alice", "bob", 5, **at(int(time.time()) + 8 * 86_400)), C.INVALID_ARGUMENT,
+      "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-effective-time-8-days-ahead"),
+    P(lambda w: w.post(post_pb.PostRequest(request_id=w.rid(), **at(-62_135_596_800), funding=flows_pb2.FundingFlow(
+        consumer="c1", processor="p1", amount=5, currency="USD"))), C.INVALID_ARGUMENT,
+      "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-rule-flow-effective-time-year-1"),
+    P(lambda w: w.adjust(lines_usd(("funding-usd", "debit", 5), ("alice", "credit", 5)), **at(253_402_300_799)),
+      C.INVALID_ARGUMENT, "EFFECTIVE_TIME_OUT_OF_RANGE", id="post-adjustment-effective-time-year-9999"),
     # --- Post: request id and metadata -------------------------------------------------------------
     P(lambda w: w.transfer("alice", "bob", 5, request_id=""), C.INVALID_ARGUMENT, "REQUEST_ID_MISSING",
       id="post-missing-request-id"),
@@ -327,6 +343,19 @@ CASES = [
       id="post-metadata-key-trailing-newline"),
     P(lambda w: w.transfer("alice", "bob", 5, metadata={"": "v"}), C.INVALID_ARGUMENT, "METADATA_INVALID",
       id="post-metadata-empty-key"),
+    # The server's own voucher keys are not the caller's to set (a caller's `reason` replaced an adjustment's).
+    P(lambda w: w.adjust(lines_usd(("funding-usd", "debit", 5), ("alice", "credit", 5)), metadata={"reason": "x"}),
+      C.INVALID_ARGUMENT, "METADATA_KEY_RESERVED", id="post-adjustment-metadata-reason", meta={"key": "reason"}),
+    P(lambda w: w.transfer("alice", "bob", 5, metadata={"rule_voucher": "x"}), C.INVALID_ARGUMENT,
+      "METADATA_KEY_RESERVED", id="post-transfer-metadata-rule-voucher", meta={"key": "rule_voucher"}),
+    P(lambda w: w.post(post_pb.PostRequest(request_id=w.rid(), metadata={"rule_voucher": "forged"},
+                                           funding=flows_pb2.FundingFlow(consumer="c1", processor="p1", amount=5,
+                                                                         currency="USD"))),
+      C.INVALID_ARGUMENT, "METADATA_KEY_RESERVED", id="post-rule-flow-metadata-rule-voucher"),
+    P(lambda w: w.post(post_pb.PostRequest(request_id=w.rid(), metadata={"refund_of": "t-1"},
+                                           refund=flows_pb2.RefundFlow(original_request_id="t-1", amount=1,
+                                                                       currency="USD", reason="r"))),
+      C.INVALID_ARGUMENT, "METADATA_KEY_RESERVED", id="post-refund-metadata-refund-of"),
     # --- tenant --------------------------------------------------------------------------------------
     # The tenant comes from the credential; credentials themselves are covered by test_e2e_auth.
     P(lambda w: w.transfer("alice", "bob", 5, tenant=None), C.UNAUTHENTICATED, "CREDENTIALS_MISSING",
@@ -360,6 +389,11 @@ CASES = [
       id="create-deposit-with-credit-limit"),
     P(lambda w: w.create(type=types_pb2.ACCOUNT_TYPE_CREDIT, credit_limit=-1), C.INVALID_ARGUMENT,
       "CREDIT_LIMIT_INVALID", id="create-negative-credit-limit"),
+    # A limit of int64 max was accepted, and then available (current - locked + limit) overflowed on every credit.
+    P(lambda w: w.create(type=types_pb2.ACCOUNT_TYPE_CREDIT, credit_limit=INT64_MAX), C.INVALID_ARGUMENT,
+      "CREDIT_LIMIT_TOO_LARGE", id="create-credit-limit-int64-max", meta={"credit_limit_max": str(2**62)}),
+    P(lambda w: w.create(type=types_pb2.ACCOUNT_TYPE_CREDIT, credit_limit=2**62 + 1), C.INVALID_ARGUMENT,
+      "CREDIT_LIMIT_TOO_LARGE", id="create-credit-limit-past-its-max"),
     P(lambda w: w.create(code="alice"), C.ALREADY_EXISTS, "ACCOUNT_CODE_TAKEN", id="create-duplicate-code",
       meta={"code": "alice"}),
     P(lambda w: w.create(code="bad code"), C.INVALID_ARGUMENT, "ACCOUNT_CODE_INVALID", id="create-code-with-space"),
@@ -400,6 +434,8 @@ CASES = [
       "CREDIT_LIMIT_NOT_ALLOWED", id="update-credit-limit-on-deposit"),
     P(lambda w: w.update("card", ["credit_limit"], credit_limit=-1), C.INVALID_ARGUMENT,
       "CREDIT_LIMIT_INVALID", id="update-negative-credit-limit"),
+    P(lambda w: w.update("card", ["credit_limit"], credit_limit=INT64_MAX), C.INVALID_ARGUMENT,
+      "CREDIT_LIMIT_TOO_LARGE", id="update-credit-limit-int64-max"),
     P(lambda w: w.update("alice", ["metadata"], metadata={"bad key": "v"}), C.INVALID_ARGUMENT,
       "METADATA_INVALID", id="update-metadata-malformed-key"),
     P(lambda w: w.update("alice", ["name"], name="n" * 257), C.INVALID_ARGUMENT, "TEXT_TOO_LONG",

@@ -30,8 +30,9 @@ def app_server(request, postgres_url, pg_server, tmp_path):
     pg_server.create_login_role(SERVICE_ROLE)
     migrate(postgres_url, service_role=SERVICE_ROLE)  # as the owner, like the migration Job
     app_url = make_url(postgres_url).set(username=SERVICE_ROLE).render_as_string(hide_password=False)
+    # In production mode too: a role that owns nothing and does not bypass row security may serve.
     settings = dataclasses.replace(e2e_settings(app_url), auto_migrate=request.param, bootstrap_admin=True,
-                                   admin_key_file=str(tmp_path / "admin.key"))
+                                   admin_key_file=str(tmp_path / "admin.key"), env="production")
     with running_server(settings) as server:
         yield server, postgres_url, tmp_path / "admin.key"
 

@@ -15,8 +15,9 @@ from tests.integration.conftest import TENANT
 FLUSH_TIMEOUT_S = 30
 
 
-def row(request_id: str, role: str = "admin") -> AuditRow:
-    return AuditRow(TENANT, "tests", role, "Post", "flow:transfer", "ok", request_id, "ipv4:127.0.0.1:1", now_us())
+def row(request_id: str, role: str = "admin", time_us: int | None = None) -> AuditRow:
+    return AuditRow(TENANT, "tests", role, "Post", "flow:transfer", "ok", request_id, "ipv4:127.0.0.1:1",
+                    now_us() if time_us is None else time_us)
 
 
 def stored_request_ids(ledger) -> list[str]:
@@ -39,13 +40,30 @@ async def test_a_row_the_database_refuses_is_logged_and_the_others_are_stored(po
     ledger = make_ledger(postgres_url, start=False)
     audit = AuditLog(ledger.uow, flush_ms=20)
     audit.start()
-    too_long = "r" * 17  # audit_log.role is varchar(16)
+    past_int64 = 2**63  # time_us is a bigint: nothing the audit writer cleans makes this storable
     with caplog.at_level(logging.ERROR, logger="tally.service.audit"):
-        for audit_row in (row("before"), row("refused", role=too_long), row("after")):
+        for audit_row in (row("before"), row("refused", time_us=past_int64), row("after")):
             await audit.record(audit_row)
         await asyncio.wait_for(audit.flush(), FLUSH_TIMEOUT_S)  # a writer stuck on the row never gets here
         await audit.record(row("later"))
     await audit.stop()
     assert stored_request_ids(ledger) == ["before", "after", "later"]
     refused = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(refused) == 1 and "refused" in refused[0].getMessage() and too_long in refused[0].getMessage()
+    assert len(refused) == 1 and "refused" in refused[0].getMessage() and str(past_int64) in refused[0].getMessage()
+
+
+async def test_every_text_a_caller_put_in_a_row_is_made_storable(database_url, make_ledger):
+    """NUL and lone surrogates (PostgreSQL refuses both; a JWT subject with NUL once kept every refusal of
+    that caller out of the log) become U+FFFD, and every text is cut to its column."""
+    ledger = make_ledger(database_url, start=False)
+    audit = AuditLog(ledger.uow, flush_ms=20)
+    audit.start()
+    await audit.record(AuditRow(TENANT, "jwt:svc\x00x", "r" * 40, "Get\udc80", "t" * 1000, "o" * 200, "q\x00" * 100,
+                                "p" * 300, now_us()))
+    await asyncio.wait_for(audit.flush(), FLUSH_TIMEOUT_S)
+    await audit.stop()
+    [(_, stored)] = ledger.uow.read({TENANT}, lambda conn: auth_repo.list_audit(conn, TENANT, after_id=0, limit=5))
+    assert stored.actor == "jwt:svc\ufffdx"
+    assert (stored.role, stored.action) == ("r" * 16, "Get\ufffd")
+    assert (stored.target, stored.outcome, stored.peer) == ("t" * 256, "o" * 96, "p" * 128)
+    assert stored.request_id == "q\ufffd" * 64

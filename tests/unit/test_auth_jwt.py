@@ -1,6 +1,6 @@
 """verify_jwt: every refusal reason, the leeway on exp and nbf, audience lists, and the rule that the
 token's header never chooses how it is verified (only configured HMAC algorithms, with the configured
-secret). Tokens are minted here with the standard library."""
+secret). Tokens are minted here with the standard library; asymmetric tokens are in test_auth_jwt_keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from tally.domain.auth import Principal, Role
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.jwt_tokens import LEEWAY_S, TOKEN_LENGTH_MAX, JwtConfig, verify_jwt
+from tally.service.jwt_tokens import LEEWAY_S, SUBJECT_LENGTH_MAX, TOKEN_LENGTH_MAX, JwtConfig, verify_jwt
 
 SECRET = b"unit-test-secret-0123456789abcdefghij"
 OTHER = b"another-secret-0123456789abcdefghijklm"
@@ -63,9 +63,45 @@ def test_a_valid_token_proves_its_tenant_subject_and_role() -> None:
         assert verify_jwt(token(good_claims(role=role.value)), CONFIG, NOW).role is role
 
 
-def test_the_actor_is_the_subject_cut_to_a_bounded_length() -> None:
-    principal = verify_jwt(token(good_claims(sub="s" * 500)), CONFIG, NOW)
-    assert principal.actor == "jwt:" + "s" * 100
+def test_the_actor_is_the_whole_subject_up_to_its_bound() -> None:
+    principal = verify_jwt(token(good_claims(sub="s" * SUBJECT_LENGTH_MAX)), CONFIG, NOW)
+    assert principal.actor == "jwt:" + "s" * SUBJECT_LENGTH_MAX
+    assert len(principal.actor) == 128  # what every actor column holds
+
+
+@pytest.mark.parametrize("sub", [
+    "s" * (SUBJECT_LENGTH_MAX + 1), "s" * 500,  # longer than an actor column holds (it was cut short)
+    "svc\x00", "\x00", "a\nb", "tab\there", "\x7f", "\x85next-line",  # control characters, C0, DEL and C1
+    "bi\u202edi", "zero\u200bwidth",  # invisible format characters
+    "lone\ud800surrogate",  # not encodable: PostgreSQL refuses it
+])
+def test_a_subject_that_could_not_be_stored_as_it_is_is_refused(sub: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        verify_jwt(token(good_claims(sub=sub)), CONFIG, NOW)
+    assert (caught.value.kind, caught.value.reason) == (ErrorKind.UNAUTHENTICATED, "TOKEN_CLAIM_INVALID")
+    assert caught.value.metadata == {"claim": "sub"}
+
+
+def test_a_subject_in_any_script_is_accepted() -> None:
+    assert verify_jwt(token(good_claims(sub="Zoë-ünïcödé-名前")), CONFIG, NOW).actor == "jwt:Zoë-ünïcödé-名前"
+
+
+@pytest.mark.parametrize(("exp", "reason"), [
+    (NOW + 86_400 + LEEWAY_S + 1, "TOKEN_LIFETIME_TOO_LONG"),
+    (1e300, "TOKEN_LIFETIME_TOO_LONG"),
+    (10**30, "TOKEN_LIFETIME_TOO_LONG"),
+    (float("inf"), "TOKEN_INVALID"),
+    (float("nan"), "TOKEN_INVALID"),
+])
+def test_a_token_that_lives_too_long_is_refused(exp, reason: str) -> None:
+    assert refusal(token(good_claims(exp=exp))) == reason
+
+
+def test_the_lifetime_bound_is_configurable_and_inclusive() -> None:
+    config = JwtConfig(SECRET, frozenset({"HS256"}), ISSUER, AUDIENCE, lifetime_max_s=600)
+    assert verify_jwt(token(good_claims(exp=NOW + 600 + LEEWAY_S)), config, NOW).tenant_id == "acme"
+    assert refusal(token(good_claims(exp=NOW + 601 + LEEWAY_S)), config) == "TOKEN_LIFETIME_TOO_LONG"
+    assert verify_jwt(token(good_claims(exp=NOW + 86_400)), CONFIG, NOW).tenant_id == "acme"  # the default: a day
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
@@ -90,6 +126,7 @@ def test_a_token_longer_than_the_limit_is_refused_before_anything_is_decoded() -
     (good_claims(exp=None), "TOKEN_INVALID"),
     (good_claims(exp="1900000000"), "TOKEN_INVALID"),
     (good_claims(exp=True), "TOKEN_INVALID"),
+    (good_claims(nbf="soon"), "TOKEN_INVALID"),
     (good_claims(exp=NOW - LEEWAY_S - 1), "TOKEN_EXPIRED"),
     (good_claims(nbf=NOW + LEEWAY_S + 1), "TOKEN_NOT_YET_VALID"),
     (good_claims(iss=None), "TOKEN_ISSUER_INVALID"),
@@ -196,6 +233,9 @@ def test_an_alg_that_is_not_a_string_is_refused(alg) -> None:
     (dict(algorithms=frozenset()), "among"),
     (dict(algorithms=frozenset({"none"})), "among"),
     (dict(algorithms=frozenset({"RS256"})), "among"),
+    (dict(algorithms=frozenset({"ES256", "HS256"})), "needs a public key"),
+    (dict(algorithms=frozenset({"RS1"})), "among"),
+    (dict(lifetime_max_s=0), "positive"),
     (dict(algorithms=frozenset({"HS256", "none"})), "among"),
     (dict(issuer=""), "issuer and audience"),
     (dict(audience=""), "issuer and audience"),

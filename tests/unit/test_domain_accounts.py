@@ -92,8 +92,15 @@ def test_internal_account_may_ask_for_a_floor():
 
 
 def test_credit_account_may_have_the_largest_credit_limit():
-    assert _open(NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.AMOUNT_MAX)).credit_limit == (
-        limits.AMOUNT_MAX)
+    assert _open(NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.CREDIT_LIMIT_MAX)).credit_limit == (
+        limits.CREDIT_LIMIT_MAX)
+
+
+def test_the_largest_credit_limit_leaves_available_room_to_grow():
+    """With the largest limit, a balance may still grow by 2^62 - 1 before available leaves int64: a limit of
+    2^63 - 1 left no room at all, and every credit was refused."""
+    balance = BalanceState("a", current=limits.AMOUNT_MAX - limits.CREDIT_LIMIT_MAX)
+    assert balance.available(limits.CREDIT_LIMIT_MAX) == limits.AMOUNT_MAX
 
 
 @pytest.mark.parametrize(
@@ -119,7 +126,10 @@ def test_credit_account_may_have_the_largest_credit_limit():
         (NewAccount("c", AccountType.INTERNAL, "USD", normal_side=Side.DEBIT, credit_limit=1),
          "CREDIT_LIMIT_NOT_ALLOWED"),
         (NewAccount("c", AccountType.CREDIT, "USD", credit_limit=-1), "CREDIT_LIMIT_INVALID"),
-        (NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.AMOUNT_MAX + 1), "CREDIT_LIMIT_INVALID"),
+        (NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.AMOUNT_MAX + 1), "CREDIT_LIMIT_TOO_LARGE"),
+        (NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.AMOUNT_MAX), "CREDIT_LIMIT_TOO_LARGE"),
+        (NewAccount("c", AccountType.CREDIT, "USD", credit_limit=limits.CREDIT_LIMIT_MAX + 1),
+         "CREDIT_LIMIT_TOO_LARGE"),
         (NewAccount("c", AccountType.DEPOSIT, "USD", credit_limit=-1), "CREDIT_LIMIT_INVALID"),
     ],
     ids=[
@@ -127,7 +137,8 @@ def test_credit_account_may_have_the_largest_credit_limit():
         "currency-lowercase", "currency-empty", "deposit-debit-side", "credit-debit-side",
         "security-deposit-debit-side", "deposit-unbounded", "credit-unbounded", "internal-no-side",
         "internal-floor-no-side", "deposit-credit-limit", "security-deposit-credit-limit",
-        "internal-credit-limit", "negative-credit-limit", "credit-limit-over-int64", "deposit-negative-limit",
+        "internal-credit-limit", "negative-credit-limit", "credit-limit-over-int64", "credit-limit-int64-max",
+        "credit-limit-over-its-max", "deposit-negative-limit",
     ],
 )
 def test_open_account_rejects(spec, reason):
@@ -230,13 +241,15 @@ def test_closed_account_cannot_change(change):
         (_account(), AccountChange(name="n" * (limits.ACCOUNT_NAME_LENGTH_MAX + 1)), "TEXT_TOO_LONG"),
         (_account(), AccountChange(metadata={"": "v"}), "METADATA_INVALID"),
         (_account(), AccountChange(credit_limit=-1), "CREDIT_LIMIT_INVALID"),
-        (_account(), AccountChange(credit_limit=limits.AMOUNT_MAX + 1), "CREDIT_LIMIT_INVALID"),
+        (_account(), AccountChange(credit_limit=limits.AMOUNT_MAX + 1), "CREDIT_LIMIT_TOO_LARGE"),
+        (_account(), AccountChange(credit_limit=limits.AMOUNT_MAX), "CREDIT_LIMIT_TOO_LARGE"),
         (_account(type=AccountType.DEPOSIT, credit_limit=0), AccountChange(credit_limit=1),
          "CREDIT_LIMIT_NOT_ALLOWED"),
         (_account(type=AccountType.INTERNAL, normal_side=Side.DEBIT, credit_limit=0), AccountChange(credit_limit=5),
          "CREDIT_LIMIT_NOT_ALLOWED"),
     ],
-    ids=["name-too-long", "bad-metadata", "negative-limit", "limit-over-int64", "deposit-limit", "internal-limit"],
+    ids=["name-too-long", "bad-metadata", "negative-limit", "limit-over-int64", "limit-int64-max", "deposit-limit",
+         "internal-limit"],
 )
 def test_change_account_rejects(account, change, reason):
     error = _change_error(account, change, BalanceState("a1"))

@@ -7,8 +7,9 @@ import pytest
 from tally.domain import limits
 from tally.domain.accounts import Side
 from tally.domain.errors import ErrorKind, LedgerError
+from tally.domain.fields import SERVER_METADATA_KEYS
 from tally.domain.flows import AdjustmentFlow, TransferFlow
-from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft
+from tally.domain.vouchers import AccountRef, EffectiveWindow, LineDraft, VoucherDraft
 
 D, C = Side.DEBIT, Side.CREDIT
 A, B = AccountRef(id="a"), AccountRef(code="wallet.b")
@@ -93,9 +94,21 @@ def test_adjustment_memo_wins_over_reason():
     assert draft.metadata == {"reason": "why"}
 
 
-def test_adjustment_keeps_a_reason_given_in_metadata():
-    (draft,) = AdjustmentFlow(LINES, "why").vouchers("", {"reason": "caller's"}, None)
-    assert draft.metadata == {"reason": "caller's"}
+@pytest.mark.parametrize("key", sorted(SERVER_METADATA_KEYS))
+def test_a_callers_metadata_may_not_take_a_server_key(key):
+    """The adjustment's reason (and every other server key) cannot be overwritten by the caller's metadata."""
+    for flow in (AdjustmentFlow(LINES, "why"), TransferFlow(A, B, 5, "EUR")):
+        error = _error(flow, metadata={key: "caller's"})
+        assert (error.kind, error.reason, error.metadata) == (ErrorKind.INVALID_ARGUMENT, "METADATA_KEY_RESERVED",
+                                                              {"key": key})
+
+
+def test_the_server_keys_do_not_count_against_the_callers_limits():
+    full = {f"k{i:02d}": "v" * 100 for i in range(limits.METADATA_ENTRIES_MAX)}  # 32 entries, 3.5 KiB
+    (draft,) = AdjustmentFlow(LINES, "r" * limits.METADATA_VALUE_LENGTH_MAX).vouchers("", full, None)
+    assert len(draft.metadata) == limits.METADATA_ENTRIES_MAX + 1
+    error = _error(TransferFlow(A, B, 5, "EUR"), metadata={**full, "k32": "v"})
+    assert (error.reason, error.kind) == ("METADATA_TOO_LARGE", ErrorKind.INVALID_ARGUMENT)
 
 
 def test_adjustment_does_not_change_the_callers_metadata():
@@ -127,3 +140,31 @@ def test_adjustment_rejects(flow, reason):
 def test_adjustment_reason_too_long_for_metadata_even_with_a_memo():
     flow = AdjustmentFlow(LINES, "r" * (limits.METADATA_VALUE_LENGTH_MAX + 1))
     assert _error(flow, memo="short").reason == "METADATA_TOO_LARGE"
+
+
+# --- effective time ---------------------------------------------------------------------------------
+
+
+NOW_US = 1_800_000_000 * 1_000_000
+
+
+@pytest.mark.parametrize(("offset_s", "accepted"), [
+    (0, True), (-400 * 86_400, True), (7 * 86_400, True),  # the defaults' edges are inside
+    (-400 * 86_400 - 1, False), (7 * 86_400 + 1, False),
+])
+def test_an_effective_time_must_lie_in_the_window_around_now(offset_s: int, accepted: bool) -> None:
+    window = EffectiveWindow()
+    effective_us = NOW_US + offset_s * 1_000_000
+    if accepted:
+        window.check(effective_us, NOW_US)
+        return
+    with pytest.raises(LedgerError) as info:
+        window.check(effective_us, NOW_US)
+    assert (info.value.kind, info.value.reason) == (ErrorKind.INVALID_ARGUMENT, "EFFECTIVE_TIME_OUT_OF_RANGE")
+    assert info.value.metadata == {"past_max_s": str(400 * 86_400), "future_max_s": str(7 * 86_400)}
+
+
+def test_a_window_of_zero_admits_only_now() -> None:
+    EffectiveWindow(0, 0).check(NOW_US, NOW_US)
+    with pytest.raises(LedgerError):
+        EffectiveWindow(0, 0).check(NOW_US + 1, NOW_US)

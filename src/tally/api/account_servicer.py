@@ -6,6 +6,7 @@ import asyncio
 
 from tally.api import mapping
 from tally.api.errors import rpc
+from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
 from tally.service import accounts
 from tally.service.commands import CreateAccount, UpdateAccount
@@ -41,8 +42,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             type_=mapping.enum_in(mapping.ACCOUNT_TYPES, request.type, "type", required=False),
             status=mapping.enum_in(mapping.STATUSES, request.status, "status", required=False),
             currency=request.currency, parent_id=request.parent_id)
-        return pb.ListAccountsResponse(accounts=[mapping.account_out(a) for a in page.items],
-                                       next_page_token=page.next_page_token)
+        accounts, token = page_out(page, mapping.account_out, self.s.settings.page_bytes_max)
+        return pb.ListAccountsResponse(accounts=accounts, next_page_token=token)
 
     @rpc
     async def UpdateAccount(self, request: pb.UpdateAccountRequest, context) -> pb.UpdateAccountResponse:
@@ -76,5 +77,5 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             self.s.queries.list_entries, tenant_of(context), mapping.ref_in(request.account),
             page_size=request.page_size, page_token=request.page_token, start_date=request.start_date,
             end_date=request.end_date)
-        return pb.ListEntriesResponse(entries=[mapping.entry_out(e) for e in page.items],
-                                      next_page_token=page.next_page_token, opening_balance=page.opening_balance)
+        entries, token = page_out(page, mapping.entry_out, self.s.settings.page_bytes_max)
+        return pb.ListEntriesResponse(entries=entries, next_page_token=token, opening_balance=page.opening_balance)

@@ -6,6 +6,7 @@ import asyncio
 
 from tally.api import mapping, streams
 from tally.api.errors import code_of, rpc
+from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.auth import Permission, Principal
 from tally.domain.errors import LedgerError
@@ -80,8 +81,8 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
             self.s.queries.list_holds, tenant_of(context), page_size=request.page_size,
             page_token=request.page_token, account_id=request.account_id,
             status=mapping.enum_in(mapping.HOLD_STATUSES, request.status, "status", required=False))
-        return pb.ListHoldsResponse(holds=[mapping.hold_out(h) for h in page.items],
-                                    next_page_token=page.next_page_token)
+        holds, token = page_out(page, mapping.hold_out, self.s.settings.page_bytes_max)
+        return pb.ListHoldsResponse(holds=holds, next_page_token=token)
 
     @rpc
     async def GetVoucher(self, request: pb.GetVoucherRequest, context) -> pb.GetVoucherResponse:
@@ -93,8 +94,8 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
         page = await asyncio.to_thread(
             self.s.queries.list_vouchers, tenant_of(context), page_size=request.page_size,
             page_token=request.page_token, account_id=request.account_id, flow_type=request.flow_type)
-        return pb.ListVouchersResponse(vouchers=[mapping.voucher_out(v) for v in page.items],
-                                       next_page_token=page.next_page_token)
+        vouchers, token = page_out(page, mapping.voucher_out, self.s.settings.page_bytes_max)
+        return pb.ListVouchersResponse(vouchers=vouchers, next_page_token=token)
 
     async def StreamEvents(self, request: pb.StreamEventsRequest, context):
         async for response in streams.stream_events(self.s, request, context):

@@ -13,16 +13,18 @@ from collections.abc import Callable
 
 import grpc
 
-from tally.api.errors import grpc_code, last_error, to_status
+from tally.api.errors import grpc_code, last_error, to_status, unexpected
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
-from tally.domain.errors import ErrorKind, LedgerError
+from tally.domain.errors import ErrorKind, LedgerError, invalid
 from tally.service.audit import AuditLog
-from tally.service.authn import Authenticator
+from tally.service.authn import Authenticator, claimed_actor
 from tally.storage.auth_repo import AuditRow
 
 TARGET_FIELDS = ("voucher_id", "hold_id", "account", "code", "original_request_id")
-REFUSALS = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+# How a read may end without having been refused; any other error code of a read is audited.
+NOT_REFUSALS = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
+                          grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN})
 log = logging.getLogger(__name__)
 
 
@@ -35,20 +37,22 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(PUBLIC_PREFIXES):
             return handler
         method = details.method
+        # The body arrives as bytes and is decoded only once the caller is admitted.
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary), handler.request_deserializer, handler.response_serializer)
+                self._unary(method, handler.unary_unary, handler.request_deserializer), None,
+                handler.response_serializer)
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, handler.unary_stream), handler.request_deserializer,
+                self._stream(method, handler.unary_stream, handler.request_deserializer), None,
                 handler.response_serializer)
         # A client-streaming RPC would need its own admission: until one is written, it is refused.
         return grpc.stream_stream_rpc_method_handler(_refuse_unadmitted) if handler.stream_stream else \
             grpc.stream_unary_rpc_method_handler(_refuse_unadmitted)
 
-    def _unary(self, method: str, inner):
-        async def call(request, context: grpc.aio.ServicerContext):
-            principal = await self._admit(method, request, context)
+    def _unary(self, method: str, inner, deserialize):
+        async def call(body: bytes, context: grpc.aio.ServicerContext):
+            principal, request = await self._admit(method, body, deserialize, context)
             token = current_principal.set(principal)
             try:
                 response = await inner(request, context)
@@ -62,9 +66,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return call
 
-    def _stream(self, method: str, inner):
-        async def call(request, context: grpc.aio.ServicerContext):
-            principal = await self._admit(method, request, context)
+    def _stream(self, method: str, inner, deserialize):
+        async def call(body: bytes, context: grpc.aio.ServicerContext):
+            principal, request = await self._admit(method, body, deserialize, context)
             current_principal.set(principal)  # the stream's own task: nothing to restore afterwards
             try:
                 async for response in inner(request, context):
@@ -75,27 +79,40 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return call
 
-    async def _admit(self, method: str, request, context: grpc.aio.ServicerContext) -> Principal:
-        """The caller's principal, or the call ends here (UNAUTHENTICATED / PERMISSION_DENIED), audited."""
+    async def _admit(self, method: str, body: bytes, deserialize, context: grpc.aio.ServicerContext):
+        """The caller's principal and the decoded request, or the call ends here, audited: UNAUTHENTICATED
+        (the body of an unknown caller is never read), PERMISSION_DENIED, or INVALID_ARGUMENT BODY_MALFORMED."""
         authorization = _header(context, "authorization")
         principal = self.authenticator.cached(authorization)
         try:
             if principal is None:
                 principal = await asyncio.to_thread(self.authenticator.authenticate, authorization)
-            permission = METHOD_PERMISSIONS.get(method)
+        except LedgerError as error:
+            await self._refuse(method, None, context, None, error, claimed_actor(authorization))
+        except Exception as exc:  # noqa: BLE001 - a failure to check is a refusal, never a pass or an UNKNOWN
+            await self._refuse(method, None, context, None, unexpected(exc, "retry"), claimed_actor(authorization))
+        permission = METHOD_PERMISSIONS.get(method)
+        try:
             if permission is None:
                 raise LedgerError(ErrorKind.PERMISSION_DENIED, "METHOD_NOT_ALLOWED", "this method is not available")
             principal.require(permission)
         except LedgerError as error:
-            await self._refuse(method, request, context, principal, error)
-        except Exception:  # noqa: BLE001 - a failure to check is a refusal, never a pass or an UNKNOWN
-            log.exception("authenticating %s failed", method)
-            await self._refuse(method, request, context, principal, LedgerError(
-                ErrorKind.UNAVAILABLE, "AUTHENTICATION_UNAVAILABLE", "credentials could not be checked; retry"))
-        return principal
+            await self._refuse(method, _decoded_or_none(deserialize, body), context, principal, error)
+        return principal, await self._decoded(method, body, deserialize, context, principal)
 
-    async def _refuse(self, method: str, request, context, principal: Principal | None, error: LedgerError):
-        await self._record(method, request, context, principal, f"denied:{error.reason}")
+    async def _decoded(self, method: str, body: bytes, deserialize, context, principal: Principal):
+        try:
+            return deserialize(body)
+        except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the body is not a request
+            log.info("%s from %s (%s): the body (%d bytes) is not a valid request: %s", method, principal.actor,
+                     context.peer(), len(body), exc)
+        error = invalid("BODY_MALFORMED", "the request body is not a valid protobuf message of this RPC")
+        await self._record(method, None, context, principal, f"error:INVALID_ARGUMENT:{error.reason}")
+        await context.abort_with_status(to_status(error))
+
+    async def _refuse(self, method: str, request, context, principal: Principal | None, error: LedgerError,
+                      actor: str = ""):
+        await self._record(method, request, context, principal, f"denied:{error.reason}", actor)
         await context.abort_with_status(to_status(error))
 
     async def _after(self, method: str, request, context, principal: Principal, response) -> None:
@@ -103,26 +120,28 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         error = last_error.get()
         if response is None:
             code = context.code() or (grpc_code(error) if error else grpc.StatusCode.UNKNOWN)
-            if METHOD_PERMISSIONS.get(method) is Permission.READ and code not in REFUSALS:
-                return  # reads are audited only when refused
+            if METHOD_PERMISSIONS.get(method) is Permission.READ and code in NOT_REFUSALS:
+                return  # a read that ended without being refused: cancelled, timed out, cut short by an outage
             reason = error.reason if error else ""
             await self._record(method, request, context, principal, f"error:{code.name}:{reason}")
         elif METHOD_PERMISSIONS.get(method) is not Permission.READ:
             await self._record(method, request, context, principal, "ok" + _refused_items(response))
 
-    async def _record(self, method: str, request, context, principal: Principal | None, outcome: str) -> None:
+    async def _record(self, method: str, request, context, principal: Principal | None, outcome: str,
+                      actor: str = "") -> None:
         await self.audit.record(AuditRow(
-            tenant_id=principal.tenant_id if principal else "", actor=principal.actor if principal else "",
-            role=principal.role.value if principal else "", action=_storable(method.rsplit("/", 1)[-1], 96),
-            target=_storable(_target(request), 256), outcome=_storable(outcome, 96),
-            request_id=_storable(_request_id(request), 128), peer=_storable(context.peer() or "", 128),
-            time_us=self.clock()))
+            tenant_id=principal.tenant_id if principal else "", actor=principal.actor if principal else actor,
+            role=principal.role.value if principal else "", action=method.rsplit("/", 1)[-1],
+            target=_target(request) if request is not None else "", outcome=outcome,
+            request_id=_request_id(request), peer=context.peer() or "", time_us=self.clock()))
 
 
-def _storable(text: str, length_max: int) -> str:
-    """What the caller sent, as the audit log can hold it: cut to the column, NUL (which PostgreSQL refuses,
-    and which would stop the audit writer on that row for good) shown as U+FFFD."""
-    return text[:length_max].replace("\x00", "\ufffd")
+def _decoded_or_none(deserialize, body: bytes):
+    """The request, for the audit row of a refused but authenticated caller; None if it cannot be read."""
+    try:
+        return deserialize(body)
+    except Exception:  # noqa: BLE001 - the call is refused anyway
+        return None
 
 
 async def _refuse_unadmitted(request_iterator, context: grpc.aio.ServicerContext):
@@ -148,7 +167,7 @@ def _header(context: grpc.aio.ServicerContext, name: str) -> str | None:
 
 
 def _request_id(request) -> str:
-    return getattr(request, "request_id", "")
+    return getattr(request, "request_id", "") if request is not None else ""
 
 
 def _target(request) -> str:

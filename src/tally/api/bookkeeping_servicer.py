@@ -6,7 +6,8 @@ import asyncio
 
 from tally.api.errors import rpc
 from tally.api.tenancy import tenant_of
-from tally.rules.loader import RuleSetError, parse_rule_set
+from tally.domain.errors import invalid
+from tally.rules.loader import RuleSetError, RuleSetTooDeep, parse_rule_set
 from tally.service.container import Services
 from tally.service.verify import ChainReport, verify_chain
 from tally.v1 import bookkeeping_service_pb2 as pb
@@ -46,7 +47,9 @@ class BookkeepingServicer(pb_grpc.BookkeepingServiceServicer):
         if len(request.content.encode()) > RULE_SET_SIZE_BYTES_MAX:
             return pb.ValidateRuleSetResponse(valid=False, problems=[f"larger than {RULE_SET_SIZE_BYTES_MAX} bytes"])
         try:
-            rules = parse_rule_set(request.content, source="<request>")
+            rules = await asyncio.to_thread(parse_rule_set, request.content, source="<request>")
+        except RuleSetTooDeep:
+            raise invalid("RULE_SET_TOO_DEEP", "the rule set nests arrays or tables too deeply to be read") from None
         except RuleSetError as error:
             return pb.ValidateRuleSetResponse(valid=False, problems=[str(p) for p in error.problems])
         return pb.ValidateRuleSetResponse(valid=True, version=rules.version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TypeVar
@@ -12,7 +13,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
 
@@ -31,6 +32,7 @@ _CODES = {
     ErrorKind.UNAVAILABLE: code_pb2.UNAVAILABLE,
     ErrorKind.UNAUTHENTICATED: code_pb2.UNAUTHENTICATED,
     ErrorKind.PERMISSION_DENIED: code_pb2.PERMISSION_DENIED,
+    ErrorKind.INTERNAL: code_pb2.INTERNAL,
 }
 
 
@@ -77,13 +79,25 @@ def to_status(error: LedgerError) -> grpc.Status:
 RETRY = "retry with the same request_id"
 
 
+def transient(exc: BaseException) -> bool:
+    """A database or network fault that may pass: the connection failed or the server was away. A
+    statement the database refused for what it holds (a value, a constraint) fails the same way again."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 def unexpected(exc: BaseException, advice: str = RETRY) -> LedgerError:
-    """What a failure no check foresaw answers: UNAVAILABLE with a stable reason and how to carry on."""
-    if isinstance(exc, DBAPIError):
-        log.warning("database error: %s", exc)
+    """What a failure no check foresaw answers. A transient fault: UNAVAILABLE, with how to carry on. Any
+    other: INTERNAL with an error id, logged with its traceback under that id, since a retry would fail
+    the same way."""
+    if transient(exc):
+        log.warning("database unavailable: %s", exc)
         return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE", f"the database did not answer; {advice}")
-    log.exception("unexpected error")
-    return LedgerError(ErrorKind.UNAVAILABLE, "INTERNAL_ERROR", f"the call could not be completed; {advice}")
+    error_id = secrets.token_hex(8)
+    log.error("internal error %s", error_id, exc_info=exc)
+    return LedgerError(ErrorKind.INTERNAL, "INTERNAL_ERROR",
+                       f"the call failed on a fault of the server (error id {error_id}); retrying will not help, "
+                       "report the error id", error_id=error_id)
 
 
 R = TypeVar("R")

@@ -17,7 +17,7 @@ import grpc
 
 from tally.api.errors import abort, unexpected
 from tally.api.mapping import timestamp_from_us
-from tally.api.tenancy import tenant_of
+from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.errors import LedgerError, invalid
 from tally.service.container import Services
 from tally.storage.ledger_repo import Event
@@ -101,7 +101,7 @@ async def _balance_changes(services: Services, request: pb.StreamBalanceChangesR
 
 async def _subscribe(services: Services, tenant_id: str, from_sequence: int | None,
                      context: grpc.aio.ServicerContext) -> Subscription:
-    sub = await services.hub.subscribe(tenant_id, from_sequence)
+    sub = await services.hub.subscribe(tenant_id, from_sequence, principal_of(context).actor)
     context.add_done_callback(lambda _context: sub.close())  # also when the call is cancelled
     # A stream "from now" only knows where now is once positioned: the client hears it before any event,
     # so it can resume exactly even if it stops before the first one arrives.

@@ -103,8 +103,12 @@ def _side_and_floor(spec: NewAccount) -> tuple[Side, FloorPolicy]:
 
 
 def _check_credit_limit(account_type: AccountType, credit_limit: int) -> None:
-    if credit_limit < 0 or credit_limit > limits.AMOUNT_MAX:
-        raise invalid("CREDIT_LIMIT_INVALID", "credit_limit must be between 0 and 2^63-1")
+    if credit_limit < 0:
+        raise invalid("CREDIT_LIMIT_INVALID", "credit_limit must not be negative")
+    if credit_limit > limits.CREDIT_LIMIT_MAX:
+        raise invalid("CREDIT_LIMIT_TOO_LARGE", f"credit_limit must be at most {limits.CREDIT_LIMIT_MAX}, so that "
+                      "available (current - locked + credit_limit) stays within int64",
+                      credit_limit_max=limits.CREDIT_LIMIT_MAX)
     if credit_limit and account_type is not AccountType.CREDIT:
         raise invalid("CREDIT_LIMIT_NOT_ALLOWED", "only credit accounts have a credit limit")
 

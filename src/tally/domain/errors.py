@@ -15,6 +15,7 @@ class ErrorKind(enum.Enum):
     UNAVAILABLE = "unavailable"
     UNAUTHENTICATED = "unauthenticated"
     PERMISSION_DENIED = "permission_denied"
+    INTERNAL = "internal"  # a fault that will happen again on the same request: a bug, never worth a retry
 
 
 class LedgerError(Exception):

@@ -51,6 +51,31 @@ def check_text(value: str, field: str, length_max: int) -> str:
     return value
 
 
+# Keys the server writes on vouchers beside the caller's metadata: the rule's voucher name, an adjustment's
+# reason, the hold a capture spends, the original of a refund. They are the server's alone: a caller may not
+# set them, and they do not count against the caller's limits.
+SERVER_METADATA_KEYS = frozenset({"rule_voucher", "reason", "hold_id", "refund_of", "reverses"})
+
+
+def check_caller_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A caller's metadata for vouchers: within the limits, and none of the server's keys."""
+    reserved = sorted(SERVER_METADATA_KEYS & metadata.keys())
+    if reserved:
+        raise invalid("METADATA_KEY_RESERVED", f"metadata key {reserved[0]!r} is reserved for the server; "
+                      f"reserved: {', '.join(sorted(SERVER_METADATA_KEYS))}", key=reserved[0])
+    return check_metadata(metadata)
+
+
+def check_voucher_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A voucher's metadata: the caller's part within the caller's limits, the server's keys beside it."""
+    check_metadata({k: v for k, v in metadata.items() if k not in SERVER_METADATA_KEYS})
+    for key in SERVER_METADATA_KEYS & metadata.keys():
+        if len(metadata[key]) > limits.METADATA_VALUE_LENGTH_MAX:
+            raise invalid("METADATA_TOO_LARGE", f"metadata value of {key!r} is too long", key=key)
+        check_text(metadata[key], key, limits.METADATA_VALUE_LENGTH_MAX)
+    return dict(metadata)
+
+
 def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     if len(metadata) > limits.METADATA_ENTRIES_MAX:
         raise invalid("METADATA_TOO_LARGE", f"metadata has more than {limits.METADATA_ENTRIES_MAX} entries")

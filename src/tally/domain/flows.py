@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tally.domain.accounts import Side
 from tally.domain.errors import invalid
 from tally.domain.facts import Facts
+from tally.domain.fields import check_caller_metadata
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 
 
@@ -25,6 +26,7 @@ class TransferFlow:
     def vouchers(self, memo: str, metadata: dict[str, str], effective_us: int | None) -> tuple[VoucherDraft, ...]:
         if self.source == self.destination:
             raise invalid("SAME_ACCOUNT_BOTH_SIDES", "a transfer needs two different accounts")
+        check_caller_metadata(metadata)
         lines = (LineDraft(self.source, Side.DEBIT, self.amount, self.currency, self.memo),
                  LineDraft(self.destination, Side.CREDIT, self.amount, self.currency, self.memo))
         draft = VoucherDraft(self.flow_type, lines, memo=memo, metadata=metadata, effective_us=effective_us)
@@ -44,8 +46,8 @@ class AdjustmentFlow:
         if not self.reason.strip():
             raise invalid("REASON_MISSING", "an adjustment must give its reason")
         draft = VoucherDraft(self.flow_type, self.lines, memo=memo or self.reason,
-                             metadata={**metadata, "reason": self.reason} if "reason" not in metadata
-                             else metadata, effective_us=effective_us)
+                             metadata={**check_caller_metadata(metadata), "reason": self.reason},
+                             effective_us=effective_us)
         return (check_draft(draft),)
 
 

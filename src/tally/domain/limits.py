@@ -2,6 +2,9 @@
 
 AMOUNT_MAX = 2**63 - 1  # amounts and balances are stored as signed 64-bit integers
 BALANCE_MIN = -(2**63)
+# Half the int64 range: available (current - locked + credit_limit) stays within int64 until the balance
+# itself passes the other half. A limit of 2^63-1 made every credit overflow available, so none was accepted.
+CREDIT_LIMIT_MAX = 2**62
 
 LINES_PER_VOUCHER_MAX = 64
 METADATA_ENTRIES_MAX = 32

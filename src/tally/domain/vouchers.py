@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from tally.domain import limits
 from tally.domain.accounts import Side
 from tally.domain.errors import invalid
-from tally.domain.fields import check_code, check_metadata, check_text
+from tally.domain.fields import check_code, check_text, check_voucher_metadata
 from tally.domain.money import check_amount, is_amount
 
 
@@ -54,10 +54,25 @@ class VoucherDraft:
     rule_set_version: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveWindow:
+    """How far before and after now a voucher's effective time may lie (a backdated correction, a value date)."""
+
+    past_max_s: int = 400 * 86_400
+    future_max_s: int = 7 * 86_400
+
+    def check(self, effective_us: int, now_us: int) -> None:
+        earliest, latest = now_us - self.past_max_s * 1_000_000, now_us + self.future_max_s * 1_000_000
+        if not earliest <= effective_us <= latest:
+            raise invalid("EFFECTIVE_TIME_OUT_OF_RANGE",
+                          f"effective_time must lie between {self.past_max_s} s before and {self.future_max_s} s "
+                          "after now", past_max_s=self.past_max_s, future_max_s=self.future_max_s)
+
+
 def check_draft(draft: VoucherDraft) -> VoucherDraft:
     """The invariants a voucher must hold before it goes anywhere near storage."""
     check_text(draft.memo, "memo", limits.MEMO_LENGTH_MAX)
-    check_metadata(draft.metadata)
+    check_voucher_metadata(draft.metadata)
     if len(draft.lines) < 2:
         raise invalid("VOUCHER_TOO_FEW_LINES", "a voucher needs at least one debit and one credit line")
     if len(draft.lines) > limits.LINES_PER_VOUCHER_MAX:

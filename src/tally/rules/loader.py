@@ -62,6 +62,10 @@ class RuleSetError(ValueError):
                          + "\n".join(f"  {problem}" for problem in self.problems))
 
 
+class RuleSetTooDeep(RuleSetError):
+    """Nested deeper than the parser can follow: not a rule set, whatever else it holds."""
+
+
 def parse_rule_set(text: str, source: str = "<string>") -> RuleSet:
     if len(text.encode()) > limits.FILE_SIZE_BYTES_MAX:
         raise RuleSetError(source, [Problem("", f"larger than {limits.FILE_SIZE_BYTES_MAX} bytes")])
@@ -69,6 +73,8 @@ def parse_rule_set(text: str, source: str = "<string>") -> RuleSet:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleSetError(source, [Problem("", f"not valid TOML: {exc}")]) from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise RuleSetTooDeep(source, [Problem("", "arrays or tables are nested too deeply")]) from None
     loader = _Loader()
     rule_set = loader.load(document, source)
     if loader.problems:

@@ -38,7 +38,7 @@ class AuditLog:
             self._task = None
 
     async def record(self, row: AuditRow) -> None:
-        await self._queue.put(row)
+        await self._queue.put(auth_repo.storable(row))
 
     async def flush(self) -> None:
         await self._queue.join()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from tally.domain.auth import Principal
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.service.jwt_tokens import JwtConfig, verify_jwt
-from tally.service.keys import KEY_PREFIX, verify_key
+from tally.service.keys import KEY_PREFIX, key_id_of, verify_key
 from tally.storage import auth_repo
 from tally.storage.uow import Scope, UnitOfWork
 
@@ -58,6 +58,16 @@ class Authenticator:
             if len(self._cache) >= self.cache_size_max:
                 self._cache.clear()
         self._cache[_digest(authorization)] = (principal, self.clock() + self.cache_ttl_s)
+
+
+def claimed_actor(authorization: str | None) -> str:
+    """The actor a refused credential claims to be, for the audit log: `key:<id>` for a well-formed API key
+    (the key id is no secret), else nothing (an unverified token's claims are not trusted even there)."""
+    try:
+        key_id = key_id_of(_bearer(authorization))
+    except LedgerError:
+        return ""
+    return f"key:{key_id}" if key_id else ""
 
 
 def _bearer(authorization: str | None) -> str:

@@ -82,6 +82,12 @@ def verify_key(conn: Connection, key: str) -> Principal:
     return Principal(record.tenant_id, f"key:{key_id}", Role(record.role), "api_key")
 
 
+def key_id_of(credential: str) -> str:
+    """The key id of a well-formed API key, or "" for anything else."""
+    match = _KEY.fullmatch(credential)
+    return match.group(1) if match else ""
+
+
 def parse_role(value: str) -> Role:
     try:
         return Role(value)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from tally.domain.accounts import Side
 from tally.domain.errors import LedgerError, invalid, not_accessible, precondition
-from tally.domain.fields import check_request_id, check_tenant
+from tally.domain.fields import check_caller_metadata, check_request_id, check_tenant
 from tally.domain.flows import AdjustmentFlow, RefundFlow, RuleFlow, TransferFlow
 from tally.domain.holds import Hold, check_new_hold
 from tally.domain.ids import new_id
 from tally.domain.money import Currency
-from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft, reversal_lines
+from tally.domain.vouchers import AccountRef, EffectiveWindow, LineDraft, VoucherDraft, check_draft, reversal_lines
 from tally.rules.engine import RuleSet
 from tally.service.batch import Outcome, Posted, Submission, refused_with
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
@@ -37,6 +37,7 @@ class Posting:
     rules: RuleSet
     currencies: dict[str, Currency]
     clock: Callable[[], int]
+    effective_window: EffectiveWindow = EffectiveWindow()
 
     async def post(self, cmd: PostFlow) -> Posted:
         return await self._submit(await self.submission(cmd))
@@ -106,14 +107,14 @@ class Posting:
     async def submission(self, cmd: PostFlow) -> Submission:
         """Checks a flow and builds what the writer needs for it, before anything is queued."""
         if isinstance(cmd.flow, RefundFlow):
-            _check_ids(cmd.tenant_id, cmd.request_id)
+            self._check(cmd)
             drafts, caps = await refund_parts(cmd.tenant_id, cmd.flow, self.rules, self.uow)
             return _submission(cmd, _dressed(drafts, cmd), caps=caps)
         return self._built(cmd)
 
     def _built(self, cmd: PostFlow) -> Submission:
         """The submission of a flow that needs nothing read first: every flow but a refund."""
-        _check_ids(cmd.tenant_id, cmd.request_id)
+        self._check(cmd)
         flow = cmd.flow
         if isinstance(flow, TransferFlow | AdjustmentFlow):
             return _submission(cmd, flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us))
@@ -131,6 +132,13 @@ class Posting:
             return _dressed(self.rules.build(facts, view, self.currencies), cmd)
 
         return _submission(cmd, build=build, codes=codes, hold_ops=hold_ops)
+
+    def _check(self, cmd: PostFlow) -> None:
+        """What every flow's command must hold before anything is built or queued."""
+        _check_ids(cmd.tenant_id, cmd.request_id)
+        check_caller_metadata(cmd.metadata)
+        if cmd.effective_us is not None:
+            self.effective_window.check(cmd.effective_us, self.clock())
 
     async def _hold(self, tenant_id: str, hold_id: str) -> Hold:
         found = await asyncio.to_thread(
@@ -178,7 +186,7 @@ def _submission(cmd: Command, drafts: tuple[VoucherDraft, ...] = (), **extra) ->
 def _dressed(drafts: tuple[VoucherDraft, ...], cmd: PostFlow) -> tuple[VoucherDraft, ...]:
     """The caller's memo, metadata and effective time on the vouchers a rule built."""
     return tuple(check_draft(VoucherDraft(
-        d.flow_type, d.lines, memo=cmd.memo or d.memo, metadata={**d.metadata, **cmd.metadata},
+        d.flow_type, d.lines, memo=cmd.memo or d.memo, metadata={**cmd.metadata, **d.metadata},
         effective_us=cmd.effective_us, reverses_id=d.reverses_id, rule_id=d.rule_id,
         rule_set_version=d.rule_set_version)) for d in drafts)
 

@@ -75,6 +75,7 @@ class Page:
     items: list
     next_page_token: str
     opening_balance: int = 0
+    resume_after: Callable[[object], str] = lambda item: ""  # the token of the page that follows `item`
 
 
 class Queries:
@@ -153,7 +154,7 @@ class Queries:
             page = _page(entries, size, lambda e: e.entry_number, query)
             opening = (journal_repo.balance_before_entry(conn, account.id, entries[0].entry_number)
                        if entries else 0)
-            return Page(page.items, page.next_page_token, opening)
+            return Page(page.items, page.next_page_token, opening, page.resume_after)
 
         return self.uow.read({tenant_id}, read)
 
@@ -256,7 +257,10 @@ def _check_date(value: str, field: str) -> None:
 
 
 def _page(rows: list, size: int, position: Callable, query: dict) -> Page:
+    def resume_after(item: object) -> str:
+        return paging.encode(position(item), query)
+
     if len(rows) <= size:
-        return Page(rows, "")
+        return Page(rows, "", resume_after=resume_after)
     items = rows[:size]
-    return Page(items, paging.encode(position(items[-1]), query))
+    return Page(items, resume_after(items[-1]), resume_after=resume_after)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -36,6 +36,30 @@ class AuditRow:
     request_id: str
     peer: str
     time_us: int
+
+
+# What each audit column holds at most, in characters.
+AUDIT_LENGTHS_MAX = {c.name: c.type.length for c in audit_log.columns if getattr(c.type, "length", None)}
+
+
+def storable(row: AuditRow) -> AuditRow:
+    """The row as the audit log can hold it, whatever a caller put in it: each text cut to its column,
+    and NUL and lone surrogates (which PostgreSQL refuses, so the row would never be written) shown as
+    U+FFFD."""
+    changes = {}
+    for f in fields(row):
+        value = getattr(row, f.name)
+        if isinstance(value, str):
+            clean = _printable(value[:AUDIT_LENGTHS_MAX.get(f.name, len(value))])
+            if clean != value:
+                changes[f.name] = clean
+    return replace(row, **changes) if changes else row
+
+
+def _printable(text: str) -> str:
+    if "\x00" not in text and text.isascii():
+        return text
+    return "".join("\ufffd" if ch == "\x00" or "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def insert_tenant(conn: Connection, tenant_id: str, name: str, now_us: int) -> None:

@@ -83,6 +83,18 @@ def _serial_sequence(conn: Connection, table: str, column: str) -> str:
     return name  # already quoted as needed, and schema-qualified
 
 
+def row_security_bypass(conn: Connection) -> str:
+    """Why the connection's own role skips row security ("" when it does not): it is a superuser or has
+    BYPASSRLS. Always "" on SQLite, which has no row security to skip."""
+    if conn.dialect.name != "postgresql":
+        return ""
+    row = conn.execute(text("SELECT current_user AS name, rolsuper, rolbypassrls FROM pg_roles "
+                            "WHERE rolname = current_user")).first()
+    if row is None or not (row.rolsuper or row.rolbypassrls):
+        return ""
+    return f"role {row.name!r} is {'a superuser' if row.rolsuper else 'BYPASSRLS'}"
+
+
 def may_migrate(conn: Connection) -> bool:
     """Whether this connection's role can change the schema: always on SQLite; on PostgreSQL when there is
     no schema yet, or when the role is (or acts as) the owner of the schema version table. The service role

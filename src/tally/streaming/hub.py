@@ -74,6 +74,10 @@ def _too_slow(cursor: int, lag_events_max: int) -> LedgerError:
                        last_sequence=cursor, lag_events_max=lag_events_max)
 
 
+def _exhausted(reason: str, message: str, **metadata: object) -> LedgerError:
+    return LedgerError(ErrorKind.RESOURCE_EXHAUSTED, reason, message, **metadata)
+
+
 def _read_failed(cursor: int) -> LedgerError:
     return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE",
                        f"the stream could not read the database; resume from sequence {cursor}",
@@ -86,8 +90,8 @@ class Subscription:
     It ends by raising a LedgerError (too slow, shutting down, read failure) whose metadata carries
     `last_sequence`, the sequence to resume from."""
 
-    def __init__(self, hub: EventHub, tenant_id: str) -> None:
-        self.hub, self.tenant_id = hub, tenant_id
+    def __init__(self, hub: EventHub, tenant_id: str, owner: str = "") -> None:
+        self.hub, self.tenant_id, self.owner = hub, tenant_id, owner
         self.cursor = 0  # the last sequence handed out; everything after it is still to come
         self._pending: deque[Event] = deque()
         self._ready = asyncio.Event()
@@ -230,6 +234,8 @@ class EventHub:
     def __init__(self, uow: UnitOfWork, settings: Settings) -> None:
         self.uow = uow
         self.subscribers_max = settings.stream_subscribers_max
+        self.per_tenant_max = settings.stream_subscribers_per_tenant_max
+        self.per_owner_max = settings.stream_subscribers_per_key_max
         self.lag_events_max = settings.stream_lag_events_max
         self.idle_poll_s = settings.stream_idle_poll_s
         self.page_size = settings.stream_page_size
@@ -304,20 +310,19 @@ class EventHub:
 
     # -- subscriptions --------------------------------------------------------------------------------
 
-    async def subscribe(self, tenant_id: str, from_sequence: int | None) -> Subscription:
-        """Events of the tenant after `from_sequence` (None: from now), replayed and then live.
+    async def subscribe(self, tenant_id: str, from_sequence: int | None, owner: str = "") -> Subscription:
+        """Events of the tenant after `from_sequence` (None: from now), replayed and then live, for `owner`
+        (the key or token subject that asks).
 
-        Raises UNAVAILABLE SERVER_SHUTTING_DOWN, RESOURCE_EXHAUSTED STREAM_SUBSCRIBERS_EXHAUSTED, or
-        INVALID_ARGUMENT SEQUENCE_INVALID (negative, or past the tenant's last event)."""
+        Raises UNAVAILABLE SERVER_SHUTTING_DOWN, RESOURCE_EXHAUSTED STREAM_SUBSCRIBERS_EXHAUSTED (or
+        _PER_TENANT_EXHAUSTED, _PER_KEY_EXHAUSTED), or INVALID_ARGUMENT SEQUENCE_INVALID (negative, or past
+        the tenant's last event)."""
         if from_sequence is not None and from_sequence < 0:
             raise invalid("SEQUENCE_INVALID", "from_sequence must be 0 or more", from_sequence=from_sequence)
         if not self._running:
             raise _shutting_down(from_sequence or 0)
-        if len(self._subscriptions) >= self.subscribers_max:
-            raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "STREAM_SUBSCRIBERS_EXHAUSTED",
-                              f"this server already serves {self.subscribers_max} streams; retry later or elsewhere",
-                              subscribers_max=self.subscribers_max)
-        sub = Subscription(self, tenant_id)
+        self._admit(tenant_id, owner)
+        sub = Subscription(self, tenant_id, owner)
         self._subscriptions.add(sub)  # holds the slot while the head is read
         try:
             head = await self.head(tenant_id)
@@ -325,6 +330,21 @@ class EventHub:
             sub.close()
             raise
         return self._position(sub, head, from_sequence)
+
+    def _admit(self, tenant_id: str, owner: str) -> None:
+        """A slot for one more stream, within the server's, the tenant's and the key's share: one tenant or
+        one key cannot hold every slot of the server."""
+        if len(self._subscriptions) >= self.subscribers_max:
+            raise _exhausted("STREAM_SUBSCRIBERS_EXHAUSTED", f"this server already serves {self.subscribers_max} "
+                             "streams; retry later or elsewhere", subscribers_max=self.subscribers_max)
+        tenant_count = sum(1 for s in self._subscriptions if s.tenant_id == tenant_id)
+        if tenant_count >= self.per_tenant_max:
+            raise _exhausted("STREAM_SUBSCRIBERS_PER_TENANT_EXHAUSTED", f"this tenant already has {self.per_tenant_max}"
+                             " streams on this server; close one first", subscribers_per_tenant_max=self.per_tenant_max)
+        owner_count = sum(1 for s in self._subscriptions if s.tenant_id == tenant_id and s.owner == owner)
+        if owner_count >= self.per_owner_max:
+            raise _exhausted("STREAM_SUBSCRIBERS_PER_KEY_EXHAUSTED", f"this key already has {self.per_owner_max} "
+                             "streams on this server; close one first", subscribers_per_key_max=self.per_owner_max)
 
     def _position(self, sub: Subscription, head: int, from_sequence: int | None) -> Subscription:
         if from_sequence is not None and from_sequence > head:
