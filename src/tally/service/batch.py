@@ -1,6 +1,6 @@
 """The batch writer: applies many submissions in one write transaction.
 
-Accounts and balance rows of the whole batch are loaded (and locked, in account-id order) once; each
+Accounts and balance rows of the whole batch are loaded once (under the write gate); each
 submission is then applied in memory on its own, accepted or refused without touching its neighbours;
 what was accepted is written with a handful of multi-row statements. A hot account is read and written
 once per batch however many vouchers touch it.
