@@ -48,6 +48,7 @@ class Settings:
     tls_client_ca_file: str = ""  # PEM CA certificates: clients must present a certificate they signed (mTLS)
     rules_file: str = ""  # empty: the default rule set that ships with Tally
     hold_expiry_interval_s: int = 1
+    audit_interval_s: int = 0  # the scheduled ledger audit of every tenant; 0: never
     stream_subscribers_max: int = 1000
     stream_lag_events_max: int = 10_000
     stream_idle_poll_s: int = 5
@@ -88,6 +89,7 @@ class Settings:
                 tls_client_ca_file=env.get("TALLY_TLS_CLIENT_CA_FILE", d.tls_client_ca_file),
                 rules_file=env.get("TALLY_RULES_FILE", d.rules_file),
                 hold_expiry_interval_s=_int(env, "TALLY_HOLD_EXPIRY_INTERVAL_S", d.hold_expiry_interval_s, 1, 3600),
+                audit_interval_s=_int(env, "TALLY_AUDIT_INTERVAL_S", d.audit_interval_s, 0, 7 * 86_400),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
                                             100_000),
                 stream_lag_events_max=_int(env, "TALLY_STREAM_LAG_EVENTS_MAX", d.stream_lag_events_max, 1,

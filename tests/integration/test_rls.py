@@ -26,9 +26,9 @@ from tally.domain.flows import RefundFlow, RuleFlow
 from tally.domain.vouchers import AccountRef
 from tally.service import keys
 from tally.service.audit import AuditLog
-from tally.service.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.expiry import HoldExpirer
+from tally.service.ledger_audit import LedgerAudit
 from tally.service.pipeline import now_us
 from tally.storage import roles
 from tally.storage import tables as t
