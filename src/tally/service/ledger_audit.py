@@ -287,6 +287,7 @@ class _Run:
         head = audit_repo.ledger_head(conn, self.tenant_id)
         self.accounts = audit_repo.account_sides(conn, self.tenant_id)
         self.start = self._start(conn)
+        self.report.full = self.full  # a run without a usable checkpoint is a full one
         self.sums = {k: replace(v) for k, v in self.start.sums.items()}
         self.report.from_sequence = self.start.voucher_sequence
         self._journal(conn, head.voucher_sequence if head else 0)
