@@ -35,11 +35,11 @@ from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection
 
-from tally.domain.accounts import AccountStatus, Side
+from tally.domain.accounts import AccountStatus
 from tally.domain.audit_trail import GENESIS_HASH as AUDIT_GENESIS
 from tally.domain.audit_trail import HASHED_FIELDS, audit_row_hash
 from tally.domain.fields import check_tenant
-from tally.domain.vouchers import GENESIS_HASH, AccountRef, PostedLine, Voucher, voucher_hash
+from tally.domain.vouchers import GENESIS_HASH, AccountRef, content_hash
 from tally.service.events import account_payload, append_event
 from tally.storage import accounts_repo, audit_repo
 from tally.storage.audit_repo import AccountSums, Checkpoint
@@ -340,7 +340,7 @@ class _Run:
             lines: dict[str, list] = defaultdict(list)
             rows = audit_repo.lines_of(conn, self.tenant_id, page[0].sequence, page[-1].sequence)
             for line in rows:
-                lines[line.voucher_id].append(line)
+                lines[line[0]].append(line)
             for index, voucher in enumerate(page):
                 self._voucher(voucher, lines.get(voucher.id, []), previous, expected, self.report.vouchers_read + index)
                 previous, expected = voucher.hash, voucher.sequence + 1
@@ -375,22 +375,25 @@ class _Run:
             self._line(v, line)
 
     def _content_matches(self, v, lines: list) -> bool:
+        # Lines as stored: (voucher_id, line_no, account_id, entry_number, side, amount, currency, memo,
+        # balance_after, accounting_date, posted_us).
+        date, posted = v.accounting_date, v.posted_us
+        for ln in lines:
+            if ln[9] != date or ln[10] != posted:
+                return False  # a line's copy of the voucher's date or time (statements read it) was changed
         try:
-            posted = tuple(PostedLine(ln.line_no, ln.account_id, "", Side(ln.side), ln.amount, ln.currency, ln.memo,
-                                      ln.entry_number, ln.balance_after) for ln in lines)
-            voucher = Voucher(v.id, self.tenant_id, v.sequence, v.flow_type, v.request_id, v.accounting_date,
-                              v.effective_us, v.posted_us, posted, v.memo, json.loads(v.metadata), v.reverses_id,
-                              None, v.rule_id, v.rule_set_version)
+            metadata = json.loads(v.metadata) if v.metadata != "{}" else {}
+            return content_hash(
+                v.previous_hash, v.id, self.tenant_id, v.sequence, v.flow_type, v.request_id, date, v.effective_us,
+                posted, v.memo, metadata, v.reverses_id, v.rule_id, v.rule_set_version,
+                [[ln[1], ln[2], ln[4], ln[5], ln[6], ln[7], ln[3], ln[8]] for ln in lines]) == v.hash
         except (ValueError, TypeError):
             return False
-        if any(ln.accounting_date != v.accounting_date or ln.posted_us != v.posted_us for ln in lines):
-            return False  # a line's copy of the voucher's date or time (statements read it) was changed
-        return voucher_hash(voucher, v.previous_hash) == v.hash
 
     def _balanced(self, v, lines: list) -> None:
         totals: dict[str, int] = defaultdict(int)
         for line in lines:
-            totals[line.currency] += line.amount if line.side == Side.DEBIT.value else -line.amount
+            totals[line[6]] += line[5] if line[4] == "debit" else -line[5]
         for currency, difference in sorted(totals.items()):
             if difference:
                 self.find(FindingKind.VOUCHER_UNBALANCED,
@@ -398,34 +401,36 @@ class _Run:
                           f"{difference}", voucher_id=v.id, sequence=v.sequence, expected=0, found=difference)
 
     def _line(self, v, line) -> None:
-        account = self.accounts.get(line.account_id)
+        _, line_no, account_id, entry_number, side, amount, _, _, balance_after, date, _ = line
+        account = self.accounts.get(account_id)
         if account is None:
-            self.find(FindingKind.LINE_ACCOUNT, f"voucher {v.id} line {line.line_no} names account "
-                      f"{line.account_id}, which is not the tenant's", voucher_id=v.id, sequence=v.sequence,
-                      account_id=line.account_id)
+            self.find(FindingKind.LINE_ACCOUNT, f"voucher {v.id} line {line_no} names account {account_id}, which "
+                      "is not the tenant's", voucher_id=v.id, sequence=v.sequence, account_id=account_id)
             return
-        code, normal_side, _ = account
-        state = self.sums.get(line.account_id)
+        state = self.sums.get(account_id)
         if state is None:
-            state = self.sums[line.account_id] = AccountSums()
-        self.touched.add(line.account_id)
-        signed = line.amount if line.side == normal_side else -line.amount
-        if line.entry_number != state.entry_count + 1:
-            self.find(FindingKind.ENTRY_NUMBER, f"account {code}: voucher {v.id} line {line.line_no} is entry "
-                      f"{line.entry_number}, the entry after {state.entry_count} was expected",
-                      account_id=line.account_id, voucher_id=v.id, sequence=v.sequence,
-                      expected=state.entry_count + 1, found=line.entry_number)
-        if line.balance_after != state.last_balance + signed:
-            self.find(FindingKind.BALANCE_AFTER, f"account {code}: entry {line.entry_number} (voucher {v.id} line "
-                      f"{line.line_no}) has balance_after {line.balance_after}, the previous balance "
-                      f"{state.last_balance} plus {signed} is {state.last_balance + signed}",
-                      account_id=line.account_id, voucher_id=v.id, sequence=v.sequence,
-                      expected=state.last_balance + signed, found=line.balance_after)
-        if line.accounting_date > state.last_date:
-            state.previous_day, state.last_date = state.last_balance, line.accounting_date
+            state = self.sums[account_id] = AccountSums()
+        self.touched.add(account_id)
+        signed = amount if side == account[1] else -amount
+        if entry_number != state.entry_count + 1 or balance_after != state.last_balance + signed:
+            self._line_findings(v, line, account[0], state, signed)
+        if date > state.last_date:
+            state.previous_day, state.last_date = state.last_balance, date
         # Follow what is stored, so that one wrong line is reported once, not again on every later line.
-        state.entry_count, state.line_sum, state.last_balance = line.entry_number, state.line_sum + signed, \
-            line.balance_after
+        state.entry_count, state.line_sum, state.last_balance = entry_number, state.line_sum + signed, balance_after
+
+    def _line_findings(self, v, line, code: str, state: AccountSums, signed: int) -> None:
+        _, line_no, account_id, entry_number, _, _, _, _, balance_after, _, _ = line
+        if entry_number != state.entry_count + 1:
+            self.find(FindingKind.ENTRY_NUMBER, f"account {code}: voucher {v.id} line {line_no} is entry "
+                      f"{entry_number}, the entry after {state.entry_count} was expected", account_id=account_id,
+                      voucher_id=v.id, sequence=v.sequence, expected=state.entry_count + 1, found=entry_number)
+        expected = state.last_balance + signed
+        if balance_after != expected:
+            self.find(FindingKind.BALANCE_AFTER, f"account {code}: entry {entry_number} (voucher {v.id} line "
+                      f"{line_no}) has balance_after {balance_after}, the previous balance {state.last_balance} "
+                      f"plus {signed} is {expected}", account_id=account_id, voucher_id=v.id, sequence=v.sequence,
+                      expected=expected, found=balance_after)
 
     # ------------------------------------------------------------------------------------------ balances
 
