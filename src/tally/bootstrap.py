@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from tally import telemetry
 from tally.api.server import GrpcServer
 from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
@@ -21,6 +22,7 @@ from tally.domain.vouchers import EffectiveWindow
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
 from tally.service import keys
 from tally.service.audit import AuditLog
+from tally.service.auditor import Auditor
 from tally.service.authn import Authenticator
 from tally.service.container import Services
 from tally.service.expiry import HoldExpirer
@@ -55,8 +57,10 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     hub = EventHub(uow, settings)
     uow.after_commit.append(hub.wake)  # called in the writing thread after each commit that wrote events
     authenticator = Authenticator(uow, jwt_config(settings), cache_ttl_s=settings.auth_cache_ttl_s)
+    audit_log = AuditLog(uow)
+    auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, AuditLog(uow))
+                    authenticator, audit_log, auditor)
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:
@@ -139,7 +143,9 @@ async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
 
 
 async def _stop_writers(services: Services, engines: Engines) -> None:
-    """No new expiries, every queued posting written, every audit row flushed, then the connections go."""
+    """No new expiries or audits, every queued posting written, every audit row flushed, then the connections
+    go."""
+    await services.auditor.stop()
     await services.expirer.stop()
     await services.pipeline.stop()
     await services.audit.stop()
@@ -192,6 +198,9 @@ async def start(settings: Settings) -> App:
     services.audit.start()
     services.pipeline.start()
     services.expirer.start()
+    services.auditor.start()
+    telemetry.meter_provider(settings.otel_exporter)
+    telemetry.audit_findings_gauge(services.auditor.findings_by_tenant)
     listener = None
     try:
         listener = await _start_streams(services, engines, settings)

@@ -2,7 +2,7 @@
 
     tally tenants create ID [--name TEXT]
     tally tenants list
-    tally keys create --tenant ID --role reader|poster|operator|admin [--name TEXT]
+    tally keys create --tenant ID --role reader|poster|operator|admin|auditor [--name TEXT]
     tally keys list --tenant ID
     tally keys revoke --tenant ID KEY_ID
 
@@ -29,7 +29,7 @@ from tally import cli_format as fmt
 from tally.domain.auth import Role
 
 DATABASE_URL_ENV = "TALLY_DATABASE_URL"
-ROLES = [role.value for role in Role]  # reader < poster < operator < admin
+ROLES = [role.value for role in Role]  # reader < poster < operator < admin; auditor: reader + audit log
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _KEY_ID_LENGTH = 16
 
@@ -318,7 +318,8 @@ def add_admin_parsers(commands) -> None:
     create.add_argument("--tenant", required=True, type=tenant, metavar="ID", help="the tenant the key acts for")
     create.add_argument("--role", required=True, choices=ROLES,
                         help="reader: reads and streams; poster: also posts flows and holds; operator: also "
-                             "accounts, adjustments, reversals, verify; admin: everything")
+                             "accounts, adjustments, reversals, verify; admin: everything; auditor: reads and the "
+                             "audit log, changes nothing")
     create.add_argument("--name", metavar="TEXT", help="what the key is for, e.g. billing-service")
     create.set_defaults(func=cmd_keys_create)
     listing = verbs.add_parser("list", parents=[options], help="list a tenant's keys (never their secrets)",

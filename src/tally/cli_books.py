@@ -4,8 +4,9 @@
     tally rules check FILE      problems with their locations (exit 1), or a one-line summary (exit 0)
     tally rules show            the server's rule set: one row per voucher line, with its amount expression
     tally trial-balance         debit and credit totals per currency; BALANCED or NOT BALANCED
-    tally verify                the tenant's voucher hash chain recomputed: intact, or the first broken
-                                voucher and what is wrong with it (exit 1)
+    tally verify [--full]       the ledger audit: the voucher hash chain recomputed and every balance proven
+                                from the journal since the last checkpoint (--full: from the first voucher);
+                                intact, or each finding with what was expected and found (exit 1)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterable
 
 from tally import cli_format as fmt
@@ -23,6 +25,7 @@ BALANCED = "BALANCED"
 NOT_BALANCED = "NOT BALANCED"
 INTACT = "intact"
 BROKEN = "BROKEN"
+INCONSISTENT = "INCONSISTENT"
 
 
 def _cli():
@@ -139,21 +142,70 @@ def cmd_trial_balance(args: argparse.Namespace) -> int:
 
 def chain_text(response: book_pb.VerifyChainResponse) -> str:
     checked = f"{response.vouchers_checked} voucher{'' if response.vouchers_checked == 1 else 's'} checked"
-    if response.intact:
-        head = f", head hash {response.head_hash}" if response.head_hash else ""
-        return f"{INTACT}: {checked}{head}"
-    return "\n".join([
-        f"{BROKEN}: {checked}; the first voucher that does not check out:",
-        fmt.format_fields([("voucher", response.first_broken_voucher_id),
-                           ("sequence", response.first_broken_sequence or ""),
-                           ("problem", response.problem or "not given"),
-                           ("head_hash", response.head_hash)])])
+    head = f", head hash {response.head_hash}" if response.head_hash else ""
+    if response.first_broken_voucher_id or response.problem:
+        lines = [f"{BROKEN}: {checked}; the first voucher that does not check out:",
+                 fmt.format_fields([("voucher", response.first_broken_voucher_id),
+                                    ("sequence", response.first_broken_sequence or ""),
+                                    ("problem", response.problem or "not given"),
+                                    ("head_hash", response.head_hash)])]
+    elif response.intact:
+        lines = [f"{INTACT}: {checked}{head}"]
+    else:
+        lines = [f"{INCONSISTENT}: {checked}{head}; the hash chain is intact, the books are not:"]
+    return "\n".join([*lines, *findings_lines(response), audit_summary(response)])
+
+
+def findings_lines(response: book_pb.VerifyChainResponse) -> list[str]:
+    lines = []
+    for f in response.findings:
+        kind = book_pb.AuditFindingKind.Name(f.kind).removeprefix("AUDIT_FINDING_KIND_")
+        where = " ".join(part for part in (f"account {f.account_id}" if f.account_id else "",
+                                           f"voucher {f.voucher_id}" if f.voucher_id else "") if part)
+        lines.append(f"  {kind}{' ' + where if where else ''}: expected {f.expected or '-'}, found "
+                     f"{f.found or '-'} ({f.message})")
+    if response.findings_omitted:
+        lines.append(f"  ... and {response.findings_omitted} more")
+    if response.marked_inconsistent_account_ids:
+        lines.append("marked inconsistent (postings refused until an operator sets them active): "
+                     + ", ".join(response.marked_inconsistent_account_ids))
+    return lines
+
+
+def audit_summary(response: book_pb.VerifyChainResponse) -> str:
+    run = "full" if response.full else "routine"
+    return (f"audit: {run}, vouchers {response.from_sequence + 1}..{response.through_sequence}: "
+            f"{response.vouchers_read} vouchers, {response.lines_read} lines, {response.events_checked} events, "
+            f"{response.audit_rows_read} audit rows, {response.accounts_checked} balances read in "
+            f"{response.duration_ms} ms; checkpoint {'saved' if response.checkpoint_saved else 'unchanged'}")
+
+
+PROGRESS_INTERVAL_S = 1.0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Runs the audit as a stream: progress on stderr (about once a second), the result last. Ctrl-C or
+    --deadline cancels the call, and the server stops the run."""
     cli = _cli()
-    with cli._stub(args, book_grpc.BookkeepingServiceStub) as stub:
-        response = stub.VerifyChain(book_pb.VerifyChainRequest())
+    channel = cli.connect(args)
+    try:
+        stub = book_grpc.BookkeepingServiceStub(channel)
+        responses = stub.AuditLedger(book_pb.AuditLedgerRequest(full=args.full), metadata=cli.call_metadata(args),
+                                     timeout=args.deadline)
+        response, shown = None, 0.0
+        for item in responses:
+            if item.HasField("result"):
+                response = item.result
+            elif not args.json and time.monotonic() - shown >= PROGRESS_INTERVAL_S:
+                shown = time.monotonic()
+                p = item.progress
+                print(f"verified {p.vouchers_read} vouchers, through {p.through_sequence} of {p.last_sequence}",
+                      file=sys.stderr)
+    finally:
+        channel.close()
+    if response is None:
+        print("error: the audit ended without a result", file=sys.stderr)
+        return cli.EXIT_REFUSED
     cli._emit(args, response, chain_text)
     return 0 if response.intact else cli.EXIT_REFUSED
 
@@ -183,9 +235,18 @@ def add_books_parsers(commands, client: argparse.ArgumentParser) -> None:
     trial.add_argument("--check", action="store_true", help="exit 1 when the books are NOT BALANCED")
     trial.set_defaults(func=cmd_trial_balance)
 
-    verify = commands.add_parser("verify", parents=[client], help="recompute the voucher hash chain",
-                                 description="Asks the server to recompute the tenant's voucher hash chain (each "
-                                             "voucher's content hash, its link to the previous voucher, the "
-                                             "sequence) and prints intact, or the first broken voucher and what "
-                                             "is wrong with it (exit 1). Needs an operator or admin key.")
+    verify = commands.add_parser("verify", parents=[client], help="the ledger audit: hash chain and balances",
+                                 description="Asks the server to audit the tenant's ledger: the voucher hash chain "
+                                             "(each voucher's content hash, its link, the sequence), every balance "
+                                             "proven from the journal (sum of lines, running balances, entry "
+                                             "numbers, previous-day balance, locked against active holds), the "
+                                             "ledger head, event sequences and the audit log's hash chain. A "
+                                             "routine run reads what was written since the last checkpoint. "
+                                             "Prints intact, or every finding with what was expected and found "
+                                             "(exit 1); accounts found inconsistent are marked so and refuse "
+                                             "postings. Needs an operator or admin key.")
+    verify.add_argument("--full", action="store_true", help="re-verify from the first voucher, not the checkpoint")
+    verify.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                        help="give up (and stop the server's run) after this long; default: wait until done, "
+                             "Ctrl-C stops it")
     verify.set_defaults(func=cmd_verify)

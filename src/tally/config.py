@@ -55,6 +55,7 @@ class Settings:
     effective_time_past_max_s: int = 400 * 86_400  # how far back a voucher's effective time may lie
     effective_time_future_max_s: int = 7 * 86_400  # and how far ahead
     page_bytes_max: int = 1024 * 1024  # a List page stops before its items pass this many encoded bytes
+    audit_interval_s: int = 0  # the scheduled ledger audit of every tenant; 0: never
     stream_subscribers_max: int = 1000
     stream_subscribers_per_tenant_max: int = 250  # one tenant's share of the server's streams
     stream_subscribers_per_key_max: int = 50  # one API key's (or token subject's) share of its tenant's
@@ -106,6 +107,7 @@ class Settings:
                 effective_time_future_max_s=_int(env, "TALLY_EFFECTIVE_TIME_FUTURE_MAX_S",
                                                  d.effective_time_future_max_s, 0, 100 * 366 * 86_400),
                 page_bytes_max=_int(env, "TALLY_PAGE_BYTES_MAX", d.page_bytes_max, 64 * 1024, 3 * 1024 * 1024),
+                audit_interval_s=_int(env, "TALLY_AUDIT_INTERVAL_S", d.audit_interval_s, 0, 7 * 86_400),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
                                             100_000),
                 stream_subscribers_per_tenant_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_PER_TENANT_MAX",

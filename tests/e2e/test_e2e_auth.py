@@ -162,7 +162,8 @@ def _setup(server: Server, backend: str) -> World:
 
     issued = {name: _create_key(server, A, role, name)
               for name, role in (("a-reader", Role.READER), ("a-poster", Role.POSTER),
-                                 ("a-operator", Role.OPERATOR), ("a-admin", Role.ADMIN), ("a-revoked", Role.ADMIN))}
+                                 ("a-operator", Role.OPERATOR), ("a-admin", Role.ADMIN), ("a-revoked", Role.ADMIN),
+                                 ("a-auditor", Role.AUDITOR))}
     issued["b-admin"] = _create_key(server, B, Role.ADMIN, "b-admin")
     world_keys = {name: key.secret_key for name, key in issued.items()}
     world = World(server, backend, a, b, world_keys)
@@ -340,14 +341,19 @@ class Attempt:
     changed: bool = False  # the database differed after this attempt's batch
 
 
+UNSNAPSHOTTED = ("audit_log", "audit_heads", "audit_checkpoints", "audit_account_sums", "write_gate")
+
+
 def snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every row of every table except the audit log: what "changes nothing" is checked against."""
+    """Every row of every table except the audit's own records: what "changes nothing" is checked against. The
+    audit log and its chain's head grow with every refusal; the ledger audit's checkpoints move when B's own
+    VerifyChain / AuditLedger calls (which name nothing of A's) audit B's ledger."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             return {table.name: [tuple(row) for row in conn.execute(
                         sa.select(table).order_by(*table.primary_key.columns))]
-                    for table in tables.metadata.sorted_tables if table.name not in ("audit_log", "write_gate")}
+                    for table in tables.metadata.sorted_tables if table.name not in UNSNAPSHOTTED}
     finally:
         engine.dispose()
 
@@ -565,7 +571,11 @@ def run_cross_tenant(world: World, baseline: dict) -> tuple[list[Attempt], int, 
                 if not names_foreign_target(request, world):
                     # Names nothing of A's (or only as a list filter): answers for B alone.
                     own += 1
-                    if code is not OK or _mentions(response.SerializeToString(), [*world.a_ids, A]):
+                    # B's audit log records what B's own calls sent, A's ids among them: it must show none
+                    # of A's calls (A's actors), not none of the ids B named.
+                    shown = [*world.a_ids, A] if method != "ListAuditLog" else [
+                        actor_of_key(k) for n, k in world.keys.items() if n.startswith("a-")]
+                    if code is not OK or _mentions(response.SerializeToString(), shown):
                         leaks.append(f"{credential} {method}: {code.name} {reason} {response}"[:300])
                     continue
                 batch_items = code is OK and _batch_refused(response)
@@ -597,7 +607,8 @@ class RoleCase:
 def role_cases(world: World) -> list[RoleCase]:
     """A's keys and tokens whose role lacks the RPC's permission, and flows a role may not post."""
     cases = []
-    for name, role in (("a-reader", Role.READER), ("a-poster", Role.POSTER), ("a-operator", Role.OPERATOR)):
+    for name, role in (("a-reader", Role.READER), ("a-poster", Role.POSTER), ("a-operator", Role.OPERATOR),
+                       ("a-auditor", Role.AUDITOR)):
         key = world.keys[name]
         for path, permission in METHOD_PERMISSIONS.items():
             if permission not in GRANTS[role]:

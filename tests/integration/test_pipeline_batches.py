@@ -15,6 +15,7 @@ from tally.service import batch as batch_module
 from tally.service import pipeline as pipeline_module
 from tally.service.batch import Posted
 from tally.storage import tables as t
+from tally.storage import uow as uow_module
 from tally.storage.engine import commit
 from tests.integration.conftest import TENANT, check_ledger, outcomes
 
@@ -247,7 +248,8 @@ async def test_batch_retried_after_serialization_failure_posts_each_voucher_exac
 
 async def test_batch_retried_after_a_real_serialization_failure(postgres_url, make_ledger, monkeypatch):
     """PostgreSQL: another connection (not taking the write gate) changes a balance row the batch is about to
-    lock after the batch's snapshot was fixed; the batch fails with a real 40001 and is retried whole."""
+    write after the batch's snapshot was fixed; the batch fails with a real 40001 (its UPDATE of that row, sent
+    with the COMMIT) and is retried whole."""
     ledger = make_ledger(postgres_url)
     ledger.open_internal("funding")
     ledger.open("alice")
@@ -265,13 +267,17 @@ async def test_batch_retried_after_a_real_serialization_failure(postgres_url, ma
             with outside.begin() as other:
                 other.execute(sa.update(t.balances).where(t.balances.c.account_id == alice)
                               .values(updated_us=t.balances.c.updated_us + 1))
+        return real(conn, subs, *args)
+
+    def observed_commit(conn, transaction):
         try:
-            return real(conn, subs, *args)
+            commit(conn, transaction)
         except sa.exc.DBAPIError as exc:
             failures.append(type(exc.orig))
             raise
 
     monkeypatch.setattr(pipeline_module, "write_batch", conflicted)
+    monkeypatch.setattr(uow_module, "commit", observed_commit)
     try:
         results = await outcomes(*(ledger.transfer("alice", "bob", 7, request_id=f"real-{i}") for i in range(5)))
     finally:

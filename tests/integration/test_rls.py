@@ -28,6 +28,7 @@ from tally.service import keys
 from tally.service.audit import AuditLog
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.expiry import HoldExpirer
+from tally.service.ledger_audit import LedgerAudit
 from tally.service.pipeline import now_us
 from tally.storage import roles
 from tally.storage import tables as t
@@ -44,7 +45,8 @@ A, B = "tenant-a", "tenant-b"
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
-MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants")
+MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants", "audit_heads",
+           "audit_checkpoints", "audit_account_sums")
 
 
 def as_role(url: str, role: str) -> str:
@@ -137,6 +139,9 @@ async def _populate(ledger: Ledger) -> None:
     for tenant in (A, B, ""):
         await audit.record(AuditRow(tenant, "tests", "admin", "Post", "", "OK", "r", "peer", now_us()))
     await audit.stop()
+    for tenant in (A, B):  # the ledger audit, as the service role: checkpoints and account sums
+        report = LedgerAudit(ledger.uow, now_us).run(tenant)
+        assert report.intact and report.checkpoint_saved, report.findings
 
 
 # ------------------------------------------------------------------------------------------ the role

@@ -100,8 +100,8 @@ def test_trial_balance_and_show_take_client_options():
 
 def test_chain_text_intact_and_broken():
     intact = book_pb.VerifyChainResponse(intact=True, vouchers_checked=3, head_hash="ab" * 32)
-    assert cli_books.chain_text(intact) == f"intact: 3 vouchers checked, head hash {'ab' * 32}"
-    assert cli_books.chain_text(book_pb.VerifyChainResponse(intact=True, vouchers_checked=1)) == \
+    assert cli_books.chain_text(intact).splitlines()[0] == f"intact: 3 vouchers checked, head hash {'ab' * 32}"
+    assert cli_books.chain_text(book_pb.VerifyChainResponse(intact=True, vouchers_checked=1)).splitlines()[0] == \
         "intact: 1 voucher checked"
     broken = cli_books.chain_text(book_pb.VerifyChainResponse(
         intact=False, vouchers_checked=7, first_broken_voucher_id="V5", first_broken_sequence=5,
@@ -112,28 +112,53 @@ def test_chain_text_intact_and_broken():
     assert lines[3].split(None, 1) == ["problem", "content hash does not match"]
 
 
-class _Chain:
-    def __init__(self, response):
-        self.response = response
-        self.requests = []
+def test_chain_text_names_each_finding_with_expected_and_found():
+    response = book_pb.VerifyChainResponse(
+        intact=False, vouchers_checked=4, full=True, through_sequence=4, vouchers_read=4,
+        findings=[book_pb.AuditFinding(kind=book_pb.AUDIT_FINDING_KIND_BALANCE_CURRENT, account_id="A1",
+                                       expected="100", found="777000100", message="current is 777000100")],
+        marked_inconsistent_account_ids=["A1"])
+    lines = cli_books.chain_text(response).splitlines()
+    assert lines[0].startswith("INCONSISTENT: 4 vouchers checked")
+    assert lines[1] == "  BALANCE_CURRENT account A1: expected 100, found 777000100 (current is 777000100)"
+    assert lines[2].endswith(": A1")
+    assert lines[3].startswith("audit: full, vouchers 1..4: 4 vouchers")
 
-    def VerifyChain(self, request):
-        self.requests.append(request)
-        return self.response
+
+class _Audit:
+    """A BookkeepingServiceStub whose AuditLedger streams two progress messages and the result."""
+
+    requests: list = []
+
+    def __init__(self, channel, response=None):
+        self.response = response
+
+    def AuditLedger(self, request, metadata=(), timeout=None):
+        _Audit.requests.append((request, timeout))
+        yield book_pb.AuditLedgerResponse(progress=book_pb.AuditProgress(vouchers_read=1, through_sequence=1,
+                                                                         last_sequence=2))
+        yield book_pb.AuditLedgerResponse(result=_Audit.result)
+
+
+class _Channel:
+    def close(self):
+        pass
 
 
 @pytest.mark.parametrize(("intact", "status"), [(True, 0), (False, 1)])
 def test_verify_exits_1_when_broken(monkeypatch, capsys, intact, status):
-    import contextlib
-
-    stub = _Chain(book_pb.VerifyChainResponse(intact=intact, vouchers_checked=2,
-                                              first_broken_voucher_id="" if intact else "V2",
-                                              first_broken_sequence=0 if intact else 2,
-                                              problem="" if intact else "link to the previous voucher"))
-    monkeypatch.setattr(cli, "_stub", lambda args, stub_class: contextlib.nullcontext(stub))
+    _Audit.result = book_pb.VerifyChainResponse(intact=intact, vouchers_checked=2,
+                                                first_broken_voucher_id="" if intact else "V2",
+                                                first_broken_sequence=0 if intact else 2,
+                                                problem="" if intact else "link to the previous voucher")
+    _Audit.requests = []
+    monkeypatch.setattr(cli, "connect", lambda args: _Channel())
+    monkeypatch.setattr(cli_books.book_grpc, "BookkeepingServiceStub", _Audit)
     assert cli.main(["verify", "--api-key", "tly_x"]) == status
-    out = capsys.readouterr().out
-    assert out.startswith("intact: 2 vouchers checked" if intact else "BROKEN: 2 vouchers checked")
-    assert len(stub.requests) == 1
-    assert cli.main(["verify", "--api-key", "tly_x", "--json"]) == status
+    captured = capsys.readouterr()
+    assert captured.out.startswith("intact: 2 vouchers checked" if intact else "BROKEN: 2 vouchers checked")
+    assert "verified 1 vouchers, through 1 of 2" in captured.err  # progress goes to stderr
+    assert [(r.full, t) for r, t in _Audit.requests] == [(False, None)]
+    assert cli.main(["verify", "--api-key", "tly_x", "--json", "--full", "--deadline", "5"]) == status
     assert json.loads(capsys.readouterr().out)["intact"] is intact
+    assert (_Audit.requests[-1][0].full, _Audit.requests[-1][1]) == (True, 5.0)

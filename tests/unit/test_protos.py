@@ -29,7 +29,9 @@ MUTATING_RPCS = {"Post", "ReverseVoucher", "CreateAccount", "UpdateAccount", "Cr
                  "ReleaseHold"}
 # Batches carry one idempotency key per item: the repeated field's message must have request_id.
 BATCH_RPCS = {"PostBatch": "requests"}
-READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Stream", "Validate", "Verify")
+# Verify*/Audit* run the ledger audit: what it changes (accounts marked inconsistent, the checkpoint) a repeat
+# leaves as it is, so it needs no idempotency key.
+READ_ONLY_PREFIXES = ("Get", "BatchGet", "List", "Stream", "Validate", "Verify", "Audit")
 
 METHODS: dict[str, MethodDescriptor] = {m.name: m for s in SERVICES for m in s.methods}
 

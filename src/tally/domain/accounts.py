@@ -30,6 +30,17 @@ class AccountStatus(enum.Enum):
     ACTIVE = "active"
     FROZEN = "frozen"
     CLOSED = "closed"
+    # Set by the ledger audit when the account's balance row disagrees with its journal: accepts no postings
+    # (ACCOUNT_INCONSISTENT) until an operator sets it active again.
+    INCONSISTENT = "inconsistent"
+
+
+# Why an account that is not active refuses a posting or a hold: the FAILED_PRECONDITION reason.
+NOT_POSTABLE_REASONS = {
+    AccountStatus.FROZEN: "ACCOUNT_FROZEN",
+    AccountStatus.CLOSED: "ACCOUNT_CLOSED",
+    AccountStatus.INCONSISTENT: "ACCOUNT_INCONSISTENT",
+}
 
 
 class FloorPolicy(enum.Enum):
@@ -143,6 +154,9 @@ def change_account(account: Account, change: AccountChange, balance: BalanceStat
 
 
 def _check_status_change(account: Account, status: AccountStatus, balance: BalanceState) -> None:
+    if status is AccountStatus.INCONSISTENT and account.status is not AccountStatus.INCONSISTENT:
+        raise invalid("ACCOUNT_STATUS_RESERVED", "only the ledger audit marks an account inconsistent",
+                      account_id=account.id)
     if status is AccountStatus.CLOSED and (balance.current != 0 or balance.locked != 0):
         raise precondition(
             "ACCOUNT_BALANCE_NOT_ZERO", "only an account with zero current and locked balance can close",

@@ -13,6 +13,7 @@ class Permission(enum.Enum):
     POST = "post"  # business flows, holds
     OPERATE = "operate"  # accounts, reversals, adjustments, verification
     ADMIN = "admin"  # keys, rule sets
+    AUDIT = "audit"  # the audit log (who did what)
 
 
 class Role(enum.Enum):
@@ -20,13 +21,16 @@ class Role(enum.Enum):
     POSTER = "poster"
     OPERATOR = "operator"
     ADMIN = "admin"
+    AUDITOR = "auditor"
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.READER: frozenset({Permission.READ}),
     Role.POSTER: frozenset({Permission.READ, Permission.POST}),
     Role.OPERATOR: frozenset({Permission.READ, Permission.POST, Permission.OPERATE}),
-    Role.ADMIN: frozenset(Permission),
+    Role.ADMIN: frozenset(Permission),  # the audit log included: the tenant's administrator answers for it
+    # Reads the books and the audit log; changes nothing.
+    Role.AUDITOR: frozenset({Permission.READ, Permission.AUDIT}),
 }
 
 
@@ -59,6 +63,8 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     f"{_SERVICE}AccountingService/ReverseVoucher": Permission.OPERATE,
     **{f"{_SERVICE}BookkeepingService/{m}": Permission.READ for m in ("GetTrialBalance", "GetRuleSet")},
     f"{_SERVICE}BookkeepingService/VerifyChain": Permission.OPERATE,
+    f"{_SERVICE}BookkeepingService/AuditLedger": Permission.OPERATE,
+    f"{_SERVICE}BookkeepingService/ListAuditLog": Permission.AUDIT,
     f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
 }
 # Open to anyone: load balancers probe health, tools discover the API.

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from tally.domain import limits
-from tally.domain.accounts import Account, AccountStatus, BalanceState
+from tally.domain.accounts import NOT_POSTABLE_REASONS, Account, AccountStatus, BalanceState
 from tally.domain.errors import invalid, not_accessible, precondition
 from tally.domain.fields import check_metadata, check_text
 from tally.domain.money import check_amount
@@ -58,7 +58,7 @@ def check_new_hold(amount: int, currency: str, memo: str, metadata: dict[str, st
 def open_hold(hold: Hold, account: Account, state: BalanceState) -> BalanceState:
     """The balance after reserving the hold's amount; refuses what available funds cannot cover."""
     if account.status is not AccountStatus.ACTIVE:
-        reason = "ACCOUNT_FROZEN" if account.status is AccountStatus.FROZEN else "ACCOUNT_CLOSED"
+        reason = NOT_POSTABLE_REASONS[account.status]
         raise precondition(reason, f"account {account.code} is {account.status.value}", account_id=account.id)
     if hold.currency != account.currency:
         raise precondition("CURRENCY_MISMATCH", f"account {account.code} holds {account.currency}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tally.domain.accounts import Account, AccountStatus, BalanceState, FloorPolicy, Side
+from tally.domain.accounts import NOT_POSTABLE_REASONS, Account, AccountStatus, BalanceState, FloorPolicy, Side
 from tally.domain.errors import invalid, missing_account, precondition
 from tally.domain.money import fits_int64
 from tally.domain.vouchers import AccountRef, PostedLine, VoucherDraft, check_draft
@@ -58,7 +58,7 @@ def _signed(amount: int, side: Side, account: Account) -> int:
 
 def _check_postable(account: Account, currency: str) -> None:
     if account.status is not AccountStatus.ACTIVE:
-        reason = "ACCOUNT_FROZEN" if account.status is AccountStatus.FROZEN else "ACCOUNT_CLOSED"
+        reason = NOT_POSTABLE_REASONS[account.status]
         raise precondition(reason, f"account {account.code} is {account.status.value}", account_id=account.id)
     if currency != account.currency:
         raise precondition(

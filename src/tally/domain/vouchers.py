@@ -174,15 +174,24 @@ def chained(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
 
 
 def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
+    return content_hash(
+        previous_hash, voucher.id, voucher.tenant_id, sequence, voucher.flow_type, voucher.request_id,
+        voucher.accounting_date, voucher.effective_us, voucher.posted_us, voucher.memo, voucher.metadata,
+        voucher.reverses_id, voucher.rule_id, voucher.rule_set_version,
+        [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
+          ln.balance_after] for ln in voucher.lines])
+
+
+def content_hash(previous_hash: str, id_: str, tenant_id: str, sequence: int, flow_type: str, request_id: str,
+                 accounting_date: str, effective_us: int, posted_us: int, memo: str, metadata: dict,
+                 reverses_id: str | None, rule_id: str, rule_set_version: str, lines: list[list]) -> str:
+    """The voucher hash from its fields as stored; each line is [line_no, account_id, side, amount, currency,
+    memo, entry_number, balance_after]. The ledger audit recomputes stored vouchers' hashes with it."""
     content = {
-        "id": voucher.id, "tenant_id": voucher.tenant_id, "sequence": sequence,
-        "flow_type": voucher.flow_type, "request_id": voucher.request_id,
-        "accounting_date": voucher.accounting_date, "effective_us": voucher.effective_us,
-        "posted_us": voucher.posted_us, "memo": voucher.memo, "metadata": voucher.metadata,
-        "reverses_id": voucher.reverses_id, "rule_id": voucher.rule_id,
-        "rule_set_version": voucher.rule_set_version,
-        "lines": [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
-                   ln.balance_after] for ln in voucher.lines],
+        "id": id_, "tenant_id": tenant_id, "sequence": sequence, "flow_type": flow_type, "request_id": request_id,
+        "accounting_date": accounting_date, "effective_us": effective_us, "posted_us": posted_us, "memo": memo,
+        "metadata": metadata, "reverses_id": reverses_id, "rule_id": rule_id, "rule_set_version": rule_set_version,
+        "lines": lines,
     }
     return hashlib.sha256((previous_hash + _HASHED_JSON.encode(content)).encode()).hexdigest()
 

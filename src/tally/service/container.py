@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tally.config import Settings
 from tally.service.audit import AuditLog
+from tally.service.auditor import Auditor
 from tally.service.authn import Authenticator
 from tally.service.expiry import HoldExpirer
 from tally.service.pipeline import PostingPipeline
@@ -28,3 +29,4 @@ class Services:
     expirer: HoldExpirer
     authenticator: Authenticator
     audit: AuditLog
+    auditor: Auditor

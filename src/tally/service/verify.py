@@ -1,21 +1,20 @@
-"""Tamper evidence: recomputes a tenant's voucher hash chain from what is stored.
+"""Tamper evidence: the voucher hash chain of a tenant, as the ledger audit recomputes it.
 
 Each voucher's hash covers the previous voucher's hash and its own content (lines included), so an edit
 anywhere breaks the chain at the edited voucher (its content no longer matches its hash) or right after
-it (when the edit also rewrote the hash, the next voucher's link no longer matches).
+it (when the edit also rewrote the hash, the next voucher's link no longer matches). `verify_chain` is the
+chain part of a full ledger audit (tally.service.ledger_audit) that neither marks accounts nor moves the
+checkpoint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tally.domain.fields import check_tenant
-from tally.domain.vouchers import GENESIS_HASH, voucher_hash
-from tally.storage import journal_repo, ledger_repo
+from tally.service.ledger_audit import CONTENT, LINK, AuditReport, LedgerAudit
 from tally.storage.uow import UnitOfWork
 
-PAGE_SIZE = 500
-CONTENT = "its content does not match its hash"
+__all__ = ["CONTENT", "LINK", "ChainReport", "chain_report", "verify_chain"]
 
 
 @dataclass(frozen=True)
@@ -28,40 +27,12 @@ class ChainReport:
     problem: str = ""
 
 
+def chain_report(report: AuditReport) -> ChainReport:
+    intact = not report.broken_voucher_id and not report.problem
+    return ChainReport(intact, report.vouchers_checked, report.head_hash, report.broken_voucher_id,
+                       report.broken_sequence, report.problem)
+
+
 def verify_chain(uow: UnitOfWork, tenant_id: str) -> ChainReport:
-    check_tenant(tenant_id)
-    scope = {tenant_id}
-    head = uow.read(scope, lambda conn: ledger_repo.load_heads_readonly(conn, tenant_id))
-    previous, sequence, checked = GENESIS_HASH, 0, 0
-    while True:
-        page, stray = uow.read(scope, lambda conn, after=sequence: _page(conn, tenant_id, after))
-        for voucher in page:
-            problem = _problem(voucher, previous, sequence + 1) or (CONTENT if voucher.id in stray else "")
-            if problem:
-                return ChainReport(False, checked, head.last_hash if head else "", voucher.id, voucher.sequence,
-                                   problem)
-            previous, sequence, checked = voucher.hash, voucher.sequence, checked + 1
-        if len(page) < PAGE_SIZE:
-            break
-    if head is not None and (head.voucher_sequence != sequence or head.last_hash != previous):
-        return ChainReport(False, checked, head.last_hash, problem=(
-            f"the head records voucher {head.voucher_sequence} with hash {head.last_hash[:12]}..., the chain ends "
-            f"at {sequence} with {previous[:12]}..."))
-    return ChainReport(True, checked, previous)
-
-
-def _page(conn, tenant_id: str, after: int):
-    page = journal_repo.list_vouchers(conn, tenant_id, after_sequence=after, limit=PAGE_SIZE)
-    if not page:
-        return page, set()
-    return page, journal_repo.vouchers_with_stray_lines(conn, tenant_id, page[0].sequence, page[-1].sequence)
-
-
-def _problem(voucher, previous: str, expected_sequence: int) -> str:
-    if voucher.sequence != expected_sequence:
-        return f"sequence {voucher.sequence} where {expected_sequence} was expected"
-    if voucher.previous_hash != previous:
-        return "its link to the previous voucher does not match that voucher's hash"
-    if voucher_hash(voucher, previous) != voucher.hash:
-        return CONTENT
-    return ""
+    report = LedgerAudit(uow, lambda: 0).run(tenant_id, full=True, mark=False, save=False)
+    return chain_report(report)

@@ -6,7 +6,8 @@ the operator creates (`CREATE ROLE tally_app LOGIN PASSWORD '...'`), gets exactl
 - SELECT, INSERT on the journal tables (vouchers, voucher_lines, events, idempotency, audit_log): what is
   written there is never changed, and the database refuses UPDATE and DELETE to the service;
 - SELECT, INSERT, UPDATE on the tables that change (accounts, balances, ledger_heads, flow_caps, holds,
-  api_keys, tenants), and nothing deletes rows anywhere;
+  api_keys, tenants, and the ledger audit's audit_heads, audit_checkpoints, audit_account_sums), and
+  nothing deletes rows anywhere;
 - UPDATE on write_gate, the smallest privilege that allows `LOCK TABLE write_gate IN EXCLUSIVE MODE`
   (LOCK in any mode stronger than ROW EXCLUSIVE needs UPDATE, DELETE or TRUNCATE; write_gate never holds
   a row, so UPDATE on it changes nothing);
@@ -22,7 +23,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
-MUTABLE_TABLES = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants")
+MUTABLE_TABLES = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants",
+                  "audit_heads", "audit_checkpoints", "audit_account_sums")
 GATE_TABLE = "write_gate"
 SERIAL_COLUMNS = (("audit_log", "id"),)
 SCHEMA_VERSION_TABLE = "alembic_version"

@@ -222,8 +222,53 @@ audit_log = Table(
     Column("request_id", String(128), nullable=False),
     Column("peer", String(128), nullable=False),
     Column("time_us", BigInteger, nullable=False),
+    # Hash chain per tenant (migration 0009): each row's hash covers the previous row's and its own content.
+    Column("previous_hash", String(64), nullable=False, server_default=text("''")),
+    Column("hash", String(64), nullable=False, server_default=text("''")),
 )
 Index("ix_audit_log_tenant_id_id", audit_log.c.tenant_id, audit_log.c.id)
 
 # Never holds rows: on PostgreSQL every write transaction locks it first (see engine.begin_write).
 write_gate = Table("write_gate", metadata, Column("id", Integer, primary_key=True))
+
+# The head of each tenant's audit-log hash chain: the last row's hash and how many rows the chain holds.
+# The audit writer locks it while it appends, so one tenant's rows chain in id order whatever the process.
+audit_heads = Table(
+    "audit_heads", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("last_hash", String(64), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+)
+
+# Where the ledger audit stopped last time, per tenant: the journal up to `voucher_sequence` (whose hash is
+# `head_hash`) and the events up to `event_sequence` checked out, as did the audit log up to
+# `audit_log_id`. `sums_digest` is a SHA-256 over the tenant's rows in audit_account_sums, so a routine
+# audit trusts those sums only while they still match it.
+audit_checkpoints = Table(
+    "audit_checkpoints", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("voucher_sequence", BigInteger, nullable=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("event_sequence", BigInteger, nullable=False),
+    Column("audit_log_id", BigInteger, nullable=False),
+    Column("audit_log_hash", String(64), nullable=False),
+    Column("audit_log_count", BigInteger, nullable=False),
+    Column("sums_digest", String(64), nullable=False),
+    Column("account_count", BigInteger, nullable=False),
+    Column("findings", BigInteger, nullable=False),
+    Column("full_us", BigInteger, nullable=False),  # when the last full audit finished
+    Column("verified_us", BigInteger, nullable=False),
+)
+
+# Each account's journal as of its tenant's checkpoint: what its lines add up to.
+audit_account_sums = Table(
+    "audit_account_sums", metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("entry_count", BigInteger, nullable=False),  # lines (the last entry number)
+    Column("line_sum", BigInteger, nullable=False),  # signed on the account's normal side
+    Column("last_balance", BigInteger, nullable=False),  # the last line's balance_after
+    Column("last_date", String(10), nullable=False),  # the last line's accounting date
+    Column("previous_day", BigInteger, nullable=False),  # balance at the end of the day before last_date
+)
+Index("ix_audit_account_sums_tenant_id", audit_account_sums.c.tenant_id)

@@ -55,6 +55,16 @@ class BookkeepingServiceStub:
                 request_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.FromString,
                 _registered_method=True)
+        self.AuditLedger = channel.unary_stream(
+                '/tally.v1.BookkeepingService/AuditLedger',
+                request_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerResponse.FromString,
+                _registered_method=True)
+        self.ListAuditLog = channel.unary_unary(
+                '/tally.v1.BookkeepingService/ListAuditLog',
+                request_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class BookkeepingServiceServicer:
@@ -83,7 +93,25 @@ class BookkeepingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def VerifyChain(self, request, context):
-        """Recomputes the tenant's voucher hash chain and names the first voucher that does not match.
+        """The ledger audit: recomputes the tenant's voucher hash chain (naming the first voucher that does not
+        match) and proves every balance from the journal; each finding names what was expected and found.
+        A routine run reads only what was written since the last checkpoint; `full` starts from the first
+        voucher. Accounts found inconsistent are marked ACCOUNT_STATUS_INCONSISTENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuditLedger(self, request, context):
+        """The same audit, reporting its progress while it runs and its result last. The work stops when the
+        caller cancels or its deadline passes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditLog(self, request, context):
+        """The tenant's audit log (who did what, and what was refused), oldest first: auditor or admin role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +139,16 @@ def add_BookkeepingServiceServicer_to_server(servicer, server):
                     servicer.VerifyChain,
                     request_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.FromString,
                     response_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.SerializeToString,
+            ),
+            'AuditLedger': grpc.unary_stream_rpc_method_handler(
+                    servicer.AuditLedger,
+                    request_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerResponse.SerializeToString,
+            ),
+            'ListAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditLog,
+                    request_deserializer=tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +260,60 @@ class BookkeepingService:
             '/tally.v1.BookkeepingService/VerifyChain',
             tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainRequest.SerializeToString,
             tally_dot_v1_dot_bookkeeping__service__pb2.VerifyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tally.v1.BookkeepingService/AuditLedger',
+            tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerRequest.SerializeToString,
+            tally_dot_v1_dot_bookkeeping__service__pb2.AuditLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.BookkeepingService/ListAuditLog',
+            tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogRequest.SerializeToString,
+            tally_dot_v1_dot_bookkeeping__service__pb2.ListAuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,6 +30,7 @@ class AccountStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACCOUNT_STATUS_ACTIVE: _ClassVar[AccountStatus]
     ACCOUNT_STATUS_FROZEN: _ClassVar[AccountStatus]
     ACCOUNT_STATUS_CLOSED: _ClassVar[AccountStatus]
+    ACCOUNT_STATUS_INCONSISTENT: _ClassVar[AccountStatus]
 
 class FloorPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ ACCOUNT_STATUS_UNSPECIFIED: AccountStatus
 ACCOUNT_STATUS_ACTIVE: AccountStatus
 ACCOUNT_STATUS_FROZEN: AccountStatus
 ACCOUNT_STATUS_CLOSED: AccountStatus
+ACCOUNT_STATUS_INCONSISTENT: AccountStatus
 FLOOR_POLICY_UNSPECIFIED: FloorPolicy
 FLOOR_POLICY_NON_NEGATIVE: FloorPolicy
 FLOOR_POLICY_UNBOUNDED: FloorPolicy

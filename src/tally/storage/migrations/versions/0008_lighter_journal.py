@@ -9,7 +9,7 @@ What every posting pays for, made cheaper, and the reads that grew with history 
 - The foreign keys of `voucher_lines` (to `vouchers` and `accounts`) and of `balances` (to `accounts`) go.
   Each cost a trigger and a row lock on the referenced row per line written; the journal is append-only,
   the writer reads every account it posts to in the same transaction (the rows exist), and the ledger
-  audit checks that every line names a voucher and an account of its tenant.
+  audit checks every line's account and every balance against the lines that make it.
 - `ledger_heads.posted_us`: the last posting time of the tenant, so that posting times never go back
   within a tenant (a clock stepped back posts at the last time instead). Accounting dates never went back.
   An account's entries are then in the order of both, and the last entry at or before a time or a day is a
