@@ -50,7 +50,8 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     rules = load_rules(settings)
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
-        queue_depth_max=settings.queue_depth_max), opener=template_opener(rules, settings.currencies))
+        queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max),
+        opener=template_opener(rules, settings.currencies))
     window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
     posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)
     expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)

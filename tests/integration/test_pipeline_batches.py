@@ -469,6 +469,31 @@ async def test_batches_are_capped_and_a_full_queue_is_refused_without_writing(da
     check_ledger(ledger.url)
 
 
+async def test_one_tenant_cannot_take_the_whole_queue(database_url, make_ledger):
+    """A tenant's flows queued or being written are capped: past its share it is refused at once (nothing
+    recorded, so the same request_id can be sent again), while another tenant's flows still get in."""
+    ledger = make_ledger(database_url, tenant_submissions_max=5)
+    for tenant in (TENANT, OTHER):
+        ledger.open_internal("funding", tenant=tenant)
+        ledger.open("alice", tenant=tenant)
+        ledger.open("bob", tenant=tenant)
+        await ledger.fund("alice", 1_000, tenant=tenant)
+    busy = [ledger.transfer("alice", "bob", 1, request_id=f"busy-{i}") for i in range(12)]
+    calm = [ledger.transfer("alice", "bob", 1, request_id=f"calm-{i}", tenant=OTHER) for i in range(5)]
+    results = await outcomes(*busy, *calm)
+    refused = [i for i, r in enumerate(results[:12]) if isinstance(r, LedgerError)]
+    assert {(results[i].kind, results[i].reason) for i in refused} == {
+        (ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_TENANT_FULL")}
+    assert len(refused) == 7  # five got in, in the same turn of the event loop
+    assert all(isinstance(r, Posted) for r in results[12:])
+    keys = _idempotency_keys(ledger.url)
+    assert all((TENANT, f"busy-{i}") not in keys for i in refused)
+    again = await outcomes(*(ledger.transfer("alice", "bob", 1, request_id=f"busy-{i}") for i in refused[:5]))
+    assert all(isinstance(r, Posted) and not r.replayed for r in again)
+    assert ledger.pipeline._tenant_submissions == {}  # every share given back
+    check_ledger(ledger.url)
+
+
 async def test_a_batch_that_fails_unexpectedly_is_written_one_by_one(ledger, monkeypatch):
     """Something no check foresaw fails the batch: each submission is then written alone, so only the one
     that causes it fails, and nothing posts twice."""
@@ -489,7 +514,9 @@ async def test_a_batch_that_fails_unexpectedly_is_written_one_by_one(ledger, mon
     results = await outcomes(*(ledger.transfer("alice", "bob", 5, request_id=n) for n in names))
     assert seen[0] == names and all(len(batch) == 1 for batch in seen[1:])
     assert [type(r).__name__ for r in results] == ["Posted", "Posted", "LedgerError", "Posted", "Posted"]
-    assert (results[2].kind, results[2].reason) == (ErrorKind.UNAVAILABLE, "WRITE_FAILED")
+    # It will fail the same way again: INTERNAL with an error id, not "retry".
+    assert (results[2].kind, results[2].reason) == (ErrorKind.INTERNAL, "INTERNAL_ERROR")
+    assert results[2].metadata["error_id"]
     assert results[4].replayed and results[4].vouchers[0].id == results[1].vouchers[0].id
     assert ledger.balance("bob") == 15
     assert len(_stored_voucher_ids(ledger.url)) == 1 + 3

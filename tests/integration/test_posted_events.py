@@ -9,10 +9,11 @@ import json
 import sqlalchemy as sa
 
 from tally.domain.accounts import AccountType, Side
-from tally.service.commands import CreateHold
+from tally.service.commands import CaptureHold, CreateHold
 from tally.storage import ledger_repo
 from tally.storage.engine import set_tenant_scope
 from tally.storage.tables import events
+from tally.streaming.changes import balance_changes
 from tests.integration.conftest import TENANT, ref
 
 
@@ -93,3 +94,38 @@ async def test_rows_written_whole_are_read_as_they_are(ledger):
         conn.execute(sa.insert(events).values(tenant_id=TENANT, sequence=head + 1, type="ledger.entry.posted",
                                               voucher_id="v-old", payload=json.dumps(whole), created_us=1))
     assert _events(ledger)[-1].payload == whole
+
+
+async def test_a_capture_names_its_hold_and_voucher_and_every_snapshot_follows_from_the_last(ledger):
+    """Evidence per posting: the capture's voucher and its posted event name the hold, the hold's captured
+    event names the voucher; and the account's balance snapshots form a chain (each is the one before plus
+    its delta), the hold events showing the balance before the capture's voucher posts."""
+    shop = ledger.open("shop")
+    ledger.open("merchant")
+    await ledger.fund("shop", 1_000)
+    hold = (await ledger.posting.create_hold(CreateHold(TENANT, "h-1", ref("shop"), 600, "USD"))).holds[0]
+    partial = await ledger.posting.capture_hold(CaptureHold(TENANT, "cap-1", hold.id, 200, ref("merchant")))
+    last = await ledger.posting.capture_hold(CaptureHold(TENANT, "cap-2", hold.id, 100, ref("merchant"),
+                                                         final=True))
+    events = _events(ledger)
+    for posted in (partial, last):
+        voucher = posted.vouchers[0]
+        assert voucher.metadata["hold_id"] == hold.id
+        [entry] = [e for e in events if e.type == "ledger.entry.posted" and e.voucher_id == voucher.id]
+        assert entry.hold_id == hold.id and entry.payload["hold_id"] == hold.id
+        captured = [e for e in events if e.type == "balance.hold.captured" and e.payload["voucher_id"] == voucher.id]
+        assert len(captured) == 1 and captured[0].voucher_id == voucher.id
+    released = [e for e in events if e.type == "balance.released"]
+    assert [e.payload["amount"] for e in released] == [300]  # the final capture released the rest
+
+    sides = {shop.id: "credit"}
+    chain = [c for e in events for c in balance_changes(e, sides, {shop.id})]
+    assert [c.cause for c in chain] == [
+        "ledger.entry.posted", "balance.hold.created", "balance.hold.captured", "ledger.entry.posted",
+        "balance.hold.captured", "balance.released", "ledger.entry.posted"]
+    assert (chain[0].current, chain[0].locked) == (1_000, 0)
+    for before, after in zip(chain, chain[1:], strict=False):
+        assert after.current == before.current + after.current_delta, after
+        assert after.locked == before.locked + after.locked_delta, after
+        assert after.available == after.current - after.locked
+    assert (chain[-1].current, chain[-1].locked) == (700, 0)

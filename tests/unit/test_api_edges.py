@@ -8,10 +8,11 @@ import logging
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
-from tally.api.errors import code_of, transient, unexpected
+from tally.api.errors import code_of
 from tally.api.pages import FIELD_OVERHEAD_BYTES_MAX, page_out
 from tally.config import ConfigError, Settings
 from tally.domain.errors import ErrorKind
+from tally.service.faults import transient, unexpected
 from tally.service.queries import Page
 from tally.v1 import types_pb2
 

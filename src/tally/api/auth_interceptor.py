@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import grpc
 
-from tally.api.errors import grpc_code, last_error, to_status, unexpected
+from tally.api.errors import grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
 from tally.domain.errors import ErrorKind, LedgerError, invalid
 from tally.service.audit import AuditLog
 from tally.service.authn import Authenticator, claimed_actor
+from tally.service.faults import unexpected
 from tally.storage.auth_repo import AuditRow
 
 TARGET_FIELDS = ("voucher_id", "hold_id", "account", "code", "original_request_id")

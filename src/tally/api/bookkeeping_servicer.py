@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from tally.api import mapping
-from tally.api.errors import abort, rpc, unexpected
+from tally.api.errors import abort, rpc
 from tally.api.tenancy import tenant_of
 from tally.domain.errors import LedgerError, invalid
 from tally.rules.loader import RuleSetError, RuleSetTooDeep, parse_rule_set
 from tally.service.auditor import list_audit_log
 from tally.service.container import Services
+from tally.service.faults import unexpected
 from tally.service.ledger_audit import AuditReport, FindingKind, Progress
 from tally.service.verify import chain_report
 from tally.storage.audit_repo import AuditFilter

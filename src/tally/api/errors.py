@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TypeVar
@@ -13,9 +12,9 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
+from tally.service.faults import unexpected
 
 log = logging.getLogger(__name__)
 ERROR_DOMAIN = "tally.v1"
@@ -74,30 +73,6 @@ def to_status(error: LedgerError) -> grpc.Status:
     detail.Pack(info)
     message = clip(error.message, ERROR_MESSAGE_BYTES_MAX)
     return rpc_status.to_status(status_pb2.Status(code=_CODES[error.kind], message=message, details=[detail]))
-
-
-RETRY = "retry with the same request_id"
-
-
-def transient(exc: BaseException) -> bool:
-    """A database or network fault that may pass: the connection failed or the server was away. A
-    statement the database refused for what it holds (a value, a constraint) fails the same way again."""
-    return isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
-
-
-def unexpected(exc: BaseException, advice: str = RETRY) -> LedgerError:
-    """What a failure no check foresaw answers. A transient fault: UNAVAILABLE, with how to carry on. Any
-    other: INTERNAL with an error id, logged with its traceback under that id, since a retry would fail
-    the same way."""
-    if transient(exc):
-        log.warning("database unavailable: %s", exc)
-        return LedgerError(ErrorKind.UNAVAILABLE, "DATABASE_UNAVAILABLE", f"the database did not answer; {advice}")
-    error_id = secrets.token_hex(8)
-    log.error("internal error %s", error_id, exc_info=exc)
-    return LedgerError(ErrorKind.INTERNAL, "INTERNAL_ERROR",
-                       f"the call failed on a fault of the server (error id {error_id}); retrying will not help, "
-                       "report the error id", error_id=error_id)
 
 
 R = TypeVar("R")

@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 
-from tally.api.errors import abort, unexpected
+from tally.api.errors import abort
 from tally.api.mapping import timestamp_from_us
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.errors import LedgerError, invalid
 from tally.service.container import Services
+from tally.service.faults import unexpected
 from tally.storage.ledger_repo import Event
 from tally.streaming import AFTER_SEQUENCE_HEADER, accounts, changes
 from tally.streaming.changes import BalanceChange

@@ -2,9 +2,10 @@
 
 Everything such an event says is in the journal already (the voucher, its lines, each line's balance after
 it, each account's normal side) but for two facts of the moment it was posted: each account's locked
-amount and its credit limit, which make its available balance. The outbox row keeps only those, and only
-where they are not zero, so most rows keep `{}` instead of a copy of the voucher; readers rebuild the whole
-payload from the journal. A stored payload with `lines` (written before this scheme) is whole already.
+amount and its credit limit, which make its available balance. The outbox row keeps only those where they
+are not zero, and the hold the voucher spends, so most rows keep `{}` instead of a copy of the voucher;
+readers rebuild the whole payload from the journal. A stored payload with `lines` (written before this
+scheme) is whole already.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from tally.domain.vouchers import Voucher
 POSTED = "ledger.entry.posted"
 _LOCKED = "locked"
 _CREDIT_LIMIT = "credit_limit"
+_HOLD_ID = "hold_id"
 
 
-def stored_payload(locked: Mapping[str, int], credit_limits: Mapping[str, int]) -> dict:
-    """What the outbox row keeps: each account's locked amount and credit limit where not zero."""
-    payload = {}
+def stored_payload(locked: Mapping[str, int], credit_limits: Mapping[str, int], hold_id: str | None = None) -> dict:
+    """What the outbox row keeps: each account's locked amount and credit limit where not zero, and the hold
+    the voucher spends, if any."""
+    payload: dict = {_HOLD_ID: hold_id} if hold_id else {}
     if any(locked.values()):
         payload[_LOCKED] = {account_id: n for account_id, n in locked.items() if n}
     if any(credit_limits.values()):
@@ -48,8 +51,9 @@ def posted_payload(voucher: Voucher, normal_sides: Mapping[str, Side], stored: M
         state["current_delta"] += signed
     for account_id, state in balances.items():
         state["available"] = state["current"] - state["locked"] + credit_limits.get(account_id, 0)
+    held = {_HOLD_ID: stored[_HOLD_ID]} if _HOLD_ID in stored else {}
     return {
-        "voucher_id": voucher.id, "sequence": voucher.sequence, "flow_type": voucher.flow_type,
+        **held, "voucher_id": voucher.id, "sequence": voucher.sequence, "flow_type": voucher.flow_type,
         "request_id": voucher.request_id, "accounting_date": voucher.accounting_date,
         "lines": [{"account_id": ln.account_id, "side": ln.side.value, "amount": ln.amount,
                    "currency": ln.currency, "entry_number": ln.entry_number, "balance_after": ln.balance_after}

@@ -251,7 +251,7 @@ class _Batch:
         if isinstance(result, Posted):
             return result
         holds = self._record_holds(sub.tenant_id, result)
-        posted = self._seal(sub, result.vouchers)
+        posted = self._seal(sub, result.vouchers, _spent_hold(sub))
         self._keep_record(sub, {"voucher_ids": [v.id for v in posted], "holds": [canonical(h) for h in holds]})
         return Posted(tuple(posted), holds=holds)
 
@@ -272,20 +272,38 @@ class _Batch:
         self.new_records.append(record)
 
     def _record_holds(self, tenant_id: str, accepted: _Accepted) -> tuple[Hold, ...]:
+        """The holds' events, ahead of the vouchers' own. Each carries its account's balance as it steps from
+        where the submission found it (current before the vouchers post, locked moved by each hold event in
+        turn), so that every balance snapshot of a stream is the one before it plus its delta. A capture's
+        events name the voucher that spends the hold."""
         head = self.heads[tenant_id]
         voucher_ids = [v.id for v in accepted.vouchers]
+        events = [(change, type_, payload) for change in accepted.changes for type_, payload in hold_events(change)]
+        locked = {change.hold.account_id: self.balances[change.hold.account_id].locked for change, _, _ in events}
+        for change, _, payload in events:
+            locked[change.hold.account_id] -= payload["locked_delta"]
         final: dict[str, Hold] = {}
         for change in accepted.changes:
             hold = change.hold
-            if change.op.action in (HoldAction.CAPTURE, HoldAction.CONSUME):
+            if change.op.action in _SPENDING:
                 hold = self.hold_book.record_vouchers(hold.id, voucher_ids)
             final[hold.id] = hold
             self.touched_holds.add(hold.id)
-            for type_, payload in hold_events(change):
-                locked_delta = payload.pop("locked_delta")
-                payload["balances"] = {hold.account_id: {**self._balance_payload(tenant_id, hold.account_id),
-                                                         "locked_delta": locked_delta}}
-                self._event(head, type_, payload, hold_id=hold.id, account_id=hold.account_id)
+        moved = _signed_totals(accepted.vouchers, self.by_id[tenant_id])
+        for change, type_, payload in events:
+            hold = change.hold
+            locked_delta = payload.pop("locked_delta")
+            locked[hold.account_id] += locked_delta
+            account = self.by_id[tenant_id][hold.account_id]
+            current = self.balances[hold.account_id].current - moved.get(hold.account_id, 0)
+            payload["balances"] = {hold.account_id: {
+                "currency": account.currency, "current": current, "locked": locked[hold.account_id],
+                "available": current - locked[hold.account_id] + account.credit_limit, "current_delta": 0,
+                "locked_delta": locked_delta}}
+            voucher_id = voucher_ids[0] if change.op.action in _SPENDING and voucher_ids else None
+            if voucher_id:
+                payload["voucher_id"] = voucher_id
+            self._event(head, type_, payload, hold_id=hold.id, account_id=hold.account_id, voucher_id=voucher_id)
         return tuple(final.values())
 
     def _replay(self, sub: Submission, record: IdempotencyRecord) -> Outcome:
@@ -310,7 +328,7 @@ class _Batch:
             id=new_id(), tenant_id=sub.tenant_id, sequence=0, flow_type=draft.flow_type,
             request_id=sub.request_id, accounting_date=date,
             effective_us=draft.effective_us if draft.effective_us is not None else self.now_us,
-            posted_us=self.now_us, lines=applied.lines, memo=draft.memo, metadata=dict(draft.metadata),
+            posted_us=self.now_us, lines=applied.lines, memo=draft.memo, metadata=_with_hold(draft.metadata, sub),
             reverses_id=draft.reverses_id, rule_id=draft.rule_id, rule_set_version=draft.rule_set_version,
         )
 
@@ -324,7 +342,7 @@ class _Batch:
             self.caps_used[key] = used
             self.caps_limit.setdefault(key, cap.limit)
 
-    def _seal(self, sub: Submission, vouchers: list[Voucher]) -> list[Voucher]:
+    def _seal(self, sub: Submission, vouchers: list[Voucher], hold_id: str | None) -> list[Voucher]:
         """Numbers and chains the vouchers of an accepted submission, and records their events."""
         head = self.heads[sub.tenant_id]
         sealed = []
@@ -337,7 +355,7 @@ class _Batch:
             self.touched.update(line.account_id for line in numbered.lines)
             if numbered.reverses_id:
                 self.reversed.add(numbered.reverses_id)
-            self._record_events(head, numbered)
+            self._record_events(head, numbered, hold_id)
         self.new_vouchers += sealed
         return sealed
 
@@ -348,23 +366,18 @@ class _Batch:
                 self.new_accounts.append(account)
                 self._event(head, "account.created", account_payload(account), account_id=account.id)
 
-    def _record_events(self, head: LedgerHead, voucher: Voucher) -> None:
+    def _record_events(self, head: LedgerHead, voucher: Voucher, hold_id: str | None) -> None:
         """The voucher's `ledger.entry.posted` event keeps only what the journal does not: each account's
-        locked amount and credit limit now (readers rebuild the rest, see `domain.posted_events`)."""
+        locked amount and credit limit now, and the hold it spends (readers rebuild the rest, see
+        `domain.posted_events`)."""
         accounts, states = self.by_id[voucher.tenant_id], self.balances
         ids = {line.account_id: None for line in voucher.lines}
-        payload = stored_payload({a: states[a].locked for a in ids}, {a: accounts[a].credit_limit for a in ids})
-        self._event(head, POSTED, payload, voucher_id=voucher.id)
+        payload = stored_payload({a: states[a].locked for a in ids}, {a: accounts[a].credit_limit for a in ids},
+                                 hold_id)
+        self._event(head, POSTED, payload, voucher_id=voucher.id, hold_id=hold_id)
         if voucher.reverses_id:
             self._event(head, "voucher.reversed", {"voucher_id": voucher.reverses_id, "reversal_id": voucher.id},
                         voucher_id=voucher.reverses_id)
-
-    def _balance_payload(self, tenant_id: str, account_id: str) -> dict:
-        """An account's balance as the submission leaves it: what a stream of balance changes carries for a
-        hold event (its `locked_delta` is the caller's)."""
-        account, state = self.by_id[tenant_id][account_id], self.balances[account_id]
-        return {"currency": account.currency, "current": state.current, "locked": state.locked,
-                "available": state.available(account.credit_limit), "current_delta": 0, "locked_delta": 0}
 
     def _event(self, head: LedgerHead, type_: str, payload: dict, **ids: str) -> None:
         head.event_sequence += 1
@@ -432,10 +445,32 @@ class _Accepted:
     changes: list[HoldChange]
 
 
+_SPENDING = (HoldAction.CAPTURE, HoldAction.CONSUME)
+
+
+def _spent_hold(sub: Submission) -> str | None:
+    """The hold whose funds the submission's vouchers spend, if any."""
+    return next((op.hold_id for op in sub.hold_ops if op.action in _SPENDING), None)
+
+
+def _with_hold(metadata: dict[str, str], sub: Submission) -> dict[str, str]:
+    """A voucher's metadata, naming the hold it spends (`hold_id` is a key only the server sets)."""
+    hold_id = _spent_hold(sub)
+    return {**metadata, "hold_id": hold_id} if hold_id else dict(metadata)
+
+
+def _signed_totals(vouchers: list[Voucher], accounts: dict[str, Account]) -> dict[str, int]:
+    """How much the vouchers move each account's balance, on its normal side."""
+    totals: dict[str, int] = defaultdict(int)
+    for line in (line for v in vouchers for line in v.lines):
+        totals[line.account_id] += line.amount if line.side is accounts[line.account_id].normal_side else -line.amount
+    return totals
+
+
 def _check_spent_from_holds(changes: list[HoldChange], vouchers: list[Voucher]) -> None:
     """A capture or consumption must spend from the held account: its vouchers debit it that much."""
     for change in changes:
-        if change.op.action not in (HoldAction.CAPTURE, HoldAction.CONSUME):
+        if change.op.action not in _SPENDING:
             continue
         debited = sum(line.amount for v in vouchers for line in v.lines
                       if line.account_id == change.hold.account_id and line.side is Side.DEBIT)

@@ -13,12 +13,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.service.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
+from tally.service.faults import unexpected
 from tally.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 class PipelineLimits:
     batch_size_max: int = 1000
     linger_ms: int = 0
-    queue_depth_max: int = 20_000
+    queue_depth_max: int = 20_000  # queue entries (a Post, or a PostBatch whole)
+    # Submissions of one tenant queued or being written: one busy tenant cannot take the whole queue.
+    tenant_submissions_max: int = 10_000
 
 
 def now_us() -> int:
@@ -44,6 +47,7 @@ class PostingPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future | None = None
+        self._tenant_submissions: Counter[str] = Counter()  # queued or being written; event-loop thread only
         self.batches_written = 0
 
     def start(self) -> None:
@@ -71,6 +75,13 @@ class PostingPipeline:
         if self._queue.depth() + len(self._arrived) >= self.limits.queue_depth_max:
             raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_FULL",
                               "the posting queue is full; retry with the same request_id")
+        per_tenant = Counter(sub.tenant_id for sub in subs)
+        for tenant_id, n in per_tenant.items():
+            if self._tenant_submissions[tenant_id] + n > self.limits.tenant_submissions_max:
+                raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_TENANT_FULL",
+                                  "this tenant's share of the posting queue is full; retry with the same request_id",
+                                  queued=str(self._tenant_submissions[tenant_id]))
+        self._tenant_submissions.update(per_tenant)
         loop = asyncio.get_running_loop()
         if not self._arrived:
             loop.call_soon(self._hand_over)
@@ -94,7 +105,7 @@ class PostingPipeline:
                     answer: list[Outcome] | BaseException = self._write(subs)
                 except BaseException as exc:  # noqa: BLE001 - every caller must get an answer
                     answer = exc
-                self._answer(_deliver, batch, answer)
+                self._answer(self._deliver, batch, answer)
         finally:
             self._answer(_set_done, self._stopped)
 
@@ -103,6 +114,12 @@ class PostingPipeline:
             self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the event loop is closed: nobody is waiting any more
             log.warning("posting pipeline: event loop closed, %s not delivered", callback.__name__)
+
+    def _deliver(self, batch: list[_Entry], answer: list[Outcome] | BaseException) -> None:
+        """In the event loop: the batch's tenants' shares are free again, and each caller gets its outcomes."""
+        self._tenant_submissions.subtract(sub.tenant_id for subs, _ in batch for sub in subs)
+        self._tenant_submissions = +self._tenant_submissions  # drops the tenants with nothing left
+        _deliver(batch, answer)
 
     def _write(self, subs: list[Submission]) -> list[Outcome]:
         try:
@@ -128,10 +145,9 @@ class PostingPipeline:
             return self._transaction(run)
         except LedgerError as error:
             return [error] * len(run)
-        except Exception:
-            log.exception("submission %s/%s failed", run[0].tenant_id, run[0].request_id)
-            return [LedgerError(ErrorKind.UNAVAILABLE, "WRITE_FAILED",
-                                "the voucher could not be written; retry with the same request_id")] * len(run)
+        except Exception as exc:  # noqa: BLE001 - every caller gets an answer
+            log.warning("submission %s/%s failed", run[0].tenant_id, run[0].request_id)
+            return [unexpected(exc)] * len(run)  # UNAVAILABLE only when it may pass, else INTERNAL
 
 
 _Entry = tuple[list[Submission], asyncio.Future]
