@@ -222,3 +222,18 @@ async def test_balances_reach_int64_extremes_through_the_service(ledger):
     assert ledger.balance("low") == INT64_MIN  # the refusals changed nothing
     history = ledger.queries.get_balance(TENANT, AccountRef(code="high"), as_of_us=ledger.clock())
     assert history.current == INT64_MAX and type(history.current) is int
+
+
+def test_tables_updated_every_batch_leave_room_for_updates_in_place(postgres_url):
+    """PostgreSQL: balances and ledger heads keep half of each page free (fillfactor 50), so that the batch's
+    updates can stay on their page (HOT) instead of adding an index entry per row written."""
+    migrate(postgres_url)
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            options = dict(conn.execute(sa.text(
+                "SELECT relname, reloptions FROM pg_class WHERE relname IN ('balances', 'ledger_heads', 'vouchers')"
+            )).all())
+    finally:
+        engine.dispose()
+    assert options == {"balances": ["fillfactor=50"], "ledger_heads": ["fillfactor=50"], "vouchers": None}
