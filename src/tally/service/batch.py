@@ -276,6 +276,8 @@ class _Batch:
         where the submission found it (current before the vouchers post, locked moved by each hold event in
         turn), so that every balance snapshot of a stream is the one before it plus its delta. A capture's
         events name the voucher that spends the hold."""
+        if not accepted.changes:
+            return ()
         head = self.heads[tenant_id]
         voucher_ids = [v.id for v in accepted.vouchers]
         events = [(change, type_, payload) for change in accepted.changes for type_, payload in hold_events(change)]
@@ -450,7 +452,7 @@ _SPENDING = (HoldAction.CAPTURE, HoldAction.CONSUME)
 
 def _spent_hold(sub: Submission) -> str | None:
     """The hold whose funds the submission's vouchers spend, if any."""
-    return next((op.hold_id for op in sub.hold_ops if op.action in _SPENDING), None)
+    return next((op.hold_id for op in sub.hold_ops if op.action in _SPENDING), None) if sub.hold_ops else None
 
 
 def _with_hold(metadata: dict[str, str], sub: Submission) -> dict[str, str]:

@@ -88,14 +88,18 @@ vouchers = Table(
     Column("posted_us", BigInteger, nullable=False),
     Column("memo", Text, nullable=False),
     Column("metadata", Text, nullable=False),
-    # Unique: a voucher is reversed at most once, enforced by the database as well as the code.
-    Column("reverses_id", String(ID), ForeignKey("vouchers.id"), nullable=True, unique=True),
+    Column("reverses_id", String(ID), nullable=True),
     Column("previous_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     UniqueConstraint("tenant_id", "sequence"),
 )
 Index("ix_vouchers_tenant_id_flow_type_sequence", vouchers.c.tenant_id, vouchers.c.flow_type,
       vouchers.c.sequence)
+# A voucher is reversed at most once, enforced by the database as well as the code: a unique index of the
+# reversals only (a constraint would index every voucher's NULL).
+_REVERSALS_ONLY = vouchers.c.reverses_id.isnot(None)
+Index("uq_vouchers_reverses_id", vouchers.c.reverses_id, unique=True, postgresql_where=_REVERSALS_ONLY,
+      sqlite_where=_REVERSALS_ONLY)
 
 voucher_lines = Table(
     "voucher_lines", metadata,

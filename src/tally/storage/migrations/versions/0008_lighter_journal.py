@@ -10,6 +10,8 @@ What every posting pays for, made cheaper, and the reads that grew with history 
   Each cost a trigger and a row lock on the referenced row per line written; the journal is append-only,
   the writer reads every account it posts to in the same transaction (the rows exist), and the ledger
   audit checks every line's account and every balance against the lines that make it.
+- `vouchers.reverses_id`: no foreign key either, and its uniqueness (a voucher is reversed at most once)
+  becomes a unique index of the reversals only, where the constraint indexed every voucher's NULL.
 - `ledger_heads.posted_us`: the last posting time of the tenant, so that posting times never go back
   within a tenant (a clock stepped back posts at the last time instead). Accounting dates never went back.
   An account's entries are then in the order of both, and the last entry at or before a time or a day is a
@@ -49,12 +51,15 @@ TENANT_COLUMNS = {
 }
 _SCOPE = "current_setting('tally.tenants', true)"
 DROPPED_KEYS = (
+    ("vouchers", "fk_vouchers_reverses_id_vouchers", ["reverses_id"], "vouchers"),
     ("voucher_lines", "fk_voucher_lines_voucher_id_vouchers", ["voucher_id"], "vouchers"),
     ("voucher_lines", "fk_voucher_lines_account_id_accounts", ["account_id"], "accounts"),
     ("balances", "fk_balances_account_id_accounts", ["account_id"], "accounts"),
 )
 DATE_INDEX = "ix_voucher_lines_account_id_accounting_date"
 UPDATED_EVERY_BATCH = ("balances", "ledger_heads")
+REVERSALS = "uq_vouchers_reverses_id"
+_REVERSALS_ONLY = sa.text("reverses_id IS NOT NULL")
 
 
 def _in_scope(column: str) -> str:
@@ -81,6 +86,10 @@ def upgrade() -> None:
     for table, name, _columns, _referred in DROPPED_KEYS:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_constraint(name, type_="foreignkey")
+    with op.batch_alter_table("vouchers", schema=None) as batch_op:
+        batch_op.drop_constraint(REVERSALS, type_="unique")
+    op.create_index(REVERSALS, "vouchers", ["reverses_id"], unique=True, postgresql_where=_REVERSALS_ONLY,
+                    sqlite_where=_REVERSALS_ONLY)
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
         batch_op.drop_index(DATE_INDEX)
     with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
@@ -100,6 +109,9 @@ def downgrade() -> None:
         batch_op.drop_column("posted_us")
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
         batch_op.create_index(DATE_INDEX, ["account_id", "accounting_date", "entry_number"], unique=False)
+    op.drop_index(REVERSALS, table_name="vouchers")
+    with op.batch_alter_table("vouchers", schema=None) as batch_op:
+        batch_op.create_unique_constraint(REVERSALS, ["reverses_id"])
     for table, name, columns, referred in reversed(DROPPED_KEYS):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.create_foreign_key(name, referred, columns, ["id"])
