@@ -13,7 +13,7 @@ import logging
 
 from tally.storage import auth_repo
 from tally.storage.auth_repo import AuditRow
-from tally.storage.uow import Scope, UnitOfWork, refuses_content
+from tally.storage.uow import UnitOfWork, refuses_content
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class AuditLog:
         delay_s = 0.1
         while True:
             try:
-                await asyncio.to_thread(self.uow.append, Scope.SYSTEM,  # a batch mixes tenants
+                await asyncio.to_thread(self.uow.append, {row.tenant_id for row in rows},  # "" included
                                         lambda conn: auth_repo.insert_audit(conn, rows))
                 return
             except Exception as exc:
