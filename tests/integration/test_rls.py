@@ -412,12 +412,17 @@ async def test_the_service_role_can_neither_read_nor_change_keys_nor_tenants(app
 async def test_system_functions_are_definers_that_each_read_one_thing(owner_url, pg_server, app_engine):
     with app_engine.connect() as conn:
         functions = {r.proname: r for r in conn.execute(sa.text(
-            "SELECT p.proname, p.prosecdef, p.provolatile, pg_get_userbyid(p.proowner) AS owner, p.proconfig "
+            "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner) AS owner, p.proconfig "
             "FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'tally%'"))}
     assert set(functions) == SYSTEM_FUNCTIONS
     for function in functions.values():
-        assert function.prosecdef and function.provolatile == "s" and function.owner == "postgres"
-        assert set(function.proconfig) == {"search_path=public, pg_temp", "tally.tenants=*"}, function.proconfig
+        assert function.prosecdef and function.owner == "postgres"
+        assert function.proconfig == ["search_path=public, pg_temp"]
+    with app_engine.begin() as conn:  # each sets '*' for its one query only: the caller's scope comes back
+        _set_scope(conn, A)
+        conn.exec_driver_sql("SELECT * FROM tally_tenant_count()").all()
+        conn.exec_driver_sql("SELECT * FROM tally_due_holds(0, 10)").all()
+        assert conn.exec_driver_sql("SELECT current_setting('tally.tenants')").scalar_one() == A
     pg_server.create_login_role("tally_nobody")  # EXECUTE is not PUBLIC's: a role without the grant is refused
     nobody = sa.create_engine(as_role(owner_url, "tally_nobody"))
     try:

@@ -1,8 +1,8 @@
 """The system path: the few reads that cross tenants (API-key verification, counting and listing tenants,
 the due holds). On PostgreSQL each is a SECURITY DEFINER function of migration 0010, the service role's
 only way across tenants: row security shows it no tenant under '*'. On SQLite (no roles, no row security)
-the same query runs directly. Run them in a `Scope.SYSTEM` transaction: the owner, and SQLite, need that
-scope; the service role's functions set it for themselves. Repository functions never commit."""
+the same query runs directly. Run them in a `Scope.SYSTEM` transaction (on SQLite it changes nothing; the
+functions set '*' for their one query and put the caller's scope back). Repository functions never commit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tally.storage import auth_repo, holds_repo
 from tally.storage.auth_repo import KeyRecord
 
 _KEY = text("SELECT * FROM tally_api_key(:key_id)")
-_TENANT_COUNT = text("SELECT tally_tenant_count()")
+_TENANT_COUNT = text("SELECT * FROM tally_tenant_count()")
 _TENANT_IDS = text("SELECT * FROM tally_tenant_ids()")
 _DUE_HOLDS = text("SELECT tenant_id, hold_id FROM tally_due_holds(:now_us, :limit)")
 

@@ -12,10 +12,11 @@ PostgreSQL only; nothing changes on SQLite. The service role no longer reaches e
   and applies only TO the role that runs this migration: the schema owner (and its members; a superuser
   bypasses row security anyway). Row security is FORCEd, so the owner is bound by both.
 - The few system operations that must cross tenants are SECURITY DEFINER functions owned by the schema
-  owner, each doing one thing, with `search_path` pinned and `tally.tenants = '*'` set for their own
-  duration (restored when they return): looking up one API key by id, counting tenants, listing tenant
-  ids, and the due holds. EXECUTE is revoked from PUBLIC; `tally migrate` grants it to the service role
-  (storage/roles.py).
+  owner, each doing one thing, with `search_path` pinned: looking up one API key by id, counting tenants,
+  listing tenant ids, and the due holds. Each sets `tally.tenants = '*'` around its one query and puts the
+  caller's scope back (a function's own SET clause would be neater, but PostgreSQL 15 lets only a superuser
+  attach a custom setting to a function; an error aborts the transaction, scope included). EXECUTE is
+  revoked from PUBLIC; `tally migrate` grants it to the service role (storage/roles.py).
 """
 
 from alembic import op
@@ -36,19 +37,28 @@ TENANT_COLUMNS = {
 }
 _SCOPE = "current_setting('tally.tenants', true)"
 
-# name(arguments) -> (returns, body). Each reads one thing; none writes.
+# name(arguments) -> (returns, query). Each reads one thing; none writes.
 FUNCTIONS = {
     "tally_api_key(p_key_id text)": (
-        "SETOF api_keys", "SELECT * FROM api_keys WHERE id = p_key_id"),
+        "SETOF api_keys", "SELECT k.* FROM api_keys k WHERE k.id = p_key_id"),
     "tally_tenant_count()": (
-        "bigint", "SELECT count(*) FROM tenants"),
+        "SETOF bigint", "SELECT count(*) FROM tenants"),
     "tally_tenant_ids()": (
-        "SETOF text", "SELECT id::text FROM tenants ORDER BY id"),
+        "SETOF text", "SELECT t.id::text FROM tenants t ORDER BY t.id"),
     "tally_due_holds(p_now_us bigint, p_limit integer)": (
         "TABLE (tenant_id text, hold_id text)",
-        "SELECT tenant_id::text, id::text FROM holds WHERE status = 'active' AND expires_us <= p_now_us "
-        "ORDER BY expires_us LIMIT least(greatest(p_limit, 0), 10000)"),
+        "SELECT h.tenant_id::text, h.id::text FROM holds h WHERE h.status = 'active' AND h.expires_us <= p_now_us "
+        "ORDER BY h.expires_us LIMIT least(greatest(p_limit, 0), 10000)"),
 }
+# The body of each: its one query under '*', then the caller's scope again.
+_BODY = """
+DECLARE caller_scope text := current_setting('tally.tenants', true);
+BEGIN
+    PERFORM set_config('tally.tenants', '*', true);
+    RETURN QUERY {query};
+    PERFORM set_config('tally.tenants', coalesce(caller_scope, ''), true);
+END
+"""
 
 
 def _in_scope(column: str) -> str:
@@ -83,9 +93,9 @@ def upgrade() -> None:
         op.execute(f"CREATE POLICY {SYSTEM_POLICY} ON {table} TO CURRENT_USER USING ({_SCOPE} = '*') "
                    f"WITH CHECK ({_SCOPE} = '*')")
     schema = _schema()
-    for signature, (returns, body) in FUNCTIONS.items():
-        op.execute(f"CREATE FUNCTION {signature} RETURNS {returns} LANGUAGE sql STABLE SECURITY DEFINER "
-                   f"SET search_path = {schema}, pg_temp SET tally.tenants = '*' AS $$ {body} $$")
+    for signature, (returns, query) in FUNCTIONS.items():
+        op.execute(f"CREATE FUNCTION {signature} RETURNS {returns} LANGUAGE plpgsql SECURITY DEFINER "
+                   f"SET search_path = {schema}, pg_temp AS $${_BODY.format(query=query)}$$")
         op.execute(f"REVOKE ALL ON FUNCTION {signature.split('(')[0]} FROM PUBLIC")
 
 
