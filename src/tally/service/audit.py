@@ -1,9 +1,9 @@
 """The audit log writer: every mutating and every refused call leaves a row.
 
-Rows are queued and written in batches by one task, in transactions of their own that do not take the
-posting gate, so auditing costs the posting path one queue put per call. The queue is bounded: when it
-is full, callers wait rather than lose evidence. Vouchers themselves keep their request_id, so the rows
-of the last moments before a crash can be matched to what was posted.
+Rows are queued and written in batches by one task, in transactions of their own, scoped to the batch's
+tenants, that do not take the posting gate, so auditing costs the posting path one queue put per call. The
+queue is bounded: when it is full, callers wait rather than lose evidence. Vouchers themselves keep their
+request_id, so the rows of the last moments before a crash can be matched to what was posted.
 """
 
 from __future__ import annotations
