@@ -1,5 +1,6 @@
 """API keys for the benchmark's tenants, created in the server's database the way an operator's
-`tally tenants create` and `tally keys create` would."""
+`tally tenants create` and `tally keys create` would: as the schema owner (or the superuser), since the
+service role may not."""
 
 from __future__ import annotations
 

@@ -139,7 +139,9 @@ def serve_on_postgres(pg: BenchPostgres, dbname: str, workdir: Path, env: dict[s
         return TallyServer(pg.sqlalchemy_url(dbname), workdir, "tally-pg", extra_env=env).start()
     owner_url, app_url = pg.create_service_database(dbname)
     migrate_as_owner(owner_url, SERVICE_ROLE, env)
-    return TallyServer(app_url, workdir, "tally-pg", extra_env={**env, "TALLY_AUTO_MIGRATE": "false"}).start()
+    # The service role cannot create tenants or keys: no first-start admin; the owner makes them (credentials.py).
+    return TallyServer(app_url, workdir, "tally-pg", admin_url=owner_url,
+                       extra_env={**env, "TALLY_AUTO_MIGRATE": "false", "TALLY_BOOTSTRAP_ADMIN": "false"}).start()
 
 
 def split_callers(callers: int, procs_n: int) -> list[int]:
@@ -238,7 +240,7 @@ class Runner:
                 continue
             self.log(f"set-up: {self.args.accounts} accounts + merchant + funding for {TENANTS[workload]} "
                      f"on {server_key}")
-            api_key = tenant_key(server.database_url, TENANTS[workload])
+            api_key = tenant_key(server.admin_url, TENANTS[workload])
             self.tenants[key] = asyncio.run(setup_tenant(server.target, api_key, TENANTS[workload],
                                                          self.args.accounts, OPENING_BALANCE))
             self.log(f"set-up of {key} took {self.tenants[key]['setup_s']}s")

@@ -40,8 +40,10 @@ def migrate_as_owner(owner_url: str, service_role: str, env: dict[str, str] | No
 
 
 class TallyServer:
-    def __init__(self, database_url: str, workdir: Path, name: str = "tally", extra_env: dict | None = None) -> None:
+    def __init__(self, database_url: str, workdir: Path, name: str = "tally", extra_env: dict | None = None,
+                 admin_url: str = "") -> None:
         self.database_url = database_url
+        self.admin_url = admin_url or database_url  # who creates tenants and keys: the schema owner
         self.workdir = workdir
         self.name = name
         self.extra_env = extra_env or {}

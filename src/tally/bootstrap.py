@@ -32,10 +32,10 @@ from tally.service.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting import Posting
 from tally.service.queries import Queries
 from tally.service.templates import template_opener
-from tally.storage import auth_repo
+from tally.storage import system_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
-from tally.storage.roles import may_migrate, row_security_bypass
+from tally.storage.roles import may_administer, may_migrate, row_security_bypass
 from tally.storage.uow import Scope, UnitOfWork
 from tally.streaming.hub import EventHub
 from tally.streaming.pg_listener import PgListener
@@ -85,10 +85,15 @@ def jwt_config(settings: Settings) -> JwtConfig | None:
 
 def ensure_local_admin(services: Services) -> None:
     """Zero set-up: on the first start of an empty ledger, a tenant `local` and an admin key for it, written
-    to a file only its owner can read (the key is not logged)."""
+    to a file only its owner can read (the key is not logged). A PostgreSQL service role may not create
+    tenants or keys: the start is refused, saying what the operator does instead."""
     settings = services.settings
-    if not settings.bootstrap_admin or services.uow.read(Scope.SYSTEM, auth_repo.count_tenants) > 0:
+    if not settings.bootstrap_admin or services.uow.read(Scope.SYSTEM, system_repo.tenant_count) > 0:
         return
+    with services.uow.engines.write.connect() as conn:
+        allowed = may_administer(conn)
+    if not allowed:
+        raise ConfigError(FIRST_START_REFUSED)
     try:
         keys.create_tenant(services.uow, LOCAL_TENANT, "local tenant created at first start", now_us)
     except LedgerError:
@@ -100,6 +105,13 @@ def ensure_local_admin(services: Services) -> None:
         out.write(issued.secret_key + "\n")
     log.warning("created tenant %r and an admin API key in %s; use it with: export TALLY_API_KEY=$(cat %s)",
                 LOCAL_TENANT, path.resolve(), path)
+
+
+FIRST_START_REFUSED = (
+    "TALLY_BOOTSTRAP_ADMIN: the database has no tenant, and the role of TALLY_DATABASE_URL (the service role) may "
+    "not create tenants or API keys. As the schema owner, create them: `tally tenants create ID` and `tally keys "
+    "create --tenant ID --role admin` with TALLY_MIGRATE_DATABASE_URL set (or --database-url); or set "
+    "TALLY_BOOTSTRAP_ADMIN=false (see README, Tenant isolation)")
 
 
 def load_rules(settings: Settings) -> RuleSet:
@@ -195,7 +207,11 @@ async def start(settings: Settings) -> App:
     if settings.auto_migrate:
         await asyncio.to_thread(auto_migrate, engines)
     services = build_services(settings, engines)
-    await asyncio.to_thread(ensure_local_admin, services)
+    try:
+        await asyncio.to_thread(ensure_local_admin, services)
+    except BaseException:
+        engines.dispose()
+        raise
     services.audit.start()
     services.pipeline.start()
     services.expirer.start()

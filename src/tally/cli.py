@@ -245,11 +245,14 @@ def _pages(call: Callable, request, field: str, all_pages: bool):
 def cmd_serve(args: argparse.Namespace) -> int:
     from tally import bootstrap, config
 
-    settings = config.Settings.from_env()
-    overrides = {"listen_address": args.listen, "database_url": args.database_url}
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    bootstrap.serve_forever(settings)
-    return 0
+    try:
+        settings = config.Settings.from_env()
+        overrides = {"listen_address": args.listen, "database_url": args.database_url}
+        settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        return bootstrap.serve_forever(settings)
+    except config.ConfigError as exc:  # a set-up the server refuses to start with: the reason, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _schema_heads(url: str) -> tuple[str, ...]:

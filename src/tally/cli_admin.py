@@ -6,7 +6,9 @@
     tally keys list --tenant ID
     tally keys revoke --tenant ID KEY_ID
 
-Each takes --database-url (default TALLY_DATABASE_URL, else sqlite:///tally.db) and --json. A new key is
+Each takes --database-url (default TALLY_MIGRATE_DATABASE_URL, else TALLY_DATABASE_URL, else
+sqlite:///tally.db) and --json: on PostgreSQL the schema owner's URL, like `tally migrate`, since the
+service role may neither read nor write API keys nor create tenants (storage/roles.py). A new key is
 printed once, when it is created: only a salted hash of its secret is stored, so it cannot be shown again.
 `keys list` shows ids, roles and names, never secrets. A revoked key is refused by servers once their cache
 of verified keys expires (TALLY_AUTH_CACHE_TTL_S, default 5 s).
@@ -29,6 +31,7 @@ from tally import cli_format as fmt
 from tally.domain.auth import Role
 
 DATABASE_URL_ENV = "TALLY_DATABASE_URL"
+OWNER_URL_ENV = "TALLY_MIGRATE_DATABASE_URL"  # the schema owner's, as for `tally migrate`
 ROLES = [role.value for role in Role]  # reader < poster < operator < admin; auditor: reader + audit log
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _KEY_ID_LENGTH = 16
@@ -84,7 +87,8 @@ def parse_key_id(text: str) -> str:
 def database_url(args: argparse.Namespace) -> str:
     from tally.config import Settings
 
-    return args.database_url or os.environ.get(DATABASE_URL_ENV) or Settings().database_url
+    return (args.database_url or os.environ.get(OWNER_URL_ENV) or os.environ.get(DATABASE_URL_ENV)
+            or Settings().database_url)
 
 
 def _shown(url: str) -> str:
@@ -120,14 +124,28 @@ def open_ledger(args: argparse.Namespace) -> Iterator:
     except (ValueError, SQLAlchemyError, ImportError) as exc:
         raise AdminError(f"cannot use the database {shown}: {exc}", unreachable) from None
     try:
-        try:
-            with engines.read.connect():
-                pass
-        except SQLAlchemyError as exc:
-            raise AdminError(f"cannot reach the database {shown}: {_db_message(exc)}", unreachable) from None
+        _check_administrator(engines, shown)
         yield UnitOfWork(engines, retries_max=3)
     finally:
         engines.dispose()
+
+
+def _check_administrator(engines, shown: str) -> None:
+    """AdminError when the database cannot be reached (exit 2), or its role may not administer tenants and
+    keys, as the service role may not (exit 1)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tally.storage.roles import may_administer
+
+    try:
+        with engines.read.connect() as conn:
+            allowed = may_administer(conn)
+    except SQLAlchemyError as exc:
+        raise AdminError(f"cannot reach the database {shown}: {_db_message(exc)}", _cli().EXIT_UNREACHABLE) from None
+    if not allowed:
+        raise AdminError(f"the role of {shown} may not administer tenants and API keys (the service role may not): "
+                         f"use the schema owner's URL, as for `tally migrate` ({OWNER_URL_ENV} or --database-url)",
+                         _cli().EXIT_REFUSED)
 
 
 def _db_message(exc: Exception) -> str:
@@ -282,8 +300,8 @@ def _admin_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("database and output")
     group.add_argument("--database-url", metavar="URL",
-                       help=f"SQLAlchemy URL of the ledger's database (default: {DATABASE_URL_ENV}, else "
-                            "sqlite:///tally.db)")
+                       help=f"SQLAlchemy URL of the ledger's database, as its schema owner (default: "
+                            f"{OWNER_URL_ENV}, else {DATABASE_URL_ENV}, else sqlite:///tally.db)")
     group.add_argument("--json", action="store_true", help="print the result as JSON")
     return parent
 
@@ -293,8 +311,8 @@ def add_admin_parsers(commands) -> None:
     subparsers."""
     cli = _cli()
     options = _admin_options()
-    note = ("Acts on the database directly, like `tally migrate` (no server needed); --database-url defaults to "
-            f"{DATABASE_URL_ENV}.")
+    note = ("Acts on the database directly, as its schema owner, like `tally migrate` (no server needed); "
+            f"--database-url defaults to {OWNER_URL_ENV}, else {DATABASE_URL_ENV}.")
     tenant = cli._arg(parse_tenant_id)
 
     tenants = commands.add_parser("tenants", help="create and list tenants (in the database)",

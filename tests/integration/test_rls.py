@@ -1,6 +1,8 @@
 """Defense in depth on PostgreSQL: the service runs as a role that owns nothing, row-level security keyed by
-the transaction's tenant scope hides other tenants' rows even from a query without a tenant filter, and the
-journal tables refuse UPDATE and DELETE to the service role.
+the transaction's tenant scope hides other tenants' rows even from a query without a tenant filter (and
+'*' shows the service role nothing: it crosses tenants only through the system functions of migration
+0010), the journal tables refuse UPDATE and DELETE to the service role, and it can neither read, create,
+change nor revoke API keys, nor create tenants.
 
 The schema is migrated as ``postgres`` (the owner here) with the service role ``tally_app``; the ledger is
 then driven through the real service layer connected as ``tally_app``, and probed with bare SQL as
@@ -9,6 +11,7 @@ then driven through the real service layer connected as ``tally_app``, and probe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -19,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tally import bootstrap, cli
+from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
@@ -26,11 +30,12 @@ from tally.domain.flows import RefundFlow, RuleFlow
 from tally.domain.vouchers import AccountRef
 from tally.service import keys
 from tally.service.audit import AuditLog
+from tally.service.authn import Authenticator
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.expiry import HoldExpirer
 from tally.service.ledger_audit import LedgerAudit
 from tally.service.pipeline import now_us
-from tally.storage import roles
+from tally.storage import auth_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow
 from tally.storage.engine import make_engines
@@ -45,8 +50,11 @@ A, B = "tenant-a", "tenant-b"
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
-MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants", "audit_heads",
-           "audit_checkpoints", "audit_account_sums")
+MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
+           "audit_account_sums")
+# The tables the service role may read (api_keys: only through tally_api_key).
+READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
+SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds"}
 
 
 def as_role(url: str, role: str) -> str:
@@ -76,6 +84,14 @@ async def app_ledger(app_url):
 
 
 @pytest.fixture
+def owner_uow(owner_url):
+    """The operator's: tenants and keys are created by the schema owner only."""
+    engines = make_engines(owner_url, pool_size=1)
+    yield UnitOfWork(engines)
+    engines.dispose()
+
+
+@pytest.fixture
 def app_engine(app_url):
     engine = sa.create_engine(app_url)
     yield engine
@@ -87,9 +103,10 @@ def _set_scope(conn: sa.Connection, value: str) -> None:
 
 
 def _tenants_seen(conn: sa.Connection) -> dict[str, set[str]]:
-    """table -> the tenants of the rows a bare SELECT * returns (no WHERE at all)."""
+    """table -> the tenants of the rows a bare SELECT * returns (no WHERE at all), of each table the service role
+    may read."""
     seen = {}
-    for table, column in TENANT_COLUMNS.items():
+    for table, column in READABLE.items():
         rows = conn.execute(sa.text(f"SELECT * FROM {table}")).mappings().all()
         seen[table] = {row[column] for row in rows}
     return seen
@@ -107,11 +124,19 @@ def _counts(url: str, tenant: str | None) -> dict[str, int]:
         engine.dispose()
 
 
-async def _populate(ledger: Ledger) -> None:
-    """Both tenants get a bit of everything, through the service layer, in shared batches."""
+def _provision(owner_uow: UnitOfWork) -> dict[str, str]:
+    """Tenants A and B with an admin key each, created as the owner (as `tally tenants/keys create` do)."""
+    issued = {}
     for tenant in (A, B):
-        keys.create_tenant(ledger.uow, tenant, f"tenant {tenant}", now_us)
-        keys.create_key(ledger.uow, tenant, Role.ADMIN, "rls test", "tests", now_us)
+        keys.create_tenant(owner_uow, tenant, f"tenant {tenant}", now_us)
+        issued[tenant] = keys.create_key(owner_uow, tenant, Role.ADMIN, "rls test", "tests", now_us).secret_key
+    return issued
+
+
+async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
+    """Both tenants get a bit of everything, through the service layer, in shared batches."""
+    issued = _provision(owner_uow)
+    for tenant in (A, B):
         ledger.open_internal(FUNDING, tenant=tenant)
         ledger.open("alice", tenant=tenant)
         ledger.open("bob", tenant=tenant)
@@ -142,6 +167,7 @@ async def _populate(ledger: Ledger) -> None:
     for tenant in (A, B):  # the ledger audit, as the service role: checkpoints and account sums
         report = LedgerAudit(ledger.uow, now_us).run(tenant)
         assert report.intact and report.checkpoint_saved, report.findings
+    return issued
 
 
 # ------------------------------------------------------------------------------------------ the role
@@ -177,14 +203,29 @@ def test_grants_are_exactly_what_the_service_needs_and_converge(owner_url, app_e
                 "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
                 "WHERE grantee = :role AND table_schema = current_schema()"), {"role": SERVICE_ROLE}):
             granted.setdefault(table, set()).add(privilege)
+        updatable: dict[str, set[str]] = {}
+        for table, column in conn.execute(sa.text(
+                "SELECT table_name, column_name FROM information_schema.column_privileges WHERE grantee = :role "
+                "AND table_schema = current_schema() AND privilege_type = 'UPDATE'"), {"role": SERVICE_ROLE}):
+            updatable.setdefault(table, set()).add(column)
+        executable = set(conn.execute(sa.text(
+            "SELECT routine_name FROM information_schema.routine_privileges WHERE grantee = :role "
+            "AND routine_schema = current_schema() AND privilege_type = 'EXECUTE'"), {"role": SERVICE_ROLE}).scalars())
         sequence = conn.execute(sa.text("SELECT pg_get_serial_sequence('audit_log', 'id')")).scalar_one()
         sequence_privileges = {p: conn.execute(sa.text("SELECT has_sequence_privilege(:seq, :p)"),
                                                {"seq": sequence, "p": p}).scalar_one()
                                for p in ("USAGE", "SELECT", "UPDATE")}
-    expected = {**{table: {"SELECT", "INSERT"} for table in JOURNAL},
-                **{table: {"SELECT", "INSERT", "UPDATE"} for table in MUTABLE},
-                "write_gate": {"UPDATE"}}
+    expected = {**{table: {"SELECT", "INSERT"} for table in (*JOURNAL, *MUTABLE)},
+                "tenants": {"SELECT"}, "write_gate": {"UPDATE"}}  # nothing at all on api_keys
     assert granted == expected
+    # UPDATE only of what the service changes: never a key, a tenant, a journal row, a tenant row or a key row.
+    assert updatable == {**{table: set(columns) for table, columns in roles.UPDATED_COLUMNS.items()},
+                         "write_gate": {"id"}}
+    for table, columns in updatable.items():
+        assert not columns & {"tenant_id", "account_id", "created_us"}, table
+    assert updatable["holds"] == {"captured", "status", "capture_voucher_ids", "updated_us"}
+    assert updatable["flow_caps"] == {"used"}
+    assert executable == SYSTEM_FUNCTIONS
     assert sequence_privileges == {"USAGE": True, "SELECT": False, "UPDATE": False}
 
 
@@ -218,8 +259,8 @@ def test_the_service_role_cannot_switch_row_security_off(app_engine):
 # ------------------------------------------------------------------------------------------ row security
 
 
-async def test_a_bare_select_sees_only_the_tenants_of_its_transaction(app_ledger, owner_url, app_engine):
-    await _populate(app_ledger)
+async def test_a_bare_select_sees_only_the_tenants_of_its_transaction(app_ledger, owner_uow, owner_url, app_engine):
+    await _populate(app_ledger, owner_uow)
     check_ledger(owner_url)
     counts_a, counts_b, counts_all = _counts(owner_url, A), _counts(owner_url, B), _counts(owner_url, None)
     for table in ("vouchers", "voucher_lines", "accounts", "events", "balances", "holds", "flow_caps",
@@ -228,10 +269,10 @@ async def test_a_bare_select_sees_only_the_tenants_of_its_transaction(app_ledger
 
     with app_engine.begin() as conn:
         _set_scope(conn, A)
-        assert _tenants_seen(conn) == {table: {A} for table in TENANT_COLUMNS}
+        assert _tenants_seen(conn) == {table: {A} for table in READABLE}
         visible = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-                   for table in TENANT_COLUMNS}
-        assert visible == counts_a  # all of A's rows, none of B's
+                   for table in READABLE}
+        assert visible == {table: counts_a[table] for table in READABLE}  # all of A's rows, none of B's
         # Joins and aggregates too: nothing of B leaks through another table.
         lines_of_b = conn.execute(sa.text("SELECT count(*) FROM voucher_lines l JOIN accounts a "
                                           "ON a.id = l.account_id WHERE a.tenant_id = :b"), {"b": B}).scalar_one()
@@ -239,28 +280,37 @@ async def test_a_bare_select_sees_only_the_tenants_of_its_transaction(app_ledger
 
     with app_engine.begin() as conn:
         _set_scope(conn, B)
-        assert _tenants_seen(conn) == {table: {B} for table in TENANT_COLUMNS}
+        assert _tenants_seen(conn) == {table: {B} for table in READABLE}
 
     with app_engine.begin() as conn:  # no scope at all: fail closed
-        assert _tenants_seen(conn) == {table: set() for table in TENANT_COLUMNS}
+        assert _tenants_seen(conn) == {table: set() for table in READABLE}
     with app_engine.begin() as conn:
         _set_scope(conn, "")
-        assert _tenants_seen(conn) == {table: set() for table in TENANT_COLUMNS}
+        assert _tenants_seen(conn) == {table: set() for table in READABLE}
 
     with app_engine.begin() as conn:  # the batch writer's scope: several tenants
         _set_scope(conn, f"{A},{B}")
-        assert _tenants_seen(conn) == {table: {A, B} for table in TENANT_COLUMNS}  # not the audit rows of ""
-    with app_engine.begin() as conn:  # the system scope
+        assert _tenants_seen(conn) == {table: {A, B} for table in READABLE}  # not the audit rows of ""
+    with app_engine.begin() as conn:  # the audit writer's scope of unidentified callers: their rows only
+        _set_scope(conn, scope_setting({""}))
+        seen = _tenants_seen(conn)
+        assert seen["audit_log"] == seen["audit_heads"] == {""}
+        assert not any(seen[table] for table in READABLE if not table.startswith("audit_"))
+    with app_engine.begin() as conn:  # the system scope shows the service role nothing of any tenant
         _set_scope(conn, "*")
         visible = {table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
-                   for table in TENANT_COLUMNS}
-        assert visible == counts_all
+                   for table in READABLE}
+        assert visible == {table: 0 for table in READABLE}
+        assert all(counts_all[table] > 0 for table in READABLE)
+    with app_engine.begin() as conn:  # nor does a scope that merely contains '*'
+        _set_scope(conn, f"*,{A}")
+        assert {r.tenant_id for r in conn.execute(sa.text("SELECT tenant_id FROM vouchers"))} == {A}
     with app_engine.begin() as conn:  # the setting is transaction-local: the pooled connection forgets it
         assert conn.execute(sa.text("SELECT count(*) FROM vouchers")).scalar_one() == 0
 
 
-async def test_a_posted_voucher_line_cannot_be_changed_or_deleted(app_ledger, owner_url, app_engine):
-    await _populate(app_ledger)
+async def test_a_posted_voucher_line_cannot_be_changed_or_deleted(app_ledger, owner_uow, owner_url, app_engine):
+    await _populate(app_ledger, owner_uow)
     before = _counts(owner_url, None)
     statements = [
         "UPDATE voucher_lines SET amount = amount + 1",
@@ -285,45 +335,135 @@ async def test_a_posted_voucher_line_cannot_be_changed_or_deleted(app_ledger, ow
     check_ledger(owner_url)  # every amount, balance and hash still adds up
 
 
-async def test_writes_outside_the_scope_are_refused_or_miss(app_ledger, app_engine):
-    await _populate(app_ledger)
+async def test_writes_outside_the_scope_are_refused_or_miss(app_ledger, owner_uow, app_engine):
+    await _populate(app_ledger, owner_uow)
     with app_engine.begin() as conn:
         _set_scope(conn, A)
         changed = conn.execute(sa.text("UPDATE accounts SET name = 'x' WHERE tenant_id = :b"), {"b": B}).rowcount
         assert changed == 0  # B's rows are not there to change
     with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
-        _set_scope(conn, A)
+        _set_scope(conn, f"{A},{B}")  # moving a row to another tenant: not even an updatable column
         conn.execute(sa.text("UPDATE accounts SET tenant_id = :b WHERE code = 'alice'"), {"b": B})
+    assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege)
+    with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+        _set_scope(conn, A)
+        conn.execute(sa.insert(t.flow_caps).values(tenant_id=B, cap_key="k", used=0, cap_limit=1))
     assert "row-level security" in str(caught.value.orig)
     with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
         _set_scope(conn, A)
         conn.execute(sa.insert(t.ledger_heads).values(tenant_id=B + "-new", voucher_sequence=0, event_sequence=0,
                                                       last_hash="0" * 64, accounting_date=""))
     assert "row-level security" in str(caught.value.orig)
-    with pytest.raises(sa.exc.ProgrammingError), app_engine.begin() as conn:  # no scope: no write either
-        conn.execute(sa.insert(t.tenants).values(id="sneaky", name="", created_us=0))
+    for scope in (None, "*"):  # no scope, or the system scope: no write either
+        with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+            if scope:
+                _set_scope(conn, scope)
+            conn.execute(sa.insert(t.flow_caps).values(tenant_id=A, cap_key="sneaky", used=0, cap_limit=1))
+        assert "row-level security" in str(caught.value.orig)
 
 
-async def test_the_service_works_as_the_service_role(app_ledger, owner_url, app_url):
+async def test_the_service_role_can_neither_read_nor_change_keys_nor_tenants(app_ledger, owner_uow, app_engine,
+                                                                          app_url, monkeypatch, capsys):
+    await _populate(app_ledger, owner_uow)
+    statements = [
+        "SELECT * FROM api_keys",
+        "UPDATE api_keys SET revoked_us = NULL",  # un-revoke
+        "UPDATE api_keys SET role = 'admin'",  # promote
+        "INSERT INTO api_keys (id, tenant_id, role, name, salt, secret_hash, created_by, created_us) "
+        "VALUES ('0123456789abcdef', 'tenant-a', 'admin', '', '', '', '', 0)",
+        "DELETE FROM api_keys",
+        "UPDATE tenants SET name = 'x'",
+        "INSERT INTO tenants (id, name, created_us) VALUES ('tenant-a2', '', 0)",
+        "DELETE FROM tenants",
+        # columns the service never changes: a row's key, tenant or what it was created with
+        "UPDATE balances SET tenant_id = 'tenant-a'",
+        "UPDATE balances SET account_id = 'x'",
+        "UPDATE accounts SET created_us = 0",
+        "UPDATE holds SET amount = 1",
+        "UPDATE holds SET account_id = 'x'",
+        "UPDATE holds SET expires_us = 0",
+        "UPDATE flow_caps SET cap_limit = 0",
+        "UPDATE ledger_heads SET tenant_id = 'tenant-a'",
+        "UPDATE audit_heads SET tenant_id = 'tenant-a'",
+        "UPDATE audit_account_sums SET account_id = 'x'",
+    ]
+    for statement in statements:
+        with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+            _set_scope(conn, A)
+            conn.exec_driver_sql(statement)
+        assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege), statement
+    # Through the service layer, as the service role: refused by the database.
+    key_id = owner_uow.read({A}, lambda conn: auth_repo.list_keys(conn, A))[0].id
+    for action in (lambda: keys.create_tenant(app_ledger.uow, "tenant-c", "", now_us),
+                   lambda: keys.create_key(app_ledger.uow, A, Role.ADMIN, "", "tests", now_us),
+                   lambda: keys.revoke_key(app_ledger.uow, A, key_id, now_us)):
+        with pytest.raises(sa.exc.ProgrammingError) as caught:
+            action()
+        assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege)
+    # And the operator's command, pointed at the service role's URL, says whose URL it needs.
+    monkeypatch.delenv("TALLY_MIGRATE_DATABASE_URL", raising=False)
+    for argv in (["keys", "revoke", "--tenant", A, key_id], ["keys", "create", "--tenant", A, "--role", "admin"],
+                 ["tenants", "create", "tenant-c"], ["keys", "list", "--tenant", A]):
+        assert cli.main([*argv, "--database-url", app_url]) == cli.EXIT_REFUSED
+        assert "TALLY_MIGRATE_DATABASE_URL" in capsys.readouterr().err
+    assert owner_uow.read({A}, lambda conn: auth_repo.get_key(conn, key_id)).revoked_us is None
+
+
+async def test_system_functions_are_definers_that_each_read_one_thing(owner_url, pg_server, app_engine):
+    with app_engine.connect() as conn:
+        functions = {r.proname: r for r in conn.execute(sa.text(
+            "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner) AS owner, p.proconfig "
+            "FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'tally%'"))}
+    assert set(functions) == SYSTEM_FUNCTIONS
+    for function in functions.values():
+        assert function.prosecdef and function.owner == "postgres"
+        assert function.proconfig == ["search_path=public, pg_temp"]
+    with app_engine.begin() as conn:  # each sets '*' for its one query only: the caller's scope comes back
+        _set_scope(conn, A)
+        conn.exec_driver_sql("SELECT * FROM tally_tenant_count()").all()
+        conn.exec_driver_sql("SELECT * FROM tally_due_holds(0, 10)").all()
+        assert conn.exec_driver_sql("SELECT current_setting('tally.tenants')").scalar_one() == A
+    pg_server.create_login_role("tally_nobody")  # EXECUTE is not PUBLIC's: a role without the grant is refused
+    nobody = sa.create_engine(as_role(owner_url, "tally_nobody"))
+    try:
+        for call in ("SELECT tally_tenant_count()", "SELECT * FROM tally_api_key('x')"):
+            with pytest.raises(sa.exc.ProgrammingError) as caught, nobody.connect() as conn:
+                conn.exec_driver_sql(call)
+            assert isinstance(caught.value.orig, psycopg.errors.InsufficientPrivilege), call
+    finally:
+        nobody.dispose()
+
+
+async def test_the_service_works_as_the_service_role(app_ledger, owner_uow, owner_url, app_url):
     """Reads, cross-tenant system operations and the hold expirer, all as tally_app."""
-    await _populate(app_ledger)
+    issued = await _populate(app_ledger, owner_uow)
     for tenant in (A, B):
         assert app_ledger.balance("alice", tenant=tenant) == 1_000 - 100 - 50
         assert app_ledger.balance("bob", tenant=tenant) == 100 + 50
         page = app_ledger.queries.list_vouchers(tenant, page_size=500, page_token="")
         assert page.items and {v.tenant_id for v in page.items} == {tenant}
         assert app_ledger.queries.trial_balance(tenant)[0].difference == 0
+    # The system scope shows the service role nothing; the system functions are its way across tenants.
     assert app_ledger.uow.read(Scope.SYSTEM, lambda conn: conn.execute(
-        sa.select(sa.func.count()).select_from(t.tenants)).scalar_one()) == 2
+        sa.select(sa.func.count()).select_from(t.tenants)).scalar_one()) == 0
+    assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_count) == 2
+    assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_ids) == [A, B]
+    assert app_ledger.uow.read(Scope.SYSTEM, lambda conn: system_repo.api_key(conn, "0" * 16)) is None
+    for tenant, secret in issued.items():  # key verification, as the server does it
+        principal = Authenticator(app_ledger.uow, None).authenticate(f"Bearer {secret}")
+        assert (principal.tenant_id, principal.role) == (tenant, Role.ADMIN)
     # A forgotten tenant filter in a tenant-scoped transaction still returns that tenant's rows only.
     assert app_ledger.uow.read({A}, lambda conn: {r.tenant_id for r in conn.execute(sa.select(t.vouchers))}) == {A}
 
     expires_us = now_us() + 60_000_000
     hold = (await app_ledger.posting.create_hold(CreateHold(B, app_ledger.request_id("hold"), AccountRef(code="alice"),
                                                             10, "USD", expires_us=expires_us))).holds[0]
+    other = (await app_ledger.posting.create_hold(CreateHold(A, app_ledger.request_id("hold"), AccountRef(code="alice"),
+                                                             10, "USD", expires_us=expires_us))).holds[0]
     expirer = HoldExpirer(app_ledger.uow, app_ledger.pipeline, lambda: expires_us + 1)  # a minute later
-    assert await expirer.expire_due() == 1
+    assert await expirer.expire_due() == 2  # one scan across tenants
     assert app_ledger.queries.get_hold(B, hold.id).status.value == "expired"
+    assert app_ledger.queries.get_hold(A, other.id).status.value == "expired"
     check_ledger(owner_url)
 
 
@@ -404,7 +544,8 @@ def test_tally_migrate_uses_the_owner_url_and_grants_the_service_role(postgres_u
     try:
         with engine.begin() as conn:
             _set_scope(conn, A)
-            conn.execute(sa.insert(t.tenants).values(id=A, name="a", created_us=0))
+            conn.execute(sa.insert(t.ledger_heads).values(tenant_id=A, voucher_sequence=0, event_sequence=0,
+                                                          last_hash="0" * 64, accounting_date=""))
             assert conn.execute(sa.text("SELECT tableowner FROM pg_tables WHERE tablename = 'tenants'")
                                 ).scalar_one() == "postgres"
     finally:
@@ -435,11 +576,58 @@ def test_row_security_migration_downgrades_and_upgrades(owner_url):
             assert policies(conn) == upgraded
     finally:
         engine.dispose()
-    assert {name for name, v in upgraded.items() if v == (True, True, 1)} == set(TENANT_COLUMNS)
+    # Two policies each: the tenant scope (everyone), '*' (the owner only).
+    assert {name for name, v in upgraded.items() if v == (True, True, 2)} == set(TENANT_COLUMNS)
     assert upgraded["write_gate"] == (False, False, 0)
 
 
 def test_roles_module_names_every_table():
     """A new table must be classified (journal or mutable) before the service role may touch it."""
-    assert set(roles.JOURNAL_TABLES) | set(roles.MUTABLE_TABLES) | {roles.GATE_TABLE} == set(t.metadata.tables)
+    assert set(roles.ALL_TABLES) - {roles.SCHEMA_VERSION_TABLE} == set(t.metadata.tables)
+    for table, columns in roles.UPDATED_COLUMNS.items():
+        assert set(columns) <= set(t.metadata.tables[table].c.keys()), table
     assert set(TENANT_COLUMNS) == set(t.metadata.tables) - {"write_gate"}
+
+
+# ------------------------------------------------------------------------------------------ what remains
+
+
+async def test_an_audit_row_inserted_past_the_append_path_is_found(app_ledger, owner_uow, app_engine, owner_url):
+    """The service role keeps INSERT on audit_log (the append path hashes in the service); a row it writes
+    without the chain's link is a finding of the ledger audit, and no role but the owner can remove it."""
+    await _populate(app_ledger, owner_uow)
+    with app_engine.begin() as conn:
+        _set_scope(conn, A)
+        conn.exec_driver_sql("INSERT INTO audit_log (tenant_id, actor, role, action, target, outcome, request_id, "
+                             "peer, time_us, previous_hash, hash) VALUES ('tenant-a', 'key:forged', 'admin', "
+                             "'Post', '', 'ok', 'r', 'p', 0, '', '')")
+    report = LedgerAudit(owner_uow, now_us).run(A, mark=False, save=False)
+    assert {f.kind.value for f in report.findings} >= {"audit_log_link", "audit_log_head"}, report.findings
+
+
+def test_the_first_start_is_refused_clearly_as_the_service_role(app_url, owner_url, monkeypatch, capsys, tmp_path):
+    """No tenant yet and TALLY_BOOTSTRAP_ADMIN on: the service role cannot create `local` and its key, so the
+    server does not start, and says what the operator does instead. As the owner, the first start creates
+    them (as on SQLite)."""
+    settings = Settings(database_url=app_url, auto_migrate=False, bootstrap_admin=True, listen_address="127.0.0.1:0")
+    with pytest.raises(ConfigError, match="tally tenants create"):
+        asyncio.run(bootstrap.start(settings))
+    for name, value in {"TALLY_DATABASE_URL": app_url, "TALLY_AUTO_MIGRATE": "false",
+                        "TALLY_LISTEN_ADDRESS": "127.0.0.1:0", "TALLY_LOG_LEVEL": "ERROR"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["serve"]) == cli.EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "TALLY_BOOTSTRAP_ADMIN" in err and "TALLY_MIGRATE_DATABASE_URL" in err and "Traceback" not in err
+
+    key_file = tmp_path / "admin.key"
+
+    async def first_start_as_owner():
+        app = await bootstrap.start(Settings(database_url=owner_url, bootstrap_admin=True,
+                                             listen_address="127.0.0.1:0", admin_key_file=str(key_file)))
+        try:
+            return app.services.authenticator.authenticate(f"Bearer {key_file.read_text().strip()}")
+        finally:
+            await app.stop()
+
+    principal = asyncio.run(first_start_as_owner())
+    assert (principal.tenant_id, principal.role) == ("local", Role.ADMIN)

@@ -1,9 +1,9 @@
 """The audit log writer: every mutating and every refused call leaves a row.
 
-Rows are queued and written in batches by one task, in transactions of their own that do not take the
-posting gate, so auditing costs the posting path one queue put per call. The queue is bounded: when it
-is full, callers wait rather than lose evidence. Vouchers themselves keep their request_id, so the rows
-of the last moments before a crash can be matched to what was posted.
+Rows are queued and written in batches by one task, in transactions of their own, scoped to the batch's
+tenants, that do not take the posting gate, so auditing costs the posting path one queue put per call. The
+queue is bounded: when it is full, callers wait rather than lose evidence. Vouchers themselves keep their
+request_id, so the rows of the last moments before a crash can be matched to what was posted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 
 from tally.storage import auth_repo
 from tally.storage.auth_repo import AuditRow
-from tally.storage.uow import Scope, UnitOfWork, refuses_content
+from tally.storage.uow import UnitOfWork, refuses_content
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class AuditLog:
         delay_s = 0.1
         while True:
             try:
-                await asyncio.to_thread(self.uow.append, Scope.SYSTEM,  # a batch mixes tenants
+                await asyncio.to_thread(self.uow.append, {row.tenant_id for row in rows},  # "" included
                                         lambda conn: auth_repo.insert_audit(conn, rows))
                 return
             except Exception as exc:

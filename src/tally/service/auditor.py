@@ -22,7 +22,7 @@ from tally.domain.fields import check_tenant
 from tally.service import paging
 from tally.service.audit import AuditLog
 from tally.service.ledger_audit import AUDIT_ACTOR, AuditCancelled, AuditReport, LedgerAudit, Progress
-from tally.storage import audit_repo, auth_repo
+from tally.storage import audit_repo, system_repo
 from tally.storage.audit_repo import AuditFilter
 from tally.storage.auth_repo import AuditRow
 from tally.storage.uow import Scope, UnitOfWork
@@ -129,11 +129,11 @@ class Auditor:
     async def audit_all(self) -> None:
         """One routine run for every tenant; a failure is logged and the next tenant audited."""
         try:
-            tenants = await asyncio.to_thread(self.uow.read, Scope.SYSTEM, auth_repo.list_tenants)
+            tenants = await asyncio.to_thread(self.uow.read, Scope.SYSTEM, system_repo.tenant_ids)
         except Exception:
             log.exception("ledger audit: listing the tenants failed; trying again in %ss", self.interval_s)
             return
-        for tenant_id, _name, _created in tenants:
+        for tenant_id in tenants:
             try:
                 await self.run(tenant_id)
             except AuditCancelled:

@@ -15,7 +15,7 @@ from tally.domain.errors import LedgerError
 from tally.service.batch import Submission
 from tally.service.hold_book import HoldAction, HoldOp
 from tally.service.pipeline import PostingPipeline
-from tally.storage import holds_repo
+from tally.storage import system_repo
 from tally.storage.uow import Scope, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,16 @@ class HoldExpirer:
                 log.exception("expiring holds failed; trying again in %ss", self.interval_s)
             await asyncio.sleep(self.interval_s)
 
+    def _due(self, conn) -> list[tuple[str, str]]:
+        return system_repo.due_holds(conn, self.clock(), self.batch_size_max)
+
     async def expire_due(self) -> int:
         """Expires every hold due now (in rounds of at most batch_size_max); returns how many."""
         count = 0
         while True:
-            # The scan crosses tenants; each expiry is then written in a transaction scoped to its tenant.
-            due = await asyncio.to_thread(
-                self.uow.read, Scope.SYSTEM, lambda conn: holds_repo.due_holds(conn, self.clock(), self.batch_size_max))
+            # The scan crosses tenants (the system path); each expiry is then written in a transaction scoped
+            # to its tenant.
+            due = await asyncio.to_thread(self.uow.read, Scope.SYSTEM, self._due)
             if not due:
                 return count
             outcomes = await self.pipeline.submit_many([_expiry(tenant, hold) for tenant, hold in due])

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from tally.domain.auth import Principal, Role
 from tally.domain.errors import ErrorKind, LedgerError, invalid, not_found
 from tally.domain.fields import check_tenant, check_text
-from tally.storage import auth_repo
+from tally.storage import auth_repo, system_repo
 from tally.storage.auth_repo import KeyRecord
 from tally.storage.uow import UnitOfWork
 
@@ -73,7 +73,7 @@ def verify_key(conn: Connection, key: str) -> Principal:
     if match is None:
         raise LedgerError(ErrorKind.UNAUTHENTICATED, "CREDENTIALS_MALFORMED", "the API key is malformed")
     key_id, secret = match.groups()
-    record = auth_repo.get_key(conn, key_id)
+    record = system_repo.api_key(conn, key_id)  # the system path: the key names its tenant
     expected = secret_hash(record.salt, secret) if record else secret_hash("", "")
     if record is None or not hmac.compare_digest(expected, record.secret_hash):
         raise LedgerError(ErrorKind.UNAUTHENTICATED, "CREDENTIALS_INVALID", "the API key is not valid")

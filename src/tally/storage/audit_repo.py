@@ -90,7 +90,8 @@ def _upsert(conn: Connection, table, keys: list[str], rows: list[dict]) -> None:
     if not rows:
         return
     statement = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-    changed = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    # Never the tenant: a row stays with its tenant (and the service role may not update that column).
+    changed = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in (*keys, "tenant_id")}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
 

@@ -1,13 +1,18 @@
 """PostgreSQL roles: the service runs as a role that owns nothing and may do only what the service does.
 
-The owner (the role `tally migrate` connects as) creates and changes the schema. The service role, which
-the operator creates (`CREATE ROLE tally_app LOGIN PASSWORD '...'`), gets exactly:
+The owner (the role `tally migrate` connects as) creates and changes the schema, and administers tenants
+and API keys (`tally tenants`, `tally keys`). The service role, which the operator creates (`CREATE ROLE
+tally_app LOGIN PASSWORD '...'`), gets exactly:
 
 - SELECT, INSERT on the journal tables (vouchers, voucher_lines, events, idempotency, audit_log): what is
   written there is never changed, and the database refuses UPDATE and DELETE to the service;
-- SELECT, INSERT, UPDATE on the tables that change (accounts, balances, ledger_heads, flow_caps, holds,
-  api_keys, tenants, and the ledger audit's audit_heads, audit_checkpoints, audit_account_sums), and
+- SELECT, INSERT on the tables that change, and UPDATE of only the columns the service changes in them
+  (UPDATED_COLUMNS: never a row's key or tenant, never what an account was opened as in a balance row);
   nothing deletes rows anywhere;
+- SELECT on tenants (a token's tenant must exist), and nothing on api_keys: tenants and keys are created
+  and revoked by the owner only;
+- EXECUTE on the system functions of migration 0010 (SYSTEM_FUNCTIONS), its only way across tenants: the
+  policies show '*' to the owner alone;
 - UPDATE on write_gate, the smallest privilege that allows `LOCK TABLE write_gate IN EXCLUSIVE MODE`
   (LOCK in any mode stronger than ROW EXCLUSIVE needs UPDATE, DELETE or TRUNCATE; write_gate never holds
   a row, so UPDATE on it changes nothing);
@@ -23,11 +28,30 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
-MUTABLE_TABLES = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "api_keys", "tenants",
-                  "audit_heads", "audit_checkpoints", "audit_account_sums")
+# The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows). accounts:
+# every column but the keys, as accounts_repo.update_account writes them all back.
+UPDATED_COLUMNS = {
+    "accounts": ("code", "name", "type", "normal_side", "currency", "status", "parent_id", "credit_limit",
+                 "floor_policy", "metadata", "updated_us"),
+    "balances": ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us"),
+    "ledger_heads": ("voucher_sequence", "event_sequence", "last_hash", "accounting_date", "posted_us"),
+    "flow_caps": ("used",),
+    "holds": ("captured", "status", "capture_voucher_ids", "updated_us"),
+    "audit_heads": ("last_hash", "row_count"),
+    "audit_checkpoints": ("voucher_sequence", "head_hash", "event_sequence", "audit_log_id", "audit_log_hash",
+                          "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
+    "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
+}
+MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
+READ_TABLES = ("tenants",)
+ADMIN_TABLES = ("tenants", "api_keys")  # written by the owner only (`tally tenants`, `tally keys`)
 GATE_TABLE = "write_gate"
 SERIAL_COLUMNS = (("audit_log", "id"),)
 SCHEMA_VERSION_TABLE = "alembic_version"
+# Migration 0010: the service's only way across tenants.
+SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant_ids()",
+                    "tally_due_holds(bigint, integer)")
+ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", GATE_TABLE, SCHEMA_VERSION_TABLE)
 
 
 class ServiceRoleError(ValueError):
@@ -36,26 +60,36 @@ class ServiceRoleError(ValueError):
 
 def grant_service_role(conn: Connection, role: str) -> None:
     """Gives `role` exactly the privileges the service needs on the schema of `conn` (the owner's
-    connection, after migrating). Idempotent: it revokes everything first, so running it again, or after
-    a migration, converges on the same set."""
+    connection, after migrating). Idempotent: it revokes everything first (column privileges go with the
+    table's), so running it again, or after a migration, converges on the same set."""
     if conn.dialect.name != "postgresql":
         raise ServiceRoleError("service roles are a PostgreSQL feature")
     _check_role(conn, role)
-    quote = conn.dialect.identifier_preparer.quote
-    grantee = quote(role)
-    tables = (*JOURNAL_TABLES, *MUTABLE_TABLES, GATE_TABLE, SCHEMA_VERSION_TABLE)
-    sequences = [_serial_sequence(conn, table, column) for table, column in SERIAL_COLUMNS]
-    statements = [
-        f"REVOKE ALL ON TABLE {', '.join(quote(t) for t in tables)} FROM {grantee}",
-        f"REVOKE ALL ON SEQUENCE {', '.join(sequences)} FROM {grantee}",
-        f"GRANT USAGE ON SCHEMA {quote(_schema(conn))} TO {grantee}",
-        f"GRANT SELECT, INSERT ON TABLE {', '.join(quote(t) for t in JOURNAL_TABLES)} TO {grantee}",
-        f"GRANT SELECT, INSERT, UPDATE ON TABLE {', '.join(quote(t) for t in MUTABLE_TABLES)} TO {grantee}",
-        f"GRANT UPDATE ON TABLE {quote(GATE_TABLE)} TO {grantee}",
-        f"GRANT USAGE ON SEQUENCE {', '.join(sequences)} TO {grantee}",
-    ]
-    for statement in statements:
+    for statement in _grants(conn, conn.dialect.identifier_preparer.quote(role)):
         conn.exec_driver_sql(statement)
+
+
+def _grants(conn: Connection, grantee: str) -> list[str]:
+    quote = conn.dialect.identifier_preparer.quote
+
+    def names(tables) -> str:
+        return ", ".join(quote(t) for t in tables)
+
+    sequences = ", ".join(_serial_sequence(conn, table, column) for table, column in SERIAL_COLUMNS)
+    functions = ", ".join(SYSTEM_FUNCTIONS)
+    return [
+        f"REVOKE ALL ON TABLE {names(ALL_TABLES)} FROM {grantee}",
+        f"REVOKE ALL ON SEQUENCE {sequences} FROM {grantee}",
+        f"REVOKE ALL ON FUNCTION {functions} FROM {grantee}",
+        f"GRANT USAGE ON SCHEMA {quote(_schema(conn))} TO {grantee}",
+        f"GRANT SELECT, INSERT ON TABLE {names(JOURNAL_TABLES + MUTABLE_TABLES)} TO {grantee}",
+        *(f"GRANT UPDATE ({names(columns)}) ON TABLE {quote(table)} TO {grantee}"
+          for table, columns in UPDATED_COLUMNS.items()),
+        f"GRANT SELECT ON TABLE {names(READ_TABLES)} TO {grantee}",
+        f"GRANT UPDATE ON TABLE {quote(GATE_TABLE)} TO {grantee}",
+        f"GRANT USAGE ON SEQUENCE {sequences} TO {grantee}",
+        f"GRANT EXECUTE ON FUNCTION {functions} TO {grantee}",
+    ]
 
 
 def _check_role(conn: Connection, role: str) -> None:
@@ -95,6 +129,17 @@ def row_security_bypass(conn: Connection) -> str:
     if row is None or not (row.rolsuper or row.rolbypassrls):
         return ""
     return f"role {row.name!r} is {'a superuser' if row.rolsuper else 'BYPASSRLS'}"
+
+
+def may_administer(conn: Connection) -> bool:
+    """Whether this connection's role may create tenants and keys and revoke keys: always on SQLite; on
+    PostgreSQL the owner (or a superuser) may, the service role may not (it has no privilege on api_keys).
+    Before the schema exists, nobody is refused here (what they do then fails for the missing tables)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return all(conn.execute(text("SELECT coalesce(has_table_privilege(to_regclass(:table), :privilege), true)"),
+                            {"table": table, "privilege": privilege}).scalar()
+               for table in ADMIN_TABLES for privilege in ("INSERT", "UPDATE"))
 
 
 def may_migrate(conn: Connection) -> bool:

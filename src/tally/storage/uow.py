@@ -1,12 +1,13 @@
 """The unit of work: owns every transaction and its bounded retry. Repositories never commit.
 
 Every transaction names its tenant scope: the tenants it works for, or `Scope.SYSTEM` for the few
-operations that must see every tenant (API-key verification, counting tenants at first start, the hold
-expirer's scan for due holds, audit batches that mix tenants). The argument is required, so no call site
-can forget it. On PostgreSQL the scope becomes the transaction-local setting `tally.tenants`, which the
-row-level security policies read (migration 0006): a query that forgets its tenant filter still sees only
-the tenants of its transaction, and a transaction without a scope sees nothing. SQLite (one embedded
-process, no roles) sets nothing.
+operations that must see every tenant (API-key verification, counting and listing tenants, the hold
+expirer's scan for due holds: storage/system_repo.py). The argument is required, so no call site can
+forget it. On PostgreSQL the scope becomes the transaction-local setting `tally.tenants`, which the
+row-level security policies read (migrations 0006, 0010): a query that forgets its tenant filter still
+sees only the tenants of its transaction, and a transaction without a scope sees nothing. Under
+`Scope.SYSTEM` the policies show every tenant to the schema owner only; the service role sees none, and
+crosses tenants only through the system functions. SQLite (one embedded process, no roles) sets nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ Tenants = Collection[str] | Literal[Scope.SYSTEM]
 
 
 def scope_setting(tenants: Tenants) -> str:
-    """The value of `tally.tenants` for a scope: "*", or the tenant ids joined by commas. Refuses what the
-    policies could misread: a bare string (a collection of characters), an empty scope, an empty id, an id
-    with a comma or one that reads "*"."""
+    """The value of `tally.tenants` for a scope: "*", or the tenant ids joined by commas. The id "" names the
+    audit rows of callers that could not be identified (the policies split "," into two such ids). Refuses
+    what the policies could misread: a bare string (a collection of characters), an empty scope, an id with
+    a comma or one that reads "*"."""
     if tenants is Scope.SYSTEM:
         return Scope.SYSTEM.value
     if isinstance(tenants, str | bytes) or not isinstance(tenants, Collection):
@@ -58,9 +60,9 @@ def scope_setting(tenants: Tenants) -> str:
     if not ids:
         raise ValueError("a tenant scope names at least one tenant (or is Scope.SYSTEM)")
     for tenant_id in ids:
-        if not isinstance(tenant_id, str) or not tenant_id or "," in tenant_id or tenant_id == Scope.SYSTEM.value:
+        if not isinstance(tenant_id, str) or "," in tenant_id or tenant_id == Scope.SYSTEM.value:
             raise ValueError(f"{tenant_id!r} cannot be part of a tenant scope")
-    return ",".join(ids)
+    return ",".join(ids) or ","  # ids == [""]: an empty setting would match nothing
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 
