@@ -379,6 +379,10 @@ async def test_the_service_role_can_neither_read_nor_change_keys_nor_tenants(app
         "UPDATE balances SET tenant_id = 'tenant-a'",
         "UPDATE balances SET account_id = 'x'",
         "UPDATE accounts SET created_us = 0",
+        "UPDATE accounts SET code = 'x'",  # what an account was opened as
+        "UPDATE accounts SET normal_side = 'debit'",
+        "UPDATE accounts SET currency = 'EUR'",
+        "UPDATE accounts SET type = 'internal'",
         "UPDATE holds SET amount = 1",
         "UPDATE holds SET account_id = 'x'",
         "UPDATE holds SET expires_us = 0",

@@ -73,9 +73,14 @@ def _account_row(account: Account) -> tuple:
     return tuple(values[name] for name in ACCOUNT_COLUMNS)
 
 
+# What an account change may write (UpdateAccount's mask, and the ledger audit's status): what it was opened
+# as (code, type, side, currency, parent, floor) never changes, and the service role may not update it.
+CHANGED_ACCOUNT_COLUMNS = ("name", "status", "credit_limit", "metadata", "updated_us")
+
+
 def update_account(conn: Connection, account: Account) -> None:
     values = _account_values(account)
-    del values["id"], values["tenant_id"], values["created_us"]
+    values = {name: values[name] for name in CHANGED_ACCOUNT_COLUMNS}
     conn.execute(update(accounts)
                  .where(accounts.c.id == account.id, accounts.c.tenant_id == account.tenant_id)
                  .values(values))

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
+from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
+
 JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
-# The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows). accounts:
-# every column but the keys, as accounts_repo.update_account writes them all back.
+# The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
-    "accounts": ("code", "name", "type", "normal_side", "currency", "status", "parent_id", "credit_limit",
-                 "floor_policy", "metadata", "updated_us"),
+    "accounts": CHANGED_ACCOUNT_COLUMNS,
     "balances": ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us"),
     "ledger_heads": ("voucher_sequence", "event_sequence", "last_hash", "accounting_date", "posted_us"),
     "flow_caps": ("used",),
