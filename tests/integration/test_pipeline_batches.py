@@ -289,6 +289,37 @@ async def test_batch_retried_after_a_real_serialization_failure(postgres_url, ma
     assert len(check_ledger(postgres_url).vouchers[TENANT]) == 6
 
 
+async def test_a_connection_lost_in_the_middle_of_a_batch_is_retried(postgres_url, make_ledger, monkeypatch):
+    """PostgreSQL: the writer's session is terminated after its opening reads (an administrator, a failover).
+    The batch is retried whole on a fresh connection and every caller gets its voucher, not an error."""
+    ledger = make_ledger(postgres_url)
+    ledger.open_internal("funding")
+    ledger.open("alice")
+    ledger.open("bob")
+    await ledger.fund("alice", 1_000)
+    outside = sa.create_engine(postgres_url)
+    real = batch_module.write_batch
+    attempts = []
+
+    def terminated(conn, subs, *args):
+        attempts.append(1)
+        if len(attempts) == 1:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with outside.begin() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return real(conn, subs, *args)
+
+    monkeypatch.setattr(pipeline_module, "write_batch", terminated)
+    try:
+        results = await outcomes(*(ledger.transfer("alice", "bob", 3, request_id=f"lost-{i}") for i in range(4)))
+    finally:
+        outside.dispose()
+    assert all(isinstance(r, Posted) and not r.replayed for r in results), results
+    assert len(attempts) == 2
+    assert ledger.balance("bob") == 12
+    check_ledger(postgres_url)
+
+
 async def test_a_batch_whose_commit_was_lost_is_replayed_not_posted_again(postgres_url, make_ledger, monkeypatch):
     """The connection drops after the batch committed (the server never hears back): UnitOfWork retries, and
     the retry must find the idempotency records of the committed attempt and answer from them."""

@@ -126,8 +126,10 @@ def _forget_deferred(_dbapi_connection, record) -> None:
 
 def _forget_rolled_back(conn: Connection) -> None:
     """A transaction rolled back before its deferred statements went out leaves none for the next one on
-    the same connection."""
-    _forget(conn.info)
+    the same connection. A lost connection left nothing to forget: its info went with it, and touching it
+    would raise in the middle of the rollback, hiding the lost connection from the retry loop."""
+    if not conn.invalidated:
+        _forget(conn.info)
 
 
 def _forget(info: dict) -> None:
