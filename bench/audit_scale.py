@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.pg import BenchPostgres  # noqa: E402
 from tally.domain.accounts import Side  # noqa: E402
 from tally.domain.vouchers import GENESIS_HASH, PostedLine, Voucher, chained  # noqa: E402
-from tally.service.ledger_audit import LedgerAudit  # noqa: E402
-from tally.service.pipeline import now_us  # noqa: E402
+from tally.service.books.ledger_audit import LedgerAudit  # noqa: E402
+from tally.service.posting.pipeline import now_us  # noqa: E402
 from tally.storage.engine import make_engines  # noqa: E402
 from tally.storage.migrate import migrate  # noqa: E402
 from tally.storage.uow import UnitOfWork  # noqa: E402

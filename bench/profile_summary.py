@@ -15,7 +15,7 @@ _LINE = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def frame_key(frame: str) -> str:
-    """'post_flow (tally/service/posting.py:30)' -> 'post_flow (tally/service/posting.py)'."""
+    """'post_flow (tally/service/posting/handlers.py:30)' -> 'post_flow (tally/service/posting/handlers.py)'."""
     m = _LINE.match(frame.strip())
     if not m:
         return frame.strip()

@@ -51,7 +51,7 @@ def _child(conn: Connection) -> None:
     from tally.bootstrap import load_rules, template_opener, tune_gc
     from tally.config import Settings
     from tally.domain.calendar import AccountingCalendar
-    from tally.service.pipeline import PipelineLimits, PostingPipeline
+    from tally.service.posting.pipeline import PipelineLimits, PostingPipeline
     from tally.storage.engine import make_engines
     from tally.storage.uow import UnitOfWork
 

@@ -39,9 +39,9 @@ from tally.domain.accounts import AccountType, FloorPolicy, NewAccount, Side, op
 from tally.domain.flows import AdjustmentFlow, TransferFlow
 from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef, LineDraft
-from tally.service.batch import Posted, Submission, write_batch
 from tally.service.commands import PostFlow
-from tally.service.pipeline import now_us
+from tally.service.posting.batch import Posted, Submission, write_batch
+from tally.service.posting.pipeline import now_us
 from tally.storage import tables as t
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate

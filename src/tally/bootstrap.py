@@ -20,18 +20,18 @@ from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError
 from tally.domain.vouchers import EffectiveWindow
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
-from tally.service import keys
-from tally.service.audit import AuditLog
-from tally.service.auditor import Auditor
-from tally.service.authn import Authenticator
+from tally.service.auth import keys
+from tally.service.auth.audit import AuditLog
+from tally.service.auth.authn import Authenticator
+from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
+from tally.service.auth.jwt_tokens import JwtConfig
+from tally.service.books.auditor import Auditor
 from tally.service.container import Services
-from tally.service.expiry import HoldExpirer
-from tally.service.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
-from tally.service.jwt_tokens import JwtConfig
-from tally.service.pipeline import PipelineLimits, PostingPipeline, now_us
-from tally.service.posting import Posting
+from tally.service.posting.expiry import HoldExpirer
+from tally.service.posting.handlers import Posting
+from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
+from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
-from tally.service.templates import template_opener
 from tally.storage import system_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate

@@ -191,7 +191,7 @@ def _print_json(value: object) -> None:
 
 
 def cmd_tenants_create(args: argparse.Namespace) -> int:
-    from tally.service import keys
+    from tally.service.auth import keys
 
     def work(uow) -> int:
         keys.create_tenant(uow, args.tenant_id, args.name or "", now_us)
@@ -228,7 +228,7 @@ def cmd_tenants_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from tally.service import keys
+    from tally.service.auth import keys
 
     def work(uow) -> int:
         issued = keys.create_key(uow, args.tenant, keys.parse_role(args.role), args.name or "", _actor(), now_us)
@@ -279,7 +279,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from tally.service import keys
+    from tally.service.auth import keys
 
     def work(uow) -> int:
         keys.revoke_key(uow, args.tenant, args.key_id, now_us)

@@ -34,8 +34,8 @@ from tally import bootstrap
 from tally.config import Settings
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
-from tally.service import keys
-from tally.service.pipeline import now_us
+from tally.service.auth import keys
+from tally.service.posting.pipeline import now_us
 from tally.storage.engine import make_engines
 from tally.storage.uow import UnitOfWork
 from tally.v1 import account_service_pb2 as acc_pb

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from tally.domain.auth import Role
-from tally.service import keys
-from tally.service.expiry import EXPIRER_ACTOR
-from tally.service.pipeline import now_us
+from tally.service.auth import keys
+from tally.service.posting.expiry import EXPIRER_ACTOR
+from tally.service.posting.pipeline import now_us
 from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc

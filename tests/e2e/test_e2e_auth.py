@@ -52,8 +52,8 @@ from grpc_status import rpc_status
 from tally.api.server import SERVICE_NAMES
 from tally.domain.auth import GRANTS, METHOD_PERMISSIONS, Role
 from tally.domain.errors import LedgerError
-from tally.service import keys
-from tally.service.pipeline import now_us
+from tally.service.auth import keys
+from tally.service.posting.pipeline import now_us
 from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import flows_pb2, types_pb2

@@ -529,7 +529,7 @@ def test_refunds_of_a_usage_round_per_line_and_never_exceed_it(books: Books) -> 
                                               currency=USD, shares=shares))
     original = use.vouchers[0]
     # Each refund scales what each line still holds by amount / (what is left to refund) and spreads the
-    # floor of each side's total over its lines by largest remainder (tally/service/refunds.py).
+    # floor of each side's total over its lines by largest remainder (tally/service/posting/refunds.py).
     expected = [
         (333_333, [("consumer:c1", "C", 333_333), ("platform_fee_income:USD", "D", 8_333),
                    ("affiliate:aff", "D", 16_667),

@@ -13,8 +13,9 @@ import pytest
 
 from tally import cli
 from tally.domain.auth import Role
-from tally.service import keys, ledger_audit
-from tally.service.pipeline import now_us
+from tally.service.auth import keys
+from tally.service.books import ledger_audit
+from tally.service.posting.pipeline import now_us
 from tally.storage import audit_repo
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import bookkeeping_service_pb2 as bk_pb

@@ -19,8 +19,8 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from tally.config import Settings
 from tally.domain.auth import Role
-from tally.service import keys
-from tally.service.pipeline import now_us
+from tally.service.auth import keys
+from tally.service.posting.pipeline import now_us
 from tally.storage import tables
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb

@@ -25,10 +25,10 @@ from tally.domain.errors import LedgerError
 from tally.domain.flows import AdjustmentFlow, TransferFlow
 from tally.domain.vouchers import GENESIS_HASH, AccountRef, LineDraft, PostedLine, Voucher, voucher_hash
 from tally.service import accounts as account_service
-from tally.service.batch import Posted
 from tally.service.commands import CreateAccount, PostFlow, ReverseVoucher, UpdateAccount
-from tally.service.pipeline import PostingPipeline, now_us
-from tally.service.posting import Posting
+from tally.service.posting.batch import Posted
+from tally.service.posting.handlers import Posting
+from tally.service.posting.pipeline import PostingPipeline, now_us
 from tally.service.queries import Queries
 from tally.storage import tables as t
 from tally.storage.engine import make_engines

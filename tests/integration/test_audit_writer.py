@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from tally.service.audit import AuditLog
-from tally.service.pipeline import now_us
+from tally.service.auth.audit import AuditLog
+from tally.service.posting.pipeline import now_us
 from tally.storage import auth_repo
 from tally.storage.auth_repo import AuditRow
 from tests.integration.conftest import TENANT
@@ -41,7 +41,7 @@ async def test_a_row_the_database_refuses_is_logged_and_the_others_are_stored(po
     audit = AuditLog(ledger.uow, flush_ms=20)
     audit.start()
     past_int64 = 2**63  # time_us is a bigint: nothing the audit writer cleans makes this storable
-    with caplog.at_level(logging.ERROR, logger="tally.service.audit"):
+    with caplog.at_level(logging.ERROR, logger="tally.service.auth.audit"):
         for audit_row in (row("before"), row("refused", time_us=past_int64), row("after")):
             await audit.record(audit_row)
         await asyncio.wait_for(audit.flush(), FLUSH_TIMEOUT_S)  # a writer stuck on the row never gets here

@@ -12,8 +12,8 @@ from collections import defaultdict
 from tally.api.mapping import flow_in
 from tally.domain.accounts import Side
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.batch import Posted
 from tally.service.commands import PostFlow
+from tally.service.posting.batch import Posted
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import flows_pb2 as f
 from tests.integration.conftest import TENANT, Ledger, check_ledger, outcome

@@ -1,7 +1,7 @@
 """Holds under contention, on SQLite and PostgreSQL, through the service layer.
 
 For one hold a capture, a release and an expiry (the very submission the expirer makes,
-tally.service.expiry._expiry) are submitted at once, many rounds over: exactly one wins each round, the
+tally.service.posting.expiry._expiry) are submitted at once, many rounds over: exactly one wins each round, the
 other two are refused with HOLD_<what the winner made of it>, the account's locked balance returns to what
 the other holds reserve, and the current balance moves only when the capture won. The same race is run
 across two service instances on one database (two "processes"), and next to the hold's expiry time. Partial
@@ -15,10 +15,10 @@ import random
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.holds import Hold, HoldStatus
-from tally.service.batch import Posted
 from tally.service.commands import CaptureHold, CreateHold, ReleaseHold
-from tally.service.expiry import _expiry
-from tally.service.pipeline import now_us
+from tally.service.posting.batch import Posted
+from tally.service.posting.expiry import _expiry
+from tally.service.posting.pipeline import now_us
 from tests.integration.conftest import TENANT, Ledger, check_ledger, outcome, ref
 
 USD = "USD"

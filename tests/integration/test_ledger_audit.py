@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from tally.domain.accounts import AccountStatus, Side
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.vouchers import AccountRef
-from tally.service import ledger_audit
-from tally.service.audit import AuditLog
+from tally.service.auth.audit import AuditLog
+from tally.service.books import ledger_audit
+from tally.service.books.ledger_audit import AuditCancelled, FindingKind, LedgerAudit
 from tally.service.commands import CreateHold
-from tally.service.ledger_audit import AuditCancelled, FindingKind, LedgerAudit
-from tally.service.pipeline import now_us
+from tally.service.posting.pipeline import now_us
 from tally.storage.auth_repo import AuditRow
 from tests.integration.conftest import FUNDING, TENANT, Ledger
 from tests.integration.test_tamper import as_owner

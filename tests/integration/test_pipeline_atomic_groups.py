@@ -12,10 +12,10 @@ from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.flows import TransferFlow
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
-from tally.service.batch import Cap, Posted, Submission
 from tally.service.commands import CreateHold, PostFlow
-from tally.service.hold_book import HoldAction, HoldOp
-from tally.service.pipeline import now_us
+from tally.service.posting.batch import Cap, Posted, Submission
+from tally.service.posting.hold_book import HoldAction, HoldOp
+from tally.service.posting.pipeline import now_us
 from tally.storage import tables as t
 from tests.integration.conftest import TENANT, check_ledger, ref
 

@@ -11,9 +11,9 @@ from tally.domain.accounts import AccountStatus, AccountType, Side
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.ids import new_id
 from tally.domain.vouchers import GENESIS_HASH, AccountRef, voucher_hash
-from tally.service import batch as batch_module
-from tally.service import pipeline as pipeline_module
-from tally.service.batch import Posted
+from tally.service.posting import batch as batch_module
+from tally.service.posting import pipeline as pipeline_module
+from tally.service.posting.batch import Posted
 from tally.storage import tables as t
 from tally.storage import uow as uow_module
 from tally.storage.engine import commit

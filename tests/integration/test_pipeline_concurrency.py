@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 import sqlalchemy as sa
 
 from tally.domain.errors import LedgerError
-from tally.service.batch import Posted
+from tally.service.posting.batch import Posted
 from tally.storage import tables as t
 from tests.integration.conftest import FUNDING, TENANT, check_ledger, outcome, outcomes
 

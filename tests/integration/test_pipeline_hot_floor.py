@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.vouchers import AccountRef
-from tally.service.batch import Posted
+from tally.service.posting.batch import Posted
 from tally.storage import tables as t
 from tests.integration.conftest import FUNDING, TENANT, Ledger, check_ledger, outcome
 

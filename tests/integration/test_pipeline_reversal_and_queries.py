@@ -9,7 +9,7 @@ import pytest
 from tally.domain.accounts import AccountStatus, Side
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.vouchers import AccountRef
-from tally.service.batch import Posted
+from tally.service.posting.batch import Posted
 from tally.storage import ledger_repo
 from tests.integration.conftest import FUNDING, TENANT, check_ledger, outcome, outcomes
 

@@ -9,8 +9,8 @@ import threading
 import time
 
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service import pipeline as pipeline_module
-from tally.service.batch import Posted
+from tally.service.posting import pipeline as pipeline_module
+from tally.service.posting.batch import Posted
 from tests.integration.conftest import outcomes
 
 SLOW_WRITE_S = 0.3

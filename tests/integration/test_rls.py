@@ -28,13 +28,13 @@ from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
 from tally.domain.vouchers import AccountRef
-from tally.service import keys
-from tally.service.audit import AuditLog
-from tally.service.authn import Authenticator
+from tally.service.auth import keys
+from tally.service.auth.audit import AuditLog
+from tally.service.auth.authn import Authenticator
+from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
-from tally.service.expiry import HoldExpirer
-from tally.service.ledger_audit import LedgerAudit
-from tally.service.pipeline import now_us
+from tally.service.posting.expiry import HoldExpirer
+from tally.service.posting.pipeline import now_us
 from tally.storage import auth_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tally.domain.accounts import Side
 from tally.domain.limits import AMOUNT_MAX
-from tally.service.batch import Posted
+from tally.service.posting.batch import Posted
 from tally.storage import bulk, ledger_repo
 from tally.storage import tables as t
 from tests.integration.conftest import TENANT, check_ledger, outcomes

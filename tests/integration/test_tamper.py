@@ -24,9 +24,9 @@ from tally import cli
 from tally.domain.accounts import Side
 from tally.domain.auth import Role
 from tally.domain.vouchers import voucher_hash
-from tally.service import keys
-from tally.service.pipeline import now_us
-from tally.service.verify import ChainReport, verify_chain
+from tally.service.auth import keys
+from tally.service.books.verify import ChainReport, verify_chain
+from tally.service.posting.pipeline import now_us
 from tally.v1 import bookkeeping_service_pb2 as bk_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as bk_grpc
 from tests.e2e.conftest import TenantKeys, e2e_settings, md, running_server

@@ -13,7 +13,7 @@ import pytest
 
 from tally.domain.auth import Principal, Role
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.jwt_tokens import LEEWAY_S, SUBJECT_LENGTH_MAX, TOKEN_LENGTH_MAX, JwtConfig, verify_jwt
+from tally.service.auth.jwt_tokens import LEEWAY_S, SUBJECT_LENGTH_MAX, TOKEN_LENGTH_MAX, JwtConfig, verify_jwt
 
 SECRET = b"unit-test-secret-0123456789abcdefghij"
 OTHER = b"another-secret-0123456789abcdefghijklm"

@@ -21,8 +21,8 @@ from tally.bootstrap import jwt_config
 from tally.config import ConfigError, Settings
 from tally.domain.auth import Principal, Role
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
-from tally.service.jwt_tokens import JwtConfig, PublicKey, verify_jwt
+from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
+from tally.service.auth.jwt_tokens import JwtConfig, PublicKey, verify_jwt
 
 ISSUER, AUDIENCE = "https://idp.test", "tally"
 NOW = 1_800_000_000

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tally import cli, cli_admin
-from tally.service.keys import secret_hash
+from tally.service.auth.keys import secret_hash
 from tally.storage import auth_repo
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate

@@ -1,4 +1,4 @@
-"""Unit tests for tally.service.idempotency: canonical bodies, fingerprints and what differs on reuse."""
+"""Unit tests for tally.service.posting.idempotency: canonical bodies, fingerprints and what differs on reuse."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tally.domain.accounts import AccountType, NewAccount, Side
 from tally.domain.errors import ErrorKind
 from tally.domain.flows import AdjustmentFlow, TransferFlow
 from tally.domain.vouchers import AccountRef, LineDraft
-from tally.service.idempotency import (
+from tally.service.posting.idempotency import (
     canonical,
     canonical_json,
     differing_fields,

@@ -1,4 +1,4 @@
-"""Unit tests for tally.service.undo.Revertible: what changed since the checkpoint is taken back exactly."""
+"""Unit tests for tally.service.posting.undo.Revertible: what changed since the checkpoint is taken back exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tally.service.undo import Revertible
+from tally.service.posting.undo import Revertible
 
 
 def test_revert_restores_changed_added_and_removed_keys():

@@ -10,9 +10,9 @@ from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.auth import Permission, Principal
 from tally.domain.errors import LedgerError
-from tally.service.batch import Posted
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
 from tally.service.container import Services
+from tally.service.posting.batch import Posted
 from tally.v1 import accounting_service_pb2 as pb
 from tally.v1 import accounting_service_pb2_grpc as pb_grpc
 

@@ -17,8 +17,8 @@ from tally.api.errors import grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
 from tally.domain.errors import ErrorKind, LedgerError, invalid
-from tally.service.audit import AuditLog
-from tally.service.authn import Authenticator, claimed_actor
+from tally.service.auth.audit import AuditLog
+from tally.service.auth.authn import Authenticator, claimed_actor
 from tally.service.faults import unexpected
 from tally.storage.auth_repo import AuditRow
 

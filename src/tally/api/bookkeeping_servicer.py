@@ -9,11 +9,11 @@ from tally.api.errors import abort, rpc
 from tally.api.tenancy import tenant_of
 from tally.domain.errors import LedgerError, invalid
 from tally.rules.loader import RuleSetError, RuleSetTooDeep, parse_rule_set
-from tally.service.auditor import list_audit_log
+from tally.service.books.auditor import list_audit_log
+from tally.service.books.ledger_audit import AuditReport, FindingKind, Progress
+from tally.service.books.verify import chain_report
 from tally.service.container import Services
 from tally.service.faults import unexpected
-from tally.service.ledger_audit import AuditReport, FindingKind, Progress
-from tally.service.verify import chain_report
 from tally.storage.audit_repo import AuditFilter
 from tally.v1 import bookkeeping_service_pb2 as pb
 from tally.v1 import bookkeeping_service_pb2_grpc as pb_grpc

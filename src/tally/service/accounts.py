@@ -22,8 +22,8 @@ from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef
 from tally.service.commands import CreateAccount, UpdateAccount
-from tally.service.events import account_payload, append_event
-from tally.service.idempotency import (
+from tally.service.posting.events import account_payload, append_event
+from tally.service.posting.idempotency import (
     FINAL_REFUSALS,
     canonical,
     fingerprint,

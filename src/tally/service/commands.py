@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from tally.domain.accounts import AccountChange, NewAccount
 from tally.domain.flows import Flow
 from tally.domain.vouchers import AccountRef
-from tally.service.idempotency import canonical
+from tally.service.posting.idempotency import canonical
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tally.config import Settings
-from tally.service.audit import AuditLog
-from tally.service.auditor import Auditor
-from tally.service.authn import Authenticator
-from tally.service.expiry import HoldExpirer
-from tally.service.pipeline import PostingPipeline
-from tally.service.posting import Posting
+from tally.service.auth.audit import AuditLog
+from tally.service.auth.authn import Authenticator
+from tally.service.books.auditor import Auditor
+from tally.service.posting.expiry import HoldExpirer
+from tally.service.posting.handlers import Posting
+from tally.service.posting.pipeline import PostingPipeline
 from tally.service.queries import Queries
 from tally.storage.uow import UnitOfWork
 from tally.streaming.hub import EventHub

@@ -6,7 +6,7 @@ from tally.domain.accounts import Account, open_account
 from tally.domain.ids import new_id
 from tally.domain.money import Currency
 from tally.rules.engine import RuleSet
-from tally.service.batch import Opener
+from tally.service.posting.batch import Opener
 
 
 def template_opener(rules: RuleSet, currencies: dict[str, Currency]) -> Opener:

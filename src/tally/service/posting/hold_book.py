@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from tally.domain.accounts import Account, BalanceState
 from tally.domain.holds import Hold, capture, open_hold, release, require_active, require_open
 from tally.domain.vouchers import AccountRef
-from tally.service.undo import Revertible
+from tally.service.posting.undo import Revertible
 from tally.storage import holds_repo
 
 

@@ -40,7 +40,7 @@ from tally.domain.audit_trail import GENESIS_HASH as AUDIT_GENESIS
 from tally.domain.audit_trail import HASHED_FIELDS, audit_row_hash
 from tally.domain.fields import check_tenant
 from tally.domain.vouchers import GENESIS_HASH, AccountRef, content_hash
-from tally.service.events import account_payload, append_event
+from tally.service.posting.events import account_payload, append_event
 from tally.storage import accounts_repo, audit_repo
 from tally.storage.audit_repo import AccountSums, Checkpoint
 from tally.storage.uow import UnitOfWork

@@ -30,9 +30,9 @@ from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
-from tally.service.events import account_payload, hold_events
-from tally.service.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
-from tally.service.idempotency import (
+from tally.service.posting.events import account_payload, hold_events
+from tally.service.posting.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
+from tally.service.posting.idempotency import (
     FINAL_REFUSALS,
     canonical,
     canonical_json,
@@ -41,7 +41,7 @@ from tally.service.idempotency import (
     refusal_result,
     reused_request_id,
 )
-from tally.service.undo import Revertible
+from tally.service.posting.undo import Revertible
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.batch_reads import Opening, read_opening
 from tally.storage.engine import deferring, pipelined

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from tally.domain.auth import Principal
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.jwt_tokens import JwtConfig, verify_jwt
-from tally.service.keys import KEY_PREFIX, key_id_of, verify_key
+from tally.service.auth.jwt_tokens import JwtConfig, verify_jwt
+from tally.service.auth.keys import KEY_PREFIX, key_id_of, verify_key
 from tally.storage import auth_repo
 from tally.storage.uow import Scope, UnitOfWork
 

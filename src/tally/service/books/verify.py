@@ -3,7 +3,7 @@
 Each voucher's hash covers the previous voucher's hash and its own content (lines included), so an edit
 anywhere breaks the chain at the edited voucher (its content no longer matches its hash) or right after
 it (when the edit also rewrote the hash, the next voucher's link no longer matches). `verify_chain` is the
-chain part of a full ledger audit (tally.service.ledger_audit) that neither marks accounts nor moves the
+chain part of a full ledger audit (tally.service.books.ledger_audit) that neither marks accounts nor moves the
 checkpoint.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tally.service.ledger_audit import CONTENT, LINK, AuditReport, LedgerAudit
+from tally.service.books.ledger_audit import CONTENT, LINK, AuditReport, LedgerAudit
 from tally.storage.uow import UnitOfWork
 
 __all__ = ["CONTENT", "LINK", "ChainReport", "chain_report", "verify_chain"]

@@ -18,11 +18,11 @@ from tally.domain.ids import new_id
 from tally.domain.money import Currency
 from tally.domain.vouchers import AccountRef, EffectiveWindow, LineDraft, VoucherDraft, check_draft, reversal_lines
 from tally.rules.engine import RuleSet
-from tally.service.batch import Outcome, Posted, Submission, refused_with
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
-from tally.service.hold_book import HoldAction, HoldOp
-from tally.service.pipeline import PostingPipeline
-from tally.service.refunds import refund_parts
+from tally.service.posting.batch import Outcome, Posted, Submission, refused_with
+from tally.service.posting.hold_book import HoldAction, HoldOp
+from tally.service.posting.pipeline import PostingPipeline
+from tally.service.posting.refunds import refund_parts
 from tally.storage import holds_repo, journal_repo
 from tally.storage.uow import UnitOfWork
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.service.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
 from tally.service.faults import unexpected
+from tally.service.posting.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
 from tally.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from tally.domain.vouchers import AccountRef, LineDraft, Voucher, VoucherDraft
 from tally.rules.engine import RuleSet
 from tally.rules.model import Mode
 from tally.rules.refunds import scale_reversal
-from tally.service.batch import Cap
+from tally.service.posting.batch import Cap
 from tally.storage import journal_repo, ledger_repo
 from tally.storage.uow import UnitOfWork
 

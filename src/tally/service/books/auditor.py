@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from tally.domain.fields import check_tenant
 from tally.service import paging
-from tally.service.audit import AuditLog
-from tally.service.ledger_audit import AUDIT_ACTOR, AuditCancelled, AuditReport, LedgerAudit, Progress
+from tally.service.auth.audit import AuditLog
+from tally.service.books.ledger_audit import AUDIT_ACTOR, AuditCancelled, AuditReport, LedgerAudit, Progress
 from tally.storage import audit_repo, system_repo
 from tally.storage.audit_repo import AuditFilter
 from tally.storage.auth_repo import AuditRow

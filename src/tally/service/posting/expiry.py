@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable
 
 from tally.domain.errors import LedgerError
-from tally.service.batch import Submission
-from tally.service.hold_book import HoldAction, HoldOp
-from tally.service.pipeline import PostingPipeline
+from tally.service.posting.batch import Submission
+from tally.service.posting.hold_book import HoldAction, HoldOp
+from tally.service.posting.pipeline import PostingPipeline
 from tally.storage import system_repo
 from tally.storage.uow import Scope, UnitOfWork
 

@@ -1,0 +1,1 @@
+"""Who calls: API keys, tokens, authentication, and the audit log of calls."""

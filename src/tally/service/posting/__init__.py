@@ -1,0 +1,2 @@
+"""Posting: business flows in, vouchers written. Handlers, the pipeline and its batch writer, holds, refunds,
+idempotency, events and hold expiry."""
