@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import disk, procs, stats
+from bench import disk, procs, statements, stats
 from bench.baseline import create_schema
 from bench.credentials import tenant_key
 from bench.ledger_setup import MERCHANT, PREFIX, load_transfers, setup_tenant
@@ -211,10 +211,16 @@ class Runner:
 
     def start_pg_server(self) -> None:
         self.log("starting PostgreSQL (durable defaults)")
-        self.pg = BenchPostgres().start()
+        self.pg = BenchPostgres()
+        if self.args.pg_statements:
+            self.pg.settings.update(statements.SETTINGS)
+        self.pg.start()
         self.info["postgres"] = self.pg.describe()
         self.pg.create_database("baseline")
         server = serve_on_postgres(self.pg, "bench", self.workdir, self._server_env(), self.args.superuser)
+        if self.args.pg_statements:
+            with self.pg.connect("bench") as conn:
+                statements.install(conn)
         self.servers["pg"] = server
         self.info["pg_server_role"] = "postgres (superuser)" if self.args.superuser else SERVICE_ROLE
         self.log(f"tally serve (PostgreSQL as {self.info['pg_server_role']}) pid {server.pid} on {server.target}")
@@ -440,8 +446,16 @@ class Runner:
 
     def run_load(self, s: Scenario) -> Row:
         stream = self._stream(s, s.name, s.kind, s.workload, s.callers, s.batch)
+        profiled = self.args.pg_statements and s.server == "pg" and s.kind in ("post", "batch")
+        if profiled:  # reset at the window's start: the warm-up's statements are not counted
+            threading.Timer(self.warmup_ns / NS + 0.5, self._reset_statements).start()
         merged, window = self.run_generator(s, [stream], self.duration_ns, self.warmup_ns)
         row = self._row_from(s, merged[s.name], window, self.duration_ns)
+        if profiled:
+            with self.pg.connect("bench") as conn:
+                row.raw["pg_statements"] = statements.read(conn, "bench", merged[s.name]["vouchers"])
+            for line in statements.summary_lines(s.name, row.raw["pg_statements"]):
+                self.log(line)
         self._memory(row, self.servers[s.server])
         if s.kind in ("post", "batch"):
             per_txn = self.vouchers_per_transaction(s.server, *window["wall_us"])
@@ -451,6 +465,10 @@ class Runner:
                     row.notes = ", ".join(filter(None, [
                         f"{stats.tenths_text(per_txn[1] * 10 // per_txn[0])} vouchers/txn", row.notes]))
         return row
+
+    def _reset_statements(self) -> None:
+        with self.pg.connect("bench") as conn:
+            statements.reset(conn)
 
     def vouchers_per_transaction(self, server_key: str, from_us: int, to_us: int) -> tuple[int, int] | None:
         """(write transactions, vouchers) the server committed in the window, read from its database: the
@@ -818,6 +836,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--superuser", action="store_true", help="serve PostgreSQL as the superuser (skips row security) "
                    "instead of the service role tally_app, for comparison")
     p.add_argument("--report", metavar="FILE", help="only print the report of a saved --json FILE (no run)")
+    p.add_argument("--pg-statements", action="store_true",
+                   help="pg_stat_statements per Tally scenario on PostgreSQL: each statement's cost per voucher")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (logs, raw generator output)")
     args = p.parse_args(argv)
     if args.duration_s is None:
