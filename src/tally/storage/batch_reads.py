@@ -70,9 +70,8 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
     keys = {tenant_id: accounts_repo.ref_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
     queries = [(_HEADS_SQL, (text_array(tenant_ids),))]
     queries += [(_RECORDS_SQL, (tenant_id, text_array(ids))) for tenant_id, ids in request_ids.items()]
-    for tenant_id, (ids, codes) in keys.items():
-        named = (tenant_id, text_array(ids), text_array(codes))
-        queries += [(_ACCOUNTS_SQL, named), (_BALANCES_SQL, (tenant_id, *named))]
+    queries += [(_ACCOUNTS_SQL, (tenant_id, text_array(ids), text_array(codes))) for tenant_id, (ids, codes)
+                in keys.items()]
     results = iter(fetch_together(conn, queries))
     heads = {row[0]: LedgerHead(*row) for row in next(results)}
     records = {}
@@ -81,28 +80,29 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
     found: dict[str, TenantAccounts] = {}
     states: dict[str, BalanceState] = {}
     for tenant_id, (ids, codes) in keys.items():
-        named = [accounts_repo.to_account(row) for row in next(results)]
+        rows = next(results)
+        named = [accounts_repo.to_account(row[:_STATE_AT]) for row in rows]
         wanted_ids, wanted_codes = set(ids), set(codes)
         found[tenant_id] = TenantAccounts({a.id: a for a in named if a.id in wanted_ids},
                                           {a.code: a for a in named if a.code in wanted_codes})
-        states.update((state.account_id, state) for state in map(accounts_repo.to_state, next(results)))
+        states.update((row[_STATE_AT], accounts_repo.to_state(row[_STATE_AT:])) for row in rows
+                      if row[_STATE_AT] is not None)
     return Opening(heads, records, found, states)
 
 
-def _columns(names: Iterable[str]) -> str:
-    return ", ".join(f'"{name}"' for name in names)
+def _columns(names: Iterable[str], table: str = "") -> str:
+    return ", ".join(f'{table}"{name}"' for name in names)
 
 
 _HEADS_SQL = (f"SELECT {_columns(ledger_repo.HEAD_COLUMNS)} FROM ledger_heads "
               "WHERE tenant_id = ANY(%s::text[])")
 _RECORDS_SQL = (f"SELECT {_columns(ledger_repo.RECORD_COLUMNS)} FROM idempotency "
                 "WHERE tenant_id = %s AND request_id = ANY(%s::text[])")
-_NAMED = "tenant_id = %s AND (id = ANY(%s::text[]) OR code = ANY(%s::text[]))"
-_ACCOUNTS_SQL = f"SELECT {_columns(accounts_repo.ACCOUNT_COLUMNS)} FROM accounts WHERE {_NAMED}"
-
-
-# The balance rows of the accounts named. Not FOR UPDATE: every writer of balances holds the write gate for
-# its whole transaction, so a row lock would only cost a heap and WAL write per row, read again by the
-# batch's UPDATE; SERIALIZABLE still refuses any writer that skipped the gate.
-_BALANCES_SQL = (f"SELECT {_columns(accounts_repo.STATE_COLUMNS)} FROM balances WHERE tenant_id = %s "
-                 f"AND account_id IN (SELECT id FROM accounts WHERE {_NAMED})")
+# The accounts named, each with its balance row, in one statement. Not FOR UPDATE: every writer of balances
+# holds the write gate for its whole transaction, so a row lock would only cost a heap and WAL write per row,
+# written again by the batch's UPDATE; SERIALIZABLE still refuses any writer that skipped the gate.
+_ACCOUNTS_SQL = (f"SELECT {_columns(accounts_repo.ACCOUNT_COLUMNS, 'a.')}, "
+                 f"{_columns(accounts_repo.STATE_COLUMNS, 'b.')} "
+                 "FROM accounts AS a LEFT JOIN balances AS b ON b.account_id = a.id "
+                 "WHERE a.tenant_id = %s AND (a.id = ANY(%s::text[]) OR a.code = ANY(%s::text[]))")
+_STATE_AT = len(accounts_repo.ACCOUNT_COLUMNS)  # where a row's balance columns start
