@@ -225,7 +225,9 @@ def test_holds_in_both_streams(server: Server) -> None:
     for item in events_reader.items:
         if item.event.hold_id:
             by_hold[item.event.hold_id].append(item.event.type)
-    assert sorted(by_hold[held.id]) == ["balance.hold.captured", "balance.hold.created", "balance.released"]
+    # The capture's voucher names the hold too (evidence per posting): its ledger.entry.posted event.
+    assert sorted(by_hold[held.id]) == ["balance.hold.captured", "balance.hold.created", "balance.released",
+                                        "ledger.entry.posted"]
     assert by_hold[other.id] == ["balance.hold.created", "balance.released"]
     assert captured.voucher.id in {i.event.voucher_id for i in events_reader.items}
     assert [e.event.sequence for e in events_reader.items] == list(range(1, len(events_reader.items) + 1))
