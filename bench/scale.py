@@ -129,7 +129,7 @@ class Scale:
     def load(self) -> None:
         args, t0 = self.args, time.monotonic_ns()
         self.state = {"shape": ledger_shape(args), "complete": False, "tenant": TENANT,
-                      "api_key": tenant_key(self.server.database_url, TENANT)}
+                      "api_key": tenant_key(self.server.admin_url, TENANT)}
         self.save_state()
         self.log(f"creating and funding {args.accounts} accounts (CreateAccount, {args.create_concurrency} at a time)")
         setup = asyncio.run(setup_tenant(self.server.target, self.state["api_key"], TENANT, args.accounts,
