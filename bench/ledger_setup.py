@@ -20,6 +20,8 @@ from tally.v1 import flows_pb2, types_pb2
 
 LINES_PER_VOUCHER_MAX = 64
 BATCH_REQUESTS_MAX = 1000
+# Funding adjustments carry 64 lines each: 1,000 of them answer 4.7 MB, past a client's default 4 MiB limit.
+FUNDING_REQUESTS_PER_CALL = 200
 DEADLINE_S = 60
 MERCHANT = "merchant"
 FUNDING = "funding"
@@ -84,8 +86,8 @@ async def setup_tenant(target: str, api_key: str, tenant: str, accounts: int, op
         stub = post_grpc.AccountingServiceStub(channel)
         requests = [adjustment(f"fund-{run}-{i}", chunk, opening_balance)
                     for i, chunk in enumerate(funding_chunks([*codes, MERCHANT]))]
-        for i in range(0, len(requests), BATCH_REQUESTS_MAX):
-            part = requests[i:i + BATCH_REQUESTS_MAX]
+        for i in range(0, len(requests), FUNDING_REQUESTS_PER_CALL):
+            part = requests[i:i + FUNDING_REQUESTS_PER_CALL]
             reply = await stub.PostBatch(post_pb.PostBatchRequest(requests=part),
                                          metadata=auth_metadata(api_key), timeout=DEADLINE_S)
             refused = [r.error for r in reply.results if r.HasField("error")]
