@@ -25,6 +25,10 @@ class Side(enum.Enum):
     def opposite(self) -> Side:
         return Side.CREDIT if self is Side.DEBIT else Side.DEBIT
 
+    def signed(self, amount: int, normal_side: Side) -> int:
+        """A line of `amount` on this side, as it moves a balance kept on `normal_side`."""
+        return amount if self is normal_side else -amount
+
 
 class AccountStatus(enum.Enum):
     ACTIVE = "active"

@@ -44,7 +44,7 @@ def posted_payload(voucher: Voucher, normal_sides: Mapping[str, Side], stored: M
     locked, credit_limits = stored.get(_LOCKED, {}), stored.get(_CREDIT_LIMIT, {})
     balances: dict[str, dict] = {}
     for line in voucher.lines:
-        signed = line.amount if line.side is normal_sides[line.account_id] else -line.amount
+        signed = line.side.signed(line.amount, normal_sides[line.account_id])
         state = balances.setdefault(line.account_id, {"currency": line.currency, "current_delta": 0,
                                                       "locked": locked.get(line.account_id, 0), "locked_delta": 0})
         state["current"] = line.balance_after

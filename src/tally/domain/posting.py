@@ -41,7 +41,7 @@ def apply_voucher(draft: VoucherDraft, accounts: list[Account], balances: dict[s
         if sides.setdefault(account.id, line.side) is not line.side:
             raise invalid("SAME_ACCOUNT_BOTH_SIDES", f"account {account.code} is on both sides of the voucher",
                           account=account.id)
-        deltas[account.id] = deltas.get(account.id, 0) + _signed(line.amount, line.side, account)
+        deltas[account.id] = deltas.get(account.id, 0) + line.side.signed(line.amount, account.normal_side)
     by_id = {a.id: a for a in accounts}
     new_states = {aid: _next_state(by_id[aid], balances[aid], delta, accounting_date)
                   for aid, delta in deltas.items()}
@@ -50,10 +50,6 @@ def apply_voucher(draft: VoucherDraft, accounts: list[Account], balances: dict[s
         new_states[line.account_id].entry_count = line.entry_number
     balances.update(new_states)
     return Applied(posted, tuple(deltas))
-
-
-def _signed(amount: int, side: Side, account: Account) -> int:
-    return amount if side is account.normal_side else -amount
 
 
 def _check_postable(account: Account, currency: str) -> None:
@@ -97,7 +93,7 @@ def _post_lines(draft: VoucherDraft, accounts: list[Account],
     for line_no, (line, account) in enumerate(zip(draft.lines, accounts, strict=True), start=1):
         state = balances[account.id]
         current, count = running.get(account.id, (state.current, state.entry_count))
-        current += _signed(line.amount, line.side, account)
+        current += line.side.signed(line.amount, account.normal_side)
         running[account.id] = (current, count + 1)
         posted.append(PostedLine(line_no, account.id, account.code, line.side, line.amount, line.currency,
                                  line.memo, entry_number=count + 1, balance_after=current))

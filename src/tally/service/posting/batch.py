@@ -465,7 +465,7 @@ def _signed_totals(vouchers: list[Voucher], accounts: dict[str, Account]) -> dic
     """How much the vouchers move each account's balance, on its normal side."""
     totals: dict[str, int] = defaultdict(int)
     for line in (line for v in vouchers for line in v.lines):
-        totals[line.account_id] += line.amount if line.side is accounts[line.account_id].normal_side else -line.amount
+        totals[line.account_id] += line.side.signed(line.amount, accounts[line.account_id].normal_side)
     return totals
 
 
