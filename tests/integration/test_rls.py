@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from tally import bootstrap, cli
 from tally.config import ConfigError, Settings
+from tally.domain.accounts import BalanceState
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
@@ -35,10 +36,11 @@ from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.pipeline import now_us
-from tally.storage import auth_repo, roles, system_repo
+from tally.storage import auth_repo, journal_write, ledger_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow
 from tally.storage.engine import make_engines
+from tally.storage.journal_write import JournalRows
 from tally.storage.migrate import migrate
 from tally.storage.roles import ServiceRoleError, grant_service_role, may_migrate
 from tally.storage.uow import Scope, UnitOfWork, scope_setting
@@ -55,6 +57,7 @@ MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds"}
+POSTING_FUNCTIONS = {"tally_write_journal"}  # SECURITY INVOKER: bound as their caller
 
 
 def as_role(url: str, role: str) -> str:
@@ -225,7 +228,7 @@ def test_grants_are_exactly_what_the_service_needs_and_converge(owner_url, app_e
         assert not columns & {"tenant_id", "account_id", "created_us"}, table
     assert updatable["holds"] == {"captured", "status", "capture_voucher_ids", "updated_us"}
     assert updatable["flow_caps"] == {"used"}
-    assert executable == SYSTEM_FUNCTIONS
+    assert executable == SYSTEM_FUNCTIONS | POSTING_FUNCTIONS
     assert sequence_privileges == {"USAGE": True, "SELECT": False, "UPDATE": False}
 
 
@@ -362,6 +365,30 @@ async def test_writes_outside_the_scope_are_refused_or_miss(app_ledger, owner_uo
         assert "row-level security" in str(caught.value.orig)
 
 
+async def test_the_journal_write_function_is_bound_by_the_callers_row_security(app_ledger, owner_uow, app_engine):
+    """`tally_write_journal` runs as its caller (SECURITY INVOKER): an event of another tenant than the
+    scope is refused, and a balance row of another tenant is not there to update."""
+    await _populate(app_ledger, owner_uow)
+    with app_engine.begin() as conn:
+        _set_scope(conn, B)
+        b_alice = conn.execute(sa.select(t.accounts.c.id).where(t.accounts.c.code == "alice")).scalar_one()
+    event = ledger_repo.Event(B, 10_000, "test.event", {}, 1)
+    with pytest.raises(sa.exc.ProgrammingError) as caught, app_engine.begin() as conn:
+        _set_scope(conn, A)
+        journal_write.write(conn, JournalRows(events=[event]))
+        conn.exec_driver_sql("SELECT 1")  # the call goes out with the next statement
+    assert "row-level security" in str(caught.value.orig)
+    other = BalanceState(b_alice, current=123_456)
+    with app_engine.begin() as conn:
+        _set_scope(conn, A)
+        journal_write.write(conn, JournalRows(balances=[other], now_us=1))
+        conn.exec_driver_sql("SELECT 1")
+    with app_engine.begin() as conn:
+        _set_scope(conn, B)
+        assert conn.execute(sa.select(t.balances.c.current).where(t.balances.c.account_id == b_alice)
+                            ).scalar_one() != 123_456
+
+
 async def test_the_service_role_can_neither_read_nor_change_keys_nor_tenants(app_ledger, owner_uow, app_engine,
                                                                           app_url, monkeypatch, capsys):
     await _populate(app_ledger, owner_uow)
@@ -418,7 +445,9 @@ async def test_system_functions_are_definers_that_each_read_one_thing(owner_url,
         functions = {r.proname: r for r in conn.execute(sa.text(
             "SELECT p.proname, p.prosecdef, pg_get_userbyid(p.proowner) AS owner, p.proconfig "
             "FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND p.proname LIKE 'tally%'"))}
-    assert set(functions) == SYSTEM_FUNCTIONS
+    assert set(functions) == SYSTEM_FUNCTIONS | POSTING_FUNCTIONS
+    assert not any(functions[name].prosecdef for name in POSTING_FUNCTIONS)
+    functions = {name: functions[name] for name in SYSTEM_FUNCTIONS}
     for function in functions.values():
         assert function.prosecdef and function.owner == "postgres"
         assert function.proconfig == ["search_path=public, pg_temp"]

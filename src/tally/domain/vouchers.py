@@ -7,6 +7,8 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import orjson
+
 from tally.domain import limits
 from tally.domain.accounts import Side
 from tally.domain.errors import invalid
@@ -158,6 +160,17 @@ GENESIS_HASH = "0" * 64
 _HASHED_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def hashed_json(content: dict) -> bytes:
+    """The hashed text of a voucher's content, UTF-8: sorted keys, no spaces, non-ASCII as it is. orjson
+    writes the same bytes as the standard library's encoder above (a property test holds them equal) about
+    ten times faster; what it refuses (integers past 64 bits, lone surrogates) goes the standard way, which
+    writes the first and refuses the second as it always did."""
+    try:
+        return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _HASHED_JSON.encode(content).encode()
+
+
 def voucher_hash(voucher: Voucher, previous_hash: str) -> str:
     """SHA-256 over the previous voucher's hash and this voucher's content, so an edit anywhere in a
     tenant's history breaks every later link."""
@@ -193,7 +206,7 @@ def content_hash(previous_hash: str, id_: str, tenant_id: str, sequence: int, fl
         "metadata": metadata, "reverses_id": reverses_id, "rule_id": rule_id, "rule_set_version": rule_set_version,
         "lines": lines,
     }
-    return hashlib.sha256((previous_hash + _HASHED_JSON.encode(content)).encode()).hexdigest()
+    return hashlib.sha256(previous_hash.encode() + hashed_json(content)).hexdigest()
 
 
 def reversal_lines(original: Voucher) -> tuple[LineDraft, ...]:

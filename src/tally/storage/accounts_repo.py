@@ -63,14 +63,18 @@ def insert_accounts(conn: Connection, items: Sequence[Account]) -> None:
     PostgreSQL, so that inside `deferring` they go out with the COMMIT)."""
     if not items:
         return
-    bulk.insert_rows(conn, accounts, ACCOUNT_COLUMNS, [_account_row(a) for a in items])
-    bulk.insert_rows(conn, balances, NEW_BALANCE_COLUMNS,
-                     [(a.id, a.tenant_id, 0, 0, 0, "", 0, a.created_us) for a in items])
+    bulk.insert_rows(conn, accounts, ACCOUNT_COLUMNS, account_rows(items))
+    bulk.insert_rows(conn, balances, NEW_BALANCE_COLUMNS, new_balance_rows(items))
 
 
-def _account_row(account: Account) -> tuple:
-    values = _account_values(account)
-    return tuple(values[name] for name in ACCOUNT_COLUMNS)
+def account_rows(items: Iterable[Account]) -> list[tuple]:
+    """Each account's `ACCOUNT_COLUMNS`, in that order."""
+    return [tuple(values[name] for name in ACCOUNT_COLUMNS) for values in map(_account_values, items)]
+
+
+def new_balance_rows(items: Iterable[Account]) -> list[tuple]:
+    """The zero balance row of each new account: its `NEW_BALANCE_COLUMNS`."""
+    return [(a.id, a.tenant_id, 0, 0, 0, "", 0, a.created_us) for a in items]
 
 
 # What an account change may write (UpdateAccount's mask, and the ledger audit's status): what it was opened
@@ -185,8 +189,12 @@ def _balances_of(dialect: str, for_update: bool) -> Select:
 
 
 def save_balances(conn: Connection, states: Iterable[BalanceState], now_us: int) -> None:
-    rows = [(s.account_id, s.current, s.locked, s.previous_day, s.last_date, s.entry_count, now_us) for s in states]
-    bulk.update_rows(conn, balances, "account_id", BALANCE_COLUMNS, rows)
+    bulk.update_rows(conn, balances, "account_id", BALANCE_COLUMNS, balance_rows(states, now_us))
+
+
+def balance_rows(states: Iterable[BalanceState], now_us: int) -> list[tuple]:
+    """Each balance row's key, then its `BALANCE_COLUMNS`."""
+    return [(s.account_id, s.current, s.locked, s.previous_day, s.last_date, s.entry_count, now_us) for s in states]
 
 
 def balance_at(conn: Connection, account_id: str, *, posted_us_max: int | None = None,

@@ -244,14 +244,19 @@ def _in_one_query(conn: Connection, statements: Sequence[tuple[str, Sequence[obj
     driver = _driver(conn)
     with psycopg.ClientCursor(driver) as cursor:
         try:
-            cursor.execute(";\n".join(cursor.mogrify(sql, params) for sql, params in statements))
+            # A statement without values is sent as it is; whether a result has rows is read off libpq's
+            # status, where `description` would build a column object per column of every result.
+            cursor.execute(";\n".join(cursor.mogrify(sql, params) if params else sql for sql, params in statements))
             results = []
             while True:
-                results.append(cursor.fetchall() if cursor.description is not None else [])
+                results.append(cursor.fetchall() if cursor.pgresult.status == _ROWS else [])
                 if not cursor.nextset():
                     return results
         except psycopg.Error as error:
             raise _translated(conn, error) from error
+
+
+_ROWS = psycopg.pq.ExecStatus.TUPLES_OK
 
 
 def _translated(conn: Connection, error: psycopg.Error) -> DBAPIError:

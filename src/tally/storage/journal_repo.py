@@ -22,19 +22,22 @@ LINE_COLUMNS = ("voucher_id", "line_no", "tenant_id", "account_id", "entry_numbe
 def insert_vouchers(conn: Connection, items: Sequence[Voucher]) -> None:
     if not items:
         return
-    bulk.insert_rows(conn, vouchers, VOUCHER_COLUMNS, [_voucher_row(v) for v in items])
-    bulk.insert_rows(conn, voucher_lines, LINE_COLUMNS, [
-        (v.id, ln.line_no, v.tenant_id, ln.account_id, ln.entry_number, ln.side.value, ln.amount, ln.currency,
-         ln.memo, ln.balance_after, v.accounting_date, v.posted_us)
-        for v in items for ln in v.lines
-    ])
+    bulk.insert_rows(conn, vouchers, VOUCHER_COLUMNS, voucher_rows(items))
+    bulk.insert_rows(conn, voucher_lines, LINE_COLUMNS, line_rows(items))
 
 
-def _voucher_row(v: Voucher) -> tuple:
-    metadata = json.dumps(v.metadata, sort_keys=True) if v.metadata else "{}"
-    return (v.id, v.tenant_id, v.sequence, v.flow_type, v.request_id, v.rule_id, v.rule_set_version,
-            v.accounting_date, v.effective_us, v.posted_us, v.memo, metadata, v.reverses_id, v.previous_hash,
-            v.hash)
+def voucher_rows(items: Iterable[Voucher]) -> list[tuple]:
+    """Each voucher's `VOUCHER_COLUMNS`, in that order."""
+    return [(v.id, v.tenant_id, v.sequence, v.flow_type, v.request_id, v.rule_id, v.rule_set_version,
+             v.accounting_date, v.effective_us, v.posted_us, v.memo,
+             json.dumps(v.metadata, sort_keys=True) if v.metadata else "{}", v.reverses_id, v.previous_hash, v.hash)
+            for v in items]
+
+
+def line_rows(items: Iterable[Voucher]) -> list[tuple]:
+    """The vouchers' lines, each as its `LINE_COLUMNS`."""
+    return [(v.id, ln.line_no, v.tenant_id, ln.account_id, ln.entry_number, ln.side.value, ln.amount, ln.currency,
+             ln.memo, ln.balance_after, v.accounting_date, v.posted_us) for v in items for ln in v.lines]
 
 
 def get_vouchers(conn: Connection, tenant_id: str, ids: Sequence[str]) -> list[Voucher]:

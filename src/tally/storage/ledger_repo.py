@@ -58,9 +58,13 @@ def load_heads_readonly(conn: Connection, tenant_id: str) -> LedgerHead | None:
 
 
 def save_heads(conn: Connection, heads: Iterable[LedgerHead]) -> None:
-    rows = [(h.tenant_id, h.voucher_sequence, h.event_sequence, h.last_hash, h.accounting_date, h.posted_us)
+    bulk.update_rows(conn, ledger_heads, "tenant_id", HEAD_COLUMNS[1:], head_rows(heads))
+
+
+def head_rows(heads: Iterable[LedgerHead]) -> list[tuple]:
+    """Each head's `HEAD_COLUMNS`: its key first."""
+    return [(h.tenant_id, h.voucher_sequence, h.event_sequence, h.last_hash, h.accounting_date, h.posted_us)
             for h in heads]
-    bulk.update_rows(conn, ledger_heads, "tenant_id", HEAD_COLUMNS[1:], rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +90,15 @@ EVENT_COLUMNS = ("tenant_id", "sequence", "type", "account_id", "voucher_id", "h
 
 def insert_events(conn: Connection, items: Sequence[Event]) -> None:
     if items:
-        conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
-        bulk.insert_rows(conn, events, EVENT_COLUMNS, [
-            (e.tenant_id, e.sequence, e.type, e.account_id, e.voucher_id, e.hold_id,
-             _sorted_json(e.payload), e.created_us) for e in items])
+        bulk.insert_rows(conn, events, EVENT_COLUMNS, event_rows(conn, items))
+
+
+def event_rows(conn: Connection, items: Sequence[Event]) -> list[tuple]:
+    """Each event's `EVENT_COLUMNS`; the transaction on `conn` then notifies their tenants' streams when it
+    commits (`take_event_tenants`)."""
+    conn.info.setdefault(EVENT_TENANTS, set()).update(e.tenant_id for e in items)
+    return [(e.tenant_id, e.sequence, e.type, e.account_id, e.voucher_id, e.hold_id, _sorted_json(e.payload),
+             e.created_us) for e in items]
 
 
 def list_events(conn: Connection, tenant_id: str, *, after_sequence: int, limit: int) -> list[Event]:
@@ -123,7 +132,7 @@ class IdempotencyRecord:
 
 
 RECORD_COLUMNS = ("tenant_id", "request_id", "operation", "fingerprint", "body", "result", "created_us")
-_INSERTED_COLUMNS = (*RECORD_COLUMNS, "actor")
+INSERTED_RECORD_COLUMNS = (*RECORD_COLUMNS, "actor")
 
 
 def to_record(row: Sequence) -> IdempotencyRecord:
@@ -161,9 +170,13 @@ def _records_of(dialect: str) -> Select:
 
 
 def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> None:
-    bulk.insert_rows(conn, idempotency, _INSERTED_COLUMNS, [
-        (r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _sorted_json(r.body),
-         _sorted_json(r.result), r.created_us, r.actor) for r in records])
+    bulk.insert_rows(conn, idempotency, INSERTED_RECORD_COLUMNS, record_rows(records))
+
+
+def record_rows(records: Iterable[IdempotencyRecord]) -> list[tuple]:
+    """Each record's `INSERTED_RECORD_COLUMNS`, in that order."""
+    return [(r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _sorted_json(r.body),
+             _sorted_json(r.result), r.created_us, r.actor) for r in records]
 
 
 def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -12,7 +12,8 @@ tally_app LOGIN PASSWORD '...'`), gets exactly:
 - SELECT on tenants (a token's tenant must exist), and nothing on api_keys: tenants and keys are created
   and revoked by the owner only;
 - EXECUTE on the system functions of migration 0010 (SYSTEM_FUNCTIONS), its only way across tenants: the
-  policies show '*' to the owner alone;
+  policies show '*' to the owner alone; and on the journal write function of 0011 (POSTING_FUNCTIONS), which runs
+  with the caller's own privileges;
 - UPDATE on write_gate, the smallest privilege that allows `LOCK TABLE write_gate IN EXCLUSIVE MODE`
   (LOCK in any mode stronger than ROW EXCLUSIVE needs UPDATE, DELETE or TRUNCATE; write_gate never holds
   a row, so UPDATE on it changes nothing);
@@ -51,6 +52,9 @@ SCHEMA_VERSION_TABLE = "alembic_version"
 # Migration 0010: the service's only way across tenants.
 SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant_ids()",
                     "tally_due_holds(bigint, integer)")
+# Migration 0011: the batch writer's rows in one call. SECURITY INVOKER: the caller's privileges and row
+# security bind it, so EXECUTE grants nothing the table privileges do not.
+POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",)
 ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", GATE_TABLE, SCHEMA_VERSION_TABLE)
 
 
@@ -76,7 +80,7 @@ def _grants(conn: Connection, grantee: str) -> list[str]:
         return ", ".join(quote(t) for t in tables)
 
     sequences = ", ".join(_serial_sequence(conn, table, column) for table, column in SERIAL_COLUMNS)
-    functions = ", ".join(SYSTEM_FUNCTIONS)
+    functions = ", ".join((*SYSTEM_FUNCTIONS, *POSTING_FUNCTIONS))
     return [
         f"REVOKE ALL ON TABLE {names(ALL_TABLES)} FROM {grantee}",
         f"REVOKE ALL ON SEQUENCE {sequences} FROM {grantee}",

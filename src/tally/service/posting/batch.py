@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 from sqlalchemy import Connection
@@ -42,9 +42,10 @@ from tally.service.posting.idempotency import (
     reused_request_id,
 )
 from tally.service.posting.undo import Revertible
-from tally.storage import accounts_repo, journal_repo, ledger_repo
+from tally.storage import journal_repo, journal_write, ledger_repo
 from tally.storage.batch_reads import Opening, read_opening
 from tally.storage.engine import deferring, pipelined
+from tally.storage.journal_write import JournalRows
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
 
@@ -388,27 +389,31 @@ class _Batch:
     def send_rows(self) -> None:
         """Writes the rows accepted since the last call that nothing later in the batch changes: opened
         accounts, vouchers and their lines, idempotency records and events."""
-        sent = self.sent
-        accounts_repo.insert_accounts(self.conn, self.new_accounts[sent.accounts:])
-        journal_repo.insert_vouchers(self.conn, self.new_vouchers[sent.vouchers:])
-        ledger_repo.insert_records(self.conn, self.new_records[sent.records:])
-        ledger_repo.insert_events(self.conn, self.events[sent.events:])
-        self.sent = _Sent(len(self.new_accounts), len(self.new_vouchers), len(self.new_records), len(self.events))
+        journal_write.write(self.conn, self._unsent())
+        self._mark_sent()
 
     def write(self) -> None:
-        """Sends the rows not sent yet, then what the batch as a whole changed: holds, balances, flow caps
-        and ledger heads."""
+        """Writes the rows not sent yet with what the batch as a whole changed (balances and ledger heads),
+        then holds and flow caps."""
         if not self.new_vouchers and not self.touched_holds and not self.new_records:
             return
-        self.send_rows()
-        self.hold_book.write(self.conn, self.touched_holds)
         touched = self.touched | {self.hold_book.holds[h].account_id for h in self.touched_holds}
-        accounts_repo.save_balances(self.conn, [self.balances[a] for a in sorted(touched)], self.now_us)
+        journal_write.write(self.conn, replace(self._unsent(), balances=[self.balances[a] for a in sorted(touched)],
+                                               heads=list(self.heads.values()), now_us=self.now_us))
+        self._mark_sent()
+        self.hold_book.write(self.conn, self.touched_holds)
         ledger_repo.save_caps(
             self.conn,
             {k: (self.caps_used[k], limit) for k, limit in self.caps_limit.items() if k not in self.caps_stored},
             {k: self.caps_used[k] for k in self.caps_limit if k in self.caps_stored})
-        ledger_repo.save_heads(self.conn, self.heads.values())
+
+    def _unsent(self) -> JournalRows:
+        sent = self.sent
+        return JournalRows(self.new_accounts[sent.accounts:], self.new_vouchers[sent.vouchers:],
+                           self.new_records[sent.records:], self.events[sent.events:])
+
+    def _mark_sent(self) -> None:
+        self.sent = _Sent(len(self.new_accounts), len(self.new_vouchers), len(self.new_records), len(self.events))
 
 
 class _View:
