@@ -27,6 +27,7 @@ from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_k
 from tally.service.auth.jwt_tokens import JwtConfig
 from tally.service.books.auditor import Auditor
 from tally.service.container import Services
+from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
@@ -61,7 +62,7 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor)
+                    authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us))
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:

@@ -364,10 +364,12 @@ def cmd_accounts_set_limit(args: argparse.Namespace) -> int:
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
-    request = acc_pb.GetBalanceRequest(account=args.account, as_of_date=args.as_of_date or "")
+    request = acc_pb.GetBalanceRequest(account=args.account, as_of_date=args.as_of_date or "",
+                                       include_descendants=args.descendants)
     with _stub(args, acc_grpc.AccountServiceStub) as stub:
         response = stub.GetBalance(request)
-    return _emit(args, response, lambda r: fmt.format_fields(fmt.balance_fields(r.balance, args.scale)))
+    return _emit(args, response, lambda r: "\n\n".join([fmt.format_fields(fmt.balance_fields(r.balance, args.scale)),
+                                                         *(fmt.rollup_text(u, args.scale) for u in r.rollups)]))
 
 
 def cmd_statement(args: argparse.Namespace) -> int:
@@ -620,6 +622,8 @@ def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
     _account_arg(balance)
     balance.add_argument("--as-of-date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD",
                          help="balance at the end of this accounting day")
+    balance.add_argument("--descendants", action="store_true",
+                         help="also roll up the accounts under it (own, descendants, total per currency)")
     balance.set_defaults(func=cmd_balance)
 
     statement = commands.add_parser("statement", parents=[client], help="list an account's entries")

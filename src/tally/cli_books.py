@@ -130,7 +130,9 @@ def trial_balance_text(response: book_pb.GetTrialBalanceResponse, scale: int | N
 def cmd_trial_balance(args: argparse.Namespace) -> int:
     cli = _cli()
     with cli._stub(args, book_grpc.BookkeepingServiceStub) as stub:
-        response = stub.GetTrialBalance(book_pb.GetTrialBalanceRequest())
+        request = book_pb.GetTrialBalanceRequest(subtree=args.subtree) if args.subtree else \
+            book_pb.GetTrialBalanceRequest()
+        response = stub.GetTrialBalance(request)
     status = cli._emit(args, response, lambda r: trial_balance_text(r, args.scale))
     if args.check and not response.balanced:
         return cli.EXIT_REFUSED
@@ -233,6 +235,8 @@ def add_books_parsers(commands, client: argparse.ArgumentParser) -> None:
                                 description="Sums every account's balance per currency: the debit and credit "
                                             "totals must be equal (BALANCED).")
     trial.add_argument("--check", action="store_true", help="exit 1 when the books are NOT BALANCED")
+    trial.add_argument("--subtree", type=_cli()._arg(fmt.account_ref), metavar="CODE_OR_ID",
+                       help="only this account and the accounts under it")
     trial.set_defaults(func=cmd_trial_balance)
 
     verify = commands.add_parser("verify", parents=[client], help="the ledger audit: hash chain and balances",

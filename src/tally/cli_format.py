@@ -171,6 +171,13 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, nu
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(row) for row in text)])
 
 
+def rollup_text(rollup, scale: int | None) -> str:
+    """One currency of a subtree: the account's own balance, its descendants' and the total."""
+    return f"subtree ({rollup.currency}, {rollup.descendant_accounts} accounts under it)\n" + format_fields([
+        ("own", amount_text(rollup.own, scale)), ("descendants", amount_text(rollup.descendants, scale)),
+        ("total", amount_text(rollup.total, scale)), ("total_locked", amount_text(rollup.total_locked, scale))])
+
+
 def format_fields(pairs: Iterable[tuple[str, object]]) -> str:
     """`name  value` lines with the names padded to one width; empty values show as `-`."""
     pairs = [(name, _cell(value) or "-") for name, value in pairs]

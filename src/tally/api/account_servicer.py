@@ -8,6 +8,7 @@ from tally.api import mapping
 from tally.api.errors import rpc
 from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
+from tally.domain.errors import invalid
 from tally.service import accounts
 from tally.service.commands import CreateAccount, UpdateAccount
 from tally.service.container import Services
@@ -58,14 +59,29 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         as_of_us = None
         if request.HasField("as_of_time"):
             as_of_us = mapping.us_from_timestamp(request.as_of_time, "as_of_time")
-        balance = await asyncio.to_thread(
-            self.s.queries.get_balance, tenant_of(context), mapping.ref_in(request.account), as_of_us=as_of_us,
-            as_of_date=request.as_of_date or None)
+        ref, tenant_id = mapping.ref_in(request.account), tenant_of(context)
+        if request.include_descendants:
+            if as_of_us is not None or request.as_of_date:
+                raise invalid("ROLLUP_AS_OF_UNSUPPORTED", "include_descendants rolls up live balances: leave "
+                              "as_of_time and as_of_date unset", field="include_descendants")
+            [found] = (await asyncio.to_thread(self.s.hierarchy.get_rollups, tenant_id, [ref])).accounts
+            return pb.GetBalanceResponse(balance=mapping.balance_out(found.balance),
+                                         rollups=[mapping.rollup_out(r) for r in found.rollups])
+        balance = await asyncio.to_thread(self.s.queries.get_balance, tenant_id, ref, as_of_us=as_of_us,
+                                          as_of_date=request.as_of_date or None)
         return pb.GetBalanceResponse(balance=mapping.balance_out(balance))
 
     @rpc
     async def BatchGetBalances(self, request: pb.BatchGetBalancesRequest, context) -> pb.BatchGetBalancesResponse:
         refs = [mapping.ref_in(r) for r in request.accounts]
+        if request.include_descendants:
+            found = await asyncio.to_thread(self.s.hierarchy.get_rollups, tenant_of(context), refs)
+            return pb.BatchGetBalancesResponse(
+                balances=[mapping.balance_out(a.balance) for a in found.accounts],
+                rollups=[pb.AccountRollUps(account_id=a.balance.account_id,
+                                           rollups=[mapping.rollup_out(r) for r in a.rollups])
+                         for a in found.accounts],
+                voucher_sequence=found.voucher_sequence, event_sequence=found.event_sequence)
         snapshot = await asyncio.to_thread(self.s.queries.get_balances, tenant_of(context), refs)
         return pb.BatchGetBalancesResponse(balances=[mapping.balance_out(b) for b in snapshot.balances],
                                            voucher_sequence=snapshot.voucher_sequence,

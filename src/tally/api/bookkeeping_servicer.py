@@ -27,7 +27,11 @@ class BookkeepingServicer(pb_grpc.BookkeepingServiceServicer):
 
     @rpc
     async def GetTrialBalance(self, request: pb.GetTrialBalanceRequest, context) -> pb.GetTrialBalanceResponse:
-        totals = await asyncio.to_thread(self.s.queries.trial_balance, tenant_of(context))
+        if request.HasField("subtree"):
+            totals = await asyncio.to_thread(self.s.hierarchy.trial_balance, tenant_of(context),
+                                             mapping.ref_in(request.subtree))
+        else:
+            totals = await asyncio.to_thread(self.s.queries.trial_balance, tenant_of(context))
         return pb.GetTrialBalanceResponse(
             totals=[pb.TrialBalanceTotal(currency=t.currency, debit_total=t.debit_total, credit_total=t.credit_total,
                                          difference=t.difference, account_count=t.account_count) for t in totals],

@@ -8,6 +8,7 @@ from tally.domain.accounts import Account, AccountChange, AccountStatus, Account
 from tally.domain.errors import invalid
 from tally.domain.facts import Facts, Share, check_facts
 from tally.domain.flows import AdjustmentFlow, Flow, RefundFlow, RuleFlow, TransferFlow
+from tally.domain.hierarchy import RollUp
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher
 from tally.service.queries import BalanceView, Entry
@@ -176,6 +177,12 @@ def balance_out(b: BalanceView) -> pb.Balance:
         credit_limit=b.credit_limit, previous_day=b.previous_day, previous_day_date=b.previous_day_date,
         accounting_date=b.accounting_date, entry_count=b.entry_count,
     )
+
+
+def rollup_out(r: RollUp) -> pb.RollUp:
+    return pb.RollUp(currency=r.currency, own=r.own, descendants=r.descendants, total=r.total, own_locked=r.own_locked,
+                     descendants_locked=r.descendants_locked, total_locked=r.total_locked,
+                     descendant_accounts=r.descendant_accounts)
 
 
 def voucher_out(v: Voucher) -> pb.Voucher:

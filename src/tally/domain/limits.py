@@ -17,6 +17,8 @@ ACCOUNT_CODE_LENGTH_MAX = 128
 ACCOUNT_NAME_LENGTH_MAX = 256
 TENANT_ID_LENGTH_MAX = 64
 ACCOUNT_DEPTH_MAX = 8  # parent chain length, so hierarchies stay cheap to walk
+ACCOUNT_CHILDREN_MAX = 1000  # children of one parent
+SUBTREE_ACCOUNTS_MAX = 10_000  # descendants one roll-up or subtree trial balance reads, in all
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500

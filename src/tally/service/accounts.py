@@ -19,6 +19,7 @@ from tally.domain.accounts import (
 )
 from tally.domain.errors import ErrorKind, LedgerError, missing_account, precondition
 from tally.domain.fields import check_request_id, check_tenant
+from tally.domain.hierarchy import check_child
 from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef
 from tally.service.commands import CreateAccount, UpdateAccount
@@ -31,7 +32,7 @@ from tally.service.posting.idempotency import (
     refusal_result,
     reused_request_id,
 )
-from tally.storage import accounts_repo, ledger_repo
+from tally.storage import accounts_repo, hierarchy_repo, ledger_repo
 from tally.storage.engine import deferring
 from tally.storage.ledger_repo import IdempotencyRecord
 from tally.storage.uow import UnitOfWork
@@ -58,7 +59,7 @@ def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[st
         account = draft
         try:
             if cmd.parent is not None:
-                parent = _parent(conn, cmd)
+                parent = _parent(conn, cmd, draft)
                 account = replace(draft, parent_id=parent.id)
         except LedgerError as error:
             return _refused(conn, cmd, error, now)
@@ -124,7 +125,7 @@ def _existing(conn: Connection, tenant_id: str, ref) -> Account:
     return account
 
 
-def _parent(conn: Connection, cmd: CreateAccount) -> Account:
+def _parent(conn: Connection, cmd: CreateAccount, child: Account) -> Account:
     parent = accounts_repo.get_account(conn, cmd.tenant_id, cmd.parent)
     if parent is None:
         raise missing_account(cmd.parent)
@@ -132,6 +133,7 @@ def _parent(conn: Connection, cmd: CreateAccount) -> Account:
         raise precondition("ACCOUNT_CLOSED", "a closed account cannot be a parent", account_id=parent.id)
     if accounts_repo.parent_depth(conn, cmd.tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:
         raise precondition("ACCOUNT_TOO_DEEP", f"account hierarchies are at most {limits.ACCOUNT_DEPTH_MAX} deep")
+    check_child(parent, child, hierarchy_repo.count_children(conn, cmd.tenant_id, parent.id))
     return parent
 
 

@@ -116,7 +116,7 @@ class Queries:
                     raise missing_account(ref)
             states = accounts_repo.load_balances(conn, tenant_id, {a.id for a in found})
             head = ledger_repo.load_heads_readonly(conn, tenant_id)
-            return BalanceSnapshot([_live(a, states[a.id], today) for a in found],
+            return BalanceSnapshot([live_balance(a, states[a.id], today) for a in found],
                                    head.voucher_sequence if head else 0, head.event_sequence if head else 0)
 
         return self.uow.read({tenant_id}, read)
@@ -143,7 +143,7 @@ class Queries:
         size = paging.page_size(page_size)
 
         def read(conn: Connection) -> Page:
-            account = _require(conn, tenant_id, ref)
+            account = require_account(conn, tenant_id, ref)
             query = {"list": "entries", "tenant": tenant_id, "account": account.id, "start": start_date,
                      "end": end_date}
             after = paging.decode(page_token, query, 0)
@@ -206,28 +206,33 @@ class Queries:
             total[0] += debit
             total[1] += credit
             total[2] += count
-        for currency, (debit, credit, _) in totals.items():
-            if not (fits_int64(debit) and fits_int64(credit)):
-                # Every balance fits int64, the sum of one side need not; the API's totals cannot carry it.
-                raise precondition("TRIAL_BALANCE_OUT_OF_RANGE",
-                                   f"the {currency} totals leave the int64 range of the answer", currency=currency)
-        return [TrialBalanceTotal(c, d, cr, n) for c, (d, cr, n) in sorted(totals.items())]
+        return check_trial_balance([TrialBalanceTotal(c, d, cr, n) for c, (d, cr, n) in sorted(totals.items())])
 
     def _account_and_balance(self, conn: Connection, tenant_id: str, ref: AccountRef
                              ) -> tuple[Account, BalanceView]:
-        account = _require(conn, tenant_id, ref)
+        account = require_account(conn, tenant_id, ref)
         state = accounts_repo.load_balances(conn, tenant_id, [account.id])[account.id]
-        return account, _live(account, state, self.calendar.date_of(self.clock()))
+        return account, live_balance(account, state, self.calendar.date_of(self.clock()))
 
 
-def _require(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:
+def check_trial_balance(totals: list[TrialBalanceTotal]) -> list[TrialBalanceTotal]:
+    for total in totals:
+        if not (fits_int64(total.debit_total) and fits_int64(total.credit_total)):
+            # Every balance fits int64, the sum of one side need not; the API's totals cannot carry it.
+            raise precondition("TRIAL_BALANCE_OUT_OF_RANGE",
+                               f"the {total.currency} totals leave the int64 range of the answer",
+                               currency=total.currency)
+    return totals
+
+
+def require_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:
     account = accounts_repo.get_account(conn, tenant_id, ref)
     if account is None:
         raise missing_account(ref)
     return account
 
 
-def _live(account: Account, state: BalanceState, today: str) -> BalanceView:
+def live_balance(account: Account, state: BalanceState, today: str) -> BalanceView:
     return BalanceView(
         account.id, account.currency, state.current, state.locked, state.available(account.credit_limit),
         account.credit_limit, state.previous_day_as_of(today), previous_date(today), today, state.entry_count)

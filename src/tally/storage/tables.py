@@ -58,6 +58,7 @@ accounts = Table(
     CheckConstraint("credit_limit >= 0", name="credit_limit_non_negative"),
 )
 Index("ix_accounts_tenant_id_id", accounts.c.tenant_id, accounts.c.id)
+Index("ix_accounts_tenant_id_parent_id", accounts.c.tenant_id, accounts.c.parent_id)  # a parent's children
 
 balances = Table(
     "balances", metadata,

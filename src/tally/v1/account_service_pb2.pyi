@@ -109,36 +109,52 @@ class UpdateAccountResponse(_message.Message):
     def __init__(self, account: _Optional[_Union[_types_pb2.Account, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
-    __slots__ = ("account", "as_of_time", "as_of_date")
+    __slots__ = ("account", "as_of_time", "as_of_date", "include_descendants")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AS_OF_TIME_FIELD_NUMBER: _ClassVar[int]
     AS_OF_DATE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     account: _types_pb2.AccountRef
     as_of_time: _timestamp_pb2.Timestamp
     as_of_date: str
-    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., as_of_date: _Optional[str] = ...) -> None: ...
+    include_descendants: bool
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., as_of_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., as_of_date: _Optional[str] = ..., include_descendants: _Optional[bool] = ...) -> None: ...
 
 class GetBalanceResponse(_message.Message):
-    __slots__ = ("balance",)
+    __slots__ = ("balance", "rollups")
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    ROLLUPS_FIELD_NUMBER: _ClassVar[int]
     balance: _types_pb2.Balance
-    def __init__(self, balance: _Optional[_Union[_types_pb2.Balance, _Mapping]] = ...) -> None: ...
+    rollups: _containers.RepeatedCompositeFieldContainer[_types_pb2.RollUp]
+    def __init__(self, balance: _Optional[_Union[_types_pb2.Balance, _Mapping]] = ..., rollups: _Optional[_Iterable[_Union[_types_pb2.RollUp, _Mapping]]] = ...) -> None: ...
 
 class BatchGetBalancesRequest(_message.Message):
-    __slots__ = ("accounts",)
+    __slots__ = ("accounts", "include_descendants")
     ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     accounts: _containers.RepeatedCompositeFieldContainer[_types_pb2.AccountRef]
-    def __init__(self, accounts: _Optional[_Iterable[_Union[_types_pb2.AccountRef, _Mapping]]] = ...) -> None: ...
+    include_descendants: bool
+    def __init__(self, accounts: _Optional[_Iterable[_Union[_types_pb2.AccountRef, _Mapping]]] = ..., include_descendants: _Optional[bool] = ...) -> None: ...
 
 class BatchGetBalancesResponse(_message.Message):
-    __slots__ = ("balances", "voucher_sequence", "event_sequence")
+    __slots__ = ("balances", "voucher_sequence", "event_sequence", "rollups")
     BALANCES_FIELD_NUMBER: _ClassVar[int]
     VOUCHER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ROLLUPS_FIELD_NUMBER: _ClassVar[int]
     balances: _containers.RepeatedCompositeFieldContainer[_types_pb2.Balance]
     voucher_sequence: int
     event_sequence: int
-    def __init__(self, balances: _Optional[_Iterable[_Union[_types_pb2.Balance, _Mapping]]] = ..., voucher_sequence: _Optional[int] = ..., event_sequence: _Optional[int] = ...) -> None: ...
+    rollups: _containers.RepeatedCompositeFieldContainer[AccountRollUps]
+    def __init__(self, balances: _Optional[_Iterable[_Union[_types_pb2.Balance, _Mapping]]] = ..., voucher_sequence: _Optional[int] = ..., event_sequence: _Optional[int] = ..., rollups: _Optional[_Iterable[_Union[AccountRollUps, _Mapping]]] = ...) -> None: ...
+
+class AccountRollUps(_message.Message):
+    __slots__ = ("account_id", "rollups")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLLUPS_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    rollups: _containers.RepeatedCompositeFieldContainer[_types_pb2.RollUp]
+    def __init__(self, account_id: _Optional[str] = ..., rollups: _Optional[_Iterable[_Union[_types_pb2.RollUp, _Mapping]]] = ...) -> None: ...
 
 class ListEntriesRequest(_message.Message):
     __slots__ = ("account", "page_size", "page_token", "start_date", "end_date")

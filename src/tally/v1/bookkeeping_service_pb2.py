@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tally/v1/bookkeeping_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetTrialBalanceRequest\"{\n\x11TrialBalanceTotal\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x63redit_total\x18\x03 \x01(\x03\x12\x12\n\ndifference\x18\x04 \x01(\x03\x12\x15\n\raccount_count\x18\x05 \x01(\x03\"X\n\x17GetTrialBalanceResponse\x12+\n\x06totals\x18\x01 \x03(\x0b\x32\x1b.tally.v1.TrialBalanceTotal\x12\x10\n\x08\x62\x61lanced\x18\x02 \x01(\x08\"\x13\n\x11GetRuleSetRequest\"V\n\x08RuleLine\x12\x0c\n\x04side\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0c\n\x04when\x18\x04 \x01(\t\x12\r\n\x05split\x18\x05 \x01(\t\"L\n\x0bRuleVoucher\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12!\n\x05lines\x18\x03 \x03(\x0b\x32\x12.tally.v1.RuleLine\"\xbe\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66low\x18\x02 \x01(\t\x12&\n\x04when\x18\x03 \x03(\x0b\x32\x18.tally.v1.Rule.WhenEntry\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\'\n\x08vouchers\x18\x05 \x03(\x0b\x32\x15.tally.v1.RuleVoucher\x12\x10\n\x08requires\x18\x06 \x03(\t\x1a+\n\tWhenEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12GetRuleSetResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nflow_types\x18\x02 \x03(\t\x12\x1d\n\x05rules\x18\x03 \x03(\x0b\x32\x0e.tally.v1.Rule\x12\x0e\n\x06source\x18\x04 \x01(\t\")\n\x16ValidateRuleSetRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\"K\n\x17ValidateRuleSetResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\"\n\x12VerifyChainRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"\xf4\x03\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x18\n\x10vouchers_checked\x18\x02 \x01(\x03\x12\x1f\n\x17\x66irst_broken_voucher_id\x18\x03 \x01(\t\x12\x1d\n\x15\x66irst_broken_sequence\x18\x04 \x01(\x03\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x11\n\thead_hash\x18\x06 \x01(\t\x12(\n\x08\x66indings\x18\x07 \x03(\x0b\x32\x16.tally.v1.AuditFinding\x12\x18\n\x10\x66indings_omitted\x18\x08 \x01(\x03\x12\x0c\n\x04\x66ull\x18\t \x01(\x08\x12\x15\n\rfrom_sequence\x18\n \x01(\x03\x12\x18\n\x10through_sequence\x18\x0b \x01(\x03\x12\x15\n\rvouchers_read\x18\x0c \x01(\x03\x12\x12\n\nlines_read\x18\r \x01(\x03\x12\x16\n\x0e\x65vents_checked\x18\x0e \x01(\x03\x12\x17\n\x0f\x61udit_rows_read\x18\x0f \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x10 \x01(\x03\x12\'\n\x1fmarked_inconsistent_account_ids\x18\x11 \x03(\t\x12\x18\n\x10\x63heckpoint_saved\x18\x12 \x01(\x08\x12\x13\n\x0b\x64uration_ms\x18\x13 \x01(\x03\"\xa4\x01\n\x0c\x41uditFinding\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.tally.v1.AuditFindingKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x03\x12\x10\n\x08\x65xpected\x18\x06 \x01(\t\x12\r\n\x05\x66ound\x18\x07 \x01(\t\"\"\n\x12\x41uditLedgerRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"W\n\rAuditProgress\x12\x15\n\rvouchers_read\x18\x01 \x01(\x03\x12\x18\n\x10through_sequence\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\"{\n\x13\x41uditLedgerResponse\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.tally.v1.AuditProgressH\x00\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1d.tally.v1.VerifyChainResponseH\x00\x42\x06\n\x04item\"\xca\x01\n\x13ListAuditLogRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x01\n\rAuditLogEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0c\n\x04peer\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_hash\x18\n \x01(\t\x12\x0c\n\x04hash\x18\x0b \x01(\t\"Y\n\x14ListAuditLogResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.tally.v1.AuditLogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xed\x06\n\x10\x41uditFindingKind\x12\"\n\x1e\x41UDIT_FINDING_KIND_UNSPECIFIED\x10\x00\x12\'\n#AUDIT_FINDING_KIND_VOUCHER_SEQUENCE\x10\x01\x12#\n\x1f\x41UDIT_FINDING_KIND_VOUCHER_LINK\x10\x02\x12#\n\x1f\x41UDIT_FINDING_KIND_VOUCHER_HASH\x10\x03\x12)\n%AUDIT_FINDING_KIND_VOUCHER_UNBALANCED\x10\x04\x12#\n\x1f\x41UDIT_FINDING_KIND_LINE_ACCOUNT\x10\x05\x12#\n\x1f\x41UDIT_FINDING_KIND_ENTRY_NUMBER\x10\x06\x12$\n AUDIT_FINDING_KIND_BALANCE_AFTER\x10\x07\x12&\n\"AUDIT_FINDING_KIND_BALANCE_CURRENT\x10\x08\x12)\n%AUDIT_FINDING_KIND_BALANCE_LAST_ENTRY\x10\t\x12\"\n\x1e\x41UDIT_FINDING_KIND_ENTRY_COUNT\x10\n\x12 \n\x1c\x41UDIT_FINDING_KIND_LAST_DATE\x10\x0b\x12#\n\x1f\x41UDIT_FINDING_KIND_PREVIOUS_DAY\x10\x0c\x12\x1d\n\x19\x41UDIT_FINDING_KIND_LOCKED\x10\r\x12&\n\"AUDIT_FINDING_KIND_BALANCE_MISSING\x10\x0e\x12#\n\x1f\x41UDIT_FINDING_KIND_HEAD_VOUCHER\x10\x0f\x12 \n\x1c\x41UDIT_FINDING_KIND_HEAD_HASH\x10\x10\x12!\n\x1d\x41UDIT_FINDING_KIND_HEAD_EVENT\x10\x11\x12 \n\x1c\x41UDIT_FINDING_KIND_EVENT_GAP\x10\x12\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_LINK\x10\x13\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_HASH\x10\x14\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_HEAD\x10\x15\x12!\n\x1d\x41UDIT_FINDING_KIND_CHECKPOINT\x10\x16\x32\xf6\x03\n\x12\x42ookkeepingService\x12V\n\x0fGetTrialBalance\x12 .tally.v1.GetTrialBalanceRequest\x1a!.tally.v1.GetTrialBalanceResponse\x12G\n\nGetRuleSet\x12\x1b.tally.v1.GetRuleSetRequest\x1a\x1c.tally.v1.GetRuleSetResponse\x12V\n\x0fValidateRuleSet\x12 .tally.v1.ValidateRuleSetRequest\x1a!.tally.v1.ValidateRuleSetResponse\x12J\n\x0bVerifyChain\x12\x1c.tally.v1.VerifyChainRequest\x1a\x1d.tally.v1.VerifyChainResponse\x12L\n\x0b\x41uditLedger\x12\x1c.tally.v1.AuditLedgerRequest\x1a\x1d.tally.v1.AuditLedgerResponse0\x01\x12M\n\x0cListAuditLog\x12\x1d.tally.v1.ListAuditLogRequest\x1a\x1e.tally.v1.ListAuditLogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tally/v1/bookkeeping_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"?\n\x16GetTrialBalanceRequest\x12%\n\x07subtree\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"{\n\x11TrialBalanceTotal\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x63redit_total\x18\x03 \x01(\x03\x12\x12\n\ndifference\x18\x04 \x01(\x03\x12\x15\n\raccount_count\x18\x05 \x01(\x03\"X\n\x17GetTrialBalanceResponse\x12+\n\x06totals\x18\x01 \x03(\x0b\x32\x1b.tally.v1.TrialBalanceTotal\x12\x10\n\x08\x62\x61lanced\x18\x02 \x01(\x08\"\x13\n\x11GetRuleSetRequest\"V\n\x08RuleLine\x12\x0c\n\x04side\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\t\x12\x0c\n\x04when\x18\x04 \x01(\t\x12\r\n\x05split\x18\x05 \x01(\t\"L\n\x0bRuleVoucher\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04memo\x18\x02 \x01(\t\x12!\n\x05lines\x18\x03 \x03(\x0b\x32\x12.tally.v1.RuleLine\"\xbe\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x66low\x18\x02 \x01(\t\x12&\n\x04when\x18\x03 \x03(\x0b\x32\x18.tally.v1.Rule.WhenEntry\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\'\n\x08vouchers\x18\x05 \x03(\x0b\x32\x15.tally.v1.RuleVoucher\x12\x10\n\x08requires\x18\x06 \x03(\t\x1a+\n\tWhenEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\x12GetRuleSetResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\nflow_types\x18\x02 \x03(\t\x12\x1d\n\x05rules\x18\x03 \x03(\x0b\x32\x0e.tally.v1.Rule\x12\x0e\n\x06source\x18\x04 \x01(\t\")\n\x16ValidateRuleSetRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\"K\n\x17ValidateRuleSetResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x10\n\x08problems\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\"\n\x12VerifyChainRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"\xf4\x03\n\x13VerifyChainResponse\x12\x0e\n\x06intact\x18\x01 \x01(\x08\x12\x18\n\x10vouchers_checked\x18\x02 \x01(\x03\x12\x1f\n\x17\x66irst_broken_voucher_id\x18\x03 \x01(\t\x12\x1d\n\x15\x66irst_broken_sequence\x18\x04 \x01(\x03\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12\x11\n\thead_hash\x18\x06 \x01(\t\x12(\n\x08\x66indings\x18\x07 \x03(\x0b\x32\x16.tally.v1.AuditFinding\x12\x18\n\x10\x66indings_omitted\x18\x08 \x01(\x03\x12\x0c\n\x04\x66ull\x18\t \x01(\x08\x12\x15\n\rfrom_sequence\x18\n \x01(\x03\x12\x18\n\x10through_sequence\x18\x0b \x01(\x03\x12\x15\n\rvouchers_read\x18\x0c \x01(\x03\x12\x12\n\nlines_read\x18\r \x01(\x03\x12\x16\n\x0e\x65vents_checked\x18\x0e \x01(\x03\x12\x17\n\x0f\x61udit_rows_read\x18\x0f \x01(\x03\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x10 \x01(\x03\x12\'\n\x1fmarked_inconsistent_account_ids\x18\x11 \x03(\t\x12\x18\n\x10\x63heckpoint_saved\x18\x12 \x01(\x08\x12\x13\n\x0b\x64uration_ms\x18\x13 \x01(\x03\"\xa4\x01\n\x0c\x41uditFinding\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.tally.v1.AuditFindingKind\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x12\n\nvoucher_id\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x03\x12\x10\n\x08\x65xpected\x18\x06 \x01(\t\x12\r\n\x05\x66ound\x18\x07 \x01(\t\"\"\n\x12\x41uditLedgerRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\"W\n\rAuditProgress\x12\x15\n\rvouchers_read\x18\x01 \x01(\x03\x12\x18\n\x10through_sequence\x18\x02 \x01(\x03\x12\x15\n\rlast_sequence\x18\x03 \x01(\x03\"{\n\x13\x41uditLedgerResponse\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.tally.v1.AuditProgressH\x00\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1d.tally.v1.VerifyChainResponseH\x00\x42\x06\n\x04item\"\xca\x01\n\x13ListAuditLogRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07outcome\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x01\n\rAuditLogEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x0c\n\x04peer\x18\x08 \x01(\t\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rprevious_hash\x18\n \x01(\t\x12\x0c\n\x04hash\x18\x0b \x01(\t\"Y\n\x14ListAuditLogResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.tally.v1.AuditLogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xed\x06\n\x10\x41uditFindingKind\x12\"\n\x1e\x41UDIT_FINDING_KIND_UNSPECIFIED\x10\x00\x12\'\n#AUDIT_FINDING_KIND_VOUCHER_SEQUENCE\x10\x01\x12#\n\x1f\x41UDIT_FINDING_KIND_VOUCHER_LINK\x10\x02\x12#\n\x1f\x41UDIT_FINDING_KIND_VOUCHER_HASH\x10\x03\x12)\n%AUDIT_FINDING_KIND_VOUCHER_UNBALANCED\x10\x04\x12#\n\x1f\x41UDIT_FINDING_KIND_LINE_ACCOUNT\x10\x05\x12#\n\x1f\x41UDIT_FINDING_KIND_ENTRY_NUMBER\x10\x06\x12$\n AUDIT_FINDING_KIND_BALANCE_AFTER\x10\x07\x12&\n\"AUDIT_FINDING_KIND_BALANCE_CURRENT\x10\x08\x12)\n%AUDIT_FINDING_KIND_BALANCE_LAST_ENTRY\x10\t\x12\"\n\x1e\x41UDIT_FINDING_KIND_ENTRY_COUNT\x10\n\x12 \n\x1c\x41UDIT_FINDING_KIND_LAST_DATE\x10\x0b\x12#\n\x1f\x41UDIT_FINDING_KIND_PREVIOUS_DAY\x10\x0c\x12\x1d\n\x19\x41UDIT_FINDING_KIND_LOCKED\x10\r\x12&\n\"AUDIT_FINDING_KIND_BALANCE_MISSING\x10\x0e\x12#\n\x1f\x41UDIT_FINDING_KIND_HEAD_VOUCHER\x10\x0f\x12 \n\x1c\x41UDIT_FINDING_KIND_HEAD_HASH\x10\x10\x12!\n\x1d\x41UDIT_FINDING_KIND_HEAD_EVENT\x10\x11\x12 \n\x1c\x41UDIT_FINDING_KIND_EVENT_GAP\x10\x12\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_LINK\x10\x13\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_HASH\x10\x14\x12%\n!AUDIT_FINDING_KIND_AUDIT_LOG_HEAD\x10\x15\x12!\n\x1d\x41UDIT_FINDING_KIND_CHECKPOINT\x10\x16\x32\xf6\x03\n\x12\x42ookkeepingService\x12V\n\x0fGetTrialBalance\x12 .tally.v1.GetTrialBalanceRequest\x1a!.tally.v1.GetTrialBalanceResponse\x12G\n\nGetRuleSet\x12\x1b.tally.v1.GetRuleSetRequest\x1a\x1c.tally.v1.GetRuleSetResponse\x12V\n\x0fValidateRuleSet\x12 .tally.v1.ValidateRuleSetRequest\x1a!.tally.v1.ValidateRuleSetResponse\x12J\n\x0bVerifyChain\x12\x1c.tally.v1.VerifyChainRequest\x1a\x1d.tally.v1.VerifyChainResponse\x12L\n\x0b\x41uditLedger\x12\x1c.tally.v1.AuditLedgerRequest\x1a\x1d.tally.v1.AuditLedgerResponse0\x01\x12M\n\x0cListAuditLog\x12\x1d.tally.v1.ListAuditLogRequest\x1a\x1e.tally.v1.ListAuditLogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,48 +35,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RULE_WHENENTRY']._loaded_options = None
   _globals['_RULE_WHENENTRY']._serialized_options = b'8\001'
-  _globals['_AUDITFINDINGKIND']._serialized_start=2402
-  _globals['_AUDITFINDINGKIND']._serialized_end=3279
-  _globals['_GETTRIALBALANCEREQUEST']._serialized_start=81
-  _globals['_GETTRIALBALANCEREQUEST']._serialized_end=105
-  _globals['_TRIALBALANCETOTAL']._serialized_start=107
-  _globals['_TRIALBALANCETOTAL']._serialized_end=230
-  _globals['_GETTRIALBALANCERESPONSE']._serialized_start=232
-  _globals['_GETTRIALBALANCERESPONSE']._serialized_end=320
-  _globals['_GETRULESETREQUEST']._serialized_start=322
-  _globals['_GETRULESETREQUEST']._serialized_end=341
-  _globals['_RULELINE']._serialized_start=343
-  _globals['_RULELINE']._serialized_end=429
-  _globals['_RULEVOUCHER']._serialized_start=431
-  _globals['_RULEVOUCHER']._serialized_end=507
-  _globals['_RULE']._serialized_start=510
-  _globals['_RULE']._serialized_end=700
-  _globals['_RULE_WHENENTRY']._serialized_start=657
-  _globals['_RULE_WHENENTRY']._serialized_end=700
-  _globals['_GETRULESETRESPONSE']._serialized_start=702
-  _globals['_GETRULESETRESPONSE']._serialized_end=806
-  _globals['_VALIDATERULESETREQUEST']._serialized_start=808
-  _globals['_VALIDATERULESETREQUEST']._serialized_end=849
-  _globals['_VALIDATERULESETRESPONSE']._serialized_start=851
-  _globals['_VALIDATERULESETRESPONSE']._serialized_end=926
-  _globals['_VERIFYCHAINREQUEST']._serialized_start=928
-  _globals['_VERIFYCHAINREQUEST']._serialized_end=962
-  _globals['_VERIFYCHAINRESPONSE']._serialized_start=965
-  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1465
-  _globals['_AUDITFINDING']._serialized_start=1468
-  _globals['_AUDITFINDING']._serialized_end=1632
-  _globals['_AUDITLEDGERREQUEST']._serialized_start=1634
-  _globals['_AUDITLEDGERREQUEST']._serialized_end=1668
-  _globals['_AUDITPROGRESS']._serialized_start=1670
-  _globals['_AUDITPROGRESS']._serialized_end=1757
-  _globals['_AUDITLEDGERRESPONSE']._serialized_start=1759
-  _globals['_AUDITLEDGERRESPONSE']._serialized_end=1882
-  _globals['_LISTAUDITLOGREQUEST']._serialized_start=1885
-  _globals['_LISTAUDITLOGREQUEST']._serialized_end=2087
-  _globals['_AUDITLOGENTRY']._serialized_start=2090
-  _globals['_AUDITLOGENTRY']._serialized_end=2308
-  _globals['_LISTAUDITLOGRESPONSE']._serialized_start=2310
-  _globals['_LISTAUDITLOGRESPONSE']._serialized_end=2399
-  _globals['_BOOKKEEPINGSERVICE']._serialized_start=3282
-  _globals['_BOOKKEEPINGSERVICE']._serialized_end=3784
+  _globals['_AUDITFINDINGKIND']._serialized_start=2463
+  _globals['_AUDITFINDINGKIND']._serialized_end=3340
+  _globals['_GETTRIALBALANCEREQUEST']._serialized_start=103
+  _globals['_GETTRIALBALANCEREQUEST']._serialized_end=166
+  _globals['_TRIALBALANCETOTAL']._serialized_start=168
+  _globals['_TRIALBALANCETOTAL']._serialized_end=291
+  _globals['_GETTRIALBALANCERESPONSE']._serialized_start=293
+  _globals['_GETTRIALBALANCERESPONSE']._serialized_end=381
+  _globals['_GETRULESETREQUEST']._serialized_start=383
+  _globals['_GETRULESETREQUEST']._serialized_end=402
+  _globals['_RULELINE']._serialized_start=404
+  _globals['_RULELINE']._serialized_end=490
+  _globals['_RULEVOUCHER']._serialized_start=492
+  _globals['_RULEVOUCHER']._serialized_end=568
+  _globals['_RULE']._serialized_start=571
+  _globals['_RULE']._serialized_end=761
+  _globals['_RULE_WHENENTRY']._serialized_start=718
+  _globals['_RULE_WHENENTRY']._serialized_end=761
+  _globals['_GETRULESETRESPONSE']._serialized_start=763
+  _globals['_GETRULESETRESPONSE']._serialized_end=867
+  _globals['_VALIDATERULESETREQUEST']._serialized_start=869
+  _globals['_VALIDATERULESETREQUEST']._serialized_end=910
+  _globals['_VALIDATERULESETRESPONSE']._serialized_start=912
+  _globals['_VALIDATERULESETRESPONSE']._serialized_end=987
+  _globals['_VERIFYCHAINREQUEST']._serialized_start=989
+  _globals['_VERIFYCHAINREQUEST']._serialized_end=1023
+  _globals['_VERIFYCHAINRESPONSE']._serialized_start=1026
+  _globals['_VERIFYCHAINRESPONSE']._serialized_end=1526
+  _globals['_AUDITFINDING']._serialized_start=1529
+  _globals['_AUDITFINDING']._serialized_end=1693
+  _globals['_AUDITLEDGERREQUEST']._serialized_start=1695
+  _globals['_AUDITLEDGERREQUEST']._serialized_end=1729
+  _globals['_AUDITPROGRESS']._serialized_start=1731
+  _globals['_AUDITPROGRESS']._serialized_end=1818
+  _globals['_AUDITLEDGERRESPONSE']._serialized_start=1820
+  _globals['_AUDITLEDGERRESPONSE']._serialized_end=1943
+  _globals['_LISTAUDITLOGREQUEST']._serialized_start=1946
+  _globals['_LISTAUDITLOGREQUEST']._serialized_end=2148
+  _globals['_AUDITLOGENTRY']._serialized_start=2151
+  _globals['_AUDITLOGENTRY']._serialized_end=2369
+  _globals['_LISTAUDITLOGRESPONSE']._serialized_start=2371
+  _globals['_LISTAUDITLOGRESPONSE']._serialized_end=2460
+  _globals['_BOOKKEEPINGSERVICE']._serialized_start=3343
+  _globals['_BOOKKEEPINGSERVICE']._serialized_end=3845
 # @@protoc_insertion_point(module_scope)

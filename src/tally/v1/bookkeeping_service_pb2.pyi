@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tally.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -60,8 +61,10 @@ AUDIT_FINDING_KIND_AUDIT_LOG_HEAD: AuditFindingKind
 AUDIT_FINDING_KIND_CHECKPOINT: AuditFindingKind
 
 class GetTrialBalanceRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("subtree",)
+    SUBTREE_FIELD_NUMBER: _ClassVar[int]
+    subtree: _types_pb2.AccountRef
+    def __init__(self, subtree: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ...) -> None: ...
 
 class TrialBalanceTotal(_message.Message):
     __slots__ = ("currency", "debit_total", "credit_total", "difference", "account_count")

@@ -331,3 +331,23 @@ class Event(_message.Message):
     payload_json: str
     time: _timestamp_pb2.Timestamp
     def __init__(self, sequence: _Optional[int] = ..., type: _Optional[str] = ..., account_id: _Optional[str] = ..., voucher_id: _Optional[str] = ..., hold_id: _Optional[str] = ..., payload_json: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RollUp(_message.Message):
+    __slots__ = ("currency", "own", "descendants", "total", "own_locked", "descendants_locked", "total_locked", "descendant_accounts")
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    OWN_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OWN_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANTS_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    DESCENDANT_ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    currency: str
+    own: int
+    descendants: int
+    total: int
+    own_locked: int
+    descendants_locked: int
+    total_locked: int
+    descendant_accounts: int
+    def __init__(self, currency: _Optional[str] = ..., own: _Optional[int] = ..., descendants: _Optional[int] = ..., total: _Optional[int] = ..., own_locked: _Optional[int] = ..., descendants_locked: _Optional[int] = ..., total_locked: _Optional[int] = ..., descendant_accounts: _Optional[int] = ...) -> None: ...
