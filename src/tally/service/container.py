@@ -13,8 +13,10 @@ from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
 from tally.service.queries import Queries
+from tally.service.webhooks.manage import WebhookAdmin
 from tally.storage.uow import UnitOfWork
 from tally.streaming.hub import EventHub
+from tally.streaming.webhooks.dispatcher import WebhookDispatcher
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,5 @@ class Services:
     authenticator: Authenticator
     audit: AuditLog
     auditor: Auditor
+    webhooks: WebhookAdmin
+    dispatcher: WebhookDispatcher

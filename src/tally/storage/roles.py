@@ -29,7 +29,7 @@ from sqlalchemy import Connection, text
 
 from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
-JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -41,6 +41,10 @@ UPDATED_COLUMNS = {
     "audit_checkpoints": ("voucher_sequence", "head_hash", "event_sequence", "audit_log_id", "audit_log_hash",
                           "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
     "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
+    # Never the id, tenant, create request or creation time (storage/webhooks_repo.py).
+    "webhooks": ("url", "description", "event_types", "account_ids", "status", "status_reason", "secret",
+                 "previous_secret", "previous_secret_expires_us", "cursor", "failures", "retry_at_us", "lease_owner",
+                 "lease_expires_us", "last_request_id", "last_fingerprint", "updated_us"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

@@ -1,0 +1,94 @@
+"""webhooks
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-07
+
+Webhook subscriptions and the record of every delivery attempt. Both tables have a tenant and get the
+row security of 0006/0010 on PostgreSQL: the tenant policy (TO PUBLIC) and the '*' policy for the schema
+owner, enabled and FORCEd. The dispatcher finds subscriptions with a scope that names every tenant
+(`tally_tenant_ids()`), so no new system function is needed. Self-contained: the tables are created here,
+not from tables.py, so later changes there cannot change what this migration did.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+POLICY = "tally_tenant_scope"
+SYSTEM_POLICY = "tally_system_scope"
+TABLES = ("webhooks", "webhook_deliveries")
+_SCOPE = "current_setting('tally.tenants', true)"
+
+
+def _in_scope(column: str) -> str:  # as in 0010
+    return f"{column} = NULLIF({_SCOPE}, '') OR {column} = ANY (string_to_array({_SCOPE}, ','))"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "webhooks",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("event_types", sa.Text(), nullable=False),
+        sa.Column("account_ids", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
+        sa.Column("status_reason", sa.Text(), nullable=False),
+        sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column("previous_secret", sa.Text(), nullable=False),
+        sa.Column("previous_secret_expires_us", sa.BigInteger(), nullable=False),
+        sa.Column("cursor", sa.BigInteger(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("retry_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("lease_owner", sa.String(64), nullable=False),
+        sa.Column("lease_expires_us", sa.BigInteger(), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("last_request_id", sa.String(128), nullable=False),
+        sa.Column("last_fingerprint", sa.String(64), nullable=False),
+        sa.Column("created_us", sa.BigInteger(), nullable=False),
+        sa.Column("updated_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
+        sa.UniqueConstraint("tenant_id", "request_id", name=op.f("uq_webhooks_tenant_id_request_id")),
+    )
+    op.create_index("ix_webhooks_tenant_id_status", "webhooks", ["tenant_id", "status"])
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
+        sa.Column("webhook_id", sa.String(36), nullable=False),
+        sa.Column("sequence", sa.BigInteger(), nullable=False),
+        sa.Column("event_type", sa.String(48), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("trigger", sa.String(12), nullable=False),
+        sa.Column("delivered", sa.Integer(), nullable=False),
+        sa.Column("response_code", sa.Integer(), nullable=False),
+        sa.Column("latency_us", sa.BigInteger(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("created_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    op.create_index("ix_webhook_deliveries_tenant_id_webhook_id_id", "webhook_deliveries",
+                    ["tenant_id", "webhook_id", "id"])
+    if op.get_context().dialect.name != "postgresql":
+        return
+    for table in TABLES:
+        op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+        op.execute(f"CREATE POLICY {POLICY} ON {table} USING ({_in_scope('tenant_id')}) "
+                   f"WITH CHECK ({_in_scope('tenant_id')})")
+        op.execute(f"CREATE POLICY {SYSTEM_POLICY} ON {table} TO CURRENT_USER USING ({_SCOPE} = '*') "
+                   f"WITH CHECK ({_SCOPE} = '*')")
+
+
+def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_tenant_id_webhook_id_id", table_name="webhook_deliveries")
+    op.drop_table("webhook_deliveries")
+    op.drop_index("ix_webhooks_tenant_id_status", table_name="webhooks")
+    op.drop_table("webhooks")

@@ -1,0 +1,333 @@
+"""Webhook delivery: committed events, in sequence order per subscription, at least once.
+
+Each subscription keeps a cursor in its row: the last sequence its receiver acknowledged (or the filter
+passed over). Its deliverer reads "sequence > cursor" in bounded pages after commit, like the streams do,
+sends each wanted event until the receiver answers 2xx, and moves the cursor in the same transaction that
+records the attempt. So a crash between the receiver's answer and that commit sends the event again (same
+`webhook-id`: the receiver deduplicates), and nothing is ever skipped.
+
+Several processes: a subscription is delivered by the process holding its lease (`lease_owner` until
+`lease_expires_us`), taken by compare-and-set and renewed every tick. Every cursor move is conditional on
+holding the lease and on the cursor being where the deliverer read it, so a process that lost its lease
+(paused, killed, cut off) cannot move it; a replay that moved it makes the deliverer read the row again. A
+process that dies leaves its leases to expire; another takes them and goes on from the cursor.
+
+Failures: retried with exponential backoff and jitter (the schedule is in the row, so a process that takes
+over keeps to it), at most `webhook_attempts_max` times per event; then the subscription is paused with the
+reason, for an operator to see (ListWebhooks), fix and resume (UpdateWebhook status active, or a replay).
+
+Wake-ups: after-commit callbacks of this process and NOTIFY from others (through the hub) wake the tenant's
+deliverers; a tick every `webhook_poll_ms` renews leases, takes free ones and is the safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from sqlalchemy import Connection
+
+from tally.config import Settings
+from tally.domain.errors import invalid, not_accessible
+from tally.domain.ids import new_id
+from tally.domain.webhooks import (
+    Delivery,
+    RetryPolicy,
+    Trigger,
+    Webhook,
+    WebhookStatus,
+    clip,
+    event_accounts,
+    message_body,
+    message_id,
+    wants,
+)
+from tally.storage import ledger_repo, system_repo
+from tally.storage import webhooks_repo as repo
+from tally.storage.ledger_repo import Event
+from tally.storage.uow import Scope, Tenants, UnitOfWork
+from tally.streaming.webhooks.sender import Sender
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PAGE_EVENTS_MAX = 100
+TENANTS_PER_QUERY_MAX = 1000
+TENANTS_REFRESH_S = 10
+DB_THREADS_MAX = 2  # database connections the deliverers of one process hold at most
+
+
+def owner_name() -> str:
+    """This process, as a lease owner: host, pid and a random part (a restarted pid is another owner)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{new_id()[-12:]}"
+
+
+@dataclass
+class _Worker:
+    hook: Webhook
+    task: asyncio.Task | None = None
+    woken: asyncio.Event | None = None
+
+    async def nap(self, seconds: float) -> bool:
+        """Sleeps up to `seconds`; True when woken earlier (new events, a change to the subscription)."""
+        assert self.woken is not None
+        try:
+            await asyncio.wait_for(self.woken.wait(), max(seconds, 0))
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.woken.clear()
+
+
+class WebhookDispatcher:
+    def __init__(self, uow: UnitOfWork, settings: Settings, clock: Callable[[], int], sender: Sender,
+                 open_secret: Callable[[str], str], owner: str = "") -> None:
+        self.uow, self.clock, self.sender, self.open_secret = uow, clock, sender, open_secret
+        self.owner = owner or owner_name()
+        self.policy = RetryPolicy(settings.webhook_attempts_max, settings.webhook_backoff_ms,
+                                  settings.webhook_backoff_max_ms)
+        self.lease_us = settings.webhook_lease_s * 1_000_000
+        self.tick_s = min(settings.webhook_poll_ms / 1000, settings.webhook_lease_s / 3)
+        self.leases_max = settings.webhook_leases_max
+        self.payload_bytes_max = settings.webhook_payload_bytes_max
+        in_flight_max = settings.webhook_deliveries_in_flight_per_tenant_max
+        self._in_flight: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(in_flight_max))
+        self._workers: dict[str, _Worker] = {}
+        self._tenants: list[str] = []
+        self._tenants_read_at = -TENANTS_REFRESH_S
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._woken: asyncio.Event | None = None
+        self._db = ThreadPoolExecutor(DB_THREADS_MAX, thread_name_prefix="tally-webhooks")
+
+    @property
+    def delivering(self) -> set[str]:
+        """Ids of the subscriptions this process holds the lease of."""
+        return set(self._workers)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+        self._task = self._loop.create_task(self._run(), name="webhook-dispatcher")
+
+    async def stop(self) -> None:
+        """Stops delivering and hands the leases back, so another process goes on at once."""
+        held = list(self._workers.values())
+        tasks = [t for t in (self._task, *(w.task for w in held)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers, self._task = {}, None
+        for worker in held:
+            with contextlib.suppress(Exception):
+                await self._write({worker.hook.tenant_id}, functools.partial(
+                    repo.release_lease, tenant_id=worker.hook.tenant_id, webhook_id=worker.hook.id,
+                    owner=self.owner))
+        await self.sender.close()
+        self._db.shutdown(wait=False)
+
+    def wake(self, tenant_ids: Iterable[str]) -> None:
+        """New events or changes for these tenants. Thread-safe (the writer thread calls it)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.wake_in_loop, frozenset(tenant_ids))
+
+    def wake_in_loop(self, tenant_ids: Iterable[str] | None) -> None:
+        """On the loop; None: every tenant may have news (after a missed notification)."""
+        tenants = {w.hook.tenant_id for w in self._workers.values()} if tenant_ids is None else set(tenant_ids)
+        if not tenants <= set(self._tenants):
+            self._tenants_read_at = -TENANTS_REFRESH_S  # a tenant new to this process: list them again
+        for worker in self._workers.values():
+            if worker.hook.tenant_id in tenants and worker.woken is not None:
+                worker.woken.set()
+        if self._woken is not None:
+            self._woken.set()  # a new subscription may be waiting for its first lease
+
+    # -- leases ---------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._woken is not None
+        while True:
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next tick tries again; leases expire meanwhile at worst
+                log.warning("webhook lease tick failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self.tick_s)
+            self._woken.clear()
+
+    async def _tick(self) -> None:
+        held: dict[str, Webhook] = {}
+        for start in range(0, len(tenants := await self._tenant_ids()), TENANTS_PER_QUERY_MAX):
+            chunk = tenants[start:start + TENANTS_PER_QUERY_MAX]
+            room = self.leases_max - sum(1 for w in self._workers.values() if w.hook.tenant_id not in chunk)
+            for hook in await self._write(chunk, functools.partial(self._claim, tenant_ids=chunk, room=room)):
+                held[hook.id] = hook
+        for webhook_id in set(self._workers) - set(held):  # lost: paused, deleted, or taken by another
+            worker = self._workers.pop(webhook_id)
+            if worker.task is not None:
+                worker.task.cancel()
+        for webhook_id, hook in held.items():
+            if webhook_id not in self._workers:
+                self._start_worker(hook)
+
+    def _claim(self, conn: Connection, tenant_ids: list[str], room: int) -> list[Webhook]:
+        now_us = self.clock()
+        candidates = repo.claimable(conn, tenant_ids, self.owner, now_us, max(room, 0))
+        return [h for h in candidates if repo.take_lease(conn, h, self.owner, now_us, self.lease_us)]
+
+    async def _tenant_ids(self) -> list[str]:
+        loop_now = asyncio.get_running_loop().time()
+        if loop_now - self._tenants_read_at >= TENANTS_REFRESH_S or not self._tenants:
+            self._tenants = await self._read(Scope.SYSTEM, system_repo.tenant_ids)
+            self._tenants_read_at = loop_now
+        return self._tenants
+
+    def _start_worker(self, hook: Webhook) -> None:
+        worker = _Worker(hook, woken=asyncio.Event())
+        worker.woken.set()
+        worker.task = asyncio.get_running_loop().create_task(self._deliver_loop(worker), name=f"webhook-{hook.id}")
+        worker.task.add_done_callback(functools.partial(self._worker_done, worker))
+        self._workers[hook.id] = worker
+
+    def _worker_done(self, worker: _Worker, task: asyncio.Task) -> None:
+        if self._workers.get(worker.hook.id) is worker:
+            del self._workers[worker.hook.id]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("webhook %s: deliverer failed; retried at the next tick", worker.hook.id,
+                        exc_info=task.exception())
+
+    # -- delivery -------------------------------------------------------------------------------------
+
+    async def _deliver_loop(self, worker: _Worker) -> None:
+        tenant_id, webhook_id = worker.hook.tenant_id, worker.hook.id
+        while True:
+            hook = await self._read({tenant_id}, functools.partial(repo.get_webhook, tenant_id=tenant_id,
+                                                                   webhook_id=webhook_id))
+            if hook is None or hook.status is not WebhookStatus.ACTIVE or hook.lease_owner != self.owner:
+                return
+            worker.hook = hook
+            page = await self._read({tenant_id}, functools.partial(
+                ledger_repo.list_events, tenant_id=tenant_id, after_sequence=hook.cursor, limit=PAGE_EVENTS_MAX))
+            if not page:
+                await worker.nap(self.tick_s * 5)
+                continue
+            await self._deliver_page(worker, hook, page)
+
+    async def _deliver_page(self, worker: _Worker, hook: Webhook, page: list[Event]) -> None:
+        """Sends the page's wanted events in order; returns early when the row must be read again."""
+        passed = 0  # the last sequence the filter passed over, not yet written to the cursor
+        for event in page:
+            if not wants(hook, event.type, event_accounts(event.account_id, event.payload)):
+                passed = event.sequence
+                continue
+            if passed:
+                if not await self._advance(hook, cursor=passed):
+                    return
+                hook, passed = replace(hook, cursor=passed), 0
+            moved = await self._deliver_event(worker, hook, event)
+            if moved is None:
+                return
+            hook = moved
+        if passed:
+            await self._advance(hook, cursor=passed)
+
+    async def _deliver_event(self, worker: _Worker, hook: Webhook, event: Event) -> Webhook | None:
+        """Attempts `event` until delivered (the subscription with its cursor moved), or None: paused, or
+        the row changed (lease lost, replay, update) and must be read again."""
+        while True:
+            wait_s = (hook.retry_at_us - self.clock()) / 1_000_000
+            if wait_s > 0 and await worker.nap(wait_s):
+                return None  # woken during the backoff: the row may have changed
+            outcome = await self.attempt(hook, event)
+            failures = 0 if outcome.delivered else hook.failures + 1
+            now_us = self.clock()
+            values = self._after(hook, event, outcome, failures, now_us)
+            record = Delivery(hook.tenant_id, new_id(), hook.id, event.sequence, event.type, hook.failures + 1,
+                              Trigger.LIVE, outcome.delivered, outcome.response_code, outcome.latency_us,
+                              outcome.error, now_us)
+            if not await self._write({hook.tenant_id}, functools.partial(self._record, hook=hook, record=record,
+                                                                         values=values)):
+                return None
+            if outcome.delivered:
+                return replace(hook, cursor=event.sequence, failures=0, retry_at_us=0)
+            if values.get("status") == WebhookStatus.PAUSED.value:
+                log.warning("webhook %s paused: %s", hook.id, values["status_reason"])
+                return None
+            hook = replace(hook, failures=failures, retry_at_us=values["retry_at_us"])
+
+    def _after(self, hook: Webhook, event: Event, outcome, failures: int, now_us: int) -> dict:
+        if outcome.delivered:
+            return {"cursor": event.sequence, "failures": 0, "retry_at_us": 0}
+        if self.policy.exhausted(failures):
+            reason = clip(f"event {event.sequence} failed {failures} times; last: "
+                          f"{outcome.error or outcome.response_code}")
+            return {"failures": failures, "status": WebhookStatus.PAUSED.value, "status_reason": reason,
+                    "lease_owner": "", "lease_expires_us": 0}
+        return {"failures": failures, "retry_at_us": now_us + self.policy.delay_ms(failures) * 1000}
+
+    def _record(self, conn: Connection, hook: Webhook, record: Delivery, values: dict) -> bool:
+        repo.insert_delivery(conn, record)  # the attempt happened, whoever holds the lease now
+        return repo.advance(conn, hook, self.owner, record.created_us, **values, updated_us=record.created_us)
+
+    async def _advance(self, hook: Webhook, **values: object) -> bool:
+        now_us = self.clock()
+        return await self._write({hook.tenant_id}, functools.partial(
+            repo.advance, hook=hook, owner=self.owner, now_us=now_us, **values, updated_us=now_us))
+
+    async def attempt(self, hook: Webhook, event: Event):
+        """One signed POST of `event` to the subscription's URL, within the tenant's in-flight limit."""
+        stored = await self._read({hook.tenant_id}, functools.partial(repo.secrets, tenant_id=hook.tenant_id,
+                                                                      webhook_id=hook.id))
+        secrets = [self.open_secret(stored.current)]
+        if stored.previous and stored.previous_expires_us > self.clock():
+            secrets.append(self.open_secret(stored.previous))
+        body = message_body(hook.tenant_id, event.sequence, event.type, event.created_us,
+                            {"account_id": event.account_id, "voucher_id": event.voucher_id,
+                             "hold_id": event.hold_id}, event.payload, self.payload_bytes_max)
+        async with self._in_flight[hook.tenant_id]:
+            return await self.sender.send(hook.url, message_id(event.sequence), body, secrets)
+
+    # -- redelivery -----------------------------------------------------------------------------------
+
+    async def redeliver(self, tenant_id: str, webhook_id: str, sequence: int) -> Delivery:
+        """Sends one event again now, whatever the subscription's cursor (which it does not move), and
+        records the attempt."""
+        def read(conn: Connection) -> tuple[Webhook | None, list[Event]]:
+            hook = repo.get_webhook(conn, tenant_id, webhook_id)
+            return hook, ledger_repo.list_events(conn, tenant_id, after_sequence=sequence - 1, limit=1)
+
+        if sequence <= 0:
+            raise invalid("SEQUENCE_INVALID", "sequence must be 1 or more")
+        hook, found = await self._read({tenant_id}, read)
+        if hook is None or hook.status is WebhookStatus.DELETED:
+            raise not_accessible("webhook", webhook_id)
+        if not found or found[0].sequence != sequence:
+            raise invalid("SEQUENCE_INVALID", f"the tenant has no event {sequence}", sequence=sequence)
+        outcome = await self.attempt(hook, found[0])
+        record = Delivery(tenant_id, new_id(), webhook_id, sequence, found[0].type, 1, Trigger.REDELIVER,
+                          outcome.delivered, outcome.response_code, outcome.latency_us, outcome.error, self.clock())
+        await self._write({tenant_id}, functools.partial(repo.insert_delivery, d=record))
+        return record
+
+    # -- database -------------------------------------------------------------------------------------
+
+    async def _read(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, self.uow.read, tenants, work)
+
+    async def _write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, self.uow.append, tenants, work)
