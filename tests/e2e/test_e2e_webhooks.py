@@ -3,6 +3,8 @@ receiver on loopback that verifies every signature with the `standardwebhooks` p
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import grpc
@@ -10,10 +12,11 @@ import pytest
 from cryptography.fernet import Fernet
 from google.protobuf import field_mask_pb2
 
+from tally import cli
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import webhook_service_pb2 as pb
 from tally.v1 import webhook_service_pb2_grpc as pb_grpc
-from tests.e2e.conftest import BACKENDS, Server, error_info, md, module_server, ref, timestamp_in
+from tests.e2e.conftest import BACKENDS, Server, TenantKeys, error_info, md, module_server, ref, timestamp_in
 from tests.e2e.webhook_receiver import FAIL, HANG, OK, Receiver, receiving, wait_for
 
 ATTEMPTS_MAX = 6
@@ -239,3 +242,46 @@ def test_a_private_address_is_refused_unless_allowed(srv: Server) -> None:
     wait_for(lambda: deliveries(srv, tenant, hook.id), "a refused attempt")
     first = deliveries(srv, tenant, hook.id)[0]
     assert (first.delivered, first.response_code) == (False, 0) and "address denied" in first.error
+
+
+def test_cli_verbs_end_to_end(srv: Server, capsys, monkeypatch, tmp_path) -> None:
+    """`tally webhooks ...` against the real server: create (the secret printed once), list, deliveries,
+    redeliver, replay, pause and resume, rotate, delete; refusals exit 1 with the reason."""
+    tenant = "hooks-cli"
+    open_ledger(srv, tenant)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TALLY_API_KEY", TenantKeys.for_target(srv.target).key_for(tenant))
+
+    def tally(*argv: str) -> tuple[int, str, str]:
+        code = cli.main([*argv, "--target", srv.target])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    with receiving() as receiver:
+        code, out, err = tally("webhooks", "create", receiver.url, "--after-sequence", "0", "--json")
+        assert code == 0, err
+        created = json.loads(out)
+        receiver.secrets.append(created["secret"])
+        hook_id = created["webhook"]["id"]
+        final = head(srv, tenant)
+        wait_for(lambda: receiver.acknowledged()[-1:] == [final], "delivery of the CLI's subscription")
+        code, out, _ = tally("webhooks", "list")
+        assert code == 0 and hook_id in out and " active " in out
+        code, out, _ = tally("webhooks", "deliveries", hook_id, "--all")
+        assert code == 0 and "account.created" in out and "ledger.entry.posted" in out
+        code, out, _ = tally("webhooks", "redeliver", hook_id, "1", "--request-id", "cli-again")
+        assert code == 0 and "redeliver" in out
+        code, out, _ = tally("webhooks", "update", hook_id, "--pause", "--request-id", "cli-pause")
+        assert code == 0 and re.search(r"^status +paused$", out, re.M) and "paused by an operator" in out
+        code, out, _ = tally("webhooks", "replay", hook_id, "--after-sequence", "0", "--request-id", "cli-replay")
+        assert code == 0 and re.search(r"^status +active$", out, re.M)
+        wait_for(lambda: receiver.acknowledged().count(final) == 1 and len(receiver.sequences()) >= 2 * final,
+                 "the replay")
+        code, out, _ = tally("webhooks", "rotate-secret", hook_id, "--overlap", "60", "--request-id", "cli-rot")
+        assert code == 0 and "secret: whsec_" in out and "previous_secret_until" in out
+        code, out, _ = tally("webhooks", "delete", hook_id, "--request-id", "cli-del")
+        assert code == 0 and re.search(r"^status +deleted$", out, re.M)
+    code, _, err = tally("webhooks", "get", hook_id)
+    assert code == 1 and "WEBHOOK_NOT_ACCESSIBLE" in err
+    code, _, err = tally("webhooks", "create", "http://example.com/x", "--request-id", "cli-insecure")
+    assert code == 1 and "WEBHOOK_URL_INSECURE" in err
