@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, or_, select, update
 
 from tally.domain.webhooks import Delivery, Trigger, Webhook, WebhookSpec, WebhookStatus
-from tally.storage.tables import events, ledger_heads, webhook_deliveries, webhooks
+from tally.storage.tables import accounts, events, ledger_heads, matchable, webhook_deliveries, webhooks
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def claimable(conn: Connection, tenant_ids: Collection[str], owner: str, now_us:
     rows = conn.execute(select(webhooks).where(
         webhooks.c.tenant_id.in_(sorted(tenant_ids)), webhooks.c.status == WebhookStatus.ACTIVE.value,
         or_(webhooks.c.lease_owner == owner, webhooks.c.lease_expires_us < now_us))
-        .order_by(webhooks.c.id).limit(limit))
+        .order_by((webhooks.c.lease_owner == owner).desc(), webhooks.c.id).limit(limit))  # its own first
     return [_hook(r) for r in rows]
 
 
@@ -160,6 +160,15 @@ def list_deliveries(conn: Connection, tenant_id: str, webhook_id: str, after_id:
     if sequence:
         query = query.where(webhook_deliveries.c.sequence == sequence)
     return [_delivery(r) for r in conn.execute(query.order_by(webhook_deliveries.c.id).limit(limit))]
+
+
+def known_accounts(conn: Connection, tenant_id: str, account_ids: Collection[str]) -> set[str]:
+    """Those of `account_ids` that are the tenant's accounts."""
+    wanted = sorted(a for a in account_ids if matchable(a))
+    if not wanted:
+        return set()
+    return set(conn.execute(select(accounts.c.id).where(accounts.c.tenant_id == tenant_id,
+                                                        accounts.c.id.in_(wanted))).scalars())
 
 
 # ------------------------------------------------------------------------------------------ events

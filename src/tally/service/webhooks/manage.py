@@ -79,6 +79,7 @@ class WebhookAdmin:
                 hook, stored = found
                 _same_body(request_id, stored, fp)
                 return Issued(hook, self.box.open(repo.secrets(conn, tenant_id, hook.id).current), True)
+            _check_accounts(conn, tenant_id, spec.account_ids)
             if repo.count_live(conn, tenant_id) >= self.subscriptions_max:
                 raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "WEBHOOK_SUBSCRIPTIONS_EXHAUSTED",
                                   f"the tenant already has {self.subscriptions_max} webhook subscriptions",
@@ -125,6 +126,7 @@ class WebhookAdmin:
                 change.event_types if change.event_types is not None else hook.event_types,
                 change.account_ids if change.account_ids is not None else hook.account_ids,
                 change.description if change.description is not None else hook.description), self.http_hosts)
+            _check_accounts(conn, tenant_id, spec.account_ids)
             values = repo.spec_values(spec)
             if change.status is WebhookStatus.ACTIVE:  # resumes where it stopped, with a fresh schedule
                 values |= {"status": WebhookStatus.ACTIVE.value, "status_reason": "", "failures": 0, "retry_at_us": 0}
@@ -217,6 +219,13 @@ def _same_body(request_id: str, stored: str, fp: str) -> None:
     if stored != fp:
         raise LedgerError(ErrorKind.ALREADY_EXISTS, "REQUEST_ID_REUSED",
                           f"request_id {request_id!r} was already used with a different body", request_id=request_id)
+
+
+def _check_accounts(conn: Connection, tenant_id: str, account_ids: tuple[str, ...]) -> None:
+    """A filter names the tenant's own accounts; another tenant's id answers like one that does not exist."""
+    missing = sorted(set(account_ids) - repo.known_accounts(conn, tenant_id, account_ids))
+    if missing:
+        raise not_accessible("account", missing[0])
 
 
 def _start(conn: Connection, tenant_id: str, after_sequence: int | None) -> int:
