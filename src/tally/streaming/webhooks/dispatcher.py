@@ -216,19 +216,17 @@ class WebhookDispatcher:
     async def _deliver_loop(self, worker: _Worker) -> None:
         tenant_id, webhook_id = worker.hook.tenant_id, worker.hook.id
         while True:
-            hook = await self._read({tenant_id}, functools.partial(repo.get_webhook, tenant_id=tenant_id,
-                                                                   webhook_id=webhook_id))
+            hook, stored, page = await self._read({tenant_id}, functools.partial(
+                _state, tenant_id=tenant_id, webhook_id=webhook_id))
             if hook is None or hook.status is not WebhookStatus.ACTIVE or hook.lease_owner != self.owner:
                 return
             worker.hook = hook
-            page = await self._read({tenant_id}, functools.partial(
-                ledger_repo.list_events, tenant_id=tenant_id, after_sequence=hook.cursor, limit=PAGE_EVENTS_MAX))
             if not page:
                 await worker.nap(self.tick_s * 5)
                 continue
-            await self._deliver_page(worker, hook, page)
+            await self._deliver_page(worker, hook, stored, page)
 
-    async def _deliver_page(self, worker: _Worker, hook: Webhook, page: list[Event]) -> None:
+    async def _deliver_page(self, worker: _Worker, hook: Webhook, stored: repo.Secrets, page: list[Event]) -> None:
         """Sends the page's wanted events in order; returns early when the row must be read again."""
         passed = 0  # the last sequence the filter passed over, not yet written to the cursor
         for event in page:
@@ -239,21 +237,22 @@ class WebhookDispatcher:
                 if not await self._advance(hook, cursor=passed):
                     return
                 hook, passed = replace(hook, cursor=passed), 0
-            moved = await self._deliver_event(worker, hook, event)
+            moved = await self._deliver_event(worker, hook, stored, event)
             if moved is None:
                 return
             hook = moved
         if passed:
             await self._advance(hook, cursor=passed)
 
-    async def _deliver_event(self, worker: _Worker, hook: Webhook, event: Event) -> Webhook | None:
+    async def _deliver_event(self, worker: _Worker, hook: Webhook, stored: repo.Secrets,
+                             event: Event) -> Webhook | None:
         """Attempts `event` until delivered (the subscription with its cursor moved), or None: paused, or
         the row changed (lease lost, replay, update) and must be read again."""
         while True:
             wait_s = (hook.retry_at_us - self.clock()) / 1_000_000
             if wait_s > 0 and await worker.nap(wait_s):
                 return None  # woken during the backoff: the row may have changed
-            outcome = await self.attempt(hook, event)
+            outcome = await self.attempt(hook, event, stored)
             failures = 0 if outcome.delivered else hook.failures + 1
             now_us = self.clock()
             values = self._after(hook, event, outcome, failures, now_us)
@@ -289,10 +288,8 @@ class WebhookDispatcher:
         return await self._write({hook.tenant_id}, functools.partial(
             repo.advance, hook=hook, owner=self.owner, now_us=now_us, **values, updated_us=now_us))
 
-    async def attempt(self, hook: Webhook, event: Event):
+    async def attempt(self, hook: Webhook, event: Event, stored: repo.Secrets):
         """One signed POST of `event` to the subscription's URL, within the tenant's in-flight limit."""
-        stored = await self._read({hook.tenant_id}, functools.partial(repo.secrets, tenant_id=hook.tenant_id,
-                                                                      webhook_id=hook.id))
         secrets = [self.open_secret(stored.current)]
         if stored.previous and stored.previous_expires_us > self.clock():
             secrets.append(self.open_secret(stored.previous))
@@ -307,18 +304,15 @@ class WebhookDispatcher:
     async def redeliver(self, tenant_id: str, webhook_id: str, sequence: int) -> Delivery:
         """Sends one event again now, whatever the subscription's cursor (which it does not move), and
         records the attempt."""
-        def read(conn: Connection) -> tuple[Webhook | None, list[Event]]:
-            hook = repo.get_webhook(conn, tenant_id, webhook_id)
-            return hook, ledger_repo.list_events(conn, tenant_id, after_sequence=sequence - 1, limit=1)
-
         if sequence <= 0:
             raise invalid("SEQUENCE_INVALID", "sequence must be 1 or more")
-        hook, found = await self._read({tenant_id}, read)
+        hook, stored, found = await self._read({tenant_id}, functools.partial(
+            _state, tenant_id=tenant_id, webhook_id=webhook_id, after_sequence=sequence - 1, limit=1))
         if hook is None or hook.status is WebhookStatus.DELETED:
             raise not_accessible("webhook", webhook_id)
         if not found or found[0].sequence != sequence:
             raise invalid("SEQUENCE_INVALID", f"the tenant has no event {sequence}", sequence=sequence)
-        outcome = await self.attempt(hook, found[0])
+        outcome = await self.attempt(hook, found[0], stored)
         record = Delivery(tenant_id, new_id(), webhook_id, sequence, found[0].type, 1, Trigger.REDELIVER,
                           outcome.delivered, outcome.response_code, outcome.latency_us, outcome.error, self.clock())
         await self._write({tenant_id}, functools.partial(repo.insert_delivery, d=record))
@@ -331,3 +325,15 @@ class WebhookDispatcher:
 
     async def _write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, self.uow.append, tenants, work)
+
+
+def _state(conn: Connection, tenant_id: str, webhook_id: str, after_sequence: int | None = None,
+           limit: int = PAGE_EVENTS_MAX) -> tuple[Webhook | None, repo.Secrets | None, list[Event]]:
+    """A subscription, its secrets and the events after its cursor (or after `after_sequence`), in one
+    snapshot."""
+    hook = repo.get_webhook(conn, tenant_id, webhook_id)
+    if hook is None:
+        return None, None, []
+    after = hook.cursor if after_sequence is None else after_sequence
+    return hook, repo.secrets(conn, tenant_id, webhook_id), ledger_repo.list_events(
+        conn, tenant_id, after_sequence=after, limit=limit)
