@@ -175,8 +175,16 @@ class WebhookDispatcher:
         for start in range(0, len(tenants := await self._tenant_ids()), TENANTS_PER_QUERY_MAX):
             chunk = tenants[start:start + TENANTS_PER_QUERY_MAX]
             room = self.leases_max - sum(1 for w in self._workers.values() if w.hook.tenant_id not in chunk)
-            for hook in await self._write(chunk, functools.partial(self._claim, tenant_ids=chunk, room=room)):
-                held[hook.id] = hook
+            now_us = self.clock()
+            found = await self._read(chunk, functools.partial(
+                repo.claimable, tenant_ids=chunk, owner=self.owner, now_us=now_us, limit=max(room, 0)))
+            # Only new leases and those past half their life are written: an idle tick is one read.
+            fresh = {h.id: h for h in found if h.lease_owner == self.owner
+                     and h.lease_expires_us - now_us > self.lease_us // 2}
+            stale = [h for h in found if h.id not in fresh]
+            if stale:
+                fresh |= {h.id: h for h in await self._write(chunk, functools.partial(self._claim, hooks=stale))}
+            held |= fresh
         for webhook_id in set(self._workers) - set(held):  # lost: paused, deleted, or taken by another
             worker = self._workers.pop(webhook_id)
             if worker.task is not None:
@@ -185,10 +193,10 @@ class WebhookDispatcher:
             if webhook_id not in self._workers:
                 self._start_worker(hook)
 
-    def _claim(self, conn: Connection, tenant_ids: list[str], room: int) -> list[Webhook]:
+    def _claim(self, conn: Connection, hooks: list[Webhook]) -> list[Webhook]:
+        """Takes or renews these leases; those another process took meanwhile are left out."""
         now_us = self.clock()
-        candidates = repo.claimable(conn, tenant_ids, self.owner, now_us, max(room, 0))
-        return [h for h in candidates if repo.take_lease(conn, h, self.owner, now_us, self.lease_us)]
+        return [h for h in hooks if repo.take_lease(conn, h, self.owner, now_us, self.lease_us)]
 
     async def _tenant_ids(self) -> list[str]:
         loop_now = asyncio.get_running_loop().time()
