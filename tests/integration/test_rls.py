@@ -54,7 +54,8 @@ MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_
            "audit_account_sums", "webhooks")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
-SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds"}
+SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
+                    "tally_webhook_tenants"}
 
 
 def as_role(url: str, role: str) -> str:
@@ -454,6 +455,7 @@ async def test_the_service_works_as_the_service_role(app_ledger, owner_uow, owne
         sa.select(sa.func.count()).select_from(t.tenants)).scalar_one()) == 0
     assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_count) == 2
     assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_ids) == [A, B]
+    assert app_ledger.uow.read(Scope.SYSTEM, system_repo.webhook_tenants) == [A, B]
     assert app_ledger.uow.read(Scope.SYSTEM, lambda conn: system_repo.api_key(conn, "0" * 16)) is None
     for tenant, secret in issued.items():  # key verification, as the server does it
         principal = Authenticator(app_ledger.uow, None).authenticate(f"Bearer {secret}")

@@ -54,7 +54,7 @@ SERIAL_COLUMNS = (("audit_log", "id"),)
 SCHEMA_VERSION_TABLE = "alembic_version"
 # Migration 0010: the service's only way across tenants.
 SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant_ids()",
-                    "tally_due_holds(bigint, integer)")
+                    "tally_due_holds(bigint, integer)", "tally_webhook_tenants()")  # the last: migration 0011
 ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", GATE_TABLE, SCHEMA_VERSION_TABLE)
 
 

@@ -81,6 +81,12 @@ def secrets(conn: Connection, tenant_id: str, webhook_id: str) -> Secrets:
     return Secrets(row.secret, row.previous_secret, row.previous_secret_expires_us)
 
 
+def active_tenants(conn: Connection) -> list[str]:
+    """Tenants with an active subscription (SQLite; on PostgreSQL: system_repo.webhook_tenants)."""
+    return list(conn.execute(select(webhooks.c.tenant_id).where(webhooks.c.status == WebhookStatus.ACTIVE.value)
+                             .distinct().order_by(webhooks.c.tenant_id)).scalars())
+
+
 def count_live(conn: Connection, tenant_id: str) -> int:
     """Subscriptions that count against the tenant's limit: all but the deleted."""
     return conn.execute(select(func.count()).select_from(webhooks).where(

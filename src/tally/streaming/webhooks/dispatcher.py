@@ -17,7 +17,9 @@ over keeps to it), at most `webhook_attempts_max` times per event; then the subs
 reason, for an operator to see (ListWebhooks), fix and resume (UpdateWebhook status active, or a replay).
 
 Wake-ups: after-commit callbacks of this process and NOTIFY from others (through the hub) wake the tenant's
-deliverers; a tick every `webhook_poll_ms` renews leases, takes free ones and is the safety net.
+deliverers; a tick every `webhook_poll_ms` renews leases, takes free ones and is the safety net. An idle
+tick reads twice: the tenants with active subscriptions (a system function on PostgreSQL) and their
+subscriptions that are free or this process's; leases are written only when new or past half their life.
 """
 
 from __future__ import annotations
@@ -61,7 +63,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PAGE_EVENTS_MAX = 100
 TENANTS_PER_QUERY_MAX = 1000
-TENANTS_REFRESH_S = 10
 DB_THREADS_MAX = 2  # database connections the deliverers of one process hold at most
 
 
@@ -102,8 +103,6 @@ class WebhookDispatcher:
         in_flight_max = settings.webhook_deliveries_in_flight_per_tenant_max
         self._in_flight: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(in_flight_max))
         self._workers: dict[str, _Worker] = {}
-        self._tenants: list[str] = []
-        self._tenants_read_at = -TENANTS_REFRESH_S
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._woken: asyncio.Event | None = None
@@ -147,8 +146,6 @@ class WebhookDispatcher:
     def wake_in_loop(self, tenant_ids: Iterable[str] | None) -> None:
         """On the loop; None: every tenant may have news (after a missed notification)."""
         tenants = {w.hook.tenant_id for w in self._workers.values()} if tenant_ids is None else set(tenant_ids)
-        if not tenants <= set(self._tenants):
-            self._tenants_read_at = -TENANTS_REFRESH_S  # a tenant new to this process: list them again
         for worker in self._workers.values():
             if worker.hook.tenant_id in tenants and worker.woken is not None:
                 worker.woken.set()
@@ -172,13 +169,13 @@ class WebhookDispatcher:
 
     async def _tick(self) -> None:
         held: dict[str, Webhook] = {}
-        for start in range(0, len(tenants := await self._tenant_ids()), TENANTS_PER_QUERY_MAX):
+        tenants = await self._read(Scope.SYSTEM, system_repo.webhook_tenants)
+        for start in range(0, len(tenants), TENANTS_PER_QUERY_MAX):
             chunk = tenants[start:start + TENANTS_PER_QUERY_MAX]
             room = self.leases_max - sum(1 for w in self._workers.values() if w.hook.tenant_id not in chunk)
             now_us = self.clock()
             found = await self._read(chunk, functools.partial(
                 repo.claimable, tenant_ids=chunk, owner=self.owner, now_us=now_us, limit=max(room, 0)))
-            # Only new leases and those past half their life are written: an idle tick is one read.
             fresh = {h.id: h for h in found if h.lease_owner == self.owner
                      and h.lease_expires_us - now_us > self.lease_us // 2}
             stale = [h for h in found if h.id not in fresh]
@@ -197,13 +194,6 @@ class WebhookDispatcher:
         """Takes or renews these leases; those another process took meanwhile are left out."""
         now_us = self.clock()
         return [h for h in hooks if repo.take_lease(conn, h, self.owner, now_us, self.lease_us)]
-
-    async def _tenant_ids(self) -> list[str]:
-        loop_now = asyncio.get_running_loop().time()
-        if loop_now - self._tenants_read_at >= TENANTS_REFRESH_S or not self._tenants:
-            self._tenants = await self._read(Scope.SYSTEM, system_repo.tenant_ids)
-            self._tenants_read_at = loop_now
-        return self._tenants
 
     def _start_worker(self, hook: Webhook) -> None:
         worker = _Worker(hook, woken=asyncio.Event())

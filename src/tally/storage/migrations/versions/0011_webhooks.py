@@ -6,9 +6,10 @@ Create Date: 2026-12-07
 
 Webhook subscriptions and the record of every delivery attempt. Both tables have a tenant and get the
 row security of 0006/0010 on PostgreSQL: the tenant policy (TO PUBLIC) and the '*' policy for the schema
-owner, enabled and FORCEd. The dispatcher finds subscriptions with a scope that names every tenant
-(`tally_tenant_ids()`), so no new system function is needed. Self-contained: the tables are created here,
-not from tables.py, so later changes there cannot change what this migration did.
+owner, enabled and FORCEd. One more system function in the manner of 0010, `tally_webhook_tenants()`: the
+tenants that have an active subscription, which is how every process's dispatcher finds what to deliver
+(EXECUTE revoked from PUBLIC; `tally migrate` grants it to the service role). Self-contained: the tables are
+created here, not from tables.py, so later changes there cannot change what this migration did.
 """
 
 import sqlalchemy as sa
@@ -23,6 +24,18 @@ POLICY = "tally_tenant_scope"
 SYSTEM_POLICY = "tally_system_scope"
 TABLES = ("webhooks", "webhook_deliveries")
 _SCOPE = "current_setting('tally.tenants', true)"
+
+
+FUNCTION = "tally_webhook_tenants()"
+# As 0010's functions: its one query under '*', then the caller's scope again.
+_BODY = """
+DECLARE caller_scope text := current_setting('tally.tenants', true);
+BEGIN
+    PERFORM set_config('tally.tenants', '*', true);
+    RETURN QUERY SELECT DISTINCT w.tenant_id::text FROM webhooks w WHERE w.status = 'active' ORDER BY 1;
+    PERFORM set_config('tally.tenants', coalesce(caller_scope, ''), true);
+END
+"""
 
 
 def _in_scope(column: str) -> str:  # as in 0010
@@ -85,9 +98,16 @@ def upgrade() -> None:
                    f"WITH CHECK ({_in_scope('tenant_id')})")
         op.execute(f"CREATE POLICY {SYSTEM_POLICY} ON {table} TO CURRENT_USER USING ({_SCOPE} = '*') "
                    f"WITH CHECK ({_SCOPE} = '*')")
+    schema = op.get_context().dialect.identifier_preparer.quote(
+        op.get_bind().exec_driver_sql("SELECT current_schema()").scalar_one())
+    op.execute(f"CREATE FUNCTION {FUNCTION} RETURNS SETOF text LANGUAGE plpgsql SECURITY DEFINER "
+               f"SET search_path = {schema}, pg_temp AS $${_BODY}$$")
+    op.execute(f"REVOKE ALL ON FUNCTION {FUNCTION} FROM PUBLIC")
 
 
 def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(f"DROP FUNCTION IF EXISTS {FUNCTION}")
     op.drop_index("ix_webhook_deliveries_tenant_id_webhook_id_id", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index("ix_webhooks_tenant_id_status", table_name="webhooks")
