@@ -7,6 +7,7 @@ receiver holding either the old or the new secret verifies during a rotation's o
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from standardwebhooks.webhooks import Webhook as Signer
 from tally.domain.webhooks import Outcome, address_denied, clip, parse_networks
 
 RESOLVE_TIMEOUT_S = 5
+# httpx logs every request at INFO; each attempt is recorded in webhook_deliveries instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def signature_headers(msg_id: str, body: bytes, secrets: Sequence[str], now_s: int) -> dict[str, str]:
