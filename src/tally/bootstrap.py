@@ -80,7 +80,7 @@ def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[
                     allowed_networks=settings.webhook_allowed_networks)
     dispatcher = WebhookDispatcher(uow, settings, now_us, sender, box.open)
     hub.listeners.append(dispatcher.wake_in_loop)
-    return WebhookAdmin(uow, settings, box, now_us, wake=dispatcher.wake), dispatcher
+    return WebhookAdmin(uow, settings, box, now_us, wake=dispatcher.changed), dispatcher
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:

@@ -96,7 +96,8 @@ def test_in_order_through_outage_then_replay(srv: Server) -> None:
             (1, False, 500), (2, False, 500), (3, False, 0), (4, False, 500), (5, False, 0), (6, True, 200)]
         assert "timeout" in failed[2].error and failed[0].error.startswith("HTTP 500")
         assert all(d.latency_us > 0 and d.trigger == pb.DELIVERY_TRIGGER_LIVE for d in records)
-        assert get(srv, tenant, hook.id).acknowledged_sequence == final
+        # The receiver answers before the server commits the cursor: wait for that commit.
+        wait_for(lambda: get(srv, tenant, hook.id).acknowledged_sequence == final, "the cursor at the last event")
         # Replay from a sequence: exactly the events after it, once each, in order.
         receiver.clear()
         replayed = hooks(srv).ReplayWebhook(pb.ReplayWebhookRequest(
@@ -104,6 +105,7 @@ def test_in_order_through_outage_then_replay(srv: Server) -> None:
         assert replayed.webhook.acknowledged_sequence == end
         wait_for(lambda: receiver.acknowledged()[-1:] == [final], "the replay")
         assert receiver.sequences() == list(range(end + 1, final + 1))
+        wait_for(lambda: get(srv, tenant, hook.id).acknowledged_sequence == final, "the cursor after the replay")
         # Redeliver one event: sent again now, recorded, the cursor unmoved.
         receiver.clear()
         again = hooks(srv).Redeliver(pb.RedeliverRequest(request_id=srv.request_id("again"), webhook_id=hook.id,
@@ -160,18 +162,16 @@ def test_account_filter_rotation_and_replay_from_a_time(srv: Server) -> None:
                                                          start_time=before), metadata=md(tenant))
         wait_for(lambda: len(receiver.arrivals) == 1, "the replay from a time")
         assert receiver.sequences() == [final] and receiver.bad_signatures == 0
-        # Without the overlap the old secret no longer verifies: the receiver refuses (401), then accepts
-        # once it learns the new one.
-        hooks(srv).RotateWebhookSecret(pb.RotateWebhookSecretRequest(
-            request_id=srv.request_id("rotate"), webhook_id=hook.id, overlap_seconds=0), metadata=md(tenant))
+        assert receiver.arrivals[0].signatures == 2  # the old secret's and the new one's
+        # Without an overlap only the newest secret signs (the old one verifies nothing: unit tests).
         newest = hooks(srv).RotateWebhookSecret(pb.RotateWebhookSecretRequest(
             request_id=srv.request_id("rotate"), webhook_id=hook.id, overlap_seconds=0), metadata=md(tenant))
-        receiver.secrets[:] = old_only
-        srv.transfer(tenant, "alice", "carol", 3)
-        wait_for(lambda: receiver.bad_signatures >= 1, "a refused signature")
+        assert not newest.webhook.HasField("previous_secret_expire_time")
         receiver.secrets[:] = [newest.secret]
+        srv.transfer(tenant, "alice", "carol", 3)
         last = head(srv, tenant)
         wait_for(lambda: get(srv, tenant, hook.id).acknowledged_sequence == last, "delivery with the new secret")
+        assert receiver.arrivals[-1].signatures == 1 and receiver.bad_signatures == 0
 
 
 def test_subscriptions_crud_limits_and_bad_input(srv: Server) -> None:

@@ -24,6 +24,7 @@ class Arrival:
     type: str
     answered: int  # the status this receiver answered (0: it hung)
     at_ns: int
+    signatures: int  # in webhook-signature: 2 while an old secret overlaps a new one
 
 
 class Receiver:
@@ -96,7 +97,8 @@ class Receiver:
                 answered = {OK: 200, FAIL: 500, HANG: 0}[mode]
                 with receiver.lock:
                     receiver.arrivals.append(Arrival(self.headers["webhook-id"], message["data"]["sequence"],
-                                                     message["type"], answered, time.monotonic_ns()))
+                                                     message["type"], answered, time.monotonic_ns(),
+                                                     len(self.headers["webhook-signature"].split())))
                 if mode == HANG:
                     time.sleep(receiver.hang_s)
                     return  # the sender has timed out; nothing to answer

@@ -17,7 +17,8 @@ over keeps to it), at most `webhook_attempts_max` times per event; then the subs
 reason, for an operator to see (ListWebhooks), fix and resume (UpdateWebhook status active, or a replay).
 
 Wake-ups: after-commit callbacks of this process and NOTIFY from others (through the hub) wake the tenant's
-deliverers; a tick every `webhook_poll_ms` renews leases, takes free ones and is the safety net. An idle
+deliverers (not one waiting out a backoff); a change made through this process's API wakes them and the
+lease tick; a tick every `webhook_poll_ms` renews leases, takes free ones and is the safety net. An idle
 tick reads twice: the tenants with active subscriptions (a system function on PostgreSQL) and their
 subscriptions that are free or this process's; leases are written only when new or past half their life.
 """
@@ -33,7 +34,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy import Connection
@@ -75,18 +76,21 @@ def owner_name() -> str:
 class _Worker:
     hook: Webhook
     task: asyncio.Task | None = None
-    woken: asyncio.Event | None = None
+    woken: asyncio.Event = field(default_factory=asyncio.Event)  # new events, or a change
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a change to the subscription only
 
-    async def nap(self, seconds: float) -> bool:
-        """Sleeps up to `seconds`; True when woken earlier (new events, a change to the subscription)."""
-        assert self.woken is not None
+    async def nap(self, seconds: float, *, changes_only: bool = False) -> bool:
+        """Sleeps up to `seconds`; True when woken earlier. A backoff waits for changes only: new events
+        cannot shorten it."""
+        event = self.changed if changes_only else self.woken
         try:
-            await asyncio.wait_for(self.woken.wait(), max(seconds, 0))
+            await asyncio.wait_for(event.wait(), max(seconds, 0))
             return True
         except TimeoutError:
             return False
         finally:
             self.woken.clear()
+            self.changed.clear()
 
 
 class WebhookDispatcher:
@@ -136,21 +140,28 @@ class WebhookDispatcher:
         await self.sender.close()
         self._db.shutdown(wait=False)
 
-    def wake(self, tenant_ids: Iterable[str]) -> None:
-        """New events or changes for these tenants. Thread-safe (the writer thread calls it)."""
+    def wake_in_loop(self, tenant_ids: Iterable[str] | None) -> None:
+        """New events for these tenants (None: any may have some, after a missed notification). On the loop."""
+        tenants = None if tenant_ids is None else set(tenant_ids)
+        for worker in self._workers.values():
+            if tenants is None or worker.hook.tenant_id in tenants:
+                worker.woken.set()
+
+    def changed(self, tenant_ids: Iterable[str]) -> None:
+        """Subscriptions of these tenants were made or changed: their deliverers read them again, and the
+        next lease tick comes now. Thread-safe."""
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.wake_in_loop, frozenset(tenant_ids))
+                loop.call_soon_threadsafe(self._changed_in_loop, frozenset(tenant_ids))
 
-    def wake_in_loop(self, tenant_ids: Iterable[str] | None) -> None:
-        """On the loop; None: every tenant may have news (after a missed notification)."""
-        tenants = {w.hook.tenant_id for w in self._workers.values()} if tenant_ids is None else set(tenant_ids)
+    def _changed_in_loop(self, tenant_ids: frozenset[str]) -> None:
         for worker in self._workers.values():
-            if worker.hook.tenant_id in tenants and worker.woken is not None:
+            if worker.hook.tenant_id in tenant_ids:
+                worker.changed.set()
                 worker.woken.set()
         if self._woken is not None:
-            self._woken.set()  # a new subscription may be waiting for its first lease
+            self._woken.set()
 
     # -- leases ---------------------------------------------------------------------------------------
 
@@ -196,7 +207,7 @@ class WebhookDispatcher:
         return [h for h in hooks if repo.take_lease(conn, h, self.owner, now_us, self.lease_us)]
 
     def _start_worker(self, hook: Webhook) -> None:
-        worker = _Worker(hook, woken=asyncio.Event())
+        worker = _Worker(hook)
         worker.woken.set()
         worker.task = asyncio.get_running_loop().create_task(self._deliver_loop(worker), name=f"webhook-{hook.id}")
         worker.task.add_done_callback(functools.partial(self._worker_done, worker))
@@ -248,8 +259,8 @@ class WebhookDispatcher:
         the row changed (lease lost, replay, update) and must be read again."""
         while True:
             wait_s = (hook.retry_at_us - self.clock()) / 1_000_000
-            if wait_s > 0 and await worker.nap(wait_s):
-                return None  # woken during the backoff: the row may have changed
+            if wait_s > 0 and await worker.nap(wait_s, changes_only=True):
+                return None  # the subscription changed during the backoff: read it again
             outcome = await self.attempt(hook, event, stored)
             failures = 0 if outcome.delivered else hook.failures + 1
             now_us = self.clock()
