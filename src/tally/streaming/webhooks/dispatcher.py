@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from tally.config import Settings
 from tally.domain.errors import invalid, not_accessible
@@ -172,8 +173,10 @@ class WebhookDispatcher:
                 await self._tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the next tick tries again; leases expire meanwhile at worst
-                log.warning("webhook lease tick failed", exc_info=True)
+            except DBAPIError as exc:  # an outage: the next tick tries again; leases expire meanwhile at worst
+                log.warning("webhook lease tick failed: %s", type(exc.orig).__name__)
+            except Exception:  # noqa: BLE001 - a bug: logged whole, and the next tick tries again
+                log.exception("webhook lease tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), self.tick_s)
             self._woken.clear()
@@ -216,9 +219,12 @@ class WebhookDispatcher:
     def _worker_done(self, worker: _Worker, task: asyncio.Task) -> None:
         if self._workers.get(worker.hook.id) is worker:
             del self._workers[worker.hook.id]
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("webhook %s: deliverer failed; retried at the next tick", worker.hook.id,
-                        exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, DBAPIError):
+            log.warning("webhook %s: deliverer stopped (%s); it resumes at the next tick", worker.hook.id,
+                        type(error.orig).__name__)
+        elif error is not None:
+            log.error("webhook %s: deliverer failed; it resumes at the next tick", worker.hook.id, exc_info=error)
 
     # -- delivery -------------------------------------------------------------------------------------
 
