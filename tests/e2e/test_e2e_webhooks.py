@@ -193,6 +193,9 @@ def test_subscriptions_crud_limits_and_bad_input(srv: Server) -> None:
         ("c4", {"url": "https://u:p@hooks.example.com/"}, grpc.StatusCode.INVALID_ARGUMENT, "WEBHOOK_URL_INVALID"),
         ("c5", {"url": url, "event_types": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT, "WEBHOOK_EVENT_TYPE_UNKNOWN"),
         ("c6", {"url": url, "after_sequence": 10**9}, grpc.StatusCode.INVALID_ARGUMENT, "SEQUENCE_INVALID"),
+        ("c6", {"url": url, "description": "a\x00b"}, grpc.StatusCode.INVALID_ARGUMENT, "WEBHOOK_DESCRIPTION_INVALID"),
+        ("c6", {"url": url, "account_ids": ["no-such-account"]}, grpc.StatusCode.PERMISSION_DENIED,
+         "ACCOUNT_NOT_ACCESSIBLE"),
     ]:
         with pytest.raises(grpc.RpcError) as caught:
             create(request_id, **fields)
@@ -218,6 +221,8 @@ def test_subscriptions_crud_limits_and_bad_input(srv: Server) -> None:
     create("c10", url=url)  # the deleted one no longer counts
     for call, request in [
         (stub.GetWebhook, pb.GetWebhookRequest(webhook_id=first.webhook.id)),
+        (stub.GetWebhook, pb.GetWebhookRequest(webhook_id="\x00")),
+        (stub.Redeliver, pb.RedeliverRequest(request_id="r1", webhook_id="nope", sequence=1)),
         (stub.UpdateWebhook, pb.UpdateWebhookRequest(request_id="u2", webhook_id=first.webhook.id,
                                                      webhook=pb.Webhook(description="x"),
                                                      update_mask=field_mask_pb2.FieldMask(paths=["description"]))),

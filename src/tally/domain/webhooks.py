@@ -119,6 +119,8 @@ def check_spec(spec: WebhookSpec, http_hosts: Iterable[str]) -> WebhookSpec:
     check_url(spec.url, http_hosts)
     if len(spec.description.encode()) > DESCRIPTION_BYTES_MAX:
         raise invalid("WEBHOOK_DESCRIPTION_TOO_LONG", f"description is longer than {DESCRIPTION_BYTES_MAX} bytes")
+    if "\x00" in spec.description:
+        raise invalid("WEBHOOK_DESCRIPTION_INVALID", "description must not contain NUL")
     types = tuple(sorted(set(spec.event_types)))
     if len(types) > EVENT_TYPES_MAX:
         raise invalid("WEBHOOK_EVENT_TYPES_TOO_MANY", f"at most {EVENT_TYPES_MAX} event types")

@@ -57,6 +57,8 @@ def insert_webhook(conn: Connection, tenant_id: str, webhook_id: str, spec: Webh
 
 
 def get_webhook(conn: Connection, tenant_id: str, webhook_id: str) -> Webhook | None:
+    if not matchable(webhook_id):
+        return None
     row = conn.execute(select(webhooks).where(webhooks.c.tenant_id == tenant_id, webhooks.c.id == webhook_id)).first()
     return _hook(row) if row else None
 
@@ -70,6 +72,8 @@ def by_request(conn: Connection, tenant_id: str, request_id: str) -> tuple[Webho
 
 def last_request(conn: Connection, tenant_id: str, webhook_id: str) -> tuple[str, str]:
     """(request id, fingerprint) of the latest change to a subscription."""
+    if not matchable(webhook_id):
+        return "", ""
     row = conn.execute(select(webhooks.c.last_request_id, webhooks.c.last_fingerprint).where(
         webhooks.c.tenant_id == tenant_id, webhooks.c.id == webhook_id)).first()
     return (row.last_request_id, row.last_fingerprint) if row else ("", "")
