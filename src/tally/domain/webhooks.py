@@ -22,8 +22,9 @@ EVENT_TYPE_BYTES_MAX = 64
 ACCOUNT_FILTER_MAX = 100
 REQUEST_ID_BYTES_MAX = 128
 ERROR_TEXT_BYTES_MAX = 512  # what a delivery record keeps of an error or a response body
+# The types StreamEvents knows (api/streams.py), day.closed among them.
 EVENT_TYPES = frozenset({"account.created", "account.updated", "ledger.entry.posted", "voucher.reversed",
-                         "balance.hold.created", "balance.hold.captured", "balance.released"})
+                         "balance.hold.created", "balance.hold.captured", "balance.released", "day.closed"})
 
 
 class WebhookStatus(enum.Enum):
