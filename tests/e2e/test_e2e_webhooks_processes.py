@@ -85,8 +85,11 @@ def test_kill_9_of_the_delivering_process_loses_nothing(postgres_url: str, tmp_p
                     acc_pb.BatchGetBalancesRequest(accounts=[ref("alice")]), metadata=md(T)).event_sequence
                 wait_for(lambda: receiver.acknowledged()[-1:] == [final], "every event after the kill", 60)
                 assert receiver.acknowledged() == list(range(1, final + 1)), "an event lost or out of order"
+                # In order, but for one step back: the survivor sends again, in order, what the victim had
+                # delivered but not yet recorded (at most one batch of acknowledgements).
                 got = receiver.sequences()
-                assert got == sorted(got) and receiver.bad_signatures == 0
+                backs = [i for i in range(1, len(got)) if got[i] < got[i - 1]]
+                assert len(backs) <= 1 and receiver.bad_signatures == 0, got
                 assert lease_owner_pid(postgres_url, hook_id) == survivor.pid
                 stop(survivor, survivor_log)
             finally:

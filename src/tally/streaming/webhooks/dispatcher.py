@@ -3,8 +3,10 @@
 Each subscription keeps a cursor in its row: the last sequence its receiver acknowledged (or the filter
 passed over). Its deliverer reads "sequence > cursor" in bounded pages after commit, like the streams do,
 sends each wanted event until the receiver answers 2xx, and moves the cursor in the same transaction that
-records the attempt. So a crash between the receiver's answer and that commit sends the event again (same
-`webhook-id`: the receiver deduplicates), and nothing is ever skipped.
+records the attempts. Acknowledgements are written together (up to ACKS_EVENTS_MAX events or ACKS_WAIT_MS,
+and at the end of each page), so a busy subscription costs one write per batch, not per event. A crash
+between the receiver's answer and that commit sends those events again (same `webhook-id`: the receiver
+deduplicates), and nothing is ever skipped.
 
 Several processes: a subscription is delivered by the process holding its lease (`lease_owner` until
 `lease_expires_us`), taken by compare-and-set and renewed every tick. Every cursor move is conditional on
@@ -31,6 +33,7 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +69,8 @@ T = TypeVar("T")
 PAGE_EVENTS_MAX = 100
 TENANTS_PER_QUERY_MAX = 1000
 DB_THREADS_MAX = 2  # database connections the deliverers of one process hold at most
+ACKS_EVENTS_MAX = 50
+ACKS_WAIT_MS = 100
 
 
 def owner_name() -> str:
@@ -92,6 +97,27 @@ class _Worker:
         finally:
             self.woken.clear()
             self.changed.clear()
+
+
+class _Acks:
+    """Acknowledged attempts not written yet, and the cursor they move to. Written every
+    `ACKS_EVENTS_MAX` events or `ACKS_WAIT_MS`, at the end of a page, and before any failure or wait: a
+    crash sends at most those again (at least once; receivers deduplicate by webhook-id)."""
+
+    def __init__(self, cursor: int) -> None:
+        self.cursor = cursor
+        self.records: list[Delivery] = []
+        self.since_ns = 0
+
+    def add(self, record: Delivery) -> None:
+        if not self.records:
+            self.since_ns = time.monotonic_ns()
+        self.records.append(record)
+        self.cursor = record.sequence
+
+    def due(self) -> bool:
+        return len(self.records) >= ACKS_EVENTS_MAX or (
+            bool(self.records) and time.monotonic_ns() - self.since_ns >= ACKS_WAIT_MS * 1_000_000)
 
 
 class WebhookDispatcher:
@@ -242,51 +268,63 @@ class WebhookDispatcher:
             await self._deliver_page(worker, hook, stored, page)
 
     async def _deliver_page(self, worker: _Worker, hook: Webhook, stored: repo.Secrets, page: list[Event]) -> None:
-        """Sends the page's wanted events in order; returns early when the row must be read again."""
-        passed = 0  # the last sequence the filter passed over, not yet written to the cursor
+        """Sends the page's wanted events in order; returns early when the row must be read again.
+        Acknowledged attempts are written together (`_Acks`), a failed one at once with its schedule."""
+        acks = _Acks(hook.cursor)
         for event in page:
             if not wants(hook, event.type, event_accounts(event.account_id, event.payload)):
-                passed = event.sequence
+                acks.cursor = event.sequence  # passed over: moves with the next write
                 continue
-            if passed:
-                if not await self._advance(hook, cursor=passed):
-                    return
-                hook, passed = replace(hook, cursor=passed), 0
-            moved = await self._deliver_event(worker, hook, stored, event)
+            moved = await self._deliver_event(worker, hook, stored, event, acks)
             if moved is None:
                 return
             hook = moved
-        if passed:
-            await self._advance(hook, cursor=passed)
+            if acks.due() and (hook := await self._flush(hook, acks)) is None:
+                return
+        await self._flush(hook, acks)
 
-    async def _deliver_event(self, worker: _Worker, hook: Webhook, stored: repo.Secrets,
-                             event: Event) -> Webhook | None:
-        """Attempts `event` until delivered (the subscription with its cursor moved), or None: paused, or
-        the row changed (lease lost, replay, update) and must be read again."""
+    async def _deliver_event(self, worker: _Worker, hook: Webhook, stored: repo.Secrets, event: Event,
+                             acks: _Acks) -> Webhook | None:
+        """Attempts `event` until the receiver acknowledges it (added to `acks`), or None: paused, or the row
+        changed (lease lost, replay, update) and must be read again."""
         while True:
             wait_s = (hook.retry_at_us - self.clock()) / 1_000_000
-            if wait_s > 0 and await worker.nap(wait_s, changes_only=True):
-                return None  # the subscription changed during the backoff: read it again
+            if wait_s > 0:
+                if (hook := await self._flush(hook, acks)) is None:
+                    return None
+                if await worker.nap(wait_s, changes_only=True):
+                    return None  # the subscription changed during the backoff: read it again
             outcome = await self.attempt(hook, event, stored)
-            failures = 0 if outcome.delivered else hook.failures + 1
-            now_us = self.clock()
-            values = self._after(hook, event, outcome, failures, now_us)
             record = Delivery(hook.tenant_id, new_id(), hook.id, event.sequence, event.type, hook.failures + 1,
                               Trigger.LIVE, outcome.delivered, outcome.response_code, outcome.latency_us,
-                              outcome.error, now_us)
-            if not await self._write({hook.tenant_id}, functools.partial(self._record, hook=hook, record=record,
+                              outcome.error, self.clock())
+            if outcome.delivered:
+                acks.add(record)
+                return replace(hook, failures=0, retry_at_us=0)
+            if (hook := await self._flush(hook, acks)) is None:
+                return None
+            values = self._after_failure(event, outcome, hook.failures + 1, record.created_us)
+            if not await self._write({hook.tenant_id}, functools.partial(self._record, hook=hook, records=[record],
                                                                          values=values)):
                 return None
-            if outcome.delivered:
-                return replace(hook, cursor=event.sequence, failures=0, retry_at_us=0)
             if values.get("status") == WebhookStatus.PAUSED.value:
                 log.warning("webhook %s paused: %s", hook.id, values["status_reason"])
                 return None
-            hook = replace(hook, failures=failures, retry_at_us=values["retry_at_us"])
+            hook = replace(hook, failures=values["failures"], retry_at_us=values["retry_at_us"])
 
-    def _after(self, hook: Webhook, event: Event, outcome, failures: int, now_us: int) -> dict:
-        if outcome.delivered:
-            return {"cursor": event.sequence, "failures": 0, "retry_at_us": 0}
+    async def _flush(self, hook: Webhook, acks: _Acks) -> Webhook | None:
+        """Writes the acknowledged attempts and moves the cursor past them (and past what the filters passed
+        over): the subscription as it now is, or None when the row changed under it."""
+        if acks.cursor == hook.cursor and not acks.records:
+            return hook
+        values = {"cursor": acks.cursor, "failures": 0, "retry_at_us": 0}
+        records, acks.records = acks.records, []
+        if not await self._write({hook.tenant_id}, functools.partial(self._record, hook=hook, records=records,
+                                                                     values=values)):
+            return None
+        return replace(hook, cursor=acks.cursor, failures=0, retry_at_us=0)
+
+    def _after_failure(self, event: Event, outcome, failures: int, now_us: int) -> dict:
         if self.policy.exhausted(failures):
             reason = clip(f"event {event.sequence} failed {failures} times; last: "
                           f"{outcome.error or outcome.response_code}")
@@ -294,14 +332,11 @@ class WebhookDispatcher:
                     "lease_owner": "", "lease_expires_us": 0}
         return {"failures": failures, "retry_at_us": now_us + self.policy.delay_ms(failures) * 1000}
 
-    def _record(self, conn: Connection, hook: Webhook, record: Delivery, values: dict) -> bool:
-        repo.insert_delivery(conn, record)  # the attempt happened, whoever holds the lease now
-        return repo.advance(conn, hook, self.owner, record.created_us, **values, updated_us=record.created_us)
-
-    async def _advance(self, hook: Webhook, **values: object) -> bool:
+    def _record(self, conn: Connection, hook: Webhook, records: list[Delivery], values: dict) -> bool:
+        for record in records:  # the attempts happened, whoever holds the lease now
+            repo.insert_delivery(conn, record)
         now_us = self.clock()
-        return await self._write({hook.tenant_id}, functools.partial(
-            repo.advance, hook=hook, owner=self.owner, now_us=now_us, **values, updated_us=now_us))
+        return repo.advance(conn, hook, self.owner, now_us, **values, updated_us=now_us)
 
     async def attempt(self, hook: Webhook, event: Event, stored: repo.Secrets):
         """One signed POST of `event` to the subscription's URL, within the tenant's in-flight limit."""
