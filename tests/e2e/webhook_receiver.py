@@ -35,6 +35,7 @@ class Receiver:
         self.script: list[str] = []  # modes for the next requests, used up first
         self.arrivals: list[Arrival] = []
         self.bad_signatures = 0
+        self.concurrent, self.concurrent_max = 0, 0  # requests being answered at once
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -86,6 +87,16 @@ class Receiver:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                with receiver.lock:
+                    receiver.concurrent += 1
+                    receiver.concurrent_max = max(receiver.concurrent, receiver.concurrent_max)
+                try:
+                    self._post()
+                finally:
+                    with receiver.lock:
+                        receiver.concurrent -= 1
+
+            def _post(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 message = receiver._verify(body, dict(self.headers.items()))
                 if message is None:

@@ -98,3 +98,29 @@ async def _until(predicate, timeout_s: float = 15.0) -> None:
     while not await asyncio.to_thread(predicate):
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_one_tenants_requests_in_flight_stay_within_its_limit(ledger) -> None:
+    """Three subscriptions of one tenant, a slow receiver, `in flight` 1: never two requests at once, and
+    each subscription still gets every event."""
+    settings = dataclasses.replace(Settings(), webhook_poll_ms=50, webhook_deliveries_in_flight_per_tenant_max=1,
+                                   webhook_allowed_networks="127.0.0.0/8", webhook_http_hosts="127.0.0.1")
+    box = SecretBox(Fernet.generate_key().decode(), "")
+    ledger.open("alice")
+    for _ in range(3):
+        await ledger.fund("alice", 10)
+    with receiving(delay_s=0.02) as receiver:
+        admin = WebhookAdmin(ledger.uow, settings, box, now_us)
+        for n in range(3):
+            receiver.secrets.append(admin.create(TENANT, f"hook-{n}", WebhookSpec(receiver.url), 0).secret)
+        sender = Sender(connect_timeout_ms=1000, read_timeout_ms=1000, response_bytes_max=64,
+                        allowed_networks=settings.webhook_allowed_networks)
+        dispatcher = WebhookDispatcher(ledger.uow, settings, now_us, sender, box.open, owner="only")
+        await dispatcher.start()
+        try:
+            final = await asyncio.to_thread(lambda: _events_head(ledger))
+            await _until(lambda: len(receiver.sequences()) >= 3 * final)
+            assert sorted(receiver.sequences()) == sorted(list(range(1, final + 1)) * 3)
+            assert receiver.concurrent_max == 1
+        finally:
+            await dispatcher.stop()
