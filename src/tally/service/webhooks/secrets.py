@@ -10,6 +10,7 @@ TALLY_WEBHOOK_KEY (every replica needs the same one), else from TALLY_WEBHOOK_KE
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import threading
@@ -58,14 +59,18 @@ def _key_from_file(path: Path) -> bytes:
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    key = Fernet.generate_key()
+    # Written whole under a temporary name, then linked into place: a process starting at the same time
+    # finds no file or the whole key, never half of one, and the first link wins.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes().strip()
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(key + b"\n")
-    return key
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(Fernet.generate_key() + b"\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+    return path.read_bytes().strip()
 
 
 def check_key(key: str) -> None:
