@@ -33,6 +33,8 @@ from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
+from tally.service.webhooks.manage import WebhookAdmin
+from tally.service.webhooks.secrets import SecretBox, check_key
 from tally.storage import system_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
@@ -40,6 +42,8 @@ from tally.storage.roles import may_administer, may_migrate, row_security_bypass
 from tally.storage.uow import Scope, UnitOfWork
 from tally.streaming.hub import EventHub
 from tally.streaming.pg_listener import PgListener
+from tally.streaming.webhooks.dispatcher import WebhookDispatcher
+from tally.streaming.webhooks.sender import Sender
 
 log = logging.getLogger("tally")
 LOCAL_TENANT = "local"
@@ -61,8 +65,24 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     authenticator = Authenticator(uow, jwt_config(settings), cache_ttl_s=settings.auth_cache_ttl_s)
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
+    webhooks, dispatcher = build_webhooks(settings, uow, hub)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us))
+                    authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks,
+                    dispatcher)
+
+
+def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:
+    """Subscriptions and their delivery: woken with the streams (this process's commits, other processes'
+    NOTIFY), and by changes to a subscription."""
+    check_key(settings.webhook_key)
+    box = SecretBox(settings.webhook_key, settings.webhook_key_file)
+    sender = Sender(connect_timeout_ms=settings.webhook_connect_timeout_ms,
+                    read_timeout_ms=settings.webhook_read_timeout_ms,
+                    response_bytes_max=settings.webhook_response_bytes_max,
+                    allowed_networks=settings.webhook_allowed_networks)
+    dispatcher = WebhookDispatcher(uow, settings, now_us, sender, box.open)
+    hub.listeners.append(dispatcher.wake_in_loop)
+    return WebhookAdmin(uow, settings, box, now_us, wake=dispatcher.changed), dispatcher
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:
@@ -137,12 +157,15 @@ class App:
         whole grace period), in-flight calls drain, queued postings finish, connections close."""
         await self.server.health.enter_graceful_shutdown()
         await _stop_streams(self.services.hub, self.listener)
+        await self.services.dispatcher.stop()
         await self.server.stop()
         await _stop_writers(self.services, self.engines)
 
 
 async def _start_streams(services: Services, engines: Engines, settings: Settings) -> PgListener | None:
     await services.hub.start()
+    if settings.webhook_delivery:
+        await services.dispatcher.start()
     if engines.dialect != "postgresql":
         return None  # SQLite serves one process: the after-commit wake-ups see every commit
     listener = PgListener(settings.database_url, services.hub)
@@ -226,6 +249,7 @@ async def start(settings: Settings) -> App:
         await server.start()
     except BaseException:
         await _stop_streams(services.hub, listener)
+        await services.dispatcher.stop()
         await _stop_writers(services, engines)
         raise
     return App(settings, engines, services, server, listener)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tally.domain.money import DEFAULT_CURRENCIES, Currency, parse_currencies
+from tally.domain.webhooks import parse_networks
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,24 @@ class Settings:
     stream_idle_poll_s: int = 5
     stream_page_size: int = 500
     unsafe_isolation: str = ""  # the reliability suite's control run only: weakens PostgreSQL writers
+    webhook_delivery: bool = True  # this process delivers webhooks (takes leases); the API works either way
+    webhook_key: str = ""  # Fernet key that encrypts signing secrets; every replica needs the same one
+    webhook_key_file: str = "tally-webhook.key"  # used (and created) when webhook_key is empty
+    webhook_http_hosts: str = ""  # hosts a subscription may reach over plain http, comma-separated
+    webhook_allowed_networks: str = ""  # CIDRs exempt from the deny list of non-public addresses
+    webhook_subscriptions_per_tenant_max: int = 20
+    webhook_deliveries_in_flight_per_tenant_max: int = 8  # concurrent HTTP requests per tenant and process
+    webhook_payload_bytes_max: int = 256 * 1024  # a larger event is sent without its payload (truncated)
+    webhook_response_bytes_max: int = 4096  # of a receiver's answer, read and kept
+    webhook_connect_timeout_ms: int = 5_000
+    webhook_read_timeout_ms: int = 10_000
+    webhook_attempts_max: int = 12  # failed attempts at one event before the subscription is paused
+    webhook_backoff_ms: int = 1_000  # first wait after a failure, doubled each time, with jitter
+    webhook_backoff_max_ms: int = 3_600_000
+    webhook_lease_s: int = 15  # a dead process's subscriptions move to another after this
+    webhook_poll_ms: int = 1_000  # safety re-read of idle subscriptions and new leases
+    webhook_leases_max: int = 200  # subscriptions one process delivers at once
+    webhook_secret_overlap_max_s: int = 7 * 86_400  # the longest an old secret may keep signing after rotation
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,11 +142,51 @@ class Settings:
                 stream_page_size=_int(env, "TALLY_STREAM_PAGE_SIZE", d.stream_page_size, 1, 10_000),
                 unsafe_isolation=_choice(env, "TALLY_UNSAFE_ISOLATION", d.unsafe_isolation,
                                          {"", "repeatable_read", "read_committed"}),
+                **_webhook_settings(env, d),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         check_tls(settings)
+        check_webhooks(settings)
         return settings
+
+
+def _webhook_settings(env: Mapping[str, str], d: Settings) -> dict:
+    return dict(
+        webhook_delivery=_bool(env, "TALLY_WEBHOOK_DELIVERY", d.webhook_delivery),
+        webhook_key=env.get("TALLY_WEBHOOK_KEY", d.webhook_key),
+        webhook_key_file=env.get("TALLY_WEBHOOK_KEY_FILE", d.webhook_key_file),
+        webhook_http_hosts=env.get("TALLY_WEBHOOK_HTTP_HOSTS", d.webhook_http_hosts),
+        webhook_allowed_networks=env.get("TALLY_WEBHOOK_ALLOWED_NETWORKS", d.webhook_allowed_networks),
+        webhook_subscriptions_per_tenant_max=_int(env, "TALLY_WEBHOOK_SUBSCRIPTIONS_PER_TENANT_MAX",
+                                                  d.webhook_subscriptions_per_tenant_max, 1, 10_000),
+        webhook_deliveries_in_flight_per_tenant_max=_int(env, "TALLY_WEBHOOK_DELIVERIES_IN_FLIGHT_PER_TENANT_MAX",
+                                                         d.webhook_deliveries_in_flight_per_tenant_max, 1, 1_000),
+        webhook_payload_bytes_max=_int(env, "TALLY_WEBHOOK_PAYLOAD_BYTES_MAX", d.webhook_payload_bytes_max,
+                                       1024, 16 * 1024 * 1024),
+        webhook_response_bytes_max=_int(env, "TALLY_WEBHOOK_RESPONSE_BYTES_MAX", d.webhook_response_bytes_max,
+                                        0, 1024 * 1024),
+        webhook_connect_timeout_ms=_int(env, "TALLY_WEBHOOK_CONNECT_TIMEOUT_MS", d.webhook_connect_timeout_ms,
+                                        10, 60_000),
+        webhook_read_timeout_ms=_int(env, "TALLY_WEBHOOK_READ_TIMEOUT_MS", d.webhook_read_timeout_ms, 10, 300_000),
+        webhook_attempts_max=_int(env, "TALLY_WEBHOOK_ATTEMPTS_MAX", d.webhook_attempts_max, 1, 100),
+        webhook_backoff_ms=_int(env, "TALLY_WEBHOOK_BACKOFF_MS", d.webhook_backoff_ms, 1, 3_600_000),
+        webhook_backoff_max_ms=_int(env, "TALLY_WEBHOOK_BACKOFF_MAX_MS", d.webhook_backoff_max_ms, 1, 86_400_000),
+        webhook_lease_s=_int(env, "TALLY_WEBHOOK_LEASE_S", d.webhook_lease_s, 1, 3600),
+        webhook_poll_ms=_int(env, "TALLY_WEBHOOK_POLL_MS", d.webhook_poll_ms, 10, 60_000),
+        webhook_leases_max=_int(env, "TALLY_WEBHOOK_LEASES_MAX", d.webhook_leases_max, 1, 100_000),
+        webhook_secret_overlap_max_s=_int(env, "TALLY_WEBHOOK_SECRET_OVERLAP_MAX_S",
+                                          d.webhook_secret_overlap_max_s, 0, 30 * 86_400),
+    )
+
+
+def check_webhooks(settings: Settings) -> None:
+    try:
+        parse_networks(settings.webhook_allowed_networks)
+    except ValueError as exc:
+        raise ConfigError(f"TALLY_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+    if settings.webhook_backoff_max_ms < settings.webhook_backoff_ms:
+        raise ConfigError("TALLY_WEBHOOK_BACKOFF_MAX_MS must be at least TALLY_WEBHOOK_BACKOFF_MS")
 
 
 def check_tls(settings: Settings) -> None:

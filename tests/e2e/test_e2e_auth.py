@@ -58,6 +58,8 @@ from tally.storage import tables
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import flows_pb2, types_pb2
+from tally.v1 import webhook_service_pb2 as hook_pb
+from tally.v1 import webhook_service_pb2_grpc as hook_grpc
 from tests.e2e.conftest import BACKENDS, STOP_TIMEOUT_S, Server, TenantKeys, md, module_server
 
 A, B = "iso-a", "iso-b"
@@ -150,6 +152,11 @@ def _setup(server: Server, backend: str) -> World:
     a["released"] = accounting.CreateHold(post_pb.CreateHoldRequest(
         request_id="a-hold-2", account=types_pb2.AccountRef(code="alice"), amount=100, currency="USD"),
         metadata=md(A)).hold.id
+    webhooks = hook_grpc.WebhookServiceStub(server.channel())
+    for name in ("webhook", "spare-webhook"):  # a denied address: never reached, even by Redeliver
+        a[name] = webhooks.CreateWebhook(hook_pb.CreateWebhookRequest(
+            request_id=f"a-{name}", url="https://127.0.0.1:9/hooks", account_ids=[a["alice"]]),
+            metadata=md(A)).webhook.id
 
     b: dict[str, str] = {}
     for code in ("wallet", "shop"):
@@ -189,7 +196,8 @@ def _setup(server: Server, backend: str) -> World:
 @pytest.fixture(scope="module", params=BACKENDS)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     overrides = dict(auth_cache_ttl_s=0, jwt_secret=JWT_SECRET.decode(), jwt_algorithms="HS256",
-                     jwt_issuer=ISSUER, jwt_audience=AUDIENCE)
+                     jwt_issuer=ISSUER, jwt_audience=AUDIENCE,
+                     webhook_delivery=False)  # no leases renewed in the background: "changes nothing" holds
     with module_server(request, tmp_path_factory, **overrides) as srv:
         yield _setup(srv, request.param)
 
@@ -218,6 +226,8 @@ def _fill(request: Message, world: World, request_id: str) -> None:
             request.voucher_id = world.a["transfer"]
         elif name == "hold_id":
             request.hold_id = world.a["hold"]
+        elif name == "webhook_id":
+            request.webhook_id = world.a["webhook"]
         elif name in FILTER_FIELDS:
             setattr(request, name, world.a["alice"])
         elif name == "account_ids":
@@ -252,6 +262,12 @@ OVERRIDES: dict[str, Callable[[Message, World, str], None]] = {
                                         setattr(r, "type", types_pb2.ACCOUNT_TYPE_DEPOSIT)),
     "UpdateAccount": lambda r, w, rid: (setattr(r.account_update, "name", "renamed"),
                                         r.update_mask.paths.append("name")),
+    "CreateWebhook": lambda r, w, rid: setattr(r, "url", "https://127.0.0.1:9/hooks"),
+    "UpdateWebhook": lambda r, w, rid: (setattr(r.webhook, "description", "renamed"),
+                                        r.update_mask.paths.append("description")),
+    "DeleteWebhook": lambda r, w, rid: setattr(r, "webhook_id", w.a["spare-webhook"]),
+    "ReplayWebhook": lambda r, w, rid: setattr(r, "after_sequence", 1),
+    "Redeliver": lambda r, w, rid: setattr(r, "sequence", 1),
 }
 
 
@@ -707,7 +723,9 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
     # Every RPC that can name an account, voucher or hold id is tried across tenants.
     assert naming == {"GetAccount", "GetBalance", "BatchGetBalances", "ListEntries", "CreateAccount",
                       "UpdateAccount", "Post", "PostBatch", "ReverseVoucher", "GetVoucher", "CreateHold",
-                      "CaptureHold", "ReleaseHold", "GetHold", "StreamBalanceChanges", "GetTrialBalance"}
+                      "CaptureHold", "ReleaseHold", "GetHold", "StreamBalanceChanges", "CreateWebhook",
+                      "GetWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret", "ReplayWebhook",
+                      "ListDeliveries", "Redeliver", "GetTrialBalance"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

@@ -17,22 +17,29 @@ from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from tally.bootstrap import build_services
 from tally.config import Settings
 from tally.domain.accounts import AccountChange, AccountStatus, AccountType, FloorPolicy, NewAccount, Side
 from tally.domain.errors import LedgerError
 from tally.domain.flows import AdjustmentFlow, TransferFlow
+from tally.domain.ids import new_id
 from tally.domain.vouchers import GENESIS_HASH, AccountRef, LineDraft, PostedLine, Voucher, voucher_hash
+from tally.domain.webhooks import Delivery, Trigger, WebhookSpec
 from tally.service import accounts as account_service
 from tally.service.commands import CreateAccount, PostFlow, ReverseVoucher, UpdateAccount
 from tally.service.posting.batch import Posted
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline, now_us
 from tally.service.queries import Queries
+from tally.service.webhooks.manage import WebhookAdmin
+from tally.service.webhooks.secrets import SecretBox
 from tally.storage import tables as t
+from tally.storage import webhooks_repo
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate
+from tally.storage.uow import UnitOfWork
 
 TENANT = "acme"
 FUNDING = "funding"  # per-tenant internal, debit-normal, unbounded: where test money comes from
@@ -278,3 +285,20 @@ async def ledger(database_url, make_ledger) -> Ledger:
     instance = make_ledger(database_url)
     instance.open_internal(FUNDING)
     return instance
+
+
+def webhook_rows(uow: UnitOfWork, tenant: str) -> str:
+    """A webhook subscription made, rotated, leased and moved on, with one delivery record, through the
+    service's own code (as whatever role `uow` connects as). Returns the subscription's id."""
+    admin = WebhookAdmin(uow, Settings(), SecretBox(Fernet.generate_key().decode(), ""), now_us)
+    hook = admin.create(tenant, new_id(), WebhookSpec("https://hooks.example.com/t"), 0).webhook
+    admin.rotate(tenant, new_id(), hook.id, 60)
+
+    def deliver(conn) -> bool:
+        assert webhooks_repo.take_lease(conn, hook, "tests", now_us(), 10_000_000)
+        webhooks_repo.insert_delivery(conn, Delivery(tenant, new_id(), hook.id, 1, "account.created", 1,
+                                                     Trigger.LIVE, True, 200, 1_000, "", now_us()))
+        return webhooks_repo.advance(conn, hook, "tests", now_us(), cursor=1, failures=0, retry_at_us=0)
+
+    assert uow.append({tenant}, deliver)
+    return hook.id

@@ -44,19 +44,20 @@ from tally.storage.journal_write import JournalRows
 from tally.storage.migrate import migrate
 from tally.storage.roles import ServiceRoleError, grant_service_role, may_migrate
 from tally.storage.uow import Scope, UnitOfWork, scope_setting
-from tests.integration.conftest import FUNDING, Ledger, check_ledger, outcomes
+from tests.integration.conftest import FUNDING, Ledger, check_ledger, outcomes, webhook_rows
 
 SERVICE_ROLE = "tally_app"
 A, B = "tenant-a", "tenant-b"
 # table -> its tenant column (the tables the policies cover)
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
-JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
-           "audit_account_sums")
+           "audit_account_sums", "webhooks")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
-SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds"}
+SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
+                    "tally_webhook_tenants"}
 POSTING_FUNCTIONS = {"tally_write_journal"}  # SECURITY INVOKER: bound as their caller
 
 
@@ -170,6 +171,8 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
     for tenant in (A, B):  # the ledger audit, as the service role: checkpoints and account sums
         report = LedgerAudit(ledger.uow, now_us).run(tenant)
         assert report.intact and report.checkpoint_saved, report.findings
+    for tenant in (A, B):  # a webhook subscription, its lease and cursor, a delivery record
+        webhook_rows(ledger.uow, tenant)
     return issued
 
 
@@ -481,6 +484,7 @@ async def test_the_service_works_as_the_service_role(app_ledger, owner_uow, owne
         sa.select(sa.func.count()).select_from(t.tenants)).scalar_one()) == 0
     assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_count) == 2
     assert app_ledger.uow.read(Scope.SYSTEM, system_repo.tenant_ids) == [A, B]
+    assert app_ledger.uow.read(Scope.SYSTEM, system_repo.webhook_tenants) == [A, B]
     assert app_ledger.uow.read(Scope.SYSTEM, lambda conn: system_repo.api_key(conn, "0" * 16)) is None
     for tenant, secret in issued.items():  # key verification, as the server does it
         principal = Authenticator(app_ledger.uow, None).authenticate(f"Bearer {secret}")

@@ -13,6 +13,7 @@ from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
 from tally.api.tls import load_tls, server_credentials
+from tally.api.webhook_servicer import WebhookServicer
 from tally.service.container import Services
 from tally.v1 import (
     account_service_pb2,
@@ -21,12 +22,15 @@ from tally.v1 import (
     accounting_service_pb2_grpc,
     bookkeeping_service_pb2,
     bookkeeping_service_pb2_grpc,
+    webhook_service_pb2,
+    webhook_service_pb2_grpc,
 )
 
 SERVICE_NAMES = (
     accounting_service_pb2.DESCRIPTOR.services_by_name["AccountingService"].full_name,
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"].full_name,
+    webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -47,6 +51,8 @@ class GrpcServer:
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), self.server)
         bookkeeping_service_pb2_grpc.add_BookkeepingServiceServicer_to_server(BookkeepingServicer(services),
                                                                              self.server)
+        webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
+            WebhookServicer(services.webhooks, services.dispatcher), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -66,6 +66,11 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     f"{_SERVICE}BookkeepingService/AuditLedger": Permission.OPERATE,
     f"{_SERVICE}BookkeepingService/ListAuditLog": Permission.AUDIT,
     f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
+    # Webhook subscriptions send the tenant's events out: managed by operators; readers see their state.
+    **{f"{_SERVICE}WebhookService/{m}": Permission.READ for m in ("GetWebhook", "ListWebhooks", "ListDeliveries")},
+    **{f"{_SERVICE}WebhookService/{m}": Permission.OPERATE
+       for m in ("CreateWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret", "ReplayWebhook",
+                 "Redeliver")},
 }
 # Open to anyone: load balancers probe health, tools discover the API.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -14,8 +14,10 @@ from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
 from tally.service.queries import Queries
+from tally.service.webhooks.manage import WebhookAdmin
 from tally.storage.uow import UnitOfWork
 from tally.streaming.hub import EventHub
+from tally.streaming.webhooks.dispatcher import WebhookDispatcher
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,5 @@ class Services:
     audit: AuditLog
     auditor: Auditor
     hierarchy: Hierarchy
+    webhooks: WebhookAdmin
+    dispatcher: WebhookDispatcher

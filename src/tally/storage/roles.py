@@ -30,7 +30,7 @@ from sqlalchemy import Connection, text
 
 from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
-JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -42,6 +42,10 @@ UPDATED_COLUMNS = {
     "audit_checkpoints": ("voucher_sequence", "head_hash", "event_sequence", "audit_log_id", "audit_log_hash",
                           "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
     "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
+    # Never the id, tenant, create request or creation time (storage/webhooks_repo.py).
+    "webhooks": ("url", "description", "event_types", "account_ids", "status", "status_reason", "secret",
+                 "previous_secret", "previous_secret_expires_us", "cursor", "failures", "retry_at_us", "lease_owner",
+                 "lease_expires_us", "last_request_id", "last_fingerprint", "updated_us"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)
@@ -51,7 +55,7 @@ SERIAL_COLUMNS = (("audit_log", "id"),)
 SCHEMA_VERSION_TABLE = "alembic_version"
 # Migration 0010: the service's only way across tenants.
 SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant_ids()",
-                    "tally_due_holds(bigint, integer)")
+                    "tally_due_holds(bigint, integer)", "tally_webhook_tenants()")  # the last: migration 0013
 # Migration 0011: the batch writer's rows in one call. SECURITY INVOKER: the caller's privileges and row
 # security bind it, so EXECUTE grants nothing the table privileges do not.
 POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",)

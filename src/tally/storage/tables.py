@@ -277,3 +277,54 @@ audit_account_sums = Table(
     Column("previous_day", BigInteger, nullable=False),  # balance at the end of the day before last_date
 )
 Index("ix_audit_account_sums_tenant_id", audit_account_sums.c.tenant_id)
+
+# Webhook subscriptions (migration 0013). Never deleted: DeleteWebhook sets status 'deleted'. `cursor` is the
+# last event sequence acknowledged by the receiver (or passed over by the filter); `lease_owner` is the
+# process delivering it until `lease_expires_us`. Secrets are encrypted (service/webhooks/secrets.py).
+# `request_id`/`fingerprint`: the create request; `last_request_id`/`last_fingerprint`: the latest change.
+webhooks = Table(
+    "webhooks", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("event_types", Text, nullable=False),  # JSON list; empty: every type
+    Column("account_ids", Text, nullable=False),  # JSON list; empty: every account
+    Column("status", String(12), nullable=False),
+    Column("status_reason", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text, nullable=False),
+    Column("previous_secret_expires_us", BigInteger, nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("retry_at_us", BigInteger, nullable=False),
+    Column("lease_owner", String(64), nullable=False),
+    Column("lease_expires_us", BigInteger, nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("last_request_id", String(128), nullable=False),
+    Column("last_fingerprint", String(64), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "request_id"),
+)
+Index("ix_webhooks_tenant_id_status", webhooks.c.tenant_id, webhooks.c.status)
+
+# Every delivery attempt, append-only.
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", String(ID), primary_key=True),  # time-ordered
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("webhook_id", String(ID), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("event_type", String(48), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("trigger", String(12), nullable=False),
+    Column("delivered", Integer, nullable=False),  # 1 or 0
+    Column("response_code", Integer, nullable=False),
+    Column("latency_us", BigInteger, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+Index("ix_webhook_deliveries_tenant_id_webhook_id_id", webhook_deliveries.c.tenant_id,
+      webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)

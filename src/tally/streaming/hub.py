@@ -244,6 +244,8 @@ class EventHub:
                               f"TALLY_STREAM_PAGE_SIZE={self.page_size}")
         self.recent_events_max = self.page_size
         self.reads = 0  # database reads made so far (pages and head polls), for tests and metrics
+        # Other followers of committed events (webhook delivery), woken with the feeds, on this loop.
+        self.listeners: list[Callable[[Iterable[str] | None], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._feeds: dict[str, _Feed] = {}
@@ -298,15 +300,26 @@ class EventHub:
 
     def wake_in_loop(self, tenant_ids: Iterable[str]) -> None:
         """`wake`, for callers already on the hub's event loop."""
+        tenant_ids = frozenset(tenant_ids)
         for tenant_id in tenant_ids:
             feed = self._feeds.get(tenant_id)
             if feed is not None:
                 feed.woken.set()
+        self._tell(tenant_ids)
 
     def wake_all(self) -> None:
         """Every feed reads again (after a wake-up may have been missed). On the hub's event loop."""
         for feed in self._feeds.values():
             feed.woken.set()
+        self._tell(None)
+
+    def _tell(self, tenant_ids: frozenset[str] | None) -> None:
+        """Wakes the listeners: these tenants have new events (None: any may have)."""
+        for listener in self.listeners:
+            try:
+                listener(tenant_ids)
+            except Exception:  # noqa: BLE001 - a listener must not stop the feeds' wake-ups
+                log.exception("event listener failed")
 
     # -- subscriptions --------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Webhook subscriptions: management and signing secrets."""

@@ -1,0 +1,1 @@
+"""Webhook delivery: the dispatcher (leases, order, retries) and the signed HTTP sender."""
