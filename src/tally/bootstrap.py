@@ -26,6 +26,7 @@ from tally.service.auth.authn import Authenticator
 from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
 from tally.service.auth.jwt_tokens import JwtConfig
 from tally.service.books.auditor import Auditor
+from tally.service.books.days import DayBook
 from tally.service.container import Services
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -60,8 +61,10 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     authenticator = Authenticator(uow, jwt_config(settings), cache_ttl_s=settings.auth_cache_ttl_s)
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
+    days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
+                   interval_s=settings.day_close_interval_s)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor)
+                    authenticator, audit_log, auditor, days)
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:
@@ -158,6 +161,7 @@ async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
 async def _stop_writers(services: Services, engines: Engines) -> None:
     """No new expiries or audits, every queued posting written, every audit row flushed, then the connections
     go."""
+    await services.days.stop()
     await services.auditor.stop()
     await services.expirer.stop()
     await services.pipeline.stop()
@@ -216,6 +220,7 @@ async def start(settings: Settings) -> App:
     services.pipeline.start()
     services.expirer.start()
     services.auditor.start()
+    services.days.start()
     telemetry.meter_provider(settings.otel_exporter)
     telemetry.audit_findings_gauge(services.auditor.findings_by_tenant)
     listener = None

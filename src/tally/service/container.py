@@ -9,6 +9,7 @@ from tally.config import Settings
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
 from tally.service.books.auditor import Auditor
+from tally.service.books.days import DayBook
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
@@ -30,3 +31,4 @@ class Services:
     authenticator: Authenticator
     audit: AuditLog
     auditor: Auditor
+    days: DayBook

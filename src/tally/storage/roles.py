@@ -29,7 +29,9 @@ from sqlalchemy import Connection, text
 
 from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
-JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log",
+                  # a closed day's totals and closing balances (migration 0012): written once, at the close
+                  "day_currency_totals", "day_flow_totals", "day_closing_balances")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -41,6 +43,7 @@ UPDATED_COLUMNS = {
     "audit_checkpoints": ("voucher_sequence", "head_hash", "event_sequence", "audit_log_id", "audit_log_hash",
                           "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
     "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
+    "accounting_days": ("state", "voucher_count", "accounts_closed", "closed_us", "event_sequence"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

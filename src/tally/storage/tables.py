@@ -276,3 +276,56 @@ audit_account_sums = Table(
     Column("previous_day", BigInteger, nullable=False),  # balance at the end of the day before last_date
 )
 Index("ix_audit_account_sums_tenant_id", audit_account_sums.c.tenant_id)
+
+# Accounting days (migration 0012). A day's vouchers are the sequences after `after_sequence` through
+# `last_sequence`: the ledger head's date never goes back, so one day's vouchers are one sequence range.
+accounting_days = Table(
+    "accounting_days", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("state", String(12), nullable=False),  # closing, closed
+    Column("after_sequence", BigInteger, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("voucher_count", BigInteger, nullable=False),
+    Column("accounts_closed", BigInteger, nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("closed_us", BigInteger, nullable=False),
+    Column("event_sequence", BigInteger, nullable=False),  # the day.closed event (0 until closed)
+    CheckConstraint("after_sequence <= last_sequence", name="sequence_range"),
+)
+
+# A closed day's postings per currency (its trial balance: debits equal credits) and per flow type.
+day_currency_totals = Table(
+    "day_currency_totals", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("debit_total", BigInteger, nullable=False),
+    Column("credit_total", BigInteger, nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+    CheckConstraint("debit_total = credit_total", name="balanced"),
+)
+
+day_flow_totals = Table(
+    "day_flow_totals", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("flow_type", String(32), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("voucher_count", BigInteger, nullable=False),
+    Column("amount_total", BigInteger, nullable=False),
+)
+
+# Each account's balance at the end of each closed day that moved it; a day that did not move it keeps the
+# last row before (so the closing balance at D is the account's last row at or before D).
+day_closing_balances = Table(
+    "day_closing_balances", metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+)
+Index("ix_day_closing_balances_tenant_id_accounting_date", day_closing_balances.c.tenant_id,
+      day_closing_balances.c.accounting_date)

@@ -1,0 +1,64 @@
+"""tally.v1.DayService: accounting days and their close."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tally.api.errors import rpc
+from tally.api.mapping import timestamp_from_us
+from tally.api.tenancy import tenant_of
+from tally.domain.days import AccountingDay, DayState
+from tally.service.container import Services
+from tally.v1 import day_service_pb2 as pb
+from tally.v1 import day_service_pb2_grpc as pb_grpc
+
+STATES = {state: pb.DayState.Value(f"DAY_STATE_{state.name}") for state in DayState}
+
+
+class DayServicer(pb_grpc.DayServiceServicer):
+    def __init__(self, services: Services) -> None:
+        self.days = services.days
+
+    @rpc
+    async def CloseAccountingDay(self, request: pb.CloseAccountingDayRequest,
+                                 context) -> pb.CloseAccountingDayResponse:
+        day = await asyncio.to_thread(self.days.close, tenant_of(context), request.accounting_date)
+        return pb.CloseAccountingDayResponse(day=day_out(day))
+
+    @rpc
+    async def GetAccountingDay(self, request: pb.GetAccountingDayRequest, context) -> pb.GetAccountingDayResponse:
+        day = await asyncio.to_thread(self.days.get, tenant_of(context), request.accounting_date)
+        return pb.GetAccountingDayResponse(day=day_out(day))
+
+    @rpc
+    async def ListAccountingDays(self, request: pb.ListAccountingDaysRequest,
+                                 context) -> pb.ListAccountingDaysResponse:
+        days, token = await asyncio.to_thread(self.days.list, tenant_of(context), request.page_size,
+                                              request.page_token)
+        return pb.ListAccountingDaysResponse(days=[day_out(d) for d in days], next_page_token=token)
+
+    @rpc
+    async def ListClosingBalances(self, request: pb.ListClosingBalancesRequest,
+                                  context) -> pb.ListClosingBalancesResponse:
+        rows, token = await asyncio.to_thread(self.days.closing_balances, tenant_of(context),
+                                              request.accounting_date, request.page_size, request.page_token)
+        return pb.ListClosingBalancesResponse(
+            balances=[pb.ClosingBalance(account_id=b.account_id, currency=b.currency, balance=b.balance,
+                                        entry_count=b.entry_count) for b in rows], next_page_token=token)
+
+
+def day_out(day: AccountingDay) -> pb.AccountingDay:
+    out = pb.AccountingDay(
+        accounting_date=day.date, state=STATES[day.state], after_sequence=day.after_sequence,
+        last_sequence=day.last_sequence, voucher_count=day.voucher_count, accounts_closed=day.accounts_closed,
+        currency_totals=[pb.DayCurrencyTotal(currency=c.currency, debit_total=c.debit_total,
+                                             credit_total=c.credit_total, line_count=c.line_count)
+                         for c in day.currencies],
+        flow_totals=[pb.DayFlowTotal(flow_type=f.flow_type, currency=f.currency, voucher_count=f.voucher_count,
+                                     amount_total=f.amount_total) for f in day.flows],
+        event_sequence=day.event_sequence)
+    if day.started_us:
+        out.close_started_time.CopyFrom(timestamp_from_us(day.started_us))
+    if day.closed_us:
+        out.closed_time.CopyFrom(timestamp_from_us(day.closed_us))
+    return out
