@@ -22,7 +22,8 @@ class DayServicer(pb_grpc.DayServiceServicer):
     @rpc
     async def CloseAccountingDay(self, request: pb.CloseAccountingDayRequest,
                                  context) -> pb.CloseAccountingDayResponse:
-        day = await asyncio.to_thread(self.days.close, tenant_of(context), request.accounting_date)
+        day = await asyncio.to_thread(self.days.close, tenant_of(context), request.accounting_date,
+                                      early=request.early)
         return pb.CloseAccountingDayResponse(day=day_out(day))
 
     @rpc

@@ -72,12 +72,14 @@ class AccountingDay(_message.Message):
     def __init__(self, accounting_date: _Optional[str] = ..., state: _Optional[_Union[DayState, str]] = ..., after_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ..., voucher_count: _Optional[int] = ..., accounts_closed: _Optional[int] = ..., currency_totals: _Optional[_Iterable[_Union[DayCurrencyTotal, _Mapping]]] = ..., flow_totals: _Optional[_Iterable[_Union[DayFlowTotal, _Mapping]]] = ..., event_sequence: _Optional[int] = ..., close_started_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CloseAccountingDayRequest(_message.Message):
-    __slots__ = ("accounting_date", "request_id")
+    __slots__ = ("accounting_date", "request_id", "early")
     ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EARLY_FIELD_NUMBER: _ClassVar[int]
     accounting_date: str
     request_id: str
-    def __init__(self, accounting_date: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    early: bool
+    def __init__(self, accounting_date: _Optional[str] = ..., request_id: _Optional[str] = ..., early: _Optional[bool] = ...) -> None: ...
 
 class CloseAccountingDayResponse(_message.Message):
     __slots__ = ("day",)

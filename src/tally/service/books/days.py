@@ -56,11 +56,13 @@ class DayBook:
 
     # ------------------------------------------------------------------------------------------ closing
 
-    def close(self, tenant_id: str, date_text: str) -> AccountingDay:
-        """Closes `date` (and every open day before it, earliest first) and returns its record."""
+    def close(self, tenant_id: str, date_text: str, *, early: bool = False) -> AccountingDay:
+        """Closes `date` (and every open day before it, earliest first) and returns its record. `early`
+        closes the current day before its cut-off (an operator's end of day): later postings get the next
+        date from then on."""
         date = parse_date(date_text)
         today = self.calendar.date_of(self.clock())
-        if date >= today:
+        if date > today or (date == today and not early):
             raise precondition("DAY_NOT_OVER", f"{date} is not over: the accounting day now is {today}",
                                accounting_date=date, today=today)
         for _ in range(DAYS_PER_CLOSE_MAX + 1):

@@ -1,0 +1,139 @@
+"""Accounting days: `tally days close|show|list|balances`.
+
+    tally days close DATE [--early]   close a day whose cut-off has passed (and the open days before it);
+                                      --early closes the current day now (postings then get the next date)
+    tally days show DATE              the day's state, trial balance per currency and totals per flow type
+    tally days list                   the days closed (or closing), newest first
+    tally days balances DATE          the closing balance of each account the day moved
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tally import cli_format as fmt
+from tally.v1 import day_service_pb2 as day_pb
+from tally.v1 import day_service_pb2_grpc as day_grpc
+
+
+def _cli():
+    """tally.cli, imported when first needed: it imports this module to register the verbs."""
+    from tally import cli
+
+    return cli
+
+
+def state_label(state: int) -> str:
+    return day_pb.DayState.Name(state).removeprefix("DAY_STATE_").lower()
+
+
+def day_text(day: day_pb.AccountingDay, scale: int | None = None) -> str:
+    header = fmt.format_fields([
+        ("accounting_date", day.accounting_date), ("state", state_label(day.state)),
+        ("vouchers", f"{day.voucher_count} (sequences {day.after_sequence + 1}..{day.last_sequence})"
+         if day.last_sequence > day.after_sequence else day.voucher_count),
+        ("accounts_closed", day.accounts_closed),
+        ("closed_time", fmt.timestamp_text(day.closed_time) if day.HasField("closed_time") else "")])
+    parts = [header]
+    if day.currency_totals:
+        rows = [[c.currency, *_amounts(c.debit_total, scale), *_amounts(c.credit_total, scale), c.line_count,
+                 "balanced" if c.debit_total == c.credit_total else "NOT BALANCED"] for c in day.currency_totals]
+        columns = ["currency", *_columns("debits", scale), *_columns("credits", scale), "lines", ""]
+        parts.append("trial balance of the day's postings:\n" + fmt.format_table(
+            columns, rows, numeric=[c for c in columns if c not in ("currency", "")]))
+    if day.flow_totals:
+        rows = [[f.flow_type, f.currency, f.voucher_count, *_amounts(f.amount_total, scale)] for f in day.flow_totals]
+        columns = ["flow", "currency", "vouchers", *_columns("amount", scale)]
+        parts.append("per flow type:\n" + fmt.format_table(columns, rows,
+                                                           numeric=["vouchers", *_columns("amount", scale)]))
+    return "\n\n".join(parts)
+
+
+def _amounts(value: int, scale: int | None) -> list[object]:
+    return [value] if scale is None else [value, fmt.format_decimal(value, scale)]
+
+
+def _columns(name: str, scale: int | None) -> list[str]:
+    return [name] if scale is None else [name, f"{name}_dec"]
+
+
+def days_table(days, scale: int | None) -> str:
+    if not days:
+        return "no closed days"
+    rows = [[d.accounting_date, state_label(d.state), d.voucher_count, d.accounts_closed,
+             ", ".join(f"{c.currency} {c.debit_total}" for c in d.currency_totals)] for d in days]
+    return fmt.format_table(["date", "state", "vouchers", "accounts", "debits = credits"], rows,
+                            numeric=["vouchers", "accounts"])
+
+
+def balances_table(balances, scale: int | None) -> str:
+    if not balances:
+        return "no closing balances (the day is not closed, or moved no account)"
+    rows = [[b.account_id, b.currency, *_amounts(b.balance, scale), b.entry_count] for b in balances]
+    columns = ["account_id", "currency", *_columns("balance", scale), "entries"]
+    return fmt.format_table(columns, rows, numeric=[*_columns("balance", scale), "entries"])
+
+
+def cmd_days_close(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.CloseAccountingDayRequest(accounting_date=args.date, early=args.early,
+                                               request_id=cli._request_id(args))
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = stub.CloseAccountingDay(request)
+    return cli._emit(args, response, lambda r: day_text(r.day, args.scale))
+
+
+def cmd_days_show(args: argparse.Namespace) -> int:
+    cli = _cli()
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = stub.GetAccountingDay(day_pb.GetAccountingDayRequest(accounting_date=args.date))
+    return cli._emit(args, response, lambda r: day_text(r.day, args.scale))
+
+
+def cmd_days_list(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.ListAccountingDaysRequest(page_size=args.page_size or 0, page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ListAccountingDays, request, "days", args.all)
+    return cli._emit(args, response, lambda r: days_table(r.days, args.scale))
+
+
+def cmd_days_balances(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.ListClosingBalancesRequest(accounting_date=args.date, page_size=args.page_size or 0,
+                                                page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ListClosingBalances, request, "balances", args.all)
+    return cli._emit(args, response, lambda r: balances_table(r.balances, args.scale))
+
+
+def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
+    """Registers `tally days close|show|list|balances` on the `tally` command's subparsers."""
+    cli = _cli()
+    days = commands.add_parser("days", help="close accounting days and read what their close stored")
+    verbs = days.add_subparsers(dest="verb", required=True, metavar="VERB")
+    date_arg = {"type": cli._arg(fmt.parse_iso_date), "metavar": "YYYY-MM-DD"}
+
+    close = verbs.add_parser("close", parents=[client], help="close a day whose cut-off has passed",
+                             description="Closes the day (and every open day before it): stores each moved "
+                                         "account's closing balance, the day's trial balance and flow totals, "
+                                         "and emits day.closed. Closing a closed day shows what was stored. "
+                                         "Needs an operator or admin key.")
+    close.add_argument("date", help="the accounting day", **date_arg)
+    close.add_argument("--early", action="store_true",
+                       help="close the current day now, before its cut-off: postings then get the next date")
+    cli._request_id_option(close)
+    close.set_defaults(func=cmd_days_close)
+
+    show = verbs.add_parser("show", parents=[client], help="a day's state and what its close stored")
+    show.add_argument("date", help="the accounting day", **date_arg)
+    show.set_defaults(func=cmd_days_show)
+
+    listing = verbs.add_parser("list", parents=[client], help="closed days, newest first")
+    cli._paging_options(listing)
+    listing.set_defaults(func=cmd_days_list)
+
+    balances = verbs.add_parser("balances", parents=[client], help="a closed day's closing balances")
+    balances.add_argument("date", help="the accounting day", **date_arg)
+    cli._paging_options(balances)
+    balances.set_defaults(func=cmd_days_balances)
