@@ -61,12 +61,8 @@ class DayBook:
         closes the current day before its cut-off (an operator's end of day): later postings get the next
         date from then on."""
         date = parse_date(date_text)
-        today = self.calendar.date_of(self.clock())
-        if date > today or (date == today and not early):
-            raise precondition("DAY_NOT_OVER", f"{date} is not over: the accounting day now is {today}",
-                               accounting_date=date, today=today)
         for _ in range(DAYS_PER_CLOSE_MAX + 1):
-            day = self.uow.write([tenant_id], lambda conn: self._cut(conn, tenant_id, date))
+            day = self.uow.write([tenant_id], lambda conn: self._cut(conn, tenant_id, date, early))
             if day.state is DayState.CLOSING:
                 day = self._finish(day)
             if day.date == date:
@@ -74,7 +70,7 @@ class DayBook:
         raise precondition("TOO_MANY_OPEN_DAYS", f"more than {DAYS_PER_CLOSE_MAX} days before {date} are open: "
                            "close an earlier day first", accounting_date=date)
 
-    def _cut(self, conn: Connection, tenant_id: str, date: str) -> AccountingDay:
+    def _cut(self, conn: Connection, tenant_id: str, date: str, early: bool) -> AccountingDay:
         """Step 1: the day to work on next, `date` or an earlier one; cut (recorded as closing) if needed."""
         found = days_repo.get_day(conn, tenant_id, date)
         if found is not None:
@@ -83,6 +79,7 @@ class DayBook:
         if last is not None and (last.state is DayState.CLOSING or last.date > date):
             return last if last.state is DayState.CLOSING else _quiet(conn, tenant_id, date)
         head = ledger_repo.load_heads(conn, [tenant_id])[tenant_id]
+        _check_over(date, max(self.calendar.date_of(self.clock()), head.accounting_date), early)
         if head.accounting_date <= date:  # "" on a tenant's first write sorts first
             head.accounting_date = next_date(date)
             ledger_repo.save_heads(conn, [head])
@@ -197,6 +194,13 @@ class DayBook:
             except Exception:
                 log.exception("the scheduled day close failed; trying again in %ss", self.interval_s)
             await asyncio.sleep(self.interval_s)
+
+
+def _check_over(date: str, today: str, early: bool) -> None:
+    """`today` is the tenant's accounting day now: the calendar's, or a later one after an early close."""
+    if date > today or (date == today and not early):
+        raise precondition("DAY_NOT_OVER", f"{date} is not over: the accounting day now is {today}",
+                           accounting_date=date, today=today)
 
 
 def _quiet(conn: Connection, tenant_id: str, date: str) -> AccountingDay:

@@ -1,0 +1,108 @@
+"""DayService over the real gRPC wire, on SQLite and PostgreSQL: closing a day (early, as an operator's end of
+day), what the close stored, the day.closed event on a stream, refusals, roles, and the scheduled close."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+import pytest
+
+from tally.domain.auth import Role
+from tally.service.auth import keys
+from tally.service.posting.pipeline import now_us
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import day_service_pb2 as day_pb
+from tally.v1 import day_service_pb2_grpc as day_grpc
+from tests.e2e.conftest import Server, TenantKeys, e2e_settings, error_info, md, running_server, wait_until
+
+T, OTHER = "days-acme", "days-other"
+CLOSED, OPEN = day_pb.DAY_STATE_CLOSED, day_pb.DAY_STATE_OPEN
+
+
+def refused(call, request, tenant=T, **kwargs) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, **({"metadata": md(tenant)} | kwargs))
+    code, reason, _ = error_info(caught.value)
+    return code, reason
+
+
+def next_day(iso: str) -> str:
+    return (dt.date.fromisoformat(iso) + dt.timedelta(days=1)).isoformat()
+
+
+def test_close_a_day_early_read_it_back_and_see_its_event(server: Server) -> None:
+    days = day_grpc.DayServiceStub(server.channel())
+    server.create_account(T, "alice")
+    server.create_account(T, "bob")
+    funded = server.fund(T, "alice", 10_000)
+    server.transfer(T, "alice", "bob", 2_500)
+    date = funded.accounting_date
+    stream = server.accounting().StreamEvents(post_pb.StreamEventsRequest(from_sequence=0, types=["day.closed"]),
+                                              metadata=md(T), timeout=20)
+
+    assert days.GetAccountingDay(day_pb.GetAccountingDayRequest(accounting_date=date),
+                                 metadata=md(T)).day.state == OPEN
+    assert refused(days.CloseAccountingDay, day_pb.CloseAccountingDayRequest(accounting_date=date)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "DAY_NOT_OVER")
+    for bad in ("", "2026-13-01", "20261201", "x" * 200):
+        assert refused(days.GetAccountingDay, day_pb.GetAccountingDayRequest(accounting_date=bad)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "ACCOUNTING_DATE_INVALID")
+
+    closed = days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=date, early=True,
+                                                                      request_id="close-1"), metadata=md(T)).day
+    assert (closed.state, closed.voucher_count, closed.accounts_closed) == (CLOSED, 2, 3)
+    assert [(c.currency, c.debit_total, c.credit_total, c.line_count) for c in closed.currency_totals] == [
+        ("USD", 12_500, 12_500, 4)]
+    assert {(f.flow_type, f.voucher_count, f.amount_total) for f in closed.flow_totals} == {
+        ("adjustment", 1, 10_000), ("transfer", 1, 2_500)}
+    again = days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=date, early=True,
+                                                                     request_id="close-2"), metadata=md(T)).day
+    assert again == closed
+
+    event = next(iter(stream)).event
+    stream.cancel()
+    assert event.type == "day.closed" and event.sequence == closed.event_sequence
+
+    later = server.transfer(T, "bob", "alice", 1)
+    assert later.vouchers[0].accounting_date == next_day(date)  # the closed day takes nothing more
+    balances = days.ListClosingBalances(day_pb.ListClosingBalancesRequest(accounting_date=date, page_size=2),
+                                        metadata=md(T))
+    rest = days.ListClosingBalances(day_pb.ListClosingBalancesRequest(
+        accounting_date=date, page_size=2, page_token=balances.next_page_token), metadata=md(T))
+    assert sorted(b.balance for b in [*balances.balances, *rest.balances]) == [2_500, 7_500, 10_000]
+    assert rest.next_page_token == ""
+    listed = days.ListAccountingDays(day_pb.ListAccountingDaysRequest(), metadata=md(T)).days
+    assert [d.accounting_date for d in listed] == [date]
+
+    # Another tenant sees none of it.
+    assert days.GetAccountingDay(day_pb.GetAccountingDayRequest(accounting_date=date),
+                                 metadata=md(OTHER)).day.state == OPEN
+    assert list(days.ListAccountingDays(day_pb.ListAccountingDaysRequest(), metadata=md(OTHER)).days) == []
+
+
+def test_a_reader_may_read_days_but_not_close_them(server: Server) -> None:
+    days = day_grpc.DayServiceStub(server.channel())
+    TenantKeys.for_target(server.target).key_for(T)  # the tenant exists
+    owner = TenantKeys.for_target(server.target)
+    reader = keys.create_key(owner.uow, T, Role.READER, "e2e reader", "tests", now_us).secret_key
+    auth = (("authorization", f"Bearer {reader}"),)
+    days.ListAccountingDays(day_pb.ListAccountingDaysRequest(), metadata=auth)
+    with pytest.raises(grpc.RpcError) as caught:
+        days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date="2026-01-01"), metadata=auth)
+    assert error_info(caught.value)[:2] == (grpc.StatusCode.PERMISSION_DENIED, "ROLE_NOT_ALLOWED")
+
+
+def test_the_server_closes_due_days_itself(tmp_path) -> None:
+    settings = e2e_settings(f"sqlite:///{tmp_path / 'tally.db'}", day_close_auto=True, day_close_grace_s=0,
+                            day_close_interval_s=1)
+    with running_server(settings) as srv:
+        TenantKeys.for_target(srv.target).key_for(T)
+        days = day_grpc.DayServiceStub(srv.channel())
+        yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+
+        def closed() -> bool:
+            listed = days.ListAccountingDays(day_pb.ListAccountingDaysRequest(), metadata=md(T)).days
+            return any(d.accounting_date >= yesterday and d.state == CLOSED for d in listed)
+
+        wait_until(closed, "the scheduled close of yesterday", timeout_s=15)
