@@ -31,6 +31,7 @@ from tally.domain.vouchers import AccountRef
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
+from tally.service.books.days import DayBook
 from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.posting.expiry import HoldExpirer
@@ -168,6 +169,10 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
     for tenant in (A, B):  # the ledger audit, as the service role: checkpoints and account sums
         report = LedgerAudit(ledger.uow, now_us).run(tenant)
         assert report.intact and report.checkpoint_saved, report.findings
+    days = DayBook(ledger.uow, ledger.calendar, now_us)
+    for tenant in (A, B):  # the day close, as the service role: its record, totals and closing balances
+        day = days.close(tenant, ledger.calendar.date_of(now_us()), early=True)
+        assert day.voucher_count > 0 and day.accounts_closed > 0
     return issued
 
 
