@@ -27,6 +27,7 @@ from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_k
 from tally.service.auth.jwt_tokens import JwtConfig
 from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
+from tally.service.books.interest import InterestBook
 from tally.service.container import Services
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -61,8 +62,9 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     authenticator = Authenticator(uow, jwt_config(settings), cache_ttl_s=settings.auth_cache_ttl_s)
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
+    interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
-                   interval_s=settings.day_close_interval_s)
+                   interval_s=settings.day_close_interval_s, interest=interest)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
                     authenticator, audit_log, auditor, days)
 

@@ -22,8 +22,7 @@ class DayServicer(pb_grpc.DayServiceServicer):
     @rpc
     async def CloseAccountingDay(self, request: pb.CloseAccountingDayRequest,
                                  context) -> pb.CloseAccountingDayResponse:
-        day = await asyncio.to_thread(self.days.close, tenant_of(context), request.accounting_date,
-                                      early=request.early)
+        day = await self.days.close_day(tenant_of(context), request.accounting_date, early=request.early)
         return pb.CloseAccountingDayResponse(day=day_out(day))
 
     @rpc

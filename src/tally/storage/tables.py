@@ -329,3 +329,26 @@ day_closing_balances = Table(
 )
 Index("ix_day_closing_balances_tenant_id_accounting_date", day_closing_balances.c.tenant_id,
       day_closing_balances.c.accounting_date)
+
+# Interest accrued at each close for each account with an interest policy (migration 0012): the units the
+# days since its last accrual earned on their closing balances, the fraction carried on (over
+# `denominator`), what is accrued and not yet capitalized, and what this close capitalized.
+interest_accruals = Table(
+    "interest_accruals", metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger, nullable=False),  # the closing balance of accounting_date
+    Column("days", Integer, nullable=False),
+    Column("rate_bp", Integer, nullable=False),
+    Column("denominator", Integer, nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("carry", BigInteger, nullable=False),
+    Column("accrued_open", BigInteger, nullable=False),
+    Column("capitalized", BigInteger, nullable=False),
+    CheckConstraint("units >= 0 AND carry >= 0 AND carry < denominator AND capitalized >= 0 AND accrued_open >= 0",
+                    name="amounts"),
+)
+Index("ix_interest_accruals_tenant_id_accounting_date", interest_accruals.c.tenant_id,
+      interest_accruals.c.accounting_date)

@@ -38,6 +38,7 @@ from tally.domain.days import (
 )
 from tally.domain.errors import precondition
 from tally.service import paging
+from tally.service.books.interest import InterestBook
 from tally.storage import days_repo, ledger_repo, system_repo
 from tally.storage.ledger_repo import Event
 from tally.storage.uow import Scope, UnitOfWork
@@ -49,12 +50,22 @@ DAY_CLOSE_ACTOR = "system:day-close"
 
 class DayBook:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int], *,
-                 auto: bool = False, grace_s: int = 300, interval_s: int = 60) -> None:
-        self.uow, self.calendar, self.clock = uow, calendar, clock
+                 auto: bool = False, grace_s: int = 300, interval_s: int = 60,
+                 interest: InterestBook | None = None) -> None:
+        self.uow, self.calendar, self.clock, self.interest = uow, calendar, clock, interest
         self.auto, self.grace_s, self.interval_s = auto, grace_s, interval_s
         self._task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------------------------------ closing
+
+    async def close_day(self, tenant_id: str, date_text: str, *, early: bool = False) -> AccountingDay:
+        """`close`, then the day's interest accrual (posted through the pipeline, so not in a thread). Run
+        again after a failure, it finishes what is left and posts nothing twice."""
+        day = await asyncio.to_thread(self.close, tenant_id, date_text, early=early)
+        if self.interest is not None and self.interest.enabled:
+            rows = await asyncio.to_thread(self.interest.accrue, tenant_id, day.date)
+            await self.interest.post(tenant_id, rows)
+        return day
 
     def close(self, tenant_id: str, date_text: str, *, early: bool = False) -> AccountingDay:
         """Closes `date` (and every open day before it, earliest first) and returns its record. `early`
@@ -165,13 +176,13 @@ class DayBook:
         """The last day whose cut-off lies at least `grace_s` in the past."""
         return previous_date(self.calendar.date_of(self.clock() - self.grace_s * 1_000_000))
 
-    def close_due(self) -> int:
+    async def close_due(self) -> int:
         """Closes the due day of every tenant (and their open days before it); returns how many tenants."""
         date = self.due_date()
         closed = 0
-        for tenant_id in self.uow.read(Scope.SYSTEM, system_repo.tenant_ids):
+        for tenant_id in await asyncio.to_thread(self.uow.read, Scope.SYSTEM, system_repo.tenant_ids):
             try:
-                self.close(tenant_id, date)
+                await self.close_day(tenant_id, date)
                 closed += 1
             except Exception:
                 log.exception("closing %s for tenant %s failed; trying again next round", date, tenant_id)
@@ -190,7 +201,7 @@ class DayBook:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.close_due)
+                await self.close_due()
             except Exception:
                 log.exception("the scheduled day close failed; trying again in %ss", self.interval_s)
             await asyncio.sleep(self.interval_s)

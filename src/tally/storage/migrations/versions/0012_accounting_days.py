@@ -9,7 +9,9 @@ Closing the books (issue 20):
   range, counts, and the sequence of its day.closed event;
 - day_currency_totals and day_flow_totals: a closed day's postings per currency (debits = credits, checked
   by the database too) and per flow type;
-- day_closing_balances: each account's balance at the end of each closed day that moved it.
+- day_closing_balances: each account's balance at the end of each closed day that moved it;
+- interest_accruals: what each close accrued for each account with an interest policy, with the fraction
+  carried to the next day.
 Row-level security as in 0010 on the new tables (PostgreSQL): the tenant policy, and the system policy for
 the schema owner. Self-contained: the lead re-chains the numbers at merge.
 """
@@ -24,7 +26,8 @@ depends_on = None
 
 POLICY = "tally_tenant_scope"
 SYSTEM_POLICY = "tally_system_scope"
-NEW_TENANT_TABLES = ("accounting_days", "day_currency_totals", "day_flow_totals", "day_closing_balances")
+NEW_TENANT_TABLES = ("accounting_days", "day_currency_totals", "day_flow_totals", "day_closing_balances",
+                     "interest_accruals")
 _SCOPE = "current_setting('tally.tenants', true)"
 
 
@@ -89,6 +92,26 @@ def upgrade() -> None:
     )
     op.create_index("ix_day_closing_balances_tenant_id_accounting_date", "day_closing_balances",
                     ["tenant_id", "accounting_date"], unique=False)
+    op.create_table(
+        "interest_accruals",
+        sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("accounting_date", sa.String(length=10), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("balance", sa.BigInteger(), nullable=False),
+        sa.Column("days", sa.Integer(), nullable=False),
+        sa.Column("rate_bp", sa.Integer(), nullable=False),
+        sa.Column("denominator", sa.Integer(), nullable=False),
+        sa.Column("units", sa.BigInteger(), nullable=False),
+        sa.Column("carry", sa.BigInteger(), nullable=False),
+        sa.Column("accrued_open", sa.BigInteger(), nullable=False),
+        sa.Column("capitalized", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("units >= 0 AND carry >= 0 AND carry < denominator AND capitalized >= 0 AND "
+                           "accrued_open >= 0", name=op.f("ck_interest_accruals_amounts")),
+        sa.PrimaryKeyConstraint("account_id", "accounting_date", name=op.f("pk_interest_accruals")),
+    )
+    op.create_index("ix_interest_accruals_tenant_id_accounting_date", "interest_accruals",
+                    ["tenant_id", "accounting_date"], unique=False)
     if _postgresql():
         for table in NEW_TENANT_TABLES:
             op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
@@ -100,6 +123,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_interest_accruals_tenant_id_accounting_date", table_name="interest_accruals")
     op.drop_index("ix_day_closing_balances_tenant_id_accounting_date", table_name="day_closing_balances")
     for table in reversed(NEW_TENANT_TABLES):
         op.drop_table(table)  # its policies go with it
