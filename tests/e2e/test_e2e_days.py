@@ -4,6 +4,7 @@ day), what the close stored, the day.closed event on a stream, refusals, roles, 
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 
 import grpc
 import pytest
@@ -106,3 +107,21 @@ def test_the_server_closes_due_days_itself(tmp_path) -> None:
             return any(d.accounting_date >= yesterday and d.state == CLOSED for d in listed)
 
         wait_until(closed, "the scheduled close of yesterday", timeout_s=15)
+
+
+def test_a_close_accrues_interest_under_a_rule_set_with_a_policy(database_url, tmp_path) -> None:
+    rules = tmp_path / "rules.toml"
+    default = (resources.files("tally.rules") / "default.toml").read_text()
+    rules.write_text(default + '\n[[interest]]\naccount_type = "deposit"\nrate_bp = 500\n')
+    with running_server(e2e_settings(database_url, rules_file=str(rules))) as srv:
+        days = day_grpc.DayServiceStub(srv.channel())
+        alice = srv.create_account(T, "alice")
+        date = srv.fund(T, "alice", 365_000_000).accounting_date
+        days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=date, early=True,
+                                                                 request_id="close"), metadata=md(T))
+        accrued = [v for v in srv.all_vouchers(T) if v.metadata.get("accrued_for") == date]
+        month_end = (dt.date.fromisoformat(date) + dt.timedelta(days=1)).day == 1
+        assert len(accrued) == 1 + month_end  # the accrual, and its capitalization at a month's end
+        lines = {ln.account_code: ln.amount for ln in accrued[0].lines}
+        assert lines == {"interest_expense:USD": 50_000, f"interest_accrued:{alice.id}": 50_000}
+        assert accrued[0].accounting_date == next_day(date)

@@ -51,11 +51,11 @@ def parse_interest(raw: object, add: Callable[[str, str], None]) -> tuple[Intere
 
 
 def _rule(table: dict, location: str, add: Callable[[str, str], None]) -> InterestRule | None:
-    problems_before = []
+    unknown = []
     for key in table:
         if key not in INTEREST_KEYS:
             add(f"{location}.{key}", f"unknown key (expected one of: {', '.join(INTEREST_KEYS)})")
-            problems_before.append(key)
+            unknown.append(key)
     if ("account_type" in table) == ("account" in table):
         add(location, "names either account_type or account")
         return None
@@ -76,7 +76,7 @@ def _rule(table: dict, location: str, add: Callable[[str, str], None]) -> Intere
     except LedgerError as error:
         add(f"{location}.rate_bp", error.message)
         return None
-    if problems_before or day_count is None or capitalize is None or (account_type is None and not code):
+    if unknown or day_count is None or capitalize is None or (account_type is None and not code):
         return None
     return InterestRule(policy, account_type, code)
 
