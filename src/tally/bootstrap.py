@@ -28,6 +28,7 @@ from tally.service.auth.jwt_tokens import JwtConfig
 from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
 from tally.service.books.interest import InterestBook
+from tally.service.books.statements import StatementBook
 from tally.service.container import Services
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -66,7 +67,7 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
                    interval_s=settings.day_close_interval_s, interest=interest)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor, days)
+                    authenticator, audit_log, auditor, days, StatementBook(uow, calendar))
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:

@@ -1,10 +1,12 @@
-"""Accounting days: `tally days close|show|list|balances`.
+"""Accounting days and statements: `tally days close|show|list|balances`, `tally statements list|show`.
 
     tally days close DATE [--early]   close a day whose cut-off has passed (and the open days before it);
                                       --early closes the current day now (postings then get the next date)
     tally days show DATE              the day's state, trial balance per currency and totals per flow type
     tally days list                   the days closed (or closing), newest first
     tally days balances DATE          the closing balance of each account the day moved
+    tally statements list ACCOUNT     the account's issued statements (cycles whose last day is closed)
+    tally statements show ACCOUNT DATE  the statement whose cycle holds DATE, with its entries
 """
 
 from __future__ import annotations
@@ -107,6 +109,60 @@ def cmd_days_balances(args: argparse.Namespace) -> int:
     return cli._emit(args, response, lambda r: balances_table(r.balances, args.scale))
 
 
+def statements_table(statements, scale: int | None) -> str:
+    if not statements:
+        return "no issued statements (a statement is issued when its cycle's last day is closed)"
+    amounts = ["opening", "debits", "credits", "closing"]
+    rows = [[s.start_date, s.end_date, *(cell for value in (s.opening_balance, s.debit_total, s.credit_total,
+                                                            s.closing_balance) for cell in _amounts(value, scale)),
+             s.entry_count] for s in statements]
+    columns = ["from", "to", *(c for name in amounts for c in _columns(name, scale)), "entries"]
+    return fmt.format_table(columns, rows, numeric=[c for c in columns if c not in ("from", "to")])
+
+
+def statement_text(response: day_pb.GetStatementResponse, scale: int | None) -> str:
+    return statements_table([response.statement], scale) + "\n\n" + (
+        fmt.entries_table(response.entries, scale) if response.entries else "no entries in this cycle")
+
+
+def cmd_statements_list(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.ListStatementsRequest(account=args.account, page_size=args.page_size or 0,
+                                           page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ListStatements, request, "statements", args.all)
+    return cli._emit(args, response, lambda r: statements_table(r.statements, args.scale))
+
+
+def cmd_statements_show(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.GetStatementRequest(account=args.account, date=args.date, page_size=args.page_size or 0,
+                                         page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.GetStatement, request, "entries", args.all)
+    return cli._emit(args, response, lambda r: statement_text(r, args.scale))
+
+
+def add_statements_parser(commands, client: argparse.ArgumentParser) -> None:
+    """Registers `tally statements list|show`."""
+    cli = _cli()
+    statements = commands.add_parser("statements", help="an account's statement cycles")
+    verbs = statements.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", parents=[client], help="issued statements, newest first",
+                               description="Cycles run from the account's statement day (metadata statement_day, "
+                                           "1..28, default 1) to the day before it a month later; a statement is "
+                                           "issued once its cycle's last day is closed.")
+    cli._account_arg(listing)
+    cli._paging_options(listing)
+    listing.set_defaults(func=cmd_statements_list)
+    show = verbs.add_parser("show", parents=[client], help="one statement and its entries")
+    cli._account_arg(show)
+    show.add_argument("date", type=cli._arg(fmt.parse_iso_date), metavar="YYYY-MM-DD",
+                      help="any accounting date in the cycle")
+    cli._paging_options(show)
+    show.set_defaults(func=cmd_statements_show)
+
+
 def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     """Registers `tally days close|show|list|balances` on the `tally` command's subparsers."""
     cli = _cli()
@@ -137,3 +193,4 @@ def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     balances.add_argument("date", help="the accounting day", **date_arg)
     cli._paging_options(balances)
     balances.set_defaults(func=cmd_days_balances)
+    add_statements_parser(commands, client)

@@ -15,6 +15,7 @@ from tally.service.posting.pipeline import now_us
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
+from tally.v1 import types_pb2
 from tests.e2e.conftest import Server, TenantKeys, e2e_settings, error_info, md, running_server, wait_until
 
 T, OTHER = "days-acme", "days-other"
@@ -125,3 +126,52 @@ def test_a_close_accrues_interest_under_a_rule_set_with_a_policy(database_url, t
         lines = {ln.account_code: ln.amount for ln in accrued[0].lines}
         assert lines == {"interest_expense:USD": 50_000, f"interest_accrued:{alice.id}": 50_000}
         assert accrued[0].accounting_date == next_day(date)
+
+
+def statement_day_ending(date: str) -> tuple[int, str]:
+    """A statement day whose cycle ends on `date`, or at its month's end when no day 1..28 does; and that end."""
+    tomorrow = dt.date.fromisoformat(date) + dt.timedelta(days=1)
+    if tomorrow.day <= 28:
+        return tomorrow.day, date
+    month_end = (tomorrow.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    return 1, month_end.isoformat()
+
+
+def close_through(days, tenant: str, first: str, last: str) -> None:
+    """Closes `first` and each day after it through `last`, early: the tenant's business date moves on."""
+    day = first
+    while day <= last:
+        days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=day, early=True,
+                                                                 request_id=f"close-{day}"), metadata=md(tenant))
+        day = next_day(day)
+
+
+def test_statements_and_the_previous_statement_balance(server: Server) -> None:
+    tenant = "days-statements"
+    days = day_grpc.DayServiceStub(server.channel())
+    probe = server.create_account(tenant, "probe")
+    date = server.fund(tenant, "probe", 1).accounting_date
+    day, end = statement_day_ending(date)
+    dora = server.create_account(tenant, "dora", metadata={"statement_day": str(day)})
+    server.fund(tenant, "dora", 9_000)
+    server.transfer(tenant, "dora", "probe", 1_500)
+    assert server.balance(tenant, "dora").previous_statement_date == ""
+    refused_code = refused(days.GetStatement, day_pb.GetStatementRequest(account=ref_of(dora), date=date),
+                           tenant=tenant)
+    assert refused_code == (grpc.StatusCode.FAILED_PRECONDITION, "STATEMENT_NOT_ISSUED")
+
+    close_through(days, tenant, date, end)
+    listed = days.ListStatements(day_pb.ListStatementsRequest(account=ref_of(dora)), metadata=md(tenant))
+    [statement] = listed.statements
+    assert (statement.end_date, statement.opening_balance, statement.closing_balance, statement.credit_total,
+            statement.debit_total, statement.entry_count) == (end, 0, 7_500, 9_000, 1_500, 2)
+    got = days.GetStatement(day_pb.GetStatementRequest(account=ref_of(dora), date=date, page_size=1),
+                            metadata=md(tenant))
+    assert got.statement == statement and [e.amount for e in got.entries] == [9_000] and got.next_page_token
+    balance = server.balance(tenant, "dora")
+    assert (balance.previous_statement_date, balance.previous_statement_balance) == (end, 7_500)
+    assert probe.id != dora.id
+
+
+def ref_of(account) -> types_pb2.AccountRef:
+    return types_pb2.AccountRef(id=account.id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.test_e2e_cli import client, ok, provision, served  # noqa: F401 - served is a fixture
+from tests.e2e.test_e2e_days import next_day, statement_day_ending
 
 
 def test_days_verbs_close_show_list_and_balances(served) -> None:  # noqa: F811
@@ -41,3 +42,29 @@ def test_the_demo_ends_with_the_close_of_its_day(served) -> None:  # noqa: F811
     report = json.loads(ok(client(served, key, "demo", "--run", "d1", "--json")))  # a rerun: the same day
     assert report["day"]["state"] == "DAY_STATE_CLOSED" and report["replayed"] == 13
     assert {f["flow_type"] for f in report["day"]["flow_totals"]} >= {"funding", "usage", "payout"}
+
+
+def test_statements_verbs_and_the_balance_show_the_issued_statement(served) -> None:  # noqa: F811
+    key = provision(served, "cli-statements", "operator")
+    ok(client(served, key, "accounts", "create", "cash", "--type", "internal", "--currency", "USD",
+              "--normal-side", "debit", "--floor", "unbounded"))
+    ok(client(served, key, "accounts", "create", "probe", "--type", "deposit", "--currency", "USD"))
+    probe = json.loads(ok(client(served, key, "adjust", "--line", "debit:cash:1:USD", "--line",
+                                 "credit:probe:1:USD", "--reason", "probe", "--json")))
+    date = probe["vouchers"][0]["accounting_date"]
+    day, end = statement_day_ending(date)
+    ok(client(served, key, "accounts", "create", "erin", "--type", "deposit", "--currency", "USD", "--meta",
+              f"statement_day={day}"))
+    ok(client(served, key, "adjust", "--line", "debit:cash:6000:USD", "--line", "credit:erin:6000:USD",
+              "--reason", "opening"))
+    assert "no issued statements" in ok(client(served, key, "statements", "list", "erin"))
+    on = date
+    while on <= end:
+        ok(client(served, key, "days", "close", on, "--early"))
+        on = next_day(on)
+    listed = ok(client(served, key, "statements", "list", "erin"))
+    assert end in listed and "6000" in listed
+    shown = ok(client(served, key, "statements", "show", "erin", end, "--scale", "2"))
+    assert "60.00" in shown and "opening" in shown and "adjustment" in shown
+    balance = ok(client(served, key, "balance", "erin"))
+    assert "previous_statement_date" in balance and end in balance

@@ -61,7 +61,11 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         balance = await asyncio.to_thread(
             self.s.queries.get_balance, tenant_of(context), mapping.ref_in(request.account), as_of_us=as_of_us,
             as_of_date=request.as_of_date or None)
-        return pb.GetBalanceResponse(balance=mapping.balance_out(balance))
+        out = mapping.balance_out(balance)
+        # A read of its own: the last issued statement changes only at a day close.
+        out.previous_statement_date, out.previous_statement_balance = await asyncio.to_thread(
+            self.s.statements.previous_balance, tenant_of(context), balance.account_id)
+        return pb.GetBalanceResponse(balance=out)
 
     @rpc
     async def BatchGetBalances(self, request: pb.BatchGetBalancesRequest, context) -> pb.BatchGetBalancesResponse:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from tally.api.errors import rpc
-from tally.api.mapping import timestamp_from_us
+from tally.api.mapping import entry_out, ref_in, timestamp_from_us
 from tally.api.tenancy import tenant_of
 from tally.domain.days import AccountingDay, DayState
+from tally.domain.statements import Statement
 from tally.service.container import Services
 from tally.v1 import day_service_pb2 as pb
 from tally.v1 import day_service_pb2_grpc as pb_grpc
@@ -17,7 +18,7 @@ STATES = {state: pb.DayState.Value(f"DAY_STATE_{state.name}") for state in DaySt
 
 class DayServicer(pb_grpc.DayServiceServicer):
     def __init__(self, services: Services) -> None:
-        self.days = services.days
+        self.days, self.statements = services.days, services.statements
 
     @rpc
     async def CloseAccountingDay(self, request: pb.CloseAccountingDayRequest,
@@ -45,6 +46,26 @@ class DayServicer(pb_grpc.DayServiceServicer):
         return pb.ListClosingBalancesResponse(
             balances=[pb.ClosingBalance(account_id=b.account_id, currency=b.currency, balance=b.balance,
                                         entry_count=b.entry_count) for b in rows], next_page_token=token)
+
+    @rpc
+    async def ListStatements(self, request: pb.ListStatementsRequest, context) -> pb.ListStatementsResponse:
+        found, token = await asyncio.to_thread(self.statements.list, tenant_of(context), ref_in(request.account),
+                                               request.page_size, request.page_token)
+        return pb.ListStatementsResponse(statements=[statement_out(s) for s in found], next_page_token=token)
+
+    @rpc
+    async def GetStatement(self, request: pb.GetStatementRequest, context) -> pb.GetStatementResponse:
+        page = await asyncio.to_thread(self.statements.get, tenant_of(context), ref_in(request.account),
+                                       request.date, request.page_size, request.page_token)
+        return pb.GetStatementResponse(statement=statement_out(page.statement),
+                                       entries=[entry_out(e) for e in page.entries],
+                                       next_page_token=page.next_page_token)
+
+
+def statement_out(s: Statement) -> pb.Statement:
+    return pb.Statement(account_id=s.account_id, currency=s.currency, start_date=s.cycle.start,
+                        end_date=s.cycle.end, opening_balance=s.opening_balance, closing_balance=s.closing_balance,
+                        debit_total=s.debit_total, credit_total=s.credit_total, entry_count=s.entry_count)
 
 
 def day_out(day: AccountingDay) -> pb.AccountingDay:

@@ -67,7 +67,8 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     f"{_SERVICE}BookkeepingService/ListAuditLog": Permission.AUDIT,
     f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
     **{f"{_SERVICE}DayService/{m}": Permission.READ
-       for m in ("GetAccountingDay", "ListAccountingDays", "ListClosingBalances")},
+       for m in ("GetAccountingDay", "ListAccountingDays", "ListClosingBalances", "ListStatements",
+                 "GetStatement")},
     f"{_SERVICE}DayService/CloseAccountingDay": Permission.OPERATE,
 }
 # Open to anyone: load balancers probe health, tools discover the API.

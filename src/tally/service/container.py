@@ -10,6 +10,7 @@ from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
 from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
+from tally.service.books.statements import StatementBook
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
@@ -32,3 +33,4 @@ class Services:
     audit: AuditLog
     auditor: Auditor
     days: DayBook
+    statements: StatementBook

@@ -60,6 +60,12 @@ def last_day(conn: Connection, tenant_id: str) -> AccountingDay | None:
     return _day(row) if row else None
 
 
+def last_closed_date(conn: Connection, tenant_id: str) -> str:
+    """The tenant's latest closed day ("" before the first close)."""
+    return conn.execute(select(func.max(_d.accounting_date)).where(
+        _d.tenant_id == tenant_id, _d.state == DayState.CLOSED.value)).scalar() or ""
+
+
 def unclosed_range(conn: Connection, tenant_id: str, after_sequence: int, through_date: str) -> tuple[str | None, int]:
     """(the earliest date, the last sequence) of the vouchers after `after_sequence` dated on or before
     `through_date`; (None, after_sequence) when there are none."""

@@ -23,41 +23,52 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atally/v1/day_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x10\x44\x61yCurrencyTotal\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x63redit_total\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x03\"`\n\x0c\x44\x61yFlowTotal\x12\x11\n\tflow_type\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x15\n\rvoucher_count\x18\x03 \x01(\x03\x12\x14\n\x0c\x61mount_total\x18\x04 \x01(\x03\"\x8d\x03\n\rAccountingDay\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.tally.v1.DayState\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12\x15\n\rlast_sequence\x18\x04 \x01(\x03\x12\x15\n\rvoucher_count\x18\x05 \x01(\x03\x12\x17\n\x0f\x61\x63\x63ounts_closed\x18\x06 \x01(\x03\x12\x33\n\x0f\x63urrency_totals\x18\x07 \x03(\x0b\x32\x1a.tally.v1.DayCurrencyTotal\x12+\n\x0b\x66low_totals\x18\x08 \x03(\x0b\x32\x16.tally.v1.DayFlowTotal\x12\x16\n\x0e\x65vent_sequence\x18\t \x01(\x03\x12\x36\n\x12\x63lose_started_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63losed_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x19\x43loseAccountingDayRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05\x65\x61rly\x18\x03 \x01(\x08\"B\n\x1a\x43loseAccountingDayResponse\x12$\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x17.tally.v1.AccountingDay\"2\n\x17GetAccountingDayRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\"@\n\x18GetAccountingDayResponse\x12$\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x17.tally.v1.AccountingDay\"B\n\x19ListAccountingDaysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x1aListAccountingDaysResponse\x12%\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x17.tally.v1.AccountingDay\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x0e\x43losingBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x13\n\x0b\x65ntry_count\x18\x04 \x01(\x03\"\\\n\x1aListClosingBalancesRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x1bListClosingBalancesResponse\x12*\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x18.tally.v1.ClosingBalance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*f\n\x08\x44\x61yState\x12\x19\n\x15\x44\x41Y_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x41Y_STATE_OPEN\x10\x01\x12\x15\n\x11\x44\x41Y_STATE_CLOSING\x10\x02\x12\x14\n\x10\x44\x41Y_STATE_CLOSED\x10\x03\x32\x8d\x03\n\nDayService\x12_\n\x12\x43loseAccountingDay\x12#.tally.v1.CloseAccountingDayRequest\x1a$.tally.v1.CloseAccountingDayResponse\x12Y\n\x10GetAccountingDay\x12!.tally.v1.GetAccountingDayRequest\x1a\".tally.v1.GetAccountingDayResponse\x12_\n\x12ListAccountingDays\x12#.tally.v1.ListAccountingDaysRequest\x1a$.tally.v1.ListAccountingDaysResponse\x12\x62\n\x13ListClosingBalances\x12$.tally.v1.ListClosingBalancesRequest\x1a%.tally.v1.ListClosingBalancesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atally/v1/day_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"c\n\x10\x44\x61yCurrencyTotal\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x62it_total\x18\x02 \x01(\x03\x12\x14\n\x0c\x63redit_total\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x03\"`\n\x0c\x44\x61yFlowTotal\x12\x11\n\tflow_type\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x15\n\rvoucher_count\x18\x03 \x01(\x03\x12\x14\n\x0c\x61mount_total\x18\x04 \x01(\x03\"\x8d\x03\n\rAccountingDay\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12!\n\x05state\x18\x02 \x01(\x0e\x32\x12.tally.v1.DayState\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12\x15\n\rlast_sequence\x18\x04 \x01(\x03\x12\x15\n\rvoucher_count\x18\x05 \x01(\x03\x12\x17\n\x0f\x61\x63\x63ounts_closed\x18\x06 \x01(\x03\x12\x33\n\x0f\x63urrency_totals\x18\x07 \x03(\x0b\x32\x1a.tally.v1.DayCurrencyTotal\x12+\n\x0b\x66low_totals\x18\x08 \x03(\x0b\x32\x16.tally.v1.DayFlowTotal\x12\x16\n\x0e\x65vent_sequence\x18\t \x01(\x03\x12\x36\n\x12\x63lose_started_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63losed_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"W\n\x19\x43loseAccountingDayRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05\x65\x61rly\x18\x03 \x01(\x08\"B\n\x1a\x43loseAccountingDayResponse\x12$\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x17.tally.v1.AccountingDay\"2\n\x17GetAccountingDayRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\"@\n\x18GetAccountingDayResponse\x12$\n\x03\x64\x61y\x18\x01 \x01(\x0b\x32\x17.tally.v1.AccountingDay\"B\n\x19ListAccountingDaysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x1aListAccountingDaysResponse\x12%\n\x04\x64\x61ys\x18\x01 \x03(\x0b\x32\x17.tally.v1.AccountingDay\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x0e\x43losingBalance\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x03 \x01(\x03\x12\x13\n\x0b\x65ntry_count\x18\x04 \x01(\x03\"\\\n\x1aListClosingBalancesRequest\x12\x17\n\x0f\x61\x63\x63ounting_date\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"b\n\x1bListClosingBalancesResponse\x12*\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x18.tally.v1.ClosingBalance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc9\x01\n\tStatement\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\x12\n\nstart_date\x18\x03 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x04 \x01(\t\x12\x17\n\x0fopening_balance\x18\x05 \x01(\x03\x12\x17\n\x0f\x63losing_balance\x18\x06 \x01(\x03\x12\x13\n\x0b\x64\x65\x62it_total\x18\x07 \x01(\x03\x12\x14\n\x0c\x63redit_total\x18\x08 \x01(\x03\x12\x13\n\x0b\x65ntry_count\x18\t \x01(\x03\"e\n\x15ListStatementsRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x16ListStatementsResponse\x12\'\n\nstatements\x18\x01 \x03(\x0b\x32\x13.tally.v1.Statement\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"q\n\x13GetStatementRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"y\n\x14GetStatementResponse\x12&\n\tstatement\x18\x01 \x01(\x0b\x32\x13.tally.v1.Statement\x12 \n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x0f.tally.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t*f\n\x08\x44\x61yState\x12\x19\n\x15\x44\x41Y_STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x41Y_STATE_OPEN\x10\x01\x12\x15\n\x11\x44\x41Y_STATE_CLOSING\x10\x02\x12\x14\n\x10\x44\x41Y_STATE_CLOSED\x10\x03\x32\xb1\x04\n\nDayService\x12_\n\x12\x43loseAccountingDay\x12#.tally.v1.CloseAccountingDayRequest\x1a$.tally.v1.CloseAccountingDayResponse\x12Y\n\x10GetAccountingDay\x12!.tally.v1.GetAccountingDayRequest\x1a\".tally.v1.GetAccountingDayResponse\x12_\n\x12ListAccountingDays\x12#.tally.v1.ListAccountingDaysRequest\x1a$.tally.v1.ListAccountingDaysResponse\x12\x62\n\x13ListClosingBalances\x12$.tally.v1.ListClosingBalancesRequest\x1a%.tally.v1.ListClosingBalancesResponse\x12S\n\x0eListStatements\x12\x1f.tally.v1.ListStatementsRequest\x1a .tally.v1.ListStatementsResponse\x12M\n\x0cGetStatement\x12\x1d.tally.v1.GetStatementRequest\x1a\x1e.tally.v1.GetStatementResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tally.v1.day_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DAYSTATE']._serialized_start=1397
-  _globals['_DAYSTATE']._serialized_end=1499
-  _globals['_DAYCURRENCYTOTAL']._serialized_start=73
-  _globals['_DAYCURRENCYTOTAL']._serialized_end=172
-  _globals['_DAYFLOWTOTAL']._serialized_start=174
-  _globals['_DAYFLOWTOTAL']._serialized_end=270
-  _globals['_ACCOUNTINGDAY']._serialized_start=273
-  _globals['_ACCOUNTINGDAY']._serialized_end=670
-  _globals['_CLOSEACCOUNTINGDAYREQUEST']._serialized_start=672
-  _globals['_CLOSEACCOUNTINGDAYREQUEST']._serialized_end=759
-  _globals['_CLOSEACCOUNTINGDAYRESPONSE']._serialized_start=761
-  _globals['_CLOSEACCOUNTINGDAYRESPONSE']._serialized_end=827
-  _globals['_GETACCOUNTINGDAYREQUEST']._serialized_start=829
-  _globals['_GETACCOUNTINGDAYREQUEST']._serialized_end=879
-  _globals['_GETACCOUNTINGDAYRESPONSE']._serialized_start=881
-  _globals['_GETACCOUNTINGDAYRESPONSE']._serialized_end=945
-  _globals['_LISTACCOUNTINGDAYSREQUEST']._serialized_start=947
-  _globals['_LISTACCOUNTINGDAYSREQUEST']._serialized_end=1013
-  _globals['_LISTACCOUNTINGDAYSRESPONSE']._serialized_start=1015
-  _globals['_LISTACCOUNTINGDAYSRESPONSE']._serialized_end=1107
-  _globals['_CLOSINGBALANCE']._serialized_start=1109
-  _globals['_CLOSINGBALANCE']._serialized_end=1201
-  _globals['_LISTCLOSINGBALANCESREQUEST']._serialized_start=1203
-  _globals['_LISTCLOSINGBALANCESREQUEST']._serialized_end=1295
-  _globals['_LISTCLOSINGBALANCESRESPONSE']._serialized_start=1297
-  _globals['_LISTCLOSINGBALANCESRESPONSE']._serialized_end=1395
-  _globals['_DAYSERVICE']._serialized_start=1502
-  _globals['_DAYSERVICE']._serialized_end=1899
+  _globals['_DAYSTATE']._serialized_start=2056
+  _globals['_DAYSTATE']._serialized_end=2158
+  _globals['_DAYCURRENCYTOTAL']._serialized_start=95
+  _globals['_DAYCURRENCYTOTAL']._serialized_end=194
+  _globals['_DAYFLOWTOTAL']._serialized_start=196
+  _globals['_DAYFLOWTOTAL']._serialized_end=292
+  _globals['_ACCOUNTINGDAY']._serialized_start=295
+  _globals['_ACCOUNTINGDAY']._serialized_end=692
+  _globals['_CLOSEACCOUNTINGDAYREQUEST']._serialized_start=694
+  _globals['_CLOSEACCOUNTINGDAYREQUEST']._serialized_end=781
+  _globals['_CLOSEACCOUNTINGDAYRESPONSE']._serialized_start=783
+  _globals['_CLOSEACCOUNTINGDAYRESPONSE']._serialized_end=849
+  _globals['_GETACCOUNTINGDAYREQUEST']._serialized_start=851
+  _globals['_GETACCOUNTINGDAYREQUEST']._serialized_end=901
+  _globals['_GETACCOUNTINGDAYRESPONSE']._serialized_start=903
+  _globals['_GETACCOUNTINGDAYRESPONSE']._serialized_end=967
+  _globals['_LISTACCOUNTINGDAYSREQUEST']._serialized_start=969
+  _globals['_LISTACCOUNTINGDAYSREQUEST']._serialized_end=1035
+  _globals['_LISTACCOUNTINGDAYSRESPONSE']._serialized_start=1037
+  _globals['_LISTACCOUNTINGDAYSRESPONSE']._serialized_end=1129
+  _globals['_CLOSINGBALANCE']._serialized_start=1131
+  _globals['_CLOSINGBALANCE']._serialized_end=1223
+  _globals['_LISTCLOSINGBALANCESREQUEST']._serialized_start=1225
+  _globals['_LISTCLOSINGBALANCESREQUEST']._serialized_end=1317
+  _globals['_LISTCLOSINGBALANCESRESPONSE']._serialized_start=1319
+  _globals['_LISTCLOSINGBALANCESRESPONSE']._serialized_end=1417
+  _globals['_STATEMENT']._serialized_start=1420
+  _globals['_STATEMENT']._serialized_end=1621
+  _globals['_LISTSTATEMENTSREQUEST']._serialized_start=1623
+  _globals['_LISTSTATEMENTSREQUEST']._serialized_end=1724
+  _globals['_LISTSTATEMENTSRESPONSE']._serialized_start=1726
+  _globals['_LISTSTATEMENTSRESPONSE']._serialized_end=1816
+  _globals['_GETSTATEMENTREQUEST']._serialized_start=1818
+  _globals['_GETSTATEMENTREQUEST']._serialized_end=1931
+  _globals['_GETSTATEMENTRESPONSE']._serialized_start=1933
+  _globals['_GETSTATEMENTRESPONSE']._serialized_end=2054
+  _globals['_DAYSERVICE']._serialized_start=2161
+  _globals['_DAYSERVICE']._serialized_end=2722
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tally.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -144,3 +145,65 @@ class ListClosingBalancesResponse(_message.Message):
     balances: _containers.RepeatedCompositeFieldContainer[ClosingBalance]
     next_page_token: str
     def __init__(self, balances: _Optional[_Iterable[_Union[ClosingBalance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class Statement(_message.Message):
+    __slots__ = ("account_id", "currency", "start_date", "end_date", "opening_balance", "closing_balance", "debit_total", "credit_total", "entry_count")
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    OPENING_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    DEBIT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    account_id: str
+    currency: str
+    start_date: str
+    end_date: str
+    opening_balance: int
+    closing_balance: int
+    debit_total: int
+    credit_total: int
+    entry_count: int
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., opening_balance: _Optional[int] = ..., closing_balance: _Optional[int] = ..., debit_total: _Optional[int] = ..., credit_total: _Optional[int] = ..., entry_count: _Optional[int] = ...) -> None: ...
+
+class ListStatementsRequest(_message.Message):
+    __slots__ = ("account", "page_size", "page_token")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account: _types_pb2.AccountRef
+    page_size: int
+    page_token: str
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListStatementsResponse(_message.Message):
+    __slots__ = ("statements", "next_page_token")
+    STATEMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statements: _containers.RepeatedCompositeFieldContainer[Statement]
+    next_page_token: str
+    def __init__(self, statements: _Optional[_Iterable[_Union[Statement, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetStatementRequest(_message.Message):
+    __slots__ = ("account", "date", "page_size", "page_token")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account: _types_pb2.AccountRef
+    date: str
+    page_size: int
+    page_token: str
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetStatementResponse(_message.Message):
+    __slots__ = ("statement", "entries", "next_page_token")
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statement: Statement
+    entries: _containers.RepeatedCompositeFieldContainer[_types_pb2.Entry]
+    next_page_token: str
+    def __init__(self, statement: _Optional[_Union[Statement, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[_types_pb2.Entry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -55,6 +55,16 @@ class DayServiceStub:
                 request_serializer=tally_dot_v1_dot_day__service__pb2.ListClosingBalancesRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_day__service__pb2.ListClosingBalancesResponse.FromString,
                 _registered_method=True)
+        self.ListStatements = channel.unary_unary(
+                '/tally.v1.DayService/ListStatements',
+                request_serializer=tally_dot_v1_dot_day__service__pb2.ListStatementsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_day__service__pb2.ListStatementsResponse.FromString,
+                _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/tally.v1.DayService/GetStatement',
+                request_serializer=tally_dot_v1_dot_day__service__pb2.GetStatementRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_day__service__pb2.GetStatementResponse.FromString,
+                _registered_method=True)
 
 
 class DayServiceServicer:
@@ -92,6 +102,21 @@ class DayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStatements(self, request, context):
+        """An account's issued statements (cycles whose last day is closed), newest first. A cycle runs from the
+        account's statement day (metadata `statement_day`, 1..28, default 1) to the day before it a month later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatement(self, request, context):
+        """The issued statement whose cycle holds a date, with a page of its entries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +139,16 @@ def add_DayServiceServicer_to_server(servicer, server):
                     servicer.ListClosingBalances,
                     request_deserializer=tally_dot_v1_dot_day__service__pb2.ListClosingBalancesRequest.FromString,
                     response_serializer=tally_dot_v1_dot_day__service__pb2.ListClosingBalancesResponse.SerializeToString,
+            ),
+            'ListStatements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStatements,
+                    request_deserializer=tally_dot_v1_dot_day__service__pb2.ListStatementsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_day__service__pb2.ListStatementsResponse.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=tally_dot_v1_dot_day__service__pb2.GetStatementRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_day__service__pb2.GetStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +260,60 @@ class DayService:
             '/tally.v1.DayService/ListClosingBalances',
             tally_dot_v1_dot_day__service__pb2.ListClosingBalancesRequest.SerializeToString,
             tally_dot_v1_dot_day__service__pb2.ListClosingBalancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStatements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.DayService/ListStatements',
+            tally_dot_v1_dot_day__service__pb2.ListStatementsRequest.SerializeToString,
+            tally_dot_v1_dot_day__service__pb2.ListStatementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.DayService/GetStatement',
+            tally_dot_v1_dot_day__service__pb2.GetStatementRequest.SerializeToString,
+            tally_dot_v1_dot_day__service__pb2.GetStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,
