@@ -29,6 +29,7 @@ from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
 from tally.service.books.interest import InterestBook
 from tally.service.books.statements import StatementBook
+from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -65,9 +66,9 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
     interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
-                   interval_s=settings.day_close_interval_s, interest=interest)
+                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor, days, StatementBook(uow, calendar))
+                    authenticator, audit_log, auditor, days, StatementBook(uow, calendar), SummaryBook(uow))
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:

@@ -51,7 +51,7 @@ A, B = "tenant-a", "tenant-b"
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "day_currency_totals",
-           "day_flow_totals", "day_closing_balances", "interest_accruals")
+           "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
            "audit_account_sums", "accounting_days")
 # The tables the service role may read (api_keys: only through tally_api_key).

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from tally.api.errors import rpc
-from tally.api.mapping import entry_out, ref_in, timestamp_from_us
+from tally.api.mapping import SIDES_PB, entry_out, ref_in, timestamp_from_us, voucher_out
 from tally.api.tenancy import tenant_of
+from tally.domain.accounts import Side
 from tally.domain.days import AccountingDay, DayState
 from tally.domain.statements import Statement
+from tally.service.books.summaries import ExportRow, Summary
 from tally.service.container import Services
 from tally.v1 import day_service_pb2 as pb
 from tally.v1 import day_service_pb2_grpc as pb_grpc
@@ -18,7 +20,7 @@ STATES = {state: pb.DayState.Value(f"DAY_STATE_{state.name}") for state in DaySt
 
 class DayServicer(pb_grpc.DayServiceServicer):
     def __init__(self, services: Services) -> None:
-        self.days, self.statements = services.days, services.statements
+        self.days, self.statements, self.summaries = services.days, services.statements, services.summaries
 
     @rpc
     async def CloseAccountingDay(self, request: pb.CloseAccountingDayRequest,
@@ -60,6 +62,46 @@ class DayServicer(pb_grpc.DayServiceServicer):
         return pb.GetStatementResponse(statement=statement_out(page.statement),
                                        entries=[entry_out(e) for e in page.entries],
                                        next_page_token=page.next_page_token)
+
+    @rpc
+    async def ListSummaries(self, request: pb.ListSummariesRequest, context) -> pb.ListSummariesResponse:
+        found, token = await asyncio.to_thread(self.summaries.summaries, tenant_of(context), request.accounting_date,
+                                               request.page_size, request.page_token)
+        return pb.ListSummariesResponse(summaries=[summary_out(s) for s in found], next_page_token=token)
+
+    @rpc
+    async def ListSummaryDetail(self, request: pb.ListSummaryDetailRequest,
+                                context) -> pb.ListSummaryDetailResponse:
+        found, token = await asyncio.to_thread(self.summaries.detail, tenant_of(context), request.accounting_date,
+                                               request.flow_type, request.currency, request.page_size,
+                                               request.page_token)
+        return pb.ListSummaryDetailResponse(vouchers=[voucher_out(v) for v in found], next_page_token=token)
+
+    @rpc
+    async def ExportGeneralLedger(self, request: pb.ExportGeneralLedgerRequest,
+                                  context) -> pb.ExportGeneralLedgerResponse:
+        rows, token = await asyncio.to_thread(self.summaries.export, tenant_of(context), request.accounting_date,
+                                              request.page_size, request.page_token)
+        return pb.ExportGeneralLedgerResponse(rows=[export_row_out(r) for r in rows], next_page_token=token)
+
+
+KINDS = {"summary": pb.LEDGER_ROW_KIND_SUMMARY, "detail": pb.LEDGER_ROW_KIND_DETAIL}
+
+
+def summary_out(s: Summary) -> pb.SummaryVoucher:
+    return pb.SummaryVoucher(
+        id=s.id, accounting_date=s.accounting_date, flow_type=s.flow_type, currency=s.currency,
+        voucher_count=s.voucher_count,
+        lines=[pb.SummaryLine(line_no=i + 1, account_id=ln.account_id,
+                              account_code=s.account_codes.get(ln.account_id, ""), side=SIDES_PB[Side(ln.side)],
+                              amount=ln.amount, line_count=ln.line_count) for i, ln in enumerate(s.lines)])
+
+
+def export_row_out(r: ExportRow) -> pb.LedgerExportRow:
+    return pb.LedgerExportRow(
+        accounting_date=r.accounting_date, kind=KINDS[r.kind], voucher_id=r.voucher_id, flow_type=r.flow_type,
+        line_no=r.line_no, account_id=r.account_id, account_code=r.account_code, side=SIDES_PB[Side(r.side)],
+        amount=r.amount, currency=r.currency, line_count=r.line_count, memo=r.memo)
 
 
 def statement_out(s: Statement) -> pb.Statement:

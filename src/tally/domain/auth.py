@@ -68,7 +68,7 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
     **{f"{_SERVICE}DayService/{m}": Permission.READ
        for m in ("GetAccountingDay", "ListAccountingDays", "ListClosingBalances", "ListStatements",
-                 "GetStatement")},
+                 "GetStatement", "ListSummaries", "ListSummaryDetail", "ExportGeneralLedger")},
     f"{_SERVICE}DayService/CloseAccountingDay": Permission.OPERATE,
 }
 # Open to anyone: load balancers probe health, tools discover the API.

@@ -41,6 +41,20 @@ class FlowTotal:
     currency: str
     voucher_count: int
     amount_total: int
+    summarized: bool = False  # the rule set summarizes this flow: it has a summary voucher
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    """A line of a summary voucher (one per summarized flow and currency of a day): the exact sum of the
+    detail lines of one account and side."""
+
+    flow_type: str
+    currency: str
+    account_id: str
+    side: str
+    amount: int
+    line_count: int
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class DayTotals:
     flows: tuple[FlowTotal, ...]
     closing: tuple[ClosingBalance, ...]
     voucher_count: int
+    summary_lines: tuple[SummaryLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,18 @@ def next_date(iso_date: str) -> str:
     return (day + timedelta(days=1)).isoformat()
 
 
+def check_summaries(date_text: str, lines: tuple[SummaryLine, ...]) -> None:
+    """Each summary voucher balances, as its detail does; raised, never stored otherwise."""
+    net: dict[tuple[str, str], int] = {}
+    for line in lines:
+        key = (line.flow_type, line.currency)
+        net[key] = net.get(key, 0) + (line.amount if line.side == "debit" else -line.amount)
+    off = sorted(f"{flow}/{currency}" for (flow, currency), total in net.items() if total != 0)
+    if off:
+        raise LedgerError(ErrorKind.INTERNAL, "SUMMARY_NOT_BALANCED",
+                          f"the summaries of {date_text} do not balance: {', '.join(off)}", accounting_date=date_text)
+
+
 def check_balanced(date_text: str, currencies: tuple[CurrencyTotal, ...]) -> None:
     """A day's postings balance per currency: a close that found otherwise stores nothing. Raised, not
     asserted: `python -O` strips asserts."""
@@ -117,5 +144,5 @@ def closed_payload(day: AccountingDay) -> dict:
         "trial_balance": [{"currency": c.currency, "debit_total": c.debit_total, "credit_total": c.credit_total,
                            "line_count": c.line_count} for c in day.currencies],
         "flows": [{"flow_type": f.flow_type, "currency": f.currency, "voucher_count": f.voucher_count,
-                   "amount_total": f.amount_total} for f in day.flows],
+                   "amount_total": f.amount_total, "summarized": f.summarized} for f in day.flows],
     }

@@ -24,10 +24,11 @@ from tally.rules.interest import parse_interest
 from tally.rules.model import AccountTemplate, FlowSpec, Guard, LineRule, Mode, Presence, Rule, VoucherRule
 from tally.rules.parser import REMAINDER, ExprError, parse_expression
 from tally.rules.patterns import NAME, Pattern, PatternError, overlaps, parse_pattern
+from tally.rules.summaries import parse_summaries
 
 DEFAULT_RULE_SET = "default.toml"
 
-TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "interest")
+TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "interest", "summaries")
 FLOW_KEYS = ("values", "parties", "tags", "description")
 TEMPLATE_KEYS = ("type", "normal_side", "floor", "description")
 RULE_KEYS = ("id", "flow", "description", "when", "mode", "params", "let", "requires", "vouchers")
@@ -149,7 +150,8 @@ class _Loader:
         for name in sorted(set(flows) - {rule.flow.name for rule in rules}):
             self.add(f"flows.{name}", "no rule handles this flow")
         interest = parse_interest(document["interest"], self.add) if "interest" in document else ()
-        return RuleSet(version, flows, self.templates, rules, source, interest=interest)
+        summaries = parse_summaries(document["summaries"], self.add) if "summaries" in document else frozenset()
+        return RuleSet(version, flows, self.templates, rules, source, interest=interest, summaries=summaries)
 
     # ------------------------------------------------------------------------------ plain values
 

@@ -11,6 +11,7 @@ from tally.service.auth.authn import Authenticator
 from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
 from tally.service.books.statements import StatementBook
+from tally.service.books.summaries import SummaryBook
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
@@ -34,3 +35,4 @@ class Services:
     auditor: Auditor
     days: DayBook
     statements: StatementBook
+    summaries: SummaryBook

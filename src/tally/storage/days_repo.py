@@ -6,14 +6,24 @@ index the vouchers have anyway. Repository functions never commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, select, tuple_, update
 
-from tally.domain.days import AccountingDay, ClosingBalance, CurrencyTotal, DayState, DayTotals, FlowTotal
+from tally.domain.days import (
+    AccountingDay,
+    ClosingBalance,
+    CurrencyTotal,
+    DayState,
+    DayTotals,
+    FlowTotal,
+    SummaryLine,
+)
 from tally.storage.tables import (
     accounting_days,
+    accounts,
     day_closing_balances,
     day_currency_totals,
     day_flow_totals,
+    day_summary_lines,
     voucher_lines,
     vouchers,
 )
@@ -40,7 +50,8 @@ def with_totals(conn: Connection, day: AccountingDay) -> AccountingDay:
     currencies = tuple(CurrencyTotal(r.currency, r.debit_total, r.credit_total, r.line_count) for r in conn.execute(
         select(day_currency_totals).where(c.tenant_id == day.tenant_id, c.accounting_date == day.date)
         .order_by(c.currency)))
-    flows = tuple(FlowTotal(r.flow_type, r.currency, r.voucher_count, r.amount_total) for r in conn.execute(
+    flows = tuple(FlowTotal(r.flow_type, r.currency, r.voucher_count, r.amount_total, bool(r.summarized))
+                  for r in conn.execute(
         select(day_flow_totals).where(f.tenant_id == day.tenant_id, f.accounting_date == day.date)
         .order_by(f.flow_type, f.currency)))
     return AccountingDay(**{**vars(day), "currencies": currencies, "flows": flows})
@@ -94,9 +105,11 @@ def _day_lines(tenant_id: str, after_sequence: int, last_sequence: int):
         _in_day(tenant_id, after_sequence, last_sequence)
 
 
-def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence: int) -> DayTotals:
-    """The day's postings per currency and per flow type, and each moved account's closing balance. Sums
-    are exact: PostgreSQL sums bigint as numeric; SQLite refuses a sum past int64 rather than round it."""
+def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence: int,
+            summarize: frozenset[str] = frozenset()) -> DayTotals:
+    """The day's postings per currency and per flow type, each moved account's closing balance, and the
+    summary lines of the flows in `summarize`. Sums are exact: PostgreSQL sums bigint as numeric; SQLite
+    refuses a sum past int64 rather than round it."""
     lines, where = _day_lines(tenant_id, after_sequence, last_sequence)
     ln, v = voucher_lines.c, vouchers.c
     debit = func.sum(case((ln.side == "debit", ln.amount), else_=0))
@@ -104,12 +117,24 @@ def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence
     currencies = tuple(CurrencyTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in conn.execute(
         select(ln.currency, debit, credit, func.count()).select_from(lines).where(where)
         .group_by(ln.currency).order_by(ln.currency)))
-    flows = tuple(FlowTotal(r[0], r[1], int(r[2]), int(r[3])) for r in conn.execute(
+    flows = tuple(FlowTotal(r[0], r[1], int(r[2]), int(r[3]), r[0] in summarize) for r in conn.execute(
         select(v.flow_type, ln.currency, func.count(func.distinct(v.id)), func.sum(ln.amount))
         .select_from(lines).where(where, ln.side == "debit")
         .group_by(v.flow_type, ln.currency).order_by(v.flow_type, ln.currency)))
     voucher_count = conn.execute(select(func.count()).select_from(vouchers).where(where)).scalar_one()
-    return DayTotals(currencies, flows, _closing(conn, lines, where), int(voucher_count))
+    return DayTotals(currencies, flows, _closing(conn, lines, where), int(voucher_count),
+                     _summary_lines(conn, lines, where, summarize))
+
+
+def _summary_lines(conn: Connection, lines, where, summarize: frozenset[str]) -> tuple[SummaryLine, ...]:
+    if not summarize:
+        return ()
+    ln, v = voucher_lines.c, vouchers.c
+    query = (select(v.flow_type, ln.currency, ln.account_id, ln.side, func.sum(ln.amount), func.count())
+             .select_from(lines).where(where, v.flow_type.in_(sorted(summarize)))
+             .group_by(v.flow_type, ln.currency, ln.account_id, ln.side)
+             .order_by(v.flow_type, ln.currency, ln.account_id, ln.side))
+    return tuple(SummaryLine(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in conn.execute(query))
 
 
 def _closing(conn: Connection, lines, where) -> tuple[ClosingBalance, ...]:
@@ -133,7 +158,13 @@ def store_closed(conn: Connection, day: AccountingDay, totals: DayTotals) -> Non
     if totals.flows:
         conn.execute(insert(day_flow_totals), [
             {"tenant_id": tenant_id, "accounting_date": date, "flow_type": f.flow_type, "currency": f.currency,
-             "voucher_count": f.voucher_count, "amount_total": f.amount_total} for f in totals.flows])
+             "voucher_count": f.voucher_count, "amount_total": f.amount_total, "summarized": int(f.summarized)}
+            for f in totals.flows])
+    for start in range(0, len(totals.summary_lines), CLOSING_ROWS_PER_STATEMENT):
+        conn.execute(insert(day_summary_lines), [
+            {"tenant_id": tenant_id, "accounting_date": date, "flow_type": s.flow_type, "currency": s.currency,
+             "account_id": s.account_id, "side": s.side, "amount": s.amount, "line_count": s.line_count}
+            for s in totals.summary_lines[start:start + CLOSING_ROWS_PER_STATEMENT]])
     for start in range(0, len(totals.closing), CLOSING_ROWS_PER_STATEMENT):
         conn.execute(insert(day_closing_balances), [
             {"account_id": b.account_id, "accounting_date": date, "tenant_id": tenant_id, "currency": b.currency,
@@ -164,3 +195,47 @@ def closing_balances(conn: Connection, tenant_id: str, date: str, *, after_accou
         c.tenant_id == tenant_id, c.accounting_date == date, c.account_id > after_account)
         .order_by(c.account_id).limit(limit))
     return [ClosingBalance(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+def summary_lines(conn: Connection, tenant_id: str, date: str) -> list[SummaryLine]:
+    s = day_summary_lines.c
+    rows = conn.execute(select(s.flow_type, s.currency, s.account_id, s.side, s.amount, s.line_count).where(
+        s.tenant_id == tenant_id, s.accounting_date == date).order_by(s.flow_type, s.currency, s.account_id, s.side))
+    return [SummaryLine(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
+
+
+def detail_voucher_ids(conn: Connection, tenant_id: str, day: AccountingDay, flow_type: str, currency: str, *,
+                       after_sequence: int, limit: int) -> list[str]:
+    """The detail vouchers of a summary: the flow's vouchers in the day's range with a line in the currency,
+    by sequence (the (tenant, flow type, sequence) index)."""
+    v, ln = vouchers.c, voucher_lines.c
+    has_line = select(ln.voucher_id).where(ln.voucher_id == v.id, ln.currency == currency).exists()
+    rows = conn.execute(select(v.id).where(
+        v.tenant_id == tenant_id, v.flow_type == flow_type, v.sequence > max(after_sequence, day.after_sequence),
+        v.sequence <= day.last_sequence, has_line).order_by(v.sequence).limit(limit))
+    return list(rows.scalars())
+
+
+def detail_lines(conn: Connection, tenant_id: str, day: AccountingDay, skip_flows: frozenset[str], *,
+                 after: tuple[int, int], limit: int) -> list:
+    """The lines of the day's vouchers of every flow not in `skip_flows`, after (sequence, line_no), with
+    their voucher's id and flow type and the account's code, in journal order."""
+    v, ln = vouchers.c, voucher_lines.c
+    query = (select(v.sequence, v.id, v.flow_type, ln.line_no, ln.account_id, accounts.c.code, ln.side, ln.amount,
+                    ln.currency, ln.memo)
+             .select_from(voucher_lines.join(vouchers, ln.voucher_id == v.id)
+                          .join(accounts, accounts.c.id == ln.account_id))
+             .where(_in_day(tenant_id, day.after_sequence, day.last_sequence),
+                    tuple_(v.sequence, ln.line_no) > tuple_(*after))
+             .order_by(v.sequence, ln.line_no).limit(limit))
+    if skip_flows:
+        query = query.where(v.flow_type.not_in(sorted(skip_flows)))
+    return conn.execute(query).all()
+
+
+def account_codes(conn: Connection, tenant_id: str, account_ids: set[str]) -> dict[str, str]:
+    if not account_ids:
+        return {}
+    rows = conn.execute(select(accounts.c.id, accounts.c.code).where(accounts.c.tenant_id == tenant_id,
+                                                                     accounts.c.id.in_(sorted(account_ids))))
+    return dict(rows.all())

@@ -31,7 +31,8 @@ from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
 JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log",
                   # a closed day's totals and closing balances (migration 0012): written once, at the close
-                  "day_currency_totals", "day_flow_totals", "day_closing_balances", "interest_accruals")
+                  "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances",
+                  "interest_accruals")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,

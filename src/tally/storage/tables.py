@@ -314,6 +314,21 @@ day_flow_totals = Table(
     Column("currency", String(3), primary_key=True),
     Column("voucher_count", BigInteger, nullable=False),
     Column("amount_total", BigInteger, nullable=False),
+    Column("summarized", Integer, nullable=False),  # 1: the rule set summarizes the flow (day_summary_lines)
+)
+
+# The summary voucher of a summarized flow and currency on a closed day: one line per account and side, the
+# exact sum of the detail lines. Its detail vouchers are the flow's in the day's sequence range.
+day_summary_lines = Table(
+    "day_summary_lines", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("flow_type", String(32), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("account_id", String(ID), primary_key=True),
+    Column("side", String(8), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("line_count", BigInteger, nullable=False),
 )
 
 # Each account's balance at the end of each closed day that moved it; a day that did not move it keeps the

@@ -17,10 +17,19 @@ class DayState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DAY_STATE_OPEN: _ClassVar[DayState]
     DAY_STATE_CLOSING: _ClassVar[DayState]
     DAY_STATE_CLOSED: _ClassVar[DayState]
+
+class LedgerRowKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LEDGER_ROW_KIND_UNSPECIFIED: _ClassVar[LedgerRowKind]
+    LEDGER_ROW_KIND_SUMMARY: _ClassVar[LedgerRowKind]
+    LEDGER_ROW_KIND_DETAIL: _ClassVar[LedgerRowKind]
 DAY_STATE_UNSPECIFIED: DayState
 DAY_STATE_OPEN: DayState
 DAY_STATE_CLOSING: DayState
 DAY_STATE_CLOSED: DayState
+LEDGER_ROW_KIND_UNSPECIFIED: LedgerRowKind
+LEDGER_ROW_KIND_SUMMARY: LedgerRowKind
+LEDGER_ROW_KIND_DETAIL: LedgerRowKind
 
 class DayCurrencyTotal(_message.Message):
     __slots__ = ("currency", "debit_total", "credit_total", "line_count")
@@ -207,3 +216,121 @@ class GetStatementResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[_types_pb2.Entry]
     next_page_token: str
     def __init__(self, statement: _Optional[_Union[Statement, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[_types_pb2.Entry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SummaryLine(_message.Message):
+    __slots__ = ("line_no", "account_id", "account_code", "side", "amount", "line_count")
+    LINE_NO_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    line_no: int
+    account_id: str
+    account_code: str
+    side: _types_pb2.Side
+    amount: int
+    line_count: int
+    def __init__(self, line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., account_code: _Optional[str] = ..., side: _Optional[_Union[_types_pb2.Side, str]] = ..., amount: _Optional[int] = ..., line_count: _Optional[int] = ...) -> None: ...
+
+class SummaryVoucher(_message.Message):
+    __slots__ = ("id", "accounting_date", "flow_type", "currency", "voucher_count", "lines")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    accounting_date: str
+    flow_type: str
+    currency: str
+    voucher_count: int
+    lines: _containers.RepeatedCompositeFieldContainer[SummaryLine]
+    def __init__(self, id: _Optional[str] = ..., accounting_date: _Optional[str] = ..., flow_type: _Optional[str] = ..., currency: _Optional[str] = ..., voucher_count: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[SummaryLine, _Mapping]]] = ...) -> None: ...
+
+class ListSummariesRequest(_message.Message):
+    __slots__ = ("accounting_date", "page_size", "page_token")
+    ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounting_date: str
+    page_size: int
+    page_token: str
+    def __init__(self, accounting_date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSummariesResponse(_message.Message):
+    __slots__ = ("summaries", "next_page_token")
+    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    summaries: _containers.RepeatedCompositeFieldContainer[SummaryVoucher]
+    next_page_token: str
+    def __init__(self, summaries: _Optional[_Iterable[_Union[SummaryVoucher, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListSummaryDetailRequest(_message.Message):
+    __slots__ = ("accounting_date", "flow_type", "currency", "page_size", "page_token")
+    ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounting_date: str
+    flow_type: str
+    currency: str
+    page_size: int
+    page_token: str
+    def __init__(self, accounting_date: _Optional[str] = ..., flow_type: _Optional[str] = ..., currency: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSummaryDetailResponse(_message.Message):
+    __slots__ = ("vouchers", "next_page_token")
+    VOUCHERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    vouchers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Voucher]
+    next_page_token: str
+    def __init__(self, vouchers: _Optional[_Iterable[_Union[_types_pb2.Voucher, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class LedgerExportRow(_message.Message):
+    __slots__ = ("accounting_date", "kind", "voucher_id", "flow_type", "line_no", "account_id", "account_code", "side", "amount", "currency", "line_count", "memo")
+    ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    FLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LINE_NO_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    accounting_date: str
+    kind: LedgerRowKind
+    voucher_id: str
+    flow_type: str
+    line_no: int
+    account_id: str
+    account_code: str
+    side: _types_pb2.Side
+    amount: int
+    currency: str
+    line_count: int
+    memo: str
+    def __init__(self, accounting_date: _Optional[str] = ..., kind: _Optional[_Union[LedgerRowKind, str]] = ..., voucher_id: _Optional[str] = ..., flow_type: _Optional[str] = ..., line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., account_code: _Optional[str] = ..., side: _Optional[_Union[_types_pb2.Side, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., line_count: _Optional[int] = ..., memo: _Optional[str] = ...) -> None: ...
+
+class ExportGeneralLedgerRequest(_message.Message):
+    __slots__ = ("accounting_date", "page_size", "page_token")
+    ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    accounting_date: str
+    page_size: int
+    page_token: str
+    def __init__(self, accounting_date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ExportGeneralLedgerResponse(_message.Message):
+    __slots__ = ("rows", "next_page_token")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[LedgerExportRow]
+    next_page_token: str
+    def __init__(self, rows: _Optional[_Iterable[_Union[LedgerExportRow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

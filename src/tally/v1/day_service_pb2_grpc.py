@@ -65,6 +65,21 @@ class DayServiceStub:
                 request_serializer=tally_dot_v1_dot_day__service__pb2.GetStatementRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_day__service__pb2.GetStatementResponse.FromString,
                 _registered_method=True)
+        self.ListSummaries = channel.unary_unary(
+                '/tally.v1.DayService/ListSummaries',
+                request_serializer=tally_dot_v1_dot_day__service__pb2.ListSummariesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_day__service__pb2.ListSummariesResponse.FromString,
+                _registered_method=True)
+        self.ListSummaryDetail = channel.unary_unary(
+                '/tally.v1.DayService/ListSummaryDetail',
+                request_serializer=tally_dot_v1_dot_day__service__pb2.ListSummaryDetailRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_day__service__pb2.ListSummaryDetailResponse.FromString,
+                _registered_method=True)
+        self.ExportGeneralLedger = channel.unary_unary(
+                '/tally.v1.DayService/ExportGeneralLedger',
+                request_serializer=tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class DayServiceServicer:
@@ -117,6 +132,29 @@ class DayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSummaries(self, request, context):
+        """A closed day's summary vouchers: one per summarized flow type (rule set `[[summaries]]`) and currency,
+        a line per account and side with the exact sum of the day's detail lines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSummaryDetail(self, request, context):
+        """The detail vouchers a summary stands for, by sequence (they stay in the journal).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportGeneralLedger(self, request, context):
+        """The general-ledger export of a closed day: the summary lines of summarized flows, then every line of
+        the other flows' vouchers in journal order (`tally days export --format csv|jsonl`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +187,21 @@ def add_DayServiceServicer_to_server(servicer, server):
                     servicer.GetStatement,
                     request_deserializer=tally_dot_v1_dot_day__service__pb2.GetStatementRequest.FromString,
                     response_serializer=tally_dot_v1_dot_day__service__pb2.GetStatementResponse.SerializeToString,
+            ),
+            'ListSummaries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSummaries,
+                    request_deserializer=tally_dot_v1_dot_day__service__pb2.ListSummariesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_day__service__pb2.ListSummariesResponse.SerializeToString,
+            ),
+            'ListSummaryDetail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSummaryDetail,
+                    request_deserializer=tally_dot_v1_dot_day__service__pb2.ListSummaryDetailRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_day__service__pb2.ListSummaryDetailResponse.SerializeToString,
+            ),
+            'ExportGeneralLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportGeneralLedger,
+                    request_deserializer=tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +367,87 @@ class DayService:
             '/tally.v1.DayService/GetStatement',
             tally_dot_v1_dot_day__service__pb2.GetStatementRequest.SerializeToString,
             tally_dot_v1_dot_day__service__pb2.GetStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSummaries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.DayService/ListSummaries',
+            tally_dot_v1_dot_day__service__pb2.ListSummariesRequest.SerializeToString,
+            tally_dot_v1_dot_day__service__pb2.ListSummariesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSummaryDetail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.DayService/ListSummaryDetail',
+            tally_dot_v1_dot_day__service__pb2.ListSummaryDetailRequest.SerializeToString,
+            tally_dot_v1_dot_day__service__pb2.ListSummaryDetailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportGeneralLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.DayService/ExportGeneralLedger',
+            tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerRequest.SerializeToString,
+            tally_dot_v1_dot_day__service__pb2.ExportGeneralLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

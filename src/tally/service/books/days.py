@@ -32,6 +32,7 @@ from tally.domain.days import (
     DayState,
     DayTotals,
     check_balanced,
+    check_summaries,
     closed_payload,
     next_date,
     parse_date,
@@ -51,8 +52,9 @@ DAY_CLOSE_ACTOR = "system:day-close"
 class DayBook:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int], *,
                  auto: bool = False, grace_s: int = 300, interval_s: int = 60,
-                 interest: InterestBook | None = None) -> None:
+                 interest: InterestBook | None = None, summarize: frozenset[str] = frozenset()) -> None:
         self.uow, self.calendar, self.clock, self.interest = uow, calendar, clock, interest
+        self.summarize = summarize  # flow types whose days get summary vouchers
         self.auto, self.grace_s, self.interval_s = auto, grace_s, interval_s
         self._task: asyncio.Task | None = None
 
@@ -106,9 +108,10 @@ class DayBook:
     def _finish(self, day: AccountingDay) -> AccountingDay:
         """Steps 2 and 3."""
         tenant_id = day.tenant_id
-        totals = self.uow.read([tenant_id], lambda conn: days_repo.sum_day(conn, tenant_id, day.after_sequence,
-                                                                            day.last_sequence))
+        totals = self.uow.read([tenant_id], lambda conn: days_repo.sum_day(
+            conn, tenant_id, day.after_sequence, day.last_sequence, self.summarize))
         check_balanced(day.date, totals.currencies)
+        check_summaries(day.date, totals.summary_lines)
         closed = self.uow.write([tenant_id], lambda conn: self._store(conn, day, totals))
         log.info("closed %s for tenant %s: %d vouchers, %d accounts", closed.date, tenant_id,
                  closed.voucher_count, closed.accounts_closed)

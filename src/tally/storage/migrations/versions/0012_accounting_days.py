@@ -9,6 +9,8 @@ Closing the books (issue 20):
   range, counts, and the sequence of its day.closed event;
 - day_currency_totals and day_flow_totals: a closed day's postings per currency (debits = credits, checked
   by the database too) and per flow type;
+- day_summary_lines: the summary voucher of each summarized flow and currency of a closed day (one line per
+  account and side, the exact sum of the detail);
 - day_closing_balances: each account's balance at the end of each closed day that moved it;
 - interest_accruals: what each close accrued for each account with an interest policy, with the fraction
   carried to the next day.
@@ -26,8 +28,8 @@ depends_on = None
 
 POLICY = "tally_tenant_scope"
 SYSTEM_POLICY = "tally_system_scope"
-NEW_TENANT_TABLES = ("accounting_days", "day_currency_totals", "day_flow_totals", "day_closing_balances",
-                     "interest_accruals")
+NEW_TENANT_TABLES = ("accounting_days", "day_currency_totals", "day_flow_totals", "day_summary_lines",
+                     "day_closing_balances", "interest_accruals")
 _SCOPE = "current_setting('tally.tenants', true)"
 
 
@@ -77,8 +79,21 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("voucher_count", sa.BigInteger(), nullable=False),
         sa.Column("amount_total", sa.BigInteger(), nullable=False),
+        sa.Column("summarized", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "accounting_date", "flow_type", "currency",
                                 name=op.f("pk_day_flow_totals")),
+    )
+    op.create_table(
+        "day_summary_lines",
+        *_date_columns(),
+        sa.Column("flow_type", sa.String(length=32), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("account_id", sa.String(length=36), nullable=False),
+        sa.Column("side", sa.String(length=8), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("line_count", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "accounting_date", "flow_type", "currency", "account_id", "side",
+                                name=op.f("pk_day_summary_lines")),
     )
     op.create_table(
         "day_closing_balances",
