@@ -5,6 +5,10 @@
     tally days show DATE              the day's state, trial balance per currency and totals per flow type
     tally days list                   the days closed (or closing), newest first
     tally days balances DATE          the closing balance of each account the day moved
+    tally days summaries DATE         the day's summary vouchers (summarized flows, one per currency)
+    tally days detail DATE FLOW CUR   the detail vouchers one summary stands for
+    tally days export DATE [--format csv|jsonl] [--output FILE]
+                                      the general-ledger export: summary lines, then other flows' lines
     tally statements list ACCOUNT     the account's issued statements (cycles whose last day is closed)
     tally statements show ACCOUNT DATE  the statement whose cycle holds DATE, with its entries
 """
@@ -12,10 +16,15 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import sys
 
 from tally import cli_format as fmt
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
+from tally.v1 import types_pb2
 
 
 def _cli():
@@ -143,6 +152,77 @@ def cmd_statements_show(args: argparse.Namespace) -> int:
     return cli._emit(args, response, lambda r: statement_text(r, args.scale))
 
 
+def summaries_text(summaries, scale: int | None) -> str:
+    if not summaries:
+        return "no summary vouchers (no summarized flow posted that day)"
+    parts = []
+    for s in summaries:
+        rows = [[ln.line_no, ln.account_code, fmt.enum_label(types_pb2.Side, ln.side), *_amounts(ln.amount, scale),
+                 ln.line_count] for ln in s.lines]
+        columns = ["line", "account_code", "side", *_columns("amount", scale), "detail_lines"]
+        parts.append(f"{s.id}: {s.voucher_count} detail vouchers\n" + fmt.format_table(
+            columns, rows, numeric=["line", *_columns("amount", scale), "detail_lines"]))
+    return "\n\n".join(parts)
+
+
+def cmd_days_summaries(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.ListSummariesRequest(accounting_date=args.date, page_size=args.page_size or 0,
+                                          page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ListSummaries, request, "summaries", args.all)
+    return cli._emit(args, response, lambda r: summaries_text(r.summaries, args.scale))
+
+
+def cmd_days_detail(args: argparse.Namespace) -> int:
+    cli = _cli()
+    request = day_pb.ListSummaryDetailRequest(accounting_date=args.date, flow_type=args.flow, currency=args.currency,
+                                              page_size=args.page_size or 0, page_token=args.page_token or "")
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ListSummaryDetail, request, "vouchers", args.all)
+    return cli._emit(args, response, lambda r: fmt.vouchers_table(r.vouchers, args.scale))
+
+
+EXPORT_COLUMNS = ("accounting_date", "kind", "voucher_id", "flow_type", "line_no", "account_code", "account_id",
+                  "side", "amount", "currency", "line_count", "memo")
+
+
+def export_record(row: day_pb.LedgerExportRow) -> dict[str, object]:
+    """One export row as finance imports it: integers as integers, enums as lower-case words."""
+    return {"accounting_date": row.accounting_date,
+            "kind": day_pb.LedgerRowKind.Name(row.kind).removeprefix("LEDGER_ROW_KIND_").lower(),
+            "voucher_id": row.voucher_id, "flow_type": row.flow_type, "line_no": row.line_no,
+            "account_code": row.account_code, "account_id": row.account_id,
+            "side": fmt.enum_label(types_pb2.Side, row.side), "amount": row.amount, "currency": row.currency,
+            "line_count": row.line_count, "memo": row.memo}
+
+
+def cmd_days_export(args: argparse.Namespace) -> int:
+    """Every page of the export, written as CSV (with a header) or JSON lines to --output or stdout."""
+    cli = _cli()
+    request = day_pb.ExportGeneralLedgerRequest(accounting_date=args.date, page_size=EXPORT_PAGE_SIZE)
+    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+        response = cli._pages(stub.ExportGeneralLedger, request, "rows", True)
+    records = [export_record(r) for r in response.rows]
+    buffer = io.StringIO()
+    if args.format == "csv":
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        buffer.writelines(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            out.write(buffer.getvalue())
+        print(f"{len(records)} rows of {args.date} written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(buffer.getvalue())
+    return 0
+
+
+EXPORT_PAGE_SIZE = 500
+
+
 def add_statements_parser(commands, client: argparse.ArgumentParser) -> None:
     """Registers `tally statements list|show`."""
     cli = _cli()
@@ -193,4 +273,24 @@ def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     balances.add_argument("date", help="the accounting day", **date_arg)
     cli._paging_options(balances)
     balances.set_defaults(func=cmd_days_balances)
+    summaries = verbs.add_parser("summaries", parents=[client], help="a closed day's summary vouchers")
+    summaries.add_argument("date", help="the accounting day", **date_arg)
+    cli._paging_options(summaries)
+    summaries.set_defaults(func=cmd_days_summaries)
+
+    detail = verbs.add_parser("detail", parents=[client], help="the detail vouchers of one summary")
+    detail.add_argument("date", help="the accounting day", **date_arg)
+    detail.add_argument("flow", metavar="FLOW", help="the summarized flow type")
+    detail.add_argument("currency", metavar="CURRENCY")
+    cli._paging_options(detail)
+    detail.set_defaults(func=cmd_days_detail)
+
+    export = verbs.add_parser("export", parents=[client], help="a closed day's general-ledger export",
+                              description="The summarized journal of a closed day, as finance imports it: the "
+                                          "summary lines of summarized flows, then every line of the other flows' "
+                                          "vouchers. Amounts are integers of atomic units.")
+    export.add_argument("date", help="the accounting day", **date_arg)
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default %(default)s")
+    export.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    export.set_defaults(func=cmd_days_export)
     add_statements_parser(commands, client)

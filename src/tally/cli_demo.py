@@ -7,8 +7,8 @@ bank account) and is paid out an amount with sub-cent digits, the residue stayin
 each step the vouchers posted and the balances of the accounts they touched are printed (before, change,
 after); at the end the trial balance, which must be BALANCED in every currency (exit 1 otherwise), and the
 close of the run's accounting day: an operator's end of day, early when the day's cut-off has not passed
-(postings in the tenant then get the next date), showing the day's trial balance and totals per flow type
-(--no-close leaves the day open).
+(postings in the tenant then get the next date), showing the day's trial balance, totals per flow type and
+summary vouchers (--no-close leaves the day open).
 
 The demo runs in the tenant of the API key (a poster key posts the flows; the KYC step needs an operator
 or admin key). Every party (consumers, processors, merchants, affiliate, channel) and every request id
@@ -36,7 +36,7 @@ from google.protobuf import field_mask_pb2, json_format
 
 from tally import cli_format as fmt
 from tally.cli_books import trial_balance_text
-from tally.cli_days import day_text
+from tally.cli_days import day_text, summaries_text
 from tally.cli_flows import posted_lines_table
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
@@ -336,6 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _story(demo)
         trial = books.GetTrialBalance(book_pb.GetTrialBalanceRequest())
         day = None if args.no_close else close_day(demo, days)
+        summaries = [] if day is None else list(days.ListSummaries(day_pb.ListSummariesRequest(
+            accounting_date=day.accounting_date, page_size=PAGE_SIZE)).summaries)
     off = sorted(t.currency for t in trial.totals if t.difference != 0)
     balanced = trial.balanced and not off
     requests = sum(len(s.replayed) for s in demo.stages)
@@ -344,7 +346,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run": args.run, "tenant": demo.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
                           "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
-                          "replayed": replayed, "day": _dict(day) if day else None}, indent=2,
+                          "replayed": replayed, "day": _dict(day) if day else None,
+                          "summaries": [_dict(s) for s in summaries]}, indent=2,
                          ensure_ascii=False))
     else:
         print(f"== trial balance of tenant {tenant} (every run in it)")
@@ -352,6 +355,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if day is not None:
             print(f"\n== accounting day {day.accounting_date} closed (its vouchers are every run's of that day)")
             print(day_text(day, args.scale))
+            print("\nsummary vouchers (the general-ledger export carries these instead of their detail):")
+            print(summaries_text(summaries, args.scale))
         print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
     if not balanced:
         print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 from tests.e2e.test_e2e_cli import client, ok, provision, served  # noqa: F401 - served is a fixture
@@ -68,3 +69,26 @@ def test_statements_verbs_and_the_balance_show_the_issued_statement(served) -> N
     assert "60.00" in shown and "opening" in shown and "adjustment" in shown
     balance = ok(client(served, key, "balance", "erin"))
     assert "previous_statement_date" in balance and end in balance
+
+
+def test_days_summaries_detail_and_export(served, tmp_path) -> None:  # noqa: F811
+    key = provision(served, "cli-days-export", "operator")
+    report = json.loads(ok(client(served, key, "demo", "--run", "x1", "--json")))
+    date = report["day"]["accounting_date"]
+    [usage] = report["summaries"]  # the default rule set summarizes usage
+    assert usage["flow_type"] == "usage" and usage["voucher_count"] == "4"
+    assert "summary:" in ok(client(served, key, "days", "summaries", date))
+    detail = ok(client(served, key, "days", "detail", date, "usage", "USD", "--json"))
+    assert len(json.loads(detail)["vouchers"]) == 4
+
+    out = tmp_path / "gl.csv"
+    ok(client(served, key, "days", "export", date, "--output", str(out)))
+    rows = list(csv.DictReader(out.open()))
+    assert {r["kind"] for r in rows} == {"summary", "detail"}
+    assert "usage" not in {r["flow_type"] for r in rows if r["kind"] == "detail"}
+    summed = {(r["account_code"], r["side"]): int(r["amount"]) for r in rows if r["kind"] == "summary"}
+    assert sum(summed.values()) == sum(int(ln["amount"]) for ln in usage["lines"])
+    lines = ok(client(served, key, "days", "export", date, "--format", "jsonl")).splitlines()
+    assert [json.loads(line)["amount"] for line in lines] == [int(r["amount"]) for r in rows]
+    net = sum(int(r["amount"]) * (1 if r["side"] == "debit" else -1) for r in rows)
+    assert net == 0
