@@ -175,3 +175,34 @@ def test_statements_and_the_previous_statement_balance(server: Server) -> None:
 
 def ref_of(account) -> types_pb2.AccountRef:
     return types_pb2.AccountRef(id=account.id)
+
+
+def test_summaries_detail_and_export_over_the_wire(database_url, tmp_path) -> None:
+    rules = tmp_path / "rules.toml"
+    default = (resources.files("tally.rules") / "default.toml").read_text()
+    rules.write_text(default + '\n[[summaries]]\nflow = "transfer"\n')
+    with running_server(e2e_settings(database_url, rules_file=str(rules))) as srv:
+        days = day_grpc.DayServiceStub(srv.channel())
+        srv.create_account(T, "alice")
+        srv.create_account(T, "bob")
+        date = srv.fund(T, "alice", 10_000).accounting_date
+        sent = [srv.transfer(T, "alice", "bob", amount).vouchers[0].id for amount in (100, 250, 40)]
+        assert refused(days.ListSummaries, day_pb.ListSummariesRequest(accounting_date=date)) == (
+            grpc.StatusCode.FAILED_PRECONDITION, "DAY_NOT_CLOSED")
+        days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=date, early=True,
+                                                                 request_id="close"), metadata=md(T))
+        [summary] = days.ListSummaries(day_pb.ListSummariesRequest(accounting_date=date), metadata=md(T)).summaries
+        assert (summary.flow_type, summary.voucher_count) == ("transfer", 3)
+        assert {(ln.account_code, ln.side, ln.amount, ln.line_count) for ln in summary.lines} == {
+            ("alice", types_pb2.SIDE_DEBIT, 390, 3), ("bob", types_pb2.SIDE_CREDIT, 390, 3)}
+        first = days.ListSummaryDetail(day_pb.ListSummaryDetailRequest(
+            accounting_date=date, flow_type="transfer", currency="USD", page_size=2), metadata=md(T))
+        rest = days.ListSummaryDetail(day_pb.ListSummaryDetailRequest(
+            accounting_date=date, flow_type="transfer", currency="USD", page_size=2,
+            page_token=first.next_page_token), metadata=md(T))
+        assert [v.id for v in [*first.vouchers, *rest.vouchers]] == sent and not rest.next_page_token
+        rows = days.ExportGeneralLedger(day_pb.ExportGeneralLedgerRequest(accounting_date=date, page_size=500),
+                                        metadata=md(T)).rows
+        kinds = [(r.kind, r.flow_type, r.amount) for r in rows]
+        assert kinds[:2] == [(day_pb.LEDGER_ROW_KIND_SUMMARY, "transfer", 390)] * 2
+        assert {k for k in kinds[2:]} == {(day_pb.LEDGER_ROW_KIND_DETAIL, "adjustment", 10_000)} and len(kinds) == 4

@@ -23,15 +23,19 @@ from sqlalchemy.engine import make_url
 
 from tally import bootstrap, cli
 from tally.config import ConfigError, Settings
+from tally.domain.accounts import AccountType
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
+from tally.domain.interest import InterestPolicy
 from tally.domain.vouchers import AccountRef
+from tally.rules.interest import InterestRule
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
 from tally.service.books.days import DayBook
+from tally.service.books.interest import InterestBook
 from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.posting.expiry import HoldExpirer
@@ -169,9 +173,12 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
     for tenant in (A, B):  # the ledger audit, as the service role: checkpoints and account sums
         report = LedgerAudit(ledger.uow, now_us).run(tenant)
         assert report.intact and report.checkpoint_saved, report.findings
-    days = DayBook(ledger.uow, ledger.calendar, now_us)
-    for tenant in (A, B):  # the day close, as the service role: its record, totals and closing balances
-        day = days.close(tenant, ledger.calendar.date_of(now_us()), early=True)
+    # The day close, as the service role: its record, totals, summaries, closing balances and interest.
+    interest = InterestBook(ledger.uow, ledger.posting, (InterestRule(InterestPolicy(500), AccountType.DEPOSIT),),
+                            ledger.currencies, now_us)
+    days = DayBook(ledger.uow, ledger.calendar, now_us, summarize=frozenset({"transfer"}), interest=interest)
+    for tenant in (A, B):
+        day = await days.close_day(tenant, ledger.calendar.date_of(now_us()), early=True)
         assert day.voucher_count > 0 and day.accounts_closed > 0
     return issued
 
