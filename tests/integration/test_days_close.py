@@ -15,6 +15,7 @@ from tally.domain.accounts import Side
 from tally.domain.days import DAY_CLOSED, DayState
 from tally.domain.errors import LedgerError
 from tally.service.books.days import DayBook
+from tally.service.books.ledger_audit import LedgerAudit
 from tally.storage import days_repo
 from tally.storage import tables as t
 from tests.integration.conftest import FUNDING, TENANT, check_ledger, outcomes
@@ -103,6 +104,8 @@ async def test_a_close_stores_trial_balance_flow_totals_closing_balances_and_one
     assert posted.vouchers[0].accounting_date == D1
     assert days.get(TENANT, D) == day  # a closed day never changes
     check_ledger(database_url)
+    report = LedgerAudit(ledger.uow, clock).run(TENANT, full=True)  # the event and the head check out
+    assert report.intact, report.findings
 
 
 async def test_postings_racing_the_cut_off_land_in_one_day_or_the_next_never_lost(books, clock, database_url):
