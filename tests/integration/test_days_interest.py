@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 import sqlalchemy as sa
 
-from tally.domain.accounts import AccountType
+from tally.domain.accounts import AccountStatus, AccountType
 from tally.domain.interest import DayCount, InterestPolicy
 from tally.domain.vouchers import AccountRef
 from tally.rules.interest import InterestRule
@@ -88,18 +88,20 @@ async def test_an_accrual_that_fails_halfway_posts_each_voucher_once_when_run_ag
     await ledger.fund("carol", 3_650_000)  # 500 a day
     clock.set("2026-02-01T00:30:00")
     interest = days.interest
-    real, calls = interest._post, []
+    real, calls = interest.posting, []
 
-    async def failing(tenant_id, request_id, *args):
-        calls.append(request_id)
-        if len(calls) == 2:
-            raise RuntimeError("crashed between two vouchers")
-        await real(tenant_id, request_id, *args)
+    class Failing:  # the second voucher's submission fails, as a process dying there would leave it
+        async def post(self, cmd):
+            calls.append(cmd.request_id)
+            if len(calls) == 2:
+                raise RuntimeError("crashed between two vouchers")
+            return await real.post(cmd)
 
-    monkeypatch.setattr(interest, "_post", failing)
+    monkeypatch.setattr(interest, "posting", Failing())
     with pytest.raises(RuntimeError):
         await days.close_day(TENANT, "2026-01-31")
-    assert len(vouchers(database_url, "interest")) == 1
+    assert len(vouchers(database_url, "interest")) == 3
+    monkeypatch.setattr(interest, "posting", real)
     await days.close_day(TENANT, "2026-01-31")  # closed already: only what is left is posted
     await days.close_day(TENANT, "2026-01-31")
     posted = vouchers(database_url, "interest")
@@ -109,3 +111,16 @@ async def test_an_accrual_that_fails_halfway_posts_each_voucher_once_when_run_ag
     assert len(accruals(database_url)) == 2  # one row per covered account, stored once
     check_ledger(database_url)
 
+
+
+async def test_a_refused_capitalization_is_counted_and_the_interest_stays_accrued(books, database_url):
+    ledger, days, clock = books
+    await ledger.fund("alice", PRINCIPAL)
+    ledger.set_status("alice", AccountStatus.FROZEN)
+    clock.set("2026-02-01T00:30:00")
+    await days.close_day(TENANT, "2026-01-31")  # month end: the capitalization into frozen alice is refused
+    alice_id = ledger.queries.get_account(TENANT, AccountRef(code="alice"))[0].id
+    assert ledger.balance("alice") == PRINCIPAL
+    assert ledger.balance(f"interest_accrued:{alice_id}") == 50_000
+    assert [v.request_id.split(":")[0] for v in vouchers(database_url, "interest")] == ["interest"]
+    check_ledger(database_url)

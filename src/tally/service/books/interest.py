@@ -49,6 +49,7 @@ INTEREST_ACTOR = "system:interest"
 class PostedAccruals:
     accrued: int  # vouchers posted (or replayed) for accruals
     capitalized: int
+    refused: int = 0
 
 
 class InterestBook:
@@ -95,41 +96,69 @@ class InterestBook:
     # ------------------------------------------------------------------------------------------ post
 
     async def post(self, tenant_id: str, rows: list[AccrualRow]) -> PostedAccruals:
-        """Posts the vouchers of these accruals; each has a fixed request id, so a rerun replays it."""
-        accrued = capitalized = 0
-        for row in rows:
-            accrued_ref = AccountRef(code=f"interest_accrued:{row.account_id}")
-            if row.units:
-                expense = f"interest_expense:{row.currency}"
-                await self._open(tenant_id, expense, Side.DEBIT, row.currency)
-                await self._open(tenant_id, accrued_ref.code, Side.CREDIT, row.currency)
-                await self._post(tenant_id, f"interest:{row.account_id}:{row.accounting_date}", row, (
-                    LineDraft(AccountRef(code=expense), Side.DEBIT, row.units, row.currency),
-                    LineDraft(accrued_ref, Side.CREDIT, row.units, row.currency)), "interest accrued")
-                accrued += 1
-            if row.capitalized:
-                await self._post(tenant_id, f"interest-capitalized:{row.account_id}:{row.accounting_date}", row, (
-                    LineDraft(accrued_ref, Side.DEBIT, row.capitalized, row.currency),
-                    LineDraft(AccountRef(id=row.account_id), Side.CREDIT, row.capitalized, row.currency)),
-                    "interest capitalized")
-                capitalized += 1
-        return PostedAccruals(accrued, capitalized)
+        """Posts the vouchers of these accruals, up to POSTS_IN_FLIGHT_MAX at a time; each has a fixed request
+        id, so a rerun replays it. A refusal (a frozen account, say) is logged and counted, not raised: it is
+        recorded under its request id, and the accrued interest stays in the payable account."""
+        await self._open_accounts(tenant_id, rows)
+        posts = [post for row in rows for post in _vouchers(tenant_id, row)]
+        refused = 0
+        for start in range(0, len(posts), POSTS_IN_FLIGHT_MAX):
+            chunk = posts[start:start + POSTS_IN_FLIGHT_MAX]
+            results = await asyncio.gather(*(self.posting.post(cmd) for cmd in chunk), return_exceptions=True)
+            for cmd, result in zip(chunk, results, strict=True):
+                if isinstance(result, LedgerError):
+                    refused += 1
+                    log.warning("interest voucher %s of tenant %s refused: %s %s", cmd.request_id, tenant_id,
+                                result.reason, result.message)
+                elif isinstance(result, BaseException):
+                    raise result
+        capitalized = sum(1 for cmd in posts if cmd.request_id.startswith(CAPITALIZED))
+        return PostedAccruals(len(posts) - capitalized, capitalized, refused)
 
-    async def _post(self, tenant_id: str, request_id: str, row: AccrualRow, lines: tuple[LineDraft, ...],
-                    reason: str) -> None:
-        flow = AdjustmentFlow(lines, f"{reason} for {row.accounting_date}")
-        await self.posting.post(PostFlow(tenant_id, request_id, flow, metadata={"accrued_for": row.accounting_date},
-                                         actor=INTEREST_ACTOR))
+    async def _open_accounts(self, tenant_id: str, rows: list[AccrualRow]) -> None:
+        """Opens the internal accounts the vouchers need and the tenant does not have yet."""
+        wanted = {f"interest_expense:{r.currency}": (Side.DEBIT, r.currency) for r in rows if r.units}
+        wanted |= {f"interest_accrued:{r.account_id}": (Side.CREDIT, r.currency) for r in rows if r.units}
+        if not wanted:
+            return
+        refs = [AccountRef(code=code) for code in sorted(wanted)]
+        _, found = await asyncio.to_thread(self.uow.read, [tenant_id],
+                                           lambda conn: accounts_repo.find_accounts(conn, tenant_id, refs))
+        for code in sorted(set(wanted) - set(found)):
+            side, currency = wanted[code]
+            await asyncio.to_thread(self._open, tenant_id, code, side, currency)
 
-    async def _open(self, tenant_id: str, code: str, side: Side, currency: str) -> None:
+    def _open(self, tenant_id: str, code: str, side: Side, currency: str) -> None:
         spec = NewAccount(code, AccountType.INTERNAL, currency, normal_side=side, floor_policy=FloorPolicy.UNBOUNDED,
                           name="interest")
-        cmd = CreateAccount(tenant_id, f"open:{code}", spec)
         try:
-            await asyncio.to_thread(account_service.create_account, cmd, self.uow, self.currencies, self.clock)
+            account_service.create_account(CreateAccount(tenant_id, f"open:{code}", spec), self.uow,
+                                           self.currencies, self.clock)
         except LedgerError as error:
-            if error.reason != "ACCOUNT_CODE_TAKEN":
+            if error.reason != "ACCOUNT_CODE_TAKEN":  # another run opened it first
                 raise
+
+
+CAPITALIZED = "interest-capitalized:"
+POSTS_IN_FLIGHT_MAX = 500
+
+
+def _vouchers(tenant_id: str, row: AccrualRow) -> list[PostFlow]:
+    """The accrual voucher (when the days earned a unit) and the capitalization (at a month's end)."""
+    accrued = AccountRef(code=f"interest_accrued:{row.account_id}")
+    flows = []
+    if row.units:
+        expense = AccountRef(code=f"interest_expense:{row.currency}")
+        flows.append((f"interest:{row.account_id}:{row.accounting_date}", "interest accrued", (
+            LineDraft(expense, Side.DEBIT, row.units, row.currency),
+            LineDraft(accrued, Side.CREDIT, row.units, row.currency))))
+    if row.capitalized:
+        flows.append((f"{CAPITALIZED}{row.account_id}:{row.accounting_date}", "interest capitalized", (
+            LineDraft(accrued, Side.DEBIT, row.capitalized, row.currency),
+            LineDraft(AccountRef(id=row.account_id), Side.CREDIT, row.capitalized, row.currency))))
+    return [PostFlow(tenant_id, request_id, AdjustmentFlow(lines, f"{reason} for {row.accounting_date}"),
+                     metadata={"accrued_for": row.accounting_date}, actor=INTEREST_ACTOR)
+            for request_id, reason, lines in flows]
 
 
 def _accrual(conn: Connection, tenant_id: str, account: PolicyAccount, policy: InterestPolicy,
