@@ -13,6 +13,8 @@ from tally.domain.auth import Role
 from tally.service.auth import keys
 from tally.service.posting.pipeline import now_us
 from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import bookkeeping_service_pb2 as bk_pb
+from tally.v1 import bookkeeping_service_pb2_grpc as bk_grpc
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import types_pb2
@@ -76,6 +78,14 @@ def test_close_a_day_early_read_it_back_and_see_its_event(server: Server) -> Non
     assert rest.next_page_token == ""
     listed = days.ListAccountingDays(day_pb.ListAccountingDaysRequest(), metadata=md(T)).days
     assert [d.accounting_date for d in listed] == [date]
+    book = bk_grpc.BookkeepingServiceStub(server.channel())
+
+    def audited() -> list:
+        return list(book.ListAuditLog(bk_pb.ListAuditLogRequest(action="CloseAccountingDay"),
+                                      metadata=md(T)).entries)
+
+    wait_until(lambda: len(audited()) >= 3, "the closes in the audit log")  # refused, closed, closed again
+    assert {e.target for e in audited()} == {f"accounting_date:{date}"}
 
     # Another tenant sees none of it.
     assert days.GetAccountingDay(day_pb.GetAccountingDayRequest(accounting_date=date),
