@@ -130,7 +130,8 @@ def statements_table(statements, scale: int | None) -> str:
 
 
 def statement_text(response: day_pb.GetStatementResponse, scale: int | None) -> str:
-    return statements_table([response.statement], scale) + "\n\n" + (
+    state = "issued" if response.statement.issued else "so far: the cycle's last day is not closed yet"
+    return f"{state}\n" + statements_table([response.statement], scale) + "\n\n" + (
         fmt.entries_table(response.entries, scale) if response.entries else "no entries in this cycle")
 
 

@@ -59,6 +59,7 @@ def test_statements_verbs_and_the_balance_show_the_issued_statement(served) -> N
     ok(client(served, key, "adjust", "--line", "debit:cash:6000:USD", "--line", "credit:erin:6000:USD",
               "--reason", "opening"))
     assert "no issued statements" in ok(client(served, key, "statements", "list", "erin"))
+    assert "so far" in ok(client(served, key, "statements", "show", "erin", date))
     on = date
     while on <= end:
         ok(client(served, key, "days", "close", on, "--early"))
@@ -66,7 +67,7 @@ def test_statements_verbs_and_the_balance_show_the_issued_statement(served) -> N
     listed = ok(client(served, key, "statements", "list", "erin"))
     assert end in listed and "6000" in listed
     shown = ok(client(served, key, "statements", "show", "erin", end, "--scale", "2"))
-    assert "60.00" in shown and "opening" in shown and "adjustment" in shown
+    assert "60.00" in shown and "opening" in shown and "adjustment" in shown and shown.startswith("issued")
     balance = ok(client(served, key, "balance", "erin"))
     assert "previous_statement_date" in balance and end in balance
 

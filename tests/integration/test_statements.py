@@ -37,9 +37,12 @@ async def test_monthly_statements_chain_and_a_statement_day_shifts_the_cycle(boo
     await ledger.transfer("alice", "bob", 300)
     clock.set("2026-02-03T10:00:00")
     await ledger.transfer("alice", "bob", 200)
+    so_far = statements.get(TENANT, AccountRef(code="alice"), "2026-01-05", 0, "")  # no day closed yet
+    assert (so_far.statement.issued, so_far.statement.closing_balance, [e.amount for e in so_far.entries]) == (
+        False, 700, [1_000, 300])
     with pytest.raises(LedgerError) as refused:
-        statements.get(TENANT, AccountRef(code="alice"), "2026-01-05", 0, "")
-    assert refused.value.reason == "STATEMENT_NOT_ISSUED"  # no day closed yet
+        statements.get(TENANT, AccountRef(code="alice"), "2026-1-5", 0, "")
+    assert refused.value.reason == "ACCOUNTING_DATE_INVALID"
     assert statements.previous_balance(TENANT, _id(ledger, "alice")) == ("", 0)
 
     days.close(TENANT, "2026-01-31")
@@ -56,7 +59,8 @@ async def test_monthly_statements_chain_and_a_statement_day_shifts_the_cycle(boo
     clock.set("2026-03-01T00:10:00")
     days.close(TENANT, "2026-02-28")
     page = statements.get(TENANT, AccountRef(code="alice"), "2026-02-14", 0, "")
-    assert (page.statement.opening_balance, page.statement.closing_balance) == (700, 500)  # chained
+    assert (page.statement.opening_balance, page.statement.closing_balance, page.statement.issued) == (
+        700, 500, True)  # chained
     assert [e.amount for e in page.entries] == [200] and page.next_page_token == ""
     bob = statements.get(TENANT, AccountRef(code="bob"), "2026-02-14", 1, "")
     assert (bob.statement.cycle.start, bob.statement.opening_balance, bob.statement.closing_balance,

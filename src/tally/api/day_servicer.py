@@ -107,7 +107,8 @@ def export_row_out(r: ExportRow) -> pb.LedgerExportRow:
 def statement_out(s: Statement) -> pb.Statement:
     return pb.Statement(account_id=s.account_id, currency=s.currency, start_date=s.cycle.start,
                         end_date=s.cycle.end, opening_balance=s.opening_balance, closing_balance=s.closing_balance,
-                        debit_total=s.debit_total, credit_total=s.credit_total, entry_count=s.entry_count)
+                        debit_total=s.debit_total, credit_total=s.credit_total, entry_count=s.entry_count,
+                        issued=s.issued)
 
 
 def day_out(day: AccountingDay) -> pb.AccountingDay:

@@ -32,6 +32,7 @@ class Statement:
     debit_total: int
     credit_total: int
     entry_count: int
+    issued: bool = True  # the cycle's last day is closed: the statement is final
 
 
 def statement_day(metadata: dict[str, str]) -> int:

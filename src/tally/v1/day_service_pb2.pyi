@@ -156,7 +156,7 @@ class ListClosingBalancesResponse(_message.Message):
     def __init__(self, balances: _Optional[_Iterable[_Union[ClosingBalance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Statement(_message.Message):
-    __slots__ = ("account_id", "currency", "start_date", "end_date", "opening_balance", "closing_balance", "debit_total", "credit_total", "entry_count")
+    __slots__ = ("account_id", "currency", "start_date", "end_date", "opening_balance", "closing_balance", "debit_total", "credit_total", "entry_count", "issued")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     START_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class Statement(_message.Message):
     DEBIT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CREDIT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     start_date: str
@@ -175,7 +176,8 @@ class Statement(_message.Message):
     debit_total: int
     credit_total: int
     entry_count: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., opening_balance: _Optional[int] = ..., closing_balance: _Optional[int] = ..., debit_total: _Optional[int] = ..., credit_total: _Optional[int] = ..., entry_count: _Optional[int] = ...) -> None: ...
+    issued: bool
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., opening_balance: _Optional[int] = ..., closing_balance: _Optional[int] = ..., debit_total: _Optional[int] = ..., credit_total: _Optional[int] = ..., entry_count: _Optional[int] = ..., issued: _Optional[bool] = ...) -> None: ...
 
 class ListStatementsRequest(_message.Message):
     __slots__ = ("account", "page_size", "page_token")

@@ -126,7 +126,7 @@ class DayServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetStatement(self, request, context):
-        """The issued statement whose cycle holds a date, with a page of its entries.
+        """The statement whose cycle holds a date (issued, or so far), with a page of its entries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,7 +141,8 @@ class DayServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSummaryDetail(self, request, context):
-        """The detail vouchers a summary stands for, by sequence (they stay in the journal).
+        """The detail vouchers a summary stands for, by sequence (they stay in the journal); none when the
+        closed day has no summary of that flow and currency.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

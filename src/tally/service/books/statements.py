@@ -2,20 +2,21 @@
 balance (the previous statement's closing balance), closing balance, totals and entries.
 
 A statement is issued once its cycle's last day is closed: from then on nothing dated in the cycle can
-change (a closed day takes no posting), so a statement read twice reads the same. Statements are read from
+change (a closed day takes no posting), so a statement read twice reads the same. Before that, GetStatement
+answers the cycle so far, marked not issued. Statements are read from
 the journal, not stored: a cycle is a range of the account's entry numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
 from tally.domain.accounts import Account
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.days import parse_date
-from tally.domain.errors import missing_account, precondition
+from tally.domain.errors import missing_account
 from tally.domain.statements import Cycle, Statement, cycle_of, last_issued, statement_day
 from tally.domain.vouchers import AccountRef
 from tally.service import paging
@@ -57,19 +58,15 @@ class StatementBook:
         return self.uow.read([tenant_id], read)
 
     def get(self, tenant_id: str, ref: AccountRef, date_text: str, page_size: int, page_token: str) -> StatementPage:
-        """The issued statement whose cycle holds `date`, with a page of its entries."""
-        date = parse_date(date_text, "date")
+        """The statement whose cycle holds `date`, with a page of its entries: issued (final) once the cycle's
+        last day is closed, else provisional (what the cycle holds so far)."""
         limit = paging.page_size(page_size)
 
         def read(conn: Connection) -> StatementPage:
-            account = _require(conn, tenant_id, ref)
-            cycle = cycle_of(date, statement_day(account.metadata))
-            closed = days_repo.last_closed_date(conn, tenant_id)
-            if cycle.end > closed:
-                raise precondition("STATEMENT_NOT_ISSUED", f"the cycle {cycle.start}..{cycle.end} is not over: its "
-                                   f"last day is not closed (closed through {closed or 'no day yet'})",
-                                   start_date=cycle.start, end_date=cycle.end)
-            statement = _statement(conn, account, cycle)
+            account = _require(conn, tenant_id, ref)  # authorization (the account is the caller's) first
+            cycle = cycle_of(parse_date(date_text, "date"), statement_day(account.metadata))
+            issued = cycle.end <= days_repo.last_closed_date(conn, tenant_id)
+            statement = replace(_statement(conn, account, cycle), issued=issued)
             query = {"list": "statement", "account": account.id, "start": cycle.start}
             after = paging.decode(page_token, query, 0)
             rows = journal_repo.list_entries(conn, tenant_id, account.id, after_entry=after, limit=limit + 1,
@@ -99,7 +96,7 @@ def _statement(conn: Connection, account: Account, cycle: Cycle) -> Statement:
     before, last = statements_repo.entry_range(conn, account.id, cycle)
     debits, credits = statements_repo.totals(conn, account.id, before, last)
     return Statement(account.id, account.currency, cycle, statements_repo.balance_after(conn, account.id, before),
-                     statements_repo.balance_after(conn, account.id, last), debits, credits, last - before)
+                     statements_repo.balance_after(conn, account.id, last), debits, credits, last - before, True)
 
 
 def _require(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:

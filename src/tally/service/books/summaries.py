@@ -88,8 +88,7 @@ class SummaryBook:
         def read(conn: Connection) -> tuple[list[Voucher], str]:
             day = _closed(conn, tenant_id, date)
             if not any(f.summarized and (f.flow_type, f.currency) == (flow_type, currency) for f in day.flows):
-                raise precondition("SUMMARY_NOT_FOUND", f"{date} has no summary of {flow_type} in {currency}",
-                                   accounting_date=date, flow_type=flow_type[:32], currency=currency[:3])
+                return [], ""  # no such summary that day: nothing stands behind it
             ids = days_repo.detail_voucher_ids(conn, tenant_id, day, flow_type, currency, after_sequence=after,
                                                limit=limit + 1)
             found = journal_repo.get_vouchers(conn, tenant_id, ids[:limit])
