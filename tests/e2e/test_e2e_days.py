@@ -4,6 +4,8 @@ day), what the close stored, the day.closed event on a stream, refusals, roles, 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from importlib import resources
 
 import grpc
@@ -13,12 +15,22 @@ from tally.domain.auth import Role
 from tally.service.auth import keys
 from tally.service.posting.pipeline import now_us
 from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import bookkeeping_service_pb2 as bk_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as bk_grpc
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import types_pb2
-from tests.e2e.conftest import Server, TenantKeys, e2e_settings, error_info, md, running_server, wait_until
+from tests.e2e.conftest import (
+    Server,
+    TenantKeys,
+    e2e_settings,
+    error_info,
+    md,
+    running_server,
+    transfer_request,
+    wait_until,
+)
 
 T, OTHER = "days-acme", "days-other"
 CLOSED, OPEN = day_pb.DAY_STATE_CLOSED, day_pb.DAY_STATE_OPEN
@@ -216,3 +228,45 @@ def test_summaries_detail_and_export_over_the_wire(database_url, tmp_path) -> No
         kinds = [(r.kind, r.flow_type, r.amount) for r in rows]
         assert kinds[:2] == [(day_pb.LEDGER_ROW_KIND_SUMMARY, "transfer", 390)] * 2
         assert {k for k in kinds[2:]} == {(day_pb.LEDGER_ROW_KIND_DETAIL, "adjustment", 10_000)} and len(kinds) == 4
+
+
+def test_an_early_close_while_clients_post_loses_nothing_and_splits_nothing(server: Server) -> None:
+    tenant = "days-race"
+    server.create_account(tenant, "ann")
+    server.create_account(tenant, "ben")
+    date = server.fund(tenant, "ann", 1_000_000).accounting_date
+    acknowledged: list = []
+    errors: list = []
+    started = threading.Barrier(5)
+
+    def client() -> None:
+        channel = server.channel()
+        stub = post_grpc.AccountingServiceStub(channel)
+        started.wait()
+        for _ in range(40):
+            try:
+                response = stub.Post(transfer_request(server.request_id("race"), "ann", "ben", 1), metadata=md(tenant))
+                acknowledged.extend(response.vouchers)
+            except grpc.RpcError as exc:  # nothing may be refused: ann has plenty
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(0.05)  # let the clients get going, then close their day under them
+    days = day_grpc.DayServiceStub(server.channel())
+    day = days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(accounting_date=date, early=True,
+                                                                   request_id="close-race"), metadata=md(tenant)).day
+    for thread in threads:
+        thread.join()
+    assert not errors and len(acknowledged) == 160
+    stored = {v.id: v for v in server.all_vouchers(tenant)}
+    assert all(v.id in stored for v in acknowledged)  # none lost
+    in_day = sorted(v.sequence for v in stored.values() if v.accounting_date == date)
+    assert in_day == list(range(day.after_sequence + 1, day.last_sequence + 1))  # the closed day is exactly these
+    assert all(v.accounting_date == next_day(date) for v in stored.values() if v.sequence > day.last_sequence)
+    assert day.voucher_count == len(in_day) >= 1
+    [usd] = day.currency_totals
+    assert usd.debit_total == sum(ln.amount for v in stored.values() if v.accounting_date == date
+                                  for ln in v.lines if ln.side == types_pb2.SIDE_DEBIT)
