@@ -120,3 +120,27 @@ async def test_summaries_and_export_need_a_closed_day(database_url, make_ledger)
     DayBook(ledger.uow, ledger.calendar, clock, summarize=frozenset({"transfer"})).close(TENANT, MONTH[0], early=True)
     assert summaries.summaries(TENANT, MONTH[0]) == ([], "")
     assert summaries.detail(TENANT, MONTH[0], "adjustment", "USD", 0, "") == ([], "")  # not summarized
+
+
+async def test_a_summary_of_some_accounts_leaves_the_others_in_the_export_as_detail(database_url, make_ledger):
+    clock = Clock(f"{MONTH[0]}T08:00:00")
+    ledger = make_ledger(database_url, clock=clock)
+    ledger.open_internal(FUNDING)
+    for person in PEOPLE:
+        ledger.open(person)
+    await ledger.fund("alice", 5_000)
+    await ledger.fund("bob", 5_000)
+    for source, destination, amount in (("alice", "bob", 10), ("bob", "carol", 20), ("alice", "carol", 30)):
+        await ledger.transfer(source, destination, amount)
+    days = DayBook(ledger.uow, ledger.calendar, clock, summarize={"transfer": ("alice",)})
+    days.close(TENANT, MONTH[0], early=True)
+    summaries = SummaryBook(ledger.uow)
+    [summary] = summaries.summaries(TENANT, MONTH[0])[0]
+    assert [(ln.side, ln.amount, ln.line_count) for ln in summary.lines] == [("debit", 40, 2)]  # alice's only
+    rows = all_pages(summaries.export, TENANT, MONTH[0])
+    detail = [(r.flow_type, r.account_code, r.side, r.amount) for r in rows if r.kind == "detail"]
+    assert sorted(d for d in detail if d[0] == "transfer") == sorted([
+        ("transfer", "bob", "credit", 10), ("transfer", "bob", "debit", 20), ("transfer", "carol", "credit", 20),
+        ("transfer", "carol", "credit", 30)])
+    net = sum(r.amount if r.side == "debit" else -r.amount for r in rows)
+    assert net == 0 and sum(r.line_count for r in rows) == 2 * 5  # every line once: summarized or in detail

@@ -360,3 +360,17 @@ def test_interest_policies_load_and_a_code_wins_over_a_type():
     vip = policy_for(rules, "vip", "deposit")
     assert (vip.rate_bp, vip.day_count, vip.capitalize_monthly) == (300, DayCount.ACT_360, False)
     assert policy_for(rules, "bank", "internal") is None
+
+
+def test_summaries_name_flows_and_optionally_account_prefixes():
+    base = resources.files("tally.rules").joinpath("default.toml").read_text()
+    rules = parse_rule_set(base + '\n[[summaries]]\nflow = "transfer"\naccounts = ["merchant_pending:", "fee_"]\n')
+    assert rules.summaries == {"usage": (), "transfer": ("fee_", "merchant_pending:")}
+    for extra, expected in (('[[summaries]]\nflow = "usage"\n', "summaries[1].flow: 'usage' is summarized twice"),
+                            ('[[summaries]]\nflow = "Transfer"\n', "summaries[1].flow: must be a flow type"),
+                            ('[[summaries]]\nflow = "x"\naccounts = "a"\n', "summaries[1].accounts: must be a list"),
+                            ('[[summaries]]\nflow = "x"\naccounts = ["a,b"]\n', "summaries[1].accounts: must be"),
+                            ('[[summaries]]\nflow = "x"\nevery = 1\n', "summaries[1].every: unknown key")):
+        with pytest.raises(RuleSetError) as refused:
+            parse_rule_set(base + "\n" + extra)
+        assert any(expected in str(p) for p in refused.value.problems), refused.value.problems

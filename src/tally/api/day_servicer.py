@@ -91,7 +91,7 @@ KINDS = {"summary": pb.LEDGER_ROW_KIND_SUMMARY, "detail": pb.LEDGER_ROW_KIND_DET
 def summary_out(s: Summary) -> pb.SummaryVoucher:
     return pb.SummaryVoucher(
         id=s.id, accounting_date=s.accounting_date, flow_type=s.flow_type, currency=s.currency,
-        voucher_count=s.voucher_count,
+        voucher_count=s.voucher_count, account_prefixes=s.account_prefixes,
         lines=[pb.SummaryLine(line_no=i + 1, account_id=ln.account_id,
                               account_code=s.account_codes.get(ln.account_id, ""), side=SIDES_PB[Side(ln.side)],
                               amount=ln.amount, line_count=ln.line_count) for i, ln in enumerate(s.lines)])

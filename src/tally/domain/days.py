@@ -8,6 +8,7 @@ database: the storage layer sums the day's lines, and this module checks and sha
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -42,6 +43,7 @@ class FlowTotal:
     voucher_count: int
     amount_total: int
     summarized: bool = False  # the rule set summarizes this flow: it has a summary voucher
+    summary_accounts: tuple[str, ...] = ()  # account code prefixes summarized; () = every account
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,20 @@ def next_date(iso_date: str) -> str:
     return (day + timedelta(days=1)).isoformat()
 
 
-def check_summaries(date_text: str, lines: tuple[SummaryLine, ...]) -> None:
-    """Each summary voucher balances, as its detail does; raised, never stored otherwise."""
+# flow type -> the account code prefixes whose lines are summarized; () = every account of the flow
+SummaryScope = Mapping[str, tuple[str, ...]]
+
+
+def summary_scope(flows: SummaryScope | Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """A scope from a mapping, or from flow types whose every account is summarized."""
+    return dict(flows) if isinstance(flows, Mapping) else {flow: () for flow in flows}
+
+
+def check_summaries(date_text: str, lines: tuple[SummaryLine, ...], scope: SummaryScope) -> None:
+    """A summary of every account of a flow balances, as its detail does; raised, never stored otherwise. (A
+    summary of some accounts only does not: the export carries the flow's other lines as detail.)"""
     net: dict[tuple[str, str], int] = {}
-    for line in lines:
+    for line in (ln for ln in lines if not scope.get(ln.flow_type)):
         key = (line.flow_type, line.currency)
         net[key] = net.get(key, 0) + (line.amount if line.side == "debit" else -line.amount)
     off = sorted(f"{flow}/{currency}" for (flow, currency), total in net.items() if total != 0)
@@ -144,5 +156,6 @@ def closed_payload(day: AccountingDay) -> dict:
         "trial_balance": [{"currency": c.currency, "debit_total": c.debit_total, "credit_total": c.credit_total,
                            "line_count": c.line_count} for c in day.currencies],
         "flows": [{"flow_type": f.flow_type, "currency": f.currency, "voucher_count": f.voucher_count,
-                   "amount_total": f.amount_total, "summarized": f.summarized} for f in day.flows],
+                   "amount_total": f.amount_total, "summarized": f.summarized,
+                   "summary_accounts": list(f.summary_accounts)} for f in day.flows],
     }

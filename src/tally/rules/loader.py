@@ -150,7 +150,7 @@ class _Loader:
         for name in sorted(set(flows) - {rule.flow.name for rule in rules}):
             self.add(f"flows.{name}", "no rule handles this flow")
         interest = parse_interest(document["interest"], self.add) if "interest" in document else ()
-        summaries = parse_summaries(document["summaries"], self.add) if "summaries" in document else frozenset()
+        summaries = parse_summaries(document["summaries"], self.add) if "summaries" in document else {}
         return RuleSet(version, flows, self.templates, rules, source, interest=interest, summaries=summaries)
 
     # ------------------------------------------------------------------------------ plain values

@@ -6,7 +6,7 @@ index the vouchers have anyway. Repository functions never commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, and_, case, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, case, func, insert, not_, or_, select, tuple_, update
 
 from tally.domain.days import (
     AccountingDay,
@@ -16,6 +16,7 @@ from tally.domain.days import (
     DayTotals,
     FlowTotal,
     SummaryLine,
+    SummaryScope,
 )
 from tally.storage.tables import (
     accounting_days,
@@ -50,8 +51,8 @@ def with_totals(conn: Connection, day: AccountingDay) -> AccountingDay:
     currencies = tuple(CurrencyTotal(r.currency, r.debit_total, r.credit_total, r.line_count) for r in conn.execute(
         select(day_currency_totals).where(c.tenant_id == day.tenant_id, c.accounting_date == day.date)
         .order_by(c.currency)))
-    flows = tuple(FlowTotal(r.flow_type, r.currency, r.voucher_count, r.amount_total, bool(r.summarized))
-                  for r in conn.execute(
+    flows = tuple(FlowTotal(r.flow_type, r.currency, r.voucher_count, r.amount_total, bool(r.summarized),
+                            tuple(p for p in r.summary_accounts.split(",") if p)) for r in conn.execute(
         select(day_flow_totals).where(f.tenant_id == day.tenant_id, f.accounting_date == day.date)
         .order_by(f.flow_type, f.currency)))
     return AccountingDay(**{**vars(day), "currencies": currencies, "flows": flows})
@@ -106,9 +107,9 @@ def _day_lines(tenant_id: str, after_sequence: int, last_sequence: int):
 
 
 def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence: int,
-            summarize: frozenset[str] = frozenset()) -> DayTotals:
+            summarize: SummaryScope | None = None) -> DayTotals:
     """The day's postings per currency and per flow type, each moved account's closing balance, and the
-    summary lines of the flows in `summarize`. Sums are exact: PostgreSQL sums bigint as numeric; SQLite
+    summary lines of the flows (and accounts) in `summarize`. Sums are exact: PostgreSQL sums bigint as numeric; SQLite
     refuses a sum past int64 rather than round it."""
     lines, where = _day_lines(tenant_id, after_sequence, last_sequence)
     ln, v = voucher_lines.c, vouchers.c
@@ -117,7 +118,9 @@ def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence
     currencies = tuple(CurrencyTotal(r[0], int(r[1]), int(r[2]), int(r[3])) for r in conn.execute(
         select(ln.currency, debit, credit, func.count()).select_from(lines).where(where)
         .group_by(ln.currency).order_by(ln.currency)))
-    flows = tuple(FlowTotal(r[0], r[1], int(r[2]), int(r[3]), r[0] in summarize) for r in conn.execute(
+    summarize = summarize or {}
+    flows = tuple(FlowTotal(r[0], r[1], int(r[2]), int(r[3]), r[0] in summarize, summarize.get(r[0], ()))
+                  for r in conn.execute(
         select(v.flow_type, ln.currency, func.count(func.distinct(v.id)), func.sum(ln.amount))
         .select_from(lines).where(where, ln.side == "debit")
         .group_by(v.flow_type, ln.currency).order_by(v.flow_type, ln.currency)))
@@ -126,12 +129,20 @@ def sum_day(conn: Connection, tenant_id: str, after_sequence: int, last_sequence
                      _summary_lines(conn, lines, where, summarize))
 
 
-def _summary_lines(conn: Connection, lines, where, summarize: frozenset[str]) -> tuple[SummaryLine, ...]:
+def in_scope(scope: SummaryScope):
+    """The condition that a line (of the vouchers joined to their lines and accounts) is summarized."""
+    v, code = vouchers.c, accounts.c.code
+    return or_(*(and_(v.flow_type == flow, or_(*(code.startswith(p, autoescape=True) for p in prefixes)))
+                 if prefixes else v.flow_type == flow for flow, prefixes in sorted(scope.items())))
+
+
+def _summary_lines(conn: Connection, lines, where, summarize: SummaryScope) -> tuple[SummaryLine, ...]:
     if not summarize:
         return ()
     ln, v = voucher_lines.c, vouchers.c
     query = (select(v.flow_type, ln.currency, ln.account_id, ln.side, func.sum(ln.amount), func.count())
-             .select_from(lines).where(where, v.flow_type.in_(sorted(summarize)))
+             .select_from(lines.join(accounts, accounts.c.id == ln.account_id))
+             .where(where, in_scope(summarize))
              .group_by(v.flow_type, ln.currency, ln.account_id, ln.side)
              .order_by(v.flow_type, ln.currency, ln.account_id, ln.side))
     return tuple(SummaryLine(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in conn.execute(query))
@@ -158,7 +169,8 @@ def store_closed(conn: Connection, day: AccountingDay, totals: DayTotals) -> Non
     if totals.flows:
         conn.execute(insert(day_flow_totals), [
             {"tenant_id": tenant_id, "accounting_date": date, "flow_type": f.flow_type, "currency": f.currency,
-             "voucher_count": f.voucher_count, "amount_total": f.amount_total, "summarized": int(f.summarized)}
+             "voucher_count": f.voucher_count, "amount_total": f.amount_total, "summarized": int(f.summarized),
+             "summary_accounts": ",".join(f.summary_accounts)}
             for f in totals.flows])
     for start in range(0, len(totals.summary_lines), CLOSING_ROWS_PER_STATEMENT):
         conn.execute(insert(day_summary_lines), [
@@ -216,10 +228,10 @@ def detail_voucher_ids(conn: Connection, tenant_id: str, day: AccountingDay, flo
     return list(rows.scalars())
 
 
-def detail_lines(conn: Connection, tenant_id: str, day: AccountingDay, skip_flows: frozenset[str], *,
+def detail_lines(conn: Connection, tenant_id: str, day: AccountingDay, summarized: SummaryScope, *,
                  after: tuple[int, int], limit: int) -> list:
-    """The lines of the day's vouchers of every flow not in `skip_flows`, after (sequence, line_no), with
-    their voucher's id and flow type and the account's code, in journal order."""
+    """The day's lines that no summary holds, after (sequence, line_no), with their voucher's id and flow
+    type and the account's code, in journal order."""
     v, ln = vouchers.c, voucher_lines.c
     query = (select(v.sequence, v.id, v.flow_type, ln.line_no, ln.account_id, accounts.c.code, ln.side, ln.amount,
                     ln.currency, ln.memo)
@@ -228,8 +240,8 @@ def detail_lines(conn: Connection, tenant_id: str, day: AccountingDay, skip_flow
              .where(_in_day(tenant_id, day.after_sequence, day.last_sequence),
                     tuple_(v.sequence, ln.line_no) > tuple_(*after))
              .order_by(v.sequence, ln.line_no).limit(limit))
-    if skip_flows:
-        query = query.where(v.flow_type.not_in(sorted(skip_flows)))
+    if summarized:
+        query = query.where(not_(in_scope(summarized)))
     return conn.execute(query).all()
 
 

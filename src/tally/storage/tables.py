@@ -315,6 +315,7 @@ day_flow_totals = Table(
     Column("voucher_count", BigInteger, nullable=False),
     Column("amount_total", BigInteger, nullable=False),
     Column("summarized", Integer, nullable=False),  # 1: the rule set summarizes the flow (day_summary_lines)
+    Column("summary_accounts", Text, nullable=False),  # the account code prefixes summarized, comma-separated
 )
 
 # The summary voucher of a summarized flow and currency on a closed day: one line per account and side, the

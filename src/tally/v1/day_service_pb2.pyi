@@ -236,20 +236,22 @@ class SummaryLine(_message.Message):
     def __init__(self, line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., account_code: _Optional[str] = ..., side: _Optional[_Union[_types_pb2.Side, str]] = ..., amount: _Optional[int] = ..., line_count: _Optional[int] = ...) -> None: ...
 
 class SummaryVoucher(_message.Message):
-    __slots__ = ("id", "accounting_date", "flow_type", "currency", "voucher_count", "lines")
+    __slots__ = ("id", "accounting_date", "flow_type", "currency", "voucher_count", "lines", "account_prefixes")
     ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
     FLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     VOUCHER_COUNT_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_PREFIXES_FIELD_NUMBER: _ClassVar[int]
     id: str
     accounting_date: str
     flow_type: str
     currency: str
     voucher_count: int
     lines: _containers.RepeatedCompositeFieldContainer[SummaryLine]
-    def __init__(self, id: _Optional[str] = ..., accounting_date: _Optional[str] = ..., flow_type: _Optional[str] = ..., currency: _Optional[str] = ..., voucher_count: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[SummaryLine, _Mapping]]] = ...) -> None: ...
+    account_prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., accounting_date: _Optional[str] = ..., flow_type: _Optional[str] = ..., currency: _Optional[str] = ..., voucher_count: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[SummaryLine, _Mapping]]] = ..., account_prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListSummariesRequest(_message.Message):
     __slots__ = ("accounting_date", "page_size", "page_token")

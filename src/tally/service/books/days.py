@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from sqlalchemy import Connection
@@ -31,11 +31,13 @@ from tally.domain.days import (
     ClosingBalance,
     DayState,
     DayTotals,
+    SummaryScope,
     check_balanced,
     check_summaries,
     closed_payload,
     next_date,
     parse_date,
+    summary_scope,
 )
 from tally.domain.errors import precondition
 from tally.service import paging
@@ -52,9 +54,9 @@ DAY_CLOSE_ACTOR = "system:day-close"
 class DayBook:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int], *,
                  auto: bool = False, grace_s: int = 300, interval_s: int = 60,
-                 interest: InterestBook | None = None, summarize: frozenset[str] = frozenset()) -> None:
+                 interest: InterestBook | None = None, summarize: SummaryScope | Iterable[str] = ()) -> None:
         self.uow, self.calendar, self.clock, self.interest = uow, calendar, clock, interest
-        self.summarize = summarize  # flow types whose days get summary vouchers
+        self.summarize = summary_scope(summarize)  # the flows (and accounts) whose days get summary vouchers
         self.auto, self.grace_s, self.interval_s = auto, grace_s, interval_s
         self._task: asyncio.Task | None = None
 
@@ -111,7 +113,7 @@ class DayBook:
         totals = self.uow.read([tenant_id], lambda conn: days_repo.sum_day(
             conn, tenant_id, day.after_sequence, day.last_sequence, self.summarize))
         check_balanced(day.date, totals.currencies)
-        check_summaries(day.date, totals.summary_lines)
+        check_summaries(day.date, totals.summary_lines, self.summarize)
         closed = self.uow.write([tenant_id], lambda conn: self._store(conn, day, totals))
         log.info("closed %s for tenant %s: %d vouchers, %d accounts", closed.date, tenant_id,
                  closed.voucher_count, closed.accounts_closed)

@@ -4,7 +4,8 @@ The close stores, for each flow the rule set summarizes (`[[summaries]]`), one s
 a line per account and side with the exact sum of that day's detail lines (days_repo.sum_day). The detail
 vouchers stay in the journal; a summary's detail is the flow's vouchers in the day's sequence range with a
 line in its currency, listed by sequence. The general-ledger export of a closed day is its summarized
-journal: the summary lines of the summarized flows, then every line of the other flows' vouchers.
+journal: the summary lines, then every line no summary holds (of the other flows, and of the accounts a
+partial summary leaves out).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Summary:
     voucher_count: int
     lines: tuple[SummaryLine, ...]
     account_codes: dict[str, str]
+    account_prefixes: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -119,8 +121,9 @@ class SummaryBook:
                 after = (0, 0)
             else:
                 after = tuple(_int(part) for part in rest.split(":", 1)) if rest.count(":") == 1 else (0, 0)
-            skip = frozenset(f.flow_type for f in day.flows if f.summarized)
-            lines = days_repo.detail_lines(conn, tenant_id, day, skip, after=after, limit=limit - len(rows) + 1)
+            summarized = {f.flow_type: f.summary_accounts for f in day.flows if f.summarized}
+            lines = days_repo.detail_lines(conn, tenant_id, day, summarized, after=after,
+                                           limit=limit - len(rows) + 1)
             more = len(lines) > limit - len(rows)
             lines = lines[:limit - len(rows)]
             rows += [ExportRow(date, "detail", r.id, r.flow_type, r.line_no, r.account_id, r.code, r.side, r.amount,
@@ -144,8 +147,8 @@ def _summaries(conn: Connection, tenant_id: str, day: AccountingDay) -> list[Sum
     for line in days_repo.summary_lines(conn, tenant_id, day.date):
         lines[line.flow_type, line.currency].append(line)
     codes = days_repo.account_codes(conn, tenant_id, {ln.account_id for group in lines.values() for ln in group})
-    return [Summary(day.date, f.flow_type, f.currency, f.voucher_count, tuple(lines[f.flow_type, f.currency]), codes)
-            for f in day.flows if f.summarized]
+    return [Summary(day.date, f.flow_type, f.currency, f.voucher_count, tuple(lines[f.flow_type, f.currency]), codes,
+                    f.summary_accounts) for f in day.flows if f.summarized]
 
 
 def _summary_rows(summary: Summary) -> list[ExportRow]:

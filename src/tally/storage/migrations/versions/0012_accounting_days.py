@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.Column("voucher_count", sa.BigInteger(), nullable=False),
         sa.Column("amount_total", sa.BigInteger(), nullable=False),
         sa.Column("summarized", sa.Integer(), nullable=False),
+        sa.Column("summary_accounts", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "accounting_date", "flow_type", "currency",
                                 name=op.f("pk_day_flow_totals")),
     )
