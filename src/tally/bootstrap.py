@@ -26,6 +26,10 @@ from tally.service.auth.authn import Authenticator
 from tally.service.auth.jwt_keys import KeyFileError, load_jwks_keys, load_pem_keys
 from tally.service.auth.jwt_tokens import JwtConfig
 from tally.service.books.auditor import Auditor
+from tally.service.books.days import DayBook
+from tally.service.books.interest import InterestBook
+from tally.service.books.statements import StatementBook
+from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
 from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
@@ -66,9 +70,12 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
     webhooks, dispatcher = build_webhooks(settings, uow, hub)
+    interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
+    days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
+                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries)
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks,
-                    dispatcher)
+                    authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks, dispatcher,
+                    days, StatementBook(uow, calendar), SummaryBook(uow))
 
 
 def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:
@@ -182,6 +189,7 @@ async def _stop_streams(hub: EventHub, listener: PgListener | None) -> None:
 async def _stop_writers(services: Services, engines: Engines) -> None:
     """No new expiries or audits, every queued posting written, every audit row flushed, then the connections
     go."""
+    await services.days.stop()
     await services.auditor.stop()
     await services.expirer.stop()
     await services.pipeline.stop()
@@ -240,6 +248,7 @@ async def start(settings: Settings) -> App:
     services.pipeline.start()
     services.expirer.start()
     services.auditor.start()
+    services.days.start()
     telemetry.meter_provider(settings.otel_exporter)
     telemetry.audit_findings_gauge(services.auditor.findings_by_tenant)
     listener = None

@@ -5,7 +5,10 @@ and an affiliate commission); a card order is acquired through a channel with a 
 refunded; the merchant, the channel and the bank settle; a merchant gets its payout prerequisites (KYC,
 bank account) and is paid out an amount with sub-cent digits, the residue staying in its account. After
 each step the vouchers posted and the balances of the accounts they touched are printed (before, change,
-after); at the end the trial balance, which must be BALANCED in every currency (exit 1 otherwise).
+after); at the end the trial balance, which must be BALANCED in every currency (exit 1 otherwise), and the
+close of the run's accounting day: an operator's end of day, early when the day's cut-off has not passed
+(postings in the tenant then get the next date), showing the day's trial balance, totals per flow type and
+summary vouchers (--no-close leaves the day open).
 
 The demo runs in the tenant of the API key (a poster key posts the flows; the KYC step needs an operator
 or admin key). Every party (consumers, processors, merchants, affiliate, channel) and every request id
@@ -33,6 +36,7 @@ from google.protobuf import field_mask_pb2, json_format
 
 from tally import cli_format as fmt
 from tally.cli_books import trial_balance_text
+from tally.cli_days import day_text, summaries_text
 from tally.cli_flows import posted_lines_table
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
@@ -40,6 +44,8 @@ from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
+from tally.v1 import day_service_pb2 as day_pb
+from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import flows_pb2, types_pb2
 
 CURRENCY = "USD"
@@ -306,6 +312,15 @@ def _story(d: Demo) -> None:
                        f"{d.amount(PAYOUT - paid)} below the bank's minor unit stays in {code}")
 
 
+def close_day(d: Demo, days) -> day_pb.AccountingDay:
+    """Closes the accounting day of the run's first voucher (early, if its cut-off has not passed). A rerun
+    finds it closed and shows what was stored."""
+    first = next(v for stage in d.stages for v in stage.vouchers)
+    response = days.CloseAccountingDay(day_pb.CloseAccountingDayRequest(
+        accounting_date=first.accounting_date, early=True, request_id=request_id(d.run, "close-day")))
+    return response.day
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     cli = _cli()
     args.run = args.run or default_run()
@@ -315,10 +330,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "posting nothing twice)\n", flush=True)
     with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
             cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
-            cli._stub(args, book_grpc.BookkeepingServiceStub) as books:
+            cli._stub(args, book_grpc.BookkeepingServiceStub) as books, \
+            cli._stub(args, day_grpc.DayServiceStub) as days:
         demo = Demo(args, accounts, posting, books)
         _story(demo)
         trial = books.GetTrialBalance(book_pb.GetTrialBalanceRequest())
+        day = None if args.no_close else close_day(demo, days)
+        summaries = [] if day is None else list(days.ListSummaries(day_pb.ListSummariesRequest(
+            accounting_date=day.accounting_date, page_size=PAGE_SIZE)).summaries)
     off = sorted(t.currency for t in trial.totals if t.difference != 0)
     balanced = trial.balanced and not off
     requests = sum(len(s.replayed) for s in demo.stages)
@@ -327,10 +346,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run": args.run, "tenant": demo.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
                           "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
-                          "replayed": replayed}, indent=2, ensure_ascii=False))
+                          "replayed": replayed, "day": _dict(day) if day else None,
+                          "summaries": [_dict(s) for s in summaries]}, indent=2,
+                         ensure_ascii=False))
     else:
         print(f"== trial balance of tenant {tenant} (every run in it)")
         print(trial_balance_text(trial, args.scale))
+        if day is not None:
+            print(f"\n== accounting day {day.accounting_date} closed (its vouchers are every run's of that day)")
+            print(day_text(day, args.scale))
+            print("\nsummary vouchers (the general-ledger export carries these instead of their detail):")
+            print(summaries_text(summaries, args.scale))
         print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
     if not balanced:
         print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
@@ -349,5 +375,6 @@ def add_demo_parser(commands) -> argparse.ArgumentParser:
     demo.add_argument("--run", type=cli._arg(parse_run), metavar="LABEL",
                       help="run label prefixed to every party and request id (default: 8 random hex digits); "
                            "the same label again replays the run")
+    demo.add_argument("--no-close", action="store_true", help="leave the run's accounting day open")
     demo.set_defaults(func=cmd_demo)
     return demo

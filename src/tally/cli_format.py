@@ -216,6 +216,8 @@ def balance_fields(balance: types_pb2.Balance, scale: int | None) -> list[tuple[
         *((name, amount_text(getattr(balance, name), scale)) for name in amounts),
         ("previous_day_date", balance.previous_day_date), ("accounting_date", balance.accounting_date),
         ("entry_count", balance.entry_count),
+        *((("previous_statement", amount_text(balance.previous_statement_balance, scale)),
+           ("previous_statement_date", balance.previous_statement_date)) if balance.previous_statement_date else ()),
     ]
 
 

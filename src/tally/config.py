@@ -58,6 +58,9 @@ class Settings:
     effective_time_future_max_s: int = 7 * 86_400  # and how far ahead
     page_bytes_max: int = 1024 * 1024  # a List page stops before its items pass this many encoded bytes
     audit_interval_s: int = 0  # the scheduled ledger audit of every tenant; 0: never
+    day_close_auto: bool = False  # the server closes each day itself, day_close_grace_s after its cut-off
+    day_close_grace_s: int = 300
+    day_close_interval_s: int = 60  # how often the scheduled close looks for a due day
     stream_subscribers_max: int = 1000
     stream_subscribers_per_tenant_max: int = 250  # one tenant's share of the server's streams
     stream_subscribers_per_key_max: int = 50  # one API key's (or token subject's) share of its tenant's
@@ -130,6 +133,9 @@ class Settings:
                                                  d.effective_time_future_max_s, 0, 100 * 366 * 86_400),
                 page_bytes_max=_int(env, "TALLY_PAGE_BYTES_MAX", d.page_bytes_max, 64 * 1024, 3 * 1024 * 1024),
                 audit_interval_s=_int(env, "TALLY_AUDIT_INTERVAL_S", d.audit_interval_s, 0, 7 * 86_400),
+                day_close_auto=_bool(env, "TALLY_DAY_CLOSE_AUTO", d.day_close_auto),
+                day_close_grace_s=_int(env, "TALLY_DAY_CLOSE_GRACE_S", d.day_close_grace_s, 0, 86_400),
+                day_close_interval_s=_int(env, "TALLY_DAY_CLOSE_INTERVAL_S", d.day_close_interval_s, 1, 3600),
                 stream_subscribers_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_MAX", d.stream_subscribers_max, 1,
                                             100_000),
                 stream_subscribers_per_tenant_max=_int(env, "TALLY_STREAM_SUBSCRIBERS_PER_TENANT_MAX",

@@ -72,6 +72,7 @@ OK = grpc.StatusCode.OK
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 REFUSED = (UNAUTHENTICATED, DENIED)
+CLOSED_DAY = "2000-01-03"  # closed for both tenants at set-up: the day-service calls have a day to read
 FILTER_FIELDS = ("account_id", "parent_id")  # list filters: a foreign id filters to nothing, it names no target
 
 
@@ -190,6 +191,8 @@ def _setup(server: Server, backend: str) -> World:
     finally:
         channel.close()
     keys.revoke_key(TenantKeys.for_target(server.target).uow, A, issued["a-revoked"].key_id, now_us)
+    for tenant in (A, B):
+        server.app.services.days.close(tenant, CLOSED_DAY)
     return world
 
 
@@ -240,6 +243,8 @@ def _fill(request: Message, world: World, request_id: str) -> None:
             request.from_sequence = 0
         elif name == "reason" and field.cpp_type == field.CPPTYPE_STRING:
             request.reason = "isolation test"
+        elif name in ("accounting_date", "date"):
+            setattr(request, name, CLOSED_DAY)
 
 
 def _transfer(source: types_pb2.AccountRef, destination: types_pb2.AccountRef, amount: int = 1
@@ -725,7 +730,8 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
                       "UpdateAccount", "Post", "PostBatch", "ReverseVoucher", "GetVoucher", "CreateHold",
                       "CaptureHold", "ReleaseHold", "GetHold", "StreamBalanceChanges", "CreateWebhook",
                       "GetWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret", "ReplayWebhook",
-                      "ListDeliveries", "Redeliver", "GetTrialBalance"}
+                      "ListDeliveries", "Redeliver", "GetTrialBalance",
+                      "ListStatements", "GetStatement"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

@@ -23,15 +23,19 @@ from sqlalchemy.engine import make_url
 
 from tally import bootstrap, cli
 from tally.config import ConfigError, Settings
-from tally.domain.accounts import BalanceState
+from tally.domain.accounts import AccountType, BalanceState
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
+from tally.domain.interest import InterestPolicy
 from tally.domain.vouchers import AccountRef
+from tally.rules.interest import InterestRule
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
+from tally.service.books.days import DayBook
+from tally.service.books.interest import InterestBook
 from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.posting.expiry import HoldExpirer
@@ -51,9 +55,10 @@ A, B = "tenant-a", "tenant-b"
 # table -> its tenant column (the tables the policies cover)
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
-JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries")
+JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
+           "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
-           "audit_account_sums", "webhooks")
+           "audit_account_sums", "webhooks", "accounting_days")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
@@ -173,6 +178,13 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
         assert report.intact and report.checkpoint_saved, report.findings
     for tenant in (A, B):  # a webhook subscription, its lease and cursor, a delivery record
         webhook_rows(ledger.uow, tenant)
+    # The day close, as the service role: its record, totals, summaries, closing balances and interest.
+    interest = InterestBook(ledger.uow, ledger.posting, (InterestRule(InterestPolicy(500), AccountType.DEPOSIT),),
+                            ledger.currencies, now_us)
+    days = DayBook(ledger.uow, ledger.calendar, now_us, summarize=frozenset({"transfer"}), interest=interest)
+    for tenant in (A, B):
+        day = await days.close_day(tenant, ledger.calendar.date_of(now_us()), early=True)
+        assert day.voucher_count > 0 and day.accounts_closed > 0
     return issued
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from importlib import resources
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -97,7 +98,8 @@ def test_the_example_problem_reads_exactly():
 CASES = [
     # top level
     (changed('version = "t1"', 'version = "t1"\ncolour = "red"'),
-     "colour: unknown key (expected one of: version, description, params, flows, accounts, rules)"),
+     "colour: unknown key (expected one of: version, description, params, flows, accounts, rules, interest, "
+     "summaries)"),
     (changed('version = "t1"', ""), "version: is required"),
     (changed('version = "t1"', 'version = "has space"'), "version: 'has space' must be letters, digits and _.+-"),
     (changed('version = "t1"', "version = 1"), "version: must be a string"),
@@ -323,3 +325,52 @@ def test_any_damage_to_a_valid_document_is_a_rule_set_error_never_a_crash(data):
     assert all(isinstance(p.location, str) and p.message for p in loader.problems)
     if not loader.problems:
         assert rules.rules
+
+
+INTEREST_BAD = [
+    ('[[interest]]\naccount_type = "deposit"\nrate_bp = -1\n', "interest[0].rate_bp"),
+    ('[[interest]]\naccount_type = "savings"\nrate_bp = 100\n', "interest[0].account_type: must be one of"),
+    ('[[interest]]\naccount = "x"\naccount_type = "deposit"\nrate_bp = 100\n', "interest[0]: names either"),
+    ('[[interest]]\naccount = "x"\nrate_bp = 100\nday_count = "30/360"\n', "interest[0].day_count"),
+    ('[[interest]]\naccount = "x"\nrate_bp = 100\ncapitalize = "daily"\n', "interest[0].capitalize"),
+    ('[[interest]]\naccount = "x"\nrate_bp = 100\nrate = 3\n', "interest[0].rate: unknown key"),
+    ('[interest]\nrate_bp = 5\n', "interest: must be an array"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), INTEREST_BAD)
+def test_interest_policies_are_checked_with_their_location(extra, expected):
+    from tally.rules.loader import RuleSetError, parse_rule_set
+
+    base = resources.files("tally.rules").joinpath("default.toml").read_text()
+    with pytest.raises(RuleSetError) as refused:
+        parse_rule_set(base + "\n" + extra)
+    assert any(expected in str(p) for p in refused.value.problems), refused.value.problems
+
+
+def test_interest_policies_load_and_a_code_wins_over_a_type():
+    from tally.domain.interest import DayCount
+    from tally.rules.interest import policy_for
+    from tally.rules.loader import parse_rule_set
+
+    base = resources.files("tally.rules").joinpath("default.toml").read_text()
+    rules = parse_rule_set(base + '\n[[interest]]\naccount_type = "deposit"\nrate_bp = 150\n\n[[interest]]\n'
+                           'account = "vip"\nrate_bp = 300\nday_count = "act/360"\ncapitalize = "never"\n').interest
+    assert policy_for(rules, "alice", "deposit").rate_bp == 150
+    vip = policy_for(rules, "vip", "deposit")
+    assert (vip.rate_bp, vip.day_count, vip.capitalize_monthly) == (300, DayCount.ACT_360, False)
+    assert policy_for(rules, "bank", "internal") is None
+
+
+def test_summaries_name_flows_and_optionally_account_prefixes():
+    base = resources.files("tally.rules").joinpath("default.toml").read_text()
+    rules = parse_rule_set(base + '\n[[summaries]]\nflow = "transfer"\naccounts = ["merchant_pending:", "fee_"]\n')
+    assert rules.summaries == {"usage": (), "transfer": ("fee_", "merchant_pending:")}
+    for extra, expected in (('[[summaries]]\nflow = "usage"\n', "summaries[1].flow: 'usage' is summarized twice"),
+                            ('[[summaries]]\nflow = "Transfer"\n', "summaries[1].flow: must be a flow type"),
+                            ('[[summaries]]\nflow = "x"\naccounts = "a"\n', "summaries[1].accounts: must be a list"),
+                            ('[[summaries]]\nflow = "x"\naccounts = ["a,b"]\n', "summaries[1].accounts: must be"),
+                            ('[[summaries]]\nflow = "x"\nevery = 1\n', "summaries[1].every: unknown key")):
+        with pytest.raises(RuleSetError) as refused:
+            parse_rule_set(base + "\n" + extra)
+        assert any(expected in str(p) for p in refused.value.problems), refused.value.problems

@@ -65,11 +65,16 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
                 raise invalid("ROLLUP_AS_OF_UNSUPPORTED", "include_descendants rolls up live balances: leave "
                               "as_of_time and as_of_date unset", field="include_descendants")
             [found] = (await asyncio.to_thread(self.s.hierarchy.get_rollups, tenant_id, [ref])).accounts
-            return pb.GetBalanceResponse(balance=mapping.balance_out(found.balance),
-                                         rollups=[mapping.rollup_out(r) for r in found.rollups])
-        balance = await asyncio.to_thread(self.s.queries.get_balance, tenant_id, ref, as_of_us=as_of_us,
-                                          as_of_date=request.as_of_date or None)
-        return pb.GetBalanceResponse(balance=mapping.balance_out(balance))
+            balance, rollups = found.balance, [mapping.rollup_out(r) for r in found.rollups]
+        else:
+            balance = await asyncio.to_thread(self.s.queries.get_balance, tenant_id, ref, as_of_us=as_of_us,
+                                              as_of_date=request.as_of_date or None)
+            rollups = []
+        out = mapping.balance_out(balance)
+        # A read of its own: the last issued statement changes only at a day close.
+        out.previous_statement_date, out.previous_statement_balance = await asyncio.to_thread(
+            self.s.statements.previous_balance, tenant_id, balance.account_id)
+        return pb.GetBalanceResponse(balance=out, rollups=rollups)
 
     @rpc
     async def BatchGetBalances(self, request: pb.BatchGetBalancesRequest, context) -> pb.BatchGetBalancesResponse:

@@ -12,6 +12,7 @@ from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
+from tally.api.day_servicer import DayServicer
 from tally.api.tls import load_tls, server_credentials
 from tally.api.webhook_servicer import WebhookServicer
 from tally.service.container import Services
@@ -22,6 +23,8 @@ from tally.v1 import (
     accounting_service_pb2_grpc,
     bookkeeping_service_pb2,
     bookkeeping_service_pb2_grpc,
+    day_service_pb2,
+    day_service_pb2_grpc,
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
@@ -31,6 +34,7 @@ SERVICE_NAMES = (
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"].full_name,
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
+    day_service_pb2.DESCRIPTOR.services_by_name["DayService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -53,6 +57,7 @@ class GrpcServer:
                                                                              self.server)
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
             WebhookServicer(services.webhooks, services.dispatcher), self.server)
+        day_service_pb2_grpc.add_DayServiceServicer_to_server(DayServicer(services), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -71,6 +71,10 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     **{f"{_SERVICE}WebhookService/{m}": Permission.OPERATE
        for m in ("CreateWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret", "ReplayWebhook",
                  "Redeliver")},
+    **{f"{_SERVICE}DayService/{m}": Permission.READ
+       for m in ("GetAccountingDay", "ListAccountingDays", "ListClosingBalances", "ListStatements",
+                 "GetStatement", "ListSummaries", "ListSummaryDetail", "ExportGeneralLedger")},
+    f"{_SERVICE}DayService/CloseAccountingDay": Permission.OPERATE,
 }
 # Open to anyone: load balancers probe health, tools discover the API.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

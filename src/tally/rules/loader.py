@@ -20,13 +20,15 @@ from tally.domain.money import fits_int64
 from tally.rules import limits
 from tally.rules.engine import RuleSet
 from tally.rules.expr import BOOL, BUILTIN, BUILTIN_NAMES, INT, LET, PARAM, RESERVED, VALUE, Node, pattern_refs
+from tally.rules.interest import parse_interest
 from tally.rules.model import AccountTemplate, FlowSpec, Guard, LineRule, Mode, Presence, Rule, VoucherRule
 from tally.rules.parser import REMAINDER, ExprError, parse_expression
 from tally.rules.patterns import NAME, Pattern, PatternError, overlaps, parse_pattern
+from tally.rules.summaries import parse_summaries
 
 DEFAULT_RULE_SET = "default.toml"
 
-TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules")
+TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "interest", "summaries")
 FLOW_KEYS = ("values", "parties", "tags", "description")
 TEMPLATE_KEYS = ("type", "normal_side", "floor", "description")
 RULE_KEYS = ("id", "flow", "description", "when", "mode", "params", "let", "requires", "vouchers")
@@ -147,7 +149,9 @@ class _Loader:
         rules = self.rules(document.get("rules", []), params, flows)
         for name in sorted(set(flows) - {rule.flow.name for rule in rules}):
             self.add(f"flows.{name}", "no rule handles this flow")
-        return RuleSet(version, flows, self.templates, rules, source)
+        interest = parse_interest(document["interest"], self.add) if "interest" in document else ()
+        summaries = parse_summaries(document["summaries"], self.add) if "summaries" in document else {}
+        return RuleSet(version, flows, self.templates, rules, source, interest=interest, summaries=summaries)
 
     # ------------------------------------------------------------------------------ plain values
 

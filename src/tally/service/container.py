@@ -9,6 +9,9 @@ from tally.config import Settings
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
 from tally.service.books.auditor import Auditor
+from tally.service.books.days import DayBook
+from tally.service.books.statements import StatementBook
+from tally.service.books.summaries import SummaryBook
 from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -36,3 +39,6 @@ class Services:
     hierarchy: Hierarchy
     webhooks: WebhookAdmin
     dispatcher: WebhookDispatcher
+    days: DayBook
+    statements: StatementBook
+    summaries: SummaryBook

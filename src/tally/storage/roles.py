@@ -30,7 +30,10 @@ from sqlalchemy import Connection, text
 
 from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
-JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries")
+JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
+                  # a closed day's totals and closing balances (migration 0014): written once, at the close
+                  "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances",
+                  "interest_accruals")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -46,6 +49,7 @@ UPDATED_COLUMNS = {
     "webhooks": ("url", "description", "event_types", "account_ids", "status", "status_reason", "secret",
                  "previous_secret", "previous_secret_expires_us", "cursor", "failures", "retry_at_us", "lease_owner",
                  "lease_expires_us", "last_request_id", "last_fingerprint", "updated_us"),
+    "accounting_days": ("state", "voucher_count", "accounts_closed", "closed_us", "event_sequence"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

@@ -328,3 +328,94 @@ webhook_deliveries = Table(
 )
 Index("ix_webhook_deliveries_tenant_id_webhook_id_id", webhook_deliveries.c.tenant_id,
       webhook_deliveries.c.webhook_id, webhook_deliveries.c.id)
+# Accounting days (migration 0014). A day's vouchers are the sequences after `after_sequence` through
+# `last_sequence`: the ledger head's date never goes back, so one day's vouchers are one sequence range.
+accounting_days = Table(
+    "accounting_days", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("state", String(12), nullable=False),  # closing, closed
+    Column("after_sequence", BigInteger, nullable=False),
+    Column("last_sequence", BigInteger, nullable=False),
+    Column("voucher_count", BigInteger, nullable=False),
+    Column("accounts_closed", BigInteger, nullable=False),
+    Column("started_us", BigInteger, nullable=False),
+    Column("closed_us", BigInteger, nullable=False),
+    Column("event_sequence", BigInteger, nullable=False),  # the day.closed event (0 until closed)
+    CheckConstraint("after_sequence <= last_sequence", name="sequence_range"),
+)
+
+# A closed day's postings per currency (its trial balance: debits equal credits) and per flow type.
+day_currency_totals = Table(
+    "day_currency_totals", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("debit_total", BigInteger, nullable=False),
+    Column("credit_total", BigInteger, nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+    CheckConstraint("debit_total = credit_total", name="balanced"),
+)
+
+day_flow_totals = Table(
+    "day_flow_totals", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("flow_type", String(32), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("voucher_count", BigInteger, nullable=False),
+    Column("amount_total", BigInteger, nullable=False),
+    Column("summarized", Integer, nullable=False),  # 1: the rule set summarizes the flow (day_summary_lines)
+    Column("summary_accounts", Text, nullable=False),  # the account code prefixes summarized, comma-separated
+)
+
+# The summary voucher of a summarized flow and currency on a closed day: one line per account and side, the
+# exact sum of the detail lines. Its detail vouchers are the flow's in the day's sequence range.
+day_summary_lines = Table(
+    "day_summary_lines", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("flow_type", String(32), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("account_id", String(ID), primary_key=True),
+    Column("side", String(8), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+)
+
+# Each account's balance at the end of each closed day that moved it; a day that did not move it keeps the
+# last row before (so the closing balance at D is the account's last row at or before D).
+day_closing_balances = Table(
+    "day_closing_balances", metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    Column("entry_count", BigInteger, nullable=False),
+)
+Index("ix_day_closing_balances_tenant_id_accounting_date", day_closing_balances.c.tenant_id,
+      day_closing_balances.c.accounting_date)
+
+# Interest accrued at each close for each account with an interest policy (migration 0014): the units the
+# days since its last accrual earned on their closing balances, the fraction carried on (over
+# `denominator`), what is accrued and not yet capitalized, and what this close capitalized.
+interest_accruals = Table(
+    "interest_accruals", metadata,
+    Column("account_id", String(ID), primary_key=True),
+    Column("accounting_date", String(10), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger, nullable=False),  # the closing balance of accounting_date
+    Column("days", Integer, nullable=False),
+    Column("rate_bp", Integer, nullable=False),
+    Column("denominator", Integer, nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("carry", BigInteger, nullable=False),
+    Column("accrued_open", BigInteger, nullable=False),
+    Column("capitalized", BigInteger, nullable=False),
+    CheckConstraint("units >= 0 AND carry >= 0 AND carry < denominator AND capitalized >= 0 AND accrued_open >= 0",
+                    name="amounts"),
+)
+Index("ix_interest_accruals_tenant_id_accounting_date", interest_accruals.c.tenant_id,
+      interest_accruals.c.accounting_date)

@@ -115,7 +115,7 @@ class Account(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., code: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[AccountType, str]] = ..., normal_side: _Optional[_Union[Side, str]] = ..., currency: _Optional[str] = ..., status: _Optional[_Union[AccountStatus, str]] = ..., parent_id: _Optional[str] = ..., credit_limit: _Optional[int] = ..., floor_policy: _Optional[_Union[FloorPolicy, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Balance(_message.Message):
-    __slots__ = ("account_id", "currency", "current", "locked", "available", "credit_limit", "previous_day", "previous_day_date", "accounting_date", "entry_count")
+    __slots__ = ("account_id", "currency", "current", "locked", "available", "credit_limit", "previous_day", "previous_day_date", "accounting_date", "entry_count", "previous_statement_balance", "previous_statement_date")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     CURRENT_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,8 @@ class Balance(_message.Message):
     PREVIOUS_DAY_DATE_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
     ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATEMENT_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_STATEMENT_DATE_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     currency: str
     current: int
@@ -136,7 +138,9 @@ class Balance(_message.Message):
     previous_day_date: str
     accounting_date: str
     entry_count: int
-    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., current: _Optional[int] = ..., locked: _Optional[int] = ..., available: _Optional[int] = ..., credit_limit: _Optional[int] = ..., previous_day: _Optional[int] = ..., previous_day_date: _Optional[str] = ..., accounting_date: _Optional[str] = ..., entry_count: _Optional[int] = ...) -> None: ...
+    previous_statement_balance: int
+    previous_statement_date: str
+    def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., current: _Optional[int] = ..., locked: _Optional[int] = ..., available: _Optional[int] = ..., credit_limit: _Optional[int] = ..., previous_day: _Optional[int] = ..., previous_day_date: _Optional[str] = ..., accounting_date: _Optional[str] = ..., entry_count: _Optional[int] = ..., previous_statement_balance: _Optional[int] = ..., previous_statement_date: _Optional[str] = ...) -> None: ...
 
 class LineInput(_message.Message):
     __slots__ = ("account", "side", "amount", "currency", "memo")
