@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from tally import telemetry
+from tally import metrics, telemetry
 from tally.api.server import GrpcServer
 from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
@@ -126,6 +126,7 @@ class App:
     services: Services
     server: GrpcServer
     listener: PgListener | None = None
+    metrics_endpoint: telemetry.MetricsEndpoint | None = None
 
     @property
     def port(self) -> int:
@@ -138,6 +139,8 @@ class App:
         await _stop_streams(self.services.hub, self.listener)
         await self.server.stop()
         await _stop_writers(self.services, self.engines)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
 
 
 async def _start_streams(services: Services, engines: Engines, settings: Settings) -> PgListener | None:
@@ -216,18 +219,22 @@ async def start(settings: Settings) -> App:
     services.pipeline.start()
     services.expirer.start()
     services.auditor.start()
-    telemetry.meter_provider(settings.otel_exporter)
-    telemetry.audit_findings_gauge(services.auditor.findings_by_tenant)
-    listener = None
+    listener = endpoint = None
     try:
+        endpoint = telemetry.meter_provider(settings.otel_exporter, settings.metrics_address)
+        metrics.observe(services.pipeline.queue_depth, lambda: services.hub.subscriber_count,
+                        lambda: services.expirer.expired, services.auditor.findings_by_tenant)
+        services.uow.on_retry.append(metrics.write_retried)
         listener = await _start_streams(services, engines, settings)
         server = GrpcServer(services)
         await server.start()
     except BaseException:
         await _stop_streams(services.hub, listener)
         await _stop_writers(services, engines)
+        if endpoint is not None:
+            endpoint.close()
         raise
-    return App(settings, engines, services, server, listener)
+    return App(settings, engines, services, server, listener, endpoint)
 
 
 # The cyclic garbage collector's young-generation threshold in serve. A batch of 1,000 vouchers allocates

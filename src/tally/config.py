@@ -26,6 +26,8 @@ class Settings:
     service_role: str = ""  # PostgreSQL role the service runs as; `tally migrate` grants it what it needs
     listen_address: str = "0.0.0.0:50051"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (see logs.py)
+    metrics_address: str = ""  # host:port of the Prometheus scrape endpoint; empty: none
     auto_migrate: bool = True
     currencies: dict[str, Currency] = field(default_factory=lambda: parse_currencies(DEFAULT_CURRENCIES))
     day_cutoff_offset_minutes: int = 0
@@ -77,6 +79,8 @@ class Settings:
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
                 listen_address=env.get("TALLY_LISTEN_ADDRESS", d.listen_address),
                 log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
+                log_format=_choice(env, "TALLY_LOG_FORMAT", d.log_format, {"text", "json"}),
+                metrics_address=_address(env, "TALLY_METRICS_ADDRESS", d.metrics_address),
                 auto_migrate=_bool(env, "TALLY_AUTO_MIGRATE", d.auto_migrate),
                 currencies=parse_currencies(env.get("TALLY_CURRENCIES", DEFAULT_CURRENCIES)),
                 day_cutoff_offset_minutes=_int(env, "TALLY_DAY_CUTOFF_OFFSET_MINUTES", 0, -1439, 1439),
@@ -149,6 +153,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(f"{name}={value}: expected {low}..{high}")
     return value
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    """host:port (host may be empty, a name, an IPv4 or a [bracketed] IPv6 address), or "" for none."""
+    raw = env.get(name, default)
+    if not raw:
+        return raw
+    host, colon, port = raw.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) <= 65535 or (":" in host and not host.startswith("[")):
+        raise ConfigError(f"{name}={raw!r}: expected host:port, e.g. 0.0.0.0:9464")
+    return raw
 
 
 def _role(env: Mapping[str, str], name: str, default: str) -> str:

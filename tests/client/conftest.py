@@ -14,8 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.e2e.test_e2e_serve_process import free_port, open_channel, stop, tally_serve, wait_serving
-from tests.pgserver import unique_database_name
+from tests.tally_process import BACKENDS, TallyProcess, module_process
 
 CLIENT_ROOT = Path(__file__).resolve().parents[2] / "clients" / "python"
 if str(CLIENT_ROOT) not in sys.path:
@@ -24,53 +23,11 @@ if str(CLIENT_ROOT) not in sys.path:
 FORWARD_TIMEOUT_S = 10.0
 
 
-class TallyProcess:
-    """`tally serve` on a fixed port, which can be stopped (SIGTERM) and started again on the same database."""
-
-    def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.dir, self.database_url = tmp_path, database_url
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.log = tmp_path / "serve.log"
-        self._context = None
-
-    def start(self) -> None:
-        self._context = tally_serve(self.dir / "tally.db", self.port, self.log, TALLY_DATABASE_URL=self.database_url,
-                                    TALLY_ADMIN_KEY_FILE=str(self.dir / "tally-admin.key"))
-        self.proc = self._context.__enter__()
-        channel = open_channel(self.target, timeout_s=5)
-        try:
-            wait_serving(self.proc, channel, self.log)
-        finally:
-            channel.close()
-
-    def stop(self) -> None:
-        stop(self.proc, self.log)
-        self._context.__exit__(None, None, None)
-        self._context = None
-
-    @property
-    def api_key(self) -> str:
-        return (self.dir / "tally-admin.key").read_text().strip()
-
-
-@pytest.fixture(scope="module", params=[pytest.param("sqlite", id="sqlite"),
-                                        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def tally_process(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                   ) -> Iterator[TallyProcess]:
-    """One server per backend for the module (a start costs seconds); tests keep to their own accounts."""
-    directory = tmp_path_factory.mktemp(f"tally-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory / 'tally.db'}"
-    else:
-        url = request.getfixturevalue("pg_server").create_database(unique_database_name(request.module.__name__))
-    process = TallyProcess(directory, url)
-    process.start()
-    try:
-        yield process
-    finally:
-        if process._context is not None:
-            process.stop()
+    """One server per backend for the module; tests keep to their own accounts."""
+    yield from module_process(request, tmp_path_factory)
 
 
 @dataclass

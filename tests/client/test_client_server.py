@@ -8,11 +8,10 @@ import time
 
 import grpc
 import pytest
+from tally_client import RetryPolicy, TallyClient, TallyError, pb  # on sys.path through tests/client/conftest.py
 
-from tests.client.conftest import Fault, FaultProxy, TallyProcess
-
-tally_client = pytest.importorskip("tally_client")  # on sys.path through tests/client/conftest.py
-from tally_client import RetryPolicy, TallyClient, TallyError, pb  # noqa: E402
+from tests.client.conftest import Fault, FaultProxy
+from tests.tally_process import TallyProcess
 
 FAST_RETRY = RetryPolicy(attempts_max=4, backoff_initial_s=0.01, backoff_max_s=0.05)
 STREAM_WAIT_S = 30.0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import grpc
 
-from tally.api.errors import grpc_code, last_error, to_status
+from tally.api.errors import abort_status, grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
 from tally.domain.errors import ErrorKind, LedgerError, invalid
@@ -109,12 +109,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                      context.peer(), len(body), exc)
         error = invalid("BODY_MALFORMED", "the request body is not a valid protobuf message of this RPC")
         await self._record(method, None, context, principal, f"error:INVALID_ARGUMENT:{error.reason}")
-        await context.abort_with_status(to_status(error))
+        await abort_status(context, to_status(error))
 
     async def _refuse(self, method: str, request, context, principal: Principal | None, error: LedgerError,
                       actor: str = ""):
         await self._record(method, request, context, principal, f"denied:{error.reason}", actor)
-        await context.abort_with_status(to_status(error))
+        await abort_status(context, to_status(error))
 
     async def _after(self, method: str, request, context, principal: Principal, response) -> None:
         """Audits a call that may have changed something, and every refusal (of a read, too)."""
