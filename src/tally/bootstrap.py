@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from tally import metrics, telemetry
+from tally import logs, metrics, telemetry
 from tally.api.server import GrpcServer
 from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
@@ -20,6 +20,7 @@ from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError
 from tally.domain.vouchers import EffectiveWindow
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
+from tally.rules.loader import RuleSetError
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
@@ -116,7 +117,13 @@ FIRST_START_REFUSED = (
 
 def load_rules(settings: Settings) -> RuleSet:
     """The rule set to post with; an invalid file stops the server before it serves anything."""
-    return load_rule_set(settings.rules_file) if settings.rules_file else load_default_rule_set()
+    if not settings.rules_file:
+        return load_default_rule_set()
+    try:
+        return load_rule_set(settings.rules_file)
+    except (OSError, RuleSetError) as exc:
+        problem = "; ".join(str(exc).splitlines()) if isinstance(exc, RuleSetError) else exc.strerror
+        raise ConfigError(f"TALLY_RULES_FILE={settings.rules_file!r}: {problem}") from exc
 
 
 @dataclass
@@ -272,6 +279,6 @@ def engines_label(url: str) -> str:
 
 
 def serve_forever(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(_serve(settings))
     return 0

@@ -53,9 +53,10 @@ class Wire:
         self.metrics_url = f"http://{process.extra_env.get('TALLY_METRICS_ADDRESS', '')}/metrics"
 
     def open(self, *codes: str) -> None:
-        self.accounts.CreateAccount(acc_pb.CreateAccountRequest(
-            request_id="create-bank", code="bank", type=types_pb2.ACCOUNT_TYPE_INTERNAL, normal_side=types_pb2.SIDE_DEBIT,
-            currency="USD", floor_policy=types_pb2.FLOOR_POLICY_UNBOUNDED), metadata=self.auth, timeout=CALL_S)
+        bank = acc_pb.CreateAccountRequest(request_id="create-bank", code="bank", type=types_pb2.ACCOUNT_TYPE_INTERNAL,
+                                           normal_side=types_pb2.SIDE_DEBIT, currency="USD",
+                                           floor_policy=types_pb2.FLOOR_POLICY_UNBOUNDED)
+        self.accounts.CreateAccount(bank, metadata=self.auth, timeout=CALL_S)
         for code in codes:
             self.accounts.CreateAccount(acc_pb.CreateAccountRequest(
                 request_id=f"create-{code}", code=code, type=types_pb2.ACCOUNT_TYPE_DEPOSIT, currency="USD"),

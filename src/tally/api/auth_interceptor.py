@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import grpc
 
+from tally import logs
 from tally.api.errors import abort_status, grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
@@ -55,13 +56,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def call(body: bytes, context: grpc.aio.ServicerContext):
             principal, request = await self._admit(method, body, deserialize, context)
             token = current_principal.set(principal)
+            context_token = logs.rpc_context.set((principal.tenant_id, _request_id(request)))
             try:
                 response = await inner(request, context)
             except BaseException:
                 await self._after(method, request, context, principal, None)
                 raise
             finally:
+                log.debug("%s served", method)  # TALLY_LOG_LEVEL=DEBUG: a line per call, with tenant and request id
                 current_principal.reset(token)
+                logs.rpc_context.reset(context_token)
             await self._after(method, request, context, principal, response)
             return response
 
@@ -71,6 +75,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def call(body: bytes, context: grpc.aio.ServicerContext):
             principal, request = await self._admit(method, body, deserialize, context)
             current_principal.set(principal)  # the stream's own task: nothing to restore afterwards
+            logs.rpc_context.set((principal.tenant_id, ""))
             try:
                 async for response in inner(request, context):
                     yield response
