@@ -39,6 +39,10 @@ audit_runs = _meter.create_counter(
 UNKNOWN_FLOW = "unspecified"
 
 
+def posted_one(rpc: str, flow: str) -> None:
+    postings.add(1, {"rpc": rpc, "flow": flow})
+
+
 def posted(rpc: str, flows: Iterable[str]) -> None:
     for flow, count in Counter(flows).items():
         postings.add(count, {"rpc": rpc, "flow": flow})

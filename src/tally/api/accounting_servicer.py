@@ -34,7 +34,7 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
             raise
         finally:
             metrics.post_finished("Post", started)
-        metrics.posted("Post", [flow])
+        metrics.posted_one("Post", flow)
         return _posted_out(posted)
 
     @rpc
