@@ -71,28 +71,40 @@ def audit_finished(intact: bool) -> None:
     audit_runs.add(1, {"result": "intact" if intact else "findings"})
 
 
+# What the observable instruments read: the running server's parts. Registered once per process (a second
+# registration would be refused by the SDK and would keep the first server's parts alive); a server that
+# starts later in the same process (tests) takes the sources over.
+_sources: dict[str, Callable[[], object]] = {}
+
+
 def observe(queue_depth: Callable[[], int], subscribers: Callable[[], int], holds_expired: Callable[[], int],
             findings_by_tenant: Callable[[], dict[str, int]]) -> None:
     """The values read when an exporter collects: the posting queue, the streams, the expirer, the audits.
     The labelled counters start at 0, so that a dashboard shows a series before its first event."""
+    first = not _sources
+    _sources.update(queue_depth=queue_depth, subscribers=subscribers, holds_expired=holds_expired,
+                    findings_by_tenant=findings_by_tenant)
+    if not first:
+        return
     for cause in ("serialization", "connection"):
         write_retries.add(0, {"cause": cause})
     for intact in (True, False):
         audit_runs.add(0, {"result": "intact" if intact else "findings"})
-    _meter.create_observable_gauge("tally.posting.queue.depth", [_one(queue_depth)], unit="{entry}",
+    _meter.create_observable_gauge("tally.posting.queue.depth", [_one("queue_depth")], unit="{entry}",
                                    description="Entries (a Post, or a PostBatch whole) waiting for the writer")
-    _meter.create_observable_gauge("tally.stream.subscribers", [_one(subscribers)], unit="{stream}",
+    _meter.create_observable_gauge("tally.stream.subscribers", [_one("subscribers")], unit="{stream}",
                                    description="Open StreamEvents and StreamBalanceChanges calls")
-    _meter.create_observable_counter("tally.holds.expired", [_one(holds_expired)], unit="{hold}",
+    _meter.create_observable_counter("tally.holds.expired", [_one("holds_expired")], unit="{hold}",
                                      description="Holds released by the server at their expiry")
-
-    def findings(_options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(count, {"tenant": tenant}) for tenant, count in sorted(findings_by_tenant().items())]
-
-    _meter.create_observable_gauge("tally.ledger_audit.findings", [findings], unit="{finding}",
+    _meter.create_observable_gauge("tally.ledger_audit.findings", [_findings], unit="{finding}",
                                    description="Findings of the tenant's last ledger audit; 0 when its ledger "
                                                "checked out")
 
 
-def _one(read: Callable[[], int]) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    return lambda _options: [Observation(read())]
+def _one(source: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    return lambda _options: [Observation(_sources[source]())]
+
+
+def _findings(_options: CallbackOptions) -> Iterable[Observation]:
+    by_tenant = _sources["findings_by_tenant"]()
+    return [Observation(count, {"tenant": tenant}) for tenant, count in sorted(by_tenant.items())]
