@@ -102,6 +102,13 @@ def test_stream_resumes_after_a_server_restart(tally_process: TallyProcess) -> N
         seen: list[int] = []
         reader = threading.Thread(target=lambda: seen.extend(item.change.sequence for item in stream), daemon=True)
         reader.start()
+        # A stream "from now" learns its position from the server's first headers, and resumes from there.
+        events = tally.accounting.stream_events(pb.accounting.StreamEventsRequest(types=["ledger.entry.posted"]))
+        events_seen: list[int] = []
+        events_reader = threading.Thread(
+            target=lambda: events_seen.extend(item.event.sequence for item in events), daemon=True)
+        events_reader.start()
+        wait_for(lambda: events.last_sequence is not None, "the stream from now to be positioned")
         for amount in (1, 2, 3):
             tally.accounting.post(funding("carol", amount))
         wait_for(lambda: len(seen) >= 3, "the first three events")
@@ -110,11 +117,14 @@ def test_stream_resumes_after_a_server_restart(tally_process: TallyProcess) -> N
         tally_process.start()
         for amount in (4, 5, 6):
             tally.accounting.post(funding("carol", amount))
-        wait_for(lambda: len(seen) >= 6, "the events after the restart")
+        wait_for(lambda: len(seen) >= 6 and len(events_seen) >= 6, "the events after the restart")
         stream.cancel()
+        events.cancel()
         reader.join(10)
+        events_reader.join(10)
 
-    assert not reader.is_alive()
+    assert not reader.is_alive() and not events_reader.is_alive()
+    assert events_seen == seen and events.reconnects >= 1
     assert stream.reconnects >= 1
     assert len(seen) == 6 and seen == sorted(set(seen))  # each once, in order, none lost across the restart
     assert stream.last_sequence == seen[-1]
