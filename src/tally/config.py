@@ -80,7 +80,8 @@ class Settings:
                 database_url=_database_url(env, "TALLY_DATABASE_URL", d.database_url),
                 migrate_database_url=_database_url(env, "TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
-                listen_address=_address(env, "TALLY_LISTEN_ADDRESS", d.listen_address) or d.listen_address,
+                listen_address=(_address(env, "TALLY_LISTEN_ADDRESS", d.listen_address, unix_ok=True)
+                                or d.listen_address),
                 log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
                 log_format=_choice(env, "TALLY_LOG_FORMAT", d.log_format, {"text", "json"}),
                 metrics_address=_address(env, "TALLY_METRICS_ADDRESS", d.metrics_address),
@@ -180,10 +181,11 @@ def _currencies(env: Mapping[str, str], name: str) -> dict[str, Currency]:
         raise ConfigError(f"{name}: {exc}") from None
 
 
-def _address(env: Mapping[str, str], name: str, default: str) -> str:
-    """host:port (host may be empty, a name, an IPv4 or a [bracketed] IPv6 address), or "" for none."""
+def _address(env: Mapping[str, str], name: str, default: str, *, unix_ok: bool = False) -> str:
+    """host:port (host may be empty, a name, an IPv4 or a [bracketed] IPv6 address), or "" for none; with
+    `unix_ok`, gRPC's unix:PATH too."""
     raw = env.get(name, default)
-    if not raw:
+    if not raw or (unix_ok and raw.startswith("unix:")):
         return raw
     host, colon, port = raw.rpartition(":")
     if not colon or not port.isdigit() or not 0 <= int(port) <= 65535 or (":" in host and not host.startswith("[")):

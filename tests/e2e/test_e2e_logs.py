@@ -125,6 +125,10 @@ def test_metrics_address_refuses_others(value: str) -> None:
         Settings.from_env({"TALLY_METRICS_ADDRESS": value})
 
 
+def test_listen_address_may_be_a_unix_socket() -> None:
+    assert Settings.from_env({"TALLY_LISTEN_ADDRESS": "unix:/run/tally.sock"}).listen_address == "unix:/run/tally.sock"
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("TALLY_LOG_LEVEL", "loud"), ("TALLY_METRICS_ADDRESS", "nope"), ("TALLY_DATABASE_URL", "bogus://x"),
     ("TALLY_MIGRATE_DATABASE_URL", "not a url"), ("TALLY_CURRENCIES", "???"), ("TALLY_LISTEN_ADDRESS", "garbage"),
