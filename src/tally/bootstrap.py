@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from tally import telemetry
+from tally import logs, metrics, telemetry
 from tally.api.server import GrpcServer
 from tally.config import ConfigError, Settings
 from tally.domain.auth import Role
@@ -20,6 +20,7 @@ from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError
 from tally.domain.vouchers import EffectiveWindow
 from tally.rules import RuleSet, load_default_rule_set, load_rule_set
+from tally.rules.loader import RuleSetError
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
@@ -144,7 +145,13 @@ FIRST_START_REFUSED = (
 
 def load_rules(settings: Settings) -> RuleSet:
     """The rule set to post with; an invalid file stops the server before it serves anything."""
-    return load_rule_set(settings.rules_file) if settings.rules_file else load_default_rule_set()
+    if not settings.rules_file:
+        return load_default_rule_set()
+    try:
+        return load_rule_set(settings.rules_file)
+    except (OSError, RuleSetError) as exc:
+        problem = "; ".join(str(exc).splitlines()) if isinstance(exc, RuleSetError) else exc.strerror
+        raise ConfigError(f"TALLY_RULES_FILE={settings.rules_file!r}: {problem}") from exc
 
 
 @dataclass
@@ -154,6 +161,7 @@ class App:
     services: Services
     server: GrpcServer
     listener: PgListener | None = None
+    metrics_endpoint: telemetry.MetricsEndpoint | None = None
 
     @property
     def port(self) -> int:
@@ -167,6 +175,8 @@ class App:
         await self.services.dispatcher.stop()
         await self.server.stop()
         await _stop_writers(self.services, self.engines)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
 
 
 async def _start_streams(services: Services, engines: Engines, settings: Settings) -> PgListener | None:
@@ -249,10 +259,12 @@ async def start(settings: Settings) -> App:
     services.expirer.start()
     services.auditor.start()
     services.days.start()
-    telemetry.meter_provider(settings.otel_exporter)
-    telemetry.audit_findings_gauge(services.auditor.findings_by_tenant)
-    listener = None
+    listener = endpoint = None
     try:
+        endpoint = telemetry.meter_provider(settings.otel_exporter, settings.metrics_address)
+        metrics.observe(services.pipeline.queue_depth, lambda: services.hub.subscriber_count,
+                        lambda: services.expirer.expired, services.auditor.findings_by_tenant)
+        services.uow.on_retry.append(metrics.write_retried)
         listener = await _start_streams(services, engines, settings)
         server = GrpcServer(services)
         await server.start()
@@ -260,8 +272,10 @@ async def start(settings: Settings) -> App:
         await _stop_streams(services.hub, listener)
         await services.dispatcher.stop()
         await _stop_writers(services, engines)
+        if endpoint is not None:
+            endpoint.close()
         raise
-    return App(settings, engines, services, server, listener)
+    return App(settings, engines, services, server, listener, endpoint)
 
 
 # The cyclic garbage collector's young-generation threshold in serve. A batch of 1,000 vouchers allocates
@@ -299,6 +313,6 @@ def engines_label(url: str) -> str:
 
 
 def serve_forever(settings: Settings) -> int:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(_serve(settings))
     return 0

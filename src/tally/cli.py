@@ -243,12 +243,14 @@ def _pages(call: Callable, request, field: str, all_pages: bool):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tally import bootstrap, config
+    from tally import config
 
     try:
         settings = config.Settings.from_env()
         overrides = {"listen_address": args.listen, "database_url": args.database_url}
         settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        from tally import bootstrap  # after the settings: a bad one is reported without loading the server
+
         return bootstrap.serve_forever(settings)
     except config.ConfigError as exc:  # a set-up the server refuses to start with: the reason, no traceback
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from tally.domain.money import DEFAULT_CURRENCIES, Currency, parse_currencies
 from tally.domain.webhooks import parse_networks
 
@@ -27,6 +30,8 @@ class Settings:
     service_role: str = ""  # PostgreSQL role the service runs as; `tally migrate` grants it what it needs
     listen_address: str = "0.0.0.0:50051"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one object per line (see logs.py)
+    metrics_address: str = ""  # host:port of the Prometheus scrape endpoint; empty: none
     auto_migrate: bool = True
     currencies: dict[str, Currency] = field(default_factory=lambda: parse_currencies(DEFAULT_CURRENCIES))
     day_cutoff_offset_minutes: int = 0
@@ -94,13 +99,16 @@ class Settings:
         try:
             settings = cls(
                 env=_choice(env, "TALLY_ENV", d.env, {"development", "production"}),
-                database_url=env.get("TALLY_DATABASE_URL", d.database_url),
-                migrate_database_url=env.get("TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
+                database_url=_database_url(env, "TALLY_DATABASE_URL", d.database_url),
+                migrate_database_url=_database_url(env, "TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
-                listen_address=env.get("TALLY_LISTEN_ADDRESS", d.listen_address),
+                listen_address=(_address(env, "TALLY_LISTEN_ADDRESS", d.listen_address, unix_ok=True)
+                                or d.listen_address),
                 log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
+                log_format=_choice(env, "TALLY_LOG_FORMAT", d.log_format, {"text", "json"}),
+                metrics_address=_address(env, "TALLY_METRICS_ADDRESS", d.metrics_address),
                 auto_migrate=_bool(env, "TALLY_AUTO_MIGRATE", d.auto_migrate),
-                currencies=parse_currencies(env.get("TALLY_CURRENCIES", DEFAULT_CURRENCIES)),
+                currencies=_currencies(env, "TALLY_CURRENCIES"),
                 day_cutoff_offset_minutes=_int(env, "TALLY_DAY_CUTOFF_OFFSET_MINUTES", 0, -1439, 1439),
                 batch_size_max=_int(env, "TALLY_BATCH_SIZE_MAX", d.batch_size_max, 1, 10_000),
                 linger_ms=_int(env, "TALLY_LINGER_MS", d.linger_ms, 0, 1000),
@@ -214,6 +222,40 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ConfigError(f"{name}={value}: expected {low}..{high}")
     return value
+
+
+def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """A SQLAlchemy URL of SQLite or PostgreSQL, or "" where the setting may be empty."""
+    raw = env.get(name, default)
+    if not raw:
+        return raw
+    try:
+        backend = make_url(raw).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL (expected e.g. sqlite:///tally.db or "
+                          "postgresql+psycopg://user@host/db)") from None
+    if backend not in {"sqlite", "postgresql"}:
+        raise ConfigError(f"{name}: unsupported database {backend!r}: use sqlite or postgresql")
+    return raw
+
+
+def _currencies(env: Mapping[str, str], name: str) -> dict[str, Currency]:
+    try:
+        return parse_currencies(env.get(name, DEFAULT_CURRENCIES))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _address(env: Mapping[str, str], name: str, default: str, *, unix_ok: bool = False) -> str:
+    """host:port (host may be empty, a name, an IPv4 or a [bracketed] IPv6 address), or "" for none; with
+    `unix_ok`, gRPC's unix:PATH too."""
+    raw = env.get(name, default)
+    if not raw or (unix_ok and raw.startswith("unix:")):
+        return raw
+    host, colon, port = raw.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) <= 65535 or (":" in host and not host.startswith("[")):
+        raise ConfigError(f"{name}={raw!r}: expected host:port, e.g. 0.0.0.0:9464")
+    return raw
 
 
 def _role(env: Mapping[str, str], name: str, default: str) -> str:

@@ -303,6 +303,11 @@ def secret(manifests) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def hpa(manifests) -> dict[str, Any]:
+    return _one(manifests, "HorizontalPodAutoscaler")
+
+
+@pytest.fixture(scope="module")
 def pdb(manifests) -> dict[str, Any]:
     return _one(manifests, "PodDisruptionBudget")
 
@@ -599,8 +604,12 @@ def test_job_uses_the_same_image_as_the_deployment(deployment, job):
     assert len(images) == 1, f"Deployment and migration Job use different images: {images}"
 
 
-def test_deployment_shape(deployment):
-    assert deployment["spec"]["replicas"] == 3
+def test_deployment_shape(deployment, hpa):
+    # The HorizontalPodAutoscaler owns the count: a `replicas` here would reset it on every apply.
+    assert "replicas" not in deployment["spec"]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["minReplicas"] == 3
 
 
 def test_selectors_match_pod_labels(deployment, service, pdb, job):
@@ -789,7 +798,7 @@ def test_resources_are_bounded(workloads):
                 assert quantity(request) <= quantity(limit), f"{where}: {resource} request > limit"
 
 
-def test_pdb_leaves_room_for_voluntary_disruptions(pdb, deployment):
+def test_pdb_leaves_room_for_voluntary_disruptions(pdb, hpa):
     min_available = pdb["spec"]["minAvailable"]
     assert min_available == 2
-    assert min_available < deployment["spec"]["replicas"], "PDB would block every drain"
+    assert min_available < hpa["spec"]["minReplicas"], "PDB would block every drain"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+from tally import metrics
 from tally.api import mapping, streams
-from tally.api.errors import code_of, rpc
+from tally.api.errors import code_of, grpc_code, rpc
 from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.auth import Permission, Principal
@@ -24,14 +26,27 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
     @rpc
     async def Post(self, request: pb.PostRequest, context) -> pb.PostResponse:
         _authorize_flows([request])
-        return _posted_out(await self.s.posting.post(_post_command(principal_of(context), request)))
+        started, flow = time.perf_counter(), request.WhichOneof("flow") or metrics.UNKNOWN_FLOW
+        try:
+            posted = await self.s.posting.post(_post_command(principal_of(context), request))
+        except LedgerError as error:
+            metrics.refused("Post", [(flow, grpc_code(error).name, error.reason)])
+            raise
+        finally:
+            metrics.post_finished("Post", started)
+        metrics.posted_one("Post", flow)
+        return _posted_out(posted)
 
     @rpc
     async def PostBatch(self, request: pb.PostBatchRequest, context) -> pb.PostBatchResponse:
         _authorize_flows(request.requests)
-        principal = principal_of(context)
+        started, principal = time.perf_counter(), principal_of(context)
         items = [_read(principal, item) for item in request.requests]
-        outcomes = await self.s.posting.post_batch(items, request.atomic)
+        try:
+            outcomes = await self.s.posting.post_batch(items, request.atomic)
+        finally:
+            metrics.post_finished("PostBatch", started)
+        _count_batch(request.requests, outcomes)
         return pb.PostBatchResponse(results=[_result_out(o) for o in outcomes])
 
     @rpc
@@ -141,3 +156,11 @@ def _authorize_flows(requests) -> None:
     """Checked before anything in the requests is validated."""
     if any(r.WhichOneof("flow") in OPERATOR_FLOWS for r in requests):
         principal_of().require(Permission.OPERATE)
+
+
+def _count_batch(requests, outcomes: list) -> None:
+    """Postings and refusals of a PostBatch, counted by flow (and reason) in one pass."""
+    flows = [r.WhichOneof("flow") or metrics.UNKNOWN_FLOW for r in requests]
+    metrics.posted("PostBatch", [f for f, o in zip(flows, outcomes, strict=True) if not isinstance(o, LedgerError)])
+    metrics.refused("PostBatch", [(f, grpc_code(o).name, o.reason) for f, o in zip(flows, outcomes, strict=True)
+                                  if isinstance(o, LedgerError)])

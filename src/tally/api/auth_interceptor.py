@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import grpc
 
-from tally.api.errors import grpc_code, last_error, to_status
+from tally import logs
+from tally.api.errors import abort_status, grpc_code, last_error, to_status
 from tally.api.tenancy import current_principal
 from tally.domain.auth import METHOD_PERMISSIONS, PUBLIC_PREFIXES, Permission, Principal
 from tally.domain.errors import ErrorKind, LedgerError, invalid
@@ -56,13 +57,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def call(body: bytes, context: grpc.aio.ServicerContext):
             principal, request = await self._admit(method, body, deserialize, context)
             token = current_principal.set(principal)
+            context_token = logs.rpc_context.set((principal.tenant_id, _request_id(request)))
             try:
                 response = await inner(request, context)
             except BaseException:
                 await self._after(method, request, context, principal, None)
                 raise
             finally:
+                log.debug("%s served", method)  # TALLY_LOG_LEVEL=DEBUG: a line per call, with tenant and request id
                 current_principal.reset(token)
+                logs.rpc_context.reset(context_token)
             await self._after(method, request, context, principal, response)
             return response
 
@@ -72,6 +76,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def call(body: bytes, context: grpc.aio.ServicerContext):
             principal, request = await self._admit(method, body, deserialize, context)
             current_principal.set(principal)  # the stream's own task: nothing to restore afterwards
+            logs.rpc_context.set((principal.tenant_id, ""))
             try:
                 async for response in inner(request, context):
                     yield response
@@ -110,12 +115,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                      context.peer(), len(body), exc)
         error = invalid("BODY_MALFORMED", "the request body is not a valid protobuf message of this RPC")
         await self._record(method, None, context, principal, f"error:INVALID_ARGUMENT:{error.reason}")
-        await context.abort_with_status(to_status(error))
+        await abort_status(context, to_status(error))
 
     async def _refuse(self, method: str, request, context, principal: Principal | None, error: LedgerError,
                       actor: str = ""):
         await self._record(method, request, context, principal, f"denied:{error.reason}", actor)
-        await context.abort_with_status(to_status(error))
+        await abort_status(context, to_status(error))
 
     async def _after(self, method: str, request, context, principal: Principal, response) -> None:
         """Audits a call that may have changed something, and every refusal (of a read, too)."""

@@ -15,6 +15,7 @@ from tally.api.bookkeeping_servicer import BookkeepingServicer
 from tally.api.day_servicer import DayServicer
 from tally.api.tls import load_tls, server_credentials
 from tally.api.webhook_servicer import WebhookServicer
+from tally.config import ConfigError
 from tally.service.container import Services
 from tally.v1 import (
     account_service_pb2,
@@ -64,12 +65,16 @@ class GrpcServer:
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.server)
         self.tls, self.mutual_tls = tls is not None, tls is not None and tls.mutual
-        if tls is None:
-            self.port = self.server.add_insecure_port(settings.listen_address)
-        else:
-            self.port = self.server.add_secure_port(settings.listen_address, server_credentials(tls))
+        try:
+            if tls is None:
+                self.port = self.server.add_insecure_port(settings.listen_address)
+            else:
+                self.port = self.server.add_secure_port(settings.listen_address, server_credentials(tls))
+        except RuntimeError:  # gRPC's "Failed to bind": taken, or not an address of this machine
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {settings.listen_address}")
+            raise ConfigError(f"TALLY_LISTEN_ADDRESS (or --listen) {settings.listen_address!r}: cannot listen there "
+                              "(in use, or not an address of this machine)")
 
     async def start(self) -> None:
         await self.server.start()

@@ -84,6 +84,8 @@ class UnitOfWork:
         self.backoff_max_ms = backoff_max_ms
         # Called in the writing thread after each commit that wrote events, with their tenants.
         self.after_commit: list[Callable[[set[str]], None]] = []
+        # Called before a write transaction is retried, with the cause: "serialization" or "connection".
+        self.on_retry: list[Callable[[str], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -122,6 +124,8 @@ class UnitOfWork:
                 if attempt > self.retries_max:
                     raise _exhausted(exc) from exc
                 log.info("write transaction retry %d after %s", attempt, type(exc.orig).__name__)
+                for listener in self.on_retry:
+                    listener("connection" if exc.connection_invalidated else "serialization")
                 self._sleep(attempt)
 
     def append(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tally import metrics
 from tally.domain.fields import check_tenant
 from tally.service import paging
 from tally.service.auth.audit import AuditLog
@@ -91,6 +92,7 @@ class Auditor:
     async def _publish(self, report: AuditReport) -> None:
         now = self.clock()
         self.last[report.tenant_id] = LastRun(report.finding_count, now, report.full, report.through_sequence)
+        metrics.audit_finished(report.intact)
         for account_id in report.marked_inconsistent:
             finding = next((f for f in report.findings if f.account_id == account_id), None)
             await self.audit_log.record(AuditRow(

@@ -16,6 +16,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
+from tally import metrics
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.service.faults import unexpected
@@ -136,9 +137,17 @@ class PostingPipeline:
         self.batches_written += 1
         return outcomes
 
+    def queue_depth(self) -> int:
+        return self._queue.depth()
+
     def _transaction(self, subs: list[Submission]) -> list[Outcome]:
         tenants = {sub.tenant_id for sub in subs}  # a batch spans the tenants of its submissions
-        return self.uow.write(tenants, lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+        started = time.perf_counter()
+        try:
+            return self.uow.write(tenants,
+                                  lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+        finally:
+            metrics.batch_written(len(subs), time.perf_counter() - started)
 
     def _write_alone(self, run: list[Submission]) -> list[Outcome]:
         try:
