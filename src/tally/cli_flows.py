@@ -7,7 +7,7 @@ guarantee) and print the vouchers the server's rule set built for it, one row pe
     tally post acquisition --merchant m1 --channel visa --amount N --currency USD
                      [--coupon platform|merchant|shared|purchased:AMOUNT[:MERCHANT_SHARE_BPS]]
     tally post refund --original REQUEST_ID --amount N --currency USD [--reason TEXT]
-    tally post settlement --kind merchant|channel|bank [--merchant M] [--channel C] --amount N --currency USD
+    tally post settlement --kind merchant|channel|bank|processor [--merchant M] [--channel C] [--processor P] --amount N --currency USD
                      [--actual N]
     tally post payout --merchant m1 --amount N --currency USD
     tally post guarantee --merchant m1 --amount N --currency USD
@@ -111,14 +111,14 @@ def flow_message(args: argparse.Namespace):
         return flows_pb2.RefundFlow(original_request_id=args.original, amount=args.amount, currency=currency,
                                     reason=args.reason or "")
     if flow == "settlement":
-        needs = {"merchant": "merchant"}.get(args.kind, "channel")
+        needs = {"merchant": "merchant", "processor": "processor"}.get(args.kind, "channel")
         if not getattr(args, needs):
             raise ValueError(f"a {args.kind} settlement needs --{needs}")
         if args.kind == "merchant" and args.actual is not None:
             raise ValueError("--actual is for channel and bank settlements (what actually arrived)")
         message = flows_pb2.SettlementFlow(kind=fmt.enum_value(flows_pb2.SettlementKind, args.kind),
                                            merchant=args.merchant or "", channel=args.channel or "",
-                                           amount=args.amount, currency=currency, batch_ref=args.batch_ref or "")
+                                           processor=args.processor or "", amount=args.amount, currency=currency, batch_ref=args.batch_ref or "")
         if args.actual is not None:
             message.actual_amount = args.actual
         return message
@@ -234,6 +234,7 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     settlement.add_argument("--kind", required=True, choices=SETTLEMENT_KINDS)
     _party(settlement, "merchant", "the merchant (merchant settlements)", required=False)
     _party(settlement, "channel", "the channel (channel and bank settlements)", required=False)
+    _party(settlement, "processor", "the payment processor (processor settlements)", required=False)
     _amount_options(settlement, cli)
     settlement.add_argument("--actual", type=cli._arg(fmt.parse_amount, minimum=0, what="actual amount"),
                             metavar="N", help="what actually arrived (channel and bank); default: the amount")

@@ -132,7 +132,7 @@ def _usage_facts(flow) -> Facts:
 COUPON_ISSUERS = {flows_pb.COUPON_ISSUER_PLATFORM: "platform", flows_pb.COUPON_ISSUER_MERCHANT: "merchant",
                   flows_pb.COUPON_ISSUER_SHARED: "shared", flows_pb.COUPON_ISSUER_PURCHASED: "purchased"}
 SETTLEMENT_KINDS = {flows_pb.SETTLEMENT_KIND_MERCHANT: "merchant", flows_pb.SETTLEMENT_KIND_CHANNEL: "channel",
-                    flows_pb.SETTLEMENT_KIND_BANK: "bank"}
+                    flows_pb.SETTLEMENT_KIND_BANK: "bank", flows_pb.SETTLEMENT_KIND_PROCESSOR: "processor"}
 
 
 def _acquisition_facts(flow) -> Facts:
@@ -146,7 +146,8 @@ def _acquisition_facts(flow) -> Facts:
 def _settlement_facts(flow) -> Facts:
     kind = enum_in(SETTLEMENT_KINDS, flow.kind, "settlement.kind")
     actual = flow.actual_amount if flow.HasField("actual_amount") else flow.amount
-    return _facts("settlement", flow, {"amount": flow.amount, "actual_amount": actual}, ("merchant", "channel"),
+    return _facts("settlement", flow, {"amount": flow.amount, "actual_amount": actual},
+                  ("merchant", "channel", "processor"),
                   {"kind": kind})
 
 
