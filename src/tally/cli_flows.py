@@ -7,8 +7,8 @@ guarantee) and print the vouchers the server's rule set built for it, one row pe
     tally post acquisition --merchant m1 --channel visa --amount N --currency USD
                      [--coupon platform|merchant|shared|purchased:AMOUNT[:MERCHANT_SHARE_BPS]]
     tally post refund --original REQUEST_ID --amount N --currency USD [--reason TEXT]
-    tally post settlement --kind merchant|channel|bank|processor [--merchant M] [--channel C] [--processor P] --amount N --currency USD
-                     [--actual N]
+    tally post settlement --kind merchant|channel|bank|processor [--merchant M] [--channel C] [--processor P]
+                     --amount N --currency USD [--actual N]
     tally post payout --merchant m1 --amount N --currency USD
     tally post guarantee --merchant m1 --amount N --currency USD
 
@@ -118,7 +118,8 @@ def flow_message(args: argparse.Namespace):
             raise ValueError("--actual is for channel and bank settlements (what actually arrived)")
         message = flows_pb2.SettlementFlow(kind=fmt.enum_value(flows_pb2.SettlementKind, args.kind),
                                            merchant=args.merchant or "", channel=args.channel or "",
-                                           processor=args.processor or "", amount=args.amount, currency=currency, batch_ref=args.batch_ref or "")
+                                           processor=args.processor or "", amount=args.amount, currency=currency,
+                                           batch_ref=args.batch_ref or "")
         if args.actual is not None:
             message.actual_amount = args.actual
         return message

@@ -49,9 +49,9 @@ A, B = "tenant-a", "tenant-b"
 # table -> its tenant column (the tables the policies cover)
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
-JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "recon_statements", "recon_lines")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
-           "audit_account_sums")
+           "audit_account_sums", "recon_items")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds"}

@@ -12,6 +12,7 @@ from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
+from tally.api.settlement_servicer import SettlementServicer
 from tally.api.tls import load_tls, server_credentials
 from tally.service.container import Services
 from tally.v1 import (
@@ -21,12 +22,15 @@ from tally.v1 import (
     accounting_service_pb2_grpc,
     bookkeeping_service_pb2,
     bookkeeping_service_pb2_grpc,
+    settlement_service_pb2,
+    settlement_service_pb2_grpc,
 )
 
 SERVICE_NAMES = (
     accounting_service_pb2.DESCRIPTOR.services_by_name["AccountingService"].full_name,
     account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"].full_name,
+    settlement_service_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -47,6 +51,7 @@ class GrpcServer:
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), self.server)
         bookkeeping_service_pb2_grpc.add_BookkeepingServiceServicer_to_server(BookkeepingServicer(services),
                                                                              self.server)
+        settlement_service_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(services), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -29,7 +29,8 @@ from sqlalchemy import Connection, text
 
 from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 
-JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log")
+JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "recon_statements",
+                  "recon_lines")
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -41,6 +42,7 @@ UPDATED_COLUMNS = {
     "audit_checkpoints": ("voucher_sequence", "head_hash", "event_sequence", "audit_log_id", "audit_log_hash",
                           "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
     "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
+    "recon_items": ("resolution", "resolution_request_id", "voucher_ids", "resolved_by", "resolved_us", "updated_us"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

@@ -276,3 +276,62 @@ audit_account_sums = Table(
     Column("previous_day", BigInteger, nullable=False),  # balance at the end of the day before last_date
 )
 Index("ix_audit_account_sums_tenant_id", audit_account_sums.c.tenant_id)
+
+# Reconciliation (migration 0013): an imported statement of one account, its lines, and the items that
+# match lines to the account's entries. Statements and lines never change; an item changes only when an
+# operator resolves it.
+recon_statements = Table(
+    "recon_statements", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("account_id", String(ID), nullable=False),
+    Column("statement_id", String(128), nullable=False),  # the counterparty's id of the statement
+    Column("digest", String(64), nullable=False),  # SHA-256 of the file: the same file twice imports once
+    Column("format", String(8), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("start_date", String(10), nullable=False),
+    Column("end_date", String(10), nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+    Column("closing_balance", BigInteger, nullable=True),
+    Column("ledger_balance", BigInteger, nullable=False),  # the account after its last entry of the period
+    Column("request_id", String(128), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "account_id", "statement_id"),
+    UniqueConstraint("tenant_id", "account_id", "digest"),
+)
+
+recon_lines = Table(
+    "recon_lines", metadata,
+    Column("statement_row_id", String(ID), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("reference", String(256), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("value_date", String(10), nullable=False),
+    Column("line_id", String(256), nullable=False),
+    Column("description", String(256), nullable=False),
+)
+
+recon_items = Table(
+    "recon_items", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("statement_row_id", String(ID), nullable=False),
+    Column("account_id", String(ID), nullable=False),
+    Column("position", Integer, nullable=False),  # order within the statement
+    Column("state", String(16), nullable=False),
+    Column("rule", String(16), nullable=False),
+    Column("ours", BigInteger, nullable=False),
+    Column("theirs", BigInteger, nullable=False),
+    Column("entry_keys", Text, nullable=False),  # JSON list of "voucher_id:line_no"
+    Column("resolution", String(16), nullable=False),
+    Column("resolution_request_id", String(128), nullable=False),
+    Column("voucher_ids", Text, nullable=False),  # JSON list
+    Column("resolved_by", String(128), nullable=False),
+    Column("resolved_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("statement_row_id", "position"),
+)
+Index("ix_recon_items_tenant_id_account_id", recon_items.c.tenant_id, recon_items.c.account_id)
