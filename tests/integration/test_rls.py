@@ -27,6 +27,7 @@ from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
+from tally.domain.reconciliation import ItemState, Resolution
 from tally.domain.vouchers import AccountRef
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
@@ -35,6 +36,8 @@ from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.pipeline import now_us
+from tally.service.settlement.reconciliation import ImportStatement, Reconciliation, ResolveItem
+from tally.service.settlement.statements import StatementFormat
 from tally.storage import auth_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow
@@ -159,6 +162,17 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
             await ledger.posting.post(PostFlow(tenant, request_id, RuleFlow(facts)))
         for _ in range(2):  # the second refund updates the cap row the first inserted
             await ledger.posting.post(PostFlow(tenant, ledger.request_id("refund"), RefundFlow(usage_id, 100, "USD")))
+        # A reconciled statement: a matched line and one resolved by posting the missing funding.
+        recon = Reconciliation(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies, now_us)
+        day = ledger.calendar.date_of(now_us())
+        csv = f"reference,amount,date\nx,0.005,{day}\ny,0.001,{day}\n".encode()
+        imported = recon.import_statement(ImportStatement(tenant, ledger.request_id("recon"),
+                                                          AccountRef(code="processor_clearing:stripe:USD"),
+                                                          StatementFormat.CSV, csv, "s-1"))
+        (extra,), _ = recon.list_items(tenant, AccountRef(code="processor_clearing:stripe:USD"),
+                                       imported.statement.statement_id, ItemState.UNMATCHED_THEIRS, 0, "")
+        await recon.resolve(ResolveItem(tenant, ledger.request_id("resolve"), extra.id, Resolution.SUPPLEMENTARY,
+                                        party="c2"))
     audit = AuditLog(ledger.uow, flush_ms=0)
     audit.start()
     for tenant in (A, B, ""):
