@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tally import cli_format as fmt
@@ -95,7 +96,11 @@ def report_text(r: pb.GetReconciliationResponse, scale: int | None) -> str:
 
 def cmd_recon_import(args: argparse.Namespace) -> int:
     cli = _cli()
-    content = read_statement(args.file)
+    try:
+        content = read_statement(args.file)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return cli.EXIT_UNREACHABLE  # 2: bad arguments, like argparse's
     request = pb.ImportStatementRequest(
         request_id=cli._request_id(args), account=args.account, format=FORMATS[args.format or _guess(args.file)],
         content=content, statement_id=args.statement_id or "", csv_columns=pb.CsvColumns(**dict(args.column or ())))

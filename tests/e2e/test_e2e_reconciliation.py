@@ -6,6 +6,7 @@ short-fall, long-fall and supplementary vouchers linked to their items."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import grpc
 import pytest
@@ -265,3 +266,38 @@ def test_a_camt053_statement_matches_payments_and_the_channel_payout(recon: Reco
     assert error_info(_raises(lambda: camt(entity)))[:2] == (INVALID, "STATEMENT_MALFORMED")
     truncated = content[: len(content) // 2].replace(b"CAMT-1", b"CAMT-3")
     assert error_info(_raises(lambda: camt(truncated)))[:2] == (INVALID, "STATEMENT_MALFORMED")
+
+
+def test_the_recon_cli_imports_shows_and_resolves(recon: Recon, tmp_path, capsys) -> None:
+    from tally import cli
+    from tests.e2e.conftest import TenantKeys
+
+    key = TenantKeys.for_target(recon.server.target).key_for(recon.tenant)
+
+    def tally(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = cli.main([*argv, "--target", recon.server.target, "--api-key", key])
+        out = capsys.readouterr()
+        return status, out.out, out.err
+
+    recon.acquire("a", 5_000_000, channel_ref="ORD-A")
+    recon.acquire("b", 3_000_000, channel_ref="ORD-B")
+    path = tmp_path / "visa.csv"
+    path.write_text(f"ref;amt;when\nORD-A;5.00;{today()}\nORD-B;2.95;{today()}\n".replace(";", ","))
+    status, out, err = tally("recon", "import", CLEARING, str(path), "--statement-id", "cli-1", "--closing-balance",
+                             "7950000", "--column", "reference=ref", "amount=amt", "value_date=when", "--json")
+    assert status == 0, err
+    assert json.loads(out)["statement"]["line_count"] == "2"
+    status, out, _ = tally("recon", "show", CLEARING, "cli-1")
+    assert status == 0 and "fund proof (proven)" in out and "difference" in out
+    status, out, _ = tally("recon", "show", CLEARING, "cli-1", "--items", "--state", "difference", "--json")
+    (item,) = json.loads(out)["items"]
+    assert item["difference"] == "50000"
+    status, out, err = tally("recon", "resolve", item["id"], "--as", "short-fall", "--request-id", "cli-r1")
+    assert status == 0, err
+    assert "short_fall" in out
+    status, out, _ = tally("recon", "show", CLEARING, "cli-1")
+    assert "open items:\n(none)" in out
+    assert recon.bal(CLEARING) == 7_950_000
+    status, _, err = tally("recon", "import", CLEARING, str(tmp_path / "missing.csv"))
+    assert status == 2 and "missing.csv" in err
