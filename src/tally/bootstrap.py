@@ -32,6 +32,7 @@ from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
+from tally.service.settlement.payouts import PayoutConfig, Payouts
 from tally.service.settlement.reconciliation import Reconciliation
 from tally.storage import system_repo
 from tally.storage.engine import Engines, make_engines
@@ -62,8 +63,10 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     audit_log = AuditLog(uow)
     auditor = Auditor(uow, now_us, audit_log, interval_s=settings.audit_interval_s)
     reconciliation = Reconciliation(uow, posting, rules, settings.currencies, now_us)
+    payouts = Payouts(uow, posting, rules, settings.currencies, calendar, now_us,
+                      PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
-                    authenticator, audit_log, auditor, reconciliation)
+                    authenticator, audit_log, auditor, reconciliation, payouts)
 
 
 def jwt_config(settings: Settings) -> JwtConfig | None:

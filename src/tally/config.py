@@ -64,6 +64,11 @@ class Settings:
     stream_idle_poll_s: int = 5
     stream_page_size: int = 500
     unsafe_isolation: str = ""  # the reliability suite's control run only: weakens PostgreSQL writers
+    bank_holidays: frozenset[str] = frozenset()  # payouts: dates the bank does not settle on, besides weekends
+    payout_settlement_days: int = 1  # payouts: business days from sending a batch to its expected settlement
+    payout_debtor_name: str = "Tally platform"  # payouts: the debtor of exported bank instructions (pain.001)
+    payout_debtor_iban: str = ""
+    payout_debtor_bic: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,11 +128,25 @@ class Settings:
                 stream_page_size=_int(env, "TALLY_STREAM_PAGE_SIZE", d.stream_page_size, 1, 10_000),
                 unsafe_isolation=_choice(env, "TALLY_UNSAFE_ISOLATION", d.unsafe_isolation,
                                          {"", "repeatable_read", "read_committed"}),
+                bank_holidays=_holidays(env, "TALLY_BANK_HOLIDAYS"),
+                payout_settlement_days=_int(env, "TALLY_PAYOUT_SETTLEMENT_DAYS", d.payout_settlement_days, 0, 10),
+                payout_debtor_name=env.get("TALLY_PAYOUT_DEBTOR_NAME", d.payout_debtor_name),
+                payout_debtor_iban=env.get("TALLY_PAYOUT_DEBTOR_IBAN", d.payout_debtor_iban),
+                payout_debtor_bic=env.get("TALLY_PAYOUT_DEBTOR_BIC", d.payout_debtor_bic),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         check_tls(settings)
         return settings
+
+
+def _holidays(env: Mapping[str, str], name: str) -> frozenset[str]:
+    from tally.domain.payouts import parse_holidays
+
+    try:
+        return parse_holidays(env.get(name, ""))
+    except ValueError:
+        raise ValueError(f"{name} must be ISO dates separated by commas, e.g. 2026-12-25,2027-01-01") from None
 
 
 def check_tls(settings: Settings) -> None:

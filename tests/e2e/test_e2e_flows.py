@@ -37,7 +37,9 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 SIDE = {types_pb2.SIDE_DEBIT: "D", types_pb2.SIDE_CREDIT: "C"}
-RULE_FLOWS = {"funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee", "reconciliation"}
+RULE_FLOWS = {"funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee", "reconciliation",
+              "payout_request", "payout_step"}
+PAYOUT_BATCH_RULES = ["payout_request.default", "payout_step.send", "payout_step.return", "payout_step.fail"]
 RECONCILIATION_RULES = [f"reconciliation.{account}_{fall}"
                         for account in ("channel_clearing", "processor_clearing", "bank_receivable", "bank_deposit")
                         for fall in ("shortfall", "longfall")]
@@ -45,7 +47,7 @@ RULE_IDS = {
     "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
     "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
     "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
-    "guarantee.default", "payout.default", *RECONCILIATION_RULES,
+    "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES,
 }
 
 
@@ -862,7 +864,7 @@ def test_get_rule_set_and_validate(books: Books) -> None:
         "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
         "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
         "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
-        "guarantee.default", "payout.default", *RECONCILIATION_RULES]
+        "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES]
     by_id = {r.id: r for r in rs.rules}
     assert by_id["refund.proportional"].mode == "proportional_reversal"
     assert dict(by_id["acquisition.shared_coupon"].when) == {"coupon_issuer": "shared"}

@@ -81,7 +81,7 @@ def refused(facts: Facts, view: FakeView | None = None) -> LedgerError:
 def test_loads_with_every_flow():
     assert check_file(resources.files("tally.rules").joinpath("default.toml")) == []
     assert RULES.flow_types == {"funding", "usage", "acquisition", "refund", "settlement", "guarantee", "payout",
-                                "reconciliation"}
+                                "reconciliation", "payout_request", "payout_step"}
     assert RULES.version == "2026.11.1"
 
 

@@ -1,4 +1,5 @@
-"""tally.v1.SettlementService: statement reconciliation; maps proto <-> the settlement handlers."""
+"""tally.v1.SettlementService: statement reconciliation (here) and payouts (payouts_servicer); maps proto <->
+the settlement handlers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 
 from tally.api.errors import rpc
 from tally.api.mapping import enum_in, ref_in, timestamp_from_us
+from tally.api.payouts_servicer import PayoutRpcs
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.reconciliation import DATE_WINDOW_DAYS_DEFAULT, ItemState, Resolution, open_amount
 from tally.service.container import Services
@@ -27,7 +29,7 @@ RESOLUTIONS = {pb.RESOLUTION_SHORT_FALL: Resolution.SHORT_FALL, pb.RESOLUTION_LO
 RESOLUTIONS_OUT = {**{v: k for k, v in RESOLUTIONS.items()}, Resolution.NONE: pb.RESOLUTION_UNSPECIFIED}
 
 
-class SettlementServicer(pb_grpc.SettlementServiceServicer):
+class SettlementServicer(PayoutRpcs, pb_grpc.SettlementServiceServicer):
     def __init__(self, services: Services) -> None:
         self.s = services
 

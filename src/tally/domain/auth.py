@@ -67,8 +67,11 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     f"{_SERVICE}BookkeepingService/ListAuditLog": Permission.AUDIT,
     f"{_SERVICE}BookkeepingService/ValidateRuleSet": Permission.ADMIN,
     **{f"{_SERVICE}SettlementService/{m}": Permission.READ
-       for m in ("GetReconciliation", "ListReconciliationItems")},
-    **{f"{_SERVICE}SettlementService/{m}": Permission.OPERATE for m in ("ImportStatement", "ResolveItem")},
+       for m in ("GetReconciliation", "ListReconciliationItems", "ExportPayoutBatch", "GetPayoutBatch", "ListPayouts")},
+    f"{_SERVICE}SettlementService/RequestPayout": Permission.POST,
+    **{f"{_SERVICE}SettlementService/{m}": Permission.OPERATE
+       for m in ("ImportStatement", "ResolveItem", "LinkBankAccount", "UpdateBankAccountStatus", "CreatePayoutBatches",
+                 "SendPayoutBatch", "SettlePayoutBatch", "ReturnPayout")},
 }
 # Open to anyone: load balancers probe health, tools discover the API.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

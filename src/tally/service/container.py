@@ -13,6 +13,7 @@ from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
 from tally.service.queries import Queries
+from tally.service.settlement.payouts import Payouts
 from tally.service.settlement.reconciliation import Reconciliation
 from tally.storage.uow import UnitOfWork
 from tally.streaming.hub import EventHub
@@ -32,3 +33,4 @@ class Services:
     audit: AuditLog
     auditor: Auditor
     reconciliation: Reconciliation
+    payouts: Payouts

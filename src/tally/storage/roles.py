@@ -43,6 +43,9 @@ UPDATED_COLUMNS = {
                           "audit_log_count", "sums_digest", "account_count", "findings", "full_us", "verified_us"),
     "audit_account_sums": ("entry_count", "line_sum", "last_balance", "last_date", "previous_day"),
     "recon_items": ("resolution", "resolution_request_id", "voucher_ids", "resolved_by", "resolved_us", "updated_us"),
+    "bank_accounts": ("status", "updated_us"),
+    "payout_batches": ("state", "send_request_id", "send_voucher_id", "sent_date", "expected_date", "updated_us"),
+    "payouts": ("state", "batch_id", "reason", "voucher_ids", "updated_us"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

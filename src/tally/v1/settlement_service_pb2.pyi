@@ -31,6 +31,36 @@ class Resolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESOLUTION_SHORT_FALL: _ClassVar[Resolution]
     RESOLUTION_LONG_FALL: _ClassVar[Resolution]
     RESOLUTION_SUPPLEMENTARY: _ClassVar[Resolution]
+
+class BankAccountStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BANK_ACCOUNT_STATUS_UNSPECIFIED: _ClassVar[BankAccountStatus]
+    BANK_ACCOUNT_STATUS_UNVERIFIED: _ClassVar[BankAccountStatus]
+    BANK_ACCOUNT_STATUS_VERIFIED: _ClassVar[BankAccountStatus]
+    BANK_ACCOUNT_STATUS_DISABLED: _ClassVar[BankAccountStatus]
+
+class PayoutState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYOUT_STATE_UNSPECIFIED: _ClassVar[PayoutState]
+    PAYOUT_STATE_REQUESTED: _ClassVar[PayoutState]
+    PAYOUT_STATE_BATCHED: _ClassVar[PayoutState]
+    PAYOUT_STATE_SENT: _ClassVar[PayoutState]
+    PAYOUT_STATE_SETTLED: _ClassVar[PayoutState]
+    PAYOUT_STATE_RETURNED: _ClassVar[PayoutState]
+    PAYOUT_STATE_FAILED: _ClassVar[PayoutState]
+
+class PayoutBatchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYOUT_BATCH_STATE_UNSPECIFIED: _ClassVar[PayoutBatchState]
+    PAYOUT_BATCH_STATE_BATCHED: _ClassVar[PayoutBatchState]
+    PAYOUT_BATCH_STATE_SENT: _ClassVar[PayoutBatchState]
+    PAYOUT_BATCH_STATE_SETTLED: _ClassVar[PayoutBatchState]
+
+class PayoutExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAYOUT_EXPORT_FORMAT_UNSPECIFIED: _ClassVar[PayoutExportFormat]
+    PAYOUT_EXPORT_FORMAT_PAIN001: _ClassVar[PayoutExportFormat]
+    PAYOUT_EXPORT_FORMAT_CSV: _ClassVar[PayoutExportFormat]
 STATEMENT_FORMAT_UNSPECIFIED: StatementFormat
 STATEMENT_FORMAT_CSV: StatementFormat
 STATEMENT_FORMAT_CAMT053: StatementFormat
@@ -43,6 +73,24 @@ RESOLUTION_UNSPECIFIED: Resolution
 RESOLUTION_SHORT_FALL: Resolution
 RESOLUTION_LONG_FALL: Resolution
 RESOLUTION_SUPPLEMENTARY: Resolution
+BANK_ACCOUNT_STATUS_UNSPECIFIED: BankAccountStatus
+BANK_ACCOUNT_STATUS_UNVERIFIED: BankAccountStatus
+BANK_ACCOUNT_STATUS_VERIFIED: BankAccountStatus
+BANK_ACCOUNT_STATUS_DISABLED: BankAccountStatus
+PAYOUT_STATE_UNSPECIFIED: PayoutState
+PAYOUT_STATE_REQUESTED: PayoutState
+PAYOUT_STATE_BATCHED: PayoutState
+PAYOUT_STATE_SENT: PayoutState
+PAYOUT_STATE_SETTLED: PayoutState
+PAYOUT_STATE_RETURNED: PayoutState
+PAYOUT_STATE_FAILED: PayoutState
+PAYOUT_BATCH_STATE_UNSPECIFIED: PayoutBatchState
+PAYOUT_BATCH_STATE_BATCHED: PayoutBatchState
+PAYOUT_BATCH_STATE_SENT: PayoutBatchState
+PAYOUT_BATCH_STATE_SETTLED: PayoutBatchState
+PAYOUT_EXPORT_FORMAT_UNSPECIFIED: PayoutExportFormat
+PAYOUT_EXPORT_FORMAT_PAIN001: PayoutExportFormat
+PAYOUT_EXPORT_FORMAT_CSV: PayoutExportFormat
 
 class CsvColumns(_message.Message):
     __slots__ = ("reference", "amount", "value_date", "line_id", "description")
@@ -255,3 +303,257 @@ class ResolveItemResponse(_message.Message):
     voucher_ids: _containers.RepeatedScalarFieldContainer[str]
     replayed: bool
     def __init__(self, item: _Optional[_Union[ReconciliationItem, _Mapping]] = ..., voucher_ids: _Optional[_Iterable[str]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class BankAccount(_message.Message):
+    __slots__ = ("id", "merchant", "currency", "holder_name", "iban", "bic", "aba_routing", "account_number", "status")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    IBAN_FIELD_NUMBER: _ClassVar[int]
+    BIC_FIELD_NUMBER: _ClassVar[int]
+    ABA_ROUTING_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    merchant: str
+    currency: str
+    holder_name: str
+    iban: str
+    bic: str
+    aba_routing: str
+    account_number: str
+    status: BankAccountStatus
+    def __init__(self, id: _Optional[str] = ..., merchant: _Optional[str] = ..., currency: _Optional[str] = ..., holder_name: _Optional[str] = ..., iban: _Optional[str] = ..., bic: _Optional[str] = ..., aba_routing: _Optional[str] = ..., account_number: _Optional[str] = ..., status: _Optional[_Union[BankAccountStatus, str]] = ...) -> None: ...
+
+class Payout(_message.Message):
+    __slots__ = ("id", "request_id", "merchant", "bank_account_id", "currency", "amount", "state", "batch_id", "reason", "voucher_ids", "create_time", "update_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    BANK_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    VOUCHER_IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    request_id: str
+    merchant: str
+    bank_account_id: str
+    currency: str
+    amount: int
+    state: PayoutState
+    batch_id: str
+    reason: str
+    voucher_ids: _containers.RepeatedScalarFieldContainer[str]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., merchant: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., currency: _Optional[str] = ..., amount: _Optional[int] = ..., state: _Optional[_Union[PayoutState, str]] = ..., batch_id: _Optional[str] = ..., reason: _Optional[str] = ..., voucher_ids: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PayoutBatch(_message.Message):
+    __slots__ = ("id", "bank_account_id", "currency", "state", "payout_count", "total", "cutoff_time", "send_voucher_id", "sent_date", "expected_settlement_date")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BANK_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_TIME_FIELD_NUMBER: _ClassVar[int]
+    SEND_VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
+    SENT_DATE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SETTLEMENT_DATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    bank_account_id: str
+    currency: str
+    state: PayoutBatchState
+    payout_count: int
+    total: int
+    cutoff_time: _timestamp_pb2.Timestamp
+    send_voucher_id: str
+    sent_date: str
+    expected_settlement_date: str
+    def __init__(self, id: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PayoutBatchState, str]] = ..., payout_count: _Optional[int] = ..., total: _Optional[int] = ..., cutoff_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_voucher_id: _Optional[str] = ..., sent_date: _Optional[str] = ..., expected_settlement_date: _Optional[str] = ...) -> None: ...
+
+class LinkBankAccountRequest(_message.Message):
+    __slots__ = ("request_id", "merchant", "currency", "holder_name", "iban", "bic", "aba_routing", "account_number", "verified")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
+    IBAN_FIELD_NUMBER: _ClassVar[int]
+    BIC_FIELD_NUMBER: _ClassVar[int]
+    ABA_ROUTING_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    merchant: str
+    currency: str
+    holder_name: str
+    iban: str
+    bic: str
+    aba_routing: str
+    account_number: str
+    verified: bool
+    def __init__(self, request_id: _Optional[str] = ..., merchant: _Optional[str] = ..., currency: _Optional[str] = ..., holder_name: _Optional[str] = ..., iban: _Optional[str] = ..., bic: _Optional[str] = ..., aba_routing: _Optional[str] = ..., account_number: _Optional[str] = ..., verified: _Optional[bool] = ...) -> None: ...
+
+class LinkBankAccountResponse(_message.Message):
+    __slots__ = ("bank_account", "replayed")
+    BANK_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    bank_account: BankAccount
+    replayed: bool
+    def __init__(self, bank_account: _Optional[_Union[BankAccount, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class UpdateBankAccountStatusRequest(_message.Message):
+    __slots__ = ("request_id", "bank_account_id", "status")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BANK_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    bank_account_id: str
+    status: BankAccountStatus
+    def __init__(self, request_id: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., status: _Optional[_Union[BankAccountStatus, str]] = ...) -> None: ...
+
+class UpdateBankAccountStatusResponse(_message.Message):
+    __slots__ = ("bank_account",)
+    BANK_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    bank_account: BankAccount
+    def __init__(self, bank_account: _Optional[_Union[BankAccount, _Mapping]] = ...) -> None: ...
+
+class RequestPayoutRequest(_message.Message):
+    __slots__ = ("request_id", "merchant", "bank_account_id", "amount", "currency")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    BANK_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    merchant: str
+    bank_account_id: str
+    amount: int
+    currency: str
+    def __init__(self, request_id: _Optional[str] = ..., merchant: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class RequestPayoutResponse(_message.Message):
+    __slots__ = ("payout", "replayed")
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    payout: Payout
+    replayed: bool
+    def __init__(self, payout: _Optional[_Union[Payout, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class CreatePayoutBatchesRequest(_message.Message):
+    __slots__ = ("request_id", "currency")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    currency: str
+    def __init__(self, request_id: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class CreatePayoutBatchesResponse(_message.Message):
+    __slots__ = ("batches", "failed_payouts")
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[PayoutBatch]
+    failed_payouts: _containers.RepeatedCompositeFieldContainer[Payout]
+    def __init__(self, batches: _Optional[_Iterable[_Union[PayoutBatch, _Mapping]]] = ..., failed_payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ...) -> None: ...
+
+class ExportPayoutBatchRequest(_message.Message):
+    __slots__ = ("batch_id", "format")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    format: PayoutExportFormat
+    def __init__(self, batch_id: _Optional[str] = ..., format: _Optional[_Union[PayoutExportFormat, str]] = ...) -> None: ...
+
+class ExportPayoutBatchResponse(_message.Message):
+    __slots__ = ("content", "file_name")
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    content: bytes
+    file_name: str
+    def __init__(self, content: _Optional[bytes] = ..., file_name: _Optional[str] = ...) -> None: ...
+
+class SendPayoutBatchRequest(_message.Message):
+    __slots__ = ("request_id", "batch_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    batch_id: str
+    def __init__(self, request_id: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class SendPayoutBatchResponse(_message.Message):
+    __slots__ = ("batch", "replayed")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    batch: PayoutBatch
+    replayed: bool
+    def __init__(self, batch: _Optional[_Union[PayoutBatch, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class SettlePayoutBatchRequest(_message.Message):
+    __slots__ = ("request_id", "batch_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    batch_id: str
+    def __init__(self, request_id: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class SettlePayoutBatchResponse(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: PayoutBatch
+    def __init__(self, batch: _Optional[_Union[PayoutBatch, _Mapping]] = ...) -> None: ...
+
+class ReturnPayoutRequest(_message.Message):
+    __slots__ = ("request_id", "payout_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    payout_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., payout_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReturnPayoutResponse(_message.Message):
+    __slots__ = ("payout",)
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    payout: Payout
+    def __init__(self, payout: _Optional[_Union[Payout, _Mapping]] = ...) -> None: ...
+
+class GetPayoutBatchRequest(_message.Message):
+    __slots__ = ("batch_id",)
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    batch_id: str
+    def __init__(self, batch_id: _Optional[str] = ...) -> None: ...
+
+class GetPayoutBatchResponse(_message.Message):
+    __slots__ = ("batch", "payouts")
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    batch: PayoutBatch
+    payouts: _containers.RepeatedCompositeFieldContainer[Payout]
+    def __init__(self, batch: _Optional[_Union[PayoutBatch, _Mapping]] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ...) -> None: ...
+
+class ListPayoutsRequest(_message.Message):
+    __slots__ = ("state", "batch_id", "page_size", "page_token")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    state: PayoutState
+    batch_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, state: _Optional[_Union[PayoutState, str]] = ..., batch_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPayoutsResponse(_message.Message):
+    __slots__ = ("payouts", "next_page_token")
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    payouts: _containers.RepeatedCompositeFieldContainer[Payout]
+    next_page_token: str
+    def __init__(self, payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -56,6 +56,56 @@ class SettlementServiceStub:
                 request_serializer=tally_dot_v1_dot_settlement__service__pb2.ResolveItemRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_settlement__service__pb2.ResolveItemResponse.FromString,
                 _registered_method=True)
+        self.LinkBankAccount = channel.unary_unary(
+                '/tally.v1.SettlementService/LinkBankAccount',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountResponse.FromString,
+                _registered_method=True)
+        self.UpdateBankAccountStatus = channel.unary_unary(
+                '/tally.v1.SettlementService/UpdateBankAccountStatus',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusResponse.FromString,
+                _registered_method=True)
+        self.RequestPayout = channel.unary_unary(
+                '/tally.v1.SettlementService/RequestPayout',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.RequestPayoutRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.RequestPayoutResponse.FromString,
+                _registered_method=True)
+        self.CreatePayoutBatches = channel.unary_unary(
+                '/tally.v1.SettlementService/CreatePayoutBatches',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesResponse.FromString,
+                _registered_method=True)
+        self.ExportPayoutBatch = channel.unary_unary(
+                '/tally.v1.SettlementService/ExportPayoutBatch',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchResponse.FromString,
+                _registered_method=True)
+        self.SendPayoutBatch = channel.unary_unary(
+                '/tally.v1.SettlementService/SendPayoutBatch',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchResponse.FromString,
+                _registered_method=True)
+        self.SettlePayoutBatch = channel.unary_unary(
+                '/tally.v1.SettlementService/SettlePayoutBatch',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchResponse.FromString,
+                _registered_method=True)
+        self.ReturnPayout = channel.unary_unary(
+                '/tally.v1.SettlementService/ReturnPayout',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutResponse.FromString,
+                _registered_method=True)
+        self.GetPayoutBatch = channel.unary_unary(
+                '/tally.v1.SettlementService/GetPayoutBatch',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchResponse.FromString,
+                _registered_method=True)
+        self.ListPayouts = channel.unary_unary(
+                '/tally.v1.SettlementService/ListPayouts',
+                request_serializer=tally_dot_v1_dot_settlement__service__pb2.ListPayoutsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_settlement__service__pb2.ListPayoutsResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -96,6 +146,78 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkBankAccount(self, request, context):
+        """Links a bank account to a merchant: IBAN and BIC (validated), or ABA routing and account number.
+        Idempotent by request_id. `verified` records the operator's verification of the account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBankAccountStatus(self, request, context):
+        """Verifies, un-verifies or disables a linked bank account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPayout(self, request, context):
+        """A payout instruction: KYC verified, a verified linked account and the payout minimum are checked; the
+        amount (rounded down to the bank's unit) moves from merchant_settled to payouts_pending.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePayoutBatches(self, request, context):
+        """The cut-off: every requested payout of the currency goes into one batch per bank account; the
+        prerequisites are checked again and a payout that fails them is failed (money back to the merchant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportPayoutBatch(self, request, context):
+        """The bank instruction of a batch, as ISO 20022 pain.001 or CSV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendPayoutBatch(self, request, context):
+        """The bank sent the batch: its total leaves bank_deposit (refused whole when the platform does not hold
+        it); the expected settlement date is counted in business days.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettlePayoutBatch(self, request, context):
+        """The bank settled the batch: its payouts are settled (no money moves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnPayout(self, request, context):
+        """The money comes back: a requested payout fails, a sent or settled one is returned, with the bank's reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayoutBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayouts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -118,6 +240,56 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.ResolveItem,
                     request_deserializer=tally_dot_v1_dot_settlement__service__pb2.ResolveItemRequest.FromString,
                     response_serializer=tally_dot_v1_dot_settlement__service__pb2.ResolveItemResponse.SerializeToString,
+            ),
+            'LinkBankAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkBankAccount,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountResponse.SerializeToString,
+            ),
+            'UpdateBankAccountStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBankAccountStatus,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusResponse.SerializeToString,
+            ),
+            'RequestPayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPayout,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.RequestPayoutRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.RequestPayoutResponse.SerializeToString,
+            ),
+            'CreatePayoutBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayoutBatches,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesResponse.SerializeToString,
+            ),
+            'ExportPayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportPayoutBatch,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchResponse.SerializeToString,
+            ),
+            'SendPayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendPayoutBatch,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchResponse.SerializeToString,
+            ),
+            'SettlePayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettlePayoutBatch,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchResponse.SerializeToString,
+            ),
+            'ReturnPayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnPayout,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutResponse.SerializeToString,
+            ),
+            'GetPayoutBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayoutBatch,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchResponse.SerializeToString,
+            ),
+            'ListPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayouts,
+                    request_deserializer=tally_dot_v1_dot_settlement__service__pb2.ListPayoutsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_settlement__service__pb2.ListPayoutsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +402,276 @@ class SettlementService:
             '/tally.v1.SettlementService/ResolveItem',
             tally_dot_v1_dot_settlement__service__pb2.ResolveItemRequest.SerializeToString,
             tally_dot_v1_dot_settlement__service__pb2.ResolveItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkBankAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/LinkBankAccount',
+            tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.LinkBankAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBankAccountStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/UpdateBankAccountStatus',
+            tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.UpdateBankAccountStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/RequestPayout',
+            tally_dot_v1_dot_settlement__service__pb2.RequestPayoutRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.RequestPayoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePayoutBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/CreatePayoutBatches',
+            tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.CreatePayoutBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/ExportPayoutBatch',
+            tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.ExportPayoutBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendPayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/SendPayoutBatch',
+            tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.SendPayoutBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettlePayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/SettlePayoutBatch',
+            tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.SettlePayoutBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnPayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/ReturnPayout',
+            tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.ReturnPayoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayoutBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/GetPayoutBatch',
+            tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.GetPayoutBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.SettlementService/ListPayouts',
+            tally_dot_v1_dot_settlement__service__pb2.ListPayoutsRequest.SerializeToString,
+            tally_dot_v1_dot_settlement__service__pb2.ListPayoutsResponse.FromString,
             options,
             channel_credentials,
             insecure,
