@@ -2,9 +2,9 @@
 database (`tenants`, `keys`), and talks to one over gRPC (accounts, postings, reads).
 
 Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules`,
-`trial-balance` and `verify` (cli_books), `demo` (cli_demo), `watch` (cli_watch), `recon` (cli_recon)
-and `tenants` / `keys` (cli_admin). They use the helpers here, so they are imported when the parser is built,
-not at the top of this module.
+`trial-balance` and `verify` (cli_books), `demo` (cli_demo), `watch` (cli_watch), `recon` (cli_recon),
+`payouts` (cli_payouts) and `tenants` / `keys` (cli_admin). They use the helpers here, so they are imported
+when the parser is built, not at the top of this module.
 
 Client verbs authenticate with an API key (or a JWT) sent as `authorization: Bearer <key>`: --api-key,
 else TALLY_API_KEY, else the key file (--key-file, else TALLY_KEY_FILE, else ./tally-admin.key when it
@@ -661,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tally.cli_demo import add_demo_parser
     from tally.cli_flows import add_post_parser
     from tally.cli_holds import add_holds_parser
+    from tally.cli_payouts import add_payouts_parser
     from tally.cli_recon import add_recon_parser
     from tally.cli_watch import add_watch_parser
 
@@ -674,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_post_parser(commands, client)
     add_holds_parser(commands, client)
     add_recon_parser(commands, client)
+    add_payouts_parser(commands, client)
     add_books_parsers(commands, client)
     add_demo_parser(commands)
     add_watch_parser(commands)

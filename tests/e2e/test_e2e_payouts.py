@@ -18,7 +18,7 @@ from tally.domain.payouts import settlement_date
 from tally.v1 import flows_pb2 as f
 from tally.v1 import settlement_service_pb2 as pb
 from tally.v1 import settlement_service_pb2_grpc as pb_grpc
-from tests.e2e.conftest import Server, e2e_settings, error_info, running_server
+from tests.e2e.conftest import Server, e2e_settings, error_info, ref, running_server
 from tests.e2e.test_e2e_flows import Books
 
 USD = "USD"
@@ -26,6 +26,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 IBAN, BIC = "DE89370400440532013000", "COBADEFFXXX"
 HOLIDAYS = frozenset({(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=n)).isoformat() for n in (1, 2)})
+M1 = ref("merchant_settled:m1")
 PAIN = "{urn:iso:std:iso:20022:tech:xsd:pain.001.001.09}"
 
 
@@ -76,40 +77,44 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
                           (dict(iban=IBAN, bic="NWBKGB2L"), "bic"),
                           (dict(aba_routing="021000022", account_number="123456789"), "aba_routing"),
                           (dict(aba_routing="021000021", account_number="12"), "account_number")):
-        code, reason, meta = desk.refused_rpc("LinkBankAccount", request_id="bad", merchant="m1", currency=USD,
-                                              holder_name="M One GmbH", **fields)
+        code, reason, meta = desk.refused_rpc("LinkBankAccount", request_id="bad", merchant_account=M1,
+                                              currency=USD, holder_name="M One GmbH", **fields)
         assert (code, reason, meta["field"]) == (INVALID, "BANK_ACCOUNT_INVALID", field)
-    m1 = desk.call("LinkBankAccount", request_id="link-m1", merchant="m1", currency=USD, holder_name="M One GmbH",
-                   iban="DE89 3704 0044 0532 0130 00", bic=BIC, verified=True).bank_account
+    m1 = desk.call("LinkBankAccount", request_id="link-m1", merchant_account=M1, currency=USD,
+                   holder_name="M One GmbH", iban="DE89 3704 0044 0532 0130 00", bic=BIC, verified=True).bank_account
     assert (m1.iban, m1.status) == (IBAN, pb.BANK_ACCOUNT_STATUS_VERIFIED)
-    again = desk.call("LinkBankAccount", request_id="link-m1", merchant="m1", currency=USD, holder_name="M One GmbH",
-                      iban=IBAN, bic=BIC, verified=True)
+    again = desk.call("LinkBankAccount", request_id="link-m1", merchant_account=M1, currency=USD,
+                      holder_name="M One GmbH", iban=IBAN, bic=BIC, verified=True)
     assert again.replayed is True and again.bank_account.id == m1.id
-    m2 = desk.call("LinkBankAccount", request_id="link-m2", merchant="m2", currency=USD, holder_name="M Two Inc",
-                   aba_routing="021000021", account_number="123456789").bank_account
+    m2 = desk.call("LinkBankAccount", request_id="link-m2", merchant_account=ref("merchant_settled:m2"),
+                   currency=USD, holder_name="M Two Inc", aba_routing="021000021",
+                   account_number="123456789").bank_account
     assert m2.status == pb.BANK_ACCOUNT_STATUS_UNVERIFIED
 
-    # Prerequisites at request: a verified account of this merchant and currency, KYC, the minimum.
-    assert desk.refused_rpc("RequestPayout", request_id="p-m2-0", merchant="m2", bank_account_id=m2.id,
+    # Prerequisites at request: a verified account in the payout's currency, KYC, the minimum.
+    assert desk.refused_rpc("RequestPayout", request_id="p-m2-0", bank_account_id=m2.id,
                             amount=500_000, currency=USD)[:2] == (PRECONDITION, "BANK_ACCOUNT_NOT_VERIFIED")
-    assert desk.refused_rpc("RequestPayout", request_id="p-x", merchant="m1", bank_account_id=m2.id,
-                            amount=500_000, currency=USD)[:2] == (INVALID, "BANK_ACCOUNT_MISMATCH")
+    assert desk.refused_rpc("RequestPayout", request_id="p-x", bank_account_id=m2.id,
+                            amount=500_000, currency="EUR")[:2] == (INVALID, "BANK_ACCOUNT_MISMATCH")
+    assert desk.refused_rpc("LinkBankAccount", request_id="not-merchant", merchant_account=ref("bank_deposit:USD"),
+                            currency=USD, holder_name="x", iban=IBAN, bic=BIC)[:2] == (
+        INVALID, "MERCHANT_ACCOUNT_INVALID")
     desk.call("UpdateBankAccountStatus", request_id="verify-m2", bank_account_id=m2.id,
               status=pb.BANK_ACCOUNT_STATUS_VERIFIED)
     desk.set_meta("merchant_settled:m1", kyc_status="verified", payout_minimum="5000000")
-    assert desk.refused_rpc("RequestPayout", request_id="p-min", merchant="m1", bank_account_id=m1.id,
+    assert desk.refused_rpc("RequestPayout", request_id="p-min", bank_account_id=m1.id,
                             amount=500_000, currency=USD)[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
     desk.set_meta("merchant_settled:m1", kyc_status="verified", payout_minimum="0")
 
-    first = desk.call("RequestPayout", request_id="p1", merchant="m1", bank_account_id=m1.id, amount=1_234_567,
+    first = desk.call("RequestPayout", request_id="p1", bank_account_id=m1.id, amount=1_234_567,
                       currency=USD).payout
     assert (first.amount, first.state) == (1_230_000, pb.PAYOUT_STATE_REQUESTED)  # whole cents; the rest stays
-    replay = desk.call("RequestPayout", request_id="p1", merchant="m1", bank_account_id=m1.id, amount=1_234_567,
+    replay = desk.call("RequestPayout", request_id="p1", bank_account_id=m1.id, amount=1_234_567,
                        currency=USD)
     assert replay.replayed is True and replay.payout.id == first.id
-    second = desk.call("RequestPayout", request_id="p2", merchant="m1", bank_account_id=m1.id, amount=1_000_000,
+    second = desk.call("RequestPayout", request_id="p2", bank_account_id=m1.id, amount=1_000_000,
                        currency=USD).payout
-    lost = desk.call("RequestPayout", request_id="p3", merchant="m2", bank_account_id=m2.id, amount=500_000,
+    lost = desk.call("RequestPayout", request_id="p3", bank_account_id=m2.id, amount=500_000,
                      currency=USD).payout
     assert desk.balances("merchant_settled:m1", "merchant_settled:m2", "payouts_pending:USD") == {
         "merchant_settled:m1": 3_900_000 - 2_230_000, "merchant_settled:m2": 3_400_000,
@@ -181,9 +186,9 @@ def test_a_batch_the_bank_account_cannot_cover_is_refused_whole(desk: Desk) -> N
     desk.funding("more", "c1", 9_000_000)  # collected by the processor, not yet on the bank account
     desk.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=8_000_000, currency=USD))
     desk.set_meta("merchant_settled:m1", kyc_status="verified")
-    account = desk.call("LinkBankAccount", request_id="link", merchant="m1", currency=USD, holder_name="M One",
-                        iban=IBAN, bic=BIC, verified=True).bank_account
-    desk.call("RequestPayout", request_id="p1", merchant="m1", bank_account_id=account.id, amount=5_000_000,
+    account = desk.call("LinkBankAccount", request_id="link", merchant_account=M1, currency=USD,
+                        holder_name="M One", iban=IBAN, bic=BIC, verified=True).bank_account
+    desk.call("RequestPayout", request_id="p1", bank_account_id=account.id, amount=5_000_000,
               currency=USD)
     (batch,) = desk.call("CreatePayoutBatches", request_id="cut", currency=USD).batches
     assert desk.refused_rpc("SendPayoutBatch", request_id="send-1", batch_id=batch.id)[:2] == (

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 from tally.api.errors import rpc
-from tally.api.mapping import enum_in, timestamp_from_us
+from tally.api.mapping import enum_in, ref_in, timestamp_from_us
 from tally.api.tenancy import principal_of, tenant_of
 from tally.domain.errors import invalid
 from tally.domain.fields import check_request_id
@@ -36,8 +36,9 @@ class PayoutRpcs:
         details = BankDetails(request.holder_name, request.iban, request.bic, request.aba_routing,
                               request.account_number)
         account, replayed = await asyncio.to_thread(
-            self.s.payouts.link_bank_account, tenant, request.request_id, request.merchant, request.currency,
-            details, request.verified)
+            self.s.payouts.link_bank_account, tenant, request.request_id, ref_in(request.merchant_account,
+                                                                                 "merchant_account"),
+            request.currency, details, request.verified)
         return pb.LinkBankAccountResponse(bank_account=bank_account_out(account), replayed=replayed)
 
     @rpc
@@ -54,8 +55,8 @@ class PayoutRpcs:
     async def RequestPayout(self, request: pb.RequestPayoutRequest, context) -> pb.RequestPayoutResponse:
         principal = principal_of(context)
         payout, replayed = await self.s.payouts.request(
-            principal.tenant_id, request.request_id, request.merchant, request.bank_account_id, request.amount,
-            request.currency, principal.actor)
+            principal.tenant_id, request.request_id, request.bank_account_id, request.amount, request.currency,
+            principal.actor)
         return pb.RequestPayoutResponse(payout=payout_out(payout), replayed=replayed)
 
     @rpc

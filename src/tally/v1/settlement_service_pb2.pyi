@@ -379,9 +379,9 @@ class PayoutBatch(_message.Message):
     def __init__(self, id: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., currency: _Optional[str] = ..., state: _Optional[_Union[PayoutBatchState, str]] = ..., payout_count: _Optional[int] = ..., total: _Optional[int] = ..., cutoff_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., send_voucher_id: _Optional[str] = ..., sent_date: _Optional[str] = ..., expected_settlement_date: _Optional[str] = ...) -> None: ...
 
 class LinkBankAccountRequest(_message.Message):
-    __slots__ = ("request_id", "merchant", "currency", "holder_name", "iban", "bic", "aba_routing", "account_number", "verified")
+    __slots__ = ("request_id", "merchant_account", "currency", "holder_name", "iban", "bic", "aba_routing", "account_number", "verified")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     HOLDER_NAME_FIELD_NUMBER: _ClassVar[int]
     IBAN_FIELD_NUMBER: _ClassVar[int]
@@ -390,7 +390,7 @@ class LinkBankAccountRequest(_message.Message):
     ACCOUNT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    merchant: str
+    merchant_account: _types_pb2.AccountRef
     currency: str
     holder_name: str
     iban: str
@@ -398,7 +398,7 @@ class LinkBankAccountRequest(_message.Message):
     aba_routing: str
     account_number: str
     verified: bool
-    def __init__(self, request_id: _Optional[str] = ..., merchant: _Optional[str] = ..., currency: _Optional[str] = ..., holder_name: _Optional[str] = ..., iban: _Optional[str] = ..., bic: _Optional[str] = ..., aba_routing: _Optional[str] = ..., account_number: _Optional[str] = ..., verified: _Optional[bool] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., merchant_account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., currency: _Optional[str] = ..., holder_name: _Optional[str] = ..., iban: _Optional[str] = ..., bic: _Optional[str] = ..., aba_routing: _Optional[str] = ..., account_number: _Optional[str] = ..., verified: _Optional[bool] = ...) -> None: ...
 
 class LinkBankAccountResponse(_message.Message):
     __slots__ = ("bank_account", "replayed")
@@ -425,18 +425,16 @@ class UpdateBankAccountStatusResponse(_message.Message):
     def __init__(self, bank_account: _Optional[_Union[BankAccount, _Mapping]] = ...) -> None: ...
 
 class RequestPayoutRequest(_message.Message):
-    __slots__ = ("request_id", "merchant", "bank_account_id", "amount", "currency")
+    __slots__ = ("request_id", "bank_account_id", "amount", "currency")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    MERCHANT_FIELD_NUMBER: _ClassVar[int]
     BANK_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    merchant: str
     bank_account_id: str
     amount: int
     currency: str
-    def __init__(self, request_id: _Optional[str] = ..., merchant: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., bank_account_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class RequestPayoutResponse(_message.Message):
     __slots__ = ("payout", "replayed")

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tally.domain.calendar import AccountingCalendar
-from tally.domain.errors import ErrorKind, LedgerError, invalid, not_accessible, precondition
+from tally.domain.errors import ErrorKind, LedgerError, invalid, missing_account, not_accessible, precondition
 from tally.domain.facts import Facts
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.flows import RuleFlow
@@ -67,12 +67,13 @@ class Payouts:
 
     # -- linked bank accounts ------------------------------------------------------------------
 
-    def link_bank_account(self, tenant_id: str, request_id: str, merchant: str, currency: str,
+    def link_bank_account(self, tenant_id: str, request_id: str, merchant_account: AccountRef, currency: str,
                           details: BankDetails, verified: bool) -> tuple[BankAccount, bool]:
+        """Links a bank account to the merchant whose settled account (merchant_settled:MERCHANT) is named."""
         check_tenant(tenant_id)
         check_request_id(request_id)
         self._currency(currency)
-        _check_party(merchant)
+        merchant = self.uow.read({tenant_id}, lambda c: _merchant_of(c, tenant_id, merchant_account))
         details = checked(details)
         now = self.clock()
         account = BankAccount(derived_id(tenant_id, "bank_account", request_id), tenant_id, merchant, currency,
@@ -104,19 +105,21 @@ class Payouts:
 
     # -- requests ------------------------------------------------------------------------------
 
-    async def request(self, tenant_id: str, request_id: str, merchant: str, bank_account_id: str, amount: int,
-                      currency: str, actor: str = "") -> tuple[Payout, bool]:
+    async def request(self, tenant_id: str, request_id: str, bank_account_id: str, amount: int, currency: str,
+                      actor: str = "") -> tuple[Payout, bool]:
+        """A payout to the merchant whose linked bank account is named."""
         check_tenant(tenant_id)
         check_request_id(request_id)
         self._currency(currency)
         payout_id = derived_id(tenant_id, "payout", request_id)
         found = await self._read(tenant_id, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id))
         if found is not None:
-            if (found.merchant, found.bank_account_id, found.currency) != (merchant, bank_account_id, currency):
+            if (found.bank_account_id, found.currency) != (bank_account_id, currency):
                 raise _reused(request_id)
             return found, True
         account = await self._read(tenant_id, lambda c: self._bank_account(c, tenant_id, bank_account_id))
-        _check_payable(account, merchant, currency)
+        merchant = account.merchant
+        _check_payable(account, currency)
         facts = Facts("payout_request", currency, {"amount": amount}, {"merchant": merchant})
         posted = await self.posting.post(PostFlow(
             tenant_id, request_id, RuleFlow(facts), memo=f"payout {payout_id} requested",
@@ -323,16 +326,21 @@ class Payouts:
         return await asyncio.to_thread(self.uow.write, {tenant_id}, work)
 
 
-def _check_party(merchant: str) -> None:
-    if not merchant or len(merchant) > 128 or ":" in merchant or not merchant.isprintable():
-        raise invalid("FLOW_FIELD_INVALID", "merchant must be 1 to 128 printable characters without ':'",
-                      field="merchant")
+def _merchant_of(conn: Connection, tenant_id: str, ref: AccountRef) -> str:
+    account = accounts_repo.get_account(conn, tenant_id, ref)
+    if account is None:
+        raise missing_account(ref)
+    prefix, _, merchant = account.code.partition(":")
+    if prefix != "merchant_settled" or not merchant:
+        raise invalid("MERCHANT_ACCOUNT_INVALID", f"{account.code} is not a merchant's settled account "
+                      "(merchant_settled:MERCHANT)", field="merchant_account")
+    return merchant
 
 
-def _check_payable(account: BankAccount, merchant: str, currency: str) -> None:
-    if (account.merchant, account.currency) != (merchant, currency):
-        raise invalid("BANK_ACCOUNT_MISMATCH", f"bank account {account.id} is {account.merchant}'s in "
-                      f"{account.currency}, not {merchant}'s in {currency}", bank_account_id=account.id)
+def _check_payable(account: BankAccount, currency: str) -> None:
+    if account.currency != currency:
+        raise invalid("BANK_ACCOUNT_MISMATCH", f"bank account {account.id} takes {account.currency}, not {currency}",
+                      bank_account_id=account.id)
     if account.status is not BankAccountStatus.VERIFIED:
         raise precondition("BANK_ACCOUNT_NOT_VERIFIED", f"bank account {account.id} is {account.status.value}",
                            bank_account_id=account.id)
