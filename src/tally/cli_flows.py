@@ -10,7 +10,7 @@ guarantee) and print the vouchers the server's rule set built for it, one row pe
     tally post settlement --kind merchant|channel|bank|processor [--merchant M] [--channel C] [--processor P]
                      --amount N --currency USD [--actual N]
     tally post payout --merchant m1 --amount N --currency USD
-    tally post guarantee --merchant m1 --amount N --currency USD
+    tally post guarantee --merchant m1 --amount N --currency USD [--mode settlement_order|account|account_collection]
 
 Amounts are integer counts of atomic units and rates integer basis points, parsed strictly (no float).
 """
@@ -126,7 +126,8 @@ def flow_message(args: argparse.Namespace):
     if flow == "payout":
         return flows_pb2.PayoutFlow(merchant=args.merchant, amount=args.amount, currency=currency)
     if flow == "guarantee":
-        return flows_pb2.GuaranteeFlow(merchant=args.merchant, amount=args.amount, currency=currency)
+        return flows_pb2.GuaranteeFlow(merchant=args.merchant, amount=args.amount, currency=currency,
+                                       mode=fmt.enum_value(flows_pb2.GuaranteeMode, args.mode))
     raise ValueError(f"unknown flow {flow!r}")
 
 
@@ -248,6 +249,10 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
 
     guarantee = flow_parser("guarantee", "a guarantee the merchant owes, deducted from its next settlements")
     _party(guarantee, "merchant", "the merchant that owes it")
+    guarantee.add_argument("--mode", choices=fmt.enum_labels(flows_pb2.GuaranteeMode), default="settlement_order",
+                           help="settlement_order: deducted from the next settlements; account: booked to the "
+                                "merchant's deduction account; account_collection: collect up to --amount of it "
+                                "from the settled balance")
     _amount_options(guarantee, cli)
 
     for parser in (funding, usage, acquisition, refund, settlement, payout, guarantee):

@@ -47,7 +47,8 @@ RULE_IDS = {
     "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
     "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
     "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
-    "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES,
+    "guarantee.account", "guarantee.account_collection", "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES,
+    *RECONCILIATION_RULES,
 }
 
 
@@ -741,6 +742,43 @@ def test_guarantee_is_collected_by_reverse_deduction_until_covered(books: Books)
     books.check_books()
 
 
+def test_guarantee_in_account_mode_is_collected_from_the_settled_balance_as_it_accrues(books: Books) -> None:
+    """The seed's second reverse-deduction mode: a dedicated deduction account per merchant, collected from
+    the settled balance (not from settlement orders), beside the settlement-order mode of the test above."""
+    def guarantee(rid: str, amount: int, mode: int) -> types_pb2.Voucher:
+        return books.post(rid, guarantee=f.GuaranteeFlow(merchant="m1", amount=amount, currency=USD,
+                                                         mode=mode)).vouchers[0]
+
+    r = guarantee("guar", 1_500_000, f.GUARANTEE_MODE_ACCOUNT)
+    assert_rule(r, "guarantee", "guarantee.account", "guar", "guarantee_deduction")
+    assert lines(r) == [("guarantee_deduction:m1", "D", 1_500_000), ("guarantee_commitment:m1", "C", 1_500_000)]
+    # Nothing settled yet: nothing to collect.
+    assert books.refused("col-0", guarantee=f.GuaranteeFlow(
+        merchant="m1", amount=1_500_000, currency=USD, mode=f.GUARANTEE_MODE_ACCOUNT_COLLECTION))[:2] == (
+        INVALID, "FLOW_POSTS_NOTHING")
+    books.funding("fund", "c1", 5_000_000)
+    books.post("use-1", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=1_000_000, currency=USD))
+    # 975_000 accrued: all of it is collected, the deduction account keeps the rest due.
+    r = guarantee("col-1", 1_500_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
+    assert_rule(r, "guarantee", "guarantee.account_collection", "col-1", "guarantee_collection")
+    assert lines(r) == [("merchant_settled:m1", "D", 975_000), ("merchant_guarantee:m1", "C", 975_000),
+                        ("guarantee_commitment:m1", "D", 975_000), ("guarantee_deduction:m1", "C", 975_000)]
+    books.post("use-2", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=2_000_000, currency=USD))
+    r = guarantee("col-2", 5_000_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
+    assert per_line(r)[("merchant_guarantee:m1", "C")] == 525_000  # only what is still due
+    assert books.balances("merchant_settled:m1", "merchant_guarantee:m1", "guarantee_deduction:m1",
+                          "guarantee_commitment:m1") == {
+        "merchant_settled:m1": 1_950_000 - 525_000, "merchant_guarantee:m1": 1_500_000, "guarantee_deduction:m1": 0,
+        "guarantee_commitment:m1": 0}
+    assert "guarantee_due:m1" not in books.codes()  # the settlement-order mode was never used
+    # Settlements leave the account-mode guarantee alone: the settlement-order mode has nothing due.
+    books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=1_000_000, currency=USD))
+    r = books.post("set", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1",
+                                                      amount=994_000, currency=USD)).vouchers[0]
+    assert lines(r) == [("merchant_pending:m1", "D", 994_000), ("merchant_settled:m1", "C", 994_000)]
+    books.check_books()
+
+
 # -------------------------------------------------------------------------------------------- payout
 
 
@@ -864,7 +902,8 @@ def test_get_rule_set_and_validate(books: Books) -> None:
         "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
         "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
         "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
-        "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES]
+        "guarantee.account", "guarantee.account_collection", "guarantee.default", "payout.default",
+        *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES]
     by_id = {r.id: r for r in rs.rules}
     assert by_id["refund.proportional"].mode == "proportional_reversal"
     assert dict(by_id["acquisition.shared_coupon"].when) == {"coupon_issuer": "shared"}

@@ -308,6 +308,28 @@ def test_settlement_needs_a_known_kind():
 # ------------------------------------------------------------------------------------ guarantee
 
 
+@given(amount=AMOUNTS, settled=st.integers(-5, 10**9), due=st.integers(0, 10**9))
+def test_guarantee_account_mode_collects_what_is_due_and_accrued(amount, settled, due):
+    facts = Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}, {"mode": "account_collection"})
+    view = FakeView({"merchant_settled:m1": settled, "guarantee_deduction:m1": due})
+    collected = min(amount, max(0, settled), due)
+    if collected == 0:
+        assert refused(facts, view).reason == "FLOW_POSTS_NOTHING"
+        return
+    (draft,) = build(facts, view)
+    assert amounts(draft) == {("merchant_settled:m1", D): collected, ("merchant_guarantee:m1", C): collected,
+                              ("guarantee_commitment:m1", D): collected, ("guarantee_deduction:m1", C): collected}
+
+
+def test_guarantee_modes_side_by_side():
+    (account,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "account"}))
+    assert amounts(account) == {("guarantee_deduction:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    (order,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": ""}))
+    assert amounts(order) == {("guarantee_due:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    assert refused(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "?"})).reason == \
+        "RULE_NOT_FOUND"
+
+
 @given(amount=AMOUNTS)
 def test_guarantee(amount):
     (draft,) = build(Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}))

@@ -143,6 +143,11 @@ def _acquisition_facts(flow) -> Facts:
     return _facts("acquisition", flow, values, ("merchant", "channel"), {"coupon_issuer": issuer})
 
 
+GUARANTEE_MODES = {flows_pb.GUARANTEE_MODE_UNSPECIFIED: "", flows_pb.GUARANTEE_MODE_SETTLEMENT_ORDER: "",
+                   flows_pb.GUARANTEE_MODE_ACCOUNT: "account",
+                   flows_pb.GUARANTEE_MODE_ACCOUNT_COLLECTION: "account_collection"}
+
+
 def _settlement_facts(flow) -> Facts:
     kind = enum_in(SETTLEMENT_KINDS, flow.kind, "settlement.kind")
     actual = flow.actual_amount if flow.HasField("actual_amount") else flow.amount
@@ -156,7 +161,8 @@ _FACTS = {
     "acquisition": _acquisition_facts,
     "settlement": _settlement_facts,
     "payout": lambda f: _facts("payout", f, {"amount": f.amount}, ("merchant",)),
-    "guarantee": lambda f: _facts("guarantee", f, {"amount": f.amount}, ("merchant",)),
+    "guarantee": lambda f: _facts("guarantee", f, {"amount": f.amount}, ("merchant",),
+                                  {"mode": GUARANTEE_MODES.get(f.mode, "?")}),
 }
 
 

@@ -23,6 +23,13 @@ class SettlementKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTLEMENT_KIND_CHANNEL: _ClassVar[SettlementKind]
     SETTLEMENT_KIND_BANK: _ClassVar[SettlementKind]
     SETTLEMENT_KIND_PROCESSOR: _ClassVar[SettlementKind]
+
+class GuaranteeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GUARANTEE_MODE_UNSPECIFIED: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_SETTLEMENT_ORDER: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_ACCOUNT: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_ACCOUNT_COLLECTION: _ClassVar[GuaranteeMode]
 COUPON_ISSUER_UNSPECIFIED: CouponIssuer
 COUPON_ISSUER_PLATFORM: CouponIssuer
 COUPON_ISSUER_MERCHANT: CouponIssuer
@@ -33,6 +40,10 @@ SETTLEMENT_KIND_MERCHANT: SettlementKind
 SETTLEMENT_KIND_CHANNEL: SettlementKind
 SETTLEMENT_KIND_BANK: SettlementKind
 SETTLEMENT_KIND_PROCESSOR: SettlementKind
+GUARANTEE_MODE_UNSPECIFIED: GuaranteeMode
+GUARANTEE_MODE_SETTLEMENT_ORDER: GuaranteeMode
+GUARANTEE_MODE_ACCOUNT: GuaranteeMode
+GUARANTEE_MODE_ACCOUNT_COLLECTION: GuaranteeMode
 
 class TransferFlow(_message.Message):
     __slots__ = ("to", "amount", "currency", "memo")
@@ -168,11 +179,13 @@ class PayoutFlow(_message.Message):
     def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class GuaranteeFlow(_message.Message):
-    __slots__ = ("merchant", "amount", "currency")
+    __slots__ = ("merchant", "amount", "currency", "mode")
     MERCHANT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     merchant: str
     amount: int
     currency: str
-    def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    mode: GuaranteeMode
+    def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., mode: _Optional[_Union[GuaranteeMode, str]] = ...) -> None: ...
