@@ -306,32 +306,52 @@ def _story(d: Demo) -> None:
                        f"{d.amount(PAYOUT - paid)} below the bank's minor unit stays in {code}")
 
 
+def _month(args: argparse.Namespace, demo: Demo) -> dict:
+    from tally.cli_demo_month import month_story
+    from tally.v1 import settlement_service_pb2_grpc
+
+    with _cli()._stub(args, settlement_service_pb2_grpc.SettlementServiceStub) as settle:
+        return month_story(demo, settle)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     cli = _cli()
     args.run = args.run or default_run()
     if not args.json:
-        print(f"tally demo: a small usage-billing platform, run {args.run}, at {args.target}")
+        what = "a month of settlement" if args.month else "a small usage-billing platform"
+        print(f"tally demo: {what}, run {args.run}, at {args.target}")
         print(f"(every party and request id starts with the run label: `tally demo --run {args.run}` replays it, "
               "posting nothing twice)\n", flush=True)
+    month = None
     with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
             cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
             cli._stub(args, book_grpc.BookkeepingServiceStub) as books:
         demo = Demo(args, accounts, posting, books)
-        _story(demo)
+        if args.month:
+            month = _month(args, demo)
+        else:
+            _story(demo)
         trial = books.GetTrialBalance(book_pb.GetTrialBalanceRequest())
     off = sorted(t.currency for t in trial.totals if t.difference != 0)
     balanced = trial.balanced and not off
+    uncleared = {code: value for code, value in (month or {}).get("clearing_balances", {}).items() if value != "0"}
     requests = sum(len(s.replayed) for s in demo.stages)
     replayed = sum(sum(s.replayed) for s in demo.stages)
     tenant = demo.tenant or "of the API key"
     if args.json:
         print(json.dumps({"run": args.run, "tenant": demo.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
                           "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
-                          "replayed": replayed}, indent=2, ensure_ascii=False))
+                          "replayed": replayed, **({"month": month} if month else {})}, indent=2,
+                         ensure_ascii=False))
     else:
         print(f"== trial balance of tenant {tenant} (every run in it)")
         print(trial_balance_text(trial, args.scale))
         print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
+        if month:
+            print("clearing accounts: " + ", ".join(f"{c} {v}" for c, v in month["clearing_balances"].items()))
+    if uncleared:
+        print(f"demo: clearing accounts not at zero: {uncleared}", file=sys.stderr)
+        return cli.EXIT_REFUSED
     if not balanced:
         print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
               file=sys.stderr)
@@ -349,5 +369,8 @@ def add_demo_parser(commands) -> argparse.ArgumentParser:
     demo.add_argument("--run", type=cli._arg(parse_run), metavar="LABEL",
                       help="run label prefixed to every party and request id (default: 8 random hex digits); "
                            "the same label again replays the run")
+    demo.add_argument("--month", action="store_true",
+                      help="run a month of the settlement side instead: a channel statement reconciled and "
+                           "resolved, settlements, payout batches exported as pain.001 and sent, a return")
     demo.set_defaults(func=cmd_demo)
     return demo

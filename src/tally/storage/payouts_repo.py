@@ -150,6 +150,13 @@ def get_batch(conn: Connection, tenant_id: str, batch_id: str) -> Batch | None:
     return Batch(**{**dict(row._mapping), "state": BatchState(row.state)}) if row else None
 
 
+def batches_of_request(conn: Connection, tenant_id: str, request_id: str) -> list[Batch]:
+    rows = conn.execute(select(payout_batches).where(payout_batches.c.tenant_id == tenant_id,
+                                                     payout_batches.c.request_id == request_id)
+                        .order_by(payout_batches.c.bank_account_id)).all()
+    return [Batch(**{**dict(r._mapping), "state": BatchState(r.state)}) for r in rows]
+
+
 def save_batch(conn: Connection, batch: Batch, expected: BatchState, expected_sender: str) -> bool:
     """Writes a batch if it is still in `expected` state with `expected_sender` sending it: False otherwise."""
     done = conn.execute(update(payout_batches).where(

@@ -146,6 +146,9 @@ class Payouts:
         cutoff = self.clock()
 
         def work(conn: Connection) -> tuple[list[Batch], list[tuple[Payout, str]]]:
+            earlier = payouts_repo.batches_of_request(conn, tenant_id, request_id)
+            if earlier:  # a retry of this cut-off: its batches, and nothing new
+                return earlier, []
             waiting = payouts_repo.list_payouts(conn, tenant_id, state=PayoutState.REQUESTED, currency=currency,
                                                 created_before_us=cutoff, limit=PAYOUTS_PER_BATCH_MAX)
             accounts = payouts_repo.bank_accounts_by_id(conn, tenant_id, [p.bank_account_id for p in waiting])
