@@ -60,7 +60,7 @@ def month_story(d, settle) -> dict:
         csv = "reference,amount,date\n" + "".join(f"{d.run}-{ref},{amount},{day}\n" for ref, amount in STATEMENT)
         imported = settle.ImportStatement(pb.ImportStatementRequest(
             request_id=f"{d.run}.m-import", account=types_pb2.AccountRef(code=clearing),
-            format=pb.STATEMENT_FORMAT_CSV, content=csv.encode(), statement_id=statement_id,
+            format=pb.STATEMENT_FORMAT_CSV, statement_file=csv.encode(), statement_id=statement_id,
             closing_balance=CLOSING))
         counts = {pb.ReconciliationItemState.Name(c.state).removeprefix("RECONCILIATION_ITEM_STATE_").lower():
                   c.items for c in imported.counts}

@@ -103,7 +103,8 @@ def cmd_recon_import(args: argparse.Namespace) -> int:
         return cli.EXIT_UNREACHABLE  # 2: bad arguments, like argparse's
     request = pb.ImportStatementRequest(
         request_id=cli._request_id(args), account=args.account, format=FORMATS[args.format or _guess(args.file)],
-        content=content, statement_id=args.statement_id or "", csv_columns=pb.CsvColumns(**dict(args.column or ())))
+        statement_file=content, statement_id=args.statement_id or "",
+        csv_columns=pb.CsvColumns(**{f"{field}_column": name for field, name in args.column or ()}))
     if args.closing_balance is not None:
         request.closing_balance = args.closing_balance
     if args.date_window_days is not None:

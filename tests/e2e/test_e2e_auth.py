@@ -139,7 +139,7 @@ def _settlement_setup(server: Server) -> dict[str, str]:
     def statement(request_id: str, code: str, statement_id: str) -> None:
         settle.ImportStatement(settlement_pb.ImportStatementRequest(
             request_id=request_id, account=types_pb2.AccountRef(code=code), format=settlement_pb.STATEMENT_FORMAT_CSV,
-            content=f"reference,amount,date\nA-EXTRA,0.05,{day}\n".encode(), statement_id=statement_id),
+            statement_file=f"reference,amount,date\nA-EXTRA,0.05,{day}\n".encode(), statement_id=statement_id),
             metadata=md(A))
 
     statement("a-stmt-1", "alice", "a-statement-alice")
@@ -312,7 +312,7 @@ OVERRIDES: dict[str, Callable[[Message, World, str], None]] = {
                                         r.update_mask.paths.append("name")),
     "ImportStatement": lambda r, w, rid: (
         setattr(r, "format", settlement_pb.STATEMENT_FORMAT_CSV), setattr(r, "statement_id", rid),
-        setattr(r, "content", f"reference,amount,date\n{rid},0.01,{dt.datetime.now(dt.UTC).date()}\n".encode())),
+        setattr(r, "statement_file", f"reference,amount,date\n{rid},0.01,{dt.datetime.now(dt.UTC).date()}\n".encode())),
     "GetReconciliation": lambda r, w, rid: setattr(r, "statement_id", w.a["statement"]),
     "ListReconciliationItems": lambda r, w, rid: setattr(r, "statement_id", w.a["statement"]),
     "ResolveItem": lambda r, w, rid: (setattr(r, "item_id", w.a["item"]),

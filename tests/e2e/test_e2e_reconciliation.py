@@ -42,7 +42,8 @@ class Recon(Books):
                    **columns: str) -> pb.ImportStatementResponse:
         request = pb.ImportStatementRequest(
             request_id=rid or f"imp-{statement_id}", account=ref(CLEARING), format=pb.STATEMENT_FORMAT_CSV,
-            content=text.encode(), statement_id=statement_id, csv_columns=pb.CsvColumns(**columns))
+            statement_file=text.encode(), statement_id=statement_id,
+            csv_columns=pb.CsvColumns(**{f"{field}_column": name for field, name in columns.items()}))
         if closing is not None:
             request.closing_balance = closing
         return self.settle.ImportStatement(request, metadata=self.md)
@@ -250,7 +251,7 @@ def test_a_camt053_statement_matches_payments_and_the_channel_payout(recon: Reco
 
     def camt(data: bytes):
         return recon.settle.ImportStatement(pb.ImportStatementRequest(
-            request_id="camt", account=ref(CLEARING), format=pb.STATEMENT_FORMAT_CAMT053, content=data),
+            request_id="camt", account=ref(CLEARING), format=pb.STATEMENT_FORMAT_CAMT053, statement_file=data),
             metadata=recon.md)
 
     imported = camt(content)

@@ -190,9 +190,10 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
                                        ledger.uow, now_us)
         payouts = Payouts(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies,
                           ledger.calendar, now_us, PayoutConfig())
-        bank, _ = payouts.link_bank_account(tenant, ledger.request_id("link"), "m1", "USD",
-                                            BankDetails("M One", "DE89370400440532013000", "COBADEFFXXX"), True)
-        await payouts.request(tenant, ledger.request_id("payout"), "m1", bank.id, 1_000_000, "USD")
+        bank, _ = payouts.link_bank_account(tenant, ledger.request_id("link"), AccountRef(code="merchant_settled:m1"),
+                                            "USD", BankDetails("M One", "DE89370400440532013000", "COBADEFFXXX"),
+                                            True)
+        await payouts.request(tenant, ledger.request_id("payout"), bank.id, 1_000_000, "USD")
         (batch,) = (await payouts.create_batches(tenant, ledger.request_id("cut"), "USD")).batches
         await payouts.send_batch(tenant, ledger.request_id("send"), batch.id)
     audit = AuditLog(ledger.uow, flush_ms=0)

@@ -39,8 +39,9 @@ class SettlementServicer(PayoutRpcs, pb_grpc.SettlementServiceServicer):
         columns = request.csv_columns
         cmd = ImportStatement(
             principal.tenant_id, request.request_id, ref_in(request.account),
-            enum_in(FORMATS, request.format, "format"), request.content, request.statement_id,
-            CsvColumns(*(getattr(columns, f) or getattr(CsvColumns(), f) for f in CsvColumns.__dataclass_fields__)),
+            enum_in(FORMATS, request.format, "format"), request.statement_file, request.statement_id,
+            CsvColumns(*(getattr(columns, f"{f}_column") or getattr(CsvColumns(), f)
+                         for f in CsvColumns.__dataclass_fields__)),
             request.closing_balance if request.HasField("closing_balance") else None,
             request.date_window_days if request.HasField("date_window_days") else DATE_WINDOW_DAYS_DEFAULT,
             principal.actor)

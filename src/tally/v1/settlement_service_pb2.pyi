@@ -93,25 +93,25 @@ PAYOUT_EXPORT_FORMAT_PAIN001: PayoutExportFormat
 PAYOUT_EXPORT_FORMAT_CSV: PayoutExportFormat
 
 class CsvColumns(_message.Message):
-    __slots__ = ("reference", "amount", "value_date", "line_id", "description")
-    REFERENCE_FIELD_NUMBER: _ClassVar[int]
-    AMOUNT_FIELD_NUMBER: _ClassVar[int]
-    VALUE_DATE_FIELD_NUMBER: _ClassVar[int]
-    LINE_ID_FIELD_NUMBER: _ClassVar[int]
-    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    reference: str
-    amount: str
-    value_date: str
-    line_id: str
-    description: str
-    def __init__(self, reference: _Optional[str] = ..., amount: _Optional[str] = ..., value_date: _Optional[str] = ..., line_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    __slots__ = ("reference_column", "amount_column", "value_date_column", "line_id_column", "description_column")
+    REFERENCE_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_DATE_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LINE_ID_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    reference_column: str
+    amount_column: str
+    value_date_column: str
+    line_id_column: str
+    description_column: str
+    def __init__(self, reference_column: _Optional[str] = ..., amount_column: _Optional[str] = ..., value_date_column: _Optional[str] = ..., line_id_column: _Optional[str] = ..., description_column: _Optional[str] = ...) -> None: ...
 
 class ImportStatementRequest(_message.Message):
-    __slots__ = ("request_id", "account", "format", "content", "statement_id", "csv_columns", "closing_balance", "date_window_days")
+    __slots__ = ("request_id", "account", "format", "statement_file", "statement_id", "csv_columns", "closing_balance", "date_window_days")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
-    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FILE_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CSV_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     CLOSING_BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -119,12 +119,12 @@ class ImportStatementRequest(_message.Message):
     request_id: str
     account: _types_pb2.AccountRef
     format: StatementFormat
-    content: bytes
+    statement_file: bytes
     statement_id: str
     csv_columns: CsvColumns
     closing_balance: int
     date_window_days: int
-    def __init__(self, request_id: _Optional[str] = ..., account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., format: _Optional[_Union[StatementFormat, str]] = ..., content: _Optional[bytes] = ..., statement_id: _Optional[str] = ..., csv_columns: _Optional[_Union[CsvColumns, _Mapping]] = ..., closing_balance: _Optional[int] = ..., date_window_days: _Optional[int] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., format: _Optional[_Union[StatementFormat, str]] = ..., statement_file: _Optional[bytes] = ..., statement_id: _Optional[str] = ..., csv_columns: _Optional[_Union[CsvColumns, _Mapping]] = ..., closing_balance: _Optional[int] = ..., date_window_days: _Optional[int] = ...) -> None: ...
 
 class Statement(_message.Message):
     __slots__ = ("statement_id", "account", "format", "currency", "start_date", "end_date", "line_count", "closing_balance", "ledger_balance", "import_time", "digest")

@@ -37,6 +37,7 @@ from tally.service.posting.handlers import Posting
 from tally.service.settlement.bank_details import BankDetails, checked
 from tally.storage import accounts_repo, payouts_repo
 from tally.storage.payouts_repo import BankAccount, Batch, Payout
+from tally.storage.tables import matchable
 from tally.storage.uow import UnitOfWork
 
 _IDS = uuid.UUID("6f1c2a8e-25a5-4c35-9a52-2f0c1f4f0b25")  # namespace of ids derived from request ids
@@ -258,7 +259,8 @@ class Payouts:
         merchant with the bank's reason. At most once per payout (its posting's request id says so)."""
         check_tenant(tenant_id)
         check_reason(reason)
-        payout = await self._read(tenant_id, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id))
+        payout = await self._read(tenant_id, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id)) \
+            if _usable(payout_id) else None
         if payout is None:
             raise not_accessible("payout", payout_id)
         if payout.state in (PayoutState.FAILED, PayoutState.RETURNED):
@@ -282,7 +284,8 @@ class Payouts:
     # -- reads ---------------------------------------------------------------------------------
 
     def get_payout(self, tenant_id: str, payout_id: str) -> Payout:
-        found = self.uow.read({tenant_id}, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id))
+        found = self.uow.read({tenant_id}, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id)) \
+            if _usable(payout_id) else None
         if found is None:
             raise not_accessible("payout", payout_id)
         return found
@@ -300,6 +303,8 @@ class Payouts:
     def list_payouts(self, tenant_id: str, state: PayoutState | None, batch_id: str, after_id: str,
                      limit: int) -> list[Payout]:
         check_tenant(tenant_id)
+        if not matchable(batch_id) or not matchable(after_id):
+            return []  # no id holds a NUL
         return self.uow.read({tenant_id}, lambda c: payouts_repo.list_payouts(
             c, tenant_id, state=state, batch_id=batch_id, after_id=after_id, limit=limit))
 
@@ -311,13 +316,13 @@ class Payouts:
         return self.currencies[code]
 
     def _bank_account(self, conn: Connection, tenant_id: str, account_id: str) -> BankAccount:
-        found = payouts_repo.get_bank_account(conn, tenant_id, account_id) if account_id else None
+        found = payouts_repo.get_bank_account(conn, tenant_id, account_id) if _usable(account_id) else None
         if found is None:
             raise not_accessible("bank_account", account_id)
         return found
 
     def _batch_row(self, conn: Connection, tenant_id: str, batch_id: str) -> Batch:
-        found = payouts_repo.get_batch(conn, tenant_id, batch_id) if batch_id else None
+        found = payouts_repo.get_batch(conn, tenant_id, batch_id) if _usable(batch_id) else None
         if found is None:
             raise not_accessible("payout_batch", batch_id)
         return found
@@ -327,6 +332,11 @@ class Payouts:
 
     async def _write(self, tenant_id: str, work):
         return await asyncio.to_thread(self.uow.write, {tenant_id}, work)
+
+
+def _usable(identifier: str) -> bool:
+    """Whether an id can name a row: not empty, and no NUL (which PostgreSQL refuses in a text parameter)."""
+    return bool(identifier) and matchable(identifier)
 
 
 def _merchant_of(conn: Connection, tenant_id: str, ref: AccountRef) -> str:

@@ -45,7 +45,7 @@ from tally.service.posting.handlers import Posting
 from tally.service.settlement.statements import CsvColumns, StatementFormat, check_size, parse_camt053, parse_csv
 from tally.storage import accounts_repo, journal_repo, recon_repo
 from tally.storage.recon_repo import ItemRow, StatementRow
-from tally.storage.tables import voucher_lines
+from tally.storage.tables import matchable, voucher_lines
 from tally.storage.uow import UnitOfWork
 
 ENTRIES_PER_STATEMENT_MAX = 20_000
@@ -234,7 +234,8 @@ class Reconciliation:
         return Resolved(done, ids, posted.replayed)
 
     def _item(self, conn: Connection, cmd: ResolveItem) -> tuple[ItemRow, Account]:
-        item = recon_repo.get_item(conn, cmd.tenant_id, cmd.item_id) if cmd.item_id else None
+        item = recon_repo.get_item(conn, cmd.tenant_id, cmd.item_id) if cmd.item_id and matchable(cmd.item_id) \
+            else None
         if item is None:
             raise not_accessible("item", cmd.item_id)
         account = accounts_repo.get_account(conn, cmd.tenant_id, AccountRef(id=item.account_id))
@@ -285,7 +286,8 @@ def _account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account:
 
 def _statement(conn: Connection, tenant_id: str, ref: AccountRef, statement_id: str) -> tuple[Account, StatementRow]:
     account = _account(conn, tenant_id, ref)
-    row = recon_repo.find_statement(conn, tenant_id, account.id, statement_id=statement_id) if statement_id else None
+    row = recon_repo.find_statement(conn, tenant_id, account.id, statement_id=statement_id) \
+        if statement_id and matchable(statement_id) else None
     if row is None:
         raise not_found("STATEMENT_NOT_FOUND", f"no statement {statement_id!r} was imported for {account.code}",
                         statement_id=statement_id)
