@@ -220,3 +220,40 @@ def _raises(call) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     return caught.value
+
+
+def test_the_payouts_cli(desk: Desk, tmp_path, capsys) -> None:
+    import json
+
+    from tally import cli
+    from tests.e2e.conftest import TenantKeys
+
+    key = TenantKeys.for_target(desk.server.target).key_for(desk.tenant)
+
+    def tally(*argv: str) -> dict | str:
+        capsys.readouterr()
+        status = cli.main([*argv, "--target", desk.server.target, "--api-key", key])
+        out = capsys.readouterr()
+        assert status == 0, out.err
+        return json.loads(out.out) if "--json" in argv else out.out
+
+    desk.fund_the_bank("f1", 5_000_000)
+    desk.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=4_000_000, currency=USD))
+    desk.set_meta("merchant_settled:m1", kyc_status="verified")
+    account = tally("payouts", "link", "m1", "--currency", "USD", "--holder", "M One", "--iban", IBAN, "--bic", BIC,
+                    "--json")["bank_account"]
+    assert account["status"] == "BANK_ACCOUNT_STATUS_UNVERIFIED"
+    tally("payouts", "verify", account["id"])
+    payout = tally("payouts", "request", account["id"], "1500000", "--currency", "USD", "--json")["payout"]
+    assert payout["amount"] == "1500000"
+    (batch,) = tally("payouts", "batch", "--currency", "USD", "--json")["batches"]
+    target = tmp_path / "batch.xml"
+    tally("payouts", "export", batch["id"], "--output", str(target))
+    assert ElementTree.fromstring(target.read_bytes()).findtext(
+        f"{PAIN}CstmrCdtTrfInitn/{PAIN}GrpHdr/{PAIN}CtrlSum") == "1.50"
+    assert "expected_settlement" in tally("payouts", "send", batch["id"])
+    tally("payouts", "settle", batch["id"])
+    assert "returned" in tally("payouts", "return", payout["id"], "--reason", "AC04 account closed")
+    listed = tally("payouts", "list", "--all", "--json")["payouts"]
+    assert [(p["id"], p["state"]) for p in listed] == [(payout["id"], "PAYOUT_STATE_RETURNED")]
+    assert desk.bal("merchant_settled:m1") == 3_900_000
