@@ -1,7 +1,10 @@
 """Payout handlers: linked bank accounts, payout requests, batches per bank account and currency, sending,
 settling, returns and failures. Money moves only through the rule set (flows payout_request and
 payout_step), each posting under a request id that makes a retry replay it; the payout's state is written
-after its posting, so a retry of the same call completes what a crash interrupted."""
+after its posting, so a retry of the same call completes what a crash interrupted.
+
+No posting reads these rows, so their transactions skip the posting gate (`UnitOfWork.append`): an import or
+a batch never makes postings wait; they are still SERIALIZABLE (BEGIN IMMEDIATE on SQLite)."""
 
 from __future__ import annotations
 
@@ -92,7 +95,7 @@ class Payouts:
             payouts_repo.insert_bank_account(conn, account)
             return account, False
 
-        return self.uow.write({tenant_id}, work)
+        return self.uow.append({tenant_id}, work)
 
     def set_bank_account_status(self, tenant_id: str, account_id: str, status: BankAccountStatus) -> BankAccount:
         check_tenant(tenant_id)
@@ -102,7 +105,7 @@ class Payouts:
             payouts_repo.set_bank_account_status(conn, account_id, status, self.clock())
             return payouts_repo.get_bank_account(conn, tenant_id, account_id)
 
-        return self.uow.write({tenant_id}, work)
+        return self.uow.append({tenant_id}, work)
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -130,7 +133,7 @@ class Payouts:
         payout = Payout(payout_id, tenant_id, request_id, merchant, bank_account_id, currency,
                         voucher.lines[0].amount, PayoutState.REQUESTED, "", "", (voucher.id,), now, now)
         try:
-            await asyncio.to_thread(self.uow.write, {tenant_id}, lambda c: payouts_repo.insert_payout(c, payout))
+            await asyncio.to_thread(self.uow.append, {tenant_id}, lambda c: payouts_repo.insert_payout(c, payout))
         except IntegrityError:  # the same request, concurrently: the other one wrote it
             payout = await self._read(tenant_id, lambda c: payouts_repo.get_payout(c, tenant_id, payout_id))
             return payout, True
@@ -164,7 +167,7 @@ class Payouts:
                        for account_id, group in sorted(by_account.items())]
             return batches, failing
 
-        batches, failing = await asyncio.to_thread(self.uow.write, {tenant_id}, work)
+        batches, failing = await asyncio.to_thread(self.uow.append, {tenant_id}, work)
         failed = [await self._give_back(p, why, PayoutState.REQUESTED) for p, why in failing]
         return Batched(batches, failed)
 
@@ -331,7 +334,7 @@ class Payouts:
         return await asyncio.to_thread(self.uow.read, {tenant_id}, work)
 
     async def _write(self, tenant_id: str, work):
-        return await asyncio.to_thread(self.uow.write, {tenant_id}, work)
+        return await asyncio.to_thread(self.uow.append, {tenant_id}, work)
 
 
 def _usable(identifier: str) -> bool:

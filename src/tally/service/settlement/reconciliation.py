@@ -1,5 +1,8 @@
 """Reconciliation handlers: import a statement and match it (transaction layer), report it with the fund
-proof (fund layer), and resolve an item by posting through the rule set (accounting layer)."""
+proof (fund layer), and resolve an item by posting through the rule set (accounting layer).
+
+No posting reads these rows, so their transactions skip the posting gate (`UnitOfWork.append`): an import or
+a batch never makes postings wait; they are still SERIALIZABLE (BEGIN IMMEDIATE on SQLite)."""
 
 from __future__ import annotations
 
@@ -135,9 +138,9 @@ class Reconciliation:
             return Imported(row, account.code, _counts(conn, row.id), False)
 
         try:
-            return self.uow.write({cmd.tenant_id}, work)
+            return self.uow.append({cmd.tenant_id}, work)
         except IntegrityError:  # a concurrent import of the same statement won: answer with it
-            return self.uow.write({cmd.tenant_id}, work)
+            return self.uow.append({cmd.tenant_id}, work)
 
     def _parsed(self, cmd: ImportStatement, currency: Currency) -> Statement:
         if cmd.format is StatementFormat.CSV:
@@ -213,7 +216,7 @@ class Reconciliation:
                 return Resolved(item, item.voucher_ids, True)
         resolution = resolution_for(item.state, item.difference, cmd.resolution)
         facts = self._facts(item, account, resolution, cmd.party)
-        claimed = await asyncio.to_thread(self.uow.write, {cmd.tenant_id}, lambda c: recon_repo.claim_item(
+        claimed = await asyncio.to_thread(self.uow.append, {cmd.tenant_id}, lambda c: recon_repo.claim_item(
             c, item, resolution, cmd.request_id, cmd.actor, self.clock()))
         if not claimed and item.resolution is Resolution.NONE:
             raise precondition("ITEM_ALREADY_RESOLVED", f"item {item.id} was resolved meanwhile", item_id=item.id)
@@ -223,11 +226,11 @@ class Reconciliation:
         try:
             posted = await self.posting.post(post)
         except LedgerError:
-            await asyncio.to_thread(self.uow.write, {cmd.tenant_id},
+            await asyncio.to_thread(self.uow.append, {cmd.tenant_id},
                                     lambda c: recon_repo.release_item(c, item.id, cmd.request_id, self.clock()))
             raise
         ids = tuple(v.id for v in posted.vouchers)
-        await asyncio.to_thread(self.uow.write, {cmd.tenant_id},
+        await asyncio.to_thread(self.uow.append, {cmd.tenant_id},
                                 lambda c: recon_repo.finish_item(c, item.id, cmd.request_id, ids, self.clock()))
         done = await asyncio.to_thread(self.uow.read, {cmd.tenant_id},
                                        lambda c: recon_repo.get_item(c, cmd.tenant_id, item.id))
