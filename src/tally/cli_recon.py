@@ -1,7 +1,7 @@
 """`tally recon`: import a counterparty's statement, show its reconciliation, resolve an open item.
 
     tally recon import ACCOUNT FILE [--format csv|camt053] [--statement-id ID] [--closing-balance N]
-                       [--column FIELD=HEADER ...] [--date-window-days N]
+                       [--layout NAME] [--column FIELD=HEADER ...] [--date-window-days N]
     tally recon show ACCOUNT STATEMENT_ID [--items [--state matched|difference|unmatched_ours|unmatched_theirs]]
     tally recon resolve ITEM_ID --as short-fall|long-fall|supplementary [--party P] [--memo TEXT]
 """
@@ -103,7 +103,7 @@ def cmd_recon_import(args: argparse.Namespace) -> int:
         return cli.EXIT_UNREACHABLE  # 2: bad arguments, like argparse's
     request = pb.ImportStatementRequest(
         request_id=cli._request_id(args), account=args.account, format=FORMATS[args.format or _guess(args.file)],
-        statement_file=content, statement_id=args.statement_id or "",
+        statement_file=content, statement_id=args.statement_id or "", csv_layout=args.layout or "",
         csv_columns=pb.CsvColumns(**{f"{field}_column": name for field, name in args.column or ()}))
     if args.closing_balance is not None:
         request.closing_balance = args.closing_balance
@@ -155,6 +155,8 @@ def add_recon_parser(commands, client: argparse.ArgumentParser) -> argparse.Argu
     imp.add_argument("--statement-id", metavar="ID", help="CSV: the statement's id (camt.053 carries its own)")
     imp.add_argument("--closing-balance", type=cli._arg(fmt.parse_amount, minimum=-(2**63)), metavar="N",
                      help="CSV: the closing balance the counterparty states, in atomic units")
+    imp.add_argument("--layout", metavar="NAME", help="CSV: a statement layout of the server's rule set "
+                                                      "([statements.NAME]); --column overrides it")
     imp.add_argument("--column", type=cli._arg(parse_column), nargs="+", action="extend", metavar="FIELD=HEADER",
                      help=f"CSV column names: {', '.join(CSV_FIELDS)} (default reference, amount, date, id, "
                           "description)")

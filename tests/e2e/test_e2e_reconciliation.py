@@ -208,6 +208,22 @@ def test_a_malformed_csv_is_refused_whole_naming_line_and_field(recon: Recon, te
     assert error_info(_raises(lambda: recon.report("bad")))[:2] == (grpc.StatusCode.NOT_FOUND, "STATEMENT_NOT_FOUND")
 
 
+def test_a_csv_layout_of_the_rule_set_names_the_columns(recon: Recon) -> None:
+    recon.acquire("a", 1_000_000, channel_ref="A-1")
+    text = ("transaction_id,type,merchant_reference,net_amount,settlement_date\n"
+            f"t1,capture,A-1,0.99,{today()}\n")
+    request = pb.ImportStatementRequest(request_id="imp-layout", account=ref(CLEARING),
+                                        format=pb.STATEMENT_FORMAT_CSV, statement_file=text.encode(),
+                                        statement_id="layout-1", csv_layout="channel_settlement_report")
+    imported = recon.settle.ImportStatement(request, metadata=recon.md)
+    assert counts(imported)[DIFFERENCE] == (1, 1_000_000, 990_000, 1)
+    (item,) = recon.items("layout-1", DIFFERENCE)
+    assert (item.lines[0].line_id, item.lines[0].description) == ("t1", "capture")
+    request.statement_id, request.csv_layout = "layout-2", "nope"
+    assert error_info(_raises(lambda: recon.settle.ImportStatement(request, metadata=recon.md)))[:2] == (
+        INVALID, "STATEMENT_LAYOUT_UNKNOWN")
+
+
 def test_oversized_statements_are_refused_and_import_nothing(recon: Recon) -> None:
     day = today()
     recon.acquire("a", 1_000_000, channel_ref="R0")

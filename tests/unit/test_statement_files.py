@@ -98,3 +98,25 @@ def test_camt053_refusals_name_line_and_field(content, line, field):
     b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>'])
 def test_camt053_refuses_dtds_and_entities(content):
     assert refused(lambda: parse_camt053(content, USD)).reason == "STATEMENT_MALFORMED"
+
+
+def test_statement_layouts_in_the_rule_set():
+    from tally.rules import load_default_rule_set, parse_rule_set
+    from tally.rules.loader import RuleSetError
+
+    assert load_default_rule_set().statements["channel_settlement_report"]["amount"] == "net_amount"
+    text = resources_text()
+    rules = parse_rule_set(text + '\n[statements.bank_csv]\nreference = "Ref"\namount = "Betrag"\n')
+    assert rules.statements["bank_csv"] == {"reference": "Ref", "amount": "Betrag"}
+    for bad, where in (('\n[statements.bank_csv]\nreferenz = "Ref"\n', "statements.bank_csv.referenz"),
+                       ('\n[statements.Bank]\nreference = "Ref"\n', "statements.Bank"),
+                       ('\n[statements.bank_csv]\namount = 3\n', "statements.bank_csv.amount")):
+        with pytest.raises(RuleSetError) as caught:
+            parse_rule_set(text + bad)
+        assert where in str(caught.value)
+
+
+def resources_text() -> str:
+    from importlib import resources
+
+    return resources.files("tally.rules").joinpath("default.toml").read_text(encoding="utf-8")

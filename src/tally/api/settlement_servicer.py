@@ -40,11 +40,11 @@ class SettlementServicer(PayoutRpcs, pb_grpc.SettlementServiceServicer):
         cmd = ImportStatement(
             principal.tenant_id, request.request_id, ref_in(request.account),
             enum_in(FORMATS, request.format, "format"), request.statement_file, request.statement_id,
-            CsvColumns(*(getattr(columns, f"{f}_column") or getattr(CsvColumns(), f)
-                         for f in CsvColumns.__dataclass_fields__)),
+            {f: getattr(columns, f"{f}_column") for f in CsvColumns.__dataclass_fields__
+             if getattr(columns, f"{f}_column")},
             request.closing_balance if request.HasField("closing_balance") else None,
             request.date_window_days if request.HasField("date_window_days") else DATE_WINDOW_DAYS_DEFAULT,
-            principal.actor)
+            principal.actor, request.csv_layout)
         done = await asyncio.to_thread(self.s.reconciliation.import_statement, cmd)
         return pb.ImportStatementResponse(statement=statement_out(done.statement, done.account_code),
                                           counts=[count_out(c) for c in done.counts], replayed=done.replayed)

@@ -26,8 +26,10 @@ VOUCHER_METADATA_KEY = "rule_voucher"  # each draft's metadata names the voucher
 
 class RuleSet:
     def __init__(self, version: str, flows: dict[str, FlowSpec], templates: tuple[AccountTemplate, ...],
-                 rules: tuple[Rule, ...], source: str = "<string>") -> None:
+                 rules: tuple[Rule, ...], source: str = "<string>",
+                 statements: dict[str, dict[str, str]] | None = None) -> None:
         self.version, self.flows, self.templates, self.rules, self.source = version, flows, templates, rules, source
+        self.statements = statements or {}  # CSV statement layouts by name: field -> header name
         self._by_flow: dict[str, list[Rule]] = {}
         for rule in rules:
             self._by_flow.setdefault(rule.flow.name, []).append(rule)

@@ -107,7 +107,7 @@ class CsvColumns(_message.Message):
     def __init__(self, reference_column: _Optional[str] = ..., amount_column: _Optional[str] = ..., value_date_column: _Optional[str] = ..., line_id_column: _Optional[str] = ..., description_column: _Optional[str] = ...) -> None: ...
 
 class ImportStatementRequest(_message.Message):
-    __slots__ = ("request_id", "account", "format", "statement_file", "statement_id", "csv_columns", "closing_balance", "date_window_days")
+    __slots__ = ("request_id", "account", "format", "statement_file", "statement_id", "csv_columns", "closing_balance", "date_window_days", "csv_layout")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class ImportStatementRequest(_message.Message):
     CSV_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     CLOSING_BALANCE_FIELD_NUMBER: _ClassVar[int]
     DATE_WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    CSV_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     account: _types_pb2.AccountRef
     format: StatementFormat
@@ -124,7 +125,8 @@ class ImportStatementRequest(_message.Message):
     csv_columns: CsvColumns
     closing_balance: int
     date_window_days: int
-    def __init__(self, request_id: _Optional[str] = ..., account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., format: _Optional[_Union[StatementFormat, str]] = ..., statement_file: _Optional[bytes] = ..., statement_id: _Optional[str] = ..., csv_columns: _Optional[_Union[CsvColumns, _Mapping]] = ..., closing_balance: _Optional[int] = ..., date_window_days: _Optional[int] = ...) -> None: ...
+    csv_layout: str
+    def __init__(self, request_id: _Optional[str] = ..., account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., format: _Optional[_Union[StatementFormat, str]] = ..., statement_file: _Optional[bytes] = ..., statement_id: _Optional[str] = ..., csv_columns: _Optional[_Union[CsvColumns, _Mapping]] = ..., closing_balance: _Optional[int] = ..., date_window_days: _Optional[int] = ..., csv_layout: _Optional[str] = ...) -> None: ...
 
 class Statement(_message.Message):
     __slots__ = ("statement_id", "account", "format", "currency", "start_date", "end_date", "line_count", "closing_balance", "ledger_balance", "import_time", "digest")

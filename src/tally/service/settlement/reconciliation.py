@@ -64,10 +64,11 @@ class ImportStatement:
     format: StatementFormat
     content: bytes
     statement_id: str = ""
-    columns: CsvColumns = field(default_factory=CsvColumns)
+    columns: dict[str, str] = field(default_factory=dict)  # CSV: field -> header, over the layout's
     closing_balance: int | None = None
     window_days: int = 3
     actor: str = ""
+    layout: str = ""  # CSV: a statement layout of the rule set
 
 
 @dataclass(frozen=True)
@@ -144,14 +145,25 @@ class Reconciliation:
 
     def _parsed(self, cmd: ImportStatement, currency: Currency) -> Statement:
         if cmd.format is StatementFormat.CSV:
-            return parse_csv(cmd.content, currency, cmd.statement_id, cmd.columns, cmd.closing_balance)
-        if cmd.statement_id or cmd.closing_balance is not None:
-            raise invalid("STATEMENT_FIELD_UNEXPECTED", "a camt.053 file carries its own statement id and "
-                          "closing balance", field="statement_id" if cmd.statement_id else "closing_balance")
+            return parse_csv(cmd.content, currency, cmd.statement_id, self._columns(cmd), cmd.closing_balance)
+        if cmd.statement_id or cmd.closing_balance is not None or cmd.layout or cmd.columns:
+            raise invalid("STATEMENT_FIELD_UNEXPECTED", "a camt.053 file carries its own statement id, closing "
+                          "balance and layout", field="statement_id" if cmd.statement_id else "closing_balance")
         return parse_camt053(cmd.content, currency)
 
     def _currency(self, code: str) -> Currency:
         return self.currencies[code]
+
+    def _columns(self, cmd: ImportStatement) -> CsvColumns:
+        """The CSV columns: the defaults, then the rule set's layout, then the request's own names."""
+        if cmd.layout and cmd.layout not in self.rules.statements:
+            raise invalid("STATEMENT_LAYOUT_UNKNOWN", f"the rule set has no statement layout {cmd.layout!r}",
+                          field="csv_layout", layouts=",".join(sorted(self.rules.statements)))
+        names = {**(self.rules.statements.get(cmd.layout, {}) if cmd.layout else {}), **cmd.columns}
+        unknown = sorted(set(names) - set(CsvColumns.__dataclass_fields__))
+        if unknown:
+            raise invalid("STATEMENT_COLUMN_UNKNOWN", f"no CSV field {unknown[0]!r}", field=unknown[0])
+        return CsvColumns(**names)
 
     def _import(self, conn: Connection, cmd: ImportStatement, account: Account, statement: Statement,
                 digest: str) -> StatementRow:
