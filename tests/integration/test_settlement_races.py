@@ -53,6 +53,10 @@ async def test_concurrent_resolutions_of_one_item_post_one_voucher(ledger, datab
     assert ledger.balance("shortfall:USD") == 3_000_000
     report = recon.report(TENANT, CLEARING, "s-1")
     assert report.proof.proven and report.proof.resolutions == -3_000_000
+    # A later statement of the same period matches nothing an earlier one holds: the entry is taken.
+    later = recon.import_statement(ImportStatement(TENANT, "imp-later", CLEARING, StatementFormat.CSV,
+                                                   f"reference,amount,date\ny,3.00,{day}\n".encode(), "s-2"))
+    assert {c.state.value: c.items for c in later.counts if c.items} == {"unmatched_theirs": 1}
     check_ledger(database_url)
 
 

@@ -90,12 +90,23 @@ def find_statement(conn: Connection, tenant_id: str, account_id: str, *, stateme
     return StatementRow(**row._mapping) if row else None
 
 
-def used_entry_keys(conn: Connection, tenant_id: str, account_id: str) -> set[str]:
-    """The entries earlier statements of the account matched or reported: never matched twice."""
-    rows = conn.execute(select(recon_items.c.entry_keys).where(
-        recon_items.c.tenant_id == tenant_id, recon_items.c.account_id == account_id,
-        recon_items.c.entry_keys != "[]"))
+def used_entry_keys(conn: Connection, tenant_id: str, account_id: str, start: str, end: str) -> set[str]:
+    """The entries earlier statements of the account matched or reported: never matched twice. Only
+    statements whose period meets [start, end] can hold entries of that period."""
+    rows = conn.execute(select(recon_items.c.entry_keys)
+                        .join(recon_statements, recon_statements.c.id == recon_items.c.statement_row_id)
+                        .where(recon_items.c.tenant_id == tenant_id, recon_items.c.account_id == account_id,
+                               recon_items.c.entry_keys != "[]", recon_statements.c.start_date <= end,
+                               recon_statements.c.end_date >= start))
     return {key for (keys,) in rows for key in json.loads(keys)}
+
+
+def resolving_voucher_ids(conn: Connection, tenant_id: str, account_id: str) -> set[str]:
+    """The vouchers that resolved the account's items: their entries are reconciled by their items."""
+    rows = conn.execute(select(recon_items.c.voucher_ids).where(
+        recon_items.c.tenant_id == tenant_id, recon_items.c.account_id == account_id,
+        recon_items.c.resolution != Resolution.NONE.value))
+    return {vid for (ids,) in rows for vid in json.loads(ids)}
 
 
 def count_items(conn: Connection, statement_row_id: str) -> list[tuple[str, str, int, int, int]]:

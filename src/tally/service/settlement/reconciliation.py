@@ -169,8 +169,10 @@ class Reconciliation:
                 digest: str) -> StatementRow:
         start, end = statement.period()
         entries, ledger_balance = _entries(conn, cmd.tenant_id, account, start, end)
-        used = recon_repo.used_entry_keys(conn, cmd.tenant_id, account.id)
-        matches = match(statement.lines, [e for e in entries if e.key not in used], cmd.window_days)
+        used = recon_repo.used_entry_keys(conn, cmd.tenant_id, account.id, start, end)
+        resolving = recon_repo.resolving_voucher_ids(conn, cmd.tenant_id, account.id)
+        free = [e for e in entries if e.key not in used and e.voucher_id not in resolving]
+        matches = match(statement.lines, free, cmd.window_days)
         row = StatementRow(new_id(), cmd.tenant_id, account.id, statement.statement_id, digest,
                            cmd.format.value, statement.currency, start, end, len(statement.lines),
                            statement.closing_balance, ledger_balance, cmd.request_id, cmd.actor, self.clock())
