@@ -106,6 +106,10 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
                             amount=500_000, currency=USD)[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
     desk.set_meta("merchant_settled:m1", kyc_status="verified", payout_minimum="0")
 
+    assert desk.refused_rpc("RequestPayout", request_id="p-0", bank_account_id=m1.id, amount=0,
+                            currency=USD)[:2] == (INVALID, "AMOUNT_NOT_POSITIVE")
+    assert desk.refused_rpc("RequestPayout", request_id="p-cent", bank_account_id=m1.id, amount=9_999,
+                            currency=USD)[:2] == (INVALID, "FLOW_POSTS_NOTHING")  # less than a cent
     first = desk.call("RequestPayout", request_id="p1", bank_account_id=m1.id, amount=1_234_567,
                       currency=USD).payout
     assert (first.amount, first.state) == (1_230_000, pb.PAYOUT_STATE_REQUESTED)  # whole cents; the rest stays

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError, invalid, missing_account, not_accessible, precondition
-from tally.domain.facts import Facts
+from tally.domain.facts import Facts, check_facts
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.flows import RuleFlow
 from tally.domain.money import Currency
@@ -124,7 +124,7 @@ class Payouts:
         account = await self._read(tenant_id, lambda c: self._bank_account(c, tenant_id, bank_account_id))
         merchant = account.merchant
         _check_payable(account, currency)
-        facts = Facts("payout_request", currency, {"amount": amount}, {"merchant": merchant})
+        facts = check_facts(Facts("payout_request", currency, {"amount": amount}, {"merchant": merchant}))
         posted = await self.posting.post(PostFlow(
             tenant_id, request_id, RuleFlow(facts), memo=f"payout {payout_id} requested",
             metadata={"payout_id": payout_id, "bank_account_id": bank_account_id}, actor=actor))
