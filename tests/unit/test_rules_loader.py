@@ -97,7 +97,7 @@ def test_the_example_problem_reads_exactly():
 CASES = [
     # top level
     (changed('version = "t1"', 'version = "t1"\ncolour = "red"'),
-     "colour: unknown key (expected one of: version, description, params, flows, accounts, rules)"),
+     "colour: unknown key (expected one of: version, description, params, flows, accounts, rules, statements)"),
     (changed('version = "t1"', ""), "version: is required"),
     (changed('version = "t1"', 'version = "has space"'), "version: 'has space' must be letters, digits and _.+-"),
     (changed('version = "t1"', "version = 1"), "version: must be a string"),
