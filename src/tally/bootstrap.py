@@ -38,6 +38,8 @@ from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
 from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
+from tally.service.settlement.payouts import PayoutConfig, Payouts
+from tally.service.settlement.reconciliation import Reconciliation
 from tally.service.webhooks.manage import WebhookAdmin
 from tally.service.webhooks.secrets import SecretBox, check_key
 from tally.storage import system_repo
@@ -74,9 +76,12 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
                    interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries)
+    reconciliation = Reconciliation(uow, posting, rules, settings.currencies, now_us)
+    payouts = Payouts(uow, posting, rules, settings.currencies, calendar, now_us,
+                      PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
                     authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks, dispatcher,
-                    days, StatementBook(uow, calendar), SummaryBook(uow))
+                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts)
 
 
 def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:

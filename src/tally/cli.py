@@ -3,7 +3,8 @@ database (`tenants`, `keys`), and talks to one over gRPC (accounts, postings, re
 
 Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules`,
 `trial-balance` and `verify` (cli_books), `days` (cli_days), `demo` (cli_demo), `watch` (cli_watch),
-`webhooks` (cli_webhooks) and `tenants` / `keys` (cli_admin). They use the helpers here, so they are imported
+`webhooks` (cli_webhooks), `recon` (cli_recon), `payouts` (cli_payouts) and `tenants` / `keys` (cli_admin).
+They use the helpers here, so they are imported
 when the parser is built, not at the top of this module.
 
 Client verbs authenticate with an API key (or a JWT) sent as `authorization: Bearer <key>`: --api-key,
@@ -668,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tally.cli_demo import add_demo_parser
     from tally.cli_flows import add_post_parser
     from tally.cli_holds import add_holds_parser
+    from tally.cli_payouts import add_payouts_parser
+    from tally.cli_recon import add_recon_parser
     from tally.cli_watch import add_watch_parser
     from tally.cli_webhooks import add_webhooks_parser
 
@@ -680,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voucher_commands(commands, client)
     add_post_parser(commands, client)
     add_holds_parser(commands, client)
+    add_recon_parser(commands, client)
+    add_payouts_parser(commands, client)
     add_books_parsers(commands, client)
     add_days_parser(commands, client)
     add_demo_parser(commands)

@@ -321,25 +321,39 @@ def close_day(d: Demo, days) -> day_pb.AccountingDay:
     return response.day
 
 
+def _month(args: argparse.Namespace, demo: Demo) -> dict:
+    from tally.cli_demo_month import month_story
+    from tally.v1 import settlement_service_pb2_grpc
+
+    with _cli()._stub(args, settlement_service_pb2_grpc.SettlementServiceStub) as settle:
+        return month_story(demo, settle)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     cli = _cli()
     args.run = args.run or default_run()
     if not args.json:
-        print(f"tally demo: a small usage-billing platform, run {args.run}, at {args.target}")
+        what = "a month of settlement" if args.month else "a small usage-billing platform"
+        print(f"tally demo: {what}, run {args.run}, at {args.target}")
         print(f"(every party and request id starts with the run label: `tally demo --run {args.run}` replays it, "
               "posting nothing twice)\n", flush=True)
+    month = None
     with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
             cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
             cli._stub(args, book_grpc.BookkeepingServiceStub) as books, \
             cli._stub(args, day_grpc.DayServiceStub) as days:
         demo = Demo(args, accounts, posting, books)
-        _story(demo)
+        if args.month:
+            month = _month(args, demo)
+        else:
+            _story(demo)
         trial = books.GetTrialBalance(book_pb.GetTrialBalanceRequest())
         day = None if args.no_close else close_day(demo, days)
         summaries = [] if day is None else list(days.ListSummaries(day_pb.ListSummariesRequest(
             accounting_date=day.accounting_date, page_size=PAGE_SIZE)).summaries)
     off = sorted(t.currency for t in trial.totals if t.difference != 0)
     balanced = trial.balanced and not off
+    uncleared = {code: value for code, value in (month or {}).get("clearing_balances", {}).items() if value != "0"}
     requests = sum(len(s.replayed) for s in demo.stages)
     replayed = sum(sum(s.replayed) for s in demo.stages)
     tenant = demo.tenant or "of the API key"
@@ -347,7 +361,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps({"run": args.run, "tenant": demo.tenant, "steps": [demo.stage_json(s) for s in demo.stages],
                           "trial_balance": _dict(trial), "balanced": balanced, "requests": requests,
                           "replayed": replayed, "day": _dict(day) if day else None,
-                          "summaries": [_dict(s) for s in summaries]}, indent=2,
+                          "summaries": [_dict(s) for s in summaries],
+                          **({"month": month} if month else {})}, indent=2,
                          ensure_ascii=False))
     else:
         print(f"== trial balance of tenant {tenant} (every run in it)")
@@ -358,6 +373,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("\nsummary vouchers (the general-ledger export carries these instead of their detail):")
             print(summaries_text(summaries, args.scale))
         print(f"\n{requests} requests: {requests - replayed} done now, {replayed} replayed")
+        if month:
+            print("clearing accounts: " + ", ".join(f"{c} {v}" for c, v in month["clearing_balances"].items()))
+    if uncleared:
+        print(f"demo: clearing accounts not at zero: {uncleared}", file=sys.stderr)
+        return cli.EXIT_REFUSED
     if not balanced:
         print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
               file=sys.stderr)
@@ -376,5 +396,8 @@ def add_demo_parser(commands) -> argparse.ArgumentParser:
                       help="run label prefixed to every party and request id (default: 8 random hex digits); "
                            "the same label again replays the run")
     demo.add_argument("--no-close", action="store_true", help="leave the run's accounting day open")
+    demo.add_argument("--month", action="store_true",
+                      help="run a month of the settlement side instead: a channel statement reconciled and "
+                           "resolved, settlements, payout batches exported as pain.001 and sent, a return")
     demo.set_defaults(func=cmd_demo)
     return demo

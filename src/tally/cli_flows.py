@@ -7,10 +7,10 @@ guarantee) and print the vouchers the server's rule set built for it, one row pe
     tally post acquisition --merchant m1 --channel visa --amount N --currency USD
                      [--coupon platform|merchant|shared|purchased:AMOUNT[:MERCHANT_SHARE_BPS]]
     tally post refund --original REQUEST_ID --amount N --currency USD [--reason TEXT]
-    tally post settlement --kind merchant|channel|bank [--merchant M] [--channel C] --amount N --currency USD
-                     [--actual N]
+    tally post settlement --kind merchant|channel|bank|processor [--merchant M] [--channel C] [--processor P]
+                     --amount N --currency USD [--actual N]
     tally post payout --merchant m1 --amount N --currency USD
-    tally post guarantee --merchant m1 --amount N --currency USD
+    tally post guarantee --merchant m1 --amount N --currency USD [--mode settlement_order|account|account_collection]
 
 Amounts are integer counts of atomic units and rates integer basis points, parsed strictly (no float).
 """
@@ -111,21 +111,23 @@ def flow_message(args: argparse.Namespace):
         return flows_pb2.RefundFlow(original_request_id=args.original, amount=args.amount, currency=currency,
                                     reason=args.reason or "")
     if flow == "settlement":
-        needs = {"merchant": "merchant"}.get(args.kind, "channel")
+        needs = {"merchant": "merchant", "processor": "processor"}.get(args.kind, "channel")
         if not getattr(args, needs):
             raise ValueError(f"a {args.kind} settlement needs --{needs}")
         if args.kind == "merchant" and args.actual is not None:
             raise ValueError("--actual is for channel and bank settlements (what actually arrived)")
         message = flows_pb2.SettlementFlow(kind=fmt.enum_value(flows_pb2.SettlementKind, args.kind),
                                            merchant=args.merchant or "", channel=args.channel or "",
-                                           amount=args.amount, currency=currency, batch_ref=args.batch_ref or "")
+                                           processor=args.processor or "", amount=args.amount, currency=currency,
+                                           batch_ref=args.batch_ref or "")
         if args.actual is not None:
             message.actual_amount = args.actual
         return message
     if flow == "payout":
         return flows_pb2.PayoutFlow(merchant=args.merchant, amount=args.amount, currency=currency)
     if flow == "guarantee":
-        return flows_pb2.GuaranteeFlow(merchant=args.merchant, amount=args.amount, currency=currency)
+        return flows_pb2.GuaranteeFlow(merchant=args.merchant, amount=args.amount, currency=currency,
+                                       mode=fmt.enum_value(flows_pb2.GuaranteeMode, args.mode))
     raise ValueError(f"unknown flow {flow!r}")
 
 
@@ -234,6 +236,7 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     settlement.add_argument("--kind", required=True, choices=SETTLEMENT_KINDS)
     _party(settlement, "merchant", "the merchant (merchant settlements)", required=False)
     _party(settlement, "channel", "the channel (channel and bank settlements)", required=False)
+    _party(settlement, "processor", "the payment processor (processor settlements)", required=False)
     _amount_options(settlement, cli)
     settlement.add_argument("--actual", type=cli._arg(fmt.parse_amount, minimum=0, what="actual amount"),
                             metavar="N", help="what actually arrived (channel and bank); default: the amount")
@@ -246,6 +249,10 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
 
     guarantee = flow_parser("guarantee", "a guarantee the merchant owes, deducted from its next settlements")
     _party(guarantee, "merchant", "the merchant that owes it")
+    guarantee.add_argument("--mode", choices=fmt.enum_labels(flows_pb2.GuaranteeMode), default="settlement_order",
+                           help="settlement_order: deducted from the next settlements; account: booked to the "
+                                "merchant's deduction account; account_collection: collect up to --amount of it "
+                                "from the settled balance")
     _amount_options(guarantee, cli)
 
     for parser in (funding, usage, acquisition, refund, settlement, payout, guarantee):

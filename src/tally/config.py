@@ -91,6 +91,11 @@ class Settings:
     webhook_poll_ms: int = 1_000  # safety re-read of idle subscriptions and new leases
     webhook_leases_max: int = 200  # subscriptions one process delivers at once
     webhook_secret_overlap_max_s: int = 7 * 86_400  # the longest an old secret may keep signing after rotation
+    bank_holidays: frozenset[str] = frozenset()  # payouts: dates the bank does not settle on, besides weekends
+    payout_settlement_days: int = 1  # payouts: business days from sending a batch to its expected settlement
+    payout_debtor_name: str = "Tally platform"  # payouts: the debtor of exported bank instructions (pain.001)
+    payout_debtor_iban: str = ""
+    payout_debtor_bic: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +162,11 @@ class Settings:
                 unsafe_isolation=_choice(env, "TALLY_UNSAFE_ISOLATION", d.unsafe_isolation,
                                          {"", "repeatable_read", "read_committed"}),
                 **_webhook_settings(env, d),
+                bank_holidays=_holidays(env, "TALLY_BANK_HOLIDAYS"),
+                payout_settlement_days=_int(env, "TALLY_PAYOUT_SETTLEMENT_DAYS", d.payout_settlement_days, 0, 10),
+                payout_debtor_name=env.get("TALLY_PAYOUT_DEBTOR_NAME", d.payout_debtor_name),
+                payout_debtor_iban=env.get("TALLY_PAYOUT_DEBTOR_IBAN", d.payout_debtor_iban),
+                payout_debtor_bic=env.get("TALLY_PAYOUT_DEBTOR_BIC", d.payout_debtor_bic),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
@@ -201,6 +211,13 @@ def check_webhooks(settings: Settings) -> None:
         raise ConfigError(f"TALLY_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
     if settings.webhook_backoff_max_ms < settings.webhook_backoff_ms:
         raise ConfigError("TALLY_WEBHOOK_BACKOFF_MAX_MS must be at least TALLY_WEBHOOK_BACKOFF_MS")
+def _holidays(env: Mapping[str, str], name: str) -> frozenset[str]:
+    from tally.domain.payouts import parse_holidays
+
+    try:
+        return parse_holidays(env.get(name, ""))
+    except ValueError:
+        raise ValueError(f"{name} must be ISO dates separated by commas, e.g. 2026-12-25,2027-01-01") from None
 
 
 def check_tls(settings: Settings) -> None:

@@ -33,6 +33,7 @@ import base64
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import itertools
@@ -44,7 +45,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import descriptor_pool, field_mask_pb2, message_factory
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -55,9 +56,12 @@ from tally.domain.errors import LedgerError
 from tally.service.auth import keys
 from tally.service.posting.pipeline import now_us
 from tally.storage import tables
+from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import flows_pb2, types_pb2
+from tally.v1 import settlement_service_pb2 as settlement_pb
+from tally.v1 import settlement_service_pb2_grpc as settlement_grpc
 from tally.v1 import webhook_service_pb2 as hook_pb
 from tally.v1 import webhook_service_pb2_grpc as hook_grpc
 from tests.e2e.conftest import BACKENDS, STOP_TIMEOUT_S, Server, TenantKeys, md, module_server
@@ -115,6 +119,61 @@ def actor_of_key(secret_key: str) -> str:
 # ------------------------------------------------------------------------------------------ the world
 
 
+def _settlement_setup(server: Server) -> dict[str, str]:
+    """A's reconciled statements and payouts, so that every SettlementService RPC has a target of A's."""
+    accounting, settle = server.accounting(), settlement_grpc.SettlementServiceStub(server.channel())
+
+    def post(request_id: str, **flow) -> None:
+        accounting.Post(post_pb.PostRequest(request_id=request_id, **flow), metadata=md(A))
+
+    usd = {"currency": "USD"}
+    post("a-acq", acquisition=flows_pb2.AcquisitionFlow(merchant="am", channel="visa", amount=1_000_000, **usd))
+    post("a-fund", funding=flows_pb2.FundingFlow(consumer="ac", processor="card", amount=9_000_000, **usd))
+    post("a-proc", settlement=flows_pb2.SettlementFlow(kind=flows_pb2.SETTLEMENT_KIND_PROCESSOR, processor="card",
+                                                       amount=9_000_000, **usd))
+    post("a-bank", settlement=flows_pb2.SettlementFlow(kind=flows_pb2.SETTLEMENT_KIND_BANK, channel="card",
+                                                       amount=9_000_000, **usd))
+    post("a-use", usage=flows_pb2.UsageFlow(consumer="ac", merchant="am", amount=8_000_000, **usd))
+    server.accounts().UpdateAccount(acc_pb.UpdateAccountRequest(
+        request_id="a-kyc", account=types_pb2.AccountRef(code="merchant_settled:am"),
+        account_update=types_pb2.Account(metadata={"kyc_status": "verified"}),
+        update_mask=field_mask_pb2.FieldMask(paths=["metadata"])), metadata=md(A))
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+
+    def statement(request_id: str, code: str, statement_id: str) -> None:
+        settle.ImportStatement(settlement_pb.ImportStatementRequest(
+            request_id=request_id, account=types_pb2.AccountRef(code=code), format=settlement_pb.STATEMENT_FORMAT_CSV,
+            statement_file=f"reference,amount,date\nA-EXTRA,0.05,{day}\n".encode(), statement_id=statement_id),
+            metadata=md(A))
+
+    statement("a-stmt-1", "alice", "a-statement-alice")
+    statement("a-stmt-2", "channel_clearing:visa:USD", "a-statement-visa")
+    (item,) = settle.ListReconciliationItems(settlement_pb.ListReconciliationItemsRequest(
+        account=types_pb2.AccountRef(code="channel_clearing:visa:USD"), statement_id="a-statement-visa",
+        state=settlement_pb.RECONCILIATION_ITEM_STATE_UNMATCHED_THEIRS), metadata=md(A)).items
+    bank = settle.LinkBankAccount(settlement_pb.LinkBankAccountRequest(
+        request_id="a-link", merchant_account=types_pb2.AccountRef(code="merchant_settled:am"), currency="USD",
+        holder_name="A Merchant", iban="DE89370400440532013000", bic="COBADEFFXXX", verified=True),
+        metadata=md(A)).bank_account
+
+    def batch(n: int) -> tuple[str, str]:
+        payout = settle.RequestPayout(settlement_pb.RequestPayoutRequest(
+            request_id=f"a-payout-{n}", bank_account_id=bank.id, amount=1_000_000, currency="USD"),
+            metadata=md(A)).payout
+        (made,) = settle.CreatePayoutBatches(settlement_pb.CreatePayoutBatchesRequest(
+            request_id=f"a-cut-{n}", currency="USD"), metadata=md(A)).batches
+        return payout.id, made.id
+
+    sent_payout, sent_batch = batch(1)
+    settle.SendPayoutBatch(settlement_pb.SendPayoutBatchRequest(request_id="a-send-1", batch_id=sent_batch),
+                           metadata=md(A))
+    _, waiting_batch = batch(2)
+    settled = server.accounts().GetAccount(acc_pb.GetAccountRequest(
+        account=types_pb2.AccountRef(code="merchant_settled:am")), metadata=md(A)).account.id
+    return {"item": item.id, "statement": "a-statement-alice", "bank_account": bank.id, "payout": sent_payout,
+            "sent_batch": sent_batch, "batch": waiting_batch, "settled": settled}
+
+
 @dataclasses.dataclass
 class World:
     server: Server
@@ -158,6 +217,7 @@ def _setup(server: Server, backend: str) -> World:
         a[name] = webhooks.CreateWebhook(hook_pb.CreateWebhookRequest(
             request_id=f"a-{name}", url="https://127.0.0.1:9/hooks", account_ids=[a["alice"]]),
             metadata=md(A)).webhook.id
+    a.update(_settlement_setup(server))
 
     b: dict[str, str] = {}
     for code in ("wallet", "shop"):
@@ -273,6 +333,26 @@ OVERRIDES: dict[str, Callable[[Message, World, str], None]] = {
     "DeleteWebhook": lambda r, w, rid: setattr(r, "webhook_id", w.a["spare-webhook"]),
     "ReplayWebhook": lambda r, w, rid: setattr(r, "after_sequence", 1),
     "Redeliver": lambda r, w, rid: setattr(r, "sequence", 1),
+    "ImportStatement": lambda r, w, rid: (
+        setattr(r, "format", settlement_pb.STATEMENT_FORMAT_CSV), setattr(r, "statement_id", rid),
+        setattr(r, "statement_file", f"reference,amount,date\n{rid},0.01,{dt.datetime.now(dt.UTC).date()}\n".encode())),
+    "GetReconciliation": lambda r, w, rid: setattr(r, "statement_id", w.a["statement"]),
+    "ListReconciliationItems": lambda r, w, rid: setattr(r, "statement_id", w.a["statement"]),
+    "ResolveItem": lambda r, w, rid: (setattr(r, "item_id", w.a["item"]),
+                                      setattr(r, "resolution", settlement_pb.RESOLUTION_LONG_FALL)),
+    "LinkBankAccount": lambda r, w, rid: (
+        r.merchant_account.CopyFrom(types_pb2.AccountRef(id=w.a["settled"])), setattr(r, "holder_name", "A M"),
+        setattr(r, "iban", "DE89370400440532013000"), setattr(r, "bic", "COBADEFFXXX")),
+    "UpdateBankAccountStatus": lambda r, w, rid: (setattr(r, "bank_account_id", w.a["bank_account"]),
+                                                  setattr(r, "status", settlement_pb.BANK_ACCOUNT_STATUS_VERIFIED)),
+    "RequestPayout": lambda r, w, rid: (setattr(r, "bank_account_id", w.a["bank_account"]),
+                                        setattr(r, "amount", 10_000)),
+    "ExportPayoutBatch": lambda r, w, rid: (setattr(r, "batch_id", w.a["batch"]),
+                                            setattr(r, "format", settlement_pb.PAYOUT_EXPORT_FORMAT_PAIN001)),
+    "SendPayoutBatch": lambda r, w, rid: setattr(r, "batch_id", w.a["batch"]),
+    "SettlePayoutBatch": lambda r, w, rid: setattr(r, "batch_id", w.a["sent_batch"]),
+    "GetPayoutBatch": lambda r, w, rid: setattr(r, "batch_id", w.a["batch"]),
+    "ReturnPayout": lambda r, w, rid: setattr(r, "payout_id", w.a["payout"]),
 }
 
 
@@ -730,8 +810,10 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
                       "UpdateAccount", "Post", "PostBatch", "ReverseVoucher", "GetVoucher", "CreateHold",
                       "CaptureHold", "ReleaseHold", "GetHold", "StreamBalanceChanges", "CreateWebhook",
                       "GetWebhook", "UpdateWebhook", "DeleteWebhook", "RotateWebhookSecret", "ReplayWebhook",
-                      "ListDeliveries", "Redeliver", "GetTrialBalance",
-                      "ListStatements", "GetStatement"}
+                      "ListDeliveries", "Redeliver", "GetTrialBalance", "ListStatements", "GetStatement",
+                      "ImportStatement", "GetReconciliation", "ListReconciliationItems", "ResolveItem",
+                      "LinkBankAccount", "UpdateBankAccountStatus", "RequestPayout", "ExportPayoutBatch",
+                      "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

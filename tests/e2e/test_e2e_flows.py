@@ -37,12 +37,18 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 SIDE = {types_pb2.SIDE_DEBIT: "D", types_pb2.SIDE_CREDIT: "C"}
-RULE_FLOWS = {"funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee"}
+RULE_FLOWS = {"funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee", "reconciliation",
+              "payout_request", "payout_step"}
+PAYOUT_BATCH_RULES = ["payout_request.default", "payout_step.send", "payout_step.return", "payout_step.fail"]
+RECONCILIATION_RULES = [f"reconciliation.{account}_{fall}"
+                        for account in ("channel_clearing", "processor_clearing", "bank_receivable", "bank_deposit")
+                        for fall in ("shortfall", "longfall")]
 RULE_IDS = {
     "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
     "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
-    "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.bank", "guarantee.default",
-    "payout.default",
+    "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
+    "guarantee.account", "guarantee.account_collection", "guarantee.default", "payout.default", *PAYOUT_BATCH_RULES,
+    *RECONCILIATION_RULES,
 }
 
 
@@ -656,6 +662,50 @@ def test_settlements_merchant_channel_and_bank(books: Books) -> None:
     books.check_books()
 
 
+def test_settlements_never_clear_more_than_is_outstanding_and_payouts_never_overdraw_the_bank(books: Books) -> None:
+    """Issue 25's findings: a channel settlement with nothing outstanding drove channel_clearing to
+    -1,000,000; processor clearing had no settlement path; a payout overdrew bank_deposit."""
+    def settle(rid: str, kind: int, amount: int, actual: int | None = None, **party: str) -> dict:
+        flow = f.SettlementFlow(kind=kind, amount=amount, currency=USD, **party)
+        if actual is not None:
+            flow.actual_amount = actual
+        return {"request_id": rid, "settlement": flow}
+
+    assert books.refused(**settle("ch-0", f.SETTLEMENT_KIND_CHANNEL, 1_000_000, channel="visa"))[:2] == \
+        (PRECONDITION, "SETTLEMENT_EXCEEDS_OUTSTANDING")
+    books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=3_000_000, currency=USD))
+    assert books.refused(**settle("ch-1", f.SETTLEMENT_KIND_CHANNEL, 3_000_001, channel="visa"))[:2] == \
+        (PRECONDITION, "SETTLEMENT_EXCEEDS_OUTSTANDING")
+    # The channel paid 3,000,500: the 500 beyond what was outstanding is a long fall, and clearing ends at 0.
+    books.post(**settle("ch-2", f.SETTLEMENT_KIND_CHANNEL, 3_000_000, 3_000_500, channel="visa"))
+
+    books.funding("fund", "c1", 50_000_000)
+    assert books.refused(**settle("pr-1", f.SETTLEMENT_KIND_PROCESSOR, 50_000_001, processor="card"))[:2] == \
+        (PRECONDITION, "SETTLEMENT_EXCEEDS_OUTSTANDING")
+    r = books.post(**settle("pr-2", f.SETTLEMENT_KIND_PROCESSOR, 50_000_000, 49_990_000, processor="card"))
+    assert_rule(r.vouchers[0], "settlement", "settlement.processor", "pr-2", "processor_clearing")
+    assert lines(r.vouchers[0]) == [("bank_receivable:card:USD", "D", 49_990_000), ("shortfall:USD", "D", 10_000),
+                                    ("processor_clearing:card:USD", "C", 50_000_000)]
+    # The bank credits before the channel's clearing is booked: the receivable becomes a payable (negative).
+    books.post(**settle("bk-1", f.SETTLEMENT_KIND_BANK, 1_000, channel="amex"))
+    books.post(**settle("bk-2", f.SETTLEMENT_KIND_BANK, 49_990_000, channel="card"))
+    assert books.balances("channel_clearing:visa:USD", "processor_clearing:card:USD", "bank_receivable:card:USD",
+                          "bank_receivable:amex:USD", "bank_deposit:USD", "longfall:USD") == {
+        "channel_clearing:visa:USD": 0, "processor_clearing:card:USD": 0, "bank_receivable:card:USD": 0,
+        "bank_receivable:amex:USD": -1_000, "bank_deposit:USD": 49_991_000, "longfall:USD": 500}
+
+    # A payout beyond what the bank account holds is refused by bank_deposit's floor.
+    books.funding("fund-2", "c1", 10_000_000)  # not settled by the processor yet: not on the bank account
+    books.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=60_000_000, currency=USD))
+    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89")
+    assert books.bal("merchant_settled:m1") == 58_500_000
+    assert books.refused("po-over", payout=f.PayoutFlow(merchant="m1", amount=58_500_000, currency=USD))[:2] == \
+        (PRECONDITION, "INSUFFICIENT_FUNDS")
+    books.post("po", payout=f.PayoutFlow(merchant="m1", amount=48_000_000, currency=USD))
+    assert books.bal("bank_deposit:USD") == 1_991_000
+    books.check_books()
+
+
 def test_guarantee_is_collected_by_reverse_deduction_until_covered(books: Books) -> None:
     books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=5_000_000, currency=USD))
     r = books.post("guar", guarantee=f.GuaranteeFlow(merchant="m1", amount=1_500_000, currency=USD))
@@ -692,6 +742,43 @@ def test_guarantee_is_collected_by_reverse_deduction_until_covered(books: Books)
     books.check_books()
 
 
+def test_guarantee_in_account_mode_is_collected_from_the_settled_balance_as_it_accrues(books: Books) -> None:
+    """The seed's second reverse-deduction mode: a dedicated deduction account per merchant, collected from
+    the settled balance (not from settlement orders), beside the settlement-order mode of the test above."""
+    def guarantee(rid: str, amount: int, mode: int) -> types_pb2.Voucher:
+        return books.post(rid, guarantee=f.GuaranteeFlow(merchant="m1", amount=amount, currency=USD,
+                                                         mode=mode)).vouchers[0]
+
+    r = guarantee("guar", 1_500_000, f.GUARANTEE_MODE_ACCOUNT)
+    assert_rule(r, "guarantee", "guarantee.account", "guar", "guarantee_deduction")
+    assert lines(r) == [("guarantee_deduction:m1", "D", 1_500_000), ("guarantee_commitment:m1", "C", 1_500_000)]
+    # Nothing settled yet: nothing to collect.
+    assert books.refused("col-0", guarantee=f.GuaranteeFlow(
+        merchant="m1", amount=1_500_000, currency=USD, mode=f.GUARANTEE_MODE_ACCOUNT_COLLECTION))[:2] == (
+        INVALID, "FLOW_POSTS_NOTHING")
+    books.funding("fund", "c1", 5_000_000)
+    books.post("use-1", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=1_000_000, currency=USD))
+    # 975_000 accrued: all of it is collected, the deduction account keeps the rest due.
+    r = guarantee("col-1", 1_500_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
+    assert_rule(r, "guarantee", "guarantee.account_collection", "col-1", "guarantee_collection")
+    assert lines(r) == [("merchant_settled:m1", "D", 975_000), ("merchant_guarantee:m1", "C", 975_000),
+                        ("guarantee_commitment:m1", "D", 975_000), ("guarantee_deduction:m1", "C", 975_000)]
+    books.post("use-2", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=2_000_000, currency=USD))
+    r = guarantee("col-2", 5_000_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
+    assert per_line(r)[("merchant_guarantee:m1", "C")] == 525_000  # only what is still due
+    assert books.balances("merchant_settled:m1", "merchant_guarantee:m1", "guarantee_deduction:m1",
+                          "guarantee_commitment:m1") == {
+        "merchant_settled:m1": 1_950_000 - 525_000, "merchant_guarantee:m1": 1_500_000, "guarantee_deduction:m1": 0,
+        "guarantee_commitment:m1": 0}
+    assert "guarantee_due:m1" not in books.codes()  # the settlement-order mode was never used
+    # Settlements leave the account-mode guarantee alone: the settlement-order mode has nothing due.
+    books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=1_000_000, currency=USD))
+    r = books.post("set", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1",
+                                                      amount=994_000, currency=USD)).vouchers[0]
+    assert lines(r) == [("merchant_pending:m1", "D", 994_000), ("merchant_settled:m1", "C", 994_000)]
+    books.check_books()
+
+
 # -------------------------------------------------------------------------------------------- payout
 
 
@@ -706,6 +793,12 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     books.funding("fund", "c1", 5_000_000)
     books.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=2_000_000, currency=USD))
     settled = 1_950_000  # 2_000_000 less the 250 bps fee
+    # bank_deposit has a floor: a payout sends only money the platform's bank account holds.
+    books.post("proc", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_PROCESSOR, processor="card",
+                                                   amount=5_000_000, currency=USD))
+    books.post("bank", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_BANK, channel="card", amount=5_000_000,
+                                                   currency=USD))
+    assert books.bal("bank_deposit:USD") == 5_000_000
     assert books.bal("merchant_settled:m1") == settled
 
     code, reason, meta = books.refused("po-1a", **payout(1_234_567))
@@ -733,7 +826,7 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     # round_down(1_234_567, 10_000) = 1_230_000: the sub-cent 4_567 is not paid out.
     assert lines(r.vouchers[0]) == [("merchant_settled:m1", "D", 1_230_000), ("bank_deposit:USD", "C", 1_230_000)]
     assert books.balances("merchant_settled:m1", "bank_deposit:USD") == {
-        "merchant_settled:m1": settled - 1_230_000, "bank_deposit:USD": -1_230_000}
+        "merchant_settled:m1": settled - 1_230_000, "bank_deposit:USD": 5_000_000 - 1_230_000}
     # Now below the minimum of 1_950_000.
     assert books.refused("po-4", **payout(10_000))[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
     books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum="0")
@@ -750,7 +843,7 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     r = books.post("po-6", payout=f.PayoutFlow(merchant="m2", amount=1_000_006, currency=USD))
     assert lines(r.vouchers[0]) == [("merchant_settled:m2", "D", 1_000_000), ("bank_deposit:USD", "C", 1_000_000)]
     assert books.balances("merchant_settled:m2", "bank_deposit:USD") == {
-        "merchant_settled:m2": 6, "bank_deposit:USD": -1_950_000 - 1_000_000}
+        "merchant_settled:m2": 6, "bank_deposit:USD": 5_000_000 - 1_950_000 - 1_000_000}
     books.check_books()
 
 
@@ -808,8 +901,9 @@ def test_get_rule_set_and_validate(books: Books) -> None:
     assert [r.id for r in rs.rules] == [
         "funding.default", "usage.default", "acquisition.no_coupon", "acquisition.platform_coupon",
         "acquisition.merchant_coupon", "acquisition.shared_coupon", "acquisition.purchased_coupon",
-        "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.bank", "guarantee.default",
-        "payout.default"]
+        "refund.proportional", "settlement.merchant", "settlement.channel", "settlement.processor", "settlement.bank",
+        "guarantee.account", "guarantee.account_collection", "guarantee.default", "payout.default",
+        *PAYOUT_BATCH_RULES, *RECONCILIATION_RULES]
     by_id = {r.id: r for r in rs.rules}
     assert by_id["refund.proportional"].mode == "proportional_reversal"
     assert dict(by_id["acquisition.shared_coupon"].when) == {"coupon_issuer": "shared"}

@@ -23,23 +23,29 @@ from sqlalchemy.engine import make_url
 
 from tally import bootstrap, cli
 from tally.config import ConfigError, Settings
-from tally.domain.accounts import AccountType, BalanceState
+from tally.domain.accounts import AccountChange, AccountType, BalanceState
 from tally.domain.auth import Role
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
 from tally.domain.interest import InterestPolicy
+from tally.domain.reconciliation import ItemState, Resolution
 from tally.domain.vouchers import AccountRef
 from tally.rules.interest import InterestRule
+from tally.service import accounts as account_service
 from tally.service.auth import keys
 from tally.service.auth.audit import AuditLog
 from tally.service.auth.authn import Authenticator
 from tally.service.books.days import DayBook
 from tally.service.books.interest import InterestBook
 from tally.service.books.ledger_audit import LedgerAudit
-from tally.service.commands import CaptureHold, CreateHold, PostFlow
+from tally.service.commands import CaptureHold, CreateHold, PostFlow, UpdateAccount
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.pipeline import now_us
+from tally.service.settlement.bank_details import BankDetails
+from tally.service.settlement.payouts import PayoutConfig, Payouts
+from tally.service.settlement.reconciliation import ImportStatement, Reconciliation, ResolveItem
+from tally.service.settlement.statements import StatementFormat
 from tally.storage import auth_repo, journal_write, ledger_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow
@@ -56,9 +62,11 @@ A, B = "tenant-a", "tenant-b"
 TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
-           "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals")
+           "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals",
+           "recon_statements", "recon_lines")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
-           "audit_account_sums", "webhooks", "accounting_days")
+           "audit_account_sums", "webhooks", "accounting_days", "recon_items", "bank_accounts", "payout_batches",
+           "payouts")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
@@ -168,6 +176,36 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
             await ledger.posting.post(PostFlow(tenant, request_id, RuleFlow(facts)))
         for _ in range(2):  # the second refund updates the cap row the first inserted
             await ledger.posting.post(PostFlow(tenant, ledger.request_id("refund"), RefundFlow(usage_id, 100, "USD")))
+        # A reconciled statement: a matched line and one resolved by posting the missing funding.
+        recon = Reconciliation(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies, now_us)
+        day = ledger.calendar.date_of(now_us())
+        csv = f"reference,amount,date\nx,0.005,{day}\ny,0.001,{day}\n".encode()
+        imported = recon.import_statement(ImportStatement(tenant, ledger.request_id("recon"),
+                                                          AccountRef(code="processor_clearing:stripe:USD"),
+                                                          StatementFormat.CSV, csv, "s-1"))
+        (extra,), _ = recon.list_items(tenant, AccountRef(code="processor_clearing:stripe:USD"),
+                                       imported.statement.statement_id, ItemState.UNMATCHED_THEIRS, 0, "")
+        await recon.resolve(ResolveItem(tenant, ledger.request_id("resolve"), extra.id, Resolution.SUPPLEMENTARY,
+                                        party="c2"))
+        # A payout through a linked bank account, batched and sent.
+        both = {"amount": 2_000_000, "actual_amount": 2_000_000}
+        for facts in (Facts("funding", "USD", {"amount": 2_000_000}, {"consumer": "c1", "processor": "stripe"}),
+                      Facts("settlement", "USD", both, {"processor": "stripe"}, {"kind": "processor"}),
+                      Facts("settlement", "USD", both, {"channel": "stripe"}, {"kind": "bank"}),
+                      Facts("usage", "USD", {"amount": 2_000_000}, {"consumer": "c1", "merchant": "m1"})):
+            await ledger.posting.post(PostFlow(tenant, ledger.request_id("flow"), RuleFlow(facts)))
+        account_service.update_account(UpdateAccount(tenant, ledger.request_id("kyc"),
+                                                     AccountRef(code="merchant_settled:m1"),
+                                                     AccountChange(metadata={"kyc_status": "verified"})),
+                                       ledger.uow, now_us)
+        payouts = Payouts(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies,
+                          ledger.calendar, now_us, PayoutConfig())
+        bank, _ = payouts.link_bank_account(tenant, ledger.request_id("link"), AccountRef(code="merchant_settled:m1"),
+                                            "USD", BankDetails("M One", "DE89370400440532013000", "COBADEFFXXX"),
+                                            True)
+        await payouts.request(tenant, ledger.request_id("payout"), bank.id, 1_000_000, "USD")
+        (batch,) = (await payouts.create_batches(tenant, ledger.request_id("cut"), "USD")).batches
+        await payouts.send_batch(tenant, ledger.request_id("send"), batch.id)
     audit = AuditLog(ledger.uow, flush_ms=0)
     audit.start()
     for tenant in (A, B, ""):

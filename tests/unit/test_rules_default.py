@@ -80,7 +80,8 @@ def refused(facts: Facts, view: FakeView | None = None) -> LedgerError:
 
 def test_loads_with_every_flow():
     assert check_file(resources.files("tally.rules").joinpath("default.toml")) == []
-    assert RULES.flow_types == {"funding", "usage", "acquisition", "refund", "settlement", "guarantee", "payout"}
+    assert RULES.flow_types == {"funding", "usage", "acquisition", "refund", "settlement", "guarantee", "payout",
+                                "reconciliation", "payout_request", "payout_step"}
     assert RULES.version == "2026.11.1"
 
 
@@ -95,7 +96,7 @@ def test_loads_with_every_flow():
     ("processor_clearing:p:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
     ("channel_clearing:ch:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
     ("bank_receivable:ch:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
-    ("bank_deposit:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
+    ("bank_deposit:USD", AccountType.INTERNAL, D, FloorPolicy.NON_NEGATIVE),  # a payout cannot overdraw it
     ("platform_fee_income:USD", AccountType.INTERNAL, C, FloorPolicy.UNBOUNDED),
     ("platform_marketing_expense:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
     ("coupon_prepaid:USD", AccountType.INTERNAL, C, FloorPolicy.UNBOUNDED),
@@ -244,17 +245,23 @@ def test_merchant_settlement_deducts_the_guarantee_due(amount, due, fee_bps):
     assert got == {}
 
 
+CLEARED = {"channel": ("bank_receivable:ch:EUR", "channel_clearing:ch:EUR"),
+           "processor": ("bank_receivable:ch:EUR", "processor_clearing:ch:EUR"),
+           "bank": ("bank_deposit:EUR", "bank_receivable:ch:EUR")}
+
+
 @settings(max_examples=200)
-@given(amount=st.integers(0, 10**15), actual=st.integers(0, 10**15), kind=st.sampled_from(["channel", "bank"]))
-def test_channel_and_bank_settlement_book_short_and_long_falls(amount, actual, kind):
-    facts = Facts("settlement", "EUR", {"amount": amount, "actual_amount": actual}, {"channel": "ch"},
-                  {"kind": kind})
+@given(amount=st.integers(0, 10**15), actual=st.integers(0, 10**15),
+       kind=st.sampled_from(["channel", "processor", "bank"]))
+def test_channel_processor_and_bank_settlement_book_short_and_long_falls(amount, actual, kind):
+    facts = Facts("settlement", "EUR", {"amount": amount, "actual_amount": actual},
+                  {"channel": "ch"} if kind != "processor" else {"processor": "ch"}, {"kind": kind})
+    debit_account, credit_account = CLEARED[kind]
+    view = FakeView({credit_account: amount})  # exactly what is outstanding may be cleared
     if amount == actual == 0:
-        assert refused(facts).reason == "FLOW_POSTS_NOTHING"
+        assert refused(facts, view).reason == "FLOW_POSTS_NOTHING"
         return
-    (draft,) = build(facts)
-    debit_account, credit_account = {"channel": ("bank_receivable:ch:EUR", "channel_clearing:ch:EUR"),
-                                     "bank": ("bank_deposit:EUR", "bank_receivable:ch:EUR")}[kind]
+    (draft,) = build(facts, view)
     got = amounts(draft)
     assert got.pop((debit_account, D), 0) == actual
     assert got.pop((credit_account, C), 0) == amount
@@ -263,11 +270,64 @@ def test_channel_and_bank_settlement_book_short_and_long_falls(amount, actual, k
     assert got == {}
 
 
+@pytest.mark.parametrize("kind", ["channel", "processor"])
+@pytest.mark.parametrize("outstanding", [0, 999_999, -5])
+def test_a_settlement_never_clears_more_than_is_outstanding(kind, outstanding):
+    """The bug of issue 25: a channel settlement with nothing outstanding drove its clearing account below
+    zero. The excess of what arrived over what is outstanding can only be a long fall."""
+    party = {"channel": {"channel": "ch"}, "processor": {"processor": "ch"}}[kind]
+    facts = Facts("settlement", "EUR", {"amount": 1_000_000, "actual_amount": 1_000_000}, party, {"kind": kind})
+    view = FakeView({CLEARED[kind][1]: outstanding})
+    error = refused(facts, view)
+    assert (error.kind, error.reason) == (ErrorKind.FAILED_PRECONDITION, "SETTLEMENT_EXCEEDS_OUTSTANDING")
+    # Clearing what is outstanding, with the rest of what arrived as a long fall, is allowed.
+    if outstanding > 0:
+        facts = Facts("settlement", "EUR", {"amount": outstanding, "actual_amount": 1_000_000}, party,
+                      {"kind": kind})
+        (draft,) = build(facts, view)
+        assert amounts(draft)[(CLEARED[kind][1], C)] == outstanding
+        assert amounts(draft)[("longfall:EUR", C)] == 1_000_000 - outstanding
+
+
+@pytest.mark.parametrize("account, parties", [
+    ("channel_clearing:ch:USD", {"channel": "ch"}), ("processor_clearing:ch:USD", {"processor": "ch"}),
+    ("bank_receivable:ch:USD", {"channel": "ch"}), ("bank_deposit:USD", {})])
+@pytest.mark.parametrize("fall", ["shortfall", "longfall"])
+def test_reconciliation_falls_move_the_difference_off_or_onto_the_account(account, parties, fall):
+    kind = account.split(":")[0]
+    (draft,) = build(Facts("reconciliation", "USD", {"amount": 10_000}, parties, {"kind": fall, "account": kind}))
+    expected = ({("shortfall:USD", D): 10_000, (account, C): 10_000} if fall == "shortfall"
+                else {(account, D): 10_000, ("longfall:USD", C): 10_000})
+    assert amounts(draft) == expected
+
+
 def test_settlement_needs_a_known_kind():
     assert refused(Facts("settlement", "USD", {"amount": 1}, {"merchant": "m"})).reason == "RULE_NOT_FOUND"
 
 
 # ------------------------------------------------------------------------------------ guarantee
+
+
+@given(amount=AMOUNTS, settled=st.integers(-5, 10**9), due=st.integers(0, 10**9))
+def test_guarantee_account_mode_collects_what_is_due_and_accrued(amount, settled, due):
+    facts = Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}, {"mode": "account_collection"})
+    view = FakeView({"merchant_settled:m1": settled, "guarantee_deduction:m1": due})
+    collected = min(amount, max(0, settled), due)
+    if collected == 0:
+        assert refused(facts, view).reason == "FLOW_POSTS_NOTHING"
+        return
+    (draft,) = build(facts, view)
+    assert amounts(draft) == {("merchant_settled:m1", D): collected, ("merchant_guarantee:m1", C): collected,
+                              ("guarantee_commitment:m1", D): collected, ("guarantee_deduction:m1", C): collected}
+
+
+def test_guarantee_modes_side_by_side():
+    (account,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "account"}))
+    assert amounts(account) == {("guarantee_deduction:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    (order,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": ""}))
+    assert amounts(order) == {("guarantee_due:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    assert refused(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "?"})).reason == \
+        "RULE_NOT_FOUND"
 
 
 @given(amount=AMOUNTS)

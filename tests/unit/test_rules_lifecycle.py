@@ -100,6 +100,12 @@ def test_merchant_lifecycle():
     ledger.post(Facts("settlement", "USD", {"amount": 18_999_000, "actual_amount": 18_999_000},
                       {"channel": "alipay"}, {"kind": "bank"}))
     assert ledger.current("bank_deposit:USD") == 18_999_000
+    # The processor settles the consumer's funding too: only money on the bank account can be paid out.
+    both = {"amount": 50_000_000, "actual_amount": 50_000_000}
+    ledger.post(Facts("settlement", "USD", both, {"processor": "stripe"}, {"kind": "processor"}))
+    ledger.post(Facts("settlement", "USD", both, {"channel": "stripe"}, {"kind": "bank"}))
+    assert ledger.current("processor_clearing:stripe:USD") == 0
+    assert ledger.current("bank_deposit:USD") == 68_999_000
     # Payout: KYC and bank account on the settled account; the sub-cent residue stays.
     settled = ledger.accounts["merchant_settled:m1"]
     ledger.accounts["merchant_settled:m1"] = dataclasses.replace(settled, metadata={

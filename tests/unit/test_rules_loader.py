@@ -99,7 +99,7 @@ CASES = [
     # top level
     (changed('version = "t1"', 'version = "t1"\ncolour = "red"'),
      "colour: unknown key (expected one of: version, description, params, flows, accounts, rules, interest, "
-     "summaries)"),
+     "summaries, statements)"),
     (changed('version = "t1"', ""), "version: is required"),
     (changed('version = "t1"', 'version = "has space"'), "version: 'has space' must be letters, digits and _.+-"),
     (changed('version = "t1"', "version = 1"), "version: must be a string"),

@@ -24,7 +24,7 @@ from tally.service.faults import unexpected
 from tally.storage.auth_repo import AuditRow
 
 TARGET_FIELDS = ("voucher_id", "hold_id", "account", "code", "original_request_id", "webhook_id",
-                 "accounting_date")
+                 "accounting_date", "item_id", "batch_id", "payout_id", "bank_account_id")
 # How a read may end without having been refused; any other error code of a read is audited.
 NOT_REFUSALS = frozenset({grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,
                           grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.UNKNOWN})

@@ -133,7 +133,7 @@ def _usage_facts(flow) -> Facts:
 COUPON_ISSUERS = {flows_pb.COUPON_ISSUER_PLATFORM: "platform", flows_pb.COUPON_ISSUER_MERCHANT: "merchant",
                   flows_pb.COUPON_ISSUER_SHARED: "shared", flows_pb.COUPON_ISSUER_PURCHASED: "purchased"}
 SETTLEMENT_KINDS = {flows_pb.SETTLEMENT_KIND_MERCHANT: "merchant", flows_pb.SETTLEMENT_KIND_CHANNEL: "channel",
-                    flows_pb.SETTLEMENT_KIND_BANK: "bank"}
+                    flows_pb.SETTLEMENT_KIND_BANK: "bank", flows_pb.SETTLEMENT_KIND_PROCESSOR: "processor"}
 
 
 def _acquisition_facts(flow) -> Facts:
@@ -144,10 +144,16 @@ def _acquisition_facts(flow) -> Facts:
     return _facts("acquisition", flow, values, ("merchant", "channel"), {"coupon_issuer": issuer})
 
 
+GUARANTEE_MODES = {flows_pb.GUARANTEE_MODE_UNSPECIFIED: "", flows_pb.GUARANTEE_MODE_SETTLEMENT_ORDER: "",
+                   flows_pb.GUARANTEE_MODE_ACCOUNT: "account",
+                   flows_pb.GUARANTEE_MODE_ACCOUNT_COLLECTION: "account_collection"}
+
+
 def _settlement_facts(flow) -> Facts:
     kind = enum_in(SETTLEMENT_KINDS, flow.kind, "settlement.kind")
     actual = flow.actual_amount if flow.HasField("actual_amount") else flow.amount
-    return _facts("settlement", flow, {"amount": flow.amount, "actual_amount": actual}, ("merchant", "channel"),
+    return _facts("settlement", flow, {"amount": flow.amount, "actual_amount": actual},
+                  ("merchant", "channel", "processor"),
                   {"kind": kind})
 
 
@@ -156,7 +162,8 @@ _FACTS = {
     "acquisition": _acquisition_facts,
     "settlement": _settlement_facts,
     "payout": lambda f: _facts("payout", f, {"amount": f.amount}, ("merchant",)),
-    "guarantee": lambda f: _facts("guarantee", f, {"amount": f.amount}, ("merchant",)),
+    "guarantee": lambda f: _facts("guarantee", f, {"amount": f.amount}, ("merchant",),
+                                  {"mode": GUARANTEE_MODES.get(f.mode, "?")}),
 }
 
 

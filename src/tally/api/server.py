@@ -13,6 +13,7 @@ from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
 from tally.api.day_servicer import DayServicer
+from tally.api.settlement_servicer import SettlementServicer
 from tally.api.tls import load_tls, server_credentials
 from tally.api.webhook_servicer import WebhookServicer
 from tally.config import ConfigError
@@ -26,6 +27,8 @@ from tally.v1 import (
     bookkeeping_service_pb2_grpc,
     day_service_pb2,
     day_service_pb2_grpc,
+    settlement_service_pb2,
+    settlement_service_pb2_grpc,
     webhook_service_pb2,
     webhook_service_pb2_grpc,
 )
@@ -36,6 +39,7 @@ SERVICE_NAMES = (
     bookkeeping_service_pb2.DESCRIPTOR.services_by_name["BookkeepingService"].full_name,
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     day_service_pb2.DESCRIPTOR.services_by_name["DayService"].full_name,
+    settlement_service_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -59,6 +63,7 @@ class GrpcServer:
         webhook_service_pb2_grpc.add_WebhookServiceServicer_to_server(
             WebhookServicer(services.webhooks, services.dispatcher), self.server)
         day_service_pb2_grpc.add_DayServiceServicer_to_server(DayServicer(services), self.server)
+        settlement_service_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(services), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

@@ -75,6 +75,12 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
        for m in ("GetAccountingDay", "ListAccountingDays", "ListClosingBalances", "ListStatements",
                  "GetStatement", "ListSummaries", "ListSummaryDetail", "ExportGeneralLedger")},
     f"{_SERVICE}DayService/CloseAccountingDay": Permission.OPERATE,
+    **{f"{_SERVICE}SettlementService/{m}": Permission.READ
+       for m in ("GetReconciliation", "ListReconciliationItems", "ExportPayoutBatch", "GetPayoutBatch", "ListPayouts")},
+    f"{_SERVICE}SettlementService/RequestPayout": Permission.POST,
+    **{f"{_SERVICE}SettlementService/{m}": Permission.OPERATE
+       for m in ("ImportStatement", "ResolveItem", "LinkBankAccount", "UpdateBankAccountStatus", "CreatePayoutBatches",
+                 "SendPayoutBatch", "SettlePayoutBatch", "ReturnPayout")},
 }
 # Open to anyone: load balancers probe health, tools discover the API.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -27,11 +27,13 @@ VOUCHER_METADATA_KEY = "rule_voucher"  # each draft's metadata names the voucher
 class RuleSet:
     def __init__(self, version: str, flows: dict[str, FlowSpec], templates: tuple[AccountTemplate, ...],
                  rules: tuple[Rule, ...], source: str = "<string>", *, interest: tuple = (),
-                 summaries: dict[str, tuple[str, ...]] | None = None) -> None:
+                 summaries: dict[str, tuple[str, ...]] | None = None,
+                 statements: dict[str, dict[str, str]] | None = None) -> None:
         self.version, self.flows, self.templates, self.rules, self.source = version, flows, templates, rules, source
         self.interest = interest  # rules.interest.InterestRule: who earns interest at day close
         # flow type -> account code prefixes (() = every account) whose closed days get summary vouchers
         self.summaries = summaries or {}
+        self.statements = statements or {}  # CSV statement layouts by name: field -> header name
         self._by_flow: dict[str, list[Rule]] = {}
         for rule in rules:
             self._by_flow.setdefault(rule.flow.name, []).append(rule)

@@ -28,7 +28,10 @@ from tally.rules.summaries import parse_summaries
 
 DEFAULT_RULE_SET = "default.toml"
 
-TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "interest", "summaries")
+TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "interest", "summaries", "statements")
+# A CSV statement layout: the header name of each column reconciliation reads (service/settlement).
+STATEMENT_KEYS = ("reference", "amount", "value_date", "line_id", "description")
+STATEMENT_LAYOUTS_MAX = 64
 FLOW_KEYS = ("values", "parties", "tags", "description")
 TEMPLATE_KEYS = ("type", "normal_side", "floor", "description")
 RULE_KEYS = ("id", "flow", "description", "when", "mode", "params", "let", "requires", "vouchers")
@@ -151,7 +154,27 @@ class _Loader:
             self.add(f"flows.{name}", "no rule handles this flow")
         interest = parse_interest(document["interest"], self.add) if "interest" in document else ()
         summaries = parse_summaries(document["summaries"], self.add) if "summaries" in document else {}
-        return RuleSet(version, flows, self.templates, rules, source, interest=interest, summaries=summaries)
+        statements = self.statements(document.get("statements", {}))
+        return RuleSet(version, flows, self.templates, rules, source, interest=interest, summaries=summaries,
+                       statements=statements)
+
+    def statements(self, raw: object) -> dict[str, dict[str, str]]:
+        """Named CSV statement layouts: `[statements.NAME]` with the header name of each column."""
+        table = self.table(raw, "statements")
+        if table is None:
+            return {}
+        if len(table) > STATEMENT_LAYOUTS_MAX:
+            self.add("statements", f"more than {STATEMENT_LAYOUTS_MAX} statement layouts")
+        layouts = {}
+        for name, spec in table.items():
+            location = f"statements.{name}"
+            if not _FLOW_NAME.fullmatch(name):
+                self.add(location, "a layout name is lower-case letters, digits and _, starting with a letter")
+            elif self.table(spec, location) is not None and self.keys(spec, location, STATEMENT_KEYS):
+                columns = {key: self.text(value, _at(location, key), length_max=limits.ID_LENGTH_MAX)
+                           for key, value in spec.items()}
+                layouts[name] = {key: value for key, value in columns.items() if value}
+        return layouts
 
     # ------------------------------------------------------------------------------ plain values
 

@@ -17,6 +17,8 @@ from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PostingPipeline
 from tally.service.queries import Queries
+from tally.service.settlement.payouts import Payouts
+from tally.service.settlement.reconciliation import Reconciliation
 from tally.service.webhooks.manage import WebhookAdmin
 from tally.storage.uow import UnitOfWork
 from tally.streaming.hub import EventHub
@@ -42,3 +44,5 @@ class Services:
     days: DayBook
     statements: StatementBook
     summaries: SummaryBook
+    reconciliation: Reconciliation
+    payouts: Payouts

@@ -33,7 +33,8 @@ from tally.storage.accounts_repo import CHANGED_ACCOUNT_COLUMNS
 JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
                   # a closed day's totals and closing balances (migration 0014): written once, at the close
                   "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances",
-                  "interest_accruals")
+                  "interest_accruals",
+                  "recon_statements", "recon_lines")  # imported statements (migration 0015)
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -50,6 +51,10 @@ UPDATED_COLUMNS = {
                  "previous_secret", "previous_secret_expires_us", "cursor", "failures", "retry_at_us", "lease_owner",
                  "lease_expires_us", "last_request_id", "last_fingerprint", "updated_us"),
     "accounting_days": ("state", "voucher_count", "accounts_closed", "closed_us", "event_sequence"),
+    "recon_items": ("resolution", "resolution_request_id", "voucher_ids", "resolved_by", "resolved_us", "updated_us"),
+    "bank_accounts": ("status", "updated_us"),
+    "payout_batches": ("state", "send_request_id", "send_voucher_id", "sent_date", "expected_date", "updated_us"),
+    "payouts": ("state", "batch_id", "reason", "voucher_ids", "updated_us"),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

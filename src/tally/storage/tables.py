@@ -419,3 +419,122 @@ interest_accruals = Table(
 )
 Index("ix_interest_accruals_tenant_id_accounting_date", interest_accruals.c.tenant_id,
       interest_accruals.c.accounting_date)
+# Reconciliation (migration 0015): an imported statement of one account, its lines, and the items that
+# match lines to the account's entries. Statements and lines never change; an item changes only when an
+# operator resolves it.
+recon_statements = Table(
+    "recon_statements", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("account_id", String(ID), nullable=False),
+    Column("statement_id", String(128), nullable=False),  # the counterparty's id of the statement
+    Column("digest", String(64), nullable=False),  # SHA-256 of the file: the same file twice imports once
+    Column("format", String(8), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("start_date", String(10), nullable=False),
+    Column("end_date", String(10), nullable=False),
+    Column("line_count", BigInteger, nullable=False),
+    Column("closing_balance", BigInteger, nullable=True),
+    Column("ledger_balance", BigInteger, nullable=False),  # the account after its last entry of the period
+    Column("request_id", String(128), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "account_id", "statement_id"),
+    UniqueConstraint("tenant_id", "account_id", "digest"),
+)
+
+recon_lines = Table(
+    "recon_lines", metadata,
+    Column("statement_row_id", String(ID), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("reference", String(256), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("value_date", String(10), nullable=False),
+    Column("line_id", String(256), nullable=False),
+    Column("description", String(256), nullable=False),
+)
+
+recon_items = Table(
+    "recon_items", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("statement_row_id", String(ID), nullable=False),
+    Column("account_id", String(ID), nullable=False),
+    Column("position", Integer, nullable=False),  # order within the statement
+    Column("state", String(16), nullable=False),
+    Column("rule", String(16), nullable=False),
+    Column("ours", BigInteger, nullable=False),
+    Column("theirs", BigInteger, nullable=False),
+    Column("entry_keys", Text, nullable=False),  # JSON list of "voucher_id:line_no"
+    Column("resolution", String(16), nullable=False),
+    Column("resolution_request_id", String(128), nullable=False),
+    Column("voucher_ids", Text, nullable=False),  # JSON list
+    Column("resolved_by", String(128), nullable=False),
+    Column("resolved_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("statement_row_id", "position"),
+)
+Index("ix_recon_items_tenant_id_account_id", recon_items.c.tenant_id, recon_items.c.account_id)
+
+# Payouts (migration 0015): merchants' linked bank accounts, payout instructions and the batches that
+# carry them to the bank.
+bank_accounts = Table(
+    "bank_accounts", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("merchant", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("holder_name", String(140), nullable=False),
+    Column("iban", String(34), nullable=False),
+    Column("bic", String(11), nullable=False),
+    Column("aba_routing", String(9), nullable=False),
+    Column("account_number", String(34), nullable=False),
+    Column("status", String(12), nullable=False),  # verified | unverified | disabled
+    Column("request_id", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+Index("ix_bank_accounts_tenant_id_merchant", bank_accounts.c.tenant_id, bank_accounts.c.merchant)
+
+payout_batches = Table(
+    "payout_batches", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("bank_account_id", String(ID), nullable=False),  # one bank instruction per bank account
+    Column("currency", String(3), nullable=False),
+    Column("state", String(12), nullable=False),  # batched | sent | settled
+    Column("payout_count", Integer, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("cutoff_us", BigInteger, nullable=False),
+    Column("send_request_id", String(128), nullable=False),  # who is sending it ("" while nobody is)
+    Column("send_voucher_id", String(ID), nullable=False),
+    Column("sent_date", String(10), nullable=False),
+    Column("expected_date", String(10), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+Index("ix_payout_batches_tenant_id_created_us", payout_batches.c.tenant_id, payout_batches.c.created_us)
+
+payouts = Table(
+    "payouts", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("merchant", String(128), nullable=False),
+    Column("bank_account_id", String(ID), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("state", String(12), nullable=False),  # requested | batched | sent | settled | returned | failed
+    Column("batch_id", String(ID), nullable=False),
+    Column("reason", String(256), nullable=False),
+    Column("voucher_ids", Text, nullable=False),  # JSON list, one per state where money moved
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "request_id"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+)
+Index("ix_payouts_tenant_id_state_currency", payouts.c.tenant_id, payouts.c.state, payouts.c.currency)
+Index("ix_payouts_batch_id", payouts.c.batch_id)

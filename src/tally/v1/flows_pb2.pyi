@@ -22,6 +22,14 @@ class SettlementKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTLEMENT_KIND_MERCHANT: _ClassVar[SettlementKind]
     SETTLEMENT_KIND_CHANNEL: _ClassVar[SettlementKind]
     SETTLEMENT_KIND_BANK: _ClassVar[SettlementKind]
+    SETTLEMENT_KIND_PROCESSOR: _ClassVar[SettlementKind]
+
+class GuaranteeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GUARANTEE_MODE_UNSPECIFIED: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_SETTLEMENT_ORDER: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_ACCOUNT: _ClassVar[GuaranteeMode]
+    GUARANTEE_MODE_ACCOUNT_COLLECTION: _ClassVar[GuaranteeMode]
 COUPON_ISSUER_UNSPECIFIED: CouponIssuer
 COUPON_ISSUER_PLATFORM: CouponIssuer
 COUPON_ISSUER_MERCHANT: CouponIssuer
@@ -31,6 +39,11 @@ SETTLEMENT_KIND_UNSPECIFIED: SettlementKind
 SETTLEMENT_KIND_MERCHANT: SettlementKind
 SETTLEMENT_KIND_CHANNEL: SettlementKind
 SETTLEMENT_KIND_BANK: SettlementKind
+SETTLEMENT_KIND_PROCESSOR: SettlementKind
+GUARANTEE_MODE_UNSPECIFIED: GuaranteeMode
+GUARANTEE_MODE_SETTLEMENT_ORDER: GuaranteeMode
+GUARANTEE_MODE_ACCOUNT: GuaranteeMode
+GUARANTEE_MODE_ACCOUNT_COLLECTION: GuaranteeMode
 
 class TransferFlow(_message.Message):
     __slots__ = ("to", "amount", "currency", "memo")
@@ -136,7 +149,7 @@ class RefundFlow(_message.Message):
     def __init__(self, original_request_id: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SettlementFlow(_message.Message):
-    __slots__ = ("kind", "merchant", "channel", "amount", "actual_amount", "currency", "batch_ref")
+    __slots__ = ("kind", "merchant", "channel", "amount", "actual_amount", "currency", "batch_ref", "processor")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +157,7 @@ class SettlementFlow(_message.Message):
     ACTUAL_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     BATCH_REF_FIELD_NUMBER: _ClassVar[int]
+    PROCESSOR_FIELD_NUMBER: _ClassVar[int]
     kind: SettlementKind
     merchant: str
     channel: str
@@ -151,7 +165,8 @@ class SettlementFlow(_message.Message):
     actual_amount: int
     currency: str
     batch_ref: str
-    def __init__(self, kind: _Optional[_Union[SettlementKind, str]] = ..., merchant: _Optional[str] = ..., channel: _Optional[str] = ..., amount: _Optional[int] = ..., actual_amount: _Optional[int] = ..., currency: _Optional[str] = ..., batch_ref: _Optional[str] = ...) -> None: ...
+    processor: str
+    def __init__(self, kind: _Optional[_Union[SettlementKind, str]] = ..., merchant: _Optional[str] = ..., channel: _Optional[str] = ..., amount: _Optional[int] = ..., actual_amount: _Optional[int] = ..., currency: _Optional[str] = ..., batch_ref: _Optional[str] = ..., processor: _Optional[str] = ...) -> None: ...
 
 class PayoutFlow(_message.Message):
     __slots__ = ("merchant", "amount", "currency")
@@ -164,11 +179,13 @@ class PayoutFlow(_message.Message):
     def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class GuaranteeFlow(_message.Message):
-    __slots__ = ("merchant", "amount", "currency")
+    __slots__ = ("merchant", "amount", "currency", "mode")
     MERCHANT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     merchant: str
     amount: int
     currency: str
-    def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ...) -> None: ...
+    mode: GuaranteeMode
+    def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., mode: _Optional[_Union[GuaranteeMode, str]] = ...) -> None: ...

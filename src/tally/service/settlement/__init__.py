@@ -1,0 +1,1 @@
+"""The settlement side: statement reconciliation."""
