@@ -27,6 +27,7 @@ from tally.domain.vouchers import (
     reversal_lines,
     voucher_hash,
 )
+from tests.json_strategies import JSON_VALUES
 
 D, C = Side.DEBIT, Side.CREDIT
 MAX = limits.AMOUNT_MAX
@@ -240,14 +241,8 @@ def test_voucher_hash_matches_the_documented_payload():
     assert voucher_hash(VOUCHER, PREV) == hashlib.sha256((PREV + payload).encode()).hexdigest()
 
 
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-    max_leaves=12)
-
-
 @settings(max_examples=1000)
-@given(st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
+@given(st.dictionaries(st.text(), JSON_VALUES, max_size=6))
 @example({"memo": "\x00\x1f\n\x7f\u2028 é 😀", "z": 1, "a": [2**64, -(2**63)]})  # control, DEL, non-ASCII, > 64 bits
 def test_the_hashed_text_is_the_standard_librarys_byte_for_byte(content):
     """Every stored voucher's hash covers this text: the fast encoder must never change a byte of it."""

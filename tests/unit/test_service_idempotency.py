@@ -22,6 +22,7 @@ from tally.service.posting.idempotency import (
     fingerprint_json,
     reused_request_id,
 )
+from tests.json_strategies import JSON_VALUES
 
 A, B, X = AccountRef(id="a"), AccountRef(code="wallet.b"), AccountRef(id="x")
 
@@ -183,14 +184,8 @@ def test_reused_request_id_with_several_fields():
     assert error.metadata["fields"] == "flow.lines[0].amount,flow.lines[2].amount,flow.reason"
 
 
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
-    max_leaves=12)
-
-
 @settings(max_examples=1000)
-@given(st.dictionaries(st.text(), _JSON_VALUES, max_size=6))
+@given(st.dictionaries(st.text(), JSON_VALUES, max_size=6))
 @example({"\x7f": None, "a": "b\x7fc"})  # DEL: ASCII, escaped by the standard library only
 @example({"é": "ü", "ctl": "\x00\x1f\n", "big": 2**64})
 def test_canonical_json_is_the_standard_librarys_text_byte_for_byte(body):
