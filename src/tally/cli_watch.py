@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 import grpc
@@ -72,6 +74,19 @@ class _Progress:
     after: int | None = None  # where the stream started, as the server said
     last: int | None = None  # the last sequence printed
     lines: int = 0
+    printing: bool = False  # between writing a line and recording its sequence
+    interrupted: bool = False  # Ctrl-C came while printing: it takes effect once the line is recorded
+
+
+def _on_interrupt(progress: _Progress):
+    """Ctrl-C between printing a line and recording its sequence would report the sequence before it, and a
+    resume with that --from would print the line again: a SIGINT in between waits until both are done."""
+    def handler(_signum, _frame) -> None:
+        if progress.printing:
+            progress.interrupted = True
+        else:
+            raise KeyboardInterrupt
+    return handler
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -82,6 +97,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         print("error: --type goes with --events (balance changes are filtered by --account)", file=sys.stderr)
         return _cli().EXIT_UNREACHABLE
     progress = _Progress()
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
+    previous = signal.signal(signal.SIGINT, _on_interrupt(progress)) if main else None
     try:
         return _watch(args, progress)
     except KeyboardInterrupt:
@@ -93,6 +110,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         # The server ends a stream only between two events; a broken connection may cut one short.
         _resume_hint(args, progress, "the stream ended", complete=not args.balances or bool(cli._error_info(exc)))
         return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _watch(args: argparse.Namespace, progress: _Progress) -> int:
@@ -144,9 +164,13 @@ def _print(args: argparse.Namespace, message, progress: _Progress) -> None:
                           separators=(",", ":"), ensure_ascii=False)
     else:
         text = change_line(message, args.scale) if args.balances else event_line(message)
+    progress.printing = True
     print(text, flush=True)
     progress.last = message.sequence
     progress.lines += 1
+    progress.printing = False
+    if progress.interrupted:
+        raise KeyboardInterrupt
 
 
 def event_line(event) -> str:
