@@ -91,7 +91,6 @@ class Auditor:
 
     async def _publish(self, report: AuditReport) -> None:
         now = self.clock()
-        self.last[report.tenant_id] = LastRun(report.finding_count, now, report.full, report.through_sequence)
         metrics.audit_finished(report.intact)
         for account_id in report.marked_inconsistent:
             finding = next((f for f in report.findings if f.account_id == account_id), None)
@@ -102,10 +101,12 @@ class Auditor:
             log.info("ledger audit of tenant %r: intact (%s, vouchers %d..%d, %d read in %d ms)", report.tenant_id,
                      "full" if report.full else "routine", report.from_sequence, report.through_sequence,
                      report.vouchers_read, report.duration_ms)
-            return
-        shown = "; ".join(f"{f.kind.name}: {f.message}" for f in report.findings[:LOGGED_FINDINGS_MAX])
-        log.error("ledger audit of tenant %r: %d finding(s); accounts marked inconsistent: %s; first: %s",
-                  report.tenant_id, report.finding_count, ", ".join(report.marked_inconsistent) or "none", shown)
+        else:
+            shown = "; ".join(f"{f.kind.name}: {f.message}" for f in report.findings[:LOGGED_FINDINGS_MAX])
+            log.error("ledger audit of tenant %r: %d finding(s); accounts marked inconsistent: %s; first: %s",
+                      report.tenant_id, report.finding_count, ", ".join(report.marked_inconsistent) or "none", shown)
+        # Last: whoever sees the run's result (the findings gauge) finds its log line and audit rows already there.
+        self.last[report.tenant_id] = LastRun(report.finding_count, now, report.full, report.through_sequence)
 
     def findings_by_tenant(self) -> dict[str, int]:
         return {tenant: last.findings for tenant, last in self.last.items()}
