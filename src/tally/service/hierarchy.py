@@ -10,11 +10,19 @@ from sqlalchemy import Connection
 from tally.domain import limits
 from tally.domain.accounts import Account, Side
 from tally.domain.calendar import AccountingCalendar
-from tally.domain.errors import invalid, precondition
+from tally.domain.errors import precondition
 from tally.domain.fields import check_tenant
 from tally.domain.hierarchy import Node, RollUp, roll_up
 from tally.domain.vouchers import AccountRef
-from tally.service.queries import BalanceView, TrialBalanceTotal, check_trial_balance, live_balance, require_account
+from tally.service.queries import (
+    BalanceView,
+    TrialBalanceTotal,
+    check_read_count,
+    check_trial_balance,
+    live_balance,
+    read_named,
+    require_account,
+)
 from tally.storage import accounts_repo, hierarchy_repo, ledger_repo
 from tally.storage.uow import UnitOfWork
 
@@ -40,17 +48,15 @@ class Hierarchy:
         """Each account's live balance with its subtree's, all from one snapshot: at most
         `SUBTREE_ACCOUNTS_MAX` descendants are read for the whole request."""
         check_tenant(tenant_id)
-        if not 1 <= len(refs) <= limits.BALANCES_PER_READ_MAX:
-            raise invalid("ACCOUNTS_COUNT_INVALID", f"name 1 to {limits.BALANCES_PER_READ_MAX} accounts",
-                          accounts_max=limits.BALANCES_PER_READ_MAX)
+        check_read_count(refs)
         today = self.calendar.date_of(self.clock())
 
         def read(conn: Connection) -> RollUpSnapshot:
             budget = _Budget()
             found = []
-            for ref in refs:
-                account = require_account(conn, tenant_id, ref)
-                state = accounts_repo.load_balances(conn, tenant_id, [account.id])[account.id]
+            accounts, states = read_named(conn, tenant_id, refs)
+            for account in accounts:
+                state = states[account.id]
                 nodes = budget.take(hierarchy_repo.descendants(conn, tenant_id, account.id, budget.left + 1))
                 found.append(AccountRollUp(live_balance(account, state, today),
                                            roll_up(account, state.current, state.locked, nodes)))

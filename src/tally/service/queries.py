@@ -103,18 +103,11 @@ class Queries:
     def get_balances(self, tenant_id: str, refs: list[AccountRef]) -> BalanceSnapshot:
         """Many live balances from one snapshot, in the order asked, with the sequences it ends at."""
         check_tenant(tenant_id)
-        if not 1 <= len(refs) <= limits.BALANCES_PER_READ_MAX:
-            raise invalid("ACCOUNTS_COUNT_INVALID", f"name 1 to {limits.BALANCES_PER_READ_MAX} accounts",
-                          accounts_max=limits.BALANCES_PER_READ_MAX)
+        check_read_count(refs)
         today = self.calendar.date_of(self.clock())
 
         def read(conn: Connection) -> BalanceSnapshot:
-            by_id, by_code = accounts_repo.find_accounts(conn, tenant_id, refs)
-            found = [by_id.get(r.id) if r.id else by_code.get(r.code) for r in refs]
-            for ref, account in zip(refs, found, strict=True):
-                if account is None:
-                    raise missing_account(ref)
-            states = accounts_repo.load_balances(conn, tenant_id, {a.id for a in found})
+            found, states = read_named(conn, tenant_id, refs)
             head = ledger_repo.load_heads_readonly(conn, tenant_id)
             return BalanceSnapshot([live_balance(a, states[a.id], today) for a in found],
                                    head.voucher_sequence if head else 0, head.event_sequence if head else 0)
@@ -213,6 +206,23 @@ class Queries:
         account = require_account(conn, tenant_id, ref)
         state = accounts_repo.load_balances(conn, tenant_id, [account.id])[account.id]
         return account, live_balance(account, state, self.calendar.date_of(self.clock()))
+
+
+def check_read_count(refs: list[AccountRef]) -> None:
+    if not 1 <= len(refs) <= limits.BALANCES_PER_READ_MAX:
+        raise invalid("ACCOUNTS_COUNT_INVALID", f"name 1 to {limits.BALANCES_PER_READ_MAX} accounts",
+                      accounts_max=limits.BALANCES_PER_READ_MAX)
+
+
+def read_named(conn: Connection, tenant_id: str, refs: list[AccountRef]
+               ) -> tuple[list[Account], dict[str, BalanceState]]:
+    """The accounts named, in the order asked, and their balance rows: two statements however many."""
+    by_id, by_code = accounts_repo.find_accounts(conn, tenant_id, refs)
+    found = [by_id.get(r.id) if r.id else by_code.get(r.code) for r in refs]
+    for ref, account in zip(refs, found, strict=True):
+        if account is None:
+            raise missing_account(ref)
+    return found, accounts_repo.load_balances(conn, tenant_id, {a.id for a in found})
 
 
 def check_trial_balance(totals: list[TrialBalanceTotal]) -> list[TrialBalanceTotal]:
