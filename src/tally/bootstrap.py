@@ -62,7 +62,8 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     rules = load_rules(settings)
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
-        queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max),
+        queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max,
+        writers=settings.writers if engines.dialect == "postgresql" else 1),
         opener=template_opener(rules, settings.currencies))
     window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
     posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)

@@ -39,6 +39,7 @@ class Settings:
     linger_ms: int = 0
     queue_depth_max: int = 20_000
     tenant_submissions_max: int = 10_000  # one tenant's submissions queued or being written
+    writers: int = 4  # posting writer threads (PostgreSQL; SQLite has one writer at a time, so one)
     retries_max: int = 8
     db_pool_size: int = 8
     rpc_concurrency_max: int = 4096
@@ -120,6 +121,7 @@ class Settings:
                 queue_depth_max=_int(env, "TALLY_QUEUE_DEPTH_MAX", d.queue_depth_max, 1, 1_000_000),
                 tenant_submissions_max=_int(env, "TALLY_TENANT_SUBMISSIONS_MAX", d.tenant_submissions_max, 1_000,
                                             10_000_000),
+                writers=_int(env, "TALLY_WRITERS", d.writers, 1, 32),
                 retries_max=_int(env, "TALLY_RETRIES_MAX", d.retries_max, 0, 100),
                 db_pool_size=_int(env, "TALLY_DB_POOL_SIZE", d.db_pool_size, 1, 200),
                 rpc_concurrency_max=_int(env, "TALLY_RPC_CONCURRENCY_MAX", d.rpc_concurrency_max, 1, 100_000),

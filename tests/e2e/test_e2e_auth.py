@@ -444,7 +444,7 @@ class Attempt:
     changed: bool = False  # the database differed after this attempt's batch
 
 
-UNSNAPSHOTTED = ("audit_log", "audit_heads", "audit_checkpoints", "audit_account_sums", "write_gate")
+UNSNAPSHOTTED = ("audit_log", "audit_heads", "audit_checkpoints", "audit_account_sums")
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:

@@ -49,7 +49,7 @@ from tally.service.settlement.statements import StatementFormat
 from tally.storage import auth_repo, journal_write, ledger_repo, roles, system_repo
 from tally.storage import tables as t
 from tally.storage.auth_repo import AuditRow
-from tally.storage.engine import make_engines
+from tally.storage.engine import gate_key, make_engines
 from tally.storage.journal_write import JournalRows
 from tally.storage.migrate import migrate
 from tally.storage.roles import ServiceRoleError, grant_service_role, may_migrate
@@ -240,7 +240,7 @@ def test_the_service_role_owns_nothing_and_bypasses_nothing(owner_url, app_engin
     assert set(t.metadata.tables) <= set(owners)
     assert SERVICE_ROLE not in owners.values(), owners
     assert tuple(role) == (False, False)
-    assert {name for name, on in forced.items() if on} == set(TENANT_COLUMNS)  # write_gate has no tenant
+    assert {name for name, on in forced.items() if on} == set(TENANT_COLUMNS)
 
 
 def test_grants_are_exactly_what_the_service_needs_and_converge(owner_url, app_engine):
@@ -272,11 +272,10 @@ def test_grants_are_exactly_what_the_service_needs_and_converge(owner_url, app_e
                                                {"seq": sequence, "p": p}).scalar_one()
                                for p in ("USAGE", "SELECT", "UPDATE")}
     expected = {**{table: {"SELECT", "INSERT"} for table in (*JOURNAL, *MUTABLE)},
-                "tenants": {"SELECT"}, "write_gate": {"UPDATE"}}  # nothing at all on api_keys
+                "tenants": {"SELECT"}}  # nothing at all on api_keys
     assert granted == expected
     # UPDATE only of what the service changes: never a key, a tenant, a journal row, a tenant row or a key row.
-    assert updatable == {**{table: set(columns) for table, columns in roles.UPDATED_COLUMNS.items()},
-                         "write_gate": {"id"}}
+    assert updatable == {table: set(columns) for table, columns in roles.UPDATED_COLUMNS.items()}
     for table, columns in updatable.items():
         assert not columns & {"tenant_id", "account_id", "created_us"}, table
     assert updatable["holds"] == {"captured", "status", "capture_voucher_ids", "updated_us"}
@@ -554,9 +553,9 @@ async def test_the_service_works_as_the_service_role(app_ledger, owner_uow, owne
     check_ledger(owner_url)
 
 
-def test_a_writer_takes_its_snapshot_after_the_write_gate(owner_url):
-    """LOCK TABLE must precede the snapshot, which the scope's set_config (a SELECT) takes: a writer that
-    waited for the gate sees what was committed while it waited, and runs in its scope."""
+def test_a_writer_takes_its_snapshot_after_its_tenants_gates(owner_url):
+    """The gates must precede the snapshot, which the scope's set_config (a SELECT) takes: a writer that
+    waited for a tenant's gate sees what was committed while it waited, and runs in its scope."""
     engines = make_engines(owner_url, pool_size=1)
     side = sa.create_engine(owner_url)
     try:
@@ -569,13 +568,15 @@ def test_a_writer_takes_its_snapshot_after_the_write_gate(owner_url):
                 "SELECT (SELECT count(*) FROM gate_probe), current_setting('tally.tenants')").one())
 
         with side.connect() as holder:
-            holder.exec_driver_sql("LOCK TABLE write_gate IN EXCLUSIVE MODE")
+            holder.exec_driver_sql("SELECT pg_advisory_lock(%s)", (gate_key(B),))  # the session's, held on
+            holder.commit()
             writer = threading.Thread(target=UnitOfWork(engines).write, args=({A, B}, work))
             writer.start()
             _wait_for_gate_waiter(side)
             with side.begin() as conn:
                 conn.exec_driver_sql("INSERT INTO gate_probe VALUES (1)")
-            holder.rollback()  # lets the writer through
+            holder.exec_driver_sql("SELECT pg_advisory_unlock_all()")  # lets the writer through
+            holder.commit()
             writer.join(30)
         assert seen == [(1, scope_setting({A, B}))]
         uow = UnitOfWork(engines)
@@ -591,7 +592,7 @@ def test_a_writer_takes_its_snapshot_after_the_write_gate(owner_url):
 
 def _wait_for_gate_waiter(engine: sa.Engine) -> None:
     deadline = time.monotonic() + 30
-    query = "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass AND NOT granted"
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
     while True:
         with engine.connect() as conn:
             if conn.exec_driver_sql(query).scalar():
@@ -665,7 +666,7 @@ def test_row_security_migration_downgrades_and_upgrades(owner_url):
         engine.dispose()
     # Two policies each: the tenant scope (everyone), '*' (the owner only).
     assert {name for name, v in upgraded.items() if v == (True, True, 2)} == set(TENANT_COLUMNS)
-    assert upgraded["write_gate"] == (False, False, 0)
+    assert "write_gate" not in upgraded  # migration 0016: writers gate per tenant
 
 
 def test_roles_module_names_every_table():
@@ -673,7 +674,7 @@ def test_roles_module_names_every_table():
     assert set(roles.ALL_TABLES) - {roles.SCHEMA_VERSION_TABLE} == set(t.metadata.tables)
     for table, columns in roles.UPDATED_COLUMNS.items():
         assert set(columns) <= set(t.metadata.tables[table].c.keys()), table
-    assert set(TENANT_COLUMNS) == set(t.metadata.tables) - {"write_gate"}
+    assert set(TENANT_COLUMNS) == set(t.metadata.tables)
 
 
 # ------------------------------------------------------------------------------------------ what remains

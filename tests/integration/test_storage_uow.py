@@ -1,5 +1,6 @@
 """UnitOfWork on real databases: all-or-nothing writes, bounded retry of retryable failures only, and
-writers that queue at the write gate instead of failing each other."""
+writers of one tenant that queue at its gate instead of failing each other, and writers of different tenants
+that do not wait for each other."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import sqlalchemy as sa
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import ledger_repo
 from tally.storage import tables as t
-from tally.storage.engine import defer_write_gate, driver_execute, fetch_together, make_engines
+from tally.storage.engine import (
+    defer_write_gate,
+    deferring,
+    driver_execute,
+    fetch_together,
+    gate_key,
+    make_engines,
+)
 from tally.storage.uow import Scope, UnitOfWork
 from tests.integration.conftest import TENANT
 
@@ -200,7 +208,9 @@ def test_real_serialization_failures_exhaust_retries(postgres_url, make_ledger, 
     assert _heads(uow) == {TENANT: 100 * (retries_max + 1)}  # only the outside commits landed
 
 
-# --- the write gate: two "processes" queue instead of conflicting -----------------------------------------
+# --- the write gates: two "processes" queue instead of conflicting -----------------------------------------
+
+_GATES_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
 
 
 def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, make_ledger):
@@ -252,6 +262,88 @@ def test_writers_queue_at_the_gate_and_see_each_others_commits(database_url, mak
         second.dispose()
 
 
+class _Inside:
+    """A write that holds its gates, inside its transaction, until released."""
+
+    def __init__(self, uow: UnitOfWork, tenants) -> None:
+        self.entered, self.release, self.errors = threading.Event(), threading.Event(), []
+        self.thread = threading.Thread(target=self._run, args=(uow, tenants))
+        self.thread.start()
+        assert self.entered.wait(10), "the write never began"
+
+    def _run(self, uow: UnitOfWork, tenants) -> None:
+        def work(conn):
+            conn.exec_driver_sql("SELECT 1")  # the gates go out with the first statement
+            self.entered.set()
+            assert self.release.wait(10)
+
+        try:
+            uow.write(tenants, work)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.errors.append(exc)
+
+    def finish(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        assert self.errors == []
+
+
+def _written_within(uow: UnitOfWork, tenants, seconds: float) -> bool:
+    """Whether a write for `tenants` commits within `seconds` (it goes on in the background otherwise)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (uow.write(tenants, lambda conn: conn.exec_driver_sql("SELECT 1")),
+                                     done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_writers_of_different_tenants_run_side_by_side_and_one_tenants_queue(postgres_url, make_ledger):
+    """Another process writing for tenant "a" holds up the next writer of "a", and of every tenant when it
+    writes for all of them, but never a writer of "b"."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    holding, other = make_engines(postgres_url), make_engines(postgres_url)
+    try:
+        uow = UnitOfWork(other)
+        inside = _Inside(UnitOfWork(holding), {"a"})
+        assert _written_within(uow, {"b"}, 5), "a writer of b waited for a writer of a"
+        queued = threading.Event()
+        threading.Thread(target=lambda: (uow.write({"a", "b"}, lambda conn: conn.exec_driver_sql("SELECT 1")),
+                                         queued.set())).start()
+        assert not queued.wait(0.3), "a second writer of a got in while the first held its gate"
+        inside.finish()
+        assert queued.wait(10), "the writer of a never got the gate after the first let go"
+
+        everyone = _Inside(UnitOfWork(holding), Scope.SYSTEM)
+        assert not _written_within(uow, {"b"}, 0.3), "a writer of b got in beside a writer of every tenant"
+        everyone.finish()
+        assert _written_within(uow, {"b"}, 10)
+    finally:
+        holding.dispose()
+        other.dispose()
+
+
+@pytest.mark.parametrize("fails", ["in the work", "at the commit"])
+def test_a_failed_write_lets_go_of_its_gates(postgres_url, make_ledger, fails):
+    """Gates are the session's: a write that fails after taking them, in its work or at its COMMIT, must not
+    leave them held by a connection sitting in the pool, or its tenants could never be written again."""
+    make_ledger(postgres_url, start=False)  # a migrated database
+    pooled, other = make_engines(postgres_url, pool_size=1), make_engines(postgres_url)
+    try:
+        def failing(conn):
+            conn.exec_driver_sql("SELECT 1")
+            if fails == "in the work":
+                raise ValueError("a bug after the first statement")
+            with deferring(conn):
+                driver_execute(conn, "SELECT 1 / 0")  # goes out with the COMMIT, and fails it
+
+        with pytest.raises((ValueError, sa.exc.DataError)):
+            UnitOfWork(pooled, retries_max=0).write({TENANT}, failing)
+        assert _written_within(UnitOfWork(other), {TENANT}, 5), "the failed write still holds its tenant's gate"
+        assert UnitOfWork(pooled).append(Scope.SYSTEM, lambda conn: conn.exec_driver_sql(_GATES_HELD).scalar()) == 0
+    finally:
+        pooled.dispose()
+        other.dispose()
+
+
 def test_a_write_that_ends_before_its_first_statement_leaves_nothing_for_the_next_transaction(postgres_url,
                                                                                               make_ledger):
     """The gate and the scope go out with a write's first statement: when there is none, they must not go
@@ -266,13 +358,9 @@ def test_a_write_that_ends_before_its_first_statement_leaves_nothing_for_the_nex
 
         with pytest.raises(ValueError):
             uow.write({TENANT}, fails_at_once)
-        held = uow.append(Scope.SYSTEM, lambda conn: conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
-            "AND pid = pg_backend_pid()").scalar())
+        held = uow.append(Scope.SYSTEM, lambda conn: conn.exec_driver_sql(_GATES_HELD).scalar())
         assert held == 0
-        assert uow.write({TENANT}, lambda conn: conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
-            "AND pid = pg_backend_pid()").scalar()) == 1
+        assert uow.write({TENANT}, lambda conn: conn.exec_driver_sql(_GATES_HELD).scalar()) == 2  # all, and TENANT
     finally:
         engines.dispose()
 
@@ -309,15 +397,17 @@ def test_every_write_runs_in_one_serializable_transaction_whichever_way_it_start
 
 
 def test_a_write_begins_in_the_round_trip_of_its_first_read(postgres_url, make_ledger):
-    """BEGIN, the gate and the scope go out in the same query as the batch's reads: a write transaction
-    costs no round trip of its own to begin (the server's `current_query()` is that whole query)."""
+    """The gates, BEGIN and the scope go out in the same query as the batch's reads: a write transaction
+    costs no round trip of its own to begin (the server's `current_query()` is that whole query). The gates
+    come first, in a transaction the COMMIT ends, so that the snapshot is taken after them."""
     uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=0)
     query = uow.write({TENANT}, lambda conn: fetch_together(conn, [("SELECT current_query()", ())])[0][0][0])
     statements = [s.strip() for s in query.split(";")]
-    assert statements[0] == "BEGIN ISOLATION LEVEL SERIALIZABLE"
-    assert statements[1] == "LOCK TABLE write_gate IN EXCLUSIVE MODE"
-    assert statements[2].startswith("SELECT set_config('tally.tenants'")
-    assert statements[3] == "SELECT current_query()"
+    assert statements[0] == f"SELECT pg_advisory_lock_shared({gate_key('*')})"
+    assert statements[1] == f"SELECT pg_advisory_lock({gate_key(TENANT)})"
+    assert statements[2:4] == ["COMMIT", "BEGIN ISOLATION LEVEL SERIALIZABLE"]
+    assert statements[4].startswith("SELECT set_config('tally.tenants'")
+    assert statements[5] == "SELECT current_query()"
 
 
 def test_a_transaction_that_sends_nothing_commits_nothing_and_leaves_the_connection_idle(postgres_url, make_ledger):
@@ -333,9 +423,7 @@ def test_a_transaction_that_sends_nothing_commits_nothing_and_leaves_the_connect
             assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             conn.begin().commit()
             assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        assert UnitOfWork(engines).append({TENANT}, lambda conn: conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'write_gate'::regclass "
-            "AND pid = pg_backend_pid()").scalar()) == 0
+        assert UnitOfWork(engines).append({TENANT}, lambda conn: conn.exec_driver_sql(_GATES_HELD).scalar()) == 0
     finally:
         engines.dispose()
 
@@ -366,7 +454,7 @@ def test_what_a_rolled_back_transaction_deferred_does_not_go_out_with_the_next(p
     try:
         with engines.write.connect() as conn:
             transaction = conn.begin()
-            defer_write_gate(conn)
+            defer_write_gate(conn, {TENANT})
             transaction.rollback()
             transaction = conn.begin()
             query = fetch_together(conn, [("SELECT current_query()", ())])[0][0][0]

@@ -2,18 +2,21 @@
 
 SQLite: pysqlite's own transaction handling is switched off and writers begin with BEGIN IMMEDIATE, as
 the SQLAlchemy SQLite dialect notes advise; WAL lets readers run beside the one writer.
-PostgreSQL: write transactions are SERIALIZABLE and first take `write_gate` in EXCLUSIVE mode. LOCK
-TABLE does not fix the snapshot, so a writer that waited for the gate still sees everything committed
-before it: writers queue instead of failing each other with serialization errors, and the per-tenant
-sequence follows commit order. The driver runs in autocommit mode and a write sends its own BEGIN, with
-the gate and the scope, ahead of its first statement. Reads run in READ ONLY REPEATABLE READ snapshots.
+PostgreSQL: write transactions are SERIALIZABLE and first take the gates of their tenants: a
+session-level advisory lock per tenant, taken in a transaction of its own just before the write's BEGIN
+(`defer_write_gate`). The snapshot is taken after the wait, so a writer that waited for its tenant's gate
+still sees everything committed before it: writers of one tenant queue instead of failing each other with
+serialization errors, and the tenant's sequence follows commit order; writers of different tenants never
+wait for each other. The driver runs in autocommit mode and a write sends its own BEGIN, with the gate and
+the scope, ahead of its first statement. Reads run in READ ONLY REPEATABLE READ snapshots.
 Every transaction then sets its tenant scope (`tally.tenants`, transaction-local), which the row-level
 security policies read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -61,6 +64,7 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
                               connect_args=unprepared)
         event.listen(write, "begin", lambda conn: defer(conn, f"{_BEGIN} ISOLATION LEVEL {level}"))
         event.listen(write, "before_cursor_execute", _send_deferred_first)
+        event.listen(write, "checkin", _release_gates)
         event.listen(write, "checkin", _forget_deferred)
         event.listen(write, "rollback", _forget_rolled_back)
         event.listen(write, "commit", _refuse_unsent)
@@ -96,16 +100,47 @@ def locking(conn: Connection) -> bool:
     return conn.get_execution_options().get(_LOCKING, True)
 
 
-def defer_write_gate(conn: Connection) -> None:
-    """On PostgreSQL, sent with the transaction's first statement (see `defer`)."""
-    if conn.dialect.name == "postgresql" and locking(conn):
-        defer(conn, "LOCK TABLE write_gate IN EXCLUSIVE MODE")
+def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> None:
+    """On PostgreSQL, the gates of the transaction's tenants (None: every tenant), sent with its first
+    statement (see `defer`) ahead of its BEGIN, in an implicit transaction of their own that the COMMIT ends:
+    a lock statement is a SELECT, which would fix a SERIALIZABLE transaction's snapshot before the wait.
+    The locks are the session's: they outlive that COMMIT and are released with the write's own COMMIT
+    (`commit`), or when the connection goes back to the pool after a failure (`_release_gates`).
+    A tenant's writer shares the gate of every tenant, which a writer for all of them takes alone; keys are
+    taken in order, so writers of overlapping tenants never deadlock."""
+    if conn.dialect.name != "postgresql" or not locking(conn):
+        return
+    if tenant_ids is None:
+        locks = [(_LOCK, (_ALL_TENANTS_KEY,))]
+    else:
+        keys = sorted({gate_key(tenant_id) for tenant_id in tenant_ids})
+        locks = [(_LOCK_SHARED, (_ALL_TENANTS_KEY,)), *((_LOCK, (key,)) for key in keys)]
+    deferred = conn.info.setdefault(_DEFERRED, [])
+    if not deferred or not deferred[0][0].startswith(_BEGIN):
+        raise RuntimeError("the write gate is taken before the transaction's first statement")
+    deferred[0:0] = [*locks, ("COMMIT", ())]
+    conn.info[_GATE_DEFERRED] = True
+
+
+def gate_key(tenant_id: str) -> int:
+    """A tenant's advisory lock key: 64 bits of a keyed hash, so keys of different tenants do not meet."""
+    digest = hashlib.blake2b(tenant_id.encode(), digest_size=8, person=b"tally.gate").digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_ALL_TENANTS_KEY = gate_key("*")  # "*" is never a tenant id (uow.scope_setting refuses it)
+_LOCK = "SELECT pg_advisory_lock(%s)"
+_LOCK_SHARED = "SELECT pg_advisory_lock_shared(%s)"
+_UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
 
 
 # Connection.info keys: statements waiting to go out ahead of the transaction's next one, and whether
 # `driver_execute` adds to them (`deferring`).
 _DEFERRED = "tally.deferred"
 _DEFERRING = "tally.deferring"
+# The gate is among the deferred statements (`_GATE_DEFERRED`), or was sent and is held (`_GATED`).
+_GATE_DEFERRED = "tally.gate_deferred"
+_GATED = "tally.gated"
 _BEGIN = "BEGIN"
 
 
@@ -124,6 +159,16 @@ def _forget_deferred(_dbapi_connection, record) -> None:
     _forget(record.info)
 
 
+def _release_gates(dbapi_connection, record) -> None:
+    """On return to the pool, after the rollback: gates a failed write still holds are released. Should that
+    fail, the connection is closed, and the server releases a closed session's locks."""
+    if record.info.pop(_GATED, False) and dbapi_connection is not None:
+        try:
+            dbapi_connection.execute(_UNLOCK_ALL)
+        except psycopg.Error:
+            dbapi_connection.close()
+
+
 def _forget_rolled_back(conn: Connection) -> None:
     """A transaction rolled back before its deferred statements went out leaves none for the next one on
     the same connection. A lost connection left nothing to forget: its info went with it, and touching it
@@ -135,6 +180,14 @@ def _forget_rolled_back(conn: Connection) -> None:
 def _forget(info: dict) -> None:
     info.pop(_DEFERRED, None)
     info.pop(_DEFERRING, None)
+    info.pop(_GATE_DEFERRED, None)
+
+
+def _take_deferred(conn: Connection) -> list:
+    """The deferred statements, about to be sent: a gate among them will be held from now on."""
+    if conn.info.pop(_GATE_DEFERRED, False):
+        conn.info[_GATED] = True
+    return conn.info.pop(_DEFERRED, None) or []
 
 
 def _refuse_unsent(conn: Connection) -> None:
@@ -181,7 +234,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
     driver = _driver(conn)
     try:
         with driver.pipeline() as pipeline:
-            for sql, params in conn.info.pop(_DEFERRED, ()):
+            for sql, params in _take_deferred(conn):
                 driver.execute(sql, params)
             yield
             pipeline.sync()
@@ -210,7 +263,7 @@ def driver_execute(conn: Connection, sql: str, params: Sequence[object] = ()) ->
 def fetch_together(conn: Connection, queries: Sequence[tuple[str, Sequence[object]]]) -> list[list[tuple]]:
     """PostgreSQL: runs the deferred statements and then the queries in one round trip, and returns the
     rows of each query, in order. A failure raises as a SQLAlchemy error, as in `pipelined`."""
-    statements = [*conn.info.pop(_DEFERRED, ()), *queries]
+    statements = [*_take_deferred(conn), *queries]
     return _in_one_query(conn, statements)[len(statements) - len(queries):]
 
 
@@ -226,12 +279,14 @@ def deferring(conn: Connection) -> Iterator[None]:
 
 
 def commit(conn: Connection, transaction: RootTransaction) -> None:
-    """Commits; on PostgreSQL the deferred statements and the COMMIT go out as one query, in one round trip.
-    A failure of any of them (the COMMIT's serialization check included) undoes the transaction and raises
-    as a SQLAlchemy error."""
-    deferred = conn.info.pop(_DEFERRED, None)
-    if _begun_work(deferred):
-        _in_one_query(conn, [*deferred, ("COMMIT", ())])
+    """Commits; on PostgreSQL the deferred statements, the COMMIT and the release of the gates go out as one
+    query, in one round trip. A failure of any of them (the COMMIT's serialization check included) undoes the
+    transaction and raises as a SQLAlchemy error; the gates are then released on return to the pool."""
+    deferred = _take_deferred(conn)
+    gated = conn.info.get(_GATED, False)
+    if _begun_work(deferred) or gated:
+        _in_one_query(conn, [*deferred, ("COMMIT", ()), *([(_UNLOCK_ALL, ())] if gated else [])])
+        conn.info.pop(_GATED, None)
     transaction.commit()  # the bookkeeping: psycopg sends nothing more once the server has committed
 
 

@@ -14,9 +14,6 @@ tally_app LOGIN PASSWORD '...'`), gets exactly:
 - EXECUTE on the system functions of migration 0010 (SYSTEM_FUNCTIONS), its only way across tenants: the
   policies show '*' to the owner alone; and on the journal write function of 0011 (POSTING_FUNCTIONS), which runs
   with the caller's own privileges;
-- UPDATE on write_gate, the smallest privilege that allows `LOCK TABLE write_gate IN EXCLUSIVE MODE`
-  (LOCK in any mode stronger than ROW EXCLUSIVE needs UPDATE, DELETE or TRUNCATE; write_gate never holds
-  a row, so UPDATE on it changes nothing);
 - USAGE on the audit_log id sequence (nextval), and USAGE on the schema.
 
 Being no owner, the role cannot alter tables or switch row-level security off; FORCEd policies bind the
@@ -59,7 +56,6 @@ UPDATED_COLUMNS = {
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)
 ADMIN_TABLES = ("tenants", "api_keys")  # written by the owner only (`tally tenants`, `tally keys`)
-GATE_TABLE = "write_gate"
 SERIAL_COLUMNS = (("audit_log", "id"),)
 SCHEMA_VERSION_TABLE = "alembic_version"
 # Migration 0010: the service's only way across tenants.
@@ -68,7 +64,7 @@ SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant
 # Migration 0011: the batch writer's rows in one call. SECURITY INVOKER: the caller's privileges and row
 # security bind it, so EXECUTE grants nothing the table privileges do not.
 POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",)
-ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", GATE_TABLE, SCHEMA_VERSION_TABLE)
+ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", SCHEMA_VERSION_TABLE)
 
 
 class ServiceRoleError(ValueError):
@@ -103,7 +99,6 @@ def _grants(conn: Connection, grantee: str) -> list[str]:
         *(f"GRANT UPDATE ({names(columns)}) ON TABLE {quote(table)} TO {grantee}"
           for table, columns in UPDATED_COLUMNS.items()),
         f"GRANT SELECT ON TABLE {names(READ_TABLES)} TO {grantee}",
-        f"GRANT UPDATE ON TABLE {quote(GATE_TABLE)} TO {grantee}",
         f"GRANT USAGE ON SEQUENCE {sequences} TO {grantee}",
         f"GRANT EXECUTE ON FUNCTION {functions} TO {grantee}",
     ]

@@ -233,9 +233,6 @@ audit_log = Table(
 )
 Index("ix_audit_log_tenant_id_id", audit_log.c.tenant_id, audit_log.c.id)
 
-# Never holds rows: on PostgreSQL every write transaction locks it first (see engine.begin_write).
-write_gate = Table("write_gate", metadata, Column("id", Integer, primary_key=True))
-
 # The head of each tenant's audit-log hash chain: the last row's hash and how many rows the chain holds.
 # The audit writer locks it while it appends, so one tenant's rows chain in id order whatever the process.
 audit_heads = Table(

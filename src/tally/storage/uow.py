@@ -92,7 +92,8 @@ class UnitOfWork:
         return self.engines.dialect
 
     def write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
-        """Runs `work` in one SERIALIZABLE write transaction scoped to `tenants` and commits, retrying it
+        """Runs `work` in one SERIALIZABLE write transaction scoped to `tenants`, holding their gates (writers
+        of other tenants run beside it), and commits, retrying it
         whole on serialization failures and lost connections, at most `retries_max` times. After the
         commit, the listeners hear which tenants got new events."""
         setting = scope_setting(tenants)
@@ -104,9 +105,9 @@ class UnitOfWork:
                     # is deferred (engine.py) and goes out with the gate, the scope and the first statement.
                     transaction = conn.begin()
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
-                    # The gate first: LOCK TABLE does not take the snapshot, the SELECT of the scope does.
+                    # The tenants' gates first, ahead of the BEGIN; the SELECT of the scope takes the snapshot.
                     # Both go out with the work's first statement, in its round trip.
-                    defer_write_gate(conn)
+                    defer_write_gate(conn, None if tenants is Scope.SYSTEM else tenants)
                     defer_tenant_scope(conn, setting)
                     result = work(conn)
                     tenants = ledger_repo.take_event_tenants(conn)
@@ -129,8 +130,8 @@ class UnitOfWork:
                 self._sleep(attempt)
 
     def append(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
-        """A write transaction for append-only rows that no posting reads (the audit log): it does not
-        take the posting gate, so it never waits for a batch."""
+        """A write transaction for append-only rows that no posting reads (the audit log): it takes no
+        tenant's gate, so it never waits for a batch."""
         return self._scoped(self.engines.write, tenants, work)
 
     def _tell_listeners(self, tenants: set[str]) -> None:

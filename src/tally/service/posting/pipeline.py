@@ -1,4 +1,7 @@
-"""The posting pipeline: gathers submissions from many callers into batches for one writer thread.
+"""The posting pipeline: gathers submissions from many callers into batches for its writer threads.
+
+A tenant's submissions always go to the same writer, so they are written in the order they came; writers of
+different tenants write side by side (each transaction holds only its own tenants' gates).
 
 Callers await their own outcome, which is only set after the batch's transaction has committed. While
 the writer commits one batch the next one fills up, so batches grow with load without a fixed linger;
@@ -13,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -33,6 +37,7 @@ class PipelineLimits:
     queue_depth_max: int = 20_000  # queue entries (a Post, or a PostBatch whole)
     # Submissions of one tenant queued or being written: one busy tenant cannot take the whole queue.
     tenant_submissions_max: int = 10_000
+    writers: int = 1  # writer threads, each with its own queue and connection
 
 
 def now_us() -> int:
@@ -43,37 +48,44 @@ class PostingPipeline:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, limits: PipelineLimits,
                  clock=now_us, opener: Opener = no_templates) -> None:
         self.uow, self.calendar, self.limits, self.clock, self.opener = uow, calendar, limits, clock, opener
-        self._queue = _Queue(limits)
+        self._queues = [_Queue(limits) for _ in range(limits.writers)]
         self._arrived: list[_Entry] = []  # queued in this turn of the event loop, handed over at its end
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Future | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopped: list[asyncio.Future] = []
         self._tenant_submissions: Counter[str] = Counter()  # queued or being written; event-loop thread only
-        self.batches_written = 0
+        self._batches_written = [0] * limits.writers  # each writer counts its own
+
+    @property
+    def batches_written(self) -> int:
+        return sum(self._batches_written)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stopped = self._loop.create_future()
-        self._thread = threading.Thread(target=self._run, name="tally-writer", daemon=True)
-        self._thread.start()
+        self._stopped = [self._loop.create_future() for _ in self._queues]
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"tally-writer-{i}", daemon=True)
+                         for i in range(len(self._queues))]
+        for thread in self._threads:
+            thread.start()
 
     async def stop(self) -> None:
-        """Finishes every submission already queued, then stops the writer."""
-        if self._thread is not None:
+        """Finishes every submission already queued, then stops the writers."""
+        if self._threads:
             self._hand_over()
-            self._queue.close()
-            await self._stopped
-            self._thread = None
+            for queue in self._queues:
+                queue.close()
+            await asyncio.gather(*self._stopped)
+            self._threads = []
 
     async def submit(self, sub: Submission) -> Outcome:
         return (await self.submit_many([sub]))[0]
 
     async def submit_many(self, subs: list[Submission]) -> list[Outcome]:
         """Queues submissions together (an atomic group stays in one batch); answers after commit."""
-        if self._queue.closed:
+        if self._queues[0].closed:
             raise LedgerError(ErrorKind.UNAVAILABLE, "POSTING_STOPPED",
                               "the server is shutting down; retry with the same request_id")
-        if self._queue.depth() + len(self._arrived) >= self.limits.queue_depth_max:
+        if self.queue_depth() + len(self._arrived) >= self.limits.queue_depth_max:
             raise LedgerError(ErrorKind.RESOURCE_EXHAUSTED, "POSTING_QUEUE_FULL",
                               "the posting queue is full; retry with the same request_id")
         per_tenant = Counter(sub.tenant_id for sub in subs)
@@ -91,24 +103,35 @@ class PostingPipeline:
         return await future
 
     def _hand_over(self) -> None:
-        """Submissions that arrived in the same turn of the event loop reach the writer together, so that
+        """Submissions that arrived in the same turn of the event loop reach their writers together, so that
         callers answered together, who come back together, share a batch."""
         arrived, self._arrived = self._arrived, []
-        self._queue.put(arrived)
+        if len(self._queues) == 1:
+            self._queues[0].put(arrived)
+            return
+        routed: list[list[_Entry]] = [[] for _ in self._queues]
+        for entry in arrived:
+            routed[self._writer_of(entry[0][0].tenant_id)].append(entry)
+        for queue, entries in zip(self._queues, routed, strict=True):
+            if entries:
+                queue.put(entries)
 
-    def _run(self) -> None:
-        """The writer thread: takes what is queued as soon as the previous batch has committed, without
+    def _writer_of(self, tenant_id: str) -> int:
+        return zlib.crc32(tenant_id.encode()) % len(self._queues)
+
+    def _run(self, writer: int) -> None:
+        """A writer thread: takes what is queued as soon as the previous batch has committed, without
         waiting for the event loop to come round, and hands the answers back to it."""
         try:
-            while (batch := self._queue.take()) is not None:
+            while (batch := self._queues[writer].take()) is not None:
                 subs = [sub for entry_subs, _ in batch for sub in entry_subs]
                 try:
-                    answer: list[Outcome] | BaseException = self._write(subs)
+                    answer: list[Outcome] | BaseException = self._write(subs, writer)
                 except BaseException as exc:  # noqa: BLE001 - every caller must get an answer
                     answer = exc
                 self._answer(self._deliver, batch, answer)
         finally:
-            self._answer(_set_done, self._stopped)
+            self._answer(_set_done, self._stopped[writer])
 
     def _answer(self, callback, *args) -> None:
         try:
@@ -122,7 +145,7 @@ class PostingPipeline:
         self._tenant_submissions = +self._tenant_submissions  # drops the tenants with nothing left
         _deliver(batch, answer)
 
-    def _write(self, subs: list[Submission]) -> list[Outcome]:
+    def _write(self, subs: list[Submission], writer: int) -> list[Outcome]:
         try:
             outcomes = self._transaction(subs)
         except LedgerError as error:
@@ -134,11 +157,11 @@ class PostingPipeline:
             # so it fails only the one that causes it.
             log.exception("batch of %d failed; writing its parts one by one", len(subs))
             return [outcome for run in runs(subs) for outcome in self._write_alone(run)]
-        self.batches_written += 1
+        self._batches_written[writer] += 1
         return outcomes
 
     def queue_depth(self) -> int:
-        return self._queue.depth()
+        return sum(queue.depth() for queue in self._queues)
 
     def _transaction(self, subs: list[Submission]) -> list[Outcome]:
         tenants = {sub.tenant_id for sub in subs}  # a batch spans the tenants of its submissions
