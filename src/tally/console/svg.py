@@ -1,6 +1,7 @@
-"""A voucher drawn as money moving between accounts: the accounts credited on the left (money leaves them),
-the accounts debited on the right (money arrives), the voucher in the middle, and one path per line whose
-width grows with its amount. Drawn on the server as inline SVG; no script."""
+"""A voucher drawn as money moving between accounts, read the way ledgers of transfers read (a transfer debits
+the account money comes from and credits the one it goes to): the debited accounts on the left, the credited
+ones on the right, the voucher in the middle, and one path per line whose width grows with its amount. Drawn
+on the server as inline SVG; no script."""
 
 from __future__ import annotations
 
@@ -22,22 +23,22 @@ LABEL_LENGTH_MAX = 26
 
 def voucher_svg(voucher: Voucher, show: Callable[[int, str], str]) -> Html:
     """`show(amount, currency)` writes an amount for people."""
-    credits = [ln for ln in voucher.lines if ln.side is Side.CREDIT]
     debits = [ln for ln in voucher.lines if ln.side is Side.DEBIT]
+    credits = [ln for ln in voucher.lines if ln.side is Side.CREDIT]
     rows = max(len(credits), len(debits), 1)
     height = rows * ROW_HEIGHT + 24
     hub_y = height // 2
     largest = max((ln.amount for ln in voucher.lines), default=1)
     parts = [_arrow_marker(),
              el("rect", x=HUB_X - 8, y=hub_y - 30, width=16, height=60, rx=4, class_="hub")]
-    for column, lines in ((0, credits), (1, debits)):
+    for column, lines in ((0, debits), (1, credits)):
         top = (height - len(lines) * ROW_HEIGHT) // 2
         for i, line in enumerate(lines):
             y = top + i * ROW_HEIGHT + ROW_HEIGHT // 2
             parts.append(_line(line, column, y, hub_y, largest, show))
     return el("svg", join(parts), xmlns="http://www.w3.org/2000/svg", viewBox=f"0 0 {WIDTH} {height}",
               width=WIDTH, height=height, class_="voucher-flow", role="img",
-              aria_label=f"voucher {voucher.id}: {len(credits)} credit and {len(debits)} debit lines")
+              aria_label=f"voucher {voucher.id}: {len(debits)} debit and {len(credits)} credit lines")
 
 
 def _line(line: PostedLine, column: int, y: int, hub_y: int, largest: int, show) -> Html:
@@ -52,7 +53,7 @@ def _line(line: PostedLine, column: int, y: int, hub_y: int, largest: int, show)
     path = f"M{start[0]},{start[1]} C{middle},{start[1]} {middle},{end[1]} {end[0]},{end[1]}"
     code = line.account_code or line.account_id[:8]
     label = code if len(code) <= LABEL_LENGTH_MAX else code[:LABEL_LENGTH_MAX - 1] + "…"
-    side = "credit" if column == 0 else "debit"
+    side = "debit" if column == 0 else "credit"
     return el("g", el("title", f"line {line.line_no}: {side} {code} {show(line.amount, line.currency)}"),
               el("path", d=path, stroke_width=stroke, class_=f"flow {side}", marker_end="url(#arrow)",
                  data_line=line.line_no),

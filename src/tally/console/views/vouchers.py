@@ -58,8 +58,8 @@ def detail(req: Request, voucher_id: str) -> Page:
         if voucher.metadata else None
     drawing = voucher_svg(voucher, lambda units, code: amount(units, code, currencies))
     return Page(f"Voucher {voucher.id[:8]}", join([
-        el("figure", drawing, el("figcaption", "Money leaves the credited accounts (left) and arrives in the "
-                                 "debited accounts (right); a path's width follows its amount.")),
+        el("figure", drawing, el("figcaption", "Money moves from the debited accounts (left) to the credited "
+                                 "accounts (right); a path's width follows its amount.")),
         facts, el("h2", "Lines"), lines, metadata,
         el("p", link(href("/vouchers", account=voucher.lines[0].account_id), "Other vouchers of its first account"))
         if voucher.lines else None]))
