@@ -116,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(parts.path)
         if path in STATIC_FILES:
             return _static(*STATIC_FILES[path])
+        if path == "/favicon.ico":
+            return Response(HTTPStatus.NO_CONTENT, "image/x-icon", b"", {"Cache-Control": "max-age=86400"})
         if path == "/login":
             return _html(HTTPStatus.OK, login_page(self.path_next(parts.query)))
         found = routes.match(path)
