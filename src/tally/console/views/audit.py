@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tally.console.html import el, join, table
+from tally.console.html import el, join, table, void
 from tally.console.money import when
 from tally.console.request import Page, Request
 from tally.console.views.common import pager
@@ -18,7 +18,7 @@ def audit_log(req: Request) -> Page:
     ledger = el("p", "The ledger audit has not run in this process since it started (tally verify runs it)."
                 if findings is None else f"Last ledger audit in this process: {findings} findings.",
                 class_="ok" if findings == 0 else "hint" if findings is None else "bad")
-    search = el("form", [el("label", f" {label} ", el("input", name=name, value=req.arg(name)))
+    search = el("form", [el("label", f" {label} ", void("input", name=name, value=req.arg(name)))
                          for name, label in (("actor", "Actor"), ("action", "Action"), ("outcome", "Outcome"))],
                 el("button", "Filter", type="submit"), method="get", action="/audit", class_="filter")
     rows = [(r.id, when(r.time_us), r.actor, r.role, r.action, r.target, r.outcome, r.peer) for r in page.rows]

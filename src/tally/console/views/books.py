@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tally.console.html import el, join, link, table
+from tally.console.html import el, join, link, table, void
 from tally.console.money import when
 from tally.console.request import Page, Request
 from tally.console.views.common import account_link, account_ref, money, pager
@@ -15,7 +15,7 @@ def trial_balance(req: Request) -> Page:
               else s.queries.trial_balance(tenant))
     rows = [(t.currency, money(req, t.debit_total, t.currency), money(req, t.credit_total, t.currency),
              money(req, t.difference, t.currency), t.account_count, _verdict(t.difference == 0)) for t in totals]
-    scope = el("form", el("label", "Subtree of account ", el("input", name="subtree", value=subtree)),
+    scope = el("form", el("label", "Subtree of account ", void("input", name="subtree", value=subtree)),
                el("button", "Show", type="submit"), method="get", action="/trial-balance", class_="filter")
     body = table(("Currency", "Debit total", "Credit total", "Difference", "Accounts", ""), rows,
                  class_="trial-balance") if rows else el("p", "No balances yet.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tally.console.html import el, join, table
+from tally.console.html import el, join, table, void
 from tally.console.money import when
 from tally.console.request import Page, Request
 from tally.console.views.common import account_ref, money
@@ -10,8 +10,8 @@ from tally.console.views.common import account_ref, money
 
 def reconciliation(req: Request) -> Page:
     account, statement_id = req.arg("account"), req.arg("statement")
-    form = el("form", el("label", "Account ", el("input", name="account", value=account, required=True)),
-              el("label", " Statement id ", el("input", name="statement", value=statement_id, required=True)),
+    form = el("form", el("label", "Account ", void("input", name="account", value=account, required=True)),
+              el("label", " Statement id ", void("input", name="statement", value=statement_id, required=True)),
               el("button", "Show", type="submit"), method="get", action="/reconciliation", class_="filter")
     if not (account and statement_id):
         return Page("Reconciliation", join([form, el("p", "Name a clearing account and the id of a statement "

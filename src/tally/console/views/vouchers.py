@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tally.console.html import el, href, join, link, table
+from tally.console.html import el, href, join, link, table, void
 from tally.console.money import amount, when
 from tally.console.request import Page, Request
 from tally.console.svg import voucher_svg
@@ -19,8 +19,8 @@ def listing(req: Request) -> Page:
                                    account_id=account_id, flow_type=req.arg("flow"))
     rows = [(v.sequence, link(f"/vouchers/{v.id}", v.id[:8], class_="voucher"), v.accounting_date,
              when(v.posted_us), v.flow_type, len(v.lines), _totals(req, v), v.memo) for v in page.items]
-    search = el("form", el("label", "Account ", el("input", name="account", value=req.arg("account"))),
-                el("label", " Flow ", el("input", name="flow", value=req.arg("flow"))),
+    search = el("form", el("label", "Account ", void("input", name="account", value=req.arg("account"))),
+                el("label", " Flow ", void("input", name="flow", value=req.arg("flow"))),
                 el("button", "Filter", type="submit"), method="get", action="/vouchers", class_="filter")
     found = table(("Seq", "Voucher", "Date", "Posted", "Flow", "Lines", "Amount", "Memo"), rows,
                   class_="vouchers") if rows else el("p", "No vouchers.")
