@@ -4,10 +4,12 @@ tenant checks as the gRPC API, and what each view shows."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 
 import pytest
 
+from tally.console.server import CONNECTIONS_MAX
 from tally.service.books.auditor import list_audit_log
 from tally.storage.audit_repo import AuditFilter
 from tests.e2e.conftest import BACKENDS, Server, wait_until
@@ -177,10 +179,32 @@ def test_bounded_and_read_only(console) -> None:
                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 413
         assert http.get("/" + "a" * 3000).status_code == 414
         assert http.get("/nothing-here").status_code == 404
+        too_many = "&".join(f"p{i}=1" for i in range(20))
+        assert http.get(f"/holds?{too_many}").status_code == 400
         page = http.get("/")
         assert "default-src 'none'" in page.headers["content-security-policy"]
         assert page.headers["cache-control"] == "no-store" and page.headers["x-content-type-options"] == "nosniff"
         assert http.get("/static/console.css").status_code == 200
+
+
+def test_connections_past_the_limit_are_answered_503(console) -> None:
+    _, ledger = console
+    port = int(ledger.console_url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(CONNECTIONS_MAX)]
+    try:
+        wait_until(lambda: _answer(port).startswith(b"HTTP/1.0 503"), "a refusal past the connection limit",
+                   timeout_s=10, interval_s=0.05)
+    finally:
+        for conn in idle:
+            conn.close()
+    wait_until(lambda: _answer(port).startswith(b"HTTP/1.0 401"), "the console serving again", timeout_s=10,
+               interval_s=0.05)
+
+
+def _answer(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        return conn.recv(64)
 
 
 def http_get(ledger: Ledger, path: str):

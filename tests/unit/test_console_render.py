@@ -1,4 +1,5 @@
-"""The console's rendering helpers: amounts in currency units, escaping by default, the voucher drawing."""
+"""The console's rendering helpers (amounts in currency units, escaping by default, the voucher drawing) and
+its setting."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 
 import pytest
 
+from tally.config import ConfigError, Settings
 from tally.console.html import Html, el, href
 from tally.console.login import safe_next
 from tally.console.money import amount, when
@@ -60,3 +62,10 @@ def test_voucher_drawing_has_one_path_per_line_sized_by_amount() -> None:
     assert widths == [STROKE_MAX, STROKE_MAX * 990_000 // 1_000_000, STROKE_MIN]
     assert "<script>" not in svg and "alice&lt;/text&gt;" in svg
     assert svg.index('class="box debit"') < svg.index(">bank<") < svg.index('class="box credit"')
+
+
+def test_the_console_is_off_unless_its_address_is_set() -> None:
+    assert Settings.from_env({}).console_address == ""
+    assert Settings.from_env({"TALLY_CONSOLE_ADDRESS": "127.0.0.1:8080"}).console_address == "127.0.0.1:8080"
+    with pytest.raises(ConfigError, match="TALLY_CONSOLE_ADDRESS"):
+        Settings.from_env({"TALLY_CONSOLE_ADDRESS": "8080"})

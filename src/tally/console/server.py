@@ -119,15 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/favicon.ico":
             return Response(HTTPStatus.NO_CONTENT, "image/x-icon", b"", {"Cache-Control": "max-age=86400"})
         if path == "/login":
-            return _html(HTTPStatus.OK, login_page(self.path_next(parts.query)))
+            return _html(HTTPStatus.OK, login_page(_next_of(parts.query)))
         found = routes.match(path)
         if found is None:
             return _html(HTTPStatus.NOT_FOUND, document("Not found", el("p", "No such page."), None))
-        query = parse_qs(parts.query, max_num_fields=QUERY_PARAMETERS_MAX)
+        try:
+            query = parse_qs(parts.query, max_num_fields=QUERY_PARAMETERS_MAX)
+        except ValueError:
+            return _plain(HTTPStatus.BAD_REQUEST, f"at most {QUERY_PARAMETERS_MAX} query parameters")
         return self._view(found[0], found[1], path, {k: v[0] for k, v in query.items()}, parts)
-
-    def path_next(self, query: str) -> str:
-        return safe_next(parse_qs(query).get("next", ["/"])[0])
 
     def _view(self, route: routes.Route, args: tuple[str, ...], path: str, query: dict[str, str], parts) -> Response:
         authorization = auth.credential(self.headers)
@@ -138,8 +138,6 @@ class _Handler(BaseHTTPRequestHandler):
             answer = route.view(Request(path, query, principal, self.services), *args)
         except LedgerError as error:
             return self._refused(route, path, parts, authorization, principal, error)
-        except ValueError as exc:  # a malformed query string
-            return self._error(path, principal, LedgerError(ErrorKind.INVALID_ARGUMENT, "QUERY_INVALID", str(exc)))
         except Exception:  # noqa: BLE001 - logged with an id the page shows; never a traceback to the browser
             error_id = uuid.uuid4().hex[:12]
             log.exception("console %s failed (error_id=%s)", path, error_id)
@@ -196,6 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the http.server signature
         log.debug("console %s %s", self.address_string(), format % args)
+
+
+def _next_of(query: str) -> str:
+    try:
+        return safe_next(parse_qs(query, max_num_fields=QUERY_PARAMETERS_MAX).get("next", ["/"])[0])
+    except ValueError:
+        return "/"
 
 
 def _html(status: int, page: Html, headers: dict[str, str] | None = None) -> Response:

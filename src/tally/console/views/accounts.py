@@ -71,7 +71,7 @@ def detail(req: Request, ref_text: str) -> Page:
     account, balance = s.queries.get_account(tenant, ref)
     entries = s.queries.list_entries(tenant, AccountRef(id=account.id), page_size=req.page_size(),
                                      page_token=req.arg("page"))
-    [rolled] = s.hierarchy.get_rollups(tenant, [AccountRef(id=account.id)]).accounts
+    rollups = _rollups(req, [account]).get(account.id)
     facts = table(("", ""), [
         ("Code", account.code), ("Name", account.name), ("Id", el("code", account.id)),
         ("Type", account.type.value), ("Normal side", account.normal_side.value),
@@ -79,7 +79,7 @@ def detail(req: Request, ref_text: str) -> Page:
         ("Parent", link(f"/accounts/{account.parent_id}", "parent") if account.parent_id else "none")],
         class_="facts")
     return Page(f"Account {account.code}", join([
-        facts, el("h2", "Balances"), _balances(req, balance), _rollup_table(req, rolled.rollups),
+        facts, el("h2", "Balances"), _balances(req, balance), _rollup_table(req, rollups),
         el("h2", "Statement"), _statement(req, account, entries), pager(req, entries.next_page_token)]))
 
 
@@ -91,7 +91,9 @@ def _balances(req: Request, b: BalanceView) -> Html:
                    money(req, b.previous_day, b.currency), b.entry_count)], class_="balances")
 
 
-def _rollup_table(req: Request, rollups: list[RollUp]) -> Html | None:
+def _rollup_table(req: Request, rollups: list[RollUp] | None) -> Html | None:
+    if rollups is None:
+        return el("p", "Too many accounts under it to roll up here.", class_="hint")
     if not any(r.descendant_accounts for r in rollups):
         return None
     return join([el("h2", "Roll-up of the accounts under it"), table(
