@@ -15,13 +15,22 @@ from tally.service.auth import keys
 from tally.service.posting.pipeline import now_us
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
-from tally.v1 import day_service_pb2, day_service_pb2_grpc, types_pb2
+from tally.v1 import (
+    day_service_pb2,
+    day_service_pb2_grpc,
+    flows_pb2,
+    settlement_service_pb2,
+    settlement_service_pb2_grpc,
+    types_pb2,
+)
 from tests.e2e.conftest import Server, TenantKeys, md, module_server, timestamp_in
 
 HTTP_TIMEOUT_S = 10.0
 FUNDED_UNITS = 12_345_678  # 12.345678 USD
 SENT_UNITS = 2_000_000
 HELD_UNITS = 300_000
+CLEARING = "channel_clearing:visa:USD"
+STATEMENT = "visa-2026-12"
 
 
 @dataclass
@@ -65,6 +74,7 @@ def populate(srv: Server) -> Ledger:
     hold = srv.accounting().CreateHold(post_pb.CreateHoldRequest(
         request_id="console-hold", account=types_pb2.AccountRef(code="alice"), amount=HELD_UNITS, currency="USD",
         expire_time=timestamp_in(3600), memo="card auth"), metadata=md(tenant)).hold
+    _reconcile(srv, tenant, funding.accounting_date)
     other_account = srv.create_account(other, "secret")
     other_voucher = srv.fund(other, "secret", 5_000_000)
     day_service_pb2_grpc.DayServiceStub(srv._default).CloseAccountingDay(day_service_pb2.CloseAccountingDayRequest(
@@ -78,6 +88,21 @@ def populate(srv: Server) -> Ledger:
         other_key=provisioner.key_for(other), funding_voucher_id=funding.id, transfer_voucher_id=transfer.id,
         merchant_id=merchant.id, alice_id=alice.id, other_account_id=other_account.id,
         other_voucher_id=other_voucher.id, hold_id=hold.id, day=funding.accounting_date)
+
+
+def _reconcile(srv: Server, tenant: str, day: str) -> None:
+    """Two card acquisitions, and the channel's statement of them: one matched, one short by a fee."""
+    for reference, units in (("ORD-A", 5_000_000), ("ORD-B", 3_000_000)):
+        srv.accounting().Post(post_pb.PostRequest(
+            request_id=f"acquire-{reference}", metadata={"channel_ref": reference},
+            acquisition=flows_pb2.AcquisitionFlow(merchant="m1", channel="visa", amount=units, currency="USD")),
+            metadata=md(tenant))
+    text = f"id,reference,amount,date\nL1,ORD-A,5.00,{day}\nL2,ORD-B,2.99,{day}\n"
+    settlement_service_pb2_grpc.SettlementServiceStub(srv._default).ImportStatement(
+        settlement_service_pb2.ImportStatementRequest(
+            request_id="console-import", account=types_pb2.AccountRef(code=CLEARING), statement_id=STATEMENT,
+            format=settlement_service_pb2.STATEMENT_FORMAT_CSV, statement_file=text.encode(),
+            closing_balance=7_990_000), metadata=md(tenant))
 
 
 def _key(provisioner: TenantKeys, tenant: str, role: Role) -> str:

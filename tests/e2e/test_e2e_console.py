@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import pytest
 
@@ -14,9 +15,11 @@ from tally.service.books.auditor import list_audit_log
 from tally.storage.audit_repo import AuditFilter
 from tests.e2e.conftest import BACKENDS, Server, wait_until
 from tests.e2e.console_support import (
+    CLEARING,
     FUNDED_UNITS,
     HELD_UNITS,
     SENT_UNITS,
+    STATEMENT,
     Ledger,
     cells,
     client,
@@ -138,7 +141,7 @@ def test_voucher_view_draws_one_path_per_line(console) -> None:
     assert svg.index(">alice<", debit_box) < credit_box < svg.index(">bob<", credit_box)  # money goes alice -> bob
     assert "2.000000 USD" in svg
     assert {(row[1], row[2], row[3]) for row in lines} == {("alice", "2.000000 USD", ""), ("bob", "", "2.000000 USD")}
-    assert ledger.transfer_voucher_id[:8] in http_get(ledger, "/vouchers?account=alice").text
+    assert ledger.transfer_voucher_id[-8:] in http_get(ledger, "/vouchers?account=alice").text
 
 
 def test_books_days_holds_and_events(console) -> None:
@@ -167,7 +170,21 @@ def test_books_days_holds_and_events(console) -> None:
         assert http.get(f"/events.json?after={after}").json() == {"after": after, "events": []}
         assert http.get("/reconciliation").status_code == 200
         missing = http.get("/reconciliation?account=alice&statement=nope")
-        assert missing.status_code in (403, 404)
+        assert missing.status_code == 404 and "STATEMENT_NOT_FOUND" in missing.text
+
+
+def test_reconciliation_report(console) -> None:
+    _, ledger = console
+    with client(ledger, ledger.reader_key) as http:
+        page = http.get(f"/reconciliation?{urlencode({'account': CLEARING, 'statement': STATEMENT})}")
+    assert page.status_code == 200
+    counts = {row[0]: row[1:] for row in cells(page.text, "recon-counts")}
+    assert counts["matched"] == ["1", "5.000000 USD", "5.000000 USD", "0"]
+    assert counts["difference"] == ["1", "3.000000 USD", "2.990000 USD", "1"]
+    [proof] = cells(page.text, "proof")
+    assert proof == ["8.000000 USD", "0.000000 USD", "0.010000 USD", "7.990000 USD", "yes"]
+    [open_item] = cells(page.text, "recon-items")
+    assert open_item[1:] == ["difference", "reference", "3.000000 USD", "2.990000 USD", "0.010000 USD"]
 
 
 def test_bounded_and_read_only(console) -> None:

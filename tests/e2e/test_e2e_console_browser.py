@@ -98,7 +98,7 @@ def test_accounts_tree_and_live_feed_follow_new_events(console, browser: webdriv
     WebDriverWait(browser, WAIT_S).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "table.events tbody tr")) > shown)
     newest = browser.find_element(By.CSS_SELECTOR, "table.events tbody tr")
-    assert "ledger.entry.posted" in newest.text and posted.id[:8] in newest.text
+    assert "ledger.entry.posted" in newest.text and posted.id[-8:] in newest.text
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"], "errors in the browser console"
 
 

@@ -51,7 +51,7 @@ def _line(line: PostedLine, column: int, y: int, hub_y: int, largest: int, show)
         start, end = (HUB_X + 8, hub_y), (box_x - 6, y)
     middle = (start[0] + end[0]) // 2
     path = f"M{start[0]},{start[1]} C{middle},{start[1]} {middle},{end[1]} {end[0]},{end[1]}"
-    code = line.account_code or line.account_id[:8]
+    code = line.account_code or line.account_id[-8:]
     label = code if len(code) <= LABEL_LENGTH_MAX else code[:LABEL_LENGTH_MAX - 1] + "…"
     side = "debit" if column == 0 else "credit"
     return el("g", el("title", f"line {line.line_no}: {side} {code} {show(line.amount, line.currency)}"),

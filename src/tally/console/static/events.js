@@ -15,7 +15,7 @@
     if (href && text) {
       const a = document.createElement("a");
       a.href = href;
-      a.textContent = text.slice(0, 8);
+      a.textContent = text.slice(-8);
       td.appendChild(a);
     } else {
       td.textContent = text;
@@ -30,7 +30,7 @@
     cell(row, event.type);
     cell(row, event.account_id, "/accounts/" + encodeURIComponent(event.account_id));
     cell(row, event.voucher_id, "/vouchers/" + encodeURIComponent(event.voucher_id));
-    cell(row, event.hold_id.slice(0, 8));
+    cell(row, event.hold_id.slice(-8));
     const code = document.createElement("code");
     code.textContent = event.payload;
     row.insertCell().appendChild(code);

@@ -7,7 +7,7 @@ from collections import defaultdict
 from tally.console.html import Html, el, join, link, table
 from tally.console.money import when
 from tally.console.request import Page, Request
-from tally.console.views.common import account_ref, money, pager
+from tally.console.views.common import account_ref, money, pager, short
 from tally.domain.accounts import Account, Side
 from tally.domain.errors import LedgerError
 from tally.domain.hierarchy import RollUp
@@ -108,7 +108,7 @@ def _statement(req: Request, account: Account, page) -> Html:
         return el("p", "No entries.")
     opening = el("p", "Opening balance of this page: ", money(req, page.opening_balance, account.currency))
     rows = [(e.entry_number, e.accounting_date, when(e.posted_us), e.flow_type,
-             link(f"/vouchers/{e.voucher_id}", e.voucher_id[:8], class_="voucher"), e.memo,
+             link(f"/vouchers/{e.voucher_id}", short(e.voucher_id), class_="voucher"), e.memo,
              money(req, e.amount, e.currency) if e.side == Side.DEBIT.value else "",
              money(req, e.amount, e.currency) if e.side == Side.CREDIT.value else "",
              money(req, e.balance_after, e.currency)) for e in page.items]

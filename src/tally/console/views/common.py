@@ -27,7 +27,7 @@ def money(req: Request, units: int, currency: str) -> Html:
 
 def account_link(account_id: str, codes: dict[str, str]) -> Html:
     code = codes.get(account_id)
-    return link(f"/accounts/{account_id}", code or account_id[:8], class_="account", title=account_id)
+    return link(f"/accounts/{account_id}", code or short(account_id), class_="account", title=account_id)
 
 
 def pager(req: Request, next_token: str, **keep: str) -> Html | None:
@@ -41,4 +41,5 @@ def pager(req: Request, next_token: str, **keep: str) -> Html | None:
 
 
 def short(identifier: str) -> str:
-    return identifier[:8]
+    """The last eight characters of an id: its random part (a UUIDv7 begins with the time, alike for neighbours)."""
+    return identifier[-8:]

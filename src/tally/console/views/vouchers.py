@@ -6,7 +6,7 @@ from tally.console.html import el, href, join, link, table, void
 from tally.console.money import amount, when
 from tally.console.request import Page, Request
 from tally.console.svg import voucher_svg
-from tally.console.views.common import account_ref, money, pager
+from tally.console.views.common import account_ref, money, pager, short
 from tally.domain.accounts import Side
 
 
@@ -17,7 +17,7 @@ def listing(req: Request) -> Page:
         account_id = s.queries.get_account(tenant, account_ref(req.arg("account")))[0].id
     page = s.queries.list_vouchers(tenant, page_size=req.page_size(), page_token=req.arg("page"),
                                    account_id=account_id, flow_type=req.arg("flow"))
-    rows = [(v.sequence, link(f"/vouchers/{v.id}", v.id[:8], class_="voucher"), v.accounting_date,
+    rows = [(v.sequence, link(f"/vouchers/{v.id}", short(v.id), class_="voucher"), v.accounting_date,
              when(v.posted_us), v.flow_type, len(v.lines), _totals(req, v), v.memo) for v in page.items]
     search = el("form", el("label", "Account ", void("input", name="account", value=req.arg("account"))),
                 el("label", " Flow ", void("input", name="flow", value=req.arg("flow"))),
@@ -57,7 +57,7 @@ def detail(req: Request, voucher_id: str) -> Page:
     metadata = table(("Key", "Value"), sorted(voucher.metadata.items()), class_="metadata") \
         if voucher.metadata else None
     drawing = voucher_svg(voucher, lambda units, code: amount(units, code, currencies))
-    return Page(f"Voucher {voucher.id[:8]}", join([
+    return Page(f"Voucher {short(voucher.id)}", join([
         el("figure", drawing, el("figcaption", "Money moves from the debited accounts (left) to the credited "
                                  "accounts (right); a path's width follows its amount.")),
         facts, el("h2", "Lines"), lines, metadata,
