@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import jwt
 import pytest
 
 from tally.domain.auth import Role
@@ -30,6 +32,8 @@ FUNDED_UNITS = 12_345_678  # 12.345678 USD
 SENT_UNITS = 2_000_000
 HELD_UNITS = 300_000
 CLEARING = "channel_clearing:visa:USD"
+JWT_SECRET = "console-test-secret-of-at-least-32-bytes"
+JWT_ISSUER, JWT_AUDIENCE = "https://idp.test", "tally"
 STATEMENT = "visa-2026-12"
 
 
@@ -55,7 +59,8 @@ class Ledger:
 @contextlib.contextmanager
 def console_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[tuple[Server, Ledger]]:
-    with module_server(request, tmp_path_factory, console_address="127.0.0.1:0") as srv:
+    with module_server(request, tmp_path_factory, console_address="127.0.0.1:0", jwt_secret=JWT_SECRET,
+                       jwt_issuer=JWT_ISSUER, jwt_audience=JWT_AUDIENCE) as srv:
         yield srv, populate(srv)
 
 
@@ -107,6 +112,13 @@ def _reconcile(srv: Server, tenant: str, day: str) -> None:
 
 def _key(provisioner: TenantKeys, tenant: str, role: Role) -> str:
     return keys.create_key(provisioner.uow, tenant, role, f"console {role.value}", "tests", now_us).secret_key
+
+
+def token(tenant: str, role: str, lifetime_s: int = 600) -> str:
+    """A signed JWT as an identity provider would issue it."""
+    now = int(time.time())
+    return jwt.encode({"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "sub": f"console-{role}", "tenant_id": tenant,
+                       "role": role, "exp": now + lifetime_s}, JWT_SECRET, algorithm="HS256")
 
 
 def client(ledger: Ledger, key: str | None = None) -> httpx.Client:

@@ -24,6 +24,7 @@ from tests.e2e.console_support import (
     cells,
     client,
     console_server,
+    token,
 )
 
 
@@ -62,6 +63,11 @@ def test_sign_in_sets_an_http_only_strict_cookie_that_reads_the_pages(console) -
         assert http.get("/holds").status_code == 200  # the cookie jar sends it back
         assert http.post("/login", data={"key": ledger.reader_key, "next": "//evil.example/"}
                          ).headers["location"] == "/"
+        cross_site = http.post("/login", data={"key": ledger.reader_key}, headers={"Origin": "http://evil.example"})
+        assert cross_site.status_code == 403 and "set-cookie" not in cross_site.headers
+        assert http.post("/login", data={"key": ledger.reader_key}, headers={"Origin": "null"}).status_code == 403
+        same_site = http.post("/login", data={"key": ledger.reader_key}, headers={"Origin": ledger.console_url})
+        assert same_site.status_code == 303
         out = http.post("/logout")
         assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
 
@@ -78,6 +84,21 @@ def test_a_key_of_one_tenant_cannot_read_another_tenants_account_or_voucher(cons
     with client(ledger, ledger.other_key) as http:  # the owner sees both
         assert http.get(f"/accounts/{ledger.other_account_id}").status_code == 200
         assert "secret" in http.get(f"/vouchers/{ledger.other_voucher_id}").text
+
+
+def test_tokens_sign_in_like_keys(console) -> None:
+    _, ledger = console
+    with client(ledger, token("console-a", "reader")) as http:
+        assert ">alice<" in http.get("/").text
+        assert http.get("/audit").status_code == 403
+        assert http.get(f"/vouchers/{ledger.other_voucher_id}").status_code == 403
+    with client(ledger, token("console-a", "auditor")) as http:
+        assert http.get("/audit").status_code == 200
+    with client(ledger, token("console-a", "reader", lifetime_s=-60)) as http:
+        assert http.get("/").status_code == 401
+    with client(ledger) as http:
+        assert http.post("/login", data={"key": token("console-b", "reader")}).status_code == 303
+        assert ">secret<" in http.get("/").text
 
 
 def test_roles_are_checked_as_for_the_rpcs_and_refusals_are_audited(console) -> None:

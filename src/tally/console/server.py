@@ -37,7 +37,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
                                "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # (no-referrer would make the sign-in form send `Origin: null`)
     "Cache-Control": "no-store",
 }
 
@@ -102,7 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
-        if path == "/logout":
+        origin = self.headers.get("Origin")
+        if origin and urlsplit(origin).netloc != self.headers.get("Host", ""):
+            # Another site's form would sign the browser in with the other site's key, or out.
+            self._send(_plain(HTTPStatus.FORBIDDEN, "sign in from the console's own page"))
+        elif path == "/logout":
             self._send(_redirect("/login", auth.logout_cookie()))
         elif path == "/login":
             self._send(self._login())
