@@ -131,6 +131,10 @@ def test_accounts_tree_shows_roll_ups_and_escapes_names(console) -> None:
     merchant = tree.index(">merchant<")
     assert merchant < tree.index(">merchant-eu<") and merchant < tree.index(">merchant-us<")
     assert re.search(r'class="rollup"><strong[^>]*><span class="amount">1\.000000 USD</span>', tree)
+    with client(ledger, ledger.reader_key) as http:
+        alone = http.get("/?size=1").text  # the parent alone, its children on later pages
+    assert ">merchant-us<" not in alone
+    assert re.search(r'class="rollup"><strong[^>]*><span class="amount">1\.000000 USD', alone)
     assert "12.345678 USD" not in tree  # alice holds 10.345678 USD after the transfer
     assert f"{(FUNDED_UNITS - SENT_UNITS) // 1_000_000}.{(FUNDED_UNITS - SENT_UNITS) % 1_000_000:06d} USD" in tree
 

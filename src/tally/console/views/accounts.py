@@ -28,23 +28,27 @@ def tree(req: Request) -> Page:
     ids = {a.id for a in accounts}
     for account in accounts:
         children[account.parent_id if account.parent_id in ids else None].append(account)
-    rollups = _rollups(req, [a for a in accounts if a.id in children])
+    rollups = _rollups(req, accounts)
+    if None in rollups.values():  # the page's subtrees are too large together: those drawn here, then
+        rollups = _rollups(req, [a for a in accounts if a.id in children])
     body = el("ul", [_node(req, a, children, balances, rollups) for a in children[None]], class_="tree")
     return Page("Accounts", join([el("p", f"{len(accounts)} accounts on this page; a parent shows its own "
-                                          "balance and, in bold, the roll-up of everything under it.",
+                                          "balance and, in bold, the roll-up of everything under it (on this "
+                                          "page or not).",
                                      class_="hint"), body, pager(req, page.next_page_token)]))
 
 
-def _rollups(req: Request, parents: list[Account]) -> dict[str, list[RollUp] | None]:
-    """Roll-ups of the parents on the page; None for a subtree too large to roll up here."""
-    if not parents:
+def _rollups(req: Request, accounts: list[Account]) -> dict[str, list[RollUp] | None]:
+    """Each account's roll-ups (an account without descendants has one of none), or None for each when their
+    subtrees together are too large to read in one request."""
+    if not accounts:
         return {}
     try:
-        found = req.services.hierarchy.get_rollups(req.tenant_id, [AccountRef(id=a.id) for a in parents])
+        found = req.services.hierarchy.get_rollups(req.tenant_id, [AccountRef(id=a.id) for a in accounts])
     except LedgerError as error:
         if error.reason != "SUBTREE_TOO_LARGE":
             raise
-        return dict.fromkeys((a.id for a in parents), None)
+        return dict.fromkeys((a.id for a in accounts), None)
     return {a.balance.account_id: a.rollups for a in found.accounts}
 
 
@@ -57,13 +61,14 @@ def _node(req: Request, account: Account, children, balances: dict[str, BalanceV
                el("span", account.status.value, class_=f"status {account.status.value}"),
                money(req, balance.current, account.currency), class_="node")
     kids = children.get(account.id, [])
-    if not kids:
-        return el("li", label)
-    found = rollups.get(account.id)
+    found = rollups.get(account.id, [])
+    if found is not None and not any(r.descendant_accounts for r in found):
+        return el("li", label, el("ul", [_node(req, k, children, balances, rollups) for k in kids]) if kids else None)
     total = (el("span", "roll-up too large to show", class_="hint") if found is None else
              el("span", join(el("strong", money(req, r.total, r.currency), title=f"{r.descendant_accounts} under it")
                              for r in found), class_="rollup"))
-    return el("li", label, total, el("ul", [_node(req, k, children, balances, rollups) for k in kids]))
+    return el("li", label, total,
+              el("ul", [_node(req, k, children, balances, rollups) for k in kids]) if kids else None)
 
 
 def detail(req: Request, ref_text: str) -> Page:
