@@ -47,7 +47,8 @@ def test_text_and_attributes_are_escaped_unless_already_markup() -> None:
 
 @pytest.mark.parametrize(("asked", "kept"), [
     ("/accounts/alice?size=1", "/accounts/alice?size=1"), ("//evil.example/x", "/"),
-    ("https://evil.example/", "/"), ("/\\evil", "/"), ("", "/")])
+    ("https://evil.example/", "/"), ("/\\evil", "/"), ("", "/"),
+    ("/x\r\nSet-Cookie: a=b", "/"), ("/a b", "/")])
 def test_after_sign_in_only_a_local_path_is_followed(asked: str, kept: str) -> None:
     assert safe_next(asked) == kept
 

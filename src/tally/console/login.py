@@ -19,7 +19,9 @@ def login_page(next_path: str, message: str | None = None) -> Html:
 
 
 def safe_next(path: str) -> str:
-    """Where to go after signing in: a path on this server only."""
-    if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 1024:
+    """Where to go after signing in: a path on this server only, of visible ASCII (it becomes a Location
+    header: a line break in it would add headers of the sender's choosing)."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path or len(path) > 1024 or \
+            not all("!" <= c <= "~" for c in path):
         return "/"
     return path

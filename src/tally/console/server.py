@@ -157,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
                 error.reason != "CREDENTIALS_MISSING":
             self.refusals.refused(route.method, principal, authorization, error, self.client_address[0], path)
         if error.kind is ErrorKind.UNAUTHENTICATED and not path.endswith(".json"):
-            target = path + (f"?{parts.query}" if parts.query else "")
+            target = parts.path + (f"?{parts.query}" if parts.query else "")  # as sent: still percent-encoded
             message = None if error.reason == "CREDENTIALS_MISSING" else f"{error.reason}: {error.message}"
             return _html(HTTPStatus.UNAUTHORIZED, login_page(safe_next(target), message),
                          {"WWW-Authenticate": 'Bearer realm="tally"'})
