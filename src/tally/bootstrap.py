@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from tally import logs, metrics, telemetry
 from tally.api.server import GrpcServer
 from tally.config import ConfigError, Settings
+from tally.console.server import ConsoleServer
 from tally.domain.auth import Role
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import LedgerError
@@ -168,6 +169,7 @@ class App:
     server: GrpcServer
     listener: PgListener | None = None
     metrics_endpoint: telemetry.MetricsEndpoint | None = None
+    console: ConsoleServer | None = None
 
     @property
     def port(self) -> int:
@@ -177,6 +179,8 @@ class App:
         """Health NOT_SERVING (balancers stop sending), streams end (they would hold the drain for the
         whole grace period), in-flight calls drain, queued postings finish, connections close."""
         await self.server.health.enter_graceful_shutdown()
+        if self.console is not None:
+            await asyncio.to_thread(self.console.close)
         await _stop_streams(self.services.hub, self.listener)
         await self.services.dispatcher.stop()
         await self.server.stop()
@@ -265,7 +269,7 @@ async def start(settings: Settings) -> App:
     services.expirer.start()
     services.auditor.start()
     services.days.start()
-    listener = endpoint = None
+    listener = endpoint = console = None
     try:
         endpoint = telemetry.meter_provider(settings.otel_exporter, settings.metrics_address)
         metrics.observe(services.pipeline.queue_depth, lambda: services.hub.subscriber_count,
@@ -274,14 +278,27 @@ async def start(settings: Settings) -> App:
         listener = await _start_streams(services, engines, settings)
         server = GrpcServer(services)
         await server.start()
+        console = start_console(services)
     except BaseException:
+        if console is not None:
+            console.close()
         await _stop_streams(services.hub, listener)
         await services.dispatcher.stop()
         await _stop_writers(services, engines)
         if endpoint is not None:
             endpoint.close()
         raise
-    return App(settings, engines, services, server, listener, endpoint)
+    return App(settings, engines, services, server, listener, endpoint, console)
+
+
+def start_console(services: Services) -> ConsoleServer | None:
+    """The read-only web console, when TALLY_CONSOLE_ADDRESS asks for it."""
+    address = services.settings.console_address
+    if not address:
+        return None
+    console = ConsoleServer(services, address, asyncio.get_running_loop())
+    log.info("web console on %s (port %d)", address, console.port)
+    return console
 
 
 # The cyclic garbage collector's young-generation threshold in serve. A batch of 1,000 vouchers allocates

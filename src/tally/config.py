@@ -32,6 +32,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"  # or "json": one object per line (see logs.py)
     metrics_address: str = ""  # host:port of the Prometheus scrape endpoint; empty: none
+    console_address: str = ""  # host:port of the read-only web console; empty: none
     auto_migrate: bool = True
     currencies: dict[str, Currency] = field(default_factory=lambda: parse_currencies(DEFAULT_CURRENCIES))
     day_cutoff_offset_minutes: int = 0
@@ -113,6 +114,7 @@ class Settings:
                 log_level=_choice(env, "TALLY_LOG_LEVEL", d.log_level, {"DEBUG", "INFO", "WARNING", "ERROR"}),
                 log_format=_choice(env, "TALLY_LOG_FORMAT", d.log_format, {"text", "json"}),
                 metrics_address=_address(env, "TALLY_METRICS_ADDRESS", d.metrics_address),
+                console_address=_address(env, "TALLY_CONSOLE_ADDRESS", d.console_address),
                 auto_migrate=_bool(env, "TALLY_AUTO_MIGRATE", d.auto_migrate),
                 currencies=_currencies(env, "TALLY_CURRENCIES"),
                 day_cutoff_offset_minutes=_int(env, "TALLY_DAY_CUTOFF_OFFSET_MINUTES", 0, -1439, 1439),
