@@ -63,10 +63,10 @@ TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
            "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals",
-           "recon_statements", "recon_lines")
+           "recon_statements", "recon_lines", "account_merges")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
            "audit_account_sums", "webhooks", "accounting_days", "recon_items", "bank_accounts", "payout_batches",
-           "payouts")
+           "payouts", "account_securities")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",

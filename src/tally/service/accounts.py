@@ -145,7 +145,7 @@ def _replay(conn: Connection, cmd: CreateAccount | UpdateAccount) -> AccountResu
         raise reused_request_id(cmd.request_id, cmd.operation, record.operation, record.body, cmd.body())
     if "error" in record.result:
         raise refusal_from(record.result["error"])
-    return AccountResult(_account_from(record.result["account"]), replayed=True)
+    return AccountResult(account_from(record.result["account"]), replayed=True)
 
 
 def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, now: int) -> None:
@@ -155,6 +155,6 @@ def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, 
         result, now, actor=cmd.actor)])
 
 
-def _account_from(data: dict) -> Account:
+def account_from(data: dict) -> Account:
     return Account(**{**data, "type": AccountType(data["type"]), "normal_side": Side(data["normal_side"]),
                       "status": AccountStatus(data["status"]), "floor_policy": FloorPolicy(data["floor_policy"])})
