@@ -3,8 +3,9 @@
 A credit account names the security-deposit account that secures it; a deposit secures at most
 `DEPOSIT_CREDITS_MAX` credit accounts. The deposit keeps what secures their outstanding credit,
 ceil(outstanding x 10,000 / ratio_bps), and cannot be withdrawn (or held) below it. A bound credit
-account's limit is the deposit's balance x ratio_bps / 10,000 (rounded down), computed when a posting is
-checked, so it follows the deposit as it moves. Pure arithmetic on balances: the batch writer calls it.
+account's limit is the deposit's balance x ratio_bps / 10,000 (rounded down), at most the account's own
+credit limit, computed when a posting is checked, so it follows the deposit as it moves. Pure arithmetic
+on balances: the batch writer calls it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def required_deposit(security: Security, credit: BalanceState) -> int:
 def bound_limit(security: Security, deposit: BalanceState) -> int:
     """The credit limit a deposit balance carries, rounded down: the credit never exceeds its cover."""
     return min(max(0, deposit.current) * security.ratio_bps // RATIO_BPS_WHOLE, limits.CREDIT_LIMIT_MAX)
+
+
+def effective_limit(security: Security, credit: Account, deposit: BalanceState) -> int:
+    """The limit a posting is checked against. Bound, the deposit's cover within the account's own limit: the
+    stored limit stays the ceiling, so every stored balance keeps within it (the ledger audit's floor)."""
+    return min(credit.credit_limit, bound_limit(security, deposit)) if security.bound else credit.credit_limit
 
 
 def check_link(credit: Account, deposit: Account, ratio_bps: int, secured_count: int) -> None:

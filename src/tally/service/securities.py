@@ -17,9 +17,9 @@ from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.security import (
     DEPOSIT_CREDITS_MAX,
     Security,
-    bound_limit,
     check_deposit,
     check_link,
+    effective_limit,
     outstanding,
     required_deposit,
 )
@@ -143,7 +143,7 @@ def _report(conn: Connection, tenant_id: str, found: list[Security], deposit: Ac
 
 
 def _view(security: Security, credit: BalanceState, deposit: BalanceState, account: Account) -> SecurityView:
-    limit = bound_limit(security, deposit) if security.bound else account.credit_limit
+    limit = effective_limit(security, account, deposit)
     return SecurityView(security, outstanding(credit), required_deposit(security, credit), limit)
 
 

@@ -23,9 +23,9 @@ from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceSt
 from tally.domain.security import (
     DEPOSIT_CREDITS_MAX,
     Security,
-    bound_limit,
     check_credit,
     check_deposit,
+    effective_limit,
     required_deposit,
 )
 from tally.domain.vouchers import AccountRef
@@ -42,6 +42,7 @@ class AccountLinks:
     def __init__(self, conn: Connection, by_id: Accounts, by_code: Accounts,
                  balances: MutableMapping[str, BalanceState]) -> None:
         self.by_id = by_id
+        self.own_limits: dict[str, int] = {}  # bound credit account id -> its stored credit limit
         self.credit: dict[str, Security] = {}  # credit account id -> its security
         self.deposit: dict[str, list[Security]] = defaultdict(list)  # deposit id -> what it secures
         follow_merges(conn, by_id, by_code, balances)
@@ -63,7 +64,8 @@ class AccountLinks:
             self.deposit[security.deposit_id].append(security)
             credit = accounts[security.credit_id]
             if security.bound:
-                bound = replace(credit, credit_limit=bound_limit(security, balances[security.deposit_id]))
+                bound = replace(credit, credit_limit=effective_limit(security, credit, balances[security.deposit_id]))
+                self.own_limits[credit.id] = credit.credit_limit
                 accounts[credit.id] = bound
                 if codes.get(credit.code) is credit:
                     codes[credit.code] = bound
@@ -77,8 +79,8 @@ class AccountLinks:
         for account_id in _lowered(self.by_id[tenant_id], vouchers, hold_changes):
             security = self.credit.get(account_id)
             if security is not None and security.bound:
-                check_credit(self.by_id[tenant_id][account_id], balances[account_id],
-                             bound_limit(security, balances[security.deposit_id]))
+                own = replace(self.by_id[tenant_id][account_id], credit_limit=self.own_limits[account_id])
+                check_credit(own, balances[account_id], effective_limit(security, own, balances[security.deposit_id]))
             secured = self.deposit.get(account_id)
             if secured:
                 required = sum(required_deposit(s, balances[s.credit_id]) for s in secured)
