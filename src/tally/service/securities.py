@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from tally.domain.accounts import Account, AccountType, BalanceState
-from tally.domain.errors import LedgerError, invalid, missing_account
+from tally.domain.errors import LedgerError, missing_account
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.security import (
     DEPOSIT_CREDITS_MAX,
@@ -105,9 +105,7 @@ def set_security(cmd: SetAccountSecurity, uow: UnitOfWork, clock: Callable[[], i
 def get_security(uow: UnitOfWork, tenant_id: str, ref: AccountRef) -> SecurityReport:
     def work(conn: Connection) -> SecurityReport:
         account = _existing(conn, tenant_id, ref)
-        if account.type not in (AccountType.CREDIT, AccountType.SECURITY_DEPOSIT):
-            raise invalid("ACCOUNT_NOT_LINKABLE", f"{account.code} is neither a credit account nor a security "
-                          "deposit", account_id=account.id)
+        # Another type of account is linked to nothing: an empty report.
         found = securities_repo.touching(conn, tenant_id, [account.id], DEPOSIT_CREDITS_MAX)
         deposit = account if account.type is AccountType.SECURITY_DEPOSIT else None
         return _report(conn, tenant_id, found, deposit)
