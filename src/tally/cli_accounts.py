@@ -3,6 +3,10 @@
     tally accounts merge TARGET SOURCE... [--refuse-holds] [--memo TEXT]
     tally accounts secure CREDIT DEPOSIT --ratio-bps N [--bind-limit]
     tally accounts security ACCOUNT
+    tally accounts move MAIN FROM_SUB TO_SUB AMOUNT --currency USD [--memo TEXT]
+
+A sub-account is opened like any account, coded MAIN/NAME (`tally accounts create merchant_1/settled ...`):
+it becomes the main account's child.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import argparse
 from tally import cli_format as fmt
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import accounting_service_pb2_grpc as post_grpc
+from tally.v1 import flows_pb2
 
 RATIO_BPS_MAX = 10_000
 
@@ -67,6 +74,15 @@ def cmd_accounts_security(args: argparse.Namespace) -> int:
     return cli._emit(args, response, lambda r: securities_text(r.securities, r.required_deposit))
 
 
+def cmd_accounts_move(args: argparse.Namespace) -> int:
+    cli = _cli()
+    flow = flows_pb2.SubAccountTransferFlow(account=args.main, from_sub=args.from_sub, to_sub=args.to_sub,
+                                            amount=args.amount, currency=args.currency.upper(), memo=args.memo or "")
+    request = post_pb.PostRequest(request_id=cli._request_id(args), sub_account_transfer=flow)
+    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
+        return cli._emit(args, stub.Post(request), lambda r: fmt.voucher_text(r.vouchers[0], args.scale))
+
+
 def add_account_structure_verbs(verbs, client: argparse.ArgumentParser) -> None:
     """Registers `merge`, `secure` and `security` under `tally accounts`."""
     cli = _cli()
@@ -96,3 +112,13 @@ def add_account_structure_verbs(verbs, client: argparse.ArgumentParser) -> None:
                                 "deposit secures")
     cli._account_arg(security)
     security.set_defaults(func=cmd_accounts_security)
+
+    move = verbs.add_parser("move", parents=[client], help="move money between two sub-accounts of one main account")
+    move.add_argument("main", metavar="MAIN", help="the main account's code")
+    move.add_argument("from_sub", metavar="FROM_SUB", help="sub-account debited (the name after MAIN/)")
+    move.add_argument("to_sub", metavar="TO_SUB", help="sub-account credited")
+    move.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
+    move.add_argument("--currency", required=True)
+    move.add_argument("--memo")
+    cli._request_id_option(move)
+    move.set_defaults(func=cmd_accounts_move)
