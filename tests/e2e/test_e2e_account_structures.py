@@ -13,7 +13,7 @@ import pytest
 from tally import cli
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
-from tally.v1 import types_pb2
+from tally.v1 import flows_pb2, types_pb2
 from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref
 from tests.e2e.test_e2e_streams_cli import issue_key
 
@@ -96,7 +96,25 @@ def test_secured_credit_over_the_wire(server: Server) -> None:
         ratio_bps=0), metadata=md(T))) == (grpc.StatusCode.INVALID_ARGUMENT, "RATIO_BPS_INVALID")
 
 
-def test_the_cli_merges_and_secures(server: Server, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_sub_accounts_over_the_wire(server: Server) -> None:
+    main = server.create_account(T, "merchant_9")
+    pending = server.create_account(T, "merchant_9/pending")
+    settled = server.create_account(T, "merchant_9/settled")
+    assert pending.parent_id == settled.parent_id == main.id
+    server.fund(T, "merchant_9/pending", 900)
+    flow = flows_pb2.SubAccountTransferFlow(account="merchant_9", from_sub="pending", to_sub="settled", amount=600,
+                                            currency="USD")
+    posted = server.accounting().Post(post_pb.PostRequest(request_id=server.request_id("move"),
+                                                          sub_account_transfer=flow), metadata=md(T))
+    assert {ln.account_id for ln in posted.vouchers[0].lines} == {pending.id, settled.id}
+    assert (server.current(T, "merchant_9/pending"), server.current(T, "merchant_9/settled")) == (300, 600)
+    flow.amount = 301
+    assert refusal(lambda: server.accounting().Post(post_pb.PostRequest(
+        request_id=server.request_id("move"), sub_account_transfer=flow), metadata=md(T))) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_FUNDS")
+
+
+def test_the_cli_merges_secures_and_moves(server: Server, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TALLY_KEY_FILE", raising=False)
     monkeypatch.setenv("TALLY_API_KEY", issue_key(server, tmp_path, role="operator"))
@@ -117,3 +135,10 @@ def test_the_cli_merges_and_secures(server: Server, tmp_path: Path, monkeypatch,
     assert "required_deposit  0" in capsys.readouterr().out
     assert cli.main(["accounts", "merge", "shop", "shop", "--target", server.target]) == 1
     assert "MERGE_SOURCE_IS_TARGET" in capsys.readouterr().err
+    server.create_account(T, "shop/pending")
+    server.create_account(T, "shop/settled")
+    server.fund(T, "shop/pending", 50)
+    assert cli.main(["accounts", "move", "shop", "pending", "settled", "20", "--currency", "usd",
+                     "--target", server.target]) == 0
+    assert "sub_account_transfer" in capsys.readouterr().out
+    assert server.current(T, "shop/settled") == 20
