@@ -14,8 +14,7 @@ from tally import cli
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import flows_pb2, types_pb2
-from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref
-from tests.e2e.test_e2e_streams_cli import issue_key
+from tests.e2e.conftest import Server, TenantKeys, adjustment_request, error_info, line, md, ref
 
 T = "acme"
 
@@ -117,7 +116,8 @@ def test_sub_accounts_over_the_wire(server: Server) -> None:
 def test_the_cli_merges_secures_and_moves(server: Server, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TALLY_KEY_FILE", raising=False)
-    monkeypatch.setenv("TALLY_API_KEY", issue_key(server, tmp_path, role="operator"))
+    # The tenant's admin key, issued in-process (the CLI's key handling has tests of its own).
+    monkeypatch.setenv("TALLY_API_KEY", TenantKeys.for_target(server.target).key_for(T))
     target = server.create_account(T, "shop")
     server.create_account(T, "shop-old")
     server.fund(T, "shop-old", 1_234)
