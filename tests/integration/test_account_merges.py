@@ -3,6 +3,7 @@ refusals change nothing, and (property) a merge conserves money and every vouche
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -16,7 +17,7 @@ from tally.domain.vouchers import AccountRef
 from tally.service import accounts as account_service
 from tally.service.commands import CreateAccount, CreateHold
 from tally.service.merging import MergeAccounts, merge_accounts, merged_into
-from tests.integration.conftest import FUNDING, TENANT, Ledger, check_ledger, ref
+from tests.integration.conftest import FUNDING, TENANT, Ledger, check_ledger, outcomes, ref
 
 
 def merge(ledger: Ledger, sources: list[str], target: str, *, tenant: str = TENANT, request_id: str | None = None,
@@ -81,6 +82,7 @@ async def test_merge_moves_balances_and_holds_closes_sources_and_leads_their_cod
     posted = await ledger.fund("m-b", 7)
     assert {line.account_id for line in posted.vouchers[0].lines} == {target.id, ledger_id(ledger, FUNDING)}
     assert state(ledger, "m-target").current == 500_057
+    assert (await hold(ledger, "m-a", 3)).account_id == target.id  # a hold by the old code too
     # By id, a merged account is itself, and closed.
     with pytest.raises(LedgerError) as caught:
         await ledger.adjust([(FUNDING, Side.DEBIT, 5), (a.id, Side.CREDIT, 5)])
@@ -130,6 +132,22 @@ async def test_merge_refusals_change_nothing(ledger: Ledger):
     ledger.open("r-y")
     error = refused(lambda: merge(ledger, ["r-y"], ledger_id(ledger, "r-x")))
     assert error.reason == "ACCOUNT_CLOSED"
+    check_ledger(ledger.url)
+
+
+async def test_postings_racing_a_merge_all_land_once(ledger: Ledger):
+    """Funding by the source's code while it is merged: each posting lands on the source before the merge
+    (and moves with it) or on the target after it; nothing is lost, nothing lands twice."""
+    ledger.open("race-src")
+    target = ledger.open("race-dst")
+    await ledger.fund("race-src", 1_000)
+    funding = [ledger.fund("race-src", 10) for _ in range(40)]
+    results = await outcomes(*funding, asyncio.to_thread(merge, ledger, ["race-src"], "race-dst"))
+    assert not [r for r in results if isinstance(r, LedgerError)], results
+    assert (state(ledger, "race-src").current, state(ledger, "race-dst").current) == (0, 1_400)
+    # Reads by code still show the merged account itself (its history), closed, and where it leads.
+    source = ledger.queries.get_account(TENANT, ref("race-src"))[0]
+    assert source.status is AccountStatus.CLOSED and merged_into(ledger.uow, TENANT, source.id) == target.id
     check_ledger(ledger.url)
 
 
