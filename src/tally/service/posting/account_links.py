@@ -33,7 +33,7 @@ from tally.storage import accounts_repo, merges_repo, securities_repo
 
 MERGE_HOPS_MAX = 8  # a chain of merges (a into b, later b into c) is followed this far
 SECURITIES_LOADED_MAX = 100 * DEPOSIT_CREDITS_MAX  # links one batch reads
-_LINKED = (AccountType.CREDIT, AccountType.SECURITY_DEPOSIT)
+_CLOSED, _CREDIT, _SECURITY_DEPOSIT = AccountStatus.CLOSED, AccountType.CREDIT, AccountType.SECURITY_DEPOSIT
 
 Accounts = dict[str, dict[str, Account]]  # tenant -> key -> account
 
@@ -45,14 +45,19 @@ class AccountLinks:
         self.own_limits: dict[str, int] = {}  # bound credit account id -> its stored credit limit
         self.credit: dict[str, Security] = {}  # credit account id -> its security
         self.deposit: dict[str, list[Security]] = defaultdict(list)  # deposit id -> what it secures
-        follow_merges(conn, by_id, by_code, balances)
-        for tenant_id in list(by_id):
-            self._load_securities(conn, tenant_id, by_code[tenant_id], balances)
+        for tenant_id, accounts in by_id.items():
+            # One pass of identity checks (the batch's accounts are thousands): most batches stop here.
+            flagged = [a for a in accounts.values()
+                       if a.status is _CLOSED or a.type is _CREDIT or a.type is _SECURITY_DEPOSIT]
+            if any(a.status is _CLOSED for a in flagged):
+                _follow_merges(conn, tenant_id, accounts, by_code[tenant_id], balances)
+            if any(a.type is _CREDIT or a.type is _SECURITY_DEPOSIT for a in flagged):
+                self._load_securities(conn, tenant_id, by_code[tenant_id], balances)
 
     def _load_securities(self, conn: Connection, tenant_id: str, codes: dict[str, Account],
                          balances: MutableMapping[str, BalanceState]) -> None:
         accounts = self.by_id[tenant_id]
-        linked = [a.id for a in accounts.values() if a.type in _LINKED]
+        linked = [a.id for a in accounts.values() if a.type is _CREDIT or a.type is _SECURITY_DEPOSIT]
         found = securities_repo.touching(conn, tenant_id, linked, SECURITIES_LOADED_MAX) if linked else []
         if not found:
             return
@@ -109,15 +114,14 @@ def _load(conn: Connection, tenant_id: str, ids: set[str], accounts: dict[str, A
         balances[account_id] = state
 
 
-def follow_merges(conn: Connection, by_id: Accounts, by_code: Accounts,
-                  balances: MutableMapping[str, BalanceState]) -> None:
+def _follow_merges(conn: Connection, tenant_id: str, accounts: dict[str, Account], codes: dict[str, Account],
+                   balances: MutableMapping[str, BalanceState]) -> None:
     """Points each merged account's code at the account it now leads to, loading and locking that one."""
-    for tenant_id, codes in by_code.items():
-        for _ in range(MERGE_HOPS_MAX):
-            closed = {a.id: code for code, a in codes.items() if a.status is AccountStatus.CLOSED}
-            targets = merges_repo.targets_of(conn, tenant_id, closed) if closed else {}
-            if not targets:
-                break
-            _load(conn, tenant_id, set(targets.values()), by_id[tenant_id], balances)
-            for source_id, target_id in targets.items():
-                codes[closed[source_id]] = by_id[tenant_id][target_id]
+    for _ in range(MERGE_HOPS_MAX):
+        closed = {a.id: code for code, a in codes.items() if a.status is _CLOSED}
+        targets = merges_repo.targets_of(conn, tenant_id, closed) if closed else {}
+        if not targets:
+            return
+        _load(conn, tenant_id, set(targets.values()), accounts, balances)
+        for source_id, target_id in targets.items():
+            codes[closed[source_id]] = accounts[target_id]
