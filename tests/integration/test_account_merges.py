@@ -154,7 +154,7 @@ async def test_postings_racing_a_merge_all_land_once(ledger: Ledger):
 _tenants = itertools.count()
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(amounts=st.lists(st.integers(min_value=0, max_value=10**12), min_size=2, max_size=5),
        groups=st.lists(st.integers(min_value=0, max_value=2), min_size=5, max_size=5))
 async def test_property_merging_conserves_money_and_history(ledger: Ledger, amounts: list[int], groups: list[int]):
