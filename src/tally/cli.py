@@ -603,6 +603,10 @@ def _add_account_commands(commands, client: argparse.ArgumentParser) -> None:
     _request_id_option(limit)
     limit.set_defaults(func=cmd_accounts_set_limit)
 
+    from tally.cli_accounts import add_account_structure_verbs  # merge, secure, security
+
+    add_account_structure_verbs(verbs, client)
+
 
 def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
     transfer = commands.add_parser("transfer", parents=[client], help="move an amount from one account to another")

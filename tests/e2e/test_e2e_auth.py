@@ -119,6 +119,13 @@ def actor_of_key(secret_key: str) -> str:
 # ------------------------------------------------------------------------------------------ the world
 
 
+def _structures_setup(server: Server) -> dict[str, str]:
+    """A's credit account and security deposit, and two accounts to merge: targets of A's for
+    SetAccountSecurity and MergeAccounts."""
+    made = {name: server.create_account(A, f"a-{name}", name).id for name in ("credit", "security_deposit")}
+    return made | {name: server.create_account(A, f"a-{name}").id for name in ("merge-from", "merge-into")}
+
+
 def _settlement_setup(server: Server) -> dict[str, str]:
     """A's reconciled statements and payouts, so that every SettlementService RPC has a target of A's."""
     accounting, settle = server.accounting(), settlement_grpc.SettlementServiceStub(server.channel())
@@ -218,6 +225,7 @@ def _setup(server: Server, backend: str) -> World:
             request_id=f"a-{name}", url="https://127.0.0.1:9/hooks", account_ids=[a["alice"]]),
             metadata=md(A)).webhook.id
     a.update(_settlement_setup(server))
+    a.update(_structures_setup(server))
 
     b: dict[str, str] = {}
     for code in ("wallet", "shop"):
@@ -328,6 +336,11 @@ OVERRIDES: dict[str, Callable[[Message, World, str], None]] = {
     "UpdateAccount": lambda r, w, rid: (setattr(r.account_update, "name", "renamed"),
                                         r.update_mask.paths.append("name")),
     "CreateWebhook": lambda r, w, rid: setattr(r, "url", "https://127.0.0.1:9/hooks"),
+    "SetAccountSecurity": lambda r, w, rid: (
+        r.credit_account.CopyFrom(_ids(w.a["credit"])[0]), r.deposit_account.CopyFrom(_ids(w.a["security_deposit"])[0]),
+        setattr(r, "ratio_bps", 5_000)),
+    "MergeAccounts": lambda r, w, rid: (r.ClearField("sources"), r.sources.extend(_ids(w.a["merge-from"])),
+                                        r.target.CopyFrom(_ids(w.a["merge-into"])[0])),
     "UpdateWebhook": lambda r, w, rid: (setattr(r.webhook, "description", "renamed"),
                                         r.update_mask.paths.append("description")),
     "DeleteWebhook": lambda r, w, rid: setattr(r, "webhook_id", w.a["spare-webhook"]),
@@ -813,7 +826,8 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
                       "ListDeliveries", "Redeliver", "GetTrialBalance", "ListStatements", "GetStatement",
                       "ImportStatement", "GetReconciliation", "ListReconciliationItems", "ResolveItem",
                       "LinkBankAccount", "UpdateBankAccountStatus", "RequestPayout", "ExportPayoutBatch",
-                      "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout"}
+                      "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout", "MergeAccounts",
+                      "SetAccountSecurity", "GetAccountSecurity"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

@@ -40,8 +40,10 @@ from tally.service.books.days import DayBook
 from tally.service.books.interest import InterestBook
 from tally.service.books.ledger_audit import LedgerAudit
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, UpdateAccount
+from tally.service.merging import MergeAccounts, merge_accounts
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.pipeline import now_us
+from tally.service.securities import SetAccountSecurity, set_security
 from tally.service.settlement.bank_details import BankDetails
 from tally.service.settlement.payouts import PayoutConfig, Payouts
 from tally.service.settlement.reconciliation import ImportStatement, Reconciliation, ResolveItem
@@ -63,10 +65,10 @@ TENANT_COLUMNS = {table.name: ("id" if table.name == "tenants" else "tenant_id")
                   for table in t.metadata.sorted_tables if table.name == "tenants" or "tenant_id" in table.c}
 JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "webhook_deliveries",
            "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances", "interest_accruals",
-           "recon_statements", "recon_lines")
+           "recon_statements", "recon_lines", "account_merges")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
            "audit_account_sums", "webhooks", "accounting_days", "recon_items", "bank_accounts", "payout_batches",
-           "payouts")
+           "payouts", "account_securities")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
@@ -216,6 +218,17 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
         assert report.intact and report.checkpoint_saved, report.findings
     for tenant in (A, B):  # a webhook subscription, its lease and cursor, a delivery record
         webhook_rows(ledger.uow, tenant)
+    for tenant in (A, B):  # account structures: a merge, and a credit account secured by a deposit (linked twice)
+        ledger.open("dora", tenant=tenant)
+        ledger.open("erin", tenant=tenant)
+        await ledger.fund("dora", 10, tenant=tenant)
+        merge_accounts(MergeAccounts(tenant, ledger.request_id("merge"), (AccountRef(code="dora"),),
+                                     AccountRef(code="erin")), ledger.uow, ledger.calendar, now_us)
+        ledger.open("credit", AccountType.CREDIT, tenant=tenant)
+        ledger.open("deposit", AccountType.SECURITY_DEPOSIT, tenant=tenant)
+        for bound in (False, True):
+            set_security(SetAccountSecurity(tenant, ledger.request_id("secure"), AccountRef(code="credit"),
+                                            AccountRef(code="deposit"), 5_000, bound), ledger.uow, now_us)
     # The day close, as the service role: its record, totals, summaries, closing balances and interest.
     interest = InterestBook(ledger.uow, ledger.posting, (InterestRule(InterestPolicy(500), AccountType.DEPOSIT),),
                             ledger.currencies, now_us)

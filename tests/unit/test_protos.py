@@ -26,7 +26,7 @@ SERVICES = (
 )
 # RPCs that change state and so must carry an idempotency key.
 MUTATING_RPCS = {"Post", "ReverseVoucher", "CreateAccount", "UpdateAccount", "CreateHold", "CaptureHold",
-                 "ReleaseHold"}
+                 "ReleaseHold", "MergeAccounts", "SetAccountSecurity"}
 # Batches carry one idempotency key per item: the repeated field's message must have request_id.
 BATCH_RPCS = {"PostBatch": "requests"}
 # Verify*/Audit* run the ledger audit: what it changes (accounts marked inconsistent, the checkpoint) a repeat

@@ -8,8 +8,10 @@ from tally.api import mapping
 from tally.api.errors import rpc
 from tally.api.pages import page_out
 from tally.api.tenancy import principal_of, tenant_of
+from tally.domain.accounts import AccountStatus
 from tally.domain.errors import invalid
-from tally.service import accounts
+from tally.domain.merging import HoldPolicy
+from tally.service import accounts, merging, securities
 from tally.service.commands import CreateAccount, UpdateAccount
 from tally.service.container import Services
 from tally.v1 import account_service_pb2 as pb
@@ -33,7 +35,11 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def GetAccount(self, request: pb.GetAccountRequest, context) -> pb.GetAccountResponse:
         account, balance = await asyncio.to_thread(
             self.s.queries.get_account, tenant_of(context), mapping.ref_in(request.account))
-        return pb.GetAccountResponse(account=mapping.account_out(account), balance=mapping.balance_out(balance))
+        merged_into = ""
+        if account.status is AccountStatus.CLOSED:  # only a closed account can have been merged
+            merged_into = await asyncio.to_thread(merging.merged_into, self.s.uow, account.tenant_id, account.id)
+        return pb.GetAccountResponse(account=mapping.account_out(account), balance=mapping.balance_out(balance),
+                                     merged_into=merged_into)
 
     @rpc
     async def ListAccounts(self, request: pb.ListAccountsRequest, context) -> pb.ListAccountsResponse:
@@ -100,3 +106,47 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             end_date=request.end_date)
         entries, token = page_out(page, mapping.entry_out, self.s.settings.page_bytes_max)
         return pb.ListEntriesResponse(entries=entries, next_page_token=token, opening_balance=page.opening_balance)
+
+    @rpc
+    async def MergeAccounts(self, request: pb.MergeAccountsRequest, context) -> pb.MergeAccountsResponse:
+        principal = principal_of(context)
+        cmd = merging.MergeAccounts(
+            principal.tenant_id, request.request_id, tuple(mapping.ref_in(r, "sources") for r in request.sources),
+            mapping.ref_in(request.target, "target"),
+            mapping.enum_in(HOLD_POLICIES, request.hold_policy, "hold_policy", required=False) or HoldPolicy.MOVE,
+            request.memo, principal.actor)
+        result = await asyncio.to_thread(merging.merge_accounts, cmd, self.s.uow, self.s.pipeline.calendar,
+                                         self.s.clock)
+        return pb.MergeAccountsResponse(target=mapping.account_out(result.target), replayed=result.replayed, merged=[
+            pb.MergedAccount(source_account_id=m.source_id, voucher_id=m.voucher_id, amount=m.amount, moved_holds=[
+                pb.MovedHold(source_hold_id=h.source_hold_id, target_hold_id=h.target_hold_id, amount=h.amount)
+                for h in m.holds]) for m in result.moves])
+
+    @rpc
+    async def SetAccountSecurity(self, request: pb.SetAccountSecurityRequest,
+                                 context) -> pb.SetAccountSecurityResponse:
+        principal = principal_of(context)
+        cmd = securities.SetAccountSecurity(
+            principal.tenant_id, request.request_id, mapping.ref_in(request.credit_account, "credit_account"),
+            mapping.ref_in(request.deposit_account, "deposit_account"), request.ratio_bps,
+            request.bind_credit_limit, principal.actor)
+        report = await asyncio.to_thread(securities.set_security, cmd, self.s.uow, self.s.clock)
+        return pb.SetAccountSecurityResponse(security=_security_out(report.securities[0]), replayed=report.replayed)
+
+    @rpc
+    async def GetAccountSecurity(self, request: pb.GetAccountSecurityRequest,
+                                 context) -> pb.GetAccountSecurityResponse:
+        report = await asyncio.to_thread(securities.get_security, self.s.uow, tenant_of(context),
+                                         mapping.ref_in(request.account))
+        return pb.GetAccountSecurityResponse(securities=[_security_out(v) for v in report.securities],
+                                             required_deposit=report.required_deposit)
+
+
+HOLD_POLICIES = {pb.MERGE_HOLD_POLICY_MOVE: HoldPolicy.MOVE, pb.MERGE_HOLD_POLICY_REFUSE: HoldPolicy.REFUSE}
+
+
+def _security_out(view: securities.SecurityView) -> pb.AccountSecurity:
+    s = view.security
+    return pb.AccountSecurity(credit_account_id=s.credit_id, deposit_account_id=s.deposit_id, ratio_bps=s.ratio_bps,
+                              bind_credit_limit=s.bound, outstanding=view.outstanding,
+                              required_deposit=view.required_deposit, credit_limit=view.credit_limit)

@@ -10,6 +10,7 @@ from tally.domain.facts import Facts, Share, check_facts
 from tally.domain.flows import AdjustmentFlow, Flow, RefundFlow, RuleFlow, TransferFlow
 from tally.domain.hierarchy import RollUp
 from tally.domain.holds import Hold, HoldStatus
+from tally.domain.subaccounts import SubAccountTransferFlow
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher
 from tally.service.queries import BalanceView, Entry
 from tally.v1 import flows_pb2 as flows_pb
@@ -112,6 +113,9 @@ def flow_in(request) -> Flow:
                             flow.amount, flow.currency, flow.memo)
     if which == "adjustment":
         return AdjustmentFlow(tuple(line_in(ln, i) for i, ln in enumerate(flow.lines)), flow.reason)
+    if which == "sub_account_transfer":
+        return SubAccountTransferFlow(flow.account, flow.from_sub, flow.to_sub, flow.amount, flow.currency,
+                                      flow.memo)
     if which == "refund":
         return RefundFlow(flow.original_request_id, flow.amount, flow.currency, flow.reason)
     if which == "usage":

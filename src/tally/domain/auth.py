@@ -54,8 +54,9 @@ _SERVICE = "/tally.v1."
 # Every RPC and the permission it needs; an RPC missing here is refused, so a new one must be added.
 METHOD_PERMISSIONS: dict[str, Permission] = {
     **{f"{_SERVICE}AccountService/{m}": Permission.READ
-       for m in ("GetAccount", "ListAccounts", "GetBalance", "BatchGetBalances", "ListEntries")},
-    **{f"{_SERVICE}AccountService/{m}": Permission.OPERATE for m in ("CreateAccount", "UpdateAccount")},
+       for m in ("GetAccount", "ListAccounts", "GetBalance", "BatchGetBalances", "ListEntries", "GetAccountSecurity")},
+    **{f"{_SERVICE}AccountService/{m}": Permission.OPERATE
+       for m in ("CreateAccount", "UpdateAccount", "MergeAccounts", "SetAccountSecurity")},
     **{f"{_SERVICE}AccountingService/{m}": Permission.READ
        for m in ("GetVoucher", "ListVouchers", "GetHold", "ListHolds", "StreamEvents", "StreamBalanceChanges")},
     **{f"{_SERVICE}AccountingService/{m}": Permission.POST

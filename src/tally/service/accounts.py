@@ -17,10 +17,11 @@ from tally.domain.accounts import (
     change_account,
     open_account,
 )
-from tally.domain.errors import ErrorKind, LedgerError, missing_account, precondition
+from tally.domain.errors import ErrorKind, LedgerError, invalid, missing_account, precondition
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.hierarchy import check_child
 from tally.domain.ids import new_id
+from tally.domain.subaccounts import main_code_of
 from tally.domain.vouchers import AccountRef
 from tally.service.commands import CreateAccount, UpdateAccount
 from tally.service.posting.events import account_payload, append_event
@@ -58,8 +59,9 @@ def create_account(cmd: CreateAccount, uow: UnitOfWork, currencies: frozenset[st
             return replay
         account = draft
         try:
-            if cmd.parent is not None:
-                parent = _parent(conn, cmd, draft)
+            parent_ref = _parent_ref(conn, cmd)
+            if parent_ref is not None:
+                parent = _parent(conn, cmd.tenant_id, parent_ref, draft)
                 account = replace(draft, parent_id=parent.id)
         except LedgerError as error:
             return _refused(conn, cmd, error, now)
@@ -125,15 +127,27 @@ def _existing(conn: Connection, tenant_id: str, ref) -> Account:
     return account
 
 
-def _parent(conn: Connection, cmd: CreateAccount, child: Account) -> Account:
-    parent = accounts_repo.get_account(conn, cmd.tenant_id, cmd.parent)
+def _parent_ref(conn: Connection, cmd: CreateAccount) -> AccountRef | None:
+    """The parent asked for; a sub-account (code MAIN/NAME of an existing MAIN) is its main account's child."""
+    main_code = main_code_of(cmd.spec.code)
+    main = accounts_repo.get_account(conn, cmd.tenant_id, AccountRef(code=main_code)) if main_code else None
+    if main is None:
+        return cmd.parent
+    if cmd.parent is not None and cmd.parent not in (AccountRef(id=main.id), AccountRef(code=main.code)):
+        raise invalid("SUB_ACCOUNT_PARENT_MISMATCH", f"{cmd.spec.code} is a sub-account of {main.code}: its parent "
+                      "is that account", field="parent", main_account_id=main.id)
+    return AccountRef(id=main.id)
+
+
+def _parent(conn: Connection, tenant_id: str, ref: AccountRef, child: Account) -> Account:
+    parent = accounts_repo.get_account(conn, tenant_id, ref)
     if parent is None:
-        raise missing_account(cmd.parent)
+        raise missing_account(ref)
     if parent.status is AccountStatus.CLOSED:
         raise precondition("ACCOUNT_CLOSED", "a closed account cannot be a parent", account_id=parent.id)
-    if accounts_repo.parent_depth(conn, cmd.tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:
+    if accounts_repo.parent_depth(conn, tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:
         raise precondition("ACCOUNT_TOO_DEEP", f"account hierarchies are at most {limits.ACCOUNT_DEPTH_MAX} deep")
-    check_child(parent, child, hierarchy_repo.count_children(conn, cmd.tenant_id, parent.id))
+    check_child(parent, child, hierarchy_repo.count_children(conn, tenant_id, parent.id))
     return parent
 
 
@@ -145,7 +159,7 @@ def _replay(conn: Connection, cmd: CreateAccount | UpdateAccount) -> AccountResu
         raise reused_request_id(cmd.request_id, cmd.operation, record.operation, record.body, cmd.body())
     if "error" in record.result:
         raise refusal_from(record.result["error"])
-    return AccountResult(_account_from(record.result["account"]), replayed=True)
+    return AccountResult(account_from(record.result["account"]), replayed=True)
 
 
 def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, now: int) -> None:
@@ -155,6 +169,6 @@ def _record(conn: Connection, cmd: CreateAccount | UpdateAccount, result: dict, 
         result, now, actor=cmd.actor)])
 
 
-def _account_from(data: dict) -> Account:
+def account_from(data: dict) -> Account:
     return Account(**{**data, "type": AccountType(data["type"]), "normal_side": Side(data["normal_side"]),
                       "status": AccountStatus(data["status"]), "floor_policy": FloorPolicy(data["floor_policy"])})

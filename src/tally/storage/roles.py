@@ -31,7 +31,8 @@ JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_l
                   # a closed day's totals and closing balances (migration 0014): written once, at the close
                   "day_currency_totals", "day_flow_totals", "day_summary_lines", "day_closing_balances",
                   "interest_accruals",
-                  "recon_statements", "recon_lines")  # imported statements (migration 0015)
+                  "recon_statements", "recon_lines",  # imported statements (migration 0015)
+                  "account_merges")  # where a merged account's code leads (migration 0017)
 # The tables the service changes -> the columns it updates (storage/*_repo.py, bulk.update_rows).
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
@@ -52,6 +53,7 @@ UPDATED_COLUMNS = {
     "bank_accounts": ("status", "updated_us"),
     "payout_batches": ("state", "send_request_id", "send_voucher_id", "sent_date", "expected_date", "updated_us"),
     "payouts": ("state", "batch_id", "reason", "voucher_ids", "updated_us"),
+    "account_securities": ("deposit_id", "ratio_bps", "bound", "request_id", "updated_us"),  # migration 0017
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

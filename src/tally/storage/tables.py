@@ -535,3 +535,33 @@ payouts = Table(
 )
 Index("ix_payouts_tenant_id_state_currency", payouts.c.tenant_id, payouts.c.state, payouts.c.currency)
 Index("ix_payouts_batch_id", payouts.c.batch_id)
+
+# Account structures (issue 21, migration 0017). A merged account keeps its row, closed: this says where its
+# code leads now. Written once, by the merge.
+account_merges = Table(
+    "account_merges", metadata,
+    Column("source_id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("target_id", String(ID), nullable=False),
+    Column("voucher_id", String(ID), nullable=False),  # "" when the source held nothing to move
+    Column("request_id", String(128), nullable=False),
+    Column("merged_by", String(128), nullable=False),
+    Column("merged_us", BigInteger, nullable=False),
+)
+Index("ix_account_merges_tenant_id_target_id", account_merges.c.tenant_id, account_merges.c.target_id)
+
+# A credit account secured by a security-deposit account: the deposit keeps outstanding credit x 10,000 /
+# ratio_bps; `bound` binds the credit limit to the deposit (deposit balance x ratio_bps / 10,000, computed
+# when a posting is checked).
+account_securities = Table(
+    "account_securities", metadata,
+    Column("credit_id", String(ID), primary_key=True),
+    Column("tenant_id", String(TENANT), nullable=False),
+    Column("deposit_id", String(ID), nullable=False),
+    Column("ratio_bps", BigInteger, nullable=False),
+    Column("bound", Integer, nullable=False),  # 1: the credit limit is bound to the deposit
+    Column("request_id", String(128), nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    CheckConstraint("ratio_bps > 0 AND ratio_bps <= 10000", name="ratio_bps_within_whole"),
+)
+Index("ix_account_securities_tenant_id_deposit_id", account_securities.c.tenant_id, account_securities.c.deposit_id)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etally/v1/account_service.proto\x12\x08tally.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"\xfc\x02\n\x14\x43reateAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x04type\x18\x04 \x01(\x0e\x32\x15.tally.v1.AccountType\x12#\n\x0bnormal_side\x18\x05 \x01(\x0e\x32\x0e.tally.v1.Side\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12$\n\x06parent\x18\x07 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x14\n\x0c\x63redit_limit\x18\x08 \x01(\x03\x12+\n\x0c\x66loor_policy\x18\t \x01(\x0e\x32\x15.tally.v1.FloorPolicy\x12>\n\x08metadata\x18\n \x03(\x0b\x32,.tally.v1.CreateAccountRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x15\x43reateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\x10\n\x08replayed\x18\x02 \x01(\x08\":\n\x11GetAccountRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"\\\n\x12GetAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\"\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x11.tally.v1.Balance\"\xaf\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.tally.v1.AccountType\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tally.v1.AccountStatus\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x11\n\tparent_id\x18\x06 \x01(\t\"T\n\x14ListAccountsResponse\x12#\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x11.tally.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xad\x01\n\x14UpdateAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12)\n\x0e\x61\x63\x63ount_update\x18\x03 \x01(\x0b\x32\x11.tally.v1.Account\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"M\n\x15UpdateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x9b\x01\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nas_of_date\x18\x03 \x01(\t\x12\x1b\n\x13include_descendants\x18\x04 \x01(\x08\"[\n\x12GetBalanceResponse\x12\"\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x11.tally.v1.Balance\x12!\n\x07rollups\x18\x02 \x03(\x0b\x32\x10.tally.v1.RollUp\"^\n\x17\x42\x61tchGetBalancesRequest\x12&\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x14.tally.v1.AccountRef\x12\x1b\n\x13include_descendants\x18\x02 \x01(\x08\"\x9c\x01\n\x18\x42\x61tchGetBalancesResponse\x12#\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x11.tally.v1.Balance\x12\x18\n\x10voucher_sequence\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vent_sequence\x18\x03 \x01(\x03\x12)\n\x07rollups\x18\x04 \x03(\x0b\x32\x18.tally.v1.AccountRollUps\"G\n\x0e\x41\x63\x63ountRollUps\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12!\n\x07rollups\x18\x02 \x03(\x0b\x32\x10.tally.v1.RollUp\"\x88\x01\n\x12ListEntriesRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\nstart_date\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x05 \x01(\t\"i\n\x13ListEntriesResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.tally.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0fopening_balance\x18\x03 \x01(\x03\x32\xbc\x04\n\x0e\x41\x63\x63ountService\x12P\n\rCreateAccount\x12\x1e.tally.v1.CreateAccountRequest\x1a\x1f.tally.v1.CreateAccountResponse\x12G\n\nGetAccount\x12\x1b.tally.v1.GetAccountRequest\x1a\x1c.tally.v1.GetAccountResponse\x12M\n\x0cListAccounts\x12\x1d.tally.v1.ListAccountsRequest\x1a\x1e.tally.v1.ListAccountsResponse\x12P\n\rUpdateAccount\x12\x1e.tally.v1.UpdateAccountRequest\x1a\x1f.tally.v1.UpdateAccountResponse\x12G\n\nGetBalance\x12\x1b.tally.v1.GetBalanceRequest\x1a\x1c.tally.v1.GetBalanceResponse\x12Y\n\x10\x42\x61tchGetBalances\x12!.tally.v1.BatchGetBalancesRequest\x1a\".tally.v1.BatchGetBalancesResponse\x12J\n\x0bListEntries\x12\x1c.tally.v1.ListEntriesRequest\x1a\x1d.tally.v1.ListEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etally/v1/account_service.proto\x12\x08tally.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"\xfc\x02\n\x14\x43reateAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x04type\x18\x04 \x01(\x0e\x32\x15.tally.v1.AccountType\x12#\n\x0bnormal_side\x18\x05 \x01(\x0e\x32\x0e.tally.v1.Side\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12$\n\x06parent\x18\x07 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x14\n\x0c\x63redit_limit\x18\x08 \x01(\x03\x12+\n\x0c\x66loor_policy\x18\t \x01(\x0e\x32\x15.tally.v1.FloorPolicy\x12>\n\x08metadata\x18\n \x03(\x0b\x32,.tally.v1.CreateAccountRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x15\x43reateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\x10\n\x08replayed\x18\x02 \x01(\x08\":\n\x11GetAccountRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"q\n\x12GetAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\"\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x11.tally.v1.Balance\x12\x13\n\x0bmerged_into\x18\x03 \x01(\t\"\xaf\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.tally.v1.AccountType\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tally.v1.AccountStatus\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x11\n\tparent_id\x18\x06 \x01(\t\"T\n\x14ListAccountsResponse\x12#\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x11.tally.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xad\x01\n\x14UpdateAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12)\n\x0e\x61\x63\x63ount_update\x18\x03 \x01(\x0b\x32\x11.tally.v1.Account\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"M\n\x15UpdateAccountResponse\x12\"\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x9b\x01\n\x11GetBalanceRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12.\n\nas_of_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nas_of_date\x18\x03 \x01(\t\x12\x1b\n\x13include_descendants\x18\x04 \x01(\x08\"[\n\x12GetBalanceResponse\x12\"\n\x07\x62\x61lance\x18\x01 \x01(\x0b\x32\x11.tally.v1.Balance\x12!\n\x07rollups\x18\x02 \x03(\x0b\x32\x10.tally.v1.RollUp\"^\n\x17\x42\x61tchGetBalancesRequest\x12&\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x14.tally.v1.AccountRef\x12\x1b\n\x13include_descendants\x18\x02 \x01(\x08\"\x9c\x01\n\x18\x42\x61tchGetBalancesResponse\x12#\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x11.tally.v1.Balance\x12\x18\n\x10voucher_sequence\x18\x02 \x01(\x03\x12\x16\n\x0e\x65vent_sequence\x18\x03 \x01(\x03\x12)\n\x07rollups\x18\x04 \x03(\x0b\x32\x18.tally.v1.AccountRollUps\"G\n\x0e\x41\x63\x63ountRollUps\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12!\n\x07rollups\x18\x02 \x03(\x0b\x32\x10.tally.v1.RollUp\"\x88\x01\n\x12ListEntriesRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\nstart_date\x18\x04 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x05 \x01(\t\"i\n\x13ListEntriesResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.tally.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0fopening_balance\x18\x03 \x01(\x03\"\xb5\x01\n\x14MergeAccountsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07sources\x18\x02 \x03(\x0b\x32\x14.tally.v1.AccountRef\x12$\n\x06target\x18\x03 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12.\n\x0bhold_policy\x18\x04 \x01(\x0e\x32\x19.tally.v1.MergeHoldPolicy\x12\x0c\n\x04memo\x18\x05 \x01(\t\"u\n\x15MergeAccountsResponse\x12!\n\x06target\x18\x01 \x01(\x0b\x32\x11.tally.v1.Account\x12\'\n\x06merged\x18\x02 \x03(\x0b\x32\x17.tally.v1.MergedAccount\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"x\n\rMergedAccount\x12\x19\n\x11source_account_id\x18\x01 \x01(\t\x12\x12\n\nvoucher_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\x12(\n\x0bmoved_holds\x18\x04 \x03(\x0b\x32\x13.tally.v1.MovedHold\"K\n\tMovedHold\x12\x16\n\x0esource_hold_id\x18\x01 \x01(\t\x12\x16\n\x0etarget_hold_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x03\"\xba\x01\n\x19SetAccountSecurityRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x0e\x63redit_account\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12-\n\x0f\x64\x65posit_account\x18\x03 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12\x11\n\tratio_bps\x18\x04 \x01(\x05\x12\x19\n\x11\x62ind_credit_limit\x18\x05 \x01(\x08\"[\n\x1aSetAccountSecurityResponse\x12+\n\x08security\x18\x01 \x01(\x0b\x32\x19.tally.v1.AccountSecurity\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"B\n\x19GetAccountSecurityRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"e\n\x1aGetAccountSecurityResponse\x12-\n\nsecurities\x18\x01 \x03(\x0b\x32\x19.tally.v1.AccountSecurity\x12\x18\n\x10required_deposit\x18\x02 \x01(\x03\"\xbb\x01\n\x0f\x41\x63\x63ountSecurity\x12\x19\n\x11\x63redit_account_id\x18\x01 \x01(\t\x12\x1a\n\x12\x64\x65posit_account_id\x18\x02 \x01(\t\x12\x11\n\tratio_bps\x18\x03 \x01(\x05\x12\x19\n\x11\x62ind_credit_limit\x18\x04 \x01(\x08\x12\x13\n\x0boutstanding\x18\x05 \x01(\x03\x12\x18\n\x10required_deposit\x18\x06 \x01(\x03\x12\x14\n\x0c\x63redit_limit\x18\x07 \x01(\x03*n\n\x0fMergeHoldPolicy\x12!\n\x1dMERGE_HOLD_POLICY_UNSPECIFIED\x10\x00\x12\x1a\n\x16MERGE_HOLD_POLICY_MOVE\x10\x01\x12\x1c\n\x18MERGE_HOLD_POLICY_REFUSE\x10\x02\x32\xd0\x06\n\x0e\x41\x63\x63ountService\x12P\n\rCreateAccount\x12\x1e.tally.v1.CreateAccountRequest\x1a\x1f.tally.v1.CreateAccountResponse\x12G\n\nGetAccount\x12\x1b.tally.v1.GetAccountRequest\x1a\x1c.tally.v1.GetAccountResponse\x12M\n\x0cListAccounts\x12\x1d.tally.v1.ListAccountsRequest\x1a\x1e.tally.v1.ListAccountsResponse\x12P\n\rUpdateAccount\x12\x1e.tally.v1.UpdateAccountRequest\x1a\x1f.tally.v1.UpdateAccountResponse\x12G\n\nGetBalance\x12\x1b.tally.v1.GetBalanceRequest\x1a\x1c.tally.v1.GetBalanceResponse\x12Y\n\x10\x42\x61tchGetBalances\x12!.tally.v1.BatchGetBalancesRequest\x1a\".tally.v1.BatchGetBalancesResponse\x12J\n\x0bListEntries\x12\x1c.tally.v1.ListEntriesRequest\x1a\x1d.tally.v1.ListEntriesResponse\x12P\n\rMergeAccounts\x12\x1e.tally.v1.MergeAccountsRequest\x1a\x1f.tally.v1.MergeAccountsResponse\x12_\n\x12SetAccountSecurity\x12#.tally.v1.SetAccountSecurityRequest\x1a$.tally.v1.SetAccountSecurityResponse\x12_\n\x12GetAccountSecurity\x12#.tally.v1.GetAccountSecurityRequest\x1a$.tally.v1.GetAccountSecurityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEACCOUNTREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CREATEACCOUNTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_MERGEHOLDPOLICY']._serialized_start=3259
+  _globals['_MERGEHOLDPOLICY']._serialized_end=3369
   _globals['_CREATEACCOUNTREQUEST']._serialized_start=134
   _globals['_CREATEACCOUNTREQUEST']._serialized_end=514
   _globals['_CREATEACCOUNTREQUEST_METADATAENTRY']._serialized_start=467
@@ -45,29 +47,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACCOUNTREQUEST']._serialized_start=595
   _globals['_GETACCOUNTREQUEST']._serialized_end=653
   _globals['_GETACCOUNTRESPONSE']._serialized_start=655
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=747
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=750
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=925
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=927
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1011
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=1014
-  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=1187
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=1189
-  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=1266
-  _globals['_GETBALANCEREQUEST']._serialized_start=1269
-  _globals['_GETBALANCEREQUEST']._serialized_end=1424
-  _globals['_GETBALANCERESPONSE']._serialized_start=1426
-  _globals['_GETBALANCERESPONSE']._serialized_end=1517
-  _globals['_BATCHGETBALANCESREQUEST']._serialized_start=1519
-  _globals['_BATCHGETBALANCESREQUEST']._serialized_end=1613
-  _globals['_BATCHGETBALANCESRESPONSE']._serialized_start=1616
-  _globals['_BATCHGETBALANCESRESPONSE']._serialized_end=1772
-  _globals['_ACCOUNTROLLUPS']._serialized_start=1774
-  _globals['_ACCOUNTROLLUPS']._serialized_end=1845
-  _globals['_LISTENTRIESREQUEST']._serialized_start=1848
-  _globals['_LISTENTRIESREQUEST']._serialized_end=1984
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=1986
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=2091
-  _globals['_ACCOUNTSERVICE']._serialized_start=2094
-  _globals['_ACCOUNTSERVICE']._serialized_end=2666
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=768
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=771
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=946
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=948
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1032
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_start=1035
+  _globals['_UPDATEACCOUNTREQUEST']._serialized_end=1208
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_start=1210
+  _globals['_UPDATEACCOUNTRESPONSE']._serialized_end=1287
+  _globals['_GETBALANCEREQUEST']._serialized_start=1290
+  _globals['_GETBALANCEREQUEST']._serialized_end=1445
+  _globals['_GETBALANCERESPONSE']._serialized_start=1447
+  _globals['_GETBALANCERESPONSE']._serialized_end=1538
+  _globals['_BATCHGETBALANCESREQUEST']._serialized_start=1540
+  _globals['_BATCHGETBALANCESREQUEST']._serialized_end=1634
+  _globals['_BATCHGETBALANCESRESPONSE']._serialized_start=1637
+  _globals['_BATCHGETBALANCESRESPONSE']._serialized_end=1793
+  _globals['_ACCOUNTROLLUPS']._serialized_start=1795
+  _globals['_ACCOUNTROLLUPS']._serialized_end=1866
+  _globals['_LISTENTRIESREQUEST']._serialized_start=1869
+  _globals['_LISTENTRIESREQUEST']._serialized_end=2005
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=2007
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=2112
+  _globals['_MERGEACCOUNTSREQUEST']._serialized_start=2115
+  _globals['_MERGEACCOUNTSREQUEST']._serialized_end=2296
+  _globals['_MERGEACCOUNTSRESPONSE']._serialized_start=2298
+  _globals['_MERGEACCOUNTSRESPONSE']._serialized_end=2415
+  _globals['_MERGEDACCOUNT']._serialized_start=2417
+  _globals['_MERGEDACCOUNT']._serialized_end=2537
+  _globals['_MOVEDHOLD']._serialized_start=2539
+  _globals['_MOVEDHOLD']._serialized_end=2614
+  _globals['_SETACCOUNTSECURITYREQUEST']._serialized_start=2617
+  _globals['_SETACCOUNTSECURITYREQUEST']._serialized_end=2803
+  _globals['_SETACCOUNTSECURITYRESPONSE']._serialized_start=2805
+  _globals['_SETACCOUNTSECURITYRESPONSE']._serialized_end=2896
+  _globals['_GETACCOUNTSECURITYREQUEST']._serialized_start=2898
+  _globals['_GETACCOUNTSECURITYREQUEST']._serialized_end=2964
+  _globals['_GETACCOUNTSECURITYRESPONSE']._serialized_start=2966
+  _globals['_GETACCOUNTSECURITYRESPONSE']._serialized_end=3067
+  _globals['_ACCOUNTSECURITY']._serialized_start=3070
+  _globals['_ACCOUNTSECURITY']._serialized_end=3257
+  _globals['_ACCOUNTSERVICE']._serialized_start=3372
+  _globals['_ACCOUNTSERVICE']._serialized_end=4220
 # @@protoc_insertion_point(module_scope)

@@ -70,6 +70,21 @@ class AccountServiceStub:
                 request_serializer=tally_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
                 response_deserializer=tally_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
                 _registered_method=True)
+        self.MergeAccounts = channel.unary_unary(
+                '/tally.v1.AccountService/MergeAccounts',
+                request_serializer=tally_dot_v1_dot_account__service__pb2.MergeAccountsRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_account__service__pb2.MergeAccountsResponse.FromString,
+                _registered_method=True)
+        self.SetAccountSecurity = channel.unary_unary(
+                '/tally.v1.AccountService/SetAccountSecurity',
+                request_serializer=tally_dot_v1_dot_account__service__pb2.SetAccountSecurityRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_account__service__pb2.SetAccountSecurityResponse.FromString,
+                _registered_method=True)
+        self.GetAccountSecurity = channel.unary_unary(
+                '/tally.v1.AccountService/GetAccountSecurity',
+                request_serializer=tally_dot_v1_dot_account__service__pb2.GetAccountSecurityRequest.SerializeToString,
+                response_deserializer=tally_dot_v1_dot_account__service__pb2.GetAccountSecurityResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -122,6 +137,30 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MergeAccounts(self, request, context):
+        """Folds up to 50 source accounts into a target of the same tenant, currency, type and owner, atomically:
+        a `merge` voucher per source moves its balance, its active holds are moved (or the merge refused, as
+        hold_policy says), each source is closed and its code leads to the target for new postings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAccountSecurity(self, request, context):
+        """Links a credit account to the security-deposit account that secures it, optionally binding the
+        credit limit to the deposit (limit = deposit balance x ratio_bps / 10,000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccountSecurity(self, request, context):
+        """A credit account's security, or every credit account a security deposit secures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +198,21 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.ListEntries,
                     request_deserializer=tally_dot_v1_dot_account__service__pb2.ListEntriesRequest.FromString,
                     response_serializer=tally_dot_v1_dot_account__service__pb2.ListEntriesResponse.SerializeToString,
+            ),
+            'MergeAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeAccounts,
+                    request_deserializer=tally_dot_v1_dot_account__service__pb2.MergeAccountsRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_account__service__pb2.MergeAccountsResponse.SerializeToString,
+            ),
+            'SetAccountSecurity': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccountSecurity,
+                    request_deserializer=tally_dot_v1_dot_account__service__pb2.SetAccountSecurityRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_account__service__pb2.SetAccountSecurityResponse.SerializeToString,
+            ),
+            'GetAccountSecurity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccountSecurity,
+                    request_deserializer=tally_dot_v1_dot_account__service__pb2.GetAccountSecurityRequest.FromString,
+                    response_serializer=tally_dot_v1_dot_account__service__pb2.GetAccountSecurityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +405,87 @@ class AccountService:
             '/tally.v1.AccountService/ListEntries',
             tally_dot_v1_dot_account__service__pb2.ListEntriesRequest.SerializeToString,
             tally_dot_v1_dot_account__service__pb2.ListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountService/MergeAccounts',
+            tally_dot_v1_dot_account__service__pb2.MergeAccountsRequest.SerializeToString,
+            tally_dot_v1_dot_account__service__pb2.MergeAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccountSecurity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountService/SetAccountSecurity',
+            tally_dot_v1_dot_account__service__pb2.SetAccountSecurityRequest.SerializeToString,
+            tally_dot_v1_dot_account__service__pb2.SetAccountSecurityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccountSecurity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tally.v1.AccountService/GetAccountSecurity',
+            tally_dot_v1_dot_account__service__pb2.GetAccountSecurityRequest.SerializeToString,
+            tally_dot_v1_dot_account__service__pb2.GetAccountSecurityResponse.FromString,
             options,
             channel_credentials,
             insecure,

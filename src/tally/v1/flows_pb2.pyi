@@ -189,3 +189,19 @@ class GuaranteeFlow(_message.Message):
     currency: str
     mode: GuaranteeMode
     def __init__(self, merchant: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., mode: _Optional[_Union[GuaranteeMode, str]] = ...) -> None: ...
+
+class SubAccountTransferFlow(_message.Message):
+    __slots__ = ("account", "from_sub", "to_sub", "amount", "currency", "memo")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    FROM_SUB_FIELD_NUMBER: _ClassVar[int]
+    TO_SUB_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    from_sub: str
+    to_sub: str
+    amount: int
+    currency: str
+    memo: str
+    def __init__(self, account: _Optional[str] = ..., from_sub: _Optional[str] = ..., to_sub: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., memo: _Optional[str] = ...) -> None: ...

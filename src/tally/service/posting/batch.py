@@ -30,6 +30,7 @@ from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
+from tally.service.posting.account_links import AccountLinks
 from tally.service.posting.events import account_payload, hold_events
 from tally.service.posting.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.posting.idempotency import (
@@ -162,6 +163,7 @@ class _Batch:
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
+        self.links = AccountLinks(conn, self.by_id, self.by_code, self.balances)  # merged codes, secured credit
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
         self.caps_used = Revertible(ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps]))
@@ -240,6 +242,7 @@ class _Batch:
             drafts = sub.drafts or (sub.build(_View(self, sub.tenant_id)) if sub.build else ())
             vouchers = [self._apply_draft(sub, draft) for draft in drafts]
             _check_spent_from_holds(changes, vouchers)
+            self.links.check(sub.tenant_id, vouchers, changes, self.balances)
             self._use_caps(sub)
         except LedgerError as error:
             return error

@@ -16,6 +16,7 @@ from tally.domain.flows import AdjustmentFlow, RefundFlow, RuleFlow, TransferFlo
 from tally.domain.holds import Hold, check_new_hold
 from tally.domain.ids import new_id
 from tally.domain.money import Currency
+from tally.domain.subaccounts import SubAccountTransferFlow
 from tally.domain.vouchers import AccountRef, EffectiveWindow, LineDraft, VoucherDraft, check_draft, reversal_lines
 from tally.rules.engine import RuleSet
 from tally.service.commands import CaptureHold, CreateHold, PostFlow, ReleaseHold, ReverseVoucher
@@ -116,7 +117,7 @@ class Posting:
         """The submission of a flow that needs nothing read first: every flow but a refund."""
         self._check(cmd)
         flow = cmd.flow
-        if isinstance(flow, TransferFlow | AdjustmentFlow):
+        if isinstance(flow, TransferFlow | AdjustmentFlow | SubAccountTransferFlow):
             return _submission(cmd, flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us))
         return self._rule_submission(cmd, flow)
 
