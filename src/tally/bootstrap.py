@@ -32,6 +32,7 @@ from tally.service.books.interest import InterestBook
 from tally.service.books.statements import StatementBook
 from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
+from tally.service.controls import ControlBook
 from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -60,10 +61,11 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     uow = UnitOfWork(engines, retries_max=settings.retries_max)
     calendar = AccountingCalendar(settings.day_cutoff_offset_minutes)
     rules = load_rules(settings)
+    controls = ControlBook(uow, now_us)
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
         queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max),
-        opener=template_opener(rules, settings.currencies))
+        opener=template_opener(rules, settings.currencies), controls=controls)
     window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
     posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)
     expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)
@@ -81,7 +83,7 @@ def build_services(settings: Settings, engines: Engines) -> Services:
                       PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
                     authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks, dispatcher,
-                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts)
+                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts, controls)
 
 
 def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:

@@ -66,7 +66,7 @@ JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "w
            "recon_statements", "recon_lines")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
            "audit_account_sums", "webhooks", "accounting_days", "recon_items", "bank_accounts", "payout_batches",
-           "payouts")
+           "payouts", "account_controls", "spend_counters")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
