@@ -1,0 +1,194 @@
+"""Spending controls, team budgets and sweeps over the real gRPC wire, on SQLite and PostgreSQL: each control
+refuses with its own FAILED_PRECONDITION reason and changes nothing, an accepted posting carries the evidence
+of the controls it passed, a parent's team budget binds its children's spend together, sweeps post in the
+same answer as the posting that crossed the line, and a velocity limit holds exactly under many callers."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+
+import grpc
+import pytest
+
+from tally.v1 import account_service_pb2 as acc_pb
+from tally.v1 import control_service_pb2 as pb
+from tally.v1 import control_service_pb2_grpc as pb_grpc
+from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref, transfer_request
+
+DAY = pb.CONTROL_WINDOW_DAY
+
+
+def controls(srv: Server) -> pb_grpc.ControlServiceStub:
+    return pb_grpc.ControlServiceStub(srv._default)
+
+
+def set_controls(srv: Server, tenant: str, code: str, **fields) -> pb.SetAccountControlsResponse:
+    request = pb.SetAccountControlsRequest(request_id=srv.request_id("controls"), account=ref(code),
+                                           controls=pb.AccountControls(**fields))
+    return controls(srv).SetAccountControls(request, metadata=md(tenant))
+
+
+def refused(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    code, reason, _ = error_info(caught.value)
+    return code, reason
+
+
+FP = grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_each_control_refuses_with_its_reason_and_a_passing_posting_carries_the_evidence(
+        shared_server: Server) -> None:
+    srv, t = shared_server, "ctl-own"
+    for code in ("alice", "bob", "carol"):
+        srv.create_account(t, code)
+    srv.fund(t, "alice", 10_000)
+    set_controls(srv, t, "alice", per_voucher_max=1_000, velocity=[pb.VelocityLimit(window=DAY, limit=1_500)],
+                 allowed_flows=["transfer"], allowed_counterparties=["b*"])
+
+    assert refused(lambda: srv.transfer(t, "alice", "bob", 1_001)) == (FP, "SPEND_LIMIT_EXCEEDED")
+    assert refused(lambda: srv.transfer(t, "alice", "carol", 10)) == (FP, "COUNTERPARTY_NOT_ALLOWED")
+    adjustment = adjustment_request(srv.request_id("adj"), [line("alice", "debit", 5), line("bob", "credit", 5)])
+    assert refused(lambda: srv.accounting().Post(adjustment, metadata=md(t))) == (FP, "FLOW_NOT_ALLOWED")
+
+    [voucher] = srv.transfer(t, "alice", "bob", 1_000).vouchers
+    assert voucher.metadata["policy"] == "limit_check.passed"
+    assert voucher.metadata["controls_checked"] == ("alice:flows,alice:per_voucher_max,alice:counterparties,"
+                                                    "alice:calendar_day")
+    assert refused(lambda: srv.transfer(t, "alice", "bob", 501)) == (FP, "VELOCITY_LIMIT_EXCEEDED")
+    srv.transfer(t, "alice", "bob", 500)
+    assert refused(lambda: srv.transfer(t, "alice", "bob", 1)) == (FP, "VELOCITY_LIMIT_EXCEEDED")
+
+    # Money coming in is no spend; refusals changed nothing.
+    srv.fund(t, "alice", 7)
+    assert srv.current(t, "alice") == 10_000 - 1_500 + 7
+    assert srv.current(t, "carol") == 0
+    got = controls(srv).GetAccountControls(pb.GetAccountControlsRequest(account=ref("alice")), metadata=md(t))
+    assert [(u.limit.limit, u.team, u.spent) for u in got.usage] == [(1_500, False, 1_500)]
+    assert list(got.controls.allowed_counterparties) == ["b*"]
+    # An uncontrolled account's vouchers carry no evidence mark.
+    assert "policy" not in srv.transfer(t, "bob", "carol", 1).vouchers[0].metadata
+
+    # Cleared, alice may spend again; a caller cannot forge the evidence key.
+    set_controls(srv, t, "alice")
+    srv.transfer(t, "alice", "carol", 2_000)
+    forged = adjustment_request(srv.request_id("forge"), [line("alice", "debit", 1), line("bob", "credit", 1)],
+                                metadata={"policy": "limit_check.passed"})
+    assert refused(lambda: srv.accounting().Post(forged, metadata=md(t)))[1] == "METADATA_KEY_RESERVED"
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"per_voucher_max": -1}, "CONTROL_INVALID"),
+    ({"velocity": [pb.VelocityLimit(window=DAY, limit=0)]}, "CONTROL_INVALID"),
+    ({"velocity": [pb.VelocityLimit(limit=5)]}, "FIELD_REQUIRED"),
+    ({"velocity": [pb.VelocityLimit(window=DAY, limit=5), pb.VelocityLimit(window=DAY, limit=6)]},
+     "CONTROL_INVALID"),
+    ({"allowed_counterparties": ["no spaces"]}, "ACCOUNT_CODE_INVALID"),
+    ({"sweeps": [pb.Sweep(kind=pb.SWEEP_KIND_TOP_UP, trigger=10, target=5, counter_account=ref("bad-treasury"))]},
+     "CONTROL_INVALID"),
+    ({"sweeps": [pb.Sweep(kind=pb.SWEEP_KIND_TOP_UP, trigger=1, target=5, counter_account=ref("bad-eur"))]},
+     "CONTROL_INVALID"),
+])
+def test_bad_controls_are_refused_and_change_nothing(shared_server: Server, fields: dict, reason: str) -> None:
+    srv, t = shared_server, "ctl-bad"
+    for code, currency in (("bad-a", "USD"), ("bad-treasury", "USD"), ("bad-eur", "EUR")):
+        with contextlib.suppress(grpc.RpcError):  # opened by an earlier case
+            srv.create_account(t, code, currency=currency, request_id=f"open-{code}")
+    assert refused(lambda: set_controls(srv, t, "bad-a", **fields))[1] == reason
+    got = controls(srv).GetAccountControls(pb.GetAccountControlsRequest(account=ref("bad-a")), metadata=md(t))
+    assert got.controls == pb.AccountControls()
+
+
+def test_a_team_budget_binds_the_sum_of_its_childrens_spend(shared_server: Server) -> None:
+    srv, t = shared_server, "ctl-team"
+    for code in ("team", "dev1", "shop"):
+        srv.create_account(t, code)
+    for code in ("eng1", "eng2"):  # children name their parent when opened
+        request = acc_pb.CreateAccountRequest(request_id=srv.request_id(code), code=code, type=1, currency="USD",
+                                              parent=ref("team"))
+        srv.accounts().CreateAccount(request, metadata=md(t))
+        srv.fund(t, code, 5_000)
+    set_controls(srv, t, "team", team_velocity=[pb.VelocityLimit(window=DAY, limit=1_000, sliding=True)])
+
+    srv.transfer(t, "eng1", "shop", 600)
+    code, reason = refused(lambda: srv.transfer(t, "eng2", "shop", 401))
+    assert (code, reason) == (FP, "TEAM_BUDGET_EXCEEDED")
+    [voucher] = srv.transfer(t, "eng2", "shop", 400).vouchers
+    assert voucher.metadata["controls_checked"] == "team:eng2:team_sliding_day"
+    assert refused(lambda: srv.transfer(t, "eng1", "shop", 1))[1] == "TEAM_BUDGET_EXCEEDED"
+    srv.fund(t, "dev1", 5_000)  # an account outside the team is not bound
+    srv.transfer(t, "dev1", "shop", 3_000)
+    got = controls(srv).GetAccountControls(pb.GetAccountControlsRequest(account=ref("team")), metadata=md(t))
+    assert [(u.team, u.spent) for u in got.usage] == [(True, 1_000)]
+    assert srv.current(t, "shop") == 4_000
+
+
+def test_sweeps_top_up_and_skim_in_the_posting_that_crosses_the_line(shared_server: Server) -> None:
+    srv, t = shared_server, "ctl-sweep"
+    for code in ("ops", "treasury", "savings", "vendor"):
+        srv.create_account(t, code)
+    srv.fund(t, "treasury", 10_000)
+    srv.fund(t, "ops", 300)
+    set_controls(srv, t, "ops", sweeps=[
+        pb.Sweep(kind=pb.SWEEP_KIND_TOP_UP, trigger=100, target=500, counter_account=ref("treasury")),
+        pb.Sweep(kind=pb.SWEEP_KIND_EXCESS, trigger=2_000, target=1_000, counter_account=ref("savings"))])
+
+    spend, sweep = srv.transfer(t, "ops", "vendor", 250).vouchers  # ops 50: below 100, topped up to 500
+    assert (spend.flow_type, sweep.flow_type, sweep.metadata["sweep"]) == ("transfer", "sweep", "top_up")
+    assert {(e.account_code, e.amount) for e in sweep.lines} == {("ops", 450), ("treasury", 450)}
+    assert (srv.current(t, "ops"), srv.current(t, "treasury")) == (500, 9_550)
+    assert len(srv.transfer(t, "ops", "vendor", 300).vouchers) == 1  # 200: above the threshold
+
+    srv.transfer(t, "treasury", "ops", 2_000)  # ops 2,200: above 2,000, down to 1,000
+    assert (srv.current(t, "ops"), srv.current(t, "savings")) == (1_000, 1_200)
+    # A funding account that runs dry tops up what it can, and never refuses the posting.
+    srv.transfer(t, "treasury", "vendor", srv.current(t, "treasury") - 100)
+    srv.transfer(t, "ops", "vendor", 950)
+    assert (srv.current(t, "ops"), srv.current(t, "treasury")) == (150, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sliding", [False, True], ids=["calendar", "sliding"])
+def test_a_velocity_limit_holds_exactly_under_many_callers(postgres_server: Server, sliding: bool) -> None:
+    srv, t, limit = postgres_server, "ctl-race", 20_000
+    srv.create_account(t, "payer")
+    srv.create_account(t, "payee")
+    srv.fund(t, "payer", 1_000_000)
+    set_controls(srv, t, "payer", velocity=[pb.VelocityLimit(window=DAY, limit=limit, sliding=sliding)])
+    accepted: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        stub = srv.accounting(srv.channel())
+        for i in range(12):
+            amount = rng.randint(1, 900)
+            try:
+                stub.Post(transfer_request(f"race-{seed}-{i}", "payer", "payee", amount), metadata=md(t))
+            except grpc.RpcError as err:
+                with lock:
+                    errors.append(error_info(err)[1])
+                continue
+            with lock:
+                accepted.append(amount)
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(errors) <= {"VELOCITY_LIMIT_EXCEEDED"}
+    assert errors, "16 x 12 spends of up to 900 must pass the limit"
+    assert 0 < sum(accepted) <= limit
+    assert srv.current(t, "payee") == sum(accepted)
+    got = controls(srv).GetAccountControls(pb.GetAccountControlsRequest(account=ref("payer")), metadata=md(t))
+    assert got.usage[0].spent == sum(accepted)
+    # The counter is exact: what is left of the limit can still be spent, and not one unit more.
+    if sum(accepted) < limit:
+        srv.transfer(t, "payer", "payee", limit - sum(accepted))
+    assert refused(lambda: srv.transfer(t, "payer", "payee", 1))[1] == "VELOCITY_LIMIT_EXCEEDED"
+    assert srv.current(t, "payee") == limit
