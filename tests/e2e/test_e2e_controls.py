@@ -6,16 +6,18 @@ same answer as the posting that crossed the line, and a velocity limit holds exa
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
 
 import grpc
 import pytest
 
+from tally import cli
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
-from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref, transfer_request
+from tests.e2e.conftest import Server, TenantKeys, adjustment_request, error_info, line, md, ref, transfer_request
 
 DAY = pb.CONTROL_WINDOW_DAY
 
@@ -192,3 +194,32 @@ def test_a_velocity_limit_holds_exactly_under_many_callers(postgres_server: Serv
         srv.transfer(t, "payer", "payee", limit - sum(accepted))
     assert refused(lambda: srv.transfer(t, "payer", "payee", 1))[1] == "VELOCITY_LIMIT_EXCEEDED"
     assert srv.current(t, "payee") == limit
+
+
+def test_the_cli_sets_shows_and_clears_controls(shared_server: Server, monkeypatch, capsys) -> None:
+    srv, t = shared_server, "ctl-cli"
+    monkeypatch.delenv("TALLY_KEY_FILE", raising=False)
+    monkeypatch.setenv("TALLY_API_KEY", TenantKeys.for_target(srv.target).key_for(t))
+    for code in ("wallet", "reserve", "shop"):
+        srv.create_account(t, code)
+    srv.fund(t, "reserve", 5_000)
+    srv.fund(t, "wallet", 350)
+    target = ["--target", srv.target]
+    assert cli.main(["controls", "set", "wallet", "--per-voucher-max", "300", "--velocity", "day=1000",
+                     "--sliding", "hour=700", "--flow", "transfer", "--counterparty", "shop",
+                     "--top-up", "100:400:reserve", "--request-id", "cli-set-1", *target]) == 0
+    out = capsys.readouterr().out
+    assert "per_voucher_max" in out and "calendar day" in out and "sliding hour" in out
+    assert refused(lambda: srv.transfer(t, "wallet", "shop", 301))[1] == "SPEND_LIMIT_EXCEEDED"
+    assert len(srv.transfer(t, "wallet", "shop", 300).vouchers) == 2  # 50 left: topped up to 400
+    assert srv.current(t, "wallet") == 400
+    assert cli.main(["controls", "show", "wallet", "--json", *target]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [u["spent"] for u in shown["usage"]] == ["300", "300"]
+    assert shown["controls"]["sweeps"][0]["kind"] == "SWEEP_KIND_TOP_UP"
+    assert cli.main(["controls", "set", "wallet", "--velocity", "week=5", *target]) == 2  # a bad window
+    assert cli.main(["controls", "set", "wallet", "--velocity", "day=0", *target]) == 2  # not an amount
+    capsys.readouterr()
+    assert cli.main(["controls", "clear", "wallet", *target]) == 0
+    assert "no velocity limits" in capsys.readouterr().out
+    srv.transfer(t, "wallet", "reserve", 350)
