@@ -6,6 +6,7 @@
                        [--excess CEILING:TARGET:DESTINATION]
     tally controls show ACCOUNT
     tally controls clear ACCOUNT
+    tally fx FROM TO AMOUNT --from-currency USD --to-currency EUR --rate 9213/10000
 
 `set` replaces every control of the account with the ones given; WINDOW is hour, day or month.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 import argparse
 
 from tally import cli_format as fmt
+from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
+from tally.v1 import flows_pb2
 
 WINDOWS = {"hour": pb.CONTROL_WINDOW_HOUR, "day": pb.CONTROL_WINDOW_DAY, "month": pb.CONTROL_WINDOW_MONTH}
 WINDOW_NAMES = {v: k for k, v in WINDOWS.items()}
@@ -43,6 +46,14 @@ def parse_sweep(text: str) -> tuple[int, int, str]:
     if len(parts) != 3 or not parts[2]:
         raise ValueError("expected TRIGGER:TARGET:ACCOUNT (amounts in atomic units)")
     return fmt.parse_amount(parts[0], minimum=0), fmt.parse_amount(parts[1], minimum=0), parts[2]
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`9213/10000` -> (9213, 10000): target atomic units per source atomic unit."""
+    numerator, sep, denominator = text.partition("/")
+    if not sep:
+        raise ValueError("expected NUMERATOR/DENOMINATOR, e.g. 9213/10000")
+    return fmt.parse_amount(numerator), fmt.parse_amount(denominator)
 
 
 def _velocities(args: argparse.Namespace, calendar: str, sliding: str) -> list[pb.VelocityLimit]:
@@ -100,9 +111,36 @@ def cmd_show(args: argparse.Namespace) -> int:
                          controls_text)
 
 
-def add_controls_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Registers `tally controls VERB` on the `tally` command's subparsers."""
+def cmd_fx(args: argparse.Namespace) -> int:
     cli = _cli()
+    numerator, denominator = args.rate
+    flow = flows_pb2.FxFlow(amount=args.amount, from_currency=args.from_currency.upper(),
+                            to_currency=args.to_currency.upper(), rate_numerator=numerator,
+                            rate_denominator=denominator, memo=args.memo or "")
+    getattr(flow, "from").CopyFrom(args.source)  # `from` is a Python keyword
+    flow.to.CopyFrom(args.destination)
+    return cli._post(args, post_pb.PostRequest(request_id=cli._request_id(args), memo=args.memo or "", fx=flow))
+
+
+def add_fx_parser(commands, client: argparse.ArgumentParser) -> None:
+    cli = _cli()
+    fx = commands.add_parser("fx", parents=[client], help="convert money between currencies at a given rate")
+    cli._account_arg(fx, "source", "FROM", "the account paying, in --from-currency")
+    cli._account_arg(fx, "destination", "TO", "the account receiving, in --to-currency")
+    fx.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT", help="atomic units of FROM")
+    fx.add_argument("--from-currency", required=True)
+    fx.add_argument("--to-currency", required=True)
+    fx.add_argument("--rate", required=True, type=cli._arg(parse_rate), metavar="N/D",
+                    help="target atomic units per source atomic unit, as an integer fraction")
+    fx.add_argument("--memo")
+    cli._request_id_option(fx)
+    fx.set_defaults(func=cmd_fx)
+
+
+def add_controls_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Registers `tally controls VERB` (and `tally fx`) on the `tally` command's subparsers."""
+    cli = _cli()
+    add_fx_parser(commands, client)
     controls = commands.add_parser("controls", help="spending controls, team budgets and sweeps of an account")
     verbs = controls.add_subparsers(dest="verb", required=True, metavar="VERB")
     limit = cli._arg(parse_limit)

@@ -15,8 +15,12 @@ import pytest
 
 from tally import cli
 from tally.v1 import account_service_pb2 as acc_pb
+from tally.v1 import accounting_service_pb2 as post_pb
+from tally.v1 import bookkeeping_service_pb2 as book_pb
+from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
+from tally.v1 import flows_pb2
 from tests.e2e.conftest import Server, TenantKeys, adjustment_request, error_info, line, md, ref, transfer_request
 
 DAY = pb.CONTROL_WINDOW_DAY
@@ -223,3 +227,49 @@ def test_the_cli_sets_shows_and_clears_controls(shared_server: Server, monkeypat
     assert cli.main(["controls", "clear", "wallet", *target]) == 0
     assert "no velocity limits" in capsys.readouterr().out
     srv.transfer(t, "wallet", "reserve", 350)
+
+
+def test_fx_converts_between_a_partys_currencies_exact_to_the_unit(shared_server: Server, monkeypatch,
+                                                                    capsys) -> None:
+    srv, t = shared_server, "ctl-fx"
+    srv.create_account(t, "alice:USD")
+    srv.create_account(t, "alice:EUR", currency="EUR")
+    srv.fund(t, "alice:USD", 10_000)
+    set_controls(srv, t, "alice:USD", per_voucher_max=5_000, allowed_flows=["fx", "transfer"])
+    request = post_pb.PostRequest(request_id=srv.request_id("fx"), fx=fx_flow("alice:USD", "alice:EUR", 1_000, 1, 3))
+    [voucher] = srv.accounting().Post(request, metadata=md(t)).vouchers
+    assert voucher.flow_type == "fx" and voucher.metadata["fx_rate"] == "1/3"
+    assert voucher.metadata["policy"] == "limit_check.passed"
+    assert {(e.account_code, e.amount, e.currency) for e in voucher.lines} == {
+        ("alice:USD", 1_000, "USD"), ("fx_position:USD", 999, "USD"), ("fx_gain_loss:USD", 1, "USD"),
+        ("fx_position:EUR", 333, "EUR"), ("alice:EUR", 333, "EUR")}
+    assert (srv.current(t, "alice:USD"), srv.current(t, "alice:EUR")) == (9_000, 333)
+    assert (srv.current(t, "fx_position:USD"), srv.current(t, "fx_gain_loss:USD")) == (999, 1)
+
+    too_much = post_pb.PostRequest(request_id=srv.request_id("fx"),
+                                   fx=fx_flow("alice:USD", "alice:EUR", 5_001, 9_213, 10_000))
+    assert refused(lambda: srv.accounting().Post(too_much, metadata=md(t))) == (FP, "SPEND_LIMIT_EXCEEDED")
+    wrong = post_pb.PostRequest(request_id=srv.request_id("fx"), fx=fx_flow("alice:EUR", "alice:USD", 10, 1, 1))
+    wrong.fx.from_currency, wrong.fx.to_currency = "USD", "EUR"  # the accounts hold the other currencies
+    assert refused(lambda: srv.accounting().Post(wrong, metadata=md(t))) == (FP, "CURRENCY_MISMATCH")
+    tiny = post_pb.PostRequest(request_id=srv.request_id("fx"), fx=fx_flow("alice:USD", "alice:EUR", 2, 1, 3))
+    assert refused(lambda: srv.accounting().Post(tiny, metadata=md(t)))[1] == "FX_AMOUNT_TOO_SMALL"
+
+    monkeypatch.delenv("TALLY_KEY_FILE", raising=False)
+    monkeypatch.setenv("TALLY_API_KEY", TenantKeys.for_target(srv.target).key_for(t))
+    assert cli.main(["fx", "alice:EUR", "alice:USD", "333", "--from-currency", "EUR", "--to-currency", "USD",
+                     "--rate", "3/1", "--request-id", "cli-fx-1", "--target", srv.target]) == 0
+    assert "fx_position:EUR" in capsys.readouterr().out
+    assert (srv.current(t, "alice:USD"), srv.current(t, "alice:EUR")) == (9_999, 0)
+    trial = book_grpc.BookkeepingServiceStub(srv._default).GetTrialBalance(book_pb.GetTrialBalanceRequest(),
+                                                                          metadata=md(t))
+    assert {total.currency: total.difference for total in trial.totals} == {"USD": 0, "EUR": 0}
+
+
+def fx_flow(source: str, destination: str, amount: int, numerator: int, denominator: int) -> flows_pb2.FxFlow:
+    flow = flows_pb2.FxFlow(to=ref(destination), amount=amount, from_currency="USD", to_currency="EUR",
+                            rate_numerator=numerator, rate_denominator=denominator)
+    if source.endswith("EUR"):
+        flow.from_currency, flow.to_currency = "EUR", "USD"
+    getattr(flow, "from").CopyFrom(ref(source))
+    return flow
