@@ -148,7 +148,7 @@ class PostingPipeline:
         try:
             return self.uow.write(tenants,
                                   lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener,
-                                                             controls=self.controls))
+                                                             self.controls))
         finally:
             metrics.batch_written(len(subs), time.perf_counter() - started)
 
