@@ -78,8 +78,14 @@ def test_each_control_refuses_with_its_reason_and_a_passing_posting_carries_the_
     # An uncontrolled account's vouchers carry no evidence mark.
     assert "policy" not in srv.transfer(t, "bob", "carol", 1).vouchers[0].metadata
 
+    # A request_id reused with other controls is refused; resent with the same ones, it is answered again.
+    again = pb.SetAccountControlsRequest(request_id="ctl-clear", account=ref("alice"))
+    controls(srv).SetAccountControls(again, metadata=md(t))
+    assert controls(srv).SetAccountControls(again, metadata=md(t)).controls == pb.AccountControls()
+    again.controls.per_voucher_max = 5
+    assert refused(lambda: controls(srv).SetAccountControls(again, metadata=md(t))) == (
+        grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
     # Cleared, alice may spend again; a caller cannot forge the evidence key.
-    set_controls(srv, t, "alice")
     srv.transfer(t, "alice", "carol", 2_000)
     forged = adjustment_request(srv.request_id("forge"), [line("alice", "debit", 1), line("bob", "credit", 1)],
                                 metadata={"policy": "limit_check.passed"})

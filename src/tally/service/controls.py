@@ -33,7 +33,7 @@ from tally.domain.controls import (
     moves_of,
     sweep_amount,
 )
-from tally.domain.errors import LedgerError, invalid, precondition
+from tally.domain.errors import ErrorKind, LedgerError, invalid, precondition
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher, VoucherDraft
 from tally.service.posting.undo import Revertible
@@ -90,8 +90,9 @@ class ControlBook:
     def set_controls(self, tenant_id: str, ref: AccountRef, controls: Controls, sweeps: list[SweepSpec],
                      request_id: str) -> ControlsView:
         """Replaces an account's controls (an empty set clears them); `sweeps` name their other account by
-        id or code. Setting the same controls again changes nothing, so a resend is safe; it runs under the
-        write gate, so the next batch sees it."""
+        id or code. Setting the same controls again changes nothing, so a resend is safe; the request_id of the
+        account's last change sent with other controls is ALREADY_EXISTS. It runs under the write gate, so the
+        next batch sees it."""
         check_tenant(tenant_id)
         check_request_id(request_id)
 
@@ -108,6 +109,11 @@ class ControlBook:
     def _store(self, conn: Connection, account: Account, controls: Controls, request_id: str) -> ControlsView:
         tenant_id = account.tenant_id
         stored = controls_repo.get_controls(conn, tenant_id, account.id)
+        if stored is not None and stored[1] == request_id and stored[0] != controls:
+            # The account's last change came with this request_id and other controls (AIP-155).
+            raise LedgerError(ErrorKind.ALREADY_EXISTS, "REQUEST_ID_REUSED",
+                              f"request_id {request_id!r} already set other controls on {account.code}",
+                              request_id=request_id, fields="controls")
         if stored is None or stored[0] != controls:
             if (stored is None or stored[0].empty) and not controls.empty:
                 _check_room(conn, tenant_id)
