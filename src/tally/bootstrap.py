@@ -32,7 +32,7 @@ from tally.service.books.interest import InterestBook
 from tally.service.books.statements import StatementBook
 from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
-from tally.service.controls import ControlBook
+from tally.service.controls import ControlBook, template_controls
 from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -61,7 +61,7 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     uow = UnitOfWork(engines, retries_max=settings.retries_max)
     calendar = AccountingCalendar(settings.day_cutoff_offset_minutes)
     rules = load_rules(settings)
-    controls = ControlBook(uow, now_us)
+    controls = ControlBook(uow, now_us, template_controls(rules))
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
         queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max),

@@ -9,6 +9,7 @@ controls costs one read of its controls and one of the counters of the accounts 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,12 +37,14 @@ from tally.domain.controls import (
 from tally.domain.errors import ErrorKind, LedgerError, invalid, precondition
 from tally.domain.fields import check_request_id, check_tenant
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher, VoucherDraft
+from tally.rules.engine import RuleSet
 from tally.service.posting.undo import Revertible
 from tally.service.queries import require_account
 from tally.storage import controls_repo
 from tally.storage.uow import UnitOfWork
 
 ABSENT_RECHECK_S = 1.0
+TEMPLATE_CODES_CACHED_MAX = 100_000  # account codes whose template's controls are remembered
 CONTROLLED_ACCOUNTS_MAX = 10_000  # accounts with controls, per tenant: each batch of the tenant reads them all
 
 
@@ -60,9 +63,25 @@ class ControlsView:
     updated_us: int
 
 
+TemplateControls = Callable[[str], Controls | None]  # account code -> its rule-set template's controls
+
+
+def template_controls(rules: RuleSet) -> TemplateControls | None:
+    """The controls the rule set's account templates give the accounts they open; None when none has any."""
+    if not any(template.controls for template in rules.templates):
+        return None
+
+    @functools.lru_cache(maxsize=TEMPLATE_CODES_CACHED_MAX)
+    def lookup(code: str) -> Controls | None:
+        found = rules.template_for(code)
+        return found[0].controls if found else None
+
+    return lookup
+
+
 class ControlBook:
-    def __init__(self, uow: UnitOfWork, clock: Callable[[], int]) -> None:
-        self.uow, self.clock = uow, clock
+    def __init__(self, uow: UnitOfWork, clock: Callable[[], int], templates: TemplateControls | None = None) -> None:
+        self.uow, self.clock, self.templates = uow, clock, templates
         self._absent: dict[str, float] = {}  # tenant -> monotonic time it was seen without controls
         self._lock = threading.Lock()
 
@@ -73,12 +92,12 @@ class ControlBook:
         now = time.monotonic()
         with self._lock:
             ask = {t for t in tenant_ids if now - self._absent.get(t, -ABSENT_RECHECK_S) >= ABSENT_RECHECK_S}
-        if not ask:
-            return NO_CONTROLS
-        found = controls_repo.tenant_controls(conn, ask)
+        found = controls_repo.tenant_controls(conn, ask) if ask else {}
         with self._lock:
             for tenant_id in ask - found.keys():
                 self._absent[tenant_id] = now
+        if self.templates is not None:
+            return BatchControls(found, self.templates)
         return BatchControls(found) if found else NO_CONTROLS
 
     def _changed(self, tenant_id: str) -> None:
@@ -168,8 +187,9 @@ def _view(conn: Connection, account: Account, controls: Controls, now_us: int) -
 class BatchControls:
     """One batch's view of its tenants' controls and spend counters, reverted with a refused submission."""
 
-    def __init__(self, controls: Mapping[str, dict[str, Controls]]) -> None:
-        self.controls = controls  # tenant -> account id -> controls
+    def __init__(self, controls: Mapping[str, dict[str, Controls]], templates: TemplateControls | None = None) -> None:
+        self.controls = {tenant_id: dict(by_account) for tenant_id, by_account in controls.items()}
+        self.templates = templates  # the rule set's controls, for accounts without their own
         self.used: Revertible = Revertible()  # (tenant, counter) -> spent
         self.stored: set = set()
 
@@ -180,6 +200,8 @@ class BatchControls:
 
     def load_usage(self, conn: Connection, accounts: Mapping[str, Mapping[str, Account]], now_us: int) -> None:
         """The counters of the controlled accounts the batch moves and of their parents' team budgets."""
+        if self.templates is not None:
+            self._add_template_controls(accounts)
         for tenant_id, by_account in self.controls.items():
             present = accounts.get(tenant_id, {})
             ids = {a for a in present if a in by_account and by_account[a].velocity}
@@ -188,6 +210,15 @@ class BatchControls:
             self.used.update(controls_repo.load_counters(conn, tenant_id, ids, earliest_bucket_us(now_us)))
         self.stored = set(self.used)
         self.used.checkpoint()
+
+    def _add_template_controls(self, accounts: Mapping[str, Mapping[str, Account]]) -> None:
+        for tenant_id, present in accounts.items():
+            by_account = self.controls.setdefault(tenant_id, {})
+            for account in present.values():
+                if account.id not in by_account:
+                    found = self.templates(account.code)
+                    if found is not None:
+                        by_account[account.id] = found
 
     def check(self, tenant_id: str, vouchers: list[Voucher], accounts: Mapping[str, Account],
               now_us: int) -> list[Voucher]:
