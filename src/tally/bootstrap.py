@@ -41,6 +41,7 @@ from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
 from tally.service.settlement.payouts import PayoutConfig, Payouts
 from tally.service.settlement.reconciliation import Reconciliation
+from tally.service.sweeps import DaySweeps
 from tally.service.webhooks.manage import WebhookAdmin
 from tally.service.webhooks.secrets import SecretBox, check_key
 from tally.storage import system_repo
@@ -77,7 +78,8 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     webhooks, dispatcher = build_webhooks(settings, uow, hub)
     interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
-                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries)
+                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries,
+                   sweeps=DaySweeps(uow, pipeline).run)
     reconciliation = Reconciliation(uow, posting, rules, settings.currencies, now_us)
     payouts = Payouts(uow, posting, rules, settings.currencies, calendar, now_us,
                       PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))

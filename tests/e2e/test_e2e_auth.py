@@ -813,7 +813,8 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
                       "ListDeliveries", "Redeliver", "GetTrialBalance", "ListStatements", "GetStatement",
                       "ImportStatement", "GetReconciliation", "ListReconciliationItems", "ResolveItem",
                       "LinkBankAccount", "UpdateBankAccountStatus", "RequestPayout", "ExportPayoutBatch",
-                      "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout"}
+                      "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout",
+                      "SetAccountControls", "GetAccountControls"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

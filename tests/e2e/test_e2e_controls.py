@@ -20,6 +20,8 @@ from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
+from tally.v1 import day_service_pb2 as day_pb
+from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import flows_pb2
 from tests.e2e.conftest import Server, TenantKeys, adjustment_request, error_info, line, md, ref, transfer_request
 
@@ -279,3 +281,32 @@ def fx_flow(source: str, destination: str, amount: int, numerator: int, denomina
         flow.from_currency, flow.to_currency = "EUR", "USD"
     getattr(flow, "from").CopyFrom(ref(source))
     return flow
+
+
+def test_the_day_close_runs_the_sweeps_no_posting_triggered(shared_server: Server) -> None:
+    srv, t = shared_server, "ctl-close"
+    for code in ("ops", "treasury", "savings", "wallet"):
+        srv.create_account(t, code)
+    date = srv.fund(t, "ops", 3_000).accounting_date
+    srv.fund(t, "treasury", 30)
+    srv.fund(t, "wallet", 50)
+    set_controls(srv, t, "ops", sweeps=[
+        pb.Sweep(kind=pb.SWEEP_KIND_EXCESS, trigger=1_000, target=500, counter_account=ref("savings"))])
+    set_controls(srv, t, "wallet", sweeps=[
+        pb.Sweep(kind=pb.SWEEP_KIND_TOP_UP, trigger=100, target=400, counter_account=ref("treasury"))])
+    srv.transfer(t, "wallet", "savings", 10)  # wallet 40: topped up with the 30 treasury has, still below 100
+    assert (srv.current(t, "wallet"), srv.current(t, "treasury")) == (70, 0)
+    srv.fund(t, "treasury", 1_000)  # moves treasury, not wallet: no sweep yet
+
+    days = day_grpc.DayServiceStub(srv._default)
+    close = day_pb.CloseAccountingDayRequest(accounting_date=date, early=True, request_id="close-1")
+    days.CloseAccountingDay(close, metadata=md(t))
+    assert (srv.current(t, "ops"), srv.current(t, "savings")) == (500, 2_500 + 10)
+    assert (srv.current(t, "wallet"), srv.current(t, "treasury")) == (400, 670)
+    close.request_id = "close-2"
+    days.CloseAccountingDay(close, metadata=md(t))  # closing again replays the sweeps, posts nothing twice
+    assert (srv.current(t, "ops"), srv.current(t, "wallet")) == (500, 400)
+    sweeps = [v for v in srv.all_vouchers(t) if v.flow_type == "sweep"]
+    ids = {a.code: a.id for a in srv.all_accounts(t)}
+    assert sorted(v.request_id for v in sweeps if v.request_id.startswith("sweep:")) == sorted(
+        f"sweep:{date}:{ids[code]}:{kind}" for code, kind in (("ops", "excess"), ("wallet", "top_up")))

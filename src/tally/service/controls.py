@@ -248,7 +248,7 @@ class BatchControls:
         swept = []
         for account_id in dict.fromkeys(line.account_id for v in vouchers for line in v.lines):
             for sweep in controls.get(account_id, Controls()).sweeps:
-                draft = _sweep_draft(sweep, accounts[account_id], accounts.get(sweep.counter_account_id), balances)
+                draft = sweep_draft(sweep, accounts[account_id], accounts.get(sweep.counter_account_id), balances)
                 if draft is None:
                     continue
                 try:
@@ -293,7 +293,7 @@ class _TenantCounters(Mapping):
         return sum(1 for _ in self)
 
 
-def _sweep_draft(sweep, account: Account, other: Account | None,
+def sweep_draft(sweep, account: Account, other: Account | None,
                  balances: Mapping[str, BalanceState]) -> VoucherDraft | None:
     if other is None:
         return None
