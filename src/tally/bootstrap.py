@@ -32,8 +32,9 @@ from tally.service.books.interest import InterestBook
 from tally.service.books.statements import StatementBook
 from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
-from tally.service.controls import ControlBook, template_controls
+from tally.service.controls import ControlBook
 from tally.service.hierarchy import Hierarchy
+from tally.service.posting.controls import template_controls
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us

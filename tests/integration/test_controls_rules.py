@@ -16,7 +16,7 @@ from tally.domain.flows import RuleFlow
 from tally.rules import load_default_rule_set
 from tally.rules.loader import RuleSetError, parse_rule_set
 from tally.service.commands import PostFlow
-from tally.service.controls import template_controls
+from tally.service.posting.controls import template_controls
 from tests.integration.conftest import TENANT, outcome, ref
 
 DEFAULT = resources.files("tally.rules").joinpath("default.toml").read_text()

@@ -13,8 +13,8 @@ from sqlalchemy import Connection
 from tally.domain.controls import Controls
 from tally.domain.errors import LedgerError
 from tally.domain.vouchers import AccountRef
-from tally.service.controls import sweep_draft
 from tally.service.posting.batch import Submission
+from tally.service.posting.controls import sweep_draft
 from tally.service.posting.pipeline import PostingPipeline
 from tally.storage import accounts_repo, controls_repo
 from tally.storage.uow import UnitOfWork

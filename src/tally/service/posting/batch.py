@@ -30,7 +30,8 @@ from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
-from tally.service.controls import NO_CONTROLS, ControlBook
+from tally.service.controls import ControlBook
+from tally.service.posting.controls import NO_CONTROLS
 from tally.service.posting.events import account_payload, hold_events
 from tally.service.posting.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.posting.idempotency import (
