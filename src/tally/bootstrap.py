@@ -33,7 +33,9 @@ from tally.service.books.interest import InterestBook
 from tally.service.books.statements import StatementBook
 from tally.service.books.summaries import SummaryBook
 from tally.service.container import Services
+from tally.service.controls import ControlBook
 from tally.service.hierarchy import Hierarchy
+from tally.service.posting.controls import template_controls
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
 from tally.service.posting.pipeline import PipelineLimits, PostingPipeline, now_us
@@ -41,6 +43,7 @@ from tally.service.posting.templates import template_opener
 from tally.service.queries import Queries
 from tally.service.settlement.payouts import PayoutConfig, Payouts
 from tally.service.settlement.reconciliation import Reconciliation
+from tally.service.sweeps import DaySweeps
 from tally.service.webhooks.manage import WebhookAdmin
 from tally.service.webhooks.secrets import SecretBox, check_key
 from tally.storage import system_repo
@@ -61,11 +64,12 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     uow = UnitOfWork(engines, retries_max=settings.retries_max)
     calendar = AccountingCalendar(settings.day_cutoff_offset_minutes)
     rules = load_rules(settings)
+    controls = ControlBook(uow, now_us, template_controls(rules))
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
         queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max,
         writers=settings.writers if engines.dialect == "postgresql" else 1),
-        opener=template_opener(rules, settings.currencies))
+        opener=template_opener(rules, settings.currencies), controls=controls)
     window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
     posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)
     expirer = HoldExpirer(uow, pipeline, now_us, interval_s=settings.hold_expiry_interval_s)
@@ -77,13 +81,14 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     webhooks, dispatcher = build_webhooks(settings, uow, hub)
     interest = InterestBook(uow, posting, rules.interest, frozenset(settings.currencies), now_us)
     days = DayBook(uow, calendar, now_us, auto=settings.day_close_auto, grace_s=settings.day_close_grace_s,
-                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries)
+                   interval_s=settings.day_close_interval_s, interest=interest, summarize=rules.summaries,
+                   sweeps=DaySweeps(uow, pipeline).run)
     reconciliation = Reconciliation(uow, posting, rules, settings.currencies, now_us)
     payouts = Payouts(uow, posting, rules, settings.currencies, calendar, now_us,
                       PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))
     return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
                     authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks, dispatcher,
-                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts)
+                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts, controls)
 
 
 def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:

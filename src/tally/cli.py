@@ -3,7 +3,8 @@ database (`tenants`, `keys`), and talks to one over gRPC (accounts, postings, re
 
 Verbs with modules of their own: `post` (business flows, cli_flows), `holds` (cli_holds), `rules`,
 `trial-balance` and `verify` (cli_books), `days` (cli_days), `demo` (cli_demo), `watch` (cli_watch),
-`webhooks` (cli_webhooks), `recon` (cli_recon), `payouts` (cli_payouts) and `tenants` / `keys` (cli_admin).
+`webhooks` (cli_webhooks), `recon` (cli_recon), `payouts` (cli_payouts), `controls` (cli_controls) and `tenants` /
+`keys` (cli_admin).
 They use the helpers here, so they are imported
 when the parser is built, not at the top of this module.
 
@@ -669,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                "unreachable.")
     from tally.cli_admin import add_admin_parsers
     from tally.cli_books import add_books_parsers
+    from tally.cli_controls import add_controls_parser
     from tally.cli_days import add_days_parser
     from tally.cli_demo import add_demo_parser
     from tally.cli_flows import add_post_parser
@@ -694,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(commands)
     add_watch_parser(commands)
     add_webhooks_parser(commands, client)
+    add_controls_parser(commands, client)
     return parser
 
 

@@ -827,7 +827,7 @@ def test_every_rpc_has_a_permission_and_is_attempted(world: World, matrix: Matri
                       "ImportStatement", "GetReconciliation", "ListReconciliationItems", "ResolveItem",
                       "LinkBankAccount", "UpdateBankAccountStatus", "RequestPayout", "ExportPayoutBatch",
                       "SendPayoutBatch", "SettlePayoutBatch", "GetPayoutBatch", "ReturnPayout", "MergeAccounts",
-                      "SetAccountSecurity", "GetAccountSecurity"}
+                      "SetAccountSecurity", "GetAccountSecurity", "SetAccountControls", "GetAccountControls"}
 
 
 def test_bad_credentials_are_unauthenticated_for_every_rpc(matrix: Matrix) -> None:

@@ -25,6 +25,7 @@ from tally import bootstrap, cli
 from tally.config import ConfigError, Settings
 from tally.domain.accounts import AccountChange, AccountType, BalanceState
 from tally.domain.auth import Role
+from tally.domain.controls import Controls, Velocity, Window
 from tally.domain.errors import LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RefundFlow, RuleFlow
@@ -68,7 +69,7 @@ JOURNAL = ("vouchers", "voucher_lines", "events", "idempotency", "audit_log", "w
            "recon_statements", "recon_lines", "account_merges")
 MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_heads", "audit_checkpoints",
            "audit_account_sums", "webhooks", "accounting_days", "recon_items", "bank_accounts", "payout_batches",
-           "payouts", "account_securities")
+           "payouts", "account_securities", "account_controls", "spend_counters")
 # The tables the service role may read (api_keys: only through tally_api_key).
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
@@ -208,6 +209,14 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
         await payouts.request(tenant, ledger.request_id("payout"), bank.id, 1_000_000, "USD")
         (batch,) = (await payouts.create_batches(tenant, ledger.request_id("cut"), "USD")).batches
         await payouts.send_batch(tenant, ledger.request_id("send"), batch.id)
+        # Spending controls and the counter a controlled spend advances.
+        ledger.pipeline.controls.set_controls(tenant, AccountRef(code="alice"),
+                                              Controls(velocity=(Velocity(Window.DAY, 10_000),)), [],
+                                              ledger.request_id("controls"))
+        (spent,) = await outcomes(ledger.transfer("alice", "bob", 10, tenant=tenant))
+        assert spent.vouchers[0].metadata["policy"] == "limit_check.passed"
+        (back,) = await outcomes(ledger.transfer("bob", "alice", 10, tenant=tenant))  # balances as they were
+        assert not isinstance(back, LedgerError), back
     audit = AuditLog(ledger.uow, flush_ms=0)
     audit.start()
     for tenant in (A, B, ""):

@@ -8,6 +8,7 @@ from tally.domain.accounts import Account, AccountChange, AccountStatus, Account
 from tally.domain.errors import invalid
 from tally.domain.facts import Facts, Share, check_facts
 from tally.domain.flows import AdjustmentFlow, Flow, RefundFlow, RuleFlow, TransferFlow
+from tally.domain.fx import FxFlow
 from tally.domain.hierarchy import RollUp
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.subaccounts import SubAccountTransferFlow
@@ -111,6 +112,9 @@ def flow_in(request) -> Flow:
     if which == "transfer":
         return TransferFlow(ref_in(getattr(flow, "from"), "transfer.from"), ref_in(flow.to, "transfer.to"),
                             flow.amount, flow.currency, flow.memo)
+    if which == "fx":
+        return FxFlow(ref_in(getattr(flow, "from"), "fx.from"), ref_in(flow.to, "fx.to"), flow.amount,
+                      flow.from_currency, flow.to_currency, flow.rate_numerator, flow.rate_denominator, flow.memo)
     if which == "adjustment":
         return AdjustmentFlow(tuple(line_in(ln, i) for i, ln in enumerate(flow.lines)), flow.reason)
     if which == "sub_account_transfer":

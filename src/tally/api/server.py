@@ -12,6 +12,7 @@ from tally.api.account_servicer import AccountServicer
 from tally.api.accounting_servicer import AccountingServicer
 from tally.api.auth_interceptor import AuthInterceptor
 from tally.api.bookkeeping_servicer import BookkeepingServicer
+from tally.api.control_servicer import ControlServicer
 from tally.api.day_servicer import DayServicer
 from tally.api.settlement_servicer import SettlementServicer
 from tally.api.tls import load_tls, server_credentials
@@ -25,6 +26,8 @@ from tally.v1 import (
     accounting_service_pb2_grpc,
     bookkeeping_service_pb2,
     bookkeeping_service_pb2_grpc,
+    control_service_pb2,
+    control_service_pb2_grpc,
     day_service_pb2,
     day_service_pb2_grpc,
     settlement_service_pb2,
@@ -40,6 +43,7 @@ SERVICE_NAMES = (
     webhook_service_pb2.DESCRIPTOR.services_by_name["WebhookService"].full_name,
     day_service_pb2.DESCRIPTOR.services_by_name["DayService"].full_name,
     settlement_service_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name,
+    control_service_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name,
 )
 MESSAGE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 
@@ -64,6 +68,7 @@ class GrpcServer:
             WebhookServicer(services.webhooks, services.dispatcher), self.server)
         day_service_pb2_grpc.add_DayServiceServicer_to_server(DayServicer(services), self.server)
         settlement_service_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(services), self.server)
+        control_service_pb2_grpc.add_ControlServiceServicer_to_server(ControlServicer(services.controls), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

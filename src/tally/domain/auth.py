@@ -82,6 +82,8 @@ METHOD_PERMISSIONS: dict[str, Permission] = {
     **{f"{_SERVICE}SettlementService/{m}": Permission.OPERATE
        for m in ("ImportStatement", "ResolveItem", "LinkBankAccount", "UpdateBankAccountStatus", "CreatePayoutBatches",
                  "SendPayoutBatch", "SettlePayoutBatch", "ReturnPayout")},
+    f"{_SERVICE}ControlService/GetAccountControls": Permission.READ,
+    f"{_SERVICE}ControlService/SetAccountControls": Permission.OPERATE,
 }
 # Open to anyone: load balancers probe health, tools discover the API.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -54,7 +54,9 @@ def check_text(value: str, field: str, length_max: int) -> str:
 # Keys the server writes on vouchers beside the caller's metadata: the rule's voucher name, an adjustment's
 # reason, the hold a capture spends, the original of a refund. They are the server's alone: a caller may not
 # set them, and they do not count against the caller's limits.
-SERVER_METADATA_KEYS = frozenset({"rule_voucher", "reason", "hold_id", "refund_of", "reverses"})
+SERVER_METADATA_KEYS = frozenset({"rule_voucher", "reason", "hold_id", "refund_of", "reverses",
+                                  "policy", "controls_checked", "sweep",  # spending controls
+                                  "fx_rate"})
 
 
 def check_caller_metadata(metadata: Mapping[str, str]) -> dict[str, str]:

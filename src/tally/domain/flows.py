@@ -8,6 +8,7 @@ from tally.domain.accounts import Side
 from tally.domain.errors import invalid
 from tally.domain.facts import Facts
 from tally.domain.fields import check_caller_metadata
+from tally.domain.fx import FxFlow
 from tally.domain.subaccounts import SubAccountTransferFlow
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 
@@ -76,4 +77,4 @@ class RefundFlow:
     flow_type = "refund"
 
 
-Flow = TransferFlow | AdjustmentFlow | RuleFlow | RefundFlow | SubAccountTransferFlow
+Flow = TransferFlow | AdjustmentFlow | RuleFlow | RefundFlow | SubAccountTransferFlow | FxFlow

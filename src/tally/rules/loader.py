@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from os import PathLike
 from pathlib import Path
@@ -18,6 +18,7 @@ from tally.domain.accounts import CUSTOMER_TYPES, AccountType, FloorPolicy, Side
 from tally.domain.errors import ErrorKind
 from tally.domain.money import fits_int64
 from tally.rules import limits
+from tally.rules.controls import parse_controls
 from tally.rules.engine import RuleSet
 from tally.rules.expr import BOOL, BUILTIN, BUILTIN_NAMES, INT, LET, PARAM, RESERVED, VALUE, Node, pattern_refs
 from tally.rules.interest import parse_interest
@@ -33,7 +34,7 @@ TOP_KEYS = ("version", "description", "params", "flows", "accounts", "rules", "i
 STATEMENT_KEYS = ("reference", "amount", "value_date", "line_id", "description")
 STATEMENT_LAYOUTS_MAX = 64
 FLOW_KEYS = ("values", "parties", "tags", "description")
-TEMPLATE_KEYS = ("type", "normal_side", "floor", "description")
+TEMPLATE_KEYS = ("type", "normal_side", "floor", "description", "controls")
 RULE_KEYS = ("id", "flow", "description", "when", "mode", "params", "let", "requires", "vouchers")
 GUARD_KEYS = ("check", "reason", "kind", "message")
 VOUCHER_KEYS = ("name", "memo", "lines")
@@ -314,13 +315,14 @@ class _Loader:
         account_type = self.choice(spec.get("type"), _at(location, "type"), _TYPES)
         if account_type is None:
             return None
+        controls = parse_controls(spec["controls"], _at(location, "controls"), self.add) if "controls" in spec else None
         if account_type in CUSTOMER_TYPES:
-            return self.customer_template(pattern, account_type, spec, location)
+            return replace(self.customer_template(pattern, account_type, spec, location), controls=controls)
         side = self.choice(spec.get("normal_side"), _at(location, "normal_side"), _SIDES)
         floor = self.choice(spec.get("floor", FloorPolicy.UNBOUNDED.value), _at(location, "floor"), _FLOORS)
         if side is None or floor is None:
             return None
-        return AccountTemplate(pattern, account_type, side, floor)
+        return AccountTemplate(pattern, account_type, side, floor, controls)
 
     def customer_template(self, pattern: Pattern, account_type: AccountType, spec: dict,
                           location: str) -> AccountTemplate:

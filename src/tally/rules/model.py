@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from tally.domain.accounts import AccountType, FloorPolicy, NewAccount, Side
+from tally.domain.controls import Controls
 from tally.domain.errors import ErrorKind
 from tally.rules.expr import Node
 from tally.rules.patterns import Pattern
@@ -39,6 +40,7 @@ class AccountTemplate:
     type: AccountType
     normal_side: Side
     floor: FloorPolicy
+    controls: Controls | None = None  # spending controls of every account it opens (the API's override them)
 
     def new_account(self, code: str, currency: str, name: str = "") -> NewAccount:
         return NewAccount(code=code, type=self.type, currency=currency, normal_side=self.normal_side,

@@ -12,6 +12,7 @@ from tally.service.books.auditor import Auditor
 from tally.service.books.days import DayBook
 from tally.service.books.statements import StatementBook
 from tally.service.books.summaries import SummaryBook
+from tally.service.controls import ControlBook
 from tally.service.hierarchy import Hierarchy
 from tally.service.posting.expiry import HoldExpirer
 from tally.service.posting.handlers import Posting
@@ -46,3 +47,4 @@ class Services:
     summaries: SummaryBook
     reconciliation: Reconciliation
     payouts: Payouts
+    controls: ControlBook

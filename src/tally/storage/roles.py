@@ -54,6 +54,9 @@ UPDATED_COLUMNS = {
     "payout_batches": ("state", "send_request_id", "send_voucher_id", "sent_date", "expected_date", "updated_us"),
     "payouts": ("state", "batch_id", "reason", "voucher_ids", "updated_us"),
     "account_securities": ("deposit_id", "ratio_bps", "bound", "request_id", "updated_us"),  # migration 0017
+    # Spending controls (migration 0018): an account's controls are replaced, its counters advanced.
+    "account_controls": ("controls", "request_id", "updated_us"),
+    "spend_counters": ("spent",),
 }
 MUTABLE_TABLES = tuple(UPDATED_COLUMNS)
 READ_TABLES = ("tenants",)

@@ -565,3 +565,26 @@ account_securities = Table(
     CheckConstraint("ratio_bps > 0 AND ratio_bps <= 10000", name="ratio_bps_within_whole"),
 )
 Index("ix_account_securities_tenant_id_deposit_id", account_securities.c.tenant_id, account_securities.c.deposit_id)
+# Spending controls, team budgets and sweeps of an account (migration 0018): one row per controlled account,
+# the controls as JSON (domain/controls.py). Cleared controls stay as a row of "{}": nothing deletes rows.
+account_controls = Table(
+    "account_controls", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("account_id", String(ID), primary_key=True),
+    Column("controls", Text, nullable=False),
+    Column("request_id", String(128), nullable=False),  # the last change's
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+# Spend per account, scope (own, team), window granularity and bucket: what velocity limits and team budgets
+# count, advanced in the same write transaction as the vouchers that spend.
+spend_counters = Table(
+    "spend_counters", metadata,
+    Column("tenant_id", String(TENANT), primary_key=True),
+    Column("account_id", String(ID), primary_key=True),
+    Column("scope", String(8), primary_key=True),
+    Column("granularity", String(16), primary_key=True),
+    Column("bucket_us", BigInteger, primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+    CheckConstraint("spent >= 0", name="spent_not_negative"),
+)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PostRequest(_message.Message):
-    __slots__ = ("request_id", "memo", "metadata", "effective_time", "transfer", "adjustment", "funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee", "sub_account_transfer")
+    __slots__ = ("request_id", "memo", "metadata", "effective_time", "transfer", "adjustment", "funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee", "sub_account_transfer", "fx")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class PostRequest(_message.Message):
     PAYOUT_FIELD_NUMBER: _ClassVar[int]
     GUARANTEE_FIELD_NUMBER: _ClassVar[int]
     SUB_ACCOUNT_TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    FX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     memo: str
     metadata: _containers.ScalarMap[str, str]
@@ -48,7 +49,8 @@ class PostRequest(_message.Message):
     payout: _flows_pb2.PayoutFlow
     guarantee: _flows_pb2.GuaranteeFlow
     sub_account_transfer: _flows_pb2.SubAccountTransferFlow
-    def __init__(self, request_id: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer: _Optional[_Union[_flows_pb2.TransferFlow, _Mapping]] = ..., adjustment: _Optional[_Union[_flows_pb2.AdjustmentFlow, _Mapping]] = ..., funding: _Optional[_Union[_flows_pb2.FundingFlow, _Mapping]] = ..., usage: _Optional[_Union[_flows_pb2.UsageFlow, _Mapping]] = ..., acquisition: _Optional[_Union[_flows_pb2.AcquisitionFlow, _Mapping]] = ..., refund: _Optional[_Union[_flows_pb2.RefundFlow, _Mapping]] = ..., settlement: _Optional[_Union[_flows_pb2.SettlementFlow, _Mapping]] = ..., payout: _Optional[_Union[_flows_pb2.PayoutFlow, _Mapping]] = ..., guarantee: _Optional[_Union[_flows_pb2.GuaranteeFlow, _Mapping]] = ..., sub_account_transfer: _Optional[_Union[_flows_pb2.SubAccountTransferFlow, _Mapping]] = ...) -> None: ...
+    fx: _flows_pb2.FxFlow
+    def __init__(self, request_id: _Optional[str] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transfer: _Optional[_Union[_flows_pb2.TransferFlow, _Mapping]] = ..., adjustment: _Optional[_Union[_flows_pb2.AdjustmentFlow, _Mapping]] = ..., funding: _Optional[_Union[_flows_pb2.FundingFlow, _Mapping]] = ..., usage: _Optional[_Union[_flows_pb2.UsageFlow, _Mapping]] = ..., acquisition: _Optional[_Union[_flows_pb2.AcquisitionFlow, _Mapping]] = ..., refund: _Optional[_Union[_flows_pb2.RefundFlow, _Mapping]] = ..., settlement: _Optional[_Union[_flows_pb2.SettlementFlow, _Mapping]] = ..., payout: _Optional[_Union[_flows_pb2.PayoutFlow, _Mapping]] = ..., guarantee: _Optional[_Union[_flows_pb2.GuaranteeFlow, _Mapping]] = ..., sub_account_transfer: _Optional[_Union[_flows_pb2.SubAccountTransferFlow, _Mapping]] = ..., fx: _Optional[_Union[_flows_pb2.FxFlow, _Mapping]] = ...) -> None: ...
 
 class PostResponse(_message.Message):
     __slots__ = ("vouchers", "replayed")

@@ -205,3 +205,22 @@ class SubAccountTransferFlow(_message.Message):
     currency: str
     memo: str
     def __init__(self, account: _Optional[str] = ..., from_sub: _Optional[str] = ..., to_sub: _Optional[str] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., memo: _Optional[str] = ...) -> None: ...
+
+class FxFlow(_message.Message):
+    __slots__ = ("to", "amount", "from_currency", "to_currency", "rate_numerator", "rate_denominator", "memo")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    FROM_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TO_CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RATE_NUMERATOR_FIELD_NUMBER: _ClassVar[int]
+    RATE_DENOMINATOR_FIELD_NUMBER: _ClassVar[int]
+    MEMO_FIELD_NUMBER: _ClassVar[int]
+    to: _types_pb2.AccountRef
+    amount: int
+    from_currency: str
+    to_currency: str
+    rate_numerator: int
+    rate_denominator: int
+    memo: str
+    def __init__(self, to: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., amount: _Optional[int] = ..., from_currency: _Optional[str] = ..., to_currency: _Optional[str] = ..., rate_numerator: _Optional[int] = ..., rate_denominator: _Optional[int] = ..., memo: _Optional[str] = ..., **kwargs) -> None: ...

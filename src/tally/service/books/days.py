@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from sqlalchemy import Connection
@@ -54,8 +54,10 @@ DAY_CLOSE_ACTOR = "system:day-close"
 class DayBook:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int], *,
                  auto: bool = False, grace_s: int = 300, interval_s: int = 60,
-                 interest: InterestBook | None = None, summarize: SummaryScope | Iterable[str] = ()) -> None:
+                 interest: InterestBook | None = None, summarize: SummaryScope | Iterable[str] = (),
+                 sweeps: Callable[[str, str], Awaitable[int]] | None = None) -> None:
         self.uow, self.calendar, self.clock, self.interest = uow, calendar, clock, interest
+        self.sweeps = sweeps  # the spending controls' day-close sweeps (service/sweeps.py)
         self.summarize = summary_scope(summarize)  # the flows (and accounts) whose days get summary vouchers
         self.auto, self.grace_s, self.interval_s = auto, grace_s, interval_s
         self._task: asyncio.Task | None = None
@@ -69,6 +71,8 @@ class DayBook:
         if self.interest is not None and self.interest.enabled:
             rows = await asyncio.to_thread(self.interest.accrue, tenant_id, day.date)
             await self.interest.post(tenant_id, rows)
+        if self.sweeps is not None:
+            await self.sweeps(tenant_id, day.date)
         return day
 
     def close(self, tenant_id: str, date_text: str, *, early: bool = False) -> AccountingDay:

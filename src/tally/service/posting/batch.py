@@ -30,7 +30,9 @@ from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
+from tally.service.controls import ControlBook
 from tally.service.posting.account_links import AccountLinks
+from tally.service.posting.controls import NO_CONTROLS
 from tally.service.posting.events import account_payload, hold_events
 from tally.service.posting.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.posting.idempotency import (
@@ -105,12 +107,12 @@ CHUNK_SUBMISSIONS = 100
 
 
 def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
-                opener: Opener = no_templates) -> list[Outcome]:
+                opener: Opener = no_templates, controls: ControlBook | None = None) -> list[Outcome]:
     """Applies the submissions in order and writes what they changed. In a large batch the append-only rows
     (journal, records, events) go out chunk by chunk: on PostgreSQL the server inserts one chunk while the
     next is being applied, where sending them all at the end made each side wait for the other. The last
     rows and what the batch changed as a whole are deferred: they go out with the COMMIT."""
-    batch = _Batch(conn, subs, now_us, calendar, opener)
+    batch = _Batch(conn, subs, now_us, calendar, opener, controls)
     outcomes: list[Outcome] = []
     # Pipeline mode only when chunks will go out (a batch of CHUNK_SUBMISSIONS or more): leaving it costs a
     # round trip.
@@ -140,14 +142,18 @@ def refused_with(index: int, error: LedgerError) -> LedgerError:
 
 class _Batch:
     def __init__(self, conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
-                 opener: Opener) -> None:
+                 opener: Opener, controls: ControlBook | None = None) -> None:
         self.conn, self.now_us = conn, now_us
         ops: dict[str, list[HoldOp]] = defaultdict(list)
         for sub in subs:
             ops[sub.tenant_id] += sub.hold_ops
         self.hold_book = HoldBook(conn, ops)  # first: the accounts of its holds are read with the others
-        opening = read_opening(conn, {s.tenant_id for s in subs}, [(s.tenant_id, s.request_id) for s in subs],
-                               self._refs(subs))
+        tenant_ids = {s.tenant_id for s in subs}
+        self.controls = controls.open_batch(conn, tenant_ids) if controls else NO_CONTROLS  # spending controls
+        refs = self._refs(subs)
+        for tenant_id, extra in self.controls.extra_refs().items():
+            refs[tenant_id] += extra
+        opening = read_opening(conn, tenant_ids, [(s.tenant_id, s.request_id) for s in subs], refs)
         self.heads = opening.heads
         # Posting times never go back within a tenant (a clock stepped back posts at the last time instead), so
         # the last entry at or before a time is one index look-up away.
@@ -164,6 +170,7 @@ class _Batch:
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
         self.links = AccountLinks(conn, self.by_id, self.by_code, self.balances)  # merged codes, secured credit
+        self.controls.load_usage(conn, self.by_id, self.now_us)
         self.reversed = journal_repo.reversed_originals(
             conn, [d.reverses_id for s in subs for d in s.drafts if d.reverses_id])
         self.caps_used = Revertible(ledger_repo.load_caps(conn, [(s.tenant_id, c.key) for s in subs for c in s.caps]))
@@ -222,12 +229,12 @@ class _Batch:
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
 
     def _checkpoint(self) -> None:
-        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book, self.controls.used):
             state.checkpoint()
 
     def _revert(self) -> None:
         """Takes back what the submissions since the checkpoint changed in the batch's state."""
-        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book):
+        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book, self.controls.used):
             state.revert()
 
     def _evaluate(self, sub: Submission) -> Posted | _Accepted | LedgerError:
@@ -243,6 +250,7 @@ class _Batch:
             vouchers = [self._apply_draft(sub, draft) for draft in drafts]
             _check_spent_from_holds(changes, vouchers)
             self.links.check(sub.tenant_id, vouchers, changes, self.balances)
+            vouchers = self._controlled(sub, vouchers)
             self._use_caps(sub)
         except LedgerError as error:
             return error
@@ -338,6 +346,13 @@ class _Batch:
             reverses_id=draft.reverses_id, rule_id=draft.rule_id, rule_set_version=draft.rule_set_version,
         )
 
+    def _controlled(self, sub: Submission, vouchers: list[Voucher]) -> list[Voucher]:
+        """Spending controls checked (and marked on the vouchers), then the sweeps they call for."""
+        accounts = self.by_id[sub.tenant_id]
+        vouchers = self.controls.check(sub.tenant_id, vouchers, accounts, self.now_us)
+        return vouchers + self.controls.sweep(sub.tenant_id, vouchers, accounts, self.balances,
+                                              lambda draft: self._apply_draft(sub, draft))
+
     def _use_caps(self, sub: Submission) -> None:
         for cap in sub.caps:
             key = (sub.tenant_id, cap.key)
@@ -405,6 +420,7 @@ class _Batch:
                                                heads=list(self.heads.values()), now_us=self.now_us))
         self._mark_sent()
         self.hold_book.write(self.conn, self.touched_holds)
+        self.controls.write(self.conn)
         ledger_repo.save_caps(
             self.conn,
             {k: (self.caps_used[k], limit) for k, limit in self.caps_limit.items() if k not in self.caps_stored},

@@ -13,6 +13,7 @@ from tally.domain.accounts import Side
 from tally.domain.errors import LedgerError, invalid, not_accessible, precondition
 from tally.domain.fields import check_caller_metadata, check_request_id, check_tenant
 from tally.domain.flows import AdjustmentFlow, RefundFlow, RuleFlow, TransferFlow
+from tally.domain.fx import FxFlow
 from tally.domain.holds import Hold, check_new_hold
 from tally.domain.ids import new_id
 from tally.domain.money import Currency
@@ -119,6 +120,8 @@ class Posting:
         flow = cmd.flow
         if isinstance(flow, TransferFlow | AdjustmentFlow | SubAccountTransferFlow):
             return _submission(cmd, flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us))
+        if isinstance(flow, FxFlow):  # its platform accounts open from the rule set's templates
+            return _submission(cmd, flow.vouchers(cmd.memo, cmd.metadata, cmd.effective_us), codes=flow.codes())
         return self._rule_submission(cmd, flow)
 
     def _rule_submission(self, cmd: PostFlow, flow: RuleFlow) -> Submission:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from tally import metrics
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError
+from tally.service.controls import ControlBook
 from tally.service.faults import unexpected
 from tally.service.posting.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
 from tally.storage.uow import UnitOfWork
@@ -46,8 +47,9 @@ def now_us() -> int:
 
 class PostingPipeline:
     def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, limits: PipelineLimits,
-                 clock=now_us, opener: Opener = no_templates) -> None:
+                 clock=now_us, opener: Opener = no_templates, controls: ControlBook | None = None) -> None:
         self.uow, self.calendar, self.limits, self.clock, self.opener = uow, calendar, limits, clock, opener
+        self.controls = controls  # spending controls, checked in the write transaction
         self._queues = [_Queue(limits) for _ in range(limits.writers)]
         self._arrived: list[_Entry] = []  # queued in this turn of the event loop, handed over at its end
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,7 +170,8 @@ class PostingPipeline:
         started = time.perf_counter()
         try:
             return self.uow.write(tenants,
-                                  lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener))
+                                  lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener,
+                                                             self.controls))
         finally:
             metrics.batch_written(len(subs), time.perf_counter() - started)
 

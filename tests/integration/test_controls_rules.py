@@ -1,0 +1,75 @@
+"""Spending controls from the rule set, on SQLite and PostgreSQL: an account template's `controls` bind every
+account it opens (opened in the same batch or before), a problem in them is located by the loader, and
+controls set through the API replace the template's for that account."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from tally.domain.controls import Controls
+from tally.domain.errors import LedgerError
+from tally.domain.facts import Facts
+from tally.domain.flows import RuleFlow
+from tally.rules import load_default_rule_set
+from tally.rules.loader import RuleSetError, parse_rule_set
+from tally.service.commands import PostFlow
+from tally.service.posting.controls import template_controls
+from tests.integration.conftest import TENANT, outcome, ref
+
+DEFAULT = resources.files("tally.rules").joinpath("default.toml").read_text()
+CONSUMER = '[accounts."consumer:{consumer}"]\ntype = "deposit"\n'
+CONTROLLED = CONSUMER + '''[accounts."consumer:{consumer}".controls]
+per_voucher_max = 1000
+flows = ["usage"]
+velocity = [{ window = "day", limit = 1500 }, { window = "hour", limit = 1500, sliding = true }]
+'''
+
+
+def rules_with(text: str) -> str:
+    assert DEFAULT.count(CONSUMER) == 1
+    return DEFAULT.replace(CONSUMER, text)
+
+
+def test_template_controls_are_loaded_and_their_problems_located() -> None:
+    rules = parse_rule_set(rules_with(CONTROLLED))
+    lookup = template_controls(rules)
+    assert lookup is not None and lookup("consumer:c1").per_voucher_max == 1000
+    assert lookup("merchant_settled:m1") is None
+    assert template_controls(load_default_rule_set()) is None  # the default rules carry none: no cost
+    bad = CONSUMER + '[accounts."consumer:{consumer}".controls]\nvelocity = [{ window = "week", limit = 5 }]\n'
+    with pytest.raises(RuleSetError) as caught:
+        parse_rule_set(rules_with(bad))
+    assert 'accounts."consumer:{consumer}".controls.velocity[0]' in str(caught.value)
+    with pytest.raises(RuleSetError, match="unknown key"):
+        parse_rule_set(rules_with(CONSUMER + '[accounts."consumer:{consumer}".controls]\nsweeps = []\n'))
+
+
+async def test_template_controls_bind_the_accounts_it_opens(database_url, make_ledger, tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(rules_with(CONTROLLED))
+    ledger = make_ledger(database_url, rules_file=str(path))
+
+    async def flow(name: str, amount: int, consumer: str = "c1") -> object:
+        parties = {"consumer": consumer, "processor": "card"} if name == "funding" else {"consumer": consumer,
+                                                                                         "merchant": "m1"}
+        facts = Facts(name, "USD", {"amount": amount}, parties)
+        return await outcome(ledger.posting.post(PostFlow(TENANT, ledger.request_id(name), RuleFlow(facts))))
+
+    assert not isinstance(await flow("funding", 10_000), LedgerError)  # money in: no spend, account opened
+    refused = await flow("usage", 1_001)
+    assert isinstance(refused, LedgerError) and refused.reason == "SPEND_LIMIT_EXCEEDED"
+    posted = await flow("usage", 1_000)
+    assert posted.vouchers[0].metadata["controls_checked"] == (
+        "consumer:c1:flows,consumer:c1:per_voucher_max,consumer:c1:calendar_day,consumer:c1:sliding_hour")
+    refused = await flow("usage", 501)
+    assert isinstance(refused, LedgerError) and refused.reason == "VELOCITY_LIMIT_EXCEEDED"
+    # Controls set through the API replace the template's for that account only.
+    ledger.pipeline.controls.set_controls(TENANT, ref("consumer:c1"), Controls(per_voucher_max=5_000), [],
+                                          ledger.request_id("ctl"))
+    assert not isinstance(await flow("usage", 2_000), LedgerError)
+    assert not isinstance(await flow("funding", 10_000, "c2"), LedgerError)
+    refused = await flow("usage", 1_001, "c2")
+    assert isinstance(refused, LedgerError) and refused.reason == "SPEND_LIMIT_EXCEEDED"
