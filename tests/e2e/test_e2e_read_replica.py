@@ -7,6 +7,10 @@ without the setting) the same field is accepted and checked against the primary.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from tally.config import ConfigError, Settings
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
-from tests.e2e.conftest import Server, e2e_settings, error_info, md, ref, running_server, timestamp_in
+from tests.e2e.conftest import Server, TenantKeys, e2e_settings, error_info, md, ref, running_server, timestamp_in
 from tests.pgserver import LocalServer
 from tests.pgstandby import Standby, start_standby
 
@@ -99,6 +103,13 @@ def test_history_reads_come_from_the_replica_and_wait_for_the_sequence_they_name
                                                                     min_voucher_sequence=posted.sequence),
                                        metadata=md(T))
     assert list(listed.statements) == []  # no day closed: nothing issued, from the standby too
+    # The CLI names the sequence too: `tally statement bob --min-sequence N`.
+    key = TenantKeys.for_target(server.target).key_for(T)
+    shown = subprocess.run([sys.executable, "-m", "tally.cli", "statement", "bob", "--min-sequence",
+                            str(posted.sequence), "--target", server.target, "--json"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "TALLY_API_KEY": key}, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert [e["voucher_id"] for e in json.loads(shown.stdout)["entries"]] == [posted.id]
 
 
 @pytest.mark.postgres
