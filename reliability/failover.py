@@ -39,7 +39,7 @@ class FailoverPlan:
 
 
 FAILOVER_MODES = {
-    "failover-short": [FailoverPlan(8, 6, 24, 1)],
+    "failover-short": [FailoverPlan(8, 6, 16, 1)],
     "failover": [FailoverPlan(8, 12, 300, 6), FailoverPlan(1000, 12, 300, 6)],
 }
 

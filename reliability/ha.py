@@ -84,7 +84,7 @@ class HaCluster:
             shutil.chown(self.workdir, PG_USER)
         self.monitor = self._node("monitor")
         self._run(self.monitor, "monitor")
-        self._wait_sql(self.monitor.port, "pg_auto_failover")
+        self._wait_sql(self.monitor.port, "pg_auto_failover", "SELECT count(*) FROM pgautofailover.formation")
         with self._connect(self.monitor.port, "pg_auto_failover") as conn:
             for name, value in MONITOR_SETTINGS.items():
                 conn.execute(f"ALTER SYSTEM SET {name} = {int(value)}")
@@ -140,11 +140,13 @@ class HaCluster:
         return psycopg.connect(host=hosts, port=ports, user=PG_USER, dbname=database or self.database,
                                target_session_attrs="read-write", autocommit=True, connect_timeout=2)
 
-    def _wait_sql(self, port: int, database: str) -> None:
+    def _wait_sql(self, port: int, database: str, query: str = "SELECT 1") -> None:
+        """Until `query` runs (the monitor answers before its extension is created)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
-                with self._connect(port, database):
+                with self._connect(port, database) as conn:
+                    conn.execute(query)
                     return
             except psycopg.Error:
                 if time.monotonic() > deadline:

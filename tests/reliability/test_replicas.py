@@ -13,7 +13,7 @@ pytestmark = pytest.mark.postgres
 
 
 def test_three_processes_keep_every_invariant_and_every_stream_sees_all_postings(tmp_path) -> None:
-    report = run_replicas(ReplicaPlan(servers=3, tenants=3, clients_per_tenant=2, duration_s=6), tmp_path, seed=5)
+    report = run_replicas(ReplicaPlan(servers=3, tenants=3, clients_per_tenant=2, duration_s=4), tmp_path, seed=5)
     assert not any(report["checker"].values()), report
     assert report["transfers_acknowledged"] > 0, report
     for name, tenant in report["tenants"].items():
