@@ -1,7 +1,8 @@
 """Reads that may lag, on a real streaming replica: a PostgreSQL primary of the test's own (so the base backup
 copies one small cluster) and its hot standby from `pg_basebackup -R` on another port; the server gets the
 standby as TALLY_READ_DATABASE_URL. Balances as of a time, entries and statements come from the standby;
-a read naming a voucher sequence waits until the standby holds it, or answers UNAVAILABLE / REPLICA_BEHIND.
+a read naming a voucher sequence waits until the standby holds it, or answers UNAVAILABLE / REPLICA_BEHIND
+(FAILED_PRECONDITION / VOUCHER_SEQUENCE_NOT_POSTED at once for a sequence the primary has not reached).
 The standby's replay is paused to hold it behind on purpose. Without a replica (SQLite, and PostgreSQL
 without the setting) the same field is accepted and checked against the primary."""
 
@@ -85,6 +86,12 @@ def test_history_reads_come_from_the_replica_and_wait_for_the_sequence_they_name
         assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "REPLICA_BEHIND"), meta
         assert meta["wanted"] == str(posted.sequence) and int(meta["seen"]) < posted.sequence
         assert time.monotonic() - started >= WAIT_MS / 1000 * 0.9  # it waited, bounded
+        # A sequence the primary does not hold either was never posted: refused at once, not waited for.
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            _entries(server, "bob", posted.sequence + 1_000)
+        assert error_info(caught.value)[:2] == (grpc.StatusCode.FAILED_PRECONDITION, "VOUCHER_SEQUENCE_NOT_POSTED")
+        assert time.monotonic() - started < WAIT_MS / 1000
         # A read that is waiting when replay goes on gets the transfer.
         got: dict[str, object] = {}
         reader = threading.Thread(target=lambda: got.update(entries=_entries(server, "bob", posted.sequence)))
@@ -132,7 +139,8 @@ def test_without_a_replica_the_sequence_is_checked_on_the_primary(database_url) 
         funded = server.fund(T, "dora", 900)
         assert _as_of_now(server, "dora", funded.sequence).current == 900
         assert [e.voucher_id for e in _entries(server, "dora", funded.sequence)] == [funded.id]
-        for sequence, expected in ((funded.sequence + 50, (grpc.StatusCode.UNAVAILABLE, "REPLICA_BEHIND")),
+        not_posted = (grpc.StatusCode.FAILED_PRECONDITION, "VOUCHER_SEQUENCE_NOT_POSTED")
+        for sequence, expected in ((funded.sequence + 50, not_posted),
                                    (-1, (grpc.StatusCode.INVALID_ARGUMENT, "MIN_VOUCHER_SEQUENCE_INVALID"))):
             with pytest.raises(grpc.RpcError) as caught:
                 _as_of_now(server, "dora", sequence)
