@@ -109,8 +109,9 @@ class KillSchedule(threading.Thread):
 def run_failover_plan(plan: FailoverPlan, workdir: Path, seed: int) -> dict:
     from reliability.run import _final, _resolve  # the same resolution and final read as every run
 
-    cluster = FailoverCluster(workdir).start(plan.servers)
+    cluster = FailoverCluster(workdir)
     try:
+        cluster.start(plan.servers)
         targets, metadata = [s.target for s in cluster.servers], cluster.metadata()
         bank = Bank(plan.accounts, 1_000_000 if plan.accounts <= 100 else 100_000)
         setup = Stubs(targets, 0, metadata)

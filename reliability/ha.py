@@ -75,6 +75,14 @@ class HaCluster:
     nodes: list[Node] = field(default_factory=list)
 
     def start(self) -> HaCluster:
+        """Starts the monitor and both nodes; on any failure stops whatever it started, then raises."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> HaCluster:
         if not available():
             raise RuntimeError("pg_autoctl not found: apt-get install pg-auto-failover-cli postgresql-15-auto-failover")
         if self.workdir is None:  # not under pytest's private tmp: the postgres user must reach it
@@ -84,11 +92,10 @@ class HaCluster:
             shutil.chown(self.workdir, PG_USER)
         self.monitor = self._node("monitor")
         self._run(self.monitor, "monitor")
-        self._wait_sql(self.monitor.port, "pg_auto_failover", "SELECT count(*) FROM pgautofailover.formation")
-        with self._connect(self.monitor.port, "pg_auto_failover") as conn:
-            for name, value in MONITOR_SETTINGS.items():
-                conn.execute(f"ALTER SYSTEM SET {name} = {int(value)}")
-            conn.execute("SELECT pg_reload_conf()")
+        # Retried whole: pg_autoctl restarts the monitor's PostgreSQL once while it sets it up.
+        self._wait_sql(self.monitor.port, "pg_auto_failover", "SELECT count(*) FROM pgautofailover.formation",
+                       *(f"ALTER SYSTEM SET {name} = {int(value)}" for name, value in MONITOR_SETTINGS.items()),
+                       "SELECT pg_reload_conf()")
         for i in (1, 2):
             node = self._node(f"node{i}")
             self.nodes.append(node)
@@ -140,13 +147,15 @@ class HaCluster:
         return psycopg.connect(host=hosts, port=ports, user=PG_USER, dbname=database or self.database,
                                target_session_attrs="read-write", autocommit=True, connect_timeout=2)
 
-    def _wait_sql(self, port: int, database: str, query: str = "SELECT 1") -> None:
-        """Until `query` runs (the monitor answers before its extension is created)."""
+    def _wait_sql(self, port: int, database: str, *statements: str) -> None:
+        """Until `statements` all run, one after the other, in one session (the monitor answers before its
+        extension is created, and is restarted once while it is set up)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             try:
                 with self._connect(port, database) as conn:
-                    conn.execute(query)
+                    for statement in statements:
+                        conn.execute(statement)
                     return
             except psycopg.Error:
                 if time.monotonic() > deadline:
@@ -159,11 +168,17 @@ class HaCluster:
             rows = conn.execute("SELECT nodename, reportedstate::text, goalstate::text FROM pgautofailover.node")
             return {name: (reported, goal) for name, reported, goal in rows}
 
+    def _reported(self, node: Node) -> str:
+        """The node's reported state; "" while the monitor does not answer."""
+        with contextlib.suppress(psycopg.Error):
+            return self.states().get(node.name, ("", ""))[0]
+        return ""
+
     def _wait_states(self, wanted: set[str]) -> None:
         """Until the newest node reports one of `wanted`. A standby's base backup waits for a checkpoint,
         which is asked for at once (a spread one would take minutes)."""
         node, deadline = self.nodes[-1], time.monotonic() + READY_TIMEOUT_S
-        while self.states().get(node.name, ("", ""))[0] not in wanted:
+        while self._reported(node) not in wanted:
             if not node.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{node.name} did not reach {wanted}: {self.states()}\n{self.log_tail()}")
             if len(self.nodes) > 1:
@@ -218,7 +233,7 @@ class HaCluster:
             node.proc = subprocess.Popen([*user, "env", *self._env(), *argv], stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while self.states().get(node.name, ("", ""))[0] != "secondary":
+        while self._reported(node) != "secondary":
             if not node.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{node.name} did not rejoin: {self.states()}\n{self.log_tail()}")
             with contextlib.suppress(psycopg.Error), self.connect_primary("postgres") as conn:
@@ -237,16 +252,16 @@ class HaCluster:
 
     def stop(self) -> None:
         for node in (*self.nodes, self.monitor):
-            if node is None or not node.alive():
+            if node is None or node.proc is None:
                 continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.proc.pid, signal.SIGTERM)
-            try:
-                node.proc.wait(30)
-            except subprocess.TimeoutExpired:
+            if node.alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(node.proc.pid, signal.SIGKILL)
-                node.proc.wait(10)
+                    os.killpg(node.proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    node.proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):  # whatever of the group outlived its leader
+                os.killpg(node.proc.pid, signal.SIGKILL)
+            node.proc.wait(10)
         if self.owned:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -255,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args(argv)
+    # Stopped by Ctrl-C or SIGTERM (a background job ignores SIGINT): either way the nodes are stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     cluster = HaCluster(args.workdir).start()
     print(f"TALLY_DATABASE_URL={cluster.url()}", flush=True)
-    print(f"monitor: {cluster.monitor_url()}  (Ctrl-C stops everything)", flush=True)
+    print(f"monitor: {cluster.monitor_url()}  (Ctrl-C or SIGTERM stops everything)", flush=True)
     try:
         while True:
             time.sleep(3600)
