@@ -3,6 +3,7 @@
     python -m reliability.run --mode short            # CI: a few minutes, every fault kind at least once
     python -m reliability.run --mode long --duration-s 1200
     python -m reliability.run --mode control          # weakened isolation: the checker must catch it
+    python -m reliability.run --mode failover         # primary killed under load (reliability/failover.py)
 
 Prints a JSON report (operations, faults by kind, the checker's counts) and exits 1 when a count that must
 be zero is not (or, for the control, when the checker caught nothing).
@@ -26,6 +27,8 @@ from reliability.bank import Bank, Client, Stubs, open_bank, post, snapshot, tra
 from reliability.checker import Final, check
 from reliability.cluster import Cluster
 from reliability.consumer import Consumer
+from reliability.failover import FAILOVER_MODES, FailoverPlan, run_failover_plan
+from reliability.failover import verdict as failover_verdict
 from reliability.faults import KINDS, Faults, Schedule
 from reliability.history import SERVER_ERRORS, History, Op
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -160,11 +163,13 @@ def _report(plan: Plan, ops: list[Op], faults: Faults, counts: dict[str, int], f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=sorted(MODES), default="short")
+    parser.add_argument("--mode", choices=sorted([*MODES, *FAILOVER_MODES]), default="short")
     parser.add_argument("--duration-s", type=int, default=0, help="override each plan's duration")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the JSON report here too")
     args = parser.parse_args(argv)
+    if args.mode in FAILOVER_MODES:
+        return run_failover(args)
     reports = []
     for plan in MODES[args.mode]:
         if args.duration_s:
@@ -175,6 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(reports, indent=2) + "\n")
     return 0 if verdict(args.mode, reports) else 1
+
+
+def run_failover(args: argparse.Namespace) -> int:
+    reports = []
+    for plan in FAILOVER_MODES[args.mode]:
+        if args.duration_s:
+            plan = FailoverPlan(**{**plan.__dict__, "duration_s": args.duration_s})
+        with tempfile.TemporaryDirectory(prefix="tally-failover-") as tmp:
+            reports.append(run_failover_plan(plan, Path(tmp), args.seed))
+        print(json.dumps(reports[-1], indent=2), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(reports, indent=2) + "\n")
+    return 0 if failover_verdict(reports) else 1
 
 
 def verdict(mode: str, reports: list[dict]) -> bool:

@@ -49,6 +49,7 @@ from tally.service.webhooks.secrets import SecretBox, check_key
 from tally.storage import system_repo
 from tally.storage.engine import Engines, make_engines
 from tally.storage.migrate import migrate
+from tally.storage.replica import LaggingReads
 from tally.storage.roles import may_administer, may_migrate, row_security_bypass
 from tally.storage.uow import Scope, UnitOfWork
 from tally.streaming.hub import EventHub
@@ -86,9 +87,12 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     reconciliation = Reconciliation(uow, posting, rules, settings.currencies, now_us)
     payouts = Payouts(uow, posting, rules, settings.currencies, calendar, now_us,
                       PayoutConfig(settings.payout_settlement_days, settings.bank_holidays))
-    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us), now_us, hub, posting, expirer,
+    lagging = LaggingReads.connect(uow, settings.read_database_url, pool_size=settings.db_pool_size,
+                                   wait_ms_max=settings.replica_wait_ms_max)
+    return Services(settings, uow, pipeline, Queries(uow, calendar, now_us, lagging), now_us, hub, posting, expirer,
                     authenticator, audit_log, auditor, Hierarchy(uow, calendar, now_us), webhooks, dispatcher,
-                    days, StatementBook(uow, calendar), SummaryBook(uow), reconciliation, payouts, controls)
+                    days, StatementBook(uow, calendar, lagging), SummaryBook(uow), reconciliation, payouts,
+                    controls)
 
 
 def build_webhooks(settings: Settings, uow: UnitOfWork, hub: EventHub) -> tuple[WebhookAdmin, WebhookDispatcher]:
@@ -219,6 +223,7 @@ async def _stop_writers(services: Services, engines: Engines) -> None:
     await services.expirer.stop()
     await services.pipeline.stop()
     await services.audit.stop()
+    services.queries.lagging.dispose()
     engines.dispose()
 
 

@@ -369,7 +369,7 @@ def cmd_accounts_set_limit(args: argparse.Namespace) -> int:
 
 def cmd_balance(args: argparse.Namespace) -> int:
     request = acc_pb.GetBalanceRequest(account=args.account, as_of_date=args.as_of_date or "",
-                                       include_descendants=args.descendants)
+                                       include_descendants=args.descendants, min_voucher_sequence=args.min_sequence)
     with _stub(args, acc_grpc.AccountServiceStub) as stub:
         response = stub.GetBalance(request)
     return _emit(args, response, lambda r: "\n\n".join([fmt.format_fields(fmt.balance_fields(r.balance, args.scale)),
@@ -379,7 +379,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_statement(args: argparse.Namespace) -> int:
     request = acc_pb.ListEntriesRequest(account=args.account, page_size=args.page_size or 0,
                                         page_token=args.page_token or "", start_date=args.start_date or "",
-                                        end_date=args.end_date or "")
+                                        end_date=args.end_date or "", min_voucher_sequence=args.min_sequence)
     with _stub(args, acc_grpc.AccountServiceStub) as stub:
         response = _pages(stub.ListEntries, request, "entries", args.all)
     return _emit(args, response, lambda r: f"opening balance: {fmt.amount_text(r.opening_balance, args.scale)}\n\n"
@@ -632,6 +632,7 @@ def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
                          help="balance at the end of this accounting day")
     balance.add_argument("--descendants", action="store_true",
                          help="also roll up the accounts under it (own, descendants, total per currency)")
+    _min_sequence_option(balance)
     balance.set_defaults(func=cmd_balance)
 
     statement = commands.add_parser("statement", parents=[client], help="list an account's entries")
@@ -639,7 +640,13 @@ def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
     statement.add_argument("--from", dest="start_date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
     statement.add_argument("--to", dest="end_date", type=_arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
     _paging_options(statement)
+    _min_sequence_option(statement)
     statement.set_defaults(func=cmd_statement)
+
+
+def _min_sequence_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-sequence", type=int, default=0, metavar="N",
+                        help="read-your-writes on a read replica: wait until it holds the tenant's voucher N")
 
 
 def _add_voucher_commands(commands, client: argparse.ArgumentParser) -> None:

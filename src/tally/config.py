@@ -27,6 +27,8 @@ class Settings:
     env: str = "development"  # "production" refuses what development only warns about (see README)
     database_url: str = "sqlite:///tally.db"
     migrate_database_url: str = ""  # `tally migrate` connects with it (the schema owner); empty: database_url
+    read_database_url: str = ""  # a PostgreSQL hot standby for reads that may lag; empty: the primary
+    replica_wait_ms_max: int = 2_000  # how long such a read waits for the replica to reach the sequence it names
     service_role: str = ""  # PostgreSQL role the service runs as; `tally migrate` grants it what it needs
     listen_address: str = "0.0.0.0:50051"
     log_level: str = "INFO"
@@ -108,6 +110,8 @@ class Settings:
                 env=_choice(env, "TALLY_ENV", d.env, {"development", "production"}),
                 database_url=_database_url(env, "TALLY_DATABASE_URL", d.database_url),
                 migrate_database_url=_database_url(env, "TALLY_MIGRATE_DATABASE_URL", d.migrate_database_url),
+                read_database_url=_database_url(env, "TALLY_READ_DATABASE_URL", d.read_database_url),
+                replica_wait_ms_max=_int(env, "TALLY_REPLICA_WAIT_MS_MAX", d.replica_wait_ms_max, 0, 30_000),
                 service_role=_role(env, "TALLY_SERVICE_ROLE", d.service_role),
                 listen_address=(_address(env, "TALLY_LISTEN_ADDRESS", d.listen_address, unix_ok=True)
                                 or d.listen_address),
@@ -176,6 +180,7 @@ class Settings:
             raise ConfigError(str(exc)) from exc
         check_tls(settings)
         check_webhooks(settings)
+        check_replica(settings)
         return settings
 
 
@@ -222,6 +227,14 @@ def _holidays(env: Mapping[str, str], name: str) -> frozenset[str]:
         return parse_holidays(env.get(name, ""))
     except ValueError:
         raise ValueError(f"{name} must be ISO dates separated by commas, e.g. 2026-12-25,2027-01-01") from None
+
+
+def check_replica(settings: Settings) -> None:
+    """A read replica is a PostgreSQL hot standby of a PostgreSQL primary."""
+    urls = (settings.database_url, settings.read_database_url)
+    if settings.read_database_url and any(make_url(u).get_backend_name() != "postgresql" for u in urls):
+        raise ConfigError("TALLY_READ_DATABASE_URL: a read replica is a PostgreSQL standby of a PostgreSQL "
+                          "TALLY_DATABASE_URL")
 
 
 def check_tls(settings: Settings) -> None:

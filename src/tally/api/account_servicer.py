@@ -74,7 +74,8 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             balance, rollups = found.balance, [mapping.rollup_out(r) for r in found.rollups]
         else:
             balance = await asyncio.to_thread(self.s.queries.get_balance, tenant_id, ref, as_of_us=as_of_us,
-                                              as_of_date=request.as_of_date or None)
+                                              as_of_date=request.as_of_date or None,
+                                              min_voucher_sequence=request.min_voucher_sequence)
             rollups = []
         out = mapping.balance_out(balance)
         # A read of its own: the last issued statement changes only at a day close.
@@ -103,7 +104,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         page = await asyncio.to_thread(
             self.s.queries.list_entries, tenant_of(context), mapping.ref_in(request.account),
             page_size=request.page_size, page_token=request.page_token, start_date=request.start_date,
-            end_date=request.end_date)
+            end_date=request.end_date, min_voucher_sequence=request.min_voucher_sequence)
         entries, token = page_out(page, mapping.entry_out, self.s.settings.page_bytes_max)
         return pb.ListEntriesResponse(entries=entries, next_page_token=token, opening_balance=page.opening_balance)
 

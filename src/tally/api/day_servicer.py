@@ -52,13 +52,14 @@ class DayServicer(pb_grpc.DayServiceServicer):
     @rpc
     async def ListStatements(self, request: pb.ListStatementsRequest, context) -> pb.ListStatementsResponse:
         found, token = await asyncio.to_thread(self.statements.list, tenant_of(context), ref_in(request.account),
-                                               request.page_size, request.page_token)
+                                               request.page_size, request.page_token, request.min_voucher_sequence)
         return pb.ListStatementsResponse(statements=[statement_out(s) for s in found], next_page_token=token)
 
     @rpc
     async def GetStatement(self, request: pb.GetStatementRequest, context) -> pb.GetStatementResponse:
         page = await asyncio.to_thread(self.statements.get, tenant_of(context), ref_in(request.account),
-                                       request.date, request.page_size, request.page_token)
+                                       request.date, request.page_size, request.page_token,
+                                       request.min_voucher_sequence)
         return pb.GetStatementResponse(statement=statement_out(page.statement),
                                        entries=[entry_out(e) for e in page.entries],
                                        next_page_token=page.next_page_token)

@@ -18,6 +18,7 @@ from tally.domain.money import fits_int64
 from tally.domain.vouchers import AccountRef, Voucher
 from tally.service import paging
 from tally.storage import accounts_repo, holds_repo, journal_repo, ledger_repo
+from tally.storage.replica import LaggingReads, check_min_sequence
 from tally.storage.uow import UnitOfWork
 
 
@@ -79,15 +80,20 @@ class Page:
 
 
 class Queries:
-    def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int]) -> None:
+    def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, clock: Callable[[], int],
+                 lagging: LaggingReads | None = None) -> None:
         self.uow, self.calendar, self.clock = uow, calendar, clock
+        # History (balances as of a time or day, entries) may come from the read replica: it never changes.
+        self.lagging = lagging or LaggingReads(uow, None, wait_ms_max=0)
 
     def get_account(self, tenant_id: str, ref: AccountRef) -> tuple[Account, BalanceView]:
         check_tenant(tenant_id)
         return self.uow.read({tenant_id}, lambda conn: self._account_and_balance(conn, tenant_id, ref))
 
     def get_balance(self, tenant_id: str, ref: AccountRef, *, as_of_us: int | None = None,
-                    as_of_date: str | None = None) -> BalanceView:
+                    as_of_date: str | None = None, min_voucher_sequence: int = 0) -> BalanceView:
+        """Live from the primary (which holds every sequence a caller can have seen); as of a time or a day
+        from the read replica when there is one, once it holds `min_voucher_sequence`."""
         check_tenant(tenant_id)
         if as_of_date:
             _check_date(as_of_date, "as_of_date")
@@ -98,7 +104,10 @@ class Queries:
                 return live
             return _historic(conn, account, as_of_us, as_of_date, self.calendar)
 
-        return self.uow.read({tenant_id}, read)
+        if as_of_us is None and not as_of_date:
+            check_min_sequence(min_voucher_sequence)
+            return self.uow.read({tenant_id}, read)
+        return self.lagging.read(tenant_id, read, min_voucher_sequence)
 
     def get_balances(self, tenant_id: str, refs: list[AccountRef]) -> BalanceSnapshot:
         """Many live balances from one snapshot, in the order asked, with the sequences it ends at."""
@@ -128,7 +137,7 @@ class Queries:
         return _page(rows, size, lambda a: a.id, query)
 
     def list_entries(self, tenant_id: str, ref: AccountRef, *, page_size: int, page_token: str,
-                     start_date: str = "", end_date: str = "") -> Page:
+                     start_date: str = "", end_date: str = "", min_voucher_sequence: int = 0) -> Page:
         check_tenant(tenant_id)
         for value, name in ((start_date, "start_date"), (end_date, "end_date")):
             if value:
@@ -149,7 +158,7 @@ class Queries:
                        if entries else 0)
             return Page(page.items, page.next_page_token, opening, page.resume_after)
 
-        return self.uow.read({tenant_id}, read)
+        return self.lagging.read(tenant_id, read, min_voucher_sequence)
 
     def get_voucher(self, tenant_id: str, voucher_id: str) -> Voucher:
         check_tenant(tenant_id)

@@ -14,6 +14,7 @@ import logging
 import random
 
 import psycopg
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 
 from tally.storage.ledger_repo import EVENTS_CHANNEL
@@ -30,8 +31,15 @@ KEEPALIVE = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, 
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
-    """`postgresql+psycopg://...` (SQLAlchemy) -> `postgresql://...` (libpq), password kept."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """`postgresql+psycopg://...` (SQLAlchemy) -> `postgresql://...` (libpq), password kept. A multi-host URL
+    (`?host=a:5432&host=b:5432&target_session_attrs=read-write`, for failover) becomes a conninfo string
+    with libpq's comma-separated hosts and ports, as the driver gets it: libpq reads a repeated URI
+    parameter as the last one only."""
+    url = make_url(sqlalchemy_url)
+    if isinstance(url.query.get("host"), tuple):
+        _, params = PGDialect_psycopg().create_connect_args(url)
+        return psycopg.conninfo.make_conninfo(**params)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def backoff_s(attempt: int) -> float:

@@ -180,14 +180,16 @@ class Statement(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., currency: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., opening_balance: _Optional[int] = ..., closing_balance: _Optional[int] = ..., debit_total: _Optional[int] = ..., credit_total: _Optional[int] = ..., entry_count: _Optional[int] = ..., issued: _Optional[bool] = ...) -> None: ...
 
 class ListStatementsRequest(_message.Message):
-    __slots__ = ("account", "page_size", "page_token")
+    __slots__ = ("account", "page_size", "page_token", "min_voucher_sequence")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_VOUCHER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account: _types_pb2.AccountRef
     page_size: int
     page_token: str
-    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    min_voucher_sequence: int
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_voucher_sequence: _Optional[int] = ...) -> None: ...
 
 class ListStatementsResponse(_message.Message):
     __slots__ = ("statements", "next_page_token")
@@ -198,16 +200,18 @@ class ListStatementsResponse(_message.Message):
     def __init__(self, statements: _Optional[_Iterable[_Union[Statement, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetStatementRequest(_message.Message):
-    __slots__ = ("account", "date", "page_size", "page_token")
+    __slots__ = ("account", "date", "page_size", "page_token", "min_voucher_sequence")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     DATE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_VOUCHER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     account: _types_pb2.AccountRef
     date: str
     page_size: int
     page_token: str
-    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    min_voucher_sequence: int
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., date: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., min_voucher_sequence: _Optional[int] = ...) -> None: ...
 
 class GetStatementResponse(_message.Message):
     __slots__ = ("statement", "entries", "next_page_token")

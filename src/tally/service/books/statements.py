@@ -22,6 +22,7 @@ from tally.domain.vouchers import AccountRef
 from tally.service import paging
 from tally.service.queries import Entry
 from tally.storage import accounts_repo, days_repo, journal_repo, statements_repo
+from tally.storage.replica import LaggingReads
 from tally.storage.uow import UnitOfWork
 
 
@@ -33,10 +34,12 @@ class StatementPage:
 
 
 class StatementBook:
-    def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar) -> None:
+    def __init__(self, uow: UnitOfWork, calendar: AccountingCalendar, lagging: LaggingReads | None = None) -> None:
         self.uow, self.calendar = uow, calendar
+        self.lagging = lagging or LaggingReads(uow, None, wait_ms_max=0)  # statements may come from the replica
 
-    def list(self, tenant_id: str, ref: AccountRef, page_size: int, page_token: str) -> tuple[list[Statement], str]:
+    def list(self, tenant_id: str, ref: AccountRef, page_size: int, page_token: str,
+             min_voucher_sequence: int = 0) -> tuple[list[Statement], str]:
         """Issued statements, newest first, back to the cycle the account was opened in."""
         limit = paging.page_size(page_size)
 
@@ -55,9 +58,10 @@ class StatementBook:
             more = cycle is not None and cycle.end >= opened and bool(found)
             return found, paging.encode(found[-1].cycle.start, query) if more else ""
 
-        return self.uow.read([tenant_id], read)
+        return self.lagging.read(tenant_id, read, min_voucher_sequence)
 
-    def get(self, tenant_id: str, ref: AccountRef, date_text: str, page_size: int, page_token: str) -> StatementPage:
+    def get(self, tenant_id: str, ref: AccountRef, date_text: str, page_size: int, page_token: str,
+            min_voucher_sequence: int = 0) -> StatementPage:
         """The statement whose cycle holds `date`, with a page of its entries: issued (final) once the cycle's
         last day is closed, else provisional (what the cycle holds so far)."""
         limit = paging.page_size(page_size)
@@ -76,7 +80,7 @@ class StatementBook:
             token = paging.encode(entries[limit - 1].entry_number, query) if len(entries) > limit else ""
             return StatementPage(statement, entries[:limit], token)
 
-        return self.uow.read([tenant_id], read)
+        return self.lagging.read(tenant_id, read, min_voucher_sequence)
 
     def previous_balance(self, tenant_id: str, account_id: str) -> tuple[str, int]:
         """(the last issued statement's end date, its closing balance); ("", 0) before the first."""
