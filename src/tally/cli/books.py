@@ -113,7 +113,7 @@ def trial_balance_text(response: book_pb.GetTrialBalanceResponse, scale: int | N
     for total in response.totals:
         cells = []
         for value in (total.debit_total, total.credit_total, total.difference):
-            cells += [value] if scale is None else [value, fmt.format_decimal(value, scale)]
+            cells += fmt.amount_cells(value, scale, total.currency)
         rows.append([total.currency, *cells, total.account_count])
     table = fmt.format_table(columns, rows, numeric=numeric) if rows else "no accounts"
     off = [t.currency for t in response.totals if t.difference != 0]

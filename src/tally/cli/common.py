@@ -16,16 +16,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import json
 import math
 import os
+import random
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf import json_format
+from tally_client import RetryPolicy, TallyError, new_request_id
+from tally_client.client import DEADLINE_S
+from tally_client.retry import call_with_retry
 
 from tally.cli import format as fmt
 from tally.cli import tls as cli_tls
@@ -35,10 +38,15 @@ from tally.v1 import account_service_pb2_grpc as acc_grpc
 AUTH_HEADER = "authorization"
 API_KEY_ENV = "TALLY_API_KEY"
 KEY_FILE_ENV = "TALLY_KEY_FILE"
+CURRENCIES_ENV = "TALLY_CURRENCIES"
 DEFAULT_KEY_FILE = "tally-admin.key"  # what `tally serve` writes on first start (TALLY_ADMIN_KEY_FILE)
 KEY_FILE_SIZE_MAX = 16 * 1024
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+CONNECT_TIMEOUT_S = 3.0  # a server that has not answered the first connection by then is not there
+# A person waits for the answer: a few quick tries ride out a brief hiccup, not a long outage.
+CALL_RETRY = RetryPolicy(attempts_max=3, backoff_initial_s=0.1, backoff_max_s=1.0)
+ROLE_REASON = "ROLE_NOT_ALLOWED"
 CREDENTIAL_HINT = (f"pass --api-key KEY, set {API_KEY_ENV}, or name a file holding the key with --key-file "
                    f"(or {KEY_FILE_ENV}; default ./{DEFAULT_KEY_FILE}, which `tally serve` writes on the first "
                    "start of an empty ledger). An administrator issues keys with "
@@ -159,28 +167,57 @@ def call_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
 
 
 class _Bound:
-    """A stub whose calls all carry the credential and the deadline."""
+    """A stub whose unary calls go through tally-client: the credential and the deadline on every try, retries
+    with backoff and jitter on UNAVAILABLE, ABORTED and DEADLINE_EXCEEDED (every call the CLI makes is a read
+    or carries a request id, so a repeat changes nothing), and a failure raised as tally_client.TallyError."""
 
     def __init__(self, stub: object, args: argparse.Namespace) -> None:
         self._stub = stub
         self._metadata = call_metadata(args)
         self._timeout = args.timeout
+        self._rng = random.Random()
 
     def __getattr__(self, name: str) -> Callable:
-        return functools.partial(getattr(self._stub, name), metadata=self._metadata, timeout=self._timeout)
+        method = getattr(self._stub, name)
+
+        def call(request):
+            return call_with_retry(lambda: method(request, metadata=self._metadata, timeout=self._timeout),
+                                   CALL_RETRY, self._rng)
+
+        return call
+
+
+def _first_connection(channel: grpc.Channel, timeout_s: float) -> grpc.ChannelConnectivity | None:
+    """READY, or TRANSIENT_FAILURE as soon as the first attempt failed (refused, no route, TLS handshake), or
+    None when neither came within timeout_s. gRPC itself would keep retrying until the call's deadline."""
+    settled = threading.Event()
+    seen: list[grpc.ChannelConnectivity] = []
+
+    def watch(state: grpc.ChannelConnectivity) -> None:
+        if state in (grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            seen.append(state)
+            settled.set()
+
+    channel.subscribe(watch, try_to_connect=True)
+    try:
+        settled.wait(timeout_s)
+    finally:
+        channel.unsubscribe(watch)
+    return seen[0] if seen else None
 
 
 def connect(args: argparse.Namespace) -> grpc.Channel:
-    """A channel to --target (plaintext or TLS, see cli_tls) that has connected within --timeout. A bad key
-    file or TLS file stops here, before any connection."""
+    """A channel to --target (plaintext or TLS, see cli_tls) that has connected. Fails fast: at the first
+    failed attempt, or after CONNECT_TIMEOUT_S (at most --timeout), not after the call's whole deadline. A
+    bad key file or TLS file stops here, before any connection."""
     credential(args)
     channel = cli_tls.open_channel(args)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=args.timeout)
-    except grpc.FutureTimeoutError:
+    timeout_s = min(args.timeout, CONNECT_TIMEOUT_S)
+    state = _first_connection(channel, timeout_s)
+    if state is not grpc.ChannelConnectivity.READY:
         channel.close()
-        raise Unreachable(f"no connection to {args.target} within {args.timeout:g}s "
-                          f"({cli_tls.unreachable_hint(args)})") from None
+        what = "the connection failed" if state else f"no connection within {timeout_s:g}s"
+        raise Unreachable(f"{what} to {args.target} ({cli_tls.unreachable_hint(args)})")
     return channel
 
 
@@ -194,17 +231,34 @@ def stub(args: argparse.Namespace, stub_class: type) -> Iterator[_Bound]:
         channel.close()
 
 
+def use_amounts(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """Amounts for people unless --atomic; each currency at the scale TALLY_CURRENCIES gives it (the same
+    setting the server reads; its default otherwise). A bad setting is a usage error, like a bad option."""
+    try:
+        scales = fmt.currency_scales(os.environ.get(CURRENCIES_ENV))
+    except ValueError as exc:
+        raise CredentialError(f"{CURRENCIES_ENV}: {exc}") from None
+    return fmt.use_amounts(atomic=getattr(args, "atomic", True), scales=scales)
+
+
 def request_id(args: argparse.Namespace) -> str:
+    """--request-id, else a fresh one from tally-client, printed to stderr (not with --quiet) so that a
+    person can retry safely; every retry of the call sends the same id."""
     if args.request_id:
         return args.request_id
-    request_id = args.request_id = str(uuid.uuid4())
-    print(f"request-id: {request_id} (to retry safely, pass --request-id {request_id})", file=sys.stderr)
-    return request_id
+    made = args.request_id = new_request_id()
+    if not getattr(args, "quiet", False):
+        print(f"request-id: {made} (to retry safely, pass --request-id {made})", file=sys.stderr)
+    return made
 
 
 def emit(args: argparse.Namespace, message, render: Callable[[object], str]) -> int:
-    """Prints a response: proto JSON with --json (int64 as strings), else the human rendering."""
-    if args.json:
+    """Prints a response: only the ids with --quiet (when it carries any), proto JSON with --json (int64 as
+    strings), else the human rendering."""
+    found = object_ids(message) if getattr(args, "quiet", False) else []
+    if found:
+        print("\n".join(found))
+    elif args.json:
         print(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True,
                                                       always_print_fields_with_no_presence=True), indent=2,
                          ensure_ascii=False))
@@ -215,6 +269,17 @@ def emit(args: argparse.Namespace, message, render: Callable[[object], str]) -> 
         if getattr(message, "next_page_token", ""):
             print(f"more: pass --page-token {message.next_page_token} (or --all)", file=sys.stderr)
     return 0
+
+
+def object_ids(message) -> list[str]:
+    """The ids of what a response is about, one a line: its first message field (or list) whose items have an
+    id, e.g. a Post's vouchers, a CreateAccount's account, a CreateHold's hold."""
+    for _field, value in message.ListFields():
+        items = [value] if hasattr(value, "ListFields") else list(value) if isinstance(value, Sequence) else []
+        ids = [item.id for item in items if hasattr(item, "ListFields") and getattr(item, "id", "")]
+        if ids:
+            return ids
+    return []
 
 
 def pages(call: Callable, request, field: str, all_pages: bool):
@@ -244,45 +309,40 @@ def account_id(args: argparse.Namespace, text: str) -> str:
 # ---------------------------------------------------------------------------------------------- errors
 
 
-def error_info(exc: grpc.RpcError):
-    """The google.rpc.ErrorInfo detail of a failed call, if the server sent one."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    try:
-        status = rpc_status.from_call(exc)
-    except ValueError:  # the status details disagree with the call's code or message
-        return None
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
+CALL_ERRORS = (TallyError, grpc.RpcError)  # a unary call's failure (through tally-client), a stream's
 
 
-def report_rpc_error(exc: grpc.RpcError, args: argparse.Namespace) -> int:
-    """`error: CODE REASON: message` and the ErrorInfo metadata on stderr; exit 1 (2 when unreachable)."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    message = exc.details() if hasattr(exc, "details") else str(exc)
-    info = error_info(exc)
-    unreachable = info is None and code == grpc.StatusCode.UNAVAILABLE
+def as_tally_error(exc: Exception) -> TallyError:
+    """A failed call as tally-client's exception, whether it came through the client or from a raw stream."""
+    if isinstance(exc, TallyError):
+        return exc
+    return TallyError.from_rpc(exc)
+
+
+def report_rpc_error(exc: Exception, args: argparse.Namespace) -> int:
+    """`error: CODE REASON: message` and the ErrorInfo metadata on stderr; exit 1 (2 when unreachable).
+    Takes a tally_client.TallyError or a grpc.RpcError (from a stream)."""
+    error = as_tally_error(exc)
+    code = error.code
+    unreachable = not error.reason and code == grpc.StatusCode.UNAVAILABLE
     if unreachable:
-        print(f"error: cannot reach the tally server at {args.target}: {message}", file=sys.stderr)
+        print(f"error: cannot reach the tally server at {args.target}: {error.message}", file=sys.stderr)
     else:
-        reason = f" {info.reason}" if info and info.reason else ""
-        print(f"error: {code.name}{reason}: {message}", file=sys.stderr)
-        for key in sorted(info.metadata) if info else ():
-            print(f"  {key}: {info.metadata[key]}", file=sys.stderr)
-        _credential_hint(code, args)
+        reason = f" {error.reason}" if error.reason else ""
+        print(f"error: {code.name}{reason}: {error.message}", file=sys.stderr)
+        for key in sorted(error.metadata):
+            print(f"  {key}: {error.metadata[key]}", file=sys.stderr)
+        _credential_hint(code, error.reason, args)
     request_id = getattr(args, "request_id", None)
     if request_id and code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
         print(f"  the request may or may not have been applied: retry with --request-id {request_id}", file=sys.stderr)
     return EXIT_UNREACHABLE if unreachable else EXIT_REFUSED
 
 
-def _credential_hint(code: grpc.StatusCode, args: argparse.Namespace) -> None:
-    """After UNAUTHENTICATED or PERMISSION_DENIED: which key was sent (by its source) and how to send another."""
+def _credential_hint(code: grpc.StatusCode, reason: str, args: argparse.Namespace) -> None:
+    """After UNAUTHENTICATED or PERMISSION_DENIED: which key was sent (by its source) and how to send another.
+    The ErrorInfo reason tells a role that is too low from an id the tenant cannot see (*_NOT_ACCESSIBLE:
+    unknown or another tenant's, the same answer) and from a method no key may call."""
     found = getattr(args, "credential", None)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         if found is None or not found.key:
@@ -290,7 +350,13 @@ def _credential_hint(code: grpc.StatusCode, args: argparse.Namespace) -> None:
         else:
             print(f"  the key sent came from {found.source} and was refused (revoked, mistyped, or issued for another "
                   "server's database?): ask an administrator for a new one (`tally keys create`)", file=sys.stderr)
-    elif code == grpc.StatusCode.PERMISSION_DENIED and found is not None and found.key:
+    elif code != grpc.StatusCode.PERMISSION_DENIED:
+        return
+    elif reason.endswith("_NOT_ACCESSIBLE"):
+        thing = reason.removesuffix("_NOT_ACCESSIBLE").lower().replace("_", " ")
+        print(f"  no {thing} with that id is visible to the key's tenant: check the id (an unknown id and another "
+              "tenant's get the same answer); a key with a higher role would not change this", file=sys.stderr)
+    elif reason in ("", ROLE_REASON) and found is not None and found.key:
         print(f"  the key sent came from {found.source}; its role does not allow this (roles: reader < poster < "
               "operator < admin): use a key with a higher role", file=sys.stderr)
 
@@ -320,11 +386,17 @@ def client_options() -> argparse.ArgumentParser:
                       help=f"file holding the key, used when no key is given (env {KEY_FILE_ENV}; default "
                            f"./{DEFAULT_KEY_FILE} when it exists)")
     parent.add_argument("--tenant", nargs="?", action=_TenantGone, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    group.add_argument("--timeout", type=arg(_parse_timeout), default=10.0, metavar="SECONDS",
+    group.add_argument("--timeout", type=arg(_parse_timeout), default=DEADLINE_S, metavar="SECONDS",
                        help="deadline for connecting and for each call (default %(default)s)")
     group.add_argument("--json", action="store_true", help="print the response as proto JSON (int64 as strings)")
+    group.add_argument("--atomic", action="store_true",
+                       help="show amounts as integer counts of atomic units, as stored (default: in the currency's "
+                            "units with its code, 1.234567 USD)")
     group.add_argument("--scale", type=arg(fmt.parse_scale), metavar="N",
-                       help="also show amounts as decimals with N places (1234567 at 6 -> 1.234567)")
+                       help="show amounts as atomic counts and as decimals with N places (1234567 at 6 -> 1.234567)")
+    group.add_argument("--quiet", "-q", action="store_true",
+                       help="print only the new or named object's id (a voucher's, an account's, a hold's), for "
+                            "shell variables: VOUCHER=$(tally transfer ... -q); no request-id line on stderr")
     cli_tls.add_tls_options(parent)
     return parent
 

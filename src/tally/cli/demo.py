@@ -198,10 +198,10 @@ class Demo:
         self.stage = Stage(len(self.stages) + 1, title)
         try:
             yield self.stage
-        except grpc.RpcError as exc:
+        except common.CALL_ERRORS as exc:
             where = f"run {self.run}" + (f" in tenant {self.tenant}" if self.tenant else "")
             print(f"demo: step {self.stage.number} ({title}) failed; {where}", file=sys.stderr)
-            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+            if common.as_tally_error(exc).code == grpc.StatusCode.PERMISSION_DENIED:
                 print("demo: the demo posts flows (a poster key) and sets a merchant's KYC metadata (an operator "
                       "or admin key)", file=sys.stderr)
             raise

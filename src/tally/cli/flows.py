@@ -139,7 +139,7 @@ def posted_lines_table(vouchers: Iterable[types_pb2.Voucher], scale: int | None)
     rows = []
     for voucher in vouchers:
         for line in voucher.lines:
-            amount = [line.amount] if scale is None else [line.amount, fmt.format_decimal(line.amount, scale)]
+            amount = fmt.amount_cells(line.amount, scale, line.currency)
             rows.append([voucher.sequence, voucher.flow_type, voucher.rule_id, line.line_no,
                          line.account_code or line.account_id, fmt.enum_label(types_pb2.Side, line.side),
                          *amount, line.currency])

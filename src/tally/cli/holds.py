@@ -45,8 +45,8 @@ def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, obje
     return [
         ("id", hold.id), ("tenant", hold.tenant_id), ("account_id", hold.account_id), ("currency", hold.currency),
         ("status", fmt.enum_label(types_pb2.HoldStatus, hold.status)),
-        ("amount", fmt.amount_text(hold.amount, scale)), ("captured", fmt.amount_text(hold.captured, scale)),
-        ("remaining", fmt.amount_text(hold.remaining, scale)),
+        *((name, fmt.amount_text(getattr(hold, name), scale, hold.currency))
+          for name in ("amount", "captured", "remaining")),
         ("expire_time", fmt.timestamp_text(hold.expire_time)), ("create_time", fmt.timestamp_text(hold.create_time)),
         ("update_time", fmt.timestamp_text(hold.update_time)), ("request_id", hold.request_id),
         ("memo", hold.memo), ("metadata", fmt.metadata_text(hold.metadata)),
@@ -66,7 +66,7 @@ def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None) -> str:
     for h in holds:
         cells = []
         for value in (h.amount, h.captured, h.remaining):
-            cells += [value] if scale is None else [value, fmt.format_decimal(value, scale)]
+            cells += fmt.amount_cells(value, scale, h.currency)
         rows.append([h.id, h.account_id, fmt.enum_label(types_pb2.HoldStatus, h.status), *cells, h.currency,
                      fmt.timestamp_text(h.expire_time), h.memo])
     return fmt.format_table(columns, rows, numeric=numeric)

@@ -90,7 +90,8 @@ def cmd_statement(args: argparse.Namespace) -> int:
     with common.stub(args, acc_grpc.AccountServiceStub) as stub:
         response = common.pages(stub.ListEntries, request, "entries", args.all)
     return common.emit(args, response, lambda r: (
-        f"opening balance: {fmt.amount_text(r.opening_balance, args.scale)}\n\n"
+        f"opening balance: {fmt.amount_text(r.opening_balance, args.scale, r.entries[0].currency if r.entries else '')}"
+        "\n\n"
         + fmt.entries_table(r.entries, args.scale)))
 
 

@@ -10,8 +10,6 @@ import dataclasses
 import os
 import sys
 
-import grpc
-
 from tally.cli import common
 from tally.cli import tls as cli_tls
 from tally.cli.admin import add_admin_parsers
@@ -141,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or an argparse error (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        return args.func(args)
-    except grpc.RpcError as exc:
+        with common.use_amounts(args):
+            return args.func(args)
+    except common.CALL_ERRORS as exc:
         return common.report_rpc_error(exc, args)
     except common.Unreachable as exc:
         print(f"error: cannot reach the tally server: {exc}", file=sys.stderr)

@@ -40,15 +40,16 @@ def bank_account_text(a: pb.BankAccount) -> str:
 
 
 def payouts_table(payouts, scale: int | None) -> str:
-    rows = [[p.id, p.merchant, fmt.enum_label(pb.PayoutState, p.state), fmt.amount_text(p.amount, scale), p.currency,
-             p.batch_id, p.reason] for p in payouts]
+    rows = [[p.id, p.merchant, fmt.enum_label(pb.PayoutState, p.state), fmt.amount_text(p.amount, scale, p.currency),
+             p.currency, p.batch_id, p.reason] for p in payouts]
     return fmt.format_table(["payout", "merchant", "state", "amount", "currency", "batch", "reason"], rows)
 
 
 def batch_text(b: pb.PayoutBatch, scale: int | None) -> str:
     return fmt.format_fields([("batch", b.id), ("bank_account", b.bank_account_id), ("currency", b.currency),
                               ("state", fmt.enum_label(pb.PayoutBatchState, b.state)), ("payouts", b.payout_count),
-                              ("total", fmt.amount_text(b.total, scale)), ("send_voucher", b.send_voucher_id),
+                              ("total", fmt.amount_text(b.total, scale, b.currency)),
+                              ("send_voucher", b.send_voucher_id),
                               ("sent", b.sent_date), ("expected_settlement", b.expected_settlement_date)])
 
 

@@ -100,7 +100,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except grpc.RpcError as exc:
         status = common.report_rpc_error(exc, args)
         # The server ends a stream only between two events; a broken connection may cut one short.
-        _resume_hint(args, progress, "the stream ended", complete=not args.balances or bool(common.error_info(exc)))
+        cut = args.balances and not common.as_tally_error(exc).reason
+        _resume_hint(args, progress, "the stream ended", complete=not cut)
         return status
     finally:
         if previous is not None:
@@ -174,9 +175,9 @@ def change_line(change, scale: int | None) -> str:
     ids = [f"{name}={value}" for name, value in (("voucher", change.voucher_id), ("hold", change.hold_id)) if value]
     return "  ".join([
         f"#{change.sequence}", fmt.timestamp_text(change.time), change.account_id, change.currency,
-        f"current={fmt.amount_text(change.current, scale)} ({change.current_delta:+d})",
-        f"locked={fmt.amount_text(change.locked, scale)} ({change.locked_delta:+d})",
-        f"available={fmt.amount_text(change.available, scale)}", change.cause, *ids])
+        f"current={fmt.amount_text(change.current, scale, change.currency)} ({change.current_delta:+d})",
+        f"locked={fmt.amount_text(change.locked, scale, change.currency)} ({change.locked_delta:+d})",
+        f"available={fmt.amount_text(change.available, scale, change.currency)}", change.cause, *ids])
 
 
 def _resume_hint(args: argparse.Namespace, progress: _Progress, why: str, *, complete: bool) -> None:
