@@ -179,22 +179,14 @@ PROGRESS_INTERVAL_S = 1.0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Runs the audit as a stream: progress on stderr (about once a second), the result last. Ctrl-C or
+    """Runs the audit as a stream: its progress (a bar on a terminal), the result last. Ctrl-C or
     --deadline cancels the call, and the server stops the run."""
     channel = common.connect(args)
     try:
         stub = book_grpc.BookkeepingServiceStub(channel)
         responses = stub.AuditLedger(book_pb.AuditLedgerRequest(full=args.full), metadata=common.call_metadata(args),
                                      timeout=args.deadline)
-        response, shown = None, 0.0
-        for item in responses:
-            if item.HasField("result"):
-                response = item.result
-            elif not args.json and time.monotonic() - shown >= PROGRESS_INTERVAL_S:
-                shown = time.monotonic()
-                p = item.progress
-                print(f"verified {p.vouchers_read} vouchers, through {p.through_sequence} of {p.last_sequence}",
-                      file=sys.stderr)
+        response = _audit_result(args, responses)
     finally:
         channel.close()
     if response is None:
@@ -202,6 +194,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return common.EXIT_REFUSED
     common.emit(args, response, chain_text)
     return 0 if response.intact else common.EXIT_REFUSED
+
+
+def _audit_result(args: argparse.Namespace, responses) -> book_pb.VerifyChainResponse | None:
+    """The audit's result; meanwhile a progress bar of the vouchers verified when stdout is a terminal, else a
+    line on stderr about once a second (not with --json)."""
+    response, shown = None, 0.0
+    with common.progress(desc="verifying", unit="vouchers") as bar:
+        for item in responses:
+            if item.HasField("result"):
+                response = item.result
+                continue
+            p = item.progress
+            if not bar.disable:
+                bar.total = p.last_sequence
+                bar.update(p.through_sequence - bar.n)
+            elif not args.json and time.monotonic() - shown >= PROGRESS_INTERVAL_S:
+                shown = time.monotonic()
+                print(f"verified {p.vouchers_read} vouchers, through {p.through_sequence} of {p.last_sequence}",
+                      file=sys.stderr)
+    return response
 
 
 # ---------------------------------------------------------------------------------------------- parser

@@ -29,6 +29,7 @@ from google.protobuf import json_format
 from tally_client import RetryPolicy, TallyError, new_request_id
 from tally_client.client import DEADLINE_S
 from tally_client.retry import call_with_retry
+from tqdm import tqdm
 
 from tally.cli import format as fmt
 from tally.cli import tls as cli_tls
@@ -282,18 +283,29 @@ def object_ids(message) -> list[str]:
     return []
 
 
+def progress(*, desc: str, unit: str, total: int | None = None) -> tqdm:
+    """A progress bar on stderr for long work (every page of a listing, an export, the audit), drawn only when
+    stdout is a terminal: a person is watching. Piped or redirected, it draws nothing."""
+    return tqdm(total=total, desc=desc, unit=f" {unit}", disable=not sys.stdout.isatty(), file=sys.stderr,
+                leave=False, dynamic_ncols=True)
+
+
 def pages(call: Callable, request, field: str, all_pages: bool):
-    """One page, or with --all every page merged into the first response (next_page_token left empty)."""
+    """One page, or with --all every page merged into the first response (next_page_token left empty), with a
+    progress bar of the rows read so far."""
     response = call(request)
     merged = type(response)()
     merged.CopyFrom(response)
-    while all_pages and response.next_page_token:
-        if response.next_page_token == request.page_token:
-            print("warning: the server returned the same page token twice; stopping", file=sys.stderr)
-            break
-        request.page_token = response.next_page_token
-        response = call(request)
-        getattr(merged, field).extend(getattr(response, field))
+    with progress(desc=f"reading {field}", unit=field, total=None) as bar:
+        bar.update(len(getattr(response, field)))
+        while all_pages and response.next_page_token:
+            if response.next_page_token == request.page_token:
+                print("warning: the server returned the same page token twice; stopping", file=sys.stderr)
+                break
+            request.page_token = response.next_page_token
+            response = call(request)
+            getattr(merged, field).extend(getattr(response, field))
+            bar.update(len(getattr(response, field)))
     merged.next_page_token = response.next_page_token
     return merged
 

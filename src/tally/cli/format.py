@@ -262,10 +262,13 @@ def account_fields(account: types_pb2.Account) -> list[tuple[str, object]]:
     ]
 
 
-def balance_fields(balance: types_pb2.Balance, scale: int | None) -> list[tuple[str, object]]:
+def balance_fields(balance: types_pb2.Balance, scale: int | None, account: str | None = None,
+                   ) -> list[tuple[str, object]]:
+    """The balance's fields; for people (see use_amounts) the account by `account` (its code) when given."""
     amounts = ("current", "locked", "available", "credit_limit", "previous_day")
+    named = ("account", account) if account and people(scale) else ("account_id", balance.account_id)
     return [
-        ("account_id", balance.account_id), ("currency", balance.currency),
+        named, ("currency", balance.currency),
         *((name, amount_text(getattr(balance, name), scale, balance.currency)) for name in amounts),
         ("previous_day_date", balance.previous_day_date), ("accounting_date", balance.accounting_date),
         ("entry_count", balance.entry_count),

@@ -40,7 +40,14 @@ def cmd_accounts_get(args: argparse.Namespace) -> int:
     with common.stub(args, acc_grpc.AccountServiceStub) as stub:
         response = stub.GetAccount(acc_pb.GetAccountRequest(account=args.account))
     return common.emit(args, response, lambda r: _account_text(r) + "\n\n"
-                 + fmt.format_fields(fmt.balance_fields(r.balance, args.scale)))
+                 + fmt.format_fields(fmt.balance_fields(r.balance, args.scale, r.account.code)))
+
+
+def _account_label(stub, ref) -> str:
+    """`code (name)` of the account a person named by code or id: what they read instead of its id."""
+    account = stub.GetAccount(acc_pb.GetAccountRequest(account=ref)).account if ref.id or not ref.code else None
+    code, name = (account.code, account.name) if account else (ref.code, "")
+    return f"{code} ({name})" if name else code
 
 
 def cmd_accounts_list(args: argparse.Namespace) -> int:
@@ -78,8 +85,9 @@ def cmd_balance(args: argparse.Namespace) -> int:
                                        include_descendants=args.descendants)
     with common.stub(args, acc_grpc.AccountServiceStub) as stub:
         response = stub.GetBalance(request)
+        account = _account_label(stub, args.account) if fmt.people(args.scale) and not args.json else None
     return common.emit(args, response, lambda r: "\n\n".join([
-        fmt.format_fields(fmt.balance_fields(r.balance, args.scale)),
+        fmt.format_fields(fmt.balance_fields(r.balance, args.scale, account)),
         *(fmt.rollup_text(u, args.scale) for u in r.rollups)]))
 
 
