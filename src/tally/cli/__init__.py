@@ -12,8 +12,8 @@ How a verb module registers (and how an old-style `src/tally/cli_<x>.py` moves i
 `tally.cli.main` or this package: that would make a cycle), so `cli._stub`, `cli._emit`, `cli._pages`,
 `cli._arg`, `cli._request_id` ... become `common.stub`, `common.emit`, `common.pages`, `common.arg`,
 `common.request_id`; expose `add_<x>_parser(commands, client)` building its subparsers with
-`parents=[client]`; and call it from `main.build_parser`. Amounts go through `common.amount_text`-style
-helpers in `format` so `--atomic` and `--json` keep working.
+`parents=[client]`; and call it from `main.build_parser`. Show amounts with `fmt.amount_text(value, scale,
+currency)` or `fmt.amount_cells(...)` so that people get `1.234567 USD` and `--atomic` / `--scale` the counts.
 
 This package re-exports what callers and tests use: `main`, `build_parser` and the credential helpers.
 """

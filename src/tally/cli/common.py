@@ -58,6 +58,10 @@ class Unreachable(Exception):
     """The server did not answer at the transport level."""
 
 
+class SettingError(Exception):
+    """An environment setting of the CLI cannot be used (exit 2)."""
+
+
 class CredentialError(Exception):
     """The credential named on the command line or in the environment cannot be used (exit 2)."""
 
@@ -235,10 +239,12 @@ def stub(args: argparse.Namespace, stub_class: type) -> Iterator[_Bound]:
 def use_amounts(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
     """Amounts for people unless --atomic; each currency at the scale TALLY_CURRENCIES gives it (the same
     setting the server reads; its default otherwise). A bad setting is a usage error, like a bad option."""
+    if not hasattr(args, "atomic"):  # serve, migrate, tenants, keys: no amounts to show, no setting to read
+        return fmt.use_amounts(atomic=True, scales={})
     try:
         scales = fmt.currency_scales(os.environ.get(CURRENCIES_ENV))
     except ValueError as exc:
-        raise CredentialError(f"{CURRENCIES_ENV}: {exc}") from None
+        raise SettingError(f"{CURRENCIES_ENV}: {exc}") from None
     return fmt.use_amounts(atomic=getattr(args, "atomic", True), scales=scales)
 
 
@@ -399,7 +405,8 @@ def client_options() -> argparse.ArgumentParser:
                            f"./{DEFAULT_KEY_FILE} when it exists)")
     parent.add_argument("--tenant", nargs="?", action=_TenantGone, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     group.add_argument("--timeout", type=arg(_parse_timeout), default=DEADLINE_S, metavar="SECONDS",
-                       help="deadline for connecting and for each call (default %(default)s)")
+                       help="deadline of each try of a call (default %(default)s); connecting gives up after "
+                            f"{CONNECT_TIMEOUT_S:g}s at most, or at the first failed attempt")
     group.add_argument("--json", action="store_true", help="print the response as proto JSON (int64 as strings)")
     group.add_argument("--atomic", action="store_true",
                        help="show amounts as integer counts of atomic units, as stored (default: in the currency's "

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except common.Unreachable as exc:
         print(f"error: cannot reach the tally server: {exc}", file=sys.stderr)
         return common.EXIT_UNREACHABLE
-    except (common.CredentialError, cli_tls.TlsSettingError) as exc:
+    except (common.CredentialError, common.SettingError, cli_tls.TlsSettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return common.EXIT_UNREACHABLE
     except KeyboardInterrupt:
