@@ -47,6 +47,7 @@ EXIT_UNREACHABLE = 2
 # A person waits for the answer: a few quick tries ride out a brief hiccup, not a long outage.
 CALL_RETRY = RetryPolicy(attempts_max=3, backoff_initial_s=0.1, backoff_max_s=1.0)
 ROLE_REASON = "ROLE_NOT_ALLOWED"
+ACCOUNT_LOOKUPS_MAX = 50  # codes looked up for one answer's text, one call each
 CREDENTIAL_HINT = (f"pass --api-key KEY, set {API_KEY_ENV}, or name a file holding the key with --key-file "
                    f"(or {KEY_FILE_ENV}; default ./{DEFAULT_KEY_FILE}, which `tally serve` writes on the first "
                    "start of an empty ledger). An administrator issues keys with "
@@ -321,6 +322,18 @@ def account_id(args: argparse.Namespace, text: str) -> str:
         return text
     with stub(args, acc_grpc.AccountServiceStub) as accounts:
         return accounts.GetAccount(acc_pb.GetAccountRequest(account=fmt.account_ref(text))).account.id
+
+
+def account_codes(args: argparse.Namespace, ids) -> dict[str, str]:
+    """For people (not --atomic, --scale, --json or --quiet): account id -> code for the ids a response
+    names, so the text shows codes; at most ACCOUNT_LOOKUPS_MAX distinct ids (past that, ids stay)."""
+    wanted = sorted(set(filter(None, ids)))
+    if not fmt.people(args.scale) or args.json or getattr(args, "quiet", False) or not wanted \
+            or len(wanted) > ACCOUNT_LOOKUPS_MAX:
+        return {}
+    with stub(args, acc_grpc.AccountServiceStub) as accounts:
+        return {i: accounts.GetAccount(acc_pb.GetAccountRequest(account=fmt.account_ref(i))).account.code
+                for i in wanted}
 
 
 # ---------------------------------------------------------------------------------------------- errors

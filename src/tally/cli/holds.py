@@ -41,9 +41,13 @@ def expiry_after(seconds: int, now_ns: int | None = None) -> timestamp_pb2.Times
 # ---------------------------------------------------------------------------------------------- text
 
 
-def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, object]]:
+def hold_fields(hold: types_pb2.Hold, scale: int | None, codes: dict[str, str] | None = None,
+                ) -> list[tuple[str, object]]:
+    """The hold's fields; the account by code when `codes` (common.account_codes) names it."""
+    code = (codes or {}).get(hold.account_id)
     return [
-        ("id", hold.id), ("tenant", hold.tenant_id), ("account_id", hold.account_id), ("currency", hold.currency),
+        ("id", hold.id), ("tenant", hold.tenant_id), ("account", code) if code else ("account_id", hold.account_id),
+        ("currency", hold.currency),
         ("status", fmt.enum_label(types_pb2.HoldStatus, hold.status)),
         *((name, fmt.amount_text(getattr(hold, name), scale, hold.currency))
           for name in ("amount", "captured", "remaining")),
@@ -54,9 +58,11 @@ def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, obje
     ]
 
 
-def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None) -> str:
+def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None, codes: dict[str, str] | None = None) -> str:
+    """One row per hold; the account column by code when `codes` (common.account_codes) is given."""
+    codes = codes or {}
     amounts = ["amount", "captured", "remaining"]
-    columns = ["id", "account_id", "status", *amounts, "currency", "expire_time", "memo"]
+    columns = ["id", "account" if codes else "account_id", "status", *amounts, "currency", "expire_time", "memo"]
     numeric = list(amounts)
     if scale is not None:
         for name in amounts:
@@ -67,13 +73,15 @@ def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None) -> str:
         cells = []
         for value in (h.amount, h.captured, h.remaining):
             cells += fmt.amount_cells(value, scale, h.currency)
-        rows.append([h.id, h.account_id, fmt.enum_label(types_pb2.HoldStatus, h.status), *cells, h.currency,
+        rows.append([h.id, codes.get(h.account_id, h.account_id), fmt.enum_label(types_pb2.HoldStatus, h.status),
+                     *cells, h.currency,
                      fmt.timestamp_text(h.expire_time), h.memo])
     return fmt.format_table(columns, rows, numeric=numeric)
 
 
-def _hold_text(scale: int | None):
-    return lambda response: fmt.format_fields(hold_fields(response.hold, scale))
+def _hold_emit(args: argparse.Namespace, response) -> int:
+    codes = common.account_codes(args, [response.hold.account_id])
+    return common.emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale, codes)))
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -91,7 +99,8 @@ def cmd_holds_create(args: argparse.Namespace) -> int:
     elif args.expires_at is not None:
         request.expire_time.CopyFrom(args.expires_at)
     with common.stub(args, post_grpc.AccountingServiceStub) as stub:
-        return common.emit(args, stub.CreateHold(request), _hold_text(args.scale))
+        response = stub.CreateHold(request)
+    return _hold_emit(args, response)
 
 
 def cmd_holds_capture(args: argparse.Namespace) -> int:
@@ -99,7 +108,8 @@ def cmd_holds_capture(args: argparse.Namespace) -> int:
                                          destination=args.to, final=args.final, memo=args.memo or "")
     with common.stub(args, post_grpc.AccountingServiceStub) as stub:
         response = stub.CaptureHold(request)
-    return common.emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale)) + "\n\n"
+    codes = common.account_codes(args, [response.hold.account_id])
+    return common.emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale, codes)) + "\n\n"
                      + fmt.voucher_text(r.voucher, args.scale))
 
 
@@ -107,12 +117,14 @@ def cmd_holds_release(args: argparse.Namespace) -> int:
     request = post_pb.ReleaseHoldRequest(request_id=common.request_id(args), hold_id=args.hold_id,
                                          reason=args.reason or "")
     with common.stub(args, post_grpc.AccountingServiceStub) as stub:
-        return common.emit(args, stub.ReleaseHold(request), _hold_text(args.scale))
+        response = stub.ReleaseHold(request)
+    return _hold_emit(args, response)
 
 
 def cmd_holds_get(args: argparse.Namespace) -> int:
     with common.stub(args, post_grpc.AccountingServiceStub) as stub:
-        return common.emit(args, stub.GetHold(post_pb.GetHoldRequest(hold_id=args.hold_id)), _hold_text(args.scale))
+        response = stub.GetHold(post_pb.GetHoldRequest(hold_id=args.hold_id))
+    return _hold_emit(args, response)
 
 
 def cmd_holds_list(args: argparse.Namespace) -> int:
@@ -123,7 +135,8 @@ def cmd_holds_list(args: argparse.Namespace) -> int:
         request.account_id = common.account_id(args, args.account)
     with common.stub(args, post_grpc.AccountingServiceStub) as stub:
         response = common.pages(stub.ListHolds, request, "holds", args.all)
-    return common.emit(args, response, lambda r: holds_table(r.holds, args.scale))
+    codes = common.account_codes(args, [h.account_id for h in response.holds])
+    return common.emit(args, response, lambda r: holds_table(r.holds, args.scale, codes))
 
 
 def add_holds_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
