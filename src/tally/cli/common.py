@@ -245,7 +245,7 @@ def use_amounts(args: argparse.Namespace) -> contextlib.AbstractContextManager[N
         scales = fmt.currency_scales(os.environ.get(CURRENCIES_ENV))
     except ValueError as exc:
         raise SettingError(f"{CURRENCIES_ENV}: {exc}") from None
-    return fmt.use_amounts(atomic=getattr(args, "atomic", True), scales=scales)
+    return fmt.use_amounts(atomic=args.atomic, scales=scales)
 
 
 def request_id(args: argparse.Namespace) -> str:
