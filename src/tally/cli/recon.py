@@ -103,9 +103,13 @@ def cmd_recon_import(args: argparse.Namespace) -> int:
         request.closing_balance = args.closing_balance
     if args.date_window_days is not None:
         request.date_window_days = args.date_window_days
-    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
-        return common.emit(args, stub.ImportStatement(request), lambda r: fmt.format_fields(
-            statement_fields(r.statement, args.scale)) + "\n\n" + counts_table(r.counts, args.scale))
+    # The server parses and matches the whole file in one call: the bar says what is being waited for.
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub, \
+            common.progress(desc=f"importing {args.file}", unit="B", total=len(content)) as bar:
+        response = stub.ImportStatement(request)
+        bar.update(len(content))
+    return common.emit(args, response, lambda r: fmt.format_fields(
+        statement_fields(r.statement, args.scale)) + "\n\n" + counts_table(r.counts, args.scale))
 
 
 def _guess(path: str) -> str:
