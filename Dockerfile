@@ -31,13 +31,15 @@ WORKDIR /src
 # working while it is absent (setuptools only warns about a missing readme).
 COPY pyproject.toml README.md* ./
 COPY src/ ./src/
+# tally-client: the `tally` command calls the server through it, and it installs with tally (pyproject.toml).
+COPY clients/python/tally_client/ ./clients/python/tally_client/
 
 # Regular (non-editable) install from the local source tree: the package and
 # its byte-compiled modules land in /opt/venv/lib/.../site-packages, which
 # matters because the runtime filesystem is read-only in Kubernetes.
 RUN pip install --upgrade pip setuptools wheel \
  && pip install /src \
- && python -c "import tally.cli"
+ && python -c "import tally.cli, tally_client"
 
 ############################
 # Stage 2: runtime

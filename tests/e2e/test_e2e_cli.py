@@ -231,14 +231,14 @@ def test_holds_create_capture_cycle(served: Served) -> None:
     assert (balance["locked"], balance["available"]) == ("2000000", "3000000")
 
     out = ok(client(served, key, "holds", "capture", created["id"], "1500000", "--to", "shop",
-                    "--final", "--request-id", "cap-1"))
+                    "--final", "--request-id", "cap-1", "--atomic"))  # counts as stored (default: 1.500000 USD)
     assert re.search(r"^status\s+captured$", out, re.MULTILINE) and re.search(r"^captured\s+1500000$", out,
                                                                                re.MULTILINE)
     assert re.search(r"^\s+2\s+shop\s+\S+\s+credit\s+1500000\s+USD", out, re.MULTILINE), out
 
-    got = ok(client(served, key, "holds", "get", created["id"]))
+    got = ok(client(served, key, "holds", "get", created["id"], "--atomic"))
     assert re.search(r"^remaining\s+0$", got, re.MULTILINE)
-    listed = ok(client(served, key, "holds", "list", "--account", "consumer:c1", "--status", "captured"))
+    listed = ok(client(served, key, "holds", "list", "--account", "consumer:c1", "--status", "captured", "--atomic"))
     assert created["id"] in listed and "1500000" in listed
     assert created["id"] not in ok(client(served, key, "holds", "list", "--status", "active"))
     balance = json.loads(ok(client(served, key, "balance", "consumer:c1", "--json")))["balance"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tally.cli_watch import add_watch_parser
+from tally.cli.watch import add_watch_parser
 from tests.e2e.conftest import Server
 from tests.e2e.test_e2e_streams import T, _setup, _transfers
 
@@ -130,7 +130,7 @@ def _as_from_a_terminal() -> None:
 
 
 def _watch_process(server: Server, key: str, *argv: str) -> subprocess.Popen:
-    script = ("import argparse, sys; from tally.cli_watch import add_watch_parser; p = argparse.ArgumentParser();"
+    script = ("import argparse, sys; from tally.cli.watch import add_watch_parser; p = argparse.ArgumentParser();"
               "add_watch_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     return subprocess.Popen([sys.executable, "-c", script, "watch", "--target", server.target, *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tally import cli, cli_admin
+from tally import cli
+from tally.cli import admin as cli_admin
 from tally.service.auth.keys import secret_hash
 from tally.storage import auth_repo
 from tally.storage.engine import make_engines

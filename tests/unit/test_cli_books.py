@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tally import cli, cli_books
+from tally import cli
+from tally.cli import books as cli_books
+from tally.cli import common
 from tally.v1 import bookkeeping_service_pb2 as book_pb
 
 DEFAULT_RULES = resources.files("tally.rules").joinpath("default.toml")
@@ -152,7 +154,7 @@ def test_verify_exits_1_when_broken(monkeypatch, capsys, intact, status):
                                                 first_broken_sequence=0 if intact else 2,
                                                 problem="" if intact else "link to the previous voucher")
     _Audit.requests = []
-    monkeypatch.setattr(cli, "connect", lambda args: _Channel())
+    monkeypatch.setattr(common, "connect", lambda args: _Channel())
     monkeypatch.setattr(cli_books.book_grpc, "BookkeepingServiceStub", _Audit)
     assert cli.main(["verify", "--api-key", "tly_x"]) == status
     captured = capsys.readouterr()

@@ -8,7 +8,9 @@ import re
 
 import pytest
 
-from tally import cli, cli_demo, cli_watch
+from tally import cli
+from tally.cli import demo as cli_demo
+from tally.cli import watch as cli_watch
 from tally.domain.fields import check_code, check_request_id
 
 

@@ -1,14 +1,15 @@
 """`tally post FLOW`: the share, coupon and rate parsers, and the flow messages built from parsed arguments.
 
-No server: the parser is tally.cli.build_parser and the flows come from tally.cli_flows.flow_message.
+No server: the parser is tally.cli.build_parser and the flows come from tally.cli.flows.flow_message.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tally import cli, cli_flows
-from tally.cli_flows import flow_message, parse_bps, parse_coupon, parse_share, parse_timestamp, posted_lines_table
+from tally import cli
+from tally.cli import flows as cli_flows
+from tally.cli.flows import flow_message, parse_bps, parse_coupon, parse_share, parse_timestamp, posted_lines_table
 from tally.v1 import flows_pb2, types_pb2
 
 TARGET = ["--target", "127.0.0.1:1", "--api-key", "tly_0123456789abcdef_k"]

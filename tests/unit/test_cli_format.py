@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tally import cli_format as fmt
+from tally.cli import format as fmt
 from tally.v1 import types_pb2
 
 UUID = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tally import cli, cli_holds
+from tally import cli
+from tally.cli import holds as cli_holds
 from tally.v1 import types_pb2
 
 TARGET = ["--target", "127.0.0.1:1", "--api-key", "tly_0123456789abcdef_k"]

@@ -21,17 +21,11 @@ from collections.abc import Iterable
 
 from google.protobuf import field_mask_pb2
 
-from tally import cli_format as fmt
-from tally.cli_flows import parse_timestamp
+from tally.cli import common
+from tally.cli import format as fmt
+from tally.cli.flows import parse_timestamp
 from tally.v1 import webhook_service_pb2 as pb
 from tally.v1 import webhook_service_pb2_grpc as pb_grpc
-
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 def webhook_fields(hook: pb.Webhook) -> list[tuple[str, object]]:
@@ -79,32 +73,29 @@ def _hook_text(response) -> str:
 
 
 def _account_ids(args: argparse.Namespace, texts: Iterable[str] | None) -> list[str]:
-    return [_cli()._account_id(args, text) for text in texts or ()]
+    return [common.account_id(args, text) for text in texts or ()]
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.CreateWebhookRequest(request_id=cli._request_id(args), url=args.url,
+    request = pb.CreateWebhookRequest(request_id=common.request_id(args), url=args.url,
                                       event_types=args.event_types or [], description=args.description or "",
                                       account_ids=_account_ids(args, args.accounts))
     if args.after_sequence is not None:
         request.after_sequence = args.after_sequence
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.CreateWebhook(request), _with_secret)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.CreateWebhook(request), _with_secret)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = pb.ListWebhooksRequest(page_size=args.page_size or 0, page_token=args.page_token or "")
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        response = cli._pages(stub.ListWebhooks, request, "webhooks", args.all)
-    return cli._emit(args, response, lambda r: webhooks_table(r.webhooks))
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        response = common.pages(stub.ListWebhooks, request, "webhooks", args.all)
+    return common.emit(args, response, lambda r: webhooks_table(r.webhooks))
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.GetWebhook(pb.GetWebhookRequest(webhook_id=args.webhook_id)), _hook_text)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.GetWebhook(pb.GetWebhookRequest(webhook_id=args.webhook_id)), _hook_text)
 
 
 def update_request(args: argparse.Namespace, account_ids: list[str]) -> pb.UpdateWebhookRequest:
@@ -127,58 +118,52 @@ def update_request(args: argparse.Namespace, account_ids: list[str]) -> pb.Updat
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = update_request(args, _account_ids(args, args.accounts))
     if not request.update_mask.paths:
         print("error: nothing to change (see tally webhooks update --help)", file=sys.stderr)
         return 2
-    request.request_id = cli._request_id(args)
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.UpdateWebhook(request), _hook_text)
+    request.request_id = common.request_id(args)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.UpdateWebhook(request), _hook_text)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.DeleteWebhookRequest(request_id=cli._request_id(args), webhook_id=args.webhook_id)
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.DeleteWebhook(request), _hook_text)
+    request = pb.DeleteWebhookRequest(request_id=common.request_id(args), webhook_id=args.webhook_id)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.DeleteWebhook(request), _hook_text)
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.RotateWebhookSecretRequest(request_id=cli._request_id(args), webhook_id=args.webhook_id,
+    request = pb.RotateWebhookSecretRequest(request_id=common.request_id(args), webhook_id=args.webhook_id,
                                             overlap_seconds=args.overlap)
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.RotateWebhookSecret(request), _with_secret)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.RotateWebhookSecret(request), _with_secret)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.ReplayWebhookRequest(request_id=cli._request_id(args), webhook_id=args.webhook_id)
+    request = pb.ReplayWebhookRequest(request_id=common.request_id(args), webhook_id=args.webhook_id)
     if args.since is not None:
         request.start_time.CopyFrom(args.since)
     else:
         request.after_sequence = args.after_sequence
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        return cli._emit(args, stub.ReplayWebhook(request), _hook_text)
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        return common.emit(args, stub.ReplayWebhook(request), _hook_text)
 
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = pb.ListDeliveriesRequest(webhook_id=args.webhook_id, sequence=args.sequence or 0,
                                        page_size=args.page_size or 0, page_token=args.page_token or "")
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
-        response = cli._pages(stub.ListDeliveries, request, "deliveries", args.all)
-    return cli._emit(args, response, lambda r: deliveries_table(r.deliveries))
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
+        response = common.pages(stub.ListDeliveries, request, "deliveries", args.all)
+    return common.emit(args, response, lambda r: deliveries_table(r.deliveries))
 
 
 def cmd_redeliver(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.RedeliverRequest(request_id=cli._request_id(args), webhook_id=args.webhook_id,
+    request = pb.RedeliverRequest(request_id=common.request_id(args), webhook_id=args.webhook_id,
                                   sequence=args.sequence)
-    with cli._stub(args, pb_grpc.WebhookServiceStub) as stub:
+    with common.stub(args, pb_grpc.WebhookServiceStub) as stub:
         response = stub.Redeliver(request)
-    return cli._emit(args, response, lambda r: deliveries_table([r.delivery]))
+    return common.emit(args, response, lambda r: deliveries_table([r.delivery]))
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -194,8 +179,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 def add_webhooks_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally webhooks VERB` on the `tally` command's subparsers."""
-    cli = _cli()
-    sequence = cli._arg(fmt.parse_amount, minimum=0, what="sequence")
+    sequence = common.arg(fmt.parse_amount, minimum=0, what="sequence")
     hooks = commands.add_parser("webhooks", help="signed webhook subscriptions: create, inspect, replay")
     verbs = hooks.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -204,11 +188,11 @@ def add_webhooks_parser(commands, client: argparse.ArgumentParser) -> argparse.A
     _filters(create)
     create.add_argument("--after-sequence", type=sequence, metavar="N",
                         help="deliver the events after this sequence (0: all); default: from now on")
-    cli._request_id_option(create)
+    common.request_id_option(create)
     create.set_defaults(func=cmd_create)
 
     listing = verbs.add_parser("list", parents=[client], help="list subscriptions and their delivery state")
-    cli._paging_options(listing)
+    common.paging_options(listing)
     listing.set_defaults(func=cmd_list)
 
     get = verbs.add_parser("get", parents=[client], help="show one subscription")
@@ -224,39 +208,39 @@ def add_webhooks_parser(commands, client: argparse.ArgumentParser) -> argparse.A
     state = update.add_mutually_exclusive_group()
     state.add_argument("--pause", action="store_true")
     state.add_argument("--resume", action="store_true", help="deliver again (a fresh retry schedule)")
-    cli._request_id_option(update)
+    common.request_id_option(update)
     update.set_defaults(func=cmd_update)
 
     delete = verbs.add_parser("delete", parents=[client], help="stop a subscription for good")
     delete.add_argument("webhook_id", metavar="ID")
-    cli._request_id_option(delete)
+    common.request_id_option(delete)
     delete.set_defaults(func=cmd_delete)
 
     rotate = verbs.add_parser("rotate-secret", parents=[client], help="a new signing secret (shown once)")
     rotate.add_argument("webhook_id", metavar="ID")
     rotate.add_argument("--overlap", type=sequence, default=86_400, metavar="SECONDS",
                         help="how long the old secret keeps signing beside the new one (default %(default)s)")
-    cli._request_id_option(rotate)
+    common.request_id_option(rotate)
     rotate.set_defaults(func=cmd_rotate)
 
     replay = verbs.add_parser("replay", parents=[client], help="send every event after a point again, in order")
     replay.add_argument("webhook_id", metavar="ID")
     start = replay.add_mutually_exclusive_group(required=True)
     start.add_argument("--after-sequence", type=sequence, metavar="N")
-    start.add_argument("--since", type=cli._arg(parse_timestamp), metavar="RFC3339",
+    start.add_argument("--since", type=common.arg(parse_timestamp), metavar="RFC3339",
                        help="the events stamped at or after this time")
-    cli._request_id_option(replay)
+    common.request_id_option(replay)
     replay.set_defaults(func=cmd_replay)
 
     deliveries = verbs.add_parser("deliveries", parents=[client], help="list a subscription's delivery attempts")
     deliveries.add_argument("webhook_id", metavar="ID")
     deliveries.add_argument("--sequence", type=sequence, metavar="N", help="only the attempts at this event")
-    cli._paging_options(deliveries)
+    common.paging_options(deliveries)
     deliveries.set_defaults(func=cmd_deliveries)
 
     redeliver = verbs.add_parser("redeliver", parents=[client], help="send one event again now")
     redeliver.add_argument("webhook_id", metavar="ID")
     redeliver.add_argument("sequence", type=sequence, metavar="SEQUENCE")
-    cli._request_id_option(redeliver)
+    common.request_id_option(redeliver)
     redeliver.set_defaults(func=cmd_redeliver)
     return hooks

@@ -1,16 +1,25 @@
 """Text helpers for the `tally` command line: argument parsing, plain-text tables, proto messages as text.
 
-No gRPC calls happen here and no float is used anywhere: amounts are int counts of atomic units, and the
-optional decimal rendering (`--scale N`) is derived with integer arithmetic only.
+No gRPC calls happen here and no float is used anywhere: amounts are int counts of atomic units, and every
+decimal rendering is derived with integer arithmetic only.
+
+Amounts for people: a client verb shows them in the currency's units (`12.345678 USD`, or `12.345678` in a
+table beside its currency column), at the scale the ledger counts the currency in (TALLY_CURRENCIES, default
+the server's USD:6, EUR:6, GBP:6, JPY:3). `--atomic` shows the integer counts as they are stored, and
+`--scale N` both the counts and their decimals at N places; `--json` is never touched. `use_amounts` sets
+the style once per invocation; until then (tests, other callers) amounts stay atomic.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from tally.domain.limits import AMOUNT_MAX
+from tally.domain.money import DEFAULT_CURRENCIES, parse_currencies
 from tally.v1 import types_pb2
 
 _UUID_DASHES = frozenset((8, 13, 18, 23))
@@ -130,9 +139,53 @@ def format_decimal(value: int, scale: int) -> str:
     return f"{sign}{whole}.{fraction:0{scale}d}" if scale else f"{sign}{whole}"
 
 
-def amount_text(value: int, scale: int | None) -> str:
-    """`1234567`, or `1234567 (1.234567)` when a scale is given."""
+def amount_text(value: int, scale: int | None, currency: str = "") -> str:
+    """`1234567`, `1234567 (1.234567)` when a scale is given, or `1.234567 USD` for people (see use_amounts)."""
+    if people(scale) and currency:
+        return money_text(value, currency)
     return str(value) if scale is None else f"{value} ({format_decimal(value, scale)})"
+
+
+@dataclasses.dataclass
+class _Amounts:
+    atomic: bool = True
+    scales: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+_AMOUNTS = _Amounts()
+
+
+def currency_scales(spec: str | None) -> dict[str, int]:
+    """Decimal places per currency code, from a TALLY_CURRENCIES value (`USD:6:2,...`) or the default."""
+    return {code: c.scale for code, c in parse_currencies(spec or DEFAULT_CURRENCIES).items()}
+
+
+@contextlib.contextmanager
+def use_amounts(*, atomic: bool, scales: dict[str, int]) -> Iterator[None]:
+    """How amounts are shown while one invocation runs: atomic counts, or each currency's units for people;
+    atomic again afterwards (tests run many invocations in one process)."""
+    _AMOUNTS.atomic, _AMOUNTS.scales = atomic, dict(scales)
+    try:
+        yield
+    finally:
+        _AMOUNTS.atomic, _AMOUNTS.scales = True, {}
+
+
+def people(scale: int | None) -> bool:
+    """Whether amounts are shown in currency units: neither --atomic nor an explicit --scale."""
+    return scale is None and not _AMOUNTS.atomic
+
+
+def units(value: int, currency: str) -> str:
+    """`value` in the currency's units without its code (`1.234567`); a currency this CLI does not know keeps
+    its atomic count with a `?` (`1234567?`), never a guessed scale."""
+    scale = _AMOUNTS.scales.get(currency)
+    return f"{value}?" if scale is None else format_decimal(value, scale)
+
+
+def money_text(value: int, currency: str) -> str:
+    """`1.234567 USD`."""
+    return f"{units(value, currency)} {currency}"
 
 
 def _cell(value: object) -> str:
@@ -173,9 +226,9 @@ def format_table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, nu
 
 def rollup_text(rollup, scale: int | None) -> str:
     """One currency of a subtree: the account's own balance, its descendants' and the total."""
-    return f"subtree ({rollup.currency}, {rollup.descendant_accounts} accounts under it)\n" + format_fields([
-        ("own", amount_text(rollup.own, scale)), ("descendants", amount_text(rollup.descendants, scale)),
-        ("total", amount_text(rollup.total, scale)), ("total_locked", amount_text(rollup.total_locked, scale))])
+    names = ("own", "descendants", "total", "total_locked")
+    return f"subtree ({rollup.currency}, {rollup.descendant_accounts} accounts under it)\n" + format_fields(
+        [(name, amount_text(getattr(rollup, name), scale, rollup.currency)) for name in names])
 
 
 def format_fields(pairs: Iterable[tuple[str, object]]) -> str:
@@ -202,21 +255,24 @@ def account_fields(account: types_pb2.Account) -> list[tuple[str, object]]:
         ("type", enum_label(types_pb2.AccountType, account.type)),
         ("normal_side", enum_label(types_pb2.Side, account.normal_side)),
         ("currency", account.currency), ("status", enum_label(types_pb2.AccountStatus, account.status)),
-        ("parent_id", account.parent_id), ("credit_limit", account.credit_limit),
+        ("parent_id", account.parent_id), ("credit_limit", amount_text(account.credit_limit, None, account.currency)),
         ("floor_policy", enum_label(types_pb2.FloorPolicy, account.floor_policy)),
         ("metadata", metadata_text(account.metadata)),
         ("create_time", timestamp_text(account.create_time)), ("update_time", timestamp_text(account.update_time)),
     ]
 
 
-def balance_fields(balance: types_pb2.Balance, scale: int | None) -> list[tuple[str, object]]:
+def balance_fields(balance: types_pb2.Balance, scale: int | None, account: str | None = None,
+                   ) -> list[tuple[str, object]]:
+    """The balance's fields; for people (see use_amounts) the account by `account` (its code) when given."""
     amounts = ("current", "locked", "available", "credit_limit", "previous_day")
+    named = ("account", account) if account and people(scale) else ("account_id", balance.account_id)
     return [
-        ("account_id", balance.account_id), ("currency", balance.currency),
-        *((name, amount_text(getattr(balance, name), scale)) for name in amounts),
+        named, ("currency", balance.currency),
+        *((name, amount_text(getattr(balance, name), scale, balance.currency)) for name in amounts),
         ("previous_day_date", balance.previous_day_date), ("accounting_date", balance.accounting_date),
         ("entry_count", balance.entry_count),
-        *((("previous_statement", amount_text(balance.previous_statement_balance, scale)),
+        *((("previous_statement", amount_text(balance.previous_statement_balance, scale, balance.currency)),
            ("previous_statement_date", balance.previous_statement_date)) if balance.previous_statement_date else ()),
     ]
 
@@ -231,11 +287,19 @@ def _with_decimals(columns: list[str], amounts: Sequence[str], scale: int | None
     return out, [*amounts, *(f"{a}_dec" for a in amounts)]
 
 
-def _amount_cells(value: int, scale: int | None) -> list[object]:
+def amount_cells(value: int, scale: int | None, currency: str = "") -> list[object]:
+    """A table's cells for one amount: the count, the count and its decimals (--scale), or the units."""
+    if people(scale) and currency:
+        return [units(value, currency)]
     return [value] if scale is None else [value, format_decimal(value, scale)]
 
 
 def accounts_table(accounts: Iterable[types_pb2.Account]) -> str:
+    if people(None):  # codes and names; the ids are in --atomic and --json
+        rows = [[a.code, a.name, enum_label(types_pb2.AccountType, a.type), a.currency,
+                 enum_label(types_pb2.AccountStatus, a.status), units(a.credit_limit, a.currency)] for a in accounts]
+        return format_table(["code", "name", "type", "currency", "status", "credit_limit"], rows,
+                            numeric=["credit_limit"])
     columns = ["id", "code", "type", "currency", "status", "credit_limit", "name"]
     rows = [[a.id, a.code, enum_label(types_pb2.AccountType, a.type), a.currency,
              enum_label(types_pb2.AccountStatus, a.status), a.credit_limit, a.name] for a in accounts]
@@ -247,16 +311,22 @@ def entries_table(entries: Iterable[types_pb2.Entry], scale: int | None) -> str:
         ["#", "date", "voucher_id", "side", "amount", "currency", "balance_after", "flow", "memo"],
         ["amount", "balance_after"], scale)
     rows = [[e.entry_number, e.accounting_date, e.voucher_id, enum_label(types_pb2.Side, e.side),
-             *_amount_cells(e.amount, scale), e.currency, *_amount_cells(e.balance_after, scale),
+             *amount_cells(e.amount, scale, e.currency), e.currency,
+             *amount_cells(e.balance_after, scale, e.currency),
              e.flow_type, e.memo] for e in entries]
     return format_table(columns, rows, numeric=["#", *numeric])
 
 
 def voucher_lines_table(lines: Iterable[types_pb2.VoucherLine], scale: int | None) -> str:
+    if people(scale):  # the account by its code; the id is in --atomic and --json
+        rows = [[line.line_no, line.account_code or line.account_id, enum_label(types_pb2.Side, line.side),
+                 units(line.amount, line.currency), line.currency, line.memo] for line in lines]
+        return format_table(["line", "account", "side", "amount", "currency", "memo"], rows,
+                            numeric=["line", "amount"])
     columns, numeric = _with_decimals(["line", "account_code", "account_id", "side", "amount", "currency", "memo"],
                                       ["amount"], scale)
     rows = [[line.line_no, line.account_code, line.account_id, enum_label(types_pb2.Side, line.side),
-             *_amount_cells(line.amount, scale), line.currency, line.memo] for line in lines]
+             *amount_cells(line.amount, scale), line.currency, line.memo] for line in lines]
     return format_table(columns, rows, numeric=["line", *numeric])
 
 
@@ -287,7 +357,12 @@ def vouchers_table(vouchers: Iterable[types_pb2.Voucher], scale: int | None) -> 
     rows = []
     for v in vouchers:
         total, currency = debit_total(v)
-        debits = [total] if scale is None else [total, None if total is None else format_decimal(total, scale)]
+        if people(scale):
+            debits = [None if total is None else units(total, currency)]
+        elif scale is None:
+            debits = [total]
+        else:
+            debits = [total, None if total is None else format_decimal(total, scale)]
         rows.append([v.sequence, v.id, v.flow_type, v.accounting_date, len(v.lines), *debits, currency,
                      v.reversed_by_voucher_id, v.memo])
     return format_table(columns, rows, numeric=["seq", "lines", *numeric])

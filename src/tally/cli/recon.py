@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.service.settlement.statements import STATEMENT_SIZE_BYTES_MAX
 from tally.v1 import settlement_service_pb2 as pb
 from tally.v1 import settlement_service_pb2_grpc as pb_grpc
@@ -23,12 +24,6 @@ RESOLUTIONS = {"short-fall": pb.RESOLUTION_SHORT_FALL, "long-fall": pb.RESOLUTIO
                "supplementary": pb.RESOLUTION_SUPPLEMENTARY}
 STATES = fmt.enum_labels(pb.ReconciliationItemState)
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 def parse_column(text: str) -> tuple[str, str]:
@@ -95,23 +90,26 @@ def report_text(r: pb.GetReconciliationResponse, scale: int | None) -> str:
 
 
 def cmd_recon_import(args: argparse.Namespace) -> int:
-    cli = _cli()
     try:
         content = read_statement(args.file)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return cli.EXIT_UNREACHABLE  # 2: bad arguments, like argparse's
+        return common.EXIT_UNREACHABLE  # 2: bad arguments, like argparse's
     request = pb.ImportStatementRequest(
-        request_id=cli._request_id(args), account=args.account, format=FORMATS[args.format or _guess(args.file)],
+        request_id=common.request_id(args), account=args.account, format=FORMATS[args.format or _guess(args.file)],
         statement_file=content, statement_id=args.statement_id or "", csv_layout=args.layout or "",
         csv_columns=pb.CsvColumns(**{f"{field}_column": name for field, name in args.column or ()}))
     if args.closing_balance is not None:
         request.closing_balance = args.closing_balance
     if args.date_window_days is not None:
         request.date_window_days = args.date_window_days
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
-        return cli._emit(args, stub.ImportStatement(request), lambda r: fmt.format_fields(
-            statement_fields(r.statement, args.scale)) + "\n\n" + counts_table(r.counts, args.scale))
+    # The server parses and matches the whole file in one call: the bar says what is being waited for.
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub, \
+            common.progress(desc=f"importing {args.file}", unit="B", total=len(content)) as bar:
+        response = stub.ImportStatement(request)
+        bar.update(len(content))
+    return common.emit(args, response, lambda r: fmt.format_fields(
+        statement_fields(r.statement, args.scale)) + "\n\n" + counts_table(r.counts, args.scale))
 
 
 def _guess(path: str) -> str:
@@ -119,58 +117,55 @@ def _guess(path: str) -> str:
 
 
 def cmd_recon_show(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
         if args.items:
             request = pb.ListReconciliationItemsRequest(
                 account=args.account, statement_id=args.statement_id, page_size=args.page_size or 0,
                 page_token=args.page_token or "",
                 state=fmt.enum_value(pb.ReconciliationItemState, args.state) if args.state else 0)
-            response = cli._pages(stub.ListReconciliationItems, request, "items", args.all)
-            return cli._emit(args, response, lambda r: items_table(r.items, args.scale))
+            response = common.pages(stub.ListReconciliationItems, request, "items", args.all)
+            return common.emit(args, response, lambda r: items_table(r.items, args.scale))
         request = pb.GetReconciliationRequest(account=args.account, statement_id=args.statement_id)
-        return cli._emit(args, stub.GetReconciliation(request), lambda r: report_text(r, args.scale))
+        return common.emit(args, stub.GetReconciliation(request), lambda r: report_text(r, args.scale))
 
 
 def cmd_recon_resolve(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = pb.ResolveItemRequest(request_id=cli._request_id(args), item_id=args.item_id,
+    request = pb.ResolveItemRequest(request_id=common.request_id(args), item_id=args.item_id,
                                     resolution=RESOLUTIONS[args.resolution], party=args.party or "",
                                     memo=args.memo or "")
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
-        return cli._emit(args, stub.ResolveItem(request), lambda r: items_table([r.item], args.scale)
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
+        return common.emit(args, stub.ResolveItem(request), lambda r: items_table([r.item], args.scale)
                          + "\nvouchers: " + ", ".join(r.voucher_ids))
 
 
 def add_recon_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally recon VERB` on the `tally` command's subparsers."""
-    cli = _cli()
     recon = commands.add_parser("recon", help="reconcile a channel's or bank's statement against an account")
     verbs = recon.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     imp = verbs.add_parser("import", parents=[client], help="import a statement file and match it")
-    cli._account_arg(imp, help="the reconciled account, e.g. channel_clearing:visa:USD")
+    common.account_arg(imp, help="the reconciled account, e.g. channel_clearing:visa:USD")
     imp.add_argument("file", metavar="FILE", help="CSV or camt.053 XML")
     imp.add_argument("--format", choices=sorted(FORMATS), help="default: camt053 for *.xml, else csv")
     imp.add_argument("--statement-id", metavar="ID", help="CSV: the statement's id (camt.053 carries its own)")
-    imp.add_argument("--closing-balance", type=cli._arg(fmt.parse_amount, minimum=-(2**63)), metavar="N",
+    imp.add_argument("--closing-balance", type=common.arg(fmt.parse_amount, minimum=-(2**63)), metavar="N",
                      help="CSV: the closing balance the counterparty states, in atomic units")
     imp.add_argument("--layout", metavar="NAME", help="CSV: a statement layout of the server's rule set "
                                                       "([statements.NAME]); --column overrides it")
-    imp.add_argument("--column", type=cli._arg(parse_column), nargs="+", action="extend", metavar="FIELD=HEADER",
+    imp.add_argument("--column", type=common.arg(parse_column), nargs="+", action="extend", metavar="FIELD=HEADER",
                      help=f"CSV column names: {', '.join(CSV_FIELDS)} (default reference, amount, date, id, "
                           "description)")
-    imp.add_argument("--date-window-days", type=cli._arg(fmt.parse_amount, minimum=0), metavar="N",
+    imp.add_argument("--date-window-days", type=common.arg(fmt.parse_amount, minimum=0), metavar="N",
                      help="lines and entries this many days apart may match by amount (default 3)")
-    cli._request_id_option(imp)
+    common.request_id_option(imp)
     imp.set_defaults(func=cmd_recon_import)
 
     show = verbs.add_parser("show", parents=[client], help="the reconciliation report of a statement")
-    cli._account_arg(show, help="the reconciled account")
+    common.account_arg(show, help="the reconciled account")
     show.add_argument("statement_id", metavar="STATEMENT_ID")
     show.add_argument("--items", action="store_true", help="list the items instead of the report")
     show.add_argument("--state", choices=STATES, help="with --items: only items of this state")
-    show.add_argument("--page-size", type=cli._arg(fmt.parse_amount), metavar="N")
+    show.add_argument("--page-size", type=common.arg(fmt.parse_amount), metavar="N")
     show.add_argument("--page-token")
     show.add_argument("--all", action="store_true", help="with --items: every page")
     show.set_defaults(func=cmd_recon_show)
@@ -180,6 +175,6 @@ def add_recon_parser(commands, client: argparse.ArgumentParser) -> argparse.Argu
     resolve.add_argument("--as", dest="resolution", required=True, choices=sorted(RESOLUTIONS))
     resolve.add_argument("--party", help="supplementary: the merchant (channel) or consumer (processor)")
     resolve.add_argument("--memo")
-    cli._request_id_option(resolve)
+    common.request_id_option(resolve)
     resolve.set_defaults(func=cmd_recon_resolve)
     return recon

@@ -20,17 +20,11 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import json_format
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.streaming import AFTER_SEQUENCE_HEADER
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
-
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verb."""
-    from tally import cli
-
-    return cli
 
 
 def _sequence(text: str) -> int:
@@ -49,9 +43,8 @@ def _count(text: str) -> int:
 
 def add_watch_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `tally watch` on the `tally` command's subparsers."""
-    cli = _cli()
     watch = subparsers.add_parser(
-        "watch", parents=[cli._client_options()], help="follow events or balance changes as they happen",
+        "watch", parents=[common.client_options()], help="follow events or balance changes as they happen",
         description="Prints the events (or balance changes) of the API key's tenant as they are committed: first "
                     "those after "
                     "--from, then live. Ctrl-C stops; the last sequence seen is printed to resume from.")
@@ -64,7 +57,7 @@ def add_watch_parser(subparsers) -> argparse.ArgumentParser:
                        help="with --events: only this event type, e.g. ledger.entry.posted (repeatable)")
     watch.add_argument("--from", dest="from_sequence", type=_sequence, metavar="SEQ",
                        help="replay from after this sequence first (0: everything); default: from now")
-    watch.add_argument("--limit", type=cli._arg(_count), metavar="N", help="stop after N lines")
+    watch.add_argument("--limit", type=common.arg(_count), metavar="N", help="stop after N lines")
     watch.set_defaults(func=cmd_watch, balances=False)
     return watch
 
@@ -92,10 +85,10 @@ def _on_interrupt(progress: _Progress):
 def cmd_watch(args: argparse.Namespace) -> int:
     if args.accounts and not args.balances:
         print("error: --account needs --balances (events are filtered by --type)", file=sys.stderr)
-        return _cli().EXIT_UNREACHABLE
+        return common.EXIT_UNREACHABLE
     if args.types and args.balances:
         print("error: --type goes with --events (balance changes are filtered by --account)", file=sys.stderr)
-        return _cli().EXIT_UNREACHABLE
+        return common.EXIT_UNREACHABLE
     progress = _Progress()
     main = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
     previous = signal.signal(signal.SIGINT, _on_interrupt(progress)) if main else None
@@ -105,10 +98,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         _resume_hint(args, progress, "stopped", complete=not args.balances)
         return 0
     except grpc.RpcError as exc:
-        cli = _cli()
-        status = cli.report_rpc_error(exc, args)
+        status = common.report_rpc_error(exc, args)
         # The server ends a stream only between two events; a broken connection may cut one short.
-        _resume_hint(args, progress, "the stream ended", complete=not args.balances or bool(cli._error_info(exc)))
+        cut = args.balances and not common.as_tally_error(exc).reason
+        _resume_hint(args, progress, "the stream ended", complete=not cut)
         return status
     finally:
         if previous is not None:
@@ -116,10 +109,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace, progress: _Progress) -> int:
-    cli = _cli()
-    request = _request(args, cli)
-    metadata = cli.call_metadata(args)
-    channel = cli.connect(args)
+    request = _request(args)
+    metadata = common.call_metadata(args)
+    channel = common.connect(args)
     call = None
     try:
         stub = post_grpc.AccountingServiceStub(channel)
@@ -146,9 +138,9 @@ def _after_sequence(call) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _request(args: argparse.Namespace, cli):
+def _request(args: argparse.Namespace):
     if args.balances:
-        ids = [cli._account_id(args, text) for text in args.accounts or ()]
+        ids = [common.account_id(args, text) for text in args.accounts or ()]
         request = post_pb.StreamBalanceChangesRequest(account_ids=ids)
     else:
         request = post_pb.StreamEventsRequest(types=args.types or ())
@@ -183,9 +175,9 @@ def change_line(change, scale: int | None) -> str:
     ids = [f"{name}={value}" for name, value in (("voucher", change.voucher_id), ("hold", change.hold_id)) if value]
     return "  ".join([
         f"#{change.sequence}", fmt.timestamp_text(change.time), change.account_id, change.currency,
-        f"current={fmt.amount_text(change.current, scale)} ({change.current_delta:+d})",
-        f"locked={fmt.amount_text(change.locked, scale)} ({change.locked_delta:+d})",
-        f"available={fmt.amount_text(change.available, scale)}", change.cause, *ids])
+        f"current={fmt.amount_text(change.current, scale, change.currency)} ({change.current_delta:+d})",
+        f"locked={fmt.amount_text(change.locked, scale, change.currency)} ({change.locked_delta:+d})",
+        f"available={fmt.amount_text(change.available, scale, change.currency)}", change.cause, *ids])
 
 
 def _resume_hint(args: argparse.Namespace, progress: _Progress, why: str, *, complete: bool) -> None:

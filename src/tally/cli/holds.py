@@ -16,20 +16,15 @@ from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2
 
-from tally import cli_format as fmt
-from tally.cli_flows import parse_timestamp
+from tally.cli import common
+from tally.cli import format as fmt
+from tally.cli.flows import parse_timestamp
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import types_pb2
 
 NANOS_PER_SECOND = 10**9
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 def parse_seconds(text: str) -> int:
@@ -46,12 +41,16 @@ def expiry_after(seconds: int, now_ns: int | None = None) -> timestamp_pb2.Times
 # ---------------------------------------------------------------------------------------------- text
 
 
-def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, object]]:
+def hold_fields(hold: types_pb2.Hold, scale: int | None, codes: dict[str, str] | None = None,
+                ) -> list[tuple[str, object]]:
+    """The hold's fields; the account by code when `codes` (common.account_codes) names it."""
+    code = (codes or {}).get(hold.account_id)
     return [
-        ("id", hold.id), ("tenant", hold.tenant_id), ("account_id", hold.account_id), ("currency", hold.currency),
+        ("id", hold.id), ("tenant", hold.tenant_id), ("account", code) if code else ("account_id", hold.account_id),
+        ("currency", hold.currency),
         ("status", fmt.enum_label(types_pb2.HoldStatus, hold.status)),
-        ("amount", fmt.amount_text(hold.amount, scale)), ("captured", fmt.amount_text(hold.captured, scale)),
-        ("remaining", fmt.amount_text(hold.remaining, scale)),
+        *((name, fmt.amount_text(getattr(hold, name), scale, hold.currency))
+          for name in ("amount", "captured", "remaining")),
         ("expire_time", fmt.timestamp_text(hold.expire_time)), ("create_time", fmt.timestamp_text(hold.create_time)),
         ("update_time", fmt.timestamp_text(hold.update_time)), ("request_id", hold.request_id),
         ("memo", hold.memo), ("metadata", fmt.metadata_text(hold.metadata)),
@@ -59,9 +58,11 @@ def hold_fields(hold: types_pb2.Hold, scale: int | None) -> list[tuple[str, obje
     ]
 
 
-def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None) -> str:
+def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None, codes: dict[str, str] | None = None) -> str:
+    """One row per hold; the account column by code when `codes` (common.account_codes) is given."""
+    codes = codes or {}
     amounts = ["amount", "captured", "remaining"]
-    columns = ["id", "account_id", "status", *amounts, "currency", "expire_time", "memo"]
+    columns = ["id", "account" if codes else "account_id", "status", *amounts, "currency", "expire_time", "memo"]
     numeric = list(amounts)
     if scale is not None:
         for name in amounts:
@@ -71,22 +72,23 @@ def holds_table(holds: Iterable[types_pb2.Hold], scale: int | None) -> str:
     for h in holds:
         cells = []
         for value in (h.amount, h.captured, h.remaining):
-            cells += [value] if scale is None else [value, fmt.format_decimal(value, scale)]
-        rows.append([h.id, h.account_id, fmt.enum_label(types_pb2.HoldStatus, h.status), *cells, h.currency,
+            cells += fmt.amount_cells(value, scale, h.currency)
+        rows.append([h.id, codes.get(h.account_id, h.account_id), fmt.enum_label(types_pb2.HoldStatus, h.status),
+                     *cells, h.currency,
                      fmt.timestamp_text(h.expire_time), h.memo])
     return fmt.format_table(columns, rows, numeric=numeric)
 
 
-def _hold_text(scale: int | None):
-    return lambda response: fmt.format_fields(hold_fields(response.hold, scale))
+def _hold_emit(args: argparse.Namespace, response) -> int:
+    codes = common.account_codes(args, [response.hold.account_id])
+    return common.emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale, codes)))
 
 
 # ---------------------------------------------------------------------------------------------- commands
 
 
 def cmd_holds_create(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = post_pb.CreateHoldRequest(request_id=cli._request_id(args), account=args.account, amount=args.amount,
+    request = post_pb.CreateHoldRequest(request_id=common.request_id(args), account=args.account, amount=args.amount,
                                         currency=args.currency.upper(), memo=args.memo or "",
                                         metadata=dict(args.meta or ()))
     if args.expires_in is not None:
@@ -96,82 +98,82 @@ def cmd_holds_create(args: argparse.Namespace) -> int:
               file=sys.stderr)
     elif args.expires_at is not None:
         request.expire_time.CopyFrom(args.expires_at)
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
-        return cli._emit(args, stub.CreateHold(request), _hold_text(args.scale))
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.CreateHold(request)
+    return _hold_emit(args, response)
 
 
 def cmd_holds_capture(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = post_pb.CaptureHoldRequest(request_id=cli._request_id(args), hold_id=args.hold_id, amount=args.amount,
+    request = post_pb.CaptureHoldRequest(request_id=common.request_id(args), hold_id=args.hold_id, amount=args.amount,
                                          destination=args.to, final=args.final, memo=args.memo or "")
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
         response = stub.CaptureHold(request)
-    return cli._emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale)) + "\n\n"
+    codes = common.account_codes(args, [response.hold.account_id])
+    return common.emit(args, response, lambda r: fmt.format_fields(hold_fields(r.hold, args.scale, codes)) + "\n\n"
                      + fmt.voucher_text(r.voucher, args.scale))
 
 
 def cmd_holds_release(args: argparse.Namespace) -> int:
-    cli = _cli()
-    request = post_pb.ReleaseHoldRequest(request_id=cli._request_id(args), hold_id=args.hold_id,
+    request = post_pb.ReleaseHoldRequest(request_id=common.request_id(args), hold_id=args.hold_id,
                                          reason=args.reason or "")
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
-        return cli._emit(args, stub.ReleaseHold(request), _hold_text(args.scale))
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.ReleaseHold(request)
+    return _hold_emit(args, response)
 
 
 def cmd_holds_get(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
-        return cli._emit(args, stub.GetHold(post_pb.GetHoldRequest(hold_id=args.hold_id)), _hold_text(args.scale))
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = stub.GetHold(post_pb.GetHoldRequest(hold_id=args.hold_id))
+    return _hold_emit(args, response)
 
 
 def cmd_holds_list(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = post_pb.ListHoldsRequest(page_size=args.page_size or 0, page_token=args.page_token or "")
     if args.status:
         request.status = fmt.enum_value(types_pb2.HoldStatus, args.status)
     if args.account:
-        request.account_id = cli._account_id(args, args.account)
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
-        response = cli._pages(stub.ListHolds, request, "holds", args.all)
-    return cli._emit(args, response, lambda r: holds_table(r.holds, args.scale))
+        request.account_id = common.account_id(args, args.account)
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
+        response = common.pages(stub.ListHolds, request, "holds", args.all)
+    codes = common.account_codes(args, [h.account_id for h in response.holds])
+    return common.emit(args, response, lambda r: holds_table(r.holds, args.scale, codes))
 
 
 def add_holds_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally holds VERB` on the `tally` command's subparsers."""
-    cli = _cli()
     holds = commands.add_parser("holds", help="reserve, capture and release parts of an account's balance")
     verbs = holds.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     create = verbs.add_parser("create", parents=[client], help="reserve part of an account's available balance")
-    cli._account_arg(create, help="the account whose funds are held")
-    create.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
+    common.account_arg(create, help="the account whose funds are held")
+    create.add_argument("amount", type=common.arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
     create.add_argument("--currency", required=True)
     expiry = create.add_mutually_exclusive_group()
-    expiry.add_argument("--expires-in", type=cli._arg(parse_seconds), metavar="SECONDS",
+    expiry.add_argument("--expires-in", type=common.arg(parse_seconds), metavar="SECONDS",
                         help="released by the server after this many seconds (the time sent is printed to stderr)")
-    expiry.add_argument("--expires-at", type=cli._arg(parse_timestamp), metavar="RFC3339",
+    expiry.add_argument("--expires-at", type=common.arg(parse_timestamp), metavar="RFC3339",
                         help="released by the server after this time, e.g. 2026-05-01T12:00:00Z")
     create.add_argument("--memo")
-    create.add_argument("--meta", type=cli._arg(fmt.parse_meta), nargs="+", action="extend", metavar="KEY=VALUE",
+    create.add_argument("--meta", type=common.arg(fmt.parse_meta), nargs="+", action="extend", metavar="KEY=VALUE",
                         help="metadata entries (repeatable)")
-    cli._request_id_option(create)
+    common.request_id_option(create)
     create.set_defaults(func=cmd_holds_create)
 
     capture = verbs.add_parser("capture", parents=[client], help="post a voucher for part or all of a hold")
     capture.add_argument("hold_id", metavar="HOLD_ID")
-    capture.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT",
+    capture.add_argument("amount", type=common.arg(fmt.parse_amount), metavar="AMOUNT",
                          help="integer atomic units, up to what the hold still reserves")
-    capture.add_argument("--to", required=True, type=cli._arg(fmt.account_ref), metavar="CODE_OR_ID",
+    capture.add_argument("--to", required=True, type=common.arg(fmt.account_ref), metavar="CODE_OR_ID",
                          help="the account credited")
     capture.add_argument("--final", action="store_true", help="release whatever remains after this capture")
     capture.add_argument("--memo")
-    cli._request_id_option(capture)
+    common.request_id_option(capture)
     capture.set_defaults(func=cmd_holds_capture)
 
     release = verbs.add_parser("release", parents=[client], help="free what a hold still reserves")
     release.add_argument("hold_id", metavar="HOLD_ID")
     release.add_argument("--reason")
-    cli._request_id_option(release)
+    common.request_id_option(release)
     release.set_defaults(func=cmd_holds_release)
 
     get = verbs.add_parser("get", parents=[client], help="show a hold")
@@ -181,6 +183,6 @@ def add_holds_parser(commands, client: argparse.ArgumentParser) -> argparse.Argu
     listing = verbs.add_parser("list", parents=[client], help="list holds")
     listing.add_argument("--account", metavar="CODE_OR_ID", help="only holds on this account")
     listing.add_argument("--status", choices=fmt.enum_labels(types_pb2.HoldStatus))
-    cli._paging_options(listing)
+    common.paging_options(listing)
     listing.set_defaults(func=cmd_holds_list)
     return holds

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
+from tally.cli.ledger import post
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
@@ -24,12 +26,6 @@ from tally.v1 import flows_pb2
 WINDOWS = {"hour": pb.CONTROL_WINDOW_HOUR, "day": pb.CONTROL_WINDOW_DAY, "month": pb.CONTROL_WINDOW_MONTH}
 WINDOW_NAMES = {v: k for k, v in WINDOWS.items()}
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 def parse_limit(text: str) -> tuple[int, int]:
@@ -89,11 +85,10 @@ def controls_text(response) -> str:
 
 
 def _set(args: argparse.Namespace, controls: pb.AccountControls) -> int:
-    cli = _cli()
-    request = pb.SetAccountControlsRequest(request_id=cli._request_id(args), account=args.account,
+    request = pb.SetAccountControlsRequest(request_id=common.request_id(args), account=args.account,
                                            controls=controls)
-    with cli._stub(args, pb_grpc.ControlServiceStub) as stub:
-        return cli._emit(args, stub.SetAccountControls(request), controls_text)
+    with common.stub(args, pb_grpc.ControlServiceStub) as stub:
+        return common.emit(args, stub.SetAccountControls(request), controls_text)
 
 
 def cmd_set(args: argparse.Namespace) -> int:
@@ -105,50 +100,46 @@ def cmd_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, pb_grpc.ControlServiceStub) as stub:
-        return cli._emit(args, stub.GetAccountControls(pb.GetAccountControlsRequest(account=args.account)),
+    with common.stub(args, pb_grpc.ControlServiceStub) as stub:
+        return common.emit(args, stub.GetAccountControls(pb.GetAccountControlsRequest(account=args.account)),
                          controls_text)
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
-    cli = _cli()
     numerator, denominator = args.rate
     flow = flows_pb2.FxFlow(amount=args.amount, from_currency=args.from_currency.upper(),
                             to_currency=args.to_currency.upper(), rate_numerator=numerator,
                             rate_denominator=denominator, memo=args.memo or "")
     getattr(flow, "from").CopyFrom(args.source)  # `from` is a Python keyword
     flow.to.CopyFrom(args.destination)
-    return cli._post(args, post_pb.PostRequest(request_id=cli._request_id(args), memo=args.memo or "", fx=flow))
+    return post(args, post_pb.PostRequest(request_id=common.request_id(args), memo=args.memo or "", fx=flow))
 
 
 def add_fx_parser(commands, client: argparse.ArgumentParser) -> None:
-    cli = _cli()
     fx = commands.add_parser("fx", parents=[client], help="convert money between currencies at a given rate")
-    cli._account_arg(fx, "source", "FROM", "the account paying, in --from-currency")
-    cli._account_arg(fx, "destination", "TO", "the account receiving, in --to-currency")
-    fx.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT", help="atomic units of FROM")
+    common.account_arg(fx, "source", "FROM", "the account paying, in --from-currency")
+    common.account_arg(fx, "destination", "TO", "the account receiving, in --to-currency")
+    fx.add_argument("amount", type=common.arg(fmt.parse_amount), metavar="AMOUNT", help="atomic units of FROM")
     fx.add_argument("--from-currency", required=True)
     fx.add_argument("--to-currency", required=True)
-    fx.add_argument("--rate", required=True, type=cli._arg(parse_rate), metavar="N/D",
+    fx.add_argument("--rate", required=True, type=common.arg(parse_rate), metavar="N/D",
                     help="target atomic units per source atomic unit, as an integer fraction")
     fx.add_argument("--memo")
-    cli._request_id_option(fx)
+    common.request_id_option(fx)
     fx.set_defaults(func=cmd_fx)
 
 
 def add_controls_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally controls VERB` (and `tally fx`) on the `tally` command's subparsers."""
-    cli = _cli()
     add_fx_parser(commands, client)
     controls = commands.add_parser("controls", help="spending controls, team budgets and sweeps of an account")
     verbs = controls.add_subparsers(dest="verb", required=True, metavar="VERB")
-    limit = cli._arg(parse_limit)
+    limit = common.arg(parse_limit)
 
     setting = verbs.add_parser("set", parents=[client], help="replace an account's controls with these")
-    cli._account_arg(setting)
-    cli._request_id_option(setting)
-    setting.add_argument("--per-voucher-max", type=cli._arg(fmt.parse_amount), metavar="N")
+    common.account_arg(setting)
+    common.request_id_option(setting)
+    setting.add_argument("--per-voucher-max", type=common.arg(fmt.parse_amount), metavar="N")
     for flag, dest, what in (("--velocity", "velocity", "calendar window (UTC)"),
                              ("--sliding", "sliding", "sliding window"),
                              ("--team", "team", "team budget over the children, calendar window"),
@@ -158,16 +149,16 @@ def add_controls_parser(commands, client: argparse.ArgumentParser) -> argparse.A
     setting.add_argument("--flow", action="append", metavar="TYPE", help="a flow type it may spend in")
     setting.add_argument("--counterparty", action="append", metavar="CODE", help="an account code or pattern "
                          "(* and ?) its spend may go to")
-    setting.add_argument("--top-up", type=cli._arg(parse_sweep), metavar="THRESHOLD:TARGET:FUNDING")
-    setting.add_argument("--excess", type=cli._arg(parse_sweep), metavar="CEILING:TARGET:DESTINATION")
+    setting.add_argument("--top-up", type=common.arg(parse_sweep), metavar="THRESHOLD:TARGET:FUNDING")
+    setting.add_argument("--excess", type=common.arg(parse_sweep), metavar="CEILING:TARGET:DESTINATION")
     setting.set_defaults(func=cmd_set)
 
     clear = verbs.add_parser("clear", parents=[client], help="remove every control of an account")
-    cli._account_arg(clear)
-    cli._request_id_option(clear)
+    common.account_arg(clear)
+    common.request_id_option(clear)
     clear.set_defaults(func=cmd_clear)
 
     show = verbs.add_parser("show", parents=[client], help="an account's controls and its spend per window")
-    cli._account_arg(show)
+    common.account_arg(show)
     show.set_defaults(func=cmd_show)
     return controls

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import flows_pb2, types_pb2
@@ -33,12 +34,6 @@ COUPON_ISSUERS = fmt.enum_labels(flows_pb2.CouponIssuer)  # platform, merchant, 
 SETTLEMENT_KINDS = fmt.enum_labels(flows_pb2.SettlementKind)  # merchant, channel, bank
 FLOWS = ("funding", "usage", "acquisition", "refund", "settlement", "payout", "guarantee")
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -144,7 +139,7 @@ def posted_lines_table(vouchers: Iterable[types_pb2.Voucher], scale: int | None)
     rows = []
     for voucher in vouchers:
         for line in voucher.lines:
-            amount = [line.amount] if scale is None else [line.amount, fmt.format_decimal(line.amount, scale)]
+            amount = fmt.amount_cells(line.amount, scale, line.currency)
             rows.append([voucher.sequence, voucher.flow_type, voucher.rule_id, line.line_no,
                          line.account_code or line.account_id, fmt.enum_label(types_pb2.Side, line.side),
                          *amount, line.currency])
@@ -161,23 +156,22 @@ def posted_text(response: post_pb.PostResponse, scale: int | None) -> str:
 
 
 def cmd_post(args: argparse.Namespace) -> int:
-    cli = _cli()
     try:
         flow = flow_message(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return cli.EXIT_UNREACHABLE  # bad arguments
-    request = post_pb.PostRequest(request_id=cli._request_id(args), memo=args.memo or "",
+        return common.EXIT_UNREACHABLE  # bad arguments
+    request = post_pb.PostRequest(request_id=common.request_id(args), memo=args.memo or "",
                                   metadata=dict(args.meta or ()), **{args.flow: flow})
     if args.effective_time is not None:
         request.effective_time.CopyFrom(args.effective_time)
-    with cli._stub(args, post_grpc.AccountingServiceStub) as stub:
+    with common.stub(args, post_grpc.AccountingServiceStub) as stub:
         response = stub.Post(request)
-    return cli._emit(args, response, lambda r: posted_text(r, args.scale))
+    return common.emit(args, response, lambda r: posted_text(r, args.scale))
 
 
-def _amount_options(parser: argparse.ArgumentParser, cli) -> None:
-    parser.add_argument("--amount", required=True, type=cli._arg(fmt.parse_amount), metavar="N",
+def _amount_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--amount", required=True, type=common.arg(fmt.parse_amount), metavar="N",
                         help="integer atomic units (1.5 USD at scale 6 is 1500000)")
     parser.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
 
@@ -188,7 +182,6 @@ def _party(parser: argparse.ArgumentParser, name: str, help: str, required: bool
 
 def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally post FLOW` on the `tally` command's subparsers."""
-    cli = _cli()
     post = commands.add_parser(
         "post", help="post a business flow (funding, usage, ...) through the server's rule set",
         description="Posts one typed business flow; the server's rule set decides the vouchers, which are "
@@ -203,15 +196,15 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     funding = flow_parser("funding", "money enters a consumer's account through a payment processor")
     _party(funding, "consumer", "the consumer credited")
     _party(funding, "processor", "the payment processor, e.g. card, ach, crypto, invoice")
-    _amount_options(funding, cli)
+    _amount_options(funding)
     funding.add_argument("--external-ref", metavar="REF", help="the processor's reference for the payment")
 
     usage = flow_parser("usage", "metered usage: a consumer pays a merchant, less platform fee and commission")
     _party(usage, "consumer", "the consumer debited")
     _party(usage, "merchant", "the merchant credited")
-    _amount_options(usage, cli)
+    _amount_options(usage)
     _party(usage, "affiliate", "earns the affiliate commission", required=False)
-    usage.add_argument("--share", dest="shares", type=cli._arg(parse_share), action="append", metavar="PARTY:BPS",
+    usage.add_argument("--share", dest="shares", type=common.arg(parse_share), action="append", metavar="PARTY:BPS",
                        help="split the merchant's part: basis points per party, summing to 10000 (repeat)")
     usage.add_argument("--hold", metavar="HOLD_ID", help="consume from this hold on the consumer's account")
     usage.add_argument("--meter", metavar="TEXT", help="what was metered")
@@ -219,8 +212,8 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     acquisition = flow_parser("acquisition", "a payment acquired through a channel, perhaps with a coupon")
     _party(acquisition, "merchant", "the merchant the order is for")
     _party(acquisition, "channel", "the payment channel, e.g. visa")
-    _amount_options(acquisition, cli)
-    acquisition.add_argument("--coupon", type=cli._arg(parse_coupon), metavar="ISSUER:AMOUNT[:BPS]",
+    _amount_options(acquisition)
+    acquisition.add_argument("--coupon", type=common.arg(parse_coupon), metavar="ISSUER:AMOUNT[:BPS]",
                              help=f"a coupon: ISSUER one of {', '.join(COUPON_ISSUERS)}; a shared coupon may add "
                                   "the merchant's share in basis points, e.g. shared:500000:4000")
     acquisition.add_argument("--coupon-id", metavar="ID", help="the coupon's id (with --coupon)")
@@ -229,7 +222,7 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     refund = flow_parser("refund", "refund part or all of an earlier acquisition or usage")
     refund.add_argument("--original", required=True, metavar="REQUEST_ID",
                         help="the request id that posted the original flow")
-    _amount_options(refund, cli)
+    _amount_options(refund)
     refund.add_argument("--reason")
 
     settlement = flow_parser("settlement", "merchant pending -> settled, or a channel / bank clearing")
@@ -237,15 +230,15 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
     _party(settlement, "merchant", "the merchant (merchant settlements)", required=False)
     _party(settlement, "channel", "the channel (channel and bank settlements)", required=False)
     _party(settlement, "processor", "the payment processor (processor settlements)", required=False)
-    _amount_options(settlement, cli)
-    settlement.add_argument("--actual", type=cli._arg(fmt.parse_amount, minimum=0, what="actual amount"),
+    _amount_options(settlement)
+    settlement.add_argument("--actual", type=common.arg(fmt.parse_amount, minimum=0, what="actual amount"),
                             metavar="N", help="what actually arrived (channel and bank); default: the amount")
     settlement.add_argument("--batch-ref", metavar="REF", help="the settlement batch's reference")
 
     payout = flow_parser("payout", "pay settled funds out to the merchant's bank account (rounded down to the "
                                    "bank's minor unit; the residue stays)")
     _party(payout, "merchant", "the merchant paid")
-    _amount_options(payout, cli)
+    _amount_options(payout)
 
     guarantee = flow_parser("guarantee", "a guarantee the merchant owes, deducted from its next settlements")
     _party(guarantee, "merchant", "the merchant that owes it")
@@ -253,13 +246,13 @@ def add_post_parser(commands, client: argparse.ArgumentParser) -> argparse.Argum
                            help="settlement_order: deducted from the next settlements; account: booked to the "
                                 "merchant's deduction account; account_collection: collect up to --amount of it "
                                 "from the settled balance")
-    _amount_options(guarantee, cli)
+    _amount_options(guarantee)
 
     for parser in (funding, usage, acquisition, refund, settlement, payout, guarantee):
         parser.add_argument("--memo", help="voucher memo")
-        parser.add_argument("--meta", type=cli._arg(fmt.parse_meta), nargs="+", action="extend",
+        parser.add_argument("--meta", type=common.arg(fmt.parse_meta), nargs="+", action="extend",
                             metavar="KEY=VALUE", help="voucher metadata entries (repeatable)")
-        parser.add_argument("--effective-time", type=cli._arg(parse_timestamp), metavar="RFC3339",
+        parser.add_argument("--effective-time", type=common.arg(parse_timestamp), metavar="RFC3339",
                             help="when the business fact happened (default: the time of posting)")
-        cli._request_id_option(parser)
+        common.request_id_option(parser)
     return post

@@ -27,7 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.domain.auth import Role
 
 DATABASE_URL_ENV = "TALLY_DATABASE_URL"
@@ -36,12 +37,6 @@ ROLES = [role.value for role in Role]  # reader < poster < operator < admin; aud
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _KEY_ID_LENGTH = 16
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 class AdminError(Exception):
@@ -108,7 +103,7 @@ def open_ledger(args: argparse.Namespace) -> Iterator:
     from tally.storage.uow import UnitOfWork
 
     url = database_url(args)
-    unreachable = _cli().EXIT_UNREACHABLE
+    unreachable = common.EXIT_UNREACHABLE
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -141,11 +136,11 @@ def _check_administrator(engines, shown: str) -> None:
         with engines.read.connect() as conn:
             allowed = may_administer(conn)
     except SQLAlchemyError as exc:
-        raise AdminError(f"cannot reach the database {shown}: {_db_message(exc)}", _cli().EXIT_UNREACHABLE) from None
+        raise AdminError(f"cannot reach the database {shown}: {_db_message(exc)}", common.EXIT_UNREACHABLE) from None
     if not allowed:
         raise AdminError(f"the role of {shown} may not administer tenants and API keys (the service role may not): "
                          f"use the schema owner's URL, as for `tally migrate` ({OWNER_URL_ENV} or --database-url)",
-                         _cli().EXIT_REFUSED)
+                         common.EXIT_REFUSED)
 
 
 def _db_message(exc: Exception) -> str:
@@ -165,7 +160,6 @@ def _run(args: argparse.Namespace, work) -> int:
 
     from tally.domain.errors import LedgerError
 
-    cli = _cli()
     try:
         with open_ledger(args) as uow:
             return work(uow)
@@ -174,13 +168,13 @@ def _run(args: argparse.Namespace, work) -> int:
         return exc.status
     except LedgerError as exc:
         print(f"error: {exc.kind.name} {exc.reason}: {exc.message}", file=sys.stderr)
-        return cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
     except SQLAlchemyError as exc:
         message = _db_message(exc)
         print(f"error: the database {_shown(database_url(args))} refused: {message}", file=sys.stderr)
         if "no such table" in message or "does not exist" in message:
             print("  its schema is missing or old: run `tally migrate` (or start `tally serve` once)", file=sys.stderr)
-        return cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
 
 
 def _print_json(value: object) -> None:
@@ -309,11 +303,10 @@ def _admin_options() -> argparse.ArgumentParser:
 def add_admin_parsers(commands) -> None:
     """Registers `tally tenants create|list` and `tally keys create|list|revoke` on the `tally` command's
     subparsers."""
-    cli = _cli()
     options = _admin_options()
     note = ("Acts on the database directly, as its schema owner, like `tally migrate` (no server needed); "
             f"--database-url defaults to {OWNER_URL_ENV}, else {DATABASE_URL_ENV}.")
-    tenant = cli._arg(parse_tenant_id)
+    tenant = common.arg(parse_tenant_id)
 
     tenants = commands.add_parser("tenants", help="create and list tenants (in the database)",
                                   description="Tenants own accounts, vouchers and keys. " + note)
@@ -348,6 +341,6 @@ def add_admin_parsers(commands) -> None:
                               description="Revokes a key: servers refuse it once their cache of verified keys "
                                           "expires (TALLY_AUTH_CACHE_TTL_S, default 5 s). " + note)
     revoke.add_argument("--tenant", required=True, type=tenant, metavar="ID")
-    revoke.add_argument("key_id", type=cli._arg(parse_key_id), metavar="KEY_ID",
+    revoke.add_argument("key_id", type=common.arg(parse_key_id), metavar="KEY_ID",
                         help="the key's id, as `tally keys list` shows it")
     revoke.set_defaults(func=cmd_keys_revoke)

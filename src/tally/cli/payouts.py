@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.v1 import settlement_service_pb2 as pb
 from tally.v1 import settlement_service_pb2_grpc as pb_grpc
 from tally.v1 import types_pb2
@@ -26,12 +27,6 @@ EXPORT_FORMATS = {"pain001": pb.PAYOUT_EXPORT_FORMAT_PAIN001, "csv": pb.PAYOUT_E
 ACCOUNT_STATUSES = fmt.enum_labels(pb.BankAccountStatus)
 PAYOUT_STATES = fmt.enum_labels(pb.PayoutState)
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -45,15 +40,16 @@ def bank_account_text(a: pb.BankAccount) -> str:
 
 
 def payouts_table(payouts, scale: int | None) -> str:
-    rows = [[p.id, p.merchant, fmt.enum_label(pb.PayoutState, p.state), fmt.amount_text(p.amount, scale), p.currency,
-             p.batch_id, p.reason] for p in payouts]
+    rows = [[p.id, p.merchant, fmt.enum_label(pb.PayoutState, p.state), fmt.amount_text(p.amount, scale, p.currency),
+             p.currency, p.batch_id, p.reason] for p in payouts]
     return fmt.format_table(["payout", "merchant", "state", "amount", "currency", "batch", "reason"], rows)
 
 
 def batch_text(b: pb.PayoutBatch, scale: int | None) -> str:
     return fmt.format_fields([("batch", b.id), ("bank_account", b.bank_account_id), ("currency", b.currency),
                               ("state", fmt.enum_label(pb.PayoutBatchState, b.state)), ("payouts", b.payout_count),
-                              ("total", fmt.amount_text(b.total, scale)), ("send_voucher", b.send_voucher_id),
+                              ("total", fmt.amount_text(b.total, scale, b.currency)),
+                              ("send_voucher", b.send_voucher_id),
                               ("sent", b.sent_date), ("expected_settlement", b.expected_settlement_date)])
 
 
@@ -61,15 +57,14 @@ def batch_text(b: pb.PayoutBatch, scale: int | None) -> str:
 
 
 def _call(args: argparse.Namespace, name: str, render, **fields) -> int:
-    cli = _cli()
     request = getattr(pb, f"{name}Request")(**fields)
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
-        return cli._emit(args, getattr(stub, name)(request), render)
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
+        return common.emit(args, getattr(stub, name)(request), render)
 
 
 def cmd_link(args: argparse.Namespace) -> int:
     return _call(args, "LinkBankAccount", lambda r: bank_account_text(r.bank_account),
-                 request_id=_cli()._request_id(args), currency=args.currency.upper(),
+                 request_id=common.request_id(args), currency=args.currency.upper(),
                  merchant_account=types_pb2.AccountRef(code=f"merchant_settled:{args.merchant}"),
                  holder_name=args.holder, iban=args.iban or "", bic=args.bic or "", aba_routing=args.aba_routing or "",
                  account_number=args.account_number or "", verified=args.verified)
@@ -77,13 +72,13 @@ def cmd_link(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     return _call(args, "UpdateBankAccountStatus", lambda r: bank_account_text(r.bank_account),
-                 request_id=_cli()._request_id(args), bank_account_id=args.bank_account_id,
+                 request_id=common.request_id(args), bank_account_id=args.bank_account_id,
                  status=fmt.enum_value(pb.BankAccountStatus, args.status))
 
 
 def cmd_request(args: argparse.Namespace) -> int:
     return _call(args, "RequestPayout", lambda r: payouts_table([r.payout], args.scale),
-                 request_id=_cli()._request_id(args), bank_account_id=args.bank_account_id, amount=args.amount,
+                 request_id=common.request_id(args), bank_account_id=args.bank_account_id, amount=args.amount,
                  currency=args.currency.upper())
 
 
@@ -94,14 +89,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
             parts.append("failed at the cut-off:\n" + payouts_table(r.failed_payouts, args.scale))
         return "\n\n".join(parts)
 
-    return _call(args, "CreatePayoutBatches", render, request_id=_cli()._request_id(args),
+    return _call(args, "CreatePayoutBatches", render, request_id=common.request_id(args),
                  currency=args.currency.upper())
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = pb.ExportPayoutBatchRequest(batch_id=args.batch_id, format=EXPORT_FORMATS[args.format])
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
         response = stub.ExportPayoutBatch(request)
     target = Path(args.output or response.file_name)
     target.write_bytes(response.content)
@@ -111,17 +105,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     return _call(args, "SendPayoutBatch", lambda r: batch_text(r.batch, args.scale),
-                 request_id=_cli()._request_id(args), batch_id=args.batch_id)
+                 request_id=common.request_id(args), batch_id=args.batch_id)
 
 
 def cmd_settle(args: argparse.Namespace) -> int:
     return _call(args, "SettlePayoutBatch", lambda r: batch_text(r.batch, args.scale),
-                 request_id=_cli()._request_id(args), batch_id=args.batch_id)
+                 request_id=common.request_id(args), batch_id=args.batch_id)
 
 
 def cmd_return(args: argparse.Namespace) -> int:
     return _call(args, "ReturnPayout", lambda r: payouts_table([r.payout], args.scale),
-                 request_id=_cli()._request_id(args), payout_id=args.payout_id, reason=args.reason)
+                 request_id=common.request_id(args), payout_id=args.payout_id, reason=args.reason)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -130,25 +124,23 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = pb.ListPayoutsRequest(state=fmt.enum_value(pb.PayoutState, args.state) if args.state else 0,
                                     batch_id=args.batch or "", page_size=args.page_size or 0,
                                     page_token=args.page_token or "")
-    with cli._stub(args, pb_grpc.SettlementServiceStub) as stub:
-        response = cli._pages(stub.ListPayouts, request, "payouts", args.all)
-    return cli._emit(args, response, lambda r: payouts_table(r.payouts, args.scale))
+    with common.stub(args, pb_grpc.SettlementServiceStub) as stub:
+        response = common.pages(stub.ListPayouts, request, "payouts", args.all)
+    return common.emit(args, response, lambda r: payouts_table(r.payouts, args.scale))
 
 
 def add_payouts_parser(commands, client: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Registers `tally payouts VERB` on the `tally` command's subparsers."""
-    cli = _cli()
     payouts = commands.add_parser("payouts", help="bank accounts, payout requests, batches and returns")
     verbs = payouts.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, help: str, func, request_id: bool = True) -> argparse.ArgumentParser:
         parser = verbs.add_parser(name, parents=[client], help=help)
         if request_id:
-            cli._request_id_option(parser)
+            common.request_id_option(parser)
         parser.set_defaults(func=func)
         return parser
 
@@ -168,7 +160,7 @@ def add_payouts_parser(commands, client: argparse.ArgumentParser) -> argparse.Ar
 
     request = verb("request", "request a payout of settled funds to a merchant's linked bank account", cmd_request)
     request.add_argument("bank_account_id", metavar="BANK_ACCOUNT_ID")
-    request.add_argument("amount", type=cli._arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
+    request.add_argument("amount", type=common.arg(fmt.parse_amount), metavar="AMOUNT", help="integer atomic units")
     request.add_argument("--currency", required=True)
 
     batch = verb("batch", "the cut-off: batch the requested payouts, one batch per bank account", cmd_batch)
@@ -191,7 +183,7 @@ def add_payouts_parser(commands, client: argparse.ArgumentParser) -> argparse.Ar
     listing = verb("list", "list payouts", cmd_list, request_id=False)
     listing.add_argument("--state", choices=PAYOUT_STATES)
     listing.add_argument("--batch", metavar="BATCH_ID")
-    listing.add_argument("--page-size", type=cli._arg(fmt.parse_amount), metavar="N")
+    listing.add_argument("--page-size", type=common.arg(fmt.parse_amount), metavar="N")
     listing.add_argument("--page-token")
     listing.add_argument("--all", action="store_true")
     return payouts

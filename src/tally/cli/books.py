@@ -17,7 +17,8 @@ import sys
 import time
 from collections.abc import Iterable
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.v1 import bookkeeping_service_pb2 as book_pb
 from tally.v1 import bookkeeping_service_pb2_grpc as book_grpc
 
@@ -27,12 +28,6 @@ INTACT = "intact"
 BROKEN = "BROKEN"
 INCONSISTENT = "INCONSISTENT"
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 # ---------------------------------------------------------------------------------------------- rules check
@@ -60,7 +55,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(f"{args.file}: invalid, {len(problems)} problem(s)", file=sys.stderr)
     else:
         print(f"{args.file}: valid, version {version}, {count} rule{'' if count == 1 else 's'}")
-    return _cli().EXIT_REFUSED if problems else 0
+    return common.EXIT_REFUSED if problems else 0
 
 
 # ---------------------------------------------------------------------------------------------- rules show
@@ -98,10 +93,9 @@ def rule_set_text(response: book_pb.GetRuleSetResponse) -> str:
 
 
 def cmd_rules_show(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, book_grpc.BookkeepingServiceStub) as stub:
+    with common.stub(args, book_grpc.BookkeepingServiceStub) as stub:
         response = stub.GetRuleSet(book_pb.GetRuleSetRequest())
-    return cli._emit(args, response, rule_set_text)
+    return common.emit(args, response, rule_set_text)
 
 
 # ---------------------------------------------------------------------------------------------- trial balance
@@ -119,7 +113,7 @@ def trial_balance_text(response: book_pb.GetTrialBalanceResponse, scale: int | N
     for total in response.totals:
         cells = []
         for value in (total.debit_total, total.credit_total, total.difference):
-            cells += [value] if scale is None else [value, fmt.format_decimal(value, scale)]
+            cells += fmt.amount_cells(value, scale, total.currency)
         rows.append([total.currency, *cells, total.account_count])
     table = fmt.format_table(columns, rows, numeric=numeric) if rows else "no accounts"
     off = [t.currency for t in response.totals if t.difference != 0]
@@ -128,14 +122,13 @@ def trial_balance_text(response: book_pb.GetTrialBalanceResponse, scale: int | N
 
 
 def cmd_trial_balance(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, book_grpc.BookkeepingServiceStub) as stub:
+    with common.stub(args, book_grpc.BookkeepingServiceStub) as stub:
         request = book_pb.GetTrialBalanceRequest(subtree=args.subtree) if args.subtree else \
             book_pb.GetTrialBalanceRequest()
         response = stub.GetTrialBalance(request)
-    status = cli._emit(args, response, lambda r: trial_balance_text(r, args.scale))
+    status = common.emit(args, response, lambda r: trial_balance_text(r, args.scale))
     if args.check and not response.balanced:
-        return cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
     return status
 
 
@@ -186,30 +179,41 @@ PROGRESS_INTERVAL_S = 1.0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Runs the audit as a stream: progress on stderr (about once a second), the result last. Ctrl-C or
+    """Runs the audit as a stream: its progress (a bar on a terminal), the result last. Ctrl-C or
     --deadline cancels the call, and the server stops the run."""
-    cli = _cli()
-    channel = cli.connect(args)
+    channel = common.connect(args)
     try:
         stub = book_grpc.BookkeepingServiceStub(channel)
-        responses = stub.AuditLedger(book_pb.AuditLedgerRequest(full=args.full), metadata=cli.call_metadata(args),
+        responses = stub.AuditLedger(book_pb.AuditLedgerRequest(full=args.full), metadata=common.call_metadata(args),
                                      timeout=args.deadline)
-        response, shown = None, 0.0
-        for item in responses:
-            if item.HasField("result"):
-                response = item.result
-            elif not args.json and time.monotonic() - shown >= PROGRESS_INTERVAL_S:
-                shown = time.monotonic()
-                p = item.progress
-                print(f"verified {p.vouchers_read} vouchers, through {p.through_sequence} of {p.last_sequence}",
-                      file=sys.stderr)
+        response = _audit_result(args, responses)
     finally:
         channel.close()
     if response is None:
         print("error: the audit ended without a result", file=sys.stderr)
-        return cli.EXIT_REFUSED
-    cli._emit(args, response, chain_text)
-    return 0 if response.intact else cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
+    common.emit(args, response, chain_text)
+    return 0 if response.intact else common.EXIT_REFUSED
+
+
+def _audit_result(args: argparse.Namespace, responses) -> book_pb.VerifyChainResponse | None:
+    """The audit's result; meanwhile a progress bar of the vouchers verified when stdout is a terminal, else a
+    line on stderr about once a second (not with --json)."""
+    response, shown = None, 0.0
+    with common.progress(desc="verifying", unit="vouchers") as bar:
+        for item in responses:
+            if item.HasField("result"):
+                response = item.result
+                continue
+            p = item.progress
+            if not bar.disable:
+                bar.total = p.last_sequence
+                bar.update(p.through_sequence - bar.n)
+            elif not args.json and time.monotonic() - shown >= PROGRESS_INTERVAL_S:
+                shown = time.monotonic()
+                print(f"verified {p.vouchers_read} vouchers, through {p.through_sequence} of {p.last_sequence}",
+                      file=sys.stderr)
+    return response
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -235,7 +239,7 @@ def add_books_parsers(commands, client: argparse.ArgumentParser) -> None:
                                 description="Sums every account's balance per currency: the debit and credit "
                                             "totals must be equal (BALANCED).")
     trial.add_argument("--check", action="store_true", help="exit 1 when the books are NOT BALANCED")
-    trial.add_argument("--subtree", type=_cli()._arg(fmt.account_ref), metavar="CODE_OR_ID",
+    trial.add_argument("--subtree", type=common.arg(fmt.account_ref), metavar="CODE_OR_ID",
                        help="only this account and the accounts under it")
     trial.set_defaults(func=cmd_trial_balance)
 

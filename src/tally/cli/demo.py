@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf import field_mask_pb2, json_format
 
-from tally import cli_format as fmt
-from tally.cli_books import trial_balance_text
-from tally.cli_days import day_text, summaries_text
-from tally.cli_flows import posted_lines_table
+from tally.cli import common
+from tally.cli import format as fmt
+from tally.cli.books import trial_balance_text
+from tally.cli.days import day_text, summaries_text
+from tally.cli.flows import posted_lines_table
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -64,12 +65,6 @@ PAYOUT_METADATA = {"kyc_status": "verified", "bank_account": "DE8937040044053201
 RUN_LENGTH_MAX = 32
 _RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verb."""
-    from tally import cli
-
-    return cli
 
 
 def default_run() -> str:
@@ -203,10 +198,10 @@ class Demo:
         self.stage = Stage(len(self.stages) + 1, title)
         try:
             yield self.stage
-        except grpc.RpcError as exc:
+        except common.CALL_ERRORS as exc:
             where = f"run {self.run}" + (f" in tenant {self.tenant}" if self.tenant else "")
             print(f"demo: step {self.stage.number} ({title}) failed; {where}", file=sys.stderr)
-            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+            if common.as_tally_error(exc).code == grpc.StatusCode.PERMISSION_DENIED:
                 print("demo: the demo posts flows (a poster key) and sets a merchant's KYC metadata (an operator "
                       "or admin key)", file=sys.stderr)
             raise
@@ -322,15 +317,14 @@ def close_day(d: Demo, days) -> day_pb.AccountingDay:
 
 
 def _month(args: argparse.Namespace, demo: Demo) -> dict:
-    from tally.cli_demo_month import month_story
+    from tally.cli.demo_month import month_story
     from tally.v1 import settlement_service_pb2_grpc
 
-    with _cli()._stub(args, settlement_service_pb2_grpc.SettlementServiceStub) as settle:
+    with common.stub(args, settlement_service_pb2_grpc.SettlementServiceStub) as settle:
         return month_story(demo, settle)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    cli = _cli()
     args.run = args.run or default_run()
     if not args.json:
         what = "a month of settlement" if args.month else "a small usage-billing platform"
@@ -338,10 +332,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"(every party and request id starts with the run label: `tally demo --run {args.run}` replays it, "
               "posting nothing twice)\n", flush=True)
     month = None
-    with cli._stub(args, acc_grpc.AccountServiceStub) as accounts, \
-            cli._stub(args, post_grpc.AccountingServiceStub) as posting, \
-            cli._stub(args, book_grpc.BookkeepingServiceStub) as books, \
-            cli._stub(args, day_grpc.DayServiceStub) as days:
+    with common.stub(args, acc_grpc.AccountServiceStub) as accounts, \
+            common.stub(args, post_grpc.AccountingServiceStub) as posting, \
+            common.stub(args, book_grpc.BookkeepingServiceStub) as books, \
+            common.stub(args, day_grpc.DayServiceStub) as days:
         demo = Demo(args, accounts, posting, books)
         if args.month:
             month = _month(args, demo)
@@ -377,22 +371,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print("clearing accounts: " + ", ".join(f"{c} {v}" for c, v in month["clearing_balances"].items()))
     if uncleared:
         print(f"demo: clearing accounts not at zero: {uncleared}", file=sys.stderr)
-        return cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
     if not balanced:
         print(f"demo: the books of tenant {tenant} are NOT BALANCED ({', '.join(off) or 'per the server'})",
               file=sys.stderr)
-        return cli.EXIT_REFUSED
+        return common.EXIT_REFUSED
     return 0
 
 
 def add_demo_parser(commands) -> argparse.ArgumentParser:
     """Registers `tally demo` on the `tally` command's subparsers."""
-    cli = _cli()
     demo = commands.add_parser(
-        "demo", parents=[cli._client_options()],
+        "demo", parents=[common.client_options()],
         help="run the life of a small usage-billing platform against a server",
         description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--run", type=cli._arg(parse_run), metavar="LABEL",
+    demo.add_argument("--run", type=common.arg(parse_run), metavar="LABEL",
                       help="run label prefixed to every party and request id (default: 8 random hex digits); "
                            "the same label again replays the run")
     demo.add_argument("--no-close", action="store_true", help="leave the run's accounting day open")

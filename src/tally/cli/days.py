@@ -21,17 +21,11 @@ import io
 import json
 import sys
 
-from tally import cli_format as fmt
+from tally.cli import common
+from tally.cli import format as fmt
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import types_pb2
-
-
-def _cli():
-    """tally.cli, imported when first needed: it imports this module to register the verbs."""
-    from tally import cli
-
-    return cli
 
 
 def state_label(state: int) -> str:
@@ -86,36 +80,32 @@ def balances_table(balances, scale: int | None) -> str:
 
 
 def cmd_days_close(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.CloseAccountingDayRequest(accounting_date=args.date, early=args.early,
-                                               request_id=cli._request_id(args))
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+                                               request_id=common.request_id(args))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
         response = stub.CloseAccountingDay(request)
-    return cli._emit(args, response, lambda r: day_text(r.day, args.scale))
+    return common.emit(args, response, lambda r: day_text(r.day, args.scale))
 
 
 def cmd_days_show(args: argparse.Namespace) -> int:
-    cli = _cli()
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
         response = stub.GetAccountingDay(day_pb.GetAccountingDayRequest(accounting_date=args.date))
-    return cli._emit(args, response, lambda r: day_text(r.day, args.scale))
+    return common.emit(args, response, lambda r: day_text(r.day, args.scale))
 
 
 def cmd_days_list(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.ListAccountingDaysRequest(page_size=args.page_size or 0, page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ListAccountingDays, request, "days", args.all)
-    return cli._emit(args, response, lambda r: days_table(r.days, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ListAccountingDays, request, "days", args.all)
+    return common.emit(args, response, lambda r: days_table(r.days, args.scale))
 
 
 def cmd_days_balances(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.ListClosingBalancesRequest(accounting_date=args.date, page_size=args.page_size or 0,
                                                 page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ListClosingBalances, request, "balances", args.all)
-    return cli._emit(args, response, lambda r: balances_table(r.balances, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ListClosingBalances, request, "balances", args.all)
+    return common.emit(args, response, lambda r: balances_table(r.balances, args.scale))
 
 
 def statements_table(statements, scale: int | None) -> str:
@@ -136,21 +126,19 @@ def statement_text(response: day_pb.GetStatementResponse, scale: int | None) -> 
 
 
 def cmd_statements_list(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.ListStatementsRequest(account=args.account, page_size=args.page_size or 0,
                                            page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ListStatements, request, "statements", args.all)
-    return cli._emit(args, response, lambda r: statements_table(r.statements, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ListStatements, request, "statements", args.all)
+    return common.emit(args, response, lambda r: statements_table(r.statements, args.scale))
 
 
 def cmd_statements_show(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.GetStatementRequest(account=args.account, date=args.date, page_size=args.page_size or 0,
                                          page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.GetStatement, request, "entries", args.all)
-    return cli._emit(args, response, lambda r: statement_text(r, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.GetStatement, request, "entries", args.all)
+    return common.emit(args, response, lambda r: statement_text(r, args.scale))
 
 
 def summaries_text(summaries, scale: int | None) -> str:
@@ -167,21 +155,19 @@ def summaries_text(summaries, scale: int | None) -> str:
 
 
 def cmd_days_summaries(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.ListSummariesRequest(accounting_date=args.date, page_size=args.page_size or 0,
                                           page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ListSummaries, request, "summaries", args.all)
-    return cli._emit(args, response, lambda r: summaries_text(r.summaries, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ListSummaries, request, "summaries", args.all)
+    return common.emit(args, response, lambda r: summaries_text(r.summaries, args.scale))
 
 
 def cmd_days_detail(args: argparse.Namespace) -> int:
-    cli = _cli()
     request = day_pb.ListSummaryDetailRequest(accounting_date=args.date, flow_type=args.flow, currency=args.currency,
                                               page_size=args.page_size or 0, page_token=args.page_token or "")
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ListSummaryDetail, request, "vouchers", args.all)
-    return cli._emit(args, response, lambda r: fmt.vouchers_table(r.vouchers, args.scale))
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ListSummaryDetail, request, "vouchers", args.all)
+    return common.emit(args, response, lambda r: fmt.vouchers_table(r.vouchers, args.scale))
 
 
 EXPORT_COLUMNS = ("accounting_date", "kind", "voucher_id", "flow_type", "line_no", "account_code", "account_id",
@@ -200,10 +186,9 @@ def export_record(row: day_pb.LedgerExportRow) -> dict[str, object]:
 
 def cmd_days_export(args: argparse.Namespace) -> int:
     """Every page of the export, written as CSV (with a header) or JSON lines to --output or stdout."""
-    cli = _cli()
     request = day_pb.ExportGeneralLedgerRequest(accounting_date=args.date, page_size=EXPORT_PAGE_SIZE)
-    with cli._stub(args, day_grpc.DayServiceStub) as stub:
-        response = cli._pages(stub.ExportGeneralLedger, request, "rows", True)
+    with common.stub(args, day_grpc.DayServiceStub) as stub:
+        response = common.pages(stub.ExportGeneralLedger, request, "rows", True)
     records = [export_record(r) for r in response.rows]
     buffer = io.StringIO()
     if args.format == "csv":
@@ -226,30 +211,28 @@ EXPORT_PAGE_SIZE = 500
 
 def add_statements_parser(commands, client: argparse.ArgumentParser) -> None:
     """Registers `tally statements list|show`."""
-    cli = _cli()
     statements = commands.add_parser("statements", help="an account's statement cycles")
     verbs = statements.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", parents=[client], help="issued statements, newest first",
                                description="Cycles run from the account's statement day (metadata statement_day, "
                                            "1..28, default 1) to the day before it a month later; a statement is "
                                            "issued once its cycle's last day is closed.")
-    cli._account_arg(listing)
-    cli._paging_options(listing)
+    common.account_arg(listing)
+    common.paging_options(listing)
     listing.set_defaults(func=cmd_statements_list)
     show = verbs.add_parser("show", parents=[client], help="one statement and its entries")
-    cli._account_arg(show)
-    show.add_argument("date", type=cli._arg(fmt.parse_iso_date), metavar="YYYY-MM-DD",
+    common.account_arg(show)
+    show.add_argument("date", type=common.arg(fmt.parse_iso_date), metavar="YYYY-MM-DD",
                       help="any accounting date in the cycle")
-    cli._paging_options(show)
+    common.paging_options(show)
     show.set_defaults(func=cmd_statements_show)
 
 
 def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     """Registers `tally days close|show|list|balances` on the `tally` command's subparsers."""
-    cli = _cli()
     days = commands.add_parser("days", help="close accounting days and read what their close stored")
     verbs = days.add_subparsers(dest="verb", required=True, metavar="VERB")
-    date_arg = {"type": cli._arg(fmt.parse_iso_date), "metavar": "YYYY-MM-DD"}
+    date_arg = {"type": common.arg(fmt.parse_iso_date), "metavar": "YYYY-MM-DD"}
 
     close = verbs.add_parser("close", parents=[client], help="close a day whose cut-off has passed",
                              description="Closes the day (and every open day before it): stores each moved "
@@ -259,7 +242,7 @@ def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     close.add_argument("date", help="the accounting day", **date_arg)
     close.add_argument("--early", action="store_true",
                        help="close the current day now, before its cut-off: postings then get the next date")
-    cli._request_id_option(close)
+    common.request_id_option(close)
     close.set_defaults(func=cmd_days_close)
 
     show = verbs.add_parser("show", parents=[client], help="a day's state and what its close stored")
@@ -267,23 +250,23 @@ def add_days_parser(commands, client: argparse.ArgumentParser) -> None:
     show.set_defaults(func=cmd_days_show)
 
     listing = verbs.add_parser("list", parents=[client], help="closed days, newest first")
-    cli._paging_options(listing)
+    common.paging_options(listing)
     listing.set_defaults(func=cmd_days_list)
 
     balances = verbs.add_parser("balances", parents=[client], help="a closed day's closing balances")
     balances.add_argument("date", help="the accounting day", **date_arg)
-    cli._paging_options(balances)
+    common.paging_options(balances)
     balances.set_defaults(func=cmd_days_balances)
     summaries = verbs.add_parser("summaries", parents=[client], help="a closed day's summary vouchers")
     summaries.add_argument("date", help="the accounting day", **date_arg)
-    cli._paging_options(summaries)
+    common.paging_options(summaries)
     summaries.set_defaults(func=cmd_days_summaries)
 
     detail = verbs.add_parser("detail", parents=[client], help="the detail vouchers of one summary")
     detail.add_argument("date", help="the accounting day", **date_arg)
     detail.add_argument("flow", metavar="FLOW", help="the summarized flow type")
     detail.add_argument("currency", metavar="CURRENCY")
-    cli._paging_options(detail)
+    common.paging_options(detail)
     detail.set_defaults(func=cmd_days_detail)
 
     export = verbs.add_parser("export", parents=[client], help="a closed day's general-ledger export",
