@@ -65,9 +65,11 @@ def test_a_subtree_statement_is_one_timeline_in_posting_order(srv: Server) -> No
         srv.transfer(T, "m-us", "m-us-pos", 10 + i)
         srv.transfer(T, "m-eu", "m", 20 + i)
         srv.transfer(T, "outside", "m-eu", 1 + i)
+    for i in range(5):  # a run of one account's entries: a page may be all of one account
+        srv.fund(T, "m-us-pos", 1 + i)
     codes = ["m", "m-eu", "m-us", "m-us-pos"]
     want = expected(srv, codes)
-    assert len(want) == 2 + 4 * 6 + 6  # fundings, both lines of each inner transfer, the outside's credits
+    assert len(want) == 2 + 4 * 6 + 6 + 5  # fundings, both lines of inner transfers, the outside's credits, a run
 
     for page_size in (1, 2, 7, 50, 500):  # 50 and 500 are cut by bytes, not by size
         got = subtree_entries(srv, "m", page_size)
@@ -133,6 +135,8 @@ def test_a_subtree_listing_equals_the_union_of_its_accounts_listings(srv: Server
         child(srv, code, None if parent is None else codes[parent])
     for code in codes:
         srv.fund(T, code, 1_000)
+    for i in data.draw(st.lists(st.integers(0, count - 1), max_size=6), label="fundings"):
+        srv.fund(T, codes[i], 1 + i)  # runs of one account's entries, when drawn
     for source, destination, amount in data.draw(st.lists(st.tuples(
             st.integers(0, count - 1), st.integers(0, count - 1), st.integers(1, 100)), max_size=8), label="moves"):
         if source != destination:
