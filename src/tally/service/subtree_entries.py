@@ -1,16 +1,16 @@
 """A subtree's statement: every entry of an account and its descendants, one timeline in posting order (voucher
 sequence, then line number: the tenant's commit order), keyset-paged, each page from one read snapshot.
 
-A page reads at most `page size + 1` entries of each subtree account after that account's own cursor (one
-index range read each) and merges them: any `page size + 1` first entries of the timeline hold at most that
-many of one account, so the merged head is exact, and no read grows with the accounts' histories. The page
-token carries the position reached (voucher sequence, line number) and every account's cursor; an account
-that joined the subtree since the last page has no cursor yet, and gets one from the position by a binary
-search of its entries.
+A page reads a bounded range of each subtree account's entries after that account's own cursor (at most
+`page size + 1`, in a few rounds of one statement each, see `_head`) and merges them, so no read grows with
+the accounts' histories. The page token carries the position reached (voucher sequence, line number) and
+every account's cursor; an account that joined the subtree since the last page has no cursor yet, and gets
+one from the position by a binary search of its entries.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Row
@@ -53,15 +53,45 @@ def list_subtree_entries(uow: UnitOfWork, tenant_id: str, root: AccountRef, *, p
         position = _decode(page_token, query)
         codes = {account.id: account.code, **dict(_descendants(conn, tenant_id, account.id))}
         cursors = {a: _cursor(conn, a, position, start_date) for a in codes}
-        rows = subtree_entries_repo.next_entries(conn, tenant_id, cursors, size + 1)
-        # The first size + 1 of the merge are exactly the timeline's first size + 1 after the position.
-        merged = sorted(rows, key=lambda r: (r.sequence, r.line_no))[:size + 1]
+        merged = _head(conn, tenant_id, cursors, size + 1)
         if end_date:
             # Accounting dates never go back within a tenant: the timeline ends at the first entry past it.
             merged = [r for r in merged if r.accounting_date <= end_date]
         return _page(merged, size, cursors, codes, query)
 
     return uow.read({tenant_id}, read)
+
+
+def _key(row: Row) -> tuple[int, int]:
+    return row.sequence, row.line_no
+
+
+def _head(conn: Connection, tenant_id: str, cursors: dict[str, int], want: int) -> list[Row]:
+    """The timeline's first `want` entries after the cursors. Each round reads the next `limit` entries of
+    the accounts that may still hold one of them, `limit` doubling from an even share up to `want`: an
+    account is known in full up to its last entry read (or to its end, once a read returns fewer), so once
+    every account is known up to the `want`-th entry read, those entries are exact. Spread entries take one
+    round of about `want` entries in all (a fixed `want` per account read the subtree's size times as many);
+    an account stops being read once it has `want` entries read, so there are at most about
+    log2(want) + 2 rounds."""
+    fetched: list[Row] = []
+    after = dict(cursors)  # per account still being read, the last entry number read
+    limit = max(2, -(-want // len(cursors)))
+    while after:
+        rows = subtree_entries_repo.next_entries(conn, tenant_id, after, limit)
+        fetched.extend(rows)
+        fetched.sort(key=_key)
+        last: dict[str, Row] = {}
+        for r in rows:
+            if r.account_id not in last or r.entry_number > last[r.account_id].entry_number:
+                last[r.account_id] = r
+        read = Counter(r.account_id for r in rows)
+        cut = _key(fetched[want - 1]) if len(fetched) >= want else None
+        # Still to read: accounts not at their end and known only up to below the cut (all, while none).
+        after = {a: last[a].entry_number for a in after
+                 if read[a] == limit and (cut is None or _key(last[a]) < cut)}
+        limit = min(limit * 2, want)
+    return fetched[:want]
 
 
 def _descendants(conn: Connection, tenant_id: str, root_id: str) -> list[tuple[str, str]]:
