@@ -147,3 +147,9 @@ def test_the_cli_shows_a_subtree(server: Server, tmp_path: Path, monkeypatch, ca
     assert cli.main(["trial-balance", "--subtree", "team", "--json", "--target", server.target]) == 0
     [total] = json.loads(capsys.readouterr().out)["totals"]
     assert (total["credit_total"], total["account_count"]) == ("1234", "2")
+    assert cli.main(["statement", "team", "--descendants", "--atomic", "--target", server.target]) == 0
+    out = capsys.readouterr().out
+    [row] = [line.split() for line in out.splitlines() if " team-a " in f" {line} "]
+    assert "1234" in row and "opening balance" not in out  # the child's entry, named by its code
+    assert cli.main(["statement", "team", "--descendants", "--min-sequence", "99", "--target", server.target]) == 1
+    assert "VOUCHER_SEQUENCE_NOT_POSTED" in capsys.readouterr().err  # never posted: refused, not waited for

@@ -101,8 +101,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     @rpc
     async def ListEntries(self, request: pb.ListEntriesRequest, context) -> pb.ListEntriesResponse:
+        list_entries = self.s.hierarchy.list_entries if request.include_descendants else self.s.queries.list_entries
         page = await asyncio.to_thread(
-            self.s.queries.list_entries, tenant_of(context), mapping.ref_in(request.account),
+            list_entries, tenant_of(context), mapping.ref_in(request.account),
             page_size=request.page_size, page_token=request.page_token, start_date=request.start_date,
             end_date=request.end_date, min_voucher_sequence=request.min_voucher_sequence)
         entries, token = page_out(page, mapping.entry_out, self.s.settings.page_bytes_max)

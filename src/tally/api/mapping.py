@@ -236,5 +236,5 @@ def entry_out(e: Entry) -> pb.Entry:
         entry_number=e.entry_number, voucher_id=e.voucher_id, line_no=e.line_no, account_id=e.account_id,
         side=SIDES_PB[Side(e.side)], amount=e.amount, currency=e.currency, balance_after=e.balance_after,
         flow_type=e.flow_type, memo=e.memo, accounting_date=e.accounting_date,
-        post_time=timestamp_from_us(e.posted_us),
+        post_time=timestamp_from_us(e.posted_us), account_code=e.account_code,
     )

@@ -306,11 +306,14 @@ def accounts_table(accounts: Iterable[types_pb2.Account]) -> str:
     return format_table(columns, rows, numeric=["credit_limit"])
 
 
-def entries_table(entries: Iterable[types_pb2.Entry], scale: int | None) -> str:
+def entries_table(entries: Iterable[types_pb2.Entry], scale: int | None, *, accounts: bool = False) -> str:
+    """An account's entries; with `accounts`, a subtree's, each naming its account by code."""
     columns, numeric = _with_decimals(
-        ["#", "date", "voucher_id", "side", "amount", "currency", "balance_after", "flow", "memo"],
+        ["#", *(["account"] if accounts else []), "date", "voucher_id", "side", "amount", "currency",
+         "balance_after", "flow", "memo"],
         ["amount", "balance_after"], scale)
-    rows = [[e.entry_number, e.accounting_date, e.voucher_id, enum_label(types_pb2.Side, e.side),
+    rows = [[e.entry_number, *([e.account_code or e.account_id] if accounts else []), e.accounting_date,
+             e.voucher_id, enum_label(types_pb2.Side, e.side),
              *amount_cells(e.amount, scale, e.currency), e.currency,
              *amount_cells(e.balance_after, scale, e.currency),
              e.flow_type, e.memo] for e in entries]

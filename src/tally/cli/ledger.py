@@ -95,9 +95,12 @@ def cmd_balance(args: argparse.Namespace) -> int:
 def cmd_statement(args: argparse.Namespace) -> int:
     request = acc_pb.ListEntriesRequest(account=args.account, page_size=args.page_size or 0,
                                         page_token=args.page_token or "", start_date=args.start_date or "",
-                                        end_date=args.end_date or "", min_voucher_sequence=args.min_sequence)
+                                        end_date=args.end_date or "", min_voucher_sequence=args.min_sequence,
+                                        include_descendants=args.descendants)
     with common.stub(args, acc_grpc.AccountServiceStub) as stub:
         response = common.pages(stub.ListEntries, request, "entries", args.all)
+    if args.descendants:  # entries of several accounts: no one opening balance
+        return common.emit(args, response, lambda r: fmt.entries_table(r.entries, args.scale, accounts=True))
     return common.emit(args, response, lambda r: (
         f"opening balance: {fmt.amount_text(r.opening_balance, args.scale, r.entries[0].currency if r.entries else '')}"
         "\n\n"
@@ -233,6 +236,8 @@ def _add_ledger_commands(commands, client: argparse.ArgumentParser) -> None:
     common.account_arg(statement)
     statement.add_argument("--from", dest="start_date", type=common.arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
     statement.add_argument("--to", dest="end_date", type=common.arg(fmt.parse_iso_date), metavar="YYYY-MM-DD")
+    statement.add_argument("--descendants", action="store_true",
+                           help="the whole subtree's entries as one timeline (at most 100 accounts)")
     common.paging_options(statement)
     _min_sequence_option(statement)
     statement.set_defaults(func=cmd_statement)

@@ -19,6 +19,8 @@ TENANT_ID_LENGTH_MAX = 64
 ACCOUNT_DEPTH_MAX = 8  # parent chain length, so hierarchies stay cheap to walk
 ACCOUNT_CHILDREN_MAX = 1000  # children of one parent
 SUBTREE_ACCOUNTS_MAX = 10_000  # descendants one roll-up or subtree trial balance reads, in all
+# Accounts (the root included) one subtree statement merges: each page reads a range of each account's entries.
+SUBTREE_ENTRIES_ACCOUNTS_MAX = 100
 
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500

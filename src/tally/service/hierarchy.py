@@ -14,8 +14,10 @@ from tally.domain.errors import precondition
 from tally.domain.fields import check_tenant
 from tally.domain.hierarchy import Node, RollUp, roll_up
 from tally.domain.vouchers import AccountRef
+from tally.service import subtree_entries
 from tally.service.queries import (
     BalanceView,
+    Page,
     TrialBalanceTotal,
     check_read_count,
     check_trial_balance,
@@ -23,7 +25,8 @@ from tally.service.queries import (
     read_named,
     require_account,
 )
-from tally.storage import accounts_repo, hierarchy_repo, ledger_repo
+from tally.storage import accounts_repo, hierarchy_repo, ledger_repo, replica
+from tally.storage.replica import check_min_sequence
 from tally.storage.uow import UnitOfWork
 
 
@@ -77,6 +80,19 @@ class Hierarchy:
             return _trial_balance([_own(account, state.current, state.locked), *nodes])
 
         return self.uow.read({tenant_id}, read)
+
+
+    def list_entries(self, tenant_id: str, root: AccountRef, *, page_size: int, page_token: str,
+                     start_date: str = "", end_date: str = "", min_voucher_sequence: int = 0) -> Page:
+        """The statement of an account and everything under it, in posting order (see subtree_entries). It
+        reads the primary, which holds every voucher a caller has seen: `min_voucher_sequence` is only
+        refused when the tenant never posted it."""
+        if min_voucher_sequence:
+            check_min_sequence(min_voucher_sequence)
+            replica.read_primary(self.uow, tenant_id, lambda conn: None, min_voucher_sequence)
+        return subtree_entries.list_subtree_entries(self.uow, tenant_id, root, page_size=page_size,
+                                                    page_token=page_token, start_date=start_date,
+                                                    end_date=end_date)
 
 
 class _Budget:

@@ -57,6 +57,7 @@ class Entry:
     memo: str
     accounting_date: str
     posted_us: int
+    account_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Queries:
         from the read replica when there is one, once it holds `min_voucher_sequence`."""
         check_tenant(tenant_id)
         if as_of_date:
-            _check_date(as_of_date, "as_of_date")
+            check_date(as_of_date, "as_of_date")
 
         def read(conn: Connection) -> BalanceView:
             account, live = self._account_and_balance(conn, tenant_id, ref)
@@ -141,7 +142,7 @@ class Queries:
         check_tenant(tenant_id)
         for value, name in ((start_date, "start_date"), (end_date, "end_date")):
             if value:
-                _check_date(value, name)
+                check_date(value, name)
         size = paging.page_size(page_size)
 
         def read(conn: Connection) -> Page:
@@ -152,7 +153,8 @@ class Queries:
             rows = journal_repo.list_entries(conn, tenant_id, account.id, after_entry=after, limit=size + 1,
                                              start_date=start_date or None, end_date=end_date or None)
             entries = [Entry(r.entry_number, r.voucher_id, r.line_no, r.account_id, r.side, r.amount, r.currency,
-                             r.balance_after, r.flow_type, r.memo, r.accounting_date, r.posted_us) for r in rows]
+                             r.balance_after, r.flow_type, r.memo, r.accounting_date, r.posted_us, account.code)
+                       for r in rows]
             page = _page(entries, size, lambda e: e.entry_number, query)
             opening = (journal_repo.balance_before_entry(conn, account.id, entries[0].entry_number)
                        if entries else 0)
@@ -271,7 +273,7 @@ def _historic(conn: Connection, account: Account, as_of_us: int | None, as_of_da
                        account.credit_limit, previous, previous_date(day), day, count)
 
 
-def _check_date(value: str, field: str) -> None:
+def check_date(value: str, field: str) -> None:
     try:
         date.fromisoformat(value)
     except ValueError:

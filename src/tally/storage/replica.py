@@ -86,19 +86,23 @@ class LaggingReads:
                 return self._on_primary(tenant_id, work, min_voucher_sequence)
 
     def _on_primary(self, tenant_id: str, work: Callable[[Connection], T], wanted: int) -> T:
-        """On the primary every voucher a caller can have seen is visible: a sequence past the tenant's head
-        was never posted."""
-        try:
-            return self.uow.read({tenant_id}, _checked(tenant_id, work, wanted))
-        except _Behind as behind:
-            raise precondition("VOUCHER_SEQUENCE_NOT_POSTED",
-                               f"the tenant has no voucher sequence {wanted} yet (its last is {behind.seen})",
-                               seen=behind.seen, wanted=wanted) from None
+        return read_primary(self.uow, tenant_id, work, wanted)
 
     def _on_replica(self, tenant_id: str, work: Callable[[Connection], T], wanted: int) -> T:
         with self.replica.read.begin() as conn:
             set_tenant_scope(conn, scope_setting({tenant_id}))
             return _checked(tenant_id, work, wanted)(conn)
+
+
+def read_primary(uow: UnitOfWork, tenant_id: str, work: Callable[[Connection], T], wanted: int) -> T:
+    """`work` on the primary, where every voucher a caller can have seen is visible: a sequence past the
+    tenant's head was never posted."""
+    try:
+        return uow.read({tenant_id}, _checked(tenant_id, work, wanted))
+    except _Behind as behind:
+        raise precondition("VOUCHER_SEQUENCE_NOT_POSTED",
+                           f"the tenant has no voucher sequence {wanted} yet (its last is {behind.seen})",
+                           seen=behind.seen, wanted=wanted) from None
 
 
 def _checked(tenant_id: str, work: Callable[[Connection], T], wanted: int) -> Callable[[Connection], T]:

@@ -171,20 +171,22 @@ class AccountRollUps(_message.Message):
     def __init__(self, account_id: _Optional[str] = ..., rollups: _Optional[_Iterable[_Union[_types_pb2.RollUp, _Mapping]]] = ...) -> None: ...
 
 class ListEntriesRequest(_message.Message):
-    __slots__ = ("account", "page_size", "page_token", "start_date", "end_date", "min_voucher_sequence")
+    __slots__ = ("account", "page_size", "page_token", "start_date", "end_date", "min_voucher_sequence", "include_descendants")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     START_DATE_FIELD_NUMBER: _ClassVar[int]
     END_DATE_FIELD_NUMBER: _ClassVar[int]
     MIN_VOUCHER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DESCENDANTS_FIELD_NUMBER: _ClassVar[int]
     account: _types_pb2.AccountRef
     page_size: int
     page_token: str
     start_date: str
     end_date: str
     min_voucher_sequence: int
-    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., min_voucher_sequence: _Optional[int] = ...) -> None: ...
+    include_descendants: bool
+    def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., min_voucher_sequence: _Optional[int] = ..., include_descendants: _Optional[bool] = ...) -> None: ...
 
 class ListEntriesResponse(_message.Message):
     __slots__ = ("entries", "next_page_token", "opening_balance")

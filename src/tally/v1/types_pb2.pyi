@@ -220,7 +220,7 @@ class Voucher(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., sequence: _Optional[int] = ..., flow_type: _Optional[str] = ..., request_id: _Optional[str] = ..., rule_id: _Optional[str] = ..., rule_set_version: _Optional[str] = ..., accounting_date: _Optional[str] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., post_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[VoucherLine, _Mapping]]] = ..., memo: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., reverses_voucher_id: _Optional[str] = ..., reversed_by_voucher_id: _Optional[str] = ..., hash: _Optional[str] = ..., previous_hash: _Optional[str] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ("entry_number", "voucher_id", "line_no", "account_id", "side", "amount", "currency", "balance_after", "flow_type", "memo", "accounting_date", "post_time")
+    __slots__ = ("entry_number", "voucher_id", "line_no", "account_id", "side", "amount", "currency", "balance_after", "flow_type", "memo", "accounting_date", "post_time", "account_code")
     ENTRY_NUMBER_FIELD_NUMBER: _ClassVar[int]
     VOUCHER_ID_FIELD_NUMBER: _ClassVar[int]
     LINE_NO_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +233,7 @@ class Entry(_message.Message):
     MEMO_FIELD_NUMBER: _ClassVar[int]
     ACCOUNTING_DATE_FIELD_NUMBER: _ClassVar[int]
     POST_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_CODE_FIELD_NUMBER: _ClassVar[int]
     entry_number: int
     voucher_id: str
     line_no: int
@@ -245,7 +246,8 @@ class Entry(_message.Message):
     memo: str
     accounting_date: str
     post_time: _timestamp_pb2.Timestamp
-    def __init__(self, entry_number: _Optional[int] = ..., voucher_id: _Optional[str] = ..., line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., balance_after: _Optional[int] = ..., flow_type: _Optional[str] = ..., memo: _Optional[str] = ..., accounting_date: _Optional[str] = ..., post_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    account_code: str
+    def __init__(self, entry_number: _Optional[int] = ..., voucher_id: _Optional[str] = ..., line_no: _Optional[int] = ..., account_id: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., amount: _Optional[int] = ..., currency: _Optional[str] = ..., balance_after: _Optional[int] = ..., flow_type: _Optional[str] = ..., memo: _Optional[str] = ..., accounting_date: _Optional[str] = ..., post_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., account_code: _Optional[str] = ...) -> None: ...
 
 class Hold(_message.Message):
     __slots__ = ("id", "tenant_id", "account_id", "currency", "amount", "captured", "remaining", "status", "expire_time", "create_time", "update_time", "request_id", "created_by", "memo", "metadata", "capture_voucher_ids")
