@@ -17,6 +17,7 @@ from sqlalchemy import LargeBinary
 from sqlalchemy.types import TypeDecorator
 
 DIGEST_BYTES = 32  # SHA-256
+DIGEST_HEX_CHARS = 2 * DIGEST_BYTES
 _PACKED_V1 = 1
 # Fragments of the canonical bodies and results idempotency records hold most (sorted keys, no spaces): the
 # longest matches a transfer, the most frequent record, so its body is mostly back-references.
@@ -33,13 +34,30 @@ _PRIMED = zlib.compressobj(9, zlib.DEFLATED, -_WINDOW_BITS, 1, zlib.Z_DEFAULT_ST
 
 
 def digest_bytes(value: str | bytes) -> bytes:
-    """A hex digest (as the domain and the API hold it) as the bytes stored."""
-    return value if isinstance(value, bytes) else bytes.fromhex(value)
+    """A digest as the bytes stored: 64 lowercase hex characters (what the service writes) as their 32 bytes;
+    any other text as its UTF-8, which reads back as it was unless it is 32 bytes long (refused)."""
+    if isinstance(value, bytes):
+        return value
+    if len(value) == DIGEST_HEX_CHARS:
+        try:
+            data = bytes.fromhex(value)
+        except ValueError:
+            data = b""
+        if data.hex() == value:
+            return data
+    data = value.encode()
+    if len(data) == DIGEST_BYTES:
+        raise ValueError("a 32-byte text would read back as a digest")
+    return data
 
 
 def digest_text(value: bytes | memoryview | str) -> str:
-    """Stored digest bytes as lowercase hex (text passes through: a SQLite value from before 0020)."""
-    return value if isinstance(value, str) else bytes(value).hex()
+    """A stored digest as lowercase hex; a value of another length as its text (a SQLite value from before
+    0020 is text already)."""
+    if isinstance(value, str):
+        return value
+    data = bytes(value)
+    return data.hex() if len(data) == DIGEST_BYTES else data.decode()
 
 
 def pack(text: str) -> bytes:

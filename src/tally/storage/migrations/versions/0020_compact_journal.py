@@ -7,10 +7,11 @@ Create Date: 2026-12-07
 Fewer bytes per voucher (storage/compact.py): `vouchers.previous_hash` and `hash` and
 `idempotency.fingerprint` hold a SHA-256's 32 bytes instead of its 64 hex characters, and
 `idempotency.body` and `result` hold their JSON deflated against a preset dictionary. The API and the
-service still see hex and JSON text. Existing rows are converted: digests from hex (a value that is not
-lowercase hex, which the service never wrote, keeps its characters as bytes and reads back as their hex, so
-the ledger audit reports it rather than the migration failing), bodies and results copied as they are
-(they read back as they are). On PostgreSQL each table is rewritten once, holding its lock meanwhile.
+service still see hex and JSON text. Existing rows are converted as compact.digest_bytes converts: 64
+lowercase hex characters to their 32 bytes, any other value (which the service never wrote) to its UTF-8,
+which reads back as it was (unless it is 32 bytes long: then it reads as a digest, which the ledger audit
+reports); bodies and results are copied as they are and read back as they are. On PostgreSQL each table is
+rewritten once, holding its lock meanwhile.
 
 `tally_write_journal` (migration 0011) is redefined with the same parameters, casting these columns from
 the bytea hex text the writer sends (`\\x...`, storage/compact.py `bytea_json`).
@@ -19,7 +20,7 @@ the bytea hex text the writer sends (`\\x...`, storage/compact.py `bytea_json`).
 import sqlalchemy as sa
 from alembic import op
 
-from tally.storage.compact import digest_text, unpack
+from tally.storage.compact import digest_bytes, digest_text, unpack
 
 revision = "0020"
 down_revision = "0016"
@@ -114,7 +115,7 @@ def upgrade() -> None:
 
 def _upgrade_postgresql() -> None:
     for table, columns in DIGESTS.items():
-        clauses = [f"ALTER COLUMN {c} TYPE bytea USING CASE WHEN {c} ~ '^([0-9a-f]{{2}})*$' "
+        clauses = [f"ALTER COLUMN {c} TYPE bytea USING CASE WHEN {c} ~ '^[0-9a-f]{{64}}$' "
                    f"THEN decode({c}, 'hex') ELSE convert_to({c}, 'UTF8') END" for c in columns]
         clauses += [f"ALTER COLUMN {c} TYPE bytea USING convert_to({c}, 'UTF8')" for c in PACKED.get(table, ())]
         op.execute(f"ALTER TABLE {table} " + ", ".join(clauses))
@@ -135,8 +136,8 @@ def _upgrade_sqlite() -> None:
 def _digest_value(value):
     text = value.decode() if isinstance(value, bytes) else value
     try:
-        return bytes.fromhex(text) if len(text) % 2 == 0 and text == text.lower() else text.encode()
-    except ValueError:
+        return digest_bytes(text)
+    except ValueError:  # 32 bytes of text, as PostgreSQL's conversion above keeps it
         return text.encode()
 
 
