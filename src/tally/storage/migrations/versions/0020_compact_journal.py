@@ -175,7 +175,8 @@ def downgrade() -> None:
     if conn.dialect.name == "postgresql":
         op.execute(_function(_as_text(INSERTS)))
         for table, columns in DIGESTS.items():
-            clauses = [f"ALTER COLUMN {c} TYPE varchar(64) USING encode({c}, 'hex')" for c in columns]
+            clauses = [f"ALTER COLUMN {c} TYPE varchar(64) USING CASE WHEN octet_length({c}) = 32 "
+                       f"THEN encode({c}, 'hex') ELSE convert_from({c}, 'UTF8') END" for c in columns]
             clauses += [f"ALTER COLUMN {c} TYPE text USING ''" for c in PACKED.get(table, ())]
             op.execute(f"ALTER TABLE {table} " + ", ".join(clauses))
     else:
