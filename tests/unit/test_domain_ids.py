@@ -48,11 +48,3 @@ def test_error_helpers_choose_the_kind():
     assert precondition("R", "m").kind is ErrorKind.FAILED_PRECONDITION
     assert not_found("R", "m", id=1).kind is ErrorKind.NOT_FOUND
     assert not_found("R", "m", id=1).metadata == {"id": "1"}
-
-
-def test_new_ids_increase_within_a_millisecond():
-    """The counter after the timestamp: a process's ids sort in the order they were made, so the indexes
-    they key are appended to."""
-    made = [new_id() for _ in range(5_000)]
-    assert made == sorted(made) and len(set(made)) == len(made)
-    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in made)
