@@ -107,8 +107,11 @@ Index("uq_vouchers_reverses_id", vouchers.c.reverses_id, unique=True, postgresql
 
 voucher_lines = Table(
     "voucher_lines", metadata,
-    Column("voucher_id", String(ID), primary_key=True),
-    Column("line_no", Integer, primary_key=True),
+    # No primary key (migration 0020): a voucher's lines are found by `voucher_id`, whose index keeps one entry
+    # per voucher however many lines (B-tree deduplication, which a unique index does not do), and a line is
+    # unique by (account_id, entry_number); the writer numbers lines, the hash covers them.
+    Column("voucher_id", String(ID), nullable=False),
+    Column("line_no", Integer, nullable=False),
     Column("tenant_id", String(TENANT), nullable=False),
     Column("account_id", String(ID), nullable=False),
     Column("entry_number", BigInteger, nullable=False),
@@ -122,6 +125,7 @@ voucher_lines = Table(
     UniqueConstraint("account_id", "entry_number"),
     CheckConstraint("amount > 0", name="amount_positive"),
 )
+Index("ix_voucher_lines_voucher_id", voucher_lines.c.voucher_id)
 # No index by date or time: an account's entries follow both, so the last entry at or before one is a binary
 # search over (account_id, entry_number) (journal_repo.last_entry_where).
 

@@ -13,6 +13,9 @@ which reads back as it was (unless it is 32 bytes long: then it reads as a diges
 reports); bodies and results are copied as they are and read back as they are. On PostgreSQL each table is
 rewritten once, holding its lock meanwhile.
 
+`voucher_lines` loses its primary key (voucher_id, line_no) for a plain index of voucher_id: B-tree
+deduplication keeps one entry per voucher in it, where the unique key kept one per line.
+
 `tally_write_journal` (migration 0011) is redefined with the same parameters, casting these columns from
 the bytea hex text the writer sends (`\\x...`, storage/compact.py `bytea_json`).
 """
@@ -30,6 +33,10 @@ depends_on = None
 DIGESTS = {"vouchers": ("previous_hash", "hash"), "idempotency": ("fingerprint",)}
 PACKED = {"idempotency": ("body", "result")}
 KEYS = {"vouchers": ("id",), "idempotency": ("tenant_id", "request_id")}
+
+# voucher_lines: the primary key (voucher_id, line_no) gives way to a plain index of voucher_id, which keeps one
+# entry per voucher (deduplicated) where the key kept one per line.
+LINES_KEY, LINES_BY_VOUCHER = "pk_voucher_lines", "ix_voucher_lines_voucher_id"
 
 NAME = "tally_write_journal"
 # part -> (table, columns as (name, cast)), for the inserts, in the order they run: 0011's, with bytea casts.
@@ -111,6 +118,9 @@ def upgrade() -> None:
         _upgrade_postgresql()
     else:
         _upgrade_sqlite()
+    with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
+        batch_op.drop_constraint(LINES_KEY, type_="primary")
+        batch_op.create_index(LINES_BY_VOUCHER, ["voucher_id"], unique=False)
 
 
 def _upgrade_postgresql() -> None:
@@ -169,6 +179,9 @@ def _retype_sqlite(digest: tuple, packed: tuple) -> None:
 def downgrade() -> None:
     """Back to hex and JSON text. Packed JSON unpacks in Python (storage/compact.py), read before the
     columns change and written back after."""
+    with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
+        batch_op.drop_index(LINES_BY_VOUCHER)
+        batch_op.create_primary_key(LINES_KEY, ["voucher_id", "line_no"])
     conn = op.get_bind()
     packed = {table: conn.execute(sa.text(
         f"SELECT {', '.join(KEYS[table] + columns)} FROM {table}")).all() for table, columns in PACKED.items()}
