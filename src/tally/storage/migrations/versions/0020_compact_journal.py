@@ -37,12 +37,6 @@ KEYS = {"vouchers": ("id",), "idempotency": ("tenant_id", "request_id")}
 # voucher_lines: the primary key (voucher_id, line_no) gives way to a plain index of voucher_id, which keeps one
 # entry per voucher (deduplicated) where the key kept one per line.
 LINES_KEY, LINES_BY_VOUCHER = "pk_voucher_lines", "ix_voucher_lines_voucher_id"
-# Indexes of the journal whose keys grow (time-ordered ids, sequences): new entries land on the rightmost
-# page, whose split leaves the left page at the fillfactor, and journal rows are never updated, so the 10%
-# that the default of 90 leaves free would stay free (PostgreSQL; from the next split on, REINDEX for the past).
-APPENDED_INDEXES = ("pk_vouchers", "uq_vouchers_tenant_id_sequence", "ix_vouchers_tenant_id_flow_type_sequence",
-                    LINES_BY_VOUCHER, "pk_events")
-
 NAME = "tally_write_journal"
 # part -> (table, columns as (name, cast)), for the inserts, in the order they run: 0011's, with bytea casts.
 INSERTS = {
@@ -126,9 +120,6 @@ def upgrade() -> None:
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
         batch_op.drop_constraint(LINES_KEY, type_="primary")
         batch_op.create_index(LINES_BY_VOUCHER, ["voucher_id"], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        for index in APPENDED_INDEXES:
-            op.execute(f"ALTER INDEX {index} SET (fillfactor = 100)")
 
 
 def _upgrade_postgresql() -> None:
@@ -188,10 +179,6 @@ def downgrade() -> None:
     """Back to hex and JSON text. Packed JSON unpacks in Python (storage/compact.py), read before the
     columns change and written back after."""
     conn = op.get_bind()
-    if conn.dialect.name == "postgresql":
-        for index in APPENDED_INDEXES:
-            if index != LINES_BY_VOUCHER:
-                op.execute(f"ALTER INDEX {index} RESET (fillfactor)")
     with op.batch_alter_table("voucher_lines", schema=None) as batch_op:
         batch_op.drop_index(LINES_BY_VOUCHER)
         batch_op.create_primary_key(LINES_KEY, ["voucher_id", "line_no"])
