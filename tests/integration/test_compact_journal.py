@@ -4,6 +4,7 @@ and PostgreSQL; a ledger written before the migration reads back the same after 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 
 import pytest
 import sqlalchemy as sa
@@ -12,9 +13,9 @@ from alembic import command
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.vouchers import voucher_hash
 from tally.service.posting.idempotency import canonical_json, fingerprint
-from tally.storage import journal_repo, ledger_repo
+from tally.storage import journal_repo, journal_write, ledger_repo
 from tally.storage import tables as t
-from tally.storage.migrate import alembic_config, migrate
+from tally.storage.migrate import MIGRATIONS, alembic_config, migrate
 from tests.integration.conftest import TENANT, Ledger
 
 OLD_HASH, OLD_PREVIOUS = hashlib.sha256(b"one").hexdigest(), hashlib.sha256(b"zero").hexdigest()
@@ -129,3 +130,22 @@ async def test_a_voucher_s_lines_are_read_through_the_index_of_voucher_id(ledger
     finally:
         engine.dispose()
     assert "ix_voucher_lines_voucher_id" in plan, plan
+
+
+def test_the_redefined_write_function_casts_each_column_to_its_type():
+    """0020's `tally_write_journal` takes the parts the writer sends, in its order (as 0011's did), and casts
+    the byte columns to bytea and the rest as 0011 did."""
+    path = next((MIGRATIONS / "versions").glob("0020_*.py"))
+    spec = importlib.util.spec_from_file_location("migration_0020", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    parts = [(part, tuple(name for name, _ in columns)) for part, (_, columns) in migration.INSERTS.items()]
+    parts += [(part, (key, *(name for name, _ in columns))) for part, (_, key, _, columns) in migration.UPDATES.items()]
+    assert parts == list(journal_write.PARTS)
+    for table, columns in migration.INSERTS.values():
+        for name, cast in columns:
+            type_ = getattr(t, table).c[name].type
+            expected = ("bytea" if isinstance(getattr(type_, "impl", type_), sa.LargeBinary) else
+                        "bigint" if isinstance(type_, sa.BigInteger) else
+                        "integer" if isinstance(type_, sa.Integer) else "text")
+            assert cast == expected, (table, name)
