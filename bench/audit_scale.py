@@ -99,7 +99,8 @@ def copy_vouchers(conn: psycopg.Connection, ledger: Ledger, count: int) -> None:
         with cur.copy(f"COPY vouchers ({', '.join(VOUCHER_COLUMNS)}) FROM STDIN") as copy:
             for v in made:
                 copy.write_row((v.id, TENANT, v.sequence, v.flow_type, v.request_id, "", "", v.accounting_date,
-                                v.effective_us, v.posted_us, "", "{}", None, v.previous_hash, v.hash))
+                                v.effective_us, v.posted_us, "", "{}", None, bytes.fromhex(v.previous_hash),
+                                bytes.fromhex(v.hash)))
         with cur.copy(f"COPY voucher_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
             for v in made:
                 for ln in v.lines:

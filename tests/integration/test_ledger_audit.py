@@ -264,7 +264,8 @@ async def test_a_checkpoint_that_no_longer_matches_is_reported_and_the_run_start
     # A changed voucher before the checkpoint: the voucher the checkpoint ends at no longer has its hash.
     as_owner(ledger.url, "UPDATE balances SET current = current - 50 WHERE account_id = :a", a=alice)
     assert audit(ledger).intact
-    as_owner(ledger.url, "UPDATE vouchers SET hash = :h WHERE tenant_id = :t AND sequence = 3", h="f" * 64, t=TENANT)
+    as_owner(ledger.url, "UPDATE vouchers SET hash = :h WHERE tenant_id = :t AND sequence = 3",
+             h=bytes.fromhex("f" * 64), t=TENANT)  # stored as its 32 bytes (migration 0019)
     as_owner(ledger.url, "UPDATE ledger_heads SET last_hash = :h WHERE tenant_id = :t", h="f" * 64, t=TENANT)
     kinds = audit(ledger).kinds()
     assert FindingKind.CHECKPOINT in kinds and FindingKind.VOUCHER_HASH in kinds

@@ -74,7 +74,7 @@ def rehash(url: str, voucher_id: str, *, and_later: bool = False) -> None:
         voucher = dataclasses.replace(voucher, previous_hash=previous)
         new_hash = voucher_hash(voucher, previous)
         assert as_owner(url, "UPDATE vouchers SET previous_hash = :p, hash = :h WHERE id = :id",
-                        p=previous, h=new_hash, id=voucher.id) == 1
+                        p=bytes.fromhex(previous), h=bytes.fromhex(new_hash), id=voucher.id) == 1  # 32 bytes each
         previous = new_hash
     if and_later:
         assert as_owner(url, "UPDATE ledger_heads SET last_hash = :h WHERE tenant_id = :t", h=previous, t=TENANT) == 1

@@ -34,6 +34,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    LargeBinary,
     String,
     Table,
     any_,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     select,
 )
 
+from tally.storage.compact import bytea_json
 from tally.storage.engine import driver_execute
 
 Row = Sequence[object]
@@ -86,7 +88,7 @@ def keys_value(dialect: str, values: Iterable[str]) -> list[str] | str:
 
 
 def _json(rows: Sequence[Row]) -> str:
-    return orjson.dumps(rows).decode()
+    return orjson.dumps(rows, default=bytea_json).decode()
 
 
 def text_array(values: Iterable[str]) -> str:
@@ -99,6 +101,8 @@ def _pg_type(table: Table, column: str) -> str:
     """The type a JSON value is cast to. Strings stay `text`, so that the column's own assignment cast
     refuses a value that is too long, as a plain INSERT would (an explicit varchar(n) cast truncates)."""
     type_ = table.c[column].type
+    if isinstance(getattr(type_, "impl", type_), LargeBinary):  # bytes travel as bytea's hex text
+        return "bytea"
     if isinstance(type_, BigInteger):
         return "bigint"
     return "integer" if isinstance(type_, Integer) else "text"

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, 
 from tally.domain.accounts import Side
 from tally.domain.vouchers import PostedLine, Voucher
 from tally.storage import bulk
+from tally.storage.compact import digest_bytes
 from tally.storage.tables import accounts, matchable, voucher_lines, vouchers
 
 VOUCHER_COLUMNS = ("id", "tenant_id", "sequence", "flow_type", "request_id", "rule_id", "rule_set_version",
@@ -30,7 +31,8 @@ def voucher_rows(items: Iterable[Voucher]) -> list[tuple]:
     """Each voucher's `VOUCHER_COLUMNS`, in that order."""
     return [(v.id, v.tenant_id, v.sequence, v.flow_type, v.request_id, v.rule_id, v.rule_set_version,
              v.accounting_date, v.effective_us, v.posted_us, v.memo,
-             json.dumps(v.metadata, sort_keys=True) if v.metadata else "{}", v.reverses_id, v.previous_hash, v.hash)
+             json.dumps(v.metadata, sort_keys=True) if v.metadata else "{}", v.reverses_id,
+             digest_bytes(v.previous_hash), digest_bytes(v.hash))
             for v in items]
 
 

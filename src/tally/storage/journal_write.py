@@ -21,6 +21,7 @@ from tally.domain.accounts import Account, BalanceState
 from tally.domain.vouchers import Voucher
 from tally.storage import accounts_repo, journal_repo, ledger_repo
 from tally.storage.bulk import text_array
+from tally.storage.compact import bytea_json
 from tally.storage.engine import driver_execute
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
 
@@ -78,7 +79,7 @@ def _write_one_by_one(conn: Connection, rows: JournalRows) -> None:
 
 
 def _json(rows: list[tuple]) -> str:
-    return orjson.dumps(rows).decode()
+    return orjson.dumps(rows, default=bytea_json).decode()
 
 
 def _keys(rows: list[tuple]) -> str:

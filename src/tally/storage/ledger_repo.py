@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Select, bindparam, insert, select, tuple_, up
 from tally.domain.posted_events import POSTED, is_whole, posted_payload
 from tally.domain.vouchers import GENESIS_HASH
 from tally.storage import accounts_repo, bulk, journal_repo
+from tally.storage.compact import digest_bytes, digest_text, pack, unpack
 from tally.storage.engine import driver_execute
 from tally.storage.tables import events, flow_caps, idempotency, ledger_heads, matchable
 
@@ -138,8 +139,8 @@ INSERTED_RECORD_COLUMNS = (*RECORD_COLUMNS, "actor")
 def to_record(row: Sequence) -> IdempotencyRecord:
     """A record from its `RECORD_COLUMNS`, in that order."""
     tenant_id, request_id, operation, fingerprint, body, result, created_us = row
-    return IdempotencyRecord(tenant_id, request_id, operation, fingerprint, json.loads(body), json.loads(result),
-                             created_us)
+    return IdempotencyRecord(tenant_id, request_id, operation, digest_text(fingerprint), json.loads(unpack(body)),
+                             json.loads(unpack(result)), created_us)
 
 
 def request_ids_by_tenant(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -175,8 +176,9 @@ def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> No
 
 def record_rows(records: Iterable[IdempotencyRecord]) -> list[tuple]:
     """Each record's `INSERTED_RECORD_COLUMNS`, in that order."""
-    return [(r.tenant_id, r.request_id, r.operation, r.fingerprint, r.body_json or _sorted_json(r.body),
-             _sorted_json(r.result), r.created_us, r.actor) for r in records]
+    return [(r.tenant_id, r.request_id, r.operation, digest_bytes(r.fingerprint),
+             pack(r.body_json or _sorted_json(r.body)), pack(_sorted_json(r.result)), r.created_us, r.actor)
+            for r in records]
 
 
 def load_caps(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:

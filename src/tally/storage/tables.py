@@ -18,6 +18,8 @@ from sqlalchemy import (
     text,
 )
 
+from tally.storage.compact import Digest, PackedJson
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -90,8 +92,9 @@ vouchers = Table(
     Column("memo", Text, nullable=False),
     Column("metadata", Text, nullable=False),
     Column("reverses_id", String(ID), nullable=True),
-    Column("previous_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    # 32 bytes each, read and written as hex (storage/compact.py, migration 0019).
+    Column("previous_hash", Digest, nullable=False),
+    Column("hash", Digest, nullable=False),
     UniqueConstraint("tenant_id", "sequence"),
 )
 Index("ix_vouchers_tenant_id_flow_type_sequence", vouchers.c.tenant_id, vouchers.c.flow_type,
@@ -104,8 +107,11 @@ Index("uq_vouchers_reverses_id", vouchers.c.reverses_id, unique=True, postgresql
 
 voucher_lines = Table(
     "voucher_lines", metadata,
-    Column("voucher_id", String(ID), primary_key=True),
-    Column("line_no", Integer, primary_key=True),
+    # No primary key (migration 0019): a voucher's lines are found by `voucher_id`, whose index keeps one entry
+    # per voucher however many lines (B-tree deduplication, which a unique index does not do), and a line is
+    # unique by (account_id, entry_number); the writer numbers lines, the hash covers them.
+    Column("voucher_id", String(ID), nullable=False),
+    Column("line_no", Integer, nullable=False),
     Column("tenant_id", String(TENANT), nullable=False),
     Column("account_id", String(ID), nullable=False),
     Column("entry_number", BigInteger, nullable=False),
@@ -119,6 +125,7 @@ voucher_lines = Table(
     UniqueConstraint("account_id", "entry_number"),
     CheckConstraint("amount > 0", name="amount_positive"),
 )
+Index("ix_voucher_lines_voucher_id", voucher_lines.c.voucher_id)
 # No index by date or time: an account's entries follow both, so the last entry at or before one is a binary
 # search over (account_id, entry_number) (journal_repo.last_entry_where).
 
@@ -127,9 +134,10 @@ idempotency = Table(
     Column("tenant_id", String(TENANT), primary_key=True),
     Column("request_id", String(128), primary_key=True),
     Column("operation", String(32), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("body", Text, nullable=False),
-    Column("result", Text, nullable=False),
+    # The fingerprint as its 32 bytes, body and result as packed JSON (storage/compact.py, migration 0019).
+    Column("fingerprint", Digest, nullable=False),
+    Column("body", PackedJson, nullable=False),
+    Column("result", PackedJson, nullable=False),
     Column("created_us", BigInteger, nullable=False),
     # Who asked, written in the request's own transaction: kept even if the audit log's last rows are lost.
     Column("actor", String(128), nullable=False, server_default=text("''")),
