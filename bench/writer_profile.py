@@ -33,6 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bench import servicer_side
 from tally.bootstrap import build_services, tune_gc
 from tally.config import Settings
 from tally.domain.accounts import AccountType, FloorPolicy, NewAccount, Side, open_account
@@ -45,8 +46,6 @@ from tally.service.posting.pipeline import now_us
 from tally.storage import tables as t
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate
-
-from bench import servicer_side
 
 TENANT = "profile"
 CURRENCY = "USD"

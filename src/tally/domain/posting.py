@@ -15,7 +15,7 @@ from tally.domain.money import fits_int64
 from tally.domain.vouchers import AccountRef, PostedLine, VoucherDraft, check_draft
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per voucher, and only its caller reads it
 class Applied:
     lines: tuple[PostedLine, ...]
     touched: tuple[str, ...]  # account ids whose balance changed

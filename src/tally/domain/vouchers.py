@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
@@ -97,10 +96,14 @@ def _check_line(i: int, line: LineDraft) -> None:
 
 
 def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    totals: dict[str, list[int]] = {}
     for line in lines:
-        totals[line.currency][0 if line.side is Side.DEBIT else 1] += line.amount
-    for currency, (debits, credits) in sorted(totals.items()):
+        total = totals.get(line.currency)
+        if total is None:
+            total = totals[line.currency] = [0, 0]
+        total[0 if line.side is Side.DEBIT else 1] += line.amount
+    # Sorted so that the first currency to fail is the same one every time; most vouchers have one.
+    for currency, (debits, credits) in sorted(totals.items()) if len(totals) > 1 else totals.items():
         if debits > limits.AMOUNT_MAX or credits > limits.AMOUNT_MAX:
             raise invalid("AMOUNT_TOO_LARGE", f"{currency} total exceeds {limits.AMOUNT_MAX}", currency=currency)
         if debits != credits:
@@ -111,9 +114,10 @@ def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
 
 
 def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
-    sides: dict[AccountRef, Side] = {}
+    # Keyed by the reference's fields, as its equality is: a tuple hashes without a Python-level __hash__.
+    sides: dict[tuple[str, str], Side] = {}
     for line in lines:
-        seen = sides.setdefault(line.account, line.side)
+        seen = sides.setdefault((line.account.id, line.account.code), line.side)
         if seen is not line.side:
             raise invalid(
                 "SAME_ACCOUNT_BOTH_SIDES", f"account {line.account} is on both sides of the voucher",
@@ -121,7 +125,10 @@ def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
             )
 
 
-@dataclass(frozen=True, slots=True)
+# PostedLine and Voucher are not frozen: the batch writer builds two lines and a voucher per posting, where a
+# frozen class's __init__ (object.__setattr__ per field) cost five times as much. Nothing changes one once it
+# is sealed; the writer seals the voucher it built (`seal`) before anyone else sees it.
+@dataclass(slots=True)
 class PostedLine:
     line_no: int
     account_id: str
@@ -134,7 +141,7 @@ class PostedLine:
     balance_after: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Voucher:
     id: str
     tenant_id: str
@@ -184,6 +191,13 @@ def chained(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
     return Voucher(v.id, v.tenant_id, sequence, v.flow_type, v.request_id, v.accounting_date, v.effective_us,
                    v.posted_us, v.lines, v.memo, v.metadata, v.reverses_id, v.reversed_by_id, v.rule_id,
                    v.rule_set_version, previous_hash, _hash(v, sequence, previous_hash))
+
+
+def seal(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
+    """Numbers and chains, in place, a voucher its builder has not shared yet (`chained` makes a copy)."""
+    voucher.sequence, voucher.previous_hash = sequence, previous_hash
+    voucher.hash = _hash(voucher, sequence, previous_hash)
+    return voucher
 
 
 def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:

@@ -29,7 +29,7 @@ from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
-from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
+from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, seal
 from tally.service.posting.events import account_payload, hold_events
 from tally.service.posting.hold_book import HoldAction, HoldBook, HoldChange, HoldOp
 from tally.service.posting.idempotency import (
@@ -352,7 +352,7 @@ class _Batch:
         for voucher in vouchers:
             self._keep_opened(head, voucher)
             head.voucher_sequence += 1
-            numbered = chained(voucher, head.voucher_sequence, head.last_hash)
+            numbered = seal(voucher, head.voucher_sequence, head.last_hash)  # built by _apply_draft, unshared
             head.last_hash = numbered.hash
             sealed.append(numbered)
             self.touched.update(line.account_id for line in numbered.lines)
@@ -446,7 +446,7 @@ class _Sent:
     events: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Accepted:
     vouchers: list[Voucher]
     changes: list[HoldChange]

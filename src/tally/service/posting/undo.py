@@ -23,7 +23,8 @@ class Revertible(dict):
         self._earlier: dict = {}  # key -> its value at the checkpoint (_ABSENT: it had none)
 
     def checkpoint(self) -> None:
-        self._earlier = {}
+        if self._earlier:  # one per submission and state: most find nothing to forget
+            self._earlier = {}
 
     def revert(self) -> None:
         for key, value in self._earlier.items():
