@@ -59,6 +59,8 @@ SERVER_METADATA_KEYS = frozenset({"rule_voucher", "reason", "hold_id", "refund_o
 
 def check_caller_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """A caller's metadata for vouchers: within the limits, and none of the server's keys."""
+    if not metadata:  # most requests; a flow's checks and its command's both ask
+        return {}
     reserved = sorted(SERVER_METADATA_KEYS & metadata.keys())
     if reserved:
         raise invalid("METADATA_KEY_RESERVED", f"metadata key {reserved[0]!r} is reserved for the server; "

@@ -205,8 +205,11 @@ def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
         previous_hash, voucher.id, voucher.tenant_id, sequence, voucher.flow_type, voucher.request_id,
         voucher.accounting_date, voucher.effective_us, voucher.posted_us, voucher.memo, voucher.metadata,
         voucher.reverses_id, voucher.rule_id, voucher.rule_set_version,
-        [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
+        [[ln.line_no, ln.account_id, _SIDE_TEXT[ln.side], ln.amount, ln.currency, ln.memo, ln.entry_number,
           ln.balance_after] for ln in voucher.lines])
+
+
+_SIDE_TEXT = {side: side.value for side in Side}  # an enum's `.value` is a Python-level property
 
 
 def content_hash(previous_hash: str, id_: str, tenant_id: str, sequence: int, flow_type: str, request_id: str,

@@ -323,8 +323,8 @@ class _Batch:
         if draft.reverses_id and draft.reverses_id in self.reversed:
             raise precondition("VOUCHER_ALREADY_REVERSED", f"voucher {draft.reverses_id} is already reversed",
                                voucher_id=draft.reverses_id)
-        accounts = [resolve(line.account, self.by_id[sub.tenant_id], self.by_code[sub.tenant_id])
-                    for line in draft.lines]
+        by_id, by_code = self.by_id[sub.tenant_id], self.by_code[sub.tenant_id]
+        accounts = [resolve(line.account, by_id, by_code) for line in draft.lines]
         date = self.heads[sub.tenant_id].accounting_date
         applied = apply_voucher(draft, accounts, self.balances, date)
         return Voucher(
