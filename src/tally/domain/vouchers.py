@@ -32,7 +32,9 @@ class AccountRef:
         return self.id or f"code:{self.code}"
 
 
-@dataclass(frozen=True, slots=True)
+# Drafts are not frozen, as PostedLine and Voucher below: each request builds a voucher's worth of them, and
+# nothing changes one once built (rules and handlers make new drafts instead).
+@dataclass(slots=True)
 class LineDraft:
     account: AccountRef
     side: Side
@@ -41,7 +43,7 @@ class LineDraft:
     memo: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VoucherDraft:
     """A voucher as the rules built it, before accounts are resolved and balances checked."""
 
