@@ -327,12 +327,12 @@ class _Batch:
         accounts = [resolve(line.account, by_id, by_code) for line in draft.lines]
         date = self.heads[sub.tenant_id].accounting_date
         applied = apply_voucher(draft, accounts, self.balances, date)
+        # By position, in Voucher's field order (keywords cost more): sequence and hash come when it is sealed.
         return Voucher(
-            id=new_id(), tenant_id=sub.tenant_id, sequence=0, flow_type=draft.flow_type,
-            request_id=sub.request_id, accounting_date=date,
-            effective_us=draft.effective_us if draft.effective_us is not None else self.now_us,
-            posted_us=self.now_us, lines=applied.lines, memo=draft.memo, metadata=_with_hold(draft.metadata, sub),
-            reverses_id=draft.reverses_id, rule_id=draft.rule_id, rule_set_version=draft.rule_set_version,
+            new_id(), sub.tenant_id, 0, draft.flow_type, sub.request_id, date,
+            draft.effective_us if draft.effective_us is not None else self.now_us, self.now_us, applied.lines,
+            draft.memo, _with_hold(draft.metadata, sub), draft.reverses_id, None, draft.rule_id,
+            draft.rule_set_version,
         )
 
     def _use_caps(self, sub: Submission) -> None:
