@@ -33,6 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bench import servicer_side
 from tally.bootstrap import build_services, tune_gc
 from tally.config import Settings
 from tally.domain.accounts import AccountType, FloorPolicy, NewAccount, Side, open_account
@@ -176,6 +177,19 @@ def transfer_flows(workload: str, size: int, accounts: int, refusals_pct: int, r
     return flows
 
 
+def measure_servicer(rig: Rig, backend: str, workload: str, args: argparse.Namespace,
+                     rng: random.Random) -> servicer_side.ServicerFigures:
+    """The servicer's CPU around the same writes: PostBatch's and Post's request and response sides."""
+    side = servicer_side.ServicerSide(rig, TENANT)
+    totals, vouchers = [0, 0, 0, 0], 0
+    for batch_no in range(args.warmup_batches + args.batches):
+        flows = transfer_flows(workload, args.batch_size, args.accounts, 0, rng)
+        spent, posted = side.run(flows, f"{workload}-{batch_no}")
+        if batch_no >= args.warmup_batches:
+            totals, vouchers = [a + b for a, b in zip(totals, spent, strict=True)], vouchers + posted
+    return servicer_side.ServicerFigures(backend, workload, vouchers, *totals)
+
+
 def measure(rig: Rig, backend: str, workload: str, args: argparse.Namespace, profiler: cProfile.Profile | None,
             rng: random.Random) -> Figures:
     posted = refused = writer_ns = wall_ns = prepare_ns = 0
@@ -217,7 +231,7 @@ def database(backend: str) -> Iterator[str]:
         server.stop()
 
 
-def run_backend(backend: str, args: argparse.Namespace) -> list[Figures]:
+def run_backend(backend: str, args: argparse.Namespace) -> list:
     with database(backend) as url:
         rig = Rig(url)
         try:
@@ -233,6 +247,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[Figures]:
                 if profiler is not None:
                     print(f"\n## cProfile: {backend} {workload}, write calls only")
                     print(profile_text(profiler, args.profile, args.profile_sort))
+            if args.servicer:
+                figures += [measure_servicer(rig, backend, w, args, random.Random(args.seed)) for w in args.workloads]
             return figures
         finally:
             rig.close()
@@ -257,6 +273,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="percent of transfers out of an unfunded account (refused, exercises the undo path)")
     parser.add_argument("--seed", type=int, default=20260521)
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions")
+    parser.add_argument("--no-servicer", dest="servicer", action="store_false",
+                        help="skip timing the servicer's side (PostBatch and Post: proto in, proto out)")
     parser.add_argument("--profile-sort", default="tottime", choices=("tottime", "cumulative"))
     return parser.parse_args(argv)
 
@@ -269,7 +287,13 @@ def main(argv: list[str] | None = None) -> None:
           f"warm-up; {args.accounts} accounts; refusals {args.refusals_pct}%")
     print(HEADER)
     for f in figures:
-        print(f.row())
+        if isinstance(f, Figures):
+            print(f.row())
+    if args.servicer:
+        print(f"\nServicer side, CPU of this thread per posted voucher\n{servicer_side.HEADER}")
+        for f in figures:
+            if isinstance(f, servicer_side.ServicerFigures):
+                print(f.row())
 
 
 if __name__ == "__main__":

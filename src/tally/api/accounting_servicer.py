@@ -47,7 +47,10 @@ class AccountingServicer(pb_grpc.AccountingServiceServicer):
         finally:
             metrics.post_finished("PostBatch", started)
         _count_batch(request.requests, outcomes)
-        return pb.PostBatchResponse(results=[_result_out(o) for o in outcomes])
+        response = pb.PostBatchResponse()
+        for outcome in outcomes:
+            _add_result(response.results, outcome)
+        return response
 
     @rpc
     async def ReverseVoucher(self, request: pb.ReverseVoucherRequest, context) -> pb.ReverseVoucherResponse:
@@ -138,14 +141,23 @@ def _read(principal: Principal, request: pb.PostRequest) -> PostFlow | LedgerErr
 
 
 def _posted_out(posted: Posted) -> pb.PostResponse:
-    return pb.PostResponse(vouchers=[mapping.voucher_out(v) for v in posted.vouchers], replayed=posted.replayed)
+    response = pb.PostResponse(replayed=posted.replayed)
+    for voucher in posted.vouchers:
+        mapping.add_voucher(response.vouchers, voucher)
+    return response
 
 
-def _result_out(outcome: Posted | LedgerError) -> pb.PostBatchResult:
+def _add_result(results, outcome: Posted | LedgerError) -> None:
+    """Appends a batch item's result, built in place (see `mapping.add_voucher`)."""
     if isinstance(outcome, Posted):
-        return pb.PostBatchResult(posted=_posted_out(outcome))
-    return pb.PostBatchResult(error=pb.PostError(code=code_of(outcome), reason=outcome.reason,
-                                                 message=outcome.message, metadata=outcome.metadata))
+        posted = results.add().posted
+        posted.SetInParent()  # a posting of no voucher is still a posting
+        posted.replayed = outcome.replayed
+        for voucher in outcome.vouchers:
+            mapping.add_voucher(posted.vouchers, voucher)
+        return
+    results.add(error=pb.PostError(code=code_of(outcome), reason=outcome.reason, message=outcome.message,
+                                   metadata=outcome.metadata))
 
 
 # Flows that move money without a business fact behind them are for operators only.

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from tally.domain.accounts import NOT_POSTABLE_REASONS, Account, AccountStatus, BalanceState, FloorPolicy, Side
 from tally.domain.errors import invalid, missing_account, precondition
-from tally.domain.money import fits_int64
+from tally.domain.limits import AMOUNT_MAX, BALANCE_MIN
 from tally.domain.vouchers import AccountRef, PostedLine, VoucherDraft, check_draft
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per voucher, and only its caller reads it
 class Applied:
     lines: tuple[PostedLine, ...]
     touched: tuple[str, ...]  # account ids whose balance changed
@@ -35,14 +35,18 @@ def apply_voucher(draft: VoucherDraft, accounts: list[Account], balances: dict[s
     check_draft(draft)  # second check, right before the write
     deltas: dict[str, int] = {}
     sides: dict[str, Side] = {}
+    by_id: dict[str, Account] = {}
     for line, account in zip(draft.lines, accounts, strict=True):
-        _check_postable(account, line.currency)
+        if account.status is not AccountStatus.ACTIVE or line.currency != account.currency:
+            _check_postable(account, line.currency)
         # Checked again on resolved accounts: one account can be named by id and by code.
-        if sides.setdefault(account.id, line.side) is not line.side:
+        account_id, side = account.id, line.side
+        if sides.setdefault(account_id, side) is not side:
             raise invalid("SAME_ACCOUNT_BOTH_SIDES", f"account {account.code} is on both sides of the voucher",
-                          account=account.id)
-        deltas[account.id] = deltas.get(account.id, 0) + line.side.signed(line.amount, account.normal_side)
-    by_id = {a.id: a for a in accounts}
+                          account=account_id)
+        by_id[account_id] = account
+        deltas[account_id] = deltas.get(account_id, 0) + (line.amount if side is account.normal_side
+                                                          else -line.amount)
     new_states = {aid: _next_state(by_id[aid], balances[aid], delta, accounting_date)
                   for aid, delta in deltas.items()}
     posted = _post_lines(draft, accounts, balances)
@@ -64,25 +68,25 @@ def _check_postable(account: Account, currency: str) -> None:
 
 
 def _next_state(account: Account, state: BalanceState, delta: int, accounting_date: str) -> BalanceState:
+    # Written out rather than through BalanceState's methods: it runs for every account of every voucher.
     current = state.current + delta
-    available_after = state.available(account.credit_limit) + delta
+    available_after = current - state.locked + account.credit_limit  # state.available(...) + delta
     # The available balance is reported in int64 too.
-    if not fits_int64(current) or not fits_int64(available_after):
+    if not (BALANCE_MIN <= current <= AMOUNT_MAX and BALANCE_MIN <= available_after <= AMOUNT_MAX):
         raise invalid("BALANCE_OVERFLOW", f"account {account.code} balance would leave the int64 range",
                       account_id=account.id)
     # Only a voucher that lowers a balance is held to the floor: one that raises a balance already
     # below it (say after a credit limit was cut) must still be accepted.
-    floored = delta < 0 and account.floor_policy is FloorPolicy.NON_NEGATIVE
-    if floored and available_after < 0:
+    if available_after < 0 and delta < 0 and account.floor_policy is FloorPolicy.NON_NEGATIVE:
         available = state.available(account.credit_limit)
         raise precondition(
             "INSUFFICIENT_FUNDS", f"account {account.code} has {available} available, needs {-delta}",
             account_id=account.id, available=available, required=-delta,
         )
+    last_date = state.last_date
     return BalanceState(
-        account_id=state.account_id, current=current, locked=state.locked,
-        previous_day=state.previous_day_as_of(accounting_date),
-        last_date=max(state.last_date, accounting_date), entry_count=state.entry_count,
+        state.account_id, current, state.locked, state.previous_day_as_of(accounting_date),
+        accounting_date if accounting_date > last_date else last_date, state.entry_count,
     )
 
 
@@ -91,12 +95,18 @@ def _post_lines(draft: VoucherDraft, accounts: list[Account],
     running: dict[str, tuple[int, int]] = {}
     posted = []
     for line_no, (line, account) in enumerate(zip(draft.lines, accounts, strict=True), start=1):
-        state = balances[account.id]
-        current, count = running.get(account.id, (state.current, state.entry_count))
-        current += line.side.signed(line.amount, account.normal_side)
-        running[account.id] = (current, count + 1)
-        posted.append(PostedLine(line_no, account.id, account.code, line.side, line.amount, line.currency,
-                                 line.memo, entry_number=count + 1, balance_after=current))
+        account_id = account.id
+        found = running.get(account_id)
+        if found is None:
+            state = balances[account_id]
+            current, count = state.current, state.entry_count
+        else:
+            current, count = found
+        current += line.amount if line.side is account.normal_side else -line.amount
+        count += 1
+        running[account_id] = (current, count)
+        posted.append(PostedLine(line_no, account_id, account.code, line.side, line.amount, line.currency,
+                                 line.memo, count, current))
     return tuple(posted)
 
 

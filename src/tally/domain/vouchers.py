@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
@@ -33,7 +32,9 @@ class AccountRef:
         return self.id or f"code:{self.code}"
 
 
-@dataclass(frozen=True, slots=True)
+# Drafts are not frozen, as PostedLine and Voucher below: each request builds a voucher's worth of them, and
+# nothing changes one once built (rules and handlers make new drafts instead).
+@dataclass(slots=True)
 class LineDraft:
     account: AccountRef
     side: Side
@@ -42,7 +43,7 @@ class LineDraft:
     memo: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VoucherDraft:
     """A voucher as the rules built it, before accounts are resolved and balances checked."""
 
@@ -97,10 +98,14 @@ def _check_line(i: int, line: LineDraft) -> None:
 
 
 def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
-    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    totals: dict[str, list[int]] = {}
     for line in lines:
-        totals[line.currency][0 if line.side is Side.DEBIT else 1] += line.amount
-    for currency, (debits, credits) in sorted(totals.items()):
+        total = totals.get(line.currency)
+        if total is None:
+            total = totals[line.currency] = [0, 0]
+        total[0 if line.side is Side.DEBIT else 1] += line.amount
+    # Sorted so that the first currency to fail is the same one every time; most vouchers have one.
+    for currency, (debits, credits) in sorted(totals.items()) if len(totals) > 1 else totals.items():
         if debits > limits.AMOUNT_MAX or credits > limits.AMOUNT_MAX:
             raise invalid("AMOUNT_TOO_LARGE", f"{currency} total exceeds {limits.AMOUNT_MAX}", currency=currency)
         if debits != credits:
@@ -111,9 +116,10 @@ def check_balanced(lines: tuple[LineDraft, ...] | list) -> None:
 
 
 def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
-    sides: dict[AccountRef, Side] = {}
+    # Keyed by the reference's fields, as its equality is: a tuple hashes without a Python-level __hash__.
+    sides: dict[tuple[str, str], Side] = {}
     for line in lines:
-        seen = sides.setdefault(line.account, line.side)
+        seen = sides.setdefault((line.account.id, line.account.code), line.side)
         if seen is not line.side:
             raise invalid(
                 "SAME_ACCOUNT_BOTH_SIDES", f"account {line.account} is on both sides of the voucher",
@@ -121,7 +127,10 @@ def _check_no_account_on_both_sides(lines: tuple[LineDraft, ...]) -> None:
             )
 
 
-@dataclass(frozen=True, slots=True)
+# PostedLine and Voucher are not frozen: the batch writer builds two lines and a voucher per posting, where a
+# frozen class's __init__ (object.__setattr__ per field) cost five times as much. Nothing changes one once it
+# is sealed; the writer seals the voucher it built (`seal`) before anyone else sees it.
+@dataclass(slots=True)
 class PostedLine:
     line_no: int
     account_id: str
@@ -134,7 +143,7 @@ class PostedLine:
     balance_after: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Voucher:
     id: str
     tenant_id: str
@@ -186,13 +195,23 @@ def chained(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
                    v.rule_set_version, previous_hash, _hash(v, sequence, previous_hash))
 
 
+def seal(voucher: Voucher, sequence: int, previous_hash: str) -> Voucher:
+    """Numbers and chains, in place, a voucher its builder has not shared yet (`chained` makes a copy)."""
+    voucher.sequence, voucher.previous_hash = sequence, previous_hash
+    voucher.hash = _hash(voucher, sequence, previous_hash)
+    return voucher
+
+
 def _hash(voucher: Voucher, sequence: int, previous_hash: str) -> str:
     return content_hash(
         previous_hash, voucher.id, voucher.tenant_id, sequence, voucher.flow_type, voucher.request_id,
         voucher.accounting_date, voucher.effective_us, voucher.posted_us, voucher.memo, voucher.metadata,
         voucher.reverses_id, voucher.rule_id, voucher.rule_set_version,
-        [[ln.line_no, ln.account_id, ln.side.value, ln.amount, ln.currency, ln.memo, ln.entry_number,
+        [[ln.line_no, ln.account_id, _SIDE_TEXT[ln.side], ln.amount, ln.currency, ln.memo, ln.entry_number,
           ln.balance_after] for ln in voucher.lines])
+
+
+_SIDE_TEXT = {side: side.value for side in Side}  # an enum's `.value` is a Python-level property
 
 
 def content_hash(previous_hash: str, id_: str, tenant_id: str, sequence: int, flow_type: str, request_id: str,

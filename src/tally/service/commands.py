@@ -14,7 +14,7 @@ from tally.domain.vouchers import AccountRef
 from tally.service.posting.idempotency import canonical
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request on the hot path, never changed once read from the wire
 class PostFlow:
     tenant_id: str
     request_id: str

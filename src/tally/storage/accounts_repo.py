@@ -36,11 +36,10 @@ def _select_accounts() -> Select:
 def to_account(row: Row) -> Account:
     (id_, tenant_id, code, type_, normal_side, currency, status, name, parent_id, credit_limit, floor_policy,
      metadata, created_us, updated_us) = row
-    return Account(
-        id=id_, tenant_id=tenant_id, code=code, type=_TYPES[type_], normal_side=_SIDES[normal_side],
-        currency=currency, status=_STATUSES[status], name=name, parent_id=parent_id, credit_limit=credit_limit,
-        floor_policy=_FLOORS[floor_policy], metadata=json.loads(metadata) if metadata != "{}" else {},
-        created_us=created_us, updated_us=updated_us,
+    return Account(  # by position, in the order of Account's fields: keywords cost more, per account read
+        id_, tenant_id, code, _TYPES[type_], _SIDES[normal_side], currency, _STATUSES[status], name, parent_id,
+        credit_limit, _FLOORS[floor_policy], json.loads(metadata) if metadata != "{}" else {}, created_us,
+        updated_us,
     )
 
 
@@ -164,8 +163,7 @@ _STATE_COLUMNS = tuple(balances.c[name] for name in STATE_COLUMNS)
 
 def to_state(row: Row) -> BalanceState:
     account_id, current, locked, previous_day, last_date, entry_count = row
-    return BalanceState(account_id=account_id, current=current, locked=locked, previous_day=previous_day,
-                        last_date=last_date, entry_count=entry_count)
+    return BalanceState(account_id, current, locked, previous_day, last_date, entry_count)  # fields' order
 
 
 def load_balances(conn: Connection, tenant_id: str, account_ids: Iterable[str], *,

@@ -29,7 +29,7 @@ from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
-from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, chained
+from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, seal
 from tally.service.controls import ControlBook
 from tally.service.posting.account_links import AccountLinks
 from tally.service.posting.controls import NO_CONTROLS
@@ -334,16 +334,16 @@ class _Batch:
         if draft.reverses_id and draft.reverses_id in self.reversed:
             raise precondition("VOUCHER_ALREADY_REVERSED", f"voucher {draft.reverses_id} is already reversed",
                                voucher_id=draft.reverses_id)
-        accounts = [resolve(line.account, self.by_id[sub.tenant_id], self.by_code[sub.tenant_id])
-                    for line in draft.lines]
+        by_id, by_code = self.by_id[sub.tenant_id], self.by_code[sub.tenant_id]
+        accounts = [resolve(line.account, by_id, by_code) for line in draft.lines]
         date = self.heads[sub.tenant_id].accounting_date
         applied = apply_voucher(draft, accounts, self.balances, date)
+        # By position, in Voucher's field order (keywords cost more): sequence and hash come when it is sealed.
         return Voucher(
-            id=new_id(), tenant_id=sub.tenant_id, sequence=0, flow_type=draft.flow_type,
-            request_id=sub.request_id, accounting_date=date,
-            effective_us=draft.effective_us if draft.effective_us is not None else self.now_us,
-            posted_us=self.now_us, lines=applied.lines, memo=draft.memo, metadata=_with_hold(draft.metadata, sub),
-            reverses_id=draft.reverses_id, rule_id=draft.rule_id, rule_set_version=draft.rule_set_version,
+            new_id(), sub.tenant_id, 0, draft.flow_type, sub.request_id, date,
+            draft.effective_us if draft.effective_us is not None else self.now_us, self.now_us, applied.lines,
+            draft.memo, _with_hold(draft.metadata, sub), draft.reverses_id, None, draft.rule_id,
+            draft.rule_set_version,
         )
 
     def _controlled(self, sub: Submission, vouchers: list[Voucher]) -> list[Voucher]:
@@ -370,7 +370,7 @@ class _Batch:
         for voucher in vouchers:
             self._keep_opened(head, voucher)
             head.voucher_sequence += 1
-            numbered = chained(voucher, head.voucher_sequence, head.last_hash)
+            numbered = seal(voucher, head.voucher_sequence, head.last_hash)  # built by _apply_draft, unshared
             head.last_hash = numbered.hash
             sealed.append(numbered)
             self.touched.update(line.account_id for line in numbered.lines)
@@ -465,7 +465,7 @@ class _Sent:
     events: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Accepted:
     vouchers: list[Voucher]
     changes: list[HoldChange]

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import hashlib
 import json
+import operator
+from collections.abc import Callable
 
 import orjson
 
@@ -18,7 +20,8 @@ FINAL_REFUSALS = frozenset({ErrorKind.FAILED_PRECONDITION, ErrorKind.NOT_FOUND})
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # made once, not on every call
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # dataclass -> its field names: every request walks its flow
+# dataclass -> the function that makes its canonical dict, compiled once per class: every request walks its flow.
+_COMPILED: dict[type, Callable[[object], dict]] = {}
 
 
 def canonical(value: object) -> object:
@@ -26,11 +29,11 @@ def canonical(value: object) -> object:
     kind = type(value)
     if kind in _SCALARS:
         return value
-    names = _FIELD_NAMES.get(kind)
-    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        names = _FIELD_NAMES.setdefault(kind, tuple(f.name for f in dataclasses.fields(value)))
-    if names is not None:
-        return {name: canonical(getattr(value, name)) for name in names}
+    compiled = _COMPILED.get(kind)
+    if compiled is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        compiled = _COMPILED.setdefault(kind, _compile(kind))
+    if compiled is not None:
+        return compiled(value)
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -38,6 +41,20 @@ def canonical(value: object) -> object:
     if isinstance(value, dict):
         return {str(k): canonical(v) for k, v in value.items()}
     return value
+
+
+def _compile(kind: type) -> Callable[[object], dict]:
+    """A dataclass's canonical dict in one C call for its field values; only values that are not scalars
+    cost a call of `canonical` each."""
+    names = tuple(f.name for f in dataclasses.fields(kind))
+    if not names:
+        return lambda _value: {}
+    values = operator.attrgetter(*names)
+    if len(names) == 1:
+        name = names[0]
+        return lambda value: {name: canonical(values(value))}
+    return lambda value: {name: v if type(v) in _SCALARS else canonical(v)
+                          for name, v in zip(names, values(value), strict=True)}
 
 
 def canonical_json(body: dict) -> str:
@@ -56,10 +73,19 @@ def fingerprint(operation: str, body: dict) -> str:
     return fingerprint_json(operation, canonical_json(body))
 
 
+_OPERATIONS_JSON: dict[str, str] = {}  # operation -> its JSON string: a handful of operations, each request one
+_OPERATIONS_JSON_MAX = 64
+
+
 def fingerprint_json(operation: str, body_json: str) -> str:
     """The SHA-256 of {"body": body, "operation": operation} in canonical JSON, built around the body's
     canonical text so that the body is serialized once ("body" sorts before "operation")."""
-    text = f'{{"body":{body_json},"operation":{json.dumps(operation)}}}'
+    quoted = _OPERATIONS_JSON.get(operation)
+    if quoted is None:
+        quoted = json.dumps(operation)
+        if len(_OPERATIONS_JSON) < _OPERATIONS_JSON_MAX:
+            _OPERATIONS_JSON[operation] = quoted
+    text = f'{{"body":{body_json},"operation":{quoted}}}'
     return hashlib.sha256(text.encode()).hexdigest()
 
 

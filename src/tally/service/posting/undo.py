@@ -23,7 +23,8 @@ class Revertible(dict):
         self._earlier: dict = {}  # key -> its value at the checkpoint (_ABSENT: it had none)
 
     def checkpoint(self) -> None:
-        self._earlier = {}
+        if self._earlier:  # one per submission and state: most find nothing to forget
+            self._earlier = {}
 
     def revert(self) -> None:
         for key, value in self._earlier.items():
@@ -47,8 +48,12 @@ class Revertible(dict):
 
     def update(self, other: Mapping | Iterable = (), /, **kwargs: Any) -> None:
         items = other.items() if isinstance(other, Mapping) else other
+        earlier, set_item = self._earlier, super().__setitem__
+        # `_remember` and `__setitem__` written out: every posted voucher updates its accounts' balances here.
         for key, value in (*items, *kwargs.items()):
-            self[key] = value
+            if key not in earlier:
+                earlier[key] = self.get(key, _ABSENT)
+            set_item(key, value)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         if key not in self:
