@@ -97,7 +97,7 @@ class Queries:
         from the read replica when there is one, once it holds `min_voucher_sequence`."""
         check_tenant(tenant_id)
         if as_of_date:
-            check_date(as_of_date, "as_of_date")
+            _check_date(as_of_date, "as_of_date")
 
         def read(conn: Connection) -> BalanceView:
             account, live = self._account_and_balance(conn, tenant_id, ref)
@@ -140,9 +140,7 @@ class Queries:
     def list_entries(self, tenant_id: str, ref: AccountRef, *, page_size: int, page_token: str,
                      start_date: str = "", end_date: str = "", min_voucher_sequence: int = 0) -> Page:
         check_tenant(tenant_id)
-        for value, name in ((start_date, "start_date"), (end_date, "end_date")):
-            if value:
-                check_date(value, name)
+        check_dates(start_date, end_date)
         size = paging.page_size(page_size)
 
         def read(conn: Connection) -> Page:
@@ -273,7 +271,14 @@ def _historic(conn: Connection, account: Account, as_of_us: int | None, as_of_da
                        account.credit_limit, previous, previous_date(day), day, count)
 
 
-def check_date(value: str, field: str) -> None:
+def check_dates(start_date: str, end_date: str) -> None:
+    """A statement's optional date range, each bound an ISO date when given."""
+    for value, name in ((start_date, "start_date"), (end_date, "end_date")):
+        if value:
+            _check_date(value, name)
+
+
+def _check_date(value: str, field: str) -> None:
     try:
         date.fromisoformat(value)
     except ValueError:

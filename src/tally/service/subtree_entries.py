@@ -20,7 +20,7 @@ from tally.domain.errors import invalid, precondition
 from tally.domain.fields import check_tenant
 from tally.domain.vouchers import AccountRef
 from tally.service import paging
-from tally.service.queries import Entry, Page, check_date, require_account
+from tally.service.queries import Entry, Page, check_dates, require_account
 from tally.storage import journal_repo, subtree_entries_repo
 from tally.storage.tables import voucher_lines
 from tally.storage.uow import UnitOfWork
@@ -41,9 +41,7 @@ class _Position:
 def list_subtree_entries(uow: UnitOfWork, tenant_id: str, root: AccountRef, *, page_size: int, page_token: str,
                          start_date: str = "", end_date: str = "") -> Page:
     check_tenant(tenant_id)
-    for value, name in ((start_date, "start_date"), (end_date, "end_date")):
-        if value:
-            check_date(value, name)
+    check_dates(start_date, end_date)
     size = paging.page_size(page_size)
 
     def read(conn: Connection) -> Page:

@@ -64,7 +64,7 @@ class LaggingReads:
         """`work` in one read snapshot of `tenant_id` that holds its vouchers up to `min_voucher_sequence`."""
         check_min_sequence(min_voucher_sequence)
         if self.replica is None:
-            return self._on_primary(tenant_id, work, min_voucher_sequence)
+            return read_primary(self.uow, tenant_id, work, min_voucher_sequence)
         deadline = time.monotonic() + self.wait_ms_max / 1000
         posted = False  # whether the primary has been seen to hold the sequence
         while True:
@@ -72,7 +72,7 @@ class LaggingReads:
                 return self._on_replica(tenant_id, work, min_voucher_sequence)
             except _Behind as behind:
                 if not posted:  # a sequence the tenant has not reached is refused at once, not waited for
-                    self._on_primary(tenant_id, lambda conn: None, min_voucher_sequence)
+                    read_primary(self.uow, tenant_id, lambda conn: None, min_voucher_sequence)
                     posted = True
                 if time.monotonic() >= deadline:
                     raise LedgerError(ErrorKind.UNAVAILABLE, "REPLICA_BEHIND",
@@ -83,10 +83,7 @@ class LaggingReads:
             except OperationalError as exc:  # unreachable, or a query cancelled by a conflict with recovery
                 self.fallbacks += 1
                 log.warning("read replica unreachable (%s): reading from the primary", type(exc.orig).__name__)
-                return self._on_primary(tenant_id, work, min_voucher_sequence)
-
-    def _on_primary(self, tenant_id: str, work: Callable[[Connection], T], wanted: int) -> T:
-        return read_primary(self.uow, tenant_id, work, wanted)
+                return read_primary(self.uow, tenant_id, work, min_voucher_sequence)
 
     def _on_replica(self, tenant_id: str, work: Callable[[Connection], T], wanted: int) -> T:
         with self.replica.read.begin() as conn:

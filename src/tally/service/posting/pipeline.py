@@ -108,9 +108,6 @@ class PostingPipeline:
         """Submissions that arrived in the same turn of the event loop reach their writers together, so that
         callers answered together, who come back together, share a batch."""
         arrived, self._arrived = self._arrived, []
-        if len(self._queues) == 1:
-            self._queues[0].put(arrived)
-            return
         routed: list[list[_Entry]] = [[] for _ in self._queues]
         for entry in arrived:
             routed[self._writer_of(entry[0][0].tenant_id)].append(entry)
