@@ -272,8 +272,9 @@ class Runner:
 
         def sample() -> dict:
             return {"t": time.monotonic_ns(), "wall_us": time.time_ns() // 1000,
-                    "server": procs.cpu_ticks(server.pid) if server else None,
-                    "servers": sum(procs.cpu_ticks(s.pid) or 0 for s in self.servers.values()),
+                    # The tree: with TALLY_PROCESSES > 1 the server is a supervisor and its serving children.
+                    "server": procs.tree_cpu_ticks(server.pid) if server else None,
+                    "servers": sum(procs.tree_cpu_ticks(s.pid) for s in self.servers.values()),
                     "pg": procs.tree_cpu_ticks(pg_pid) if pg_pid else None, "host": procs.machine_cpu()}
 
         self._sleep_until(win_start)

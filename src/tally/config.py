@@ -22,6 +22,8 @@ class ConfigError(ValueError):
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+PROCESSES_MAX = 64  # serving processes of one `tally serve`
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"  # "production" refuses what development only warns about (see README)
@@ -43,6 +45,8 @@ class Settings:
     queue_depth_max: int = 20_000
     tenant_submissions_max: int = 10_000  # one tenant's submissions queued or being written
     writers: int = 4  # posting writer threads (PostgreSQL; SQLite has one writer at a time, so one)
+    processes: int = 1  # serving processes sharing the listen port (PostgreSQL; see supervisor.py)
+    reuse_port: bool = False  # listen with SO_REUSEPORT, beside other processes on the same port
     retries_max: int = 8
     db_pool_size: int = 8
     rpc_concurrency_max: int = 4096
@@ -128,6 +132,8 @@ class Settings:
                 tenant_submissions_max=_int(env, "TALLY_TENANT_SUBMISSIONS_MAX", d.tenant_submissions_max, 1_000,
                                             10_000_000),
                 writers=_int(env, "TALLY_WRITERS", d.writers, 1, 32),
+                processes=_int(env, "TALLY_PROCESSES", d.processes, 1, PROCESSES_MAX),
+                reuse_port=_bool(env, "TALLY_REUSE_PORT", d.reuse_port),
                 retries_max=_int(env, "TALLY_RETRIES_MAX", d.retries_max, 0, 100),
                 db_pool_size=_int(env, "TALLY_DB_POOL_SIZE", d.db_pool_size, 1, 200),
                 rpc_concurrency_max=_int(env, "TALLY_RPC_CONCURRENCY_MAX", d.rpc_concurrency_max, 1, 100_000),
@@ -227,6 +233,20 @@ def _holidays(env: Mapping[str, str], name: str) -> frozenset[str]:
         return parse_holidays(env.get(name, ""))
     except ValueError:
         raise ValueError(f"{name} must be ISO dates separated by commas, e.g. 2026-12-25,2027-01-01") from None
+
+
+def check_processes(settings: Settings) -> None:
+    """Several serving processes share one TCP port and write one PostgreSQL database (SQLite has one writer
+    at a time). Checked after the command line's overrides."""
+    if settings.processes == 1:
+        return
+    if make_url(settings.database_url).get_backend_name() != "postgresql":
+        raise ConfigError("TALLY_PROCESSES > 1 needs PostgreSQL: SQLite writes one transaction at a time, so more "
+                          "processes would only wait for each other")
+    host, _, port = settings.listen_address.rpartition(":")
+    if settings.listen_address.startswith("unix:") or not host or int(port) == 0:
+        raise ConfigError(f"TALLY_PROCESSES > 1 shares one TCP port: the listen address "
+                          f"{settings.listen_address!r} must name a port other than 0")
 
 
 def check_replica(settings: Settings) -> None:

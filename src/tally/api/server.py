@@ -58,7 +58,7 @@ class GrpcServer:
                           AuthInterceptor(services.authenticator, services.audit, services.clock)],
             maximum_concurrent_rpcs=settings.rpc_concurrency_max,
             options=[("grpc.max_receive_message_length", MESSAGE_SIZE_BYTES_MAX),
-                     ("grpc.so_reuseport", 0)],
+                     ("grpc.so_reuseport", int(settings.reuse_port))],
         )
         accounting_service_pb2_grpc.add_AccountingServiceServicer_to_server(AccountingServicer(services), self.server)
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(services), self.server)

@@ -35,6 +35,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = config.Settings.from_env()
         overrides = {"listen_address": args.listen, "database_url": args.database_url}
         settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        config.check_processes(settings)
+        if settings.processes > 1:
+            from tally import logs, supervisor
+
+            logs.configure(settings.log_level, settings.log_format)
+            return supervisor.serve_processes(settings)
         from tally import bootstrap  # after the settings: a bad one is reported without loading the server
 
         return bootstrap.serve_forever(settings)
