@@ -57,7 +57,7 @@ class Supervisor:
         log.info("tally serving with %d processes on %s", self.settings.processes, self.settings.listen_address)
         first = self._spawn(0)
         if not self._wait_listening(first):
-            return self._shutdown(1)
+            return self._shutdown(0 if self.stopping else 1)
         for index in range(1, self.settings.processes):
             self._spawn(index)
         return self._watch()

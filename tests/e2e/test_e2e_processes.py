@@ -23,7 +23,7 @@ from tests.e2e.test_e2e_serve_process import free_port, open_channel, tally_comm
 from tests.pgserver import unique_database_name
 
 CALLERS = 24  # connections: the kernel spreads them over the processes; all 24 on one has odds 2^-23
-POSTS_PER_CALLER = 5
+POSTS_PER_CALLER = 3
 WAIT_S = 60
 
 
@@ -37,7 +37,7 @@ class Supervised:
         self.key_file = tmp_path / "tally-admin.key"
         env = {**os.environ, "TALLY_DATABASE_URL": database_url, "TALLY_LISTEN_ADDRESS": self.target,
                "TALLY_PROCESSES": "2", "TALLY_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
-               "TALLY_ADMIN_KEY_FILE": str(self.key_file), "TALLY_SHUTDOWN_GRACE_S": "5", "PYTHONUNBUFFERED": "1"}
+               "TALLY_ADMIN_KEY_FILE": str(self.key_file), "TALLY_SHUTDOWN_GRACE_S": "2", "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(tally_command(), env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=tmp_path)
