@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tally_client import TallyClient, pb
 
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
-
 from tests.e2e.test_e2e_serve_process import free_port, open_channel, tally_command, wait_serving
 from tests.pgserver import unique_database_name
 
@@ -122,8 +121,8 @@ def test_two_processes_serve_one_port_and_one_ledger(tmp_path: Path, pg_server) 
                 code="alice", type=pb.types.ACCOUNT_TYPE_DEPOSIT, currency="USD"))
 
         # Until both processes have answered some: the second may still be starting when the first round goes.
-        rounds = 0
-        while rounds < 5 and (rounds == 0 or min(counted) == 0):
+        rounds, counted = 0, [0.0, 0.0]
+        while rounds < 5 and min(counted) == 0:
             post_from_many_connections(server.target, key, 3)
             rounds += 1
             counted = [server.posts_counted(0), server.posts_counted(1)]
