@@ -43,6 +43,7 @@ from tally.v1 import account_service_pb2_grpc as acc_grpc
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
 from tally.v1 import flows_pb2, types_pb2
+from tests.migrated import make_migrated
 from tests.pgserver import unique_database_name
 
 TENANT_HEADER = "x-tenant-id"
@@ -459,15 +460,17 @@ def running_server(settings: Settings) -> Iterator[Server]:
 
 
 @pytest.fixture
-def server(database_url: str) -> Iterator[Server]:
+def server(request: pytest.FixtureRequest, database_url: str) -> Iterator[Server]:
     """The real server on a fresh database, once per backend (sqlite, postgresql)."""
+    make_migrated(request, database_url)
     with running_server(e2e_settings(database_url)) as srv:
         yield srv
 
 
 @pytest.fixture
-def postgres_server(postgres_url: str) -> Iterator[Server]:
+def postgres_server(request: pytest.FixtureRequest, postgres_url: str) -> Iterator[Server]:
     """The real server on a fresh PostgreSQL database."""
+    make_migrated(request, postgres_url)
     with running_server(e2e_settings(postgres_url)) as srv:
         yield srv
 

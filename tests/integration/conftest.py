@@ -40,6 +40,7 @@ from tally.storage import webhooks_repo
 from tally.storage.engine import make_engines
 from tally.storage.migrate import migrate
 from tally.storage.uow import UnitOfWork
+from tests.migrated import make_migrated
 
 TENANT = "acme"
 FUNDING = "funding"  # per-tenant internal, debit-normal, unbounded: where test money comes from
@@ -264,10 +265,10 @@ async def make_ledger():
     made: list[Ledger] = []
     migrated: set[str] = set()
 
-    def make(url: str, *, start: bool = True, **kwargs) -> Ledger:
-        if url not in migrated:
+    def make(url: str, *, start: bool = True, schema_ready: bool = False, **kwargs) -> Ledger:
+        if url not in migrated and not schema_ready:
             migrate(url)
-            migrated.add(url)
+        migrated.add(url)
         instance = Ledger(url, **kwargs)
         made.append(instance)
         if start:
@@ -280,9 +281,10 @@ async def make_ledger():
 
 
 @pytest.fixture
-async def ledger(database_url, make_ledger) -> Ledger:
+async def ledger(request, database_url, make_ledger) -> Ledger:
     """The service stack on a fresh migrated database, with the tenant's funding account open."""
-    instance = make_ledger(database_url)
+    make_migrated(request, database_url)
+    instance = make_ledger(database_url, schema_ready=True)
     instance.open_internal(FUNDING)
     return instance
 
