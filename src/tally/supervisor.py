@@ -16,6 +16,7 @@ at most RESTARTS_MAX times in RESTART_WINDOW_S; past that the supervisor stops t
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
@@ -64,7 +65,7 @@ class Supervisor:
 
     def _spawn(self, index: int) -> _Child:
         child = _Child(index, subprocess.Popen([sys.executable, "-m", "tally.cli", "serve"], env=self._env(index),
-                                               stdin=subprocess.DEVNULL))
+                                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent))
         self.children = [c for c in self.children if c.index != index] + [child]
         return child
 
@@ -132,6 +133,16 @@ class Supervisor:
                 child.proc.wait()
         failed = [c.index for c in self.children if c.proc.returncode not in (0, -signal.SIGTERM)]
         return code or (1 if failed else 0)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the supervisor dies, however it dies (a SIGKILL too), so no
+    serving process outlives it holding the port. Linux only; elsewhere the children outlive a killed parent."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _shifted(address: str, index: int) -> str:

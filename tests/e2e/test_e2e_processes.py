@@ -72,6 +72,14 @@ class Supervised:
         return self.log.read_text()[-4000:]
 
 
+def alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" not in status.read_text()
+    except FileNotFoundError:
+        return False
+
+
 def funding(code: str, amount: int) -> pb.accounting.PostRequest:
     lines = [pb.types.LineInput(account=pb.types.AccountRef(code="bank"), side=pb.types.SIDE_DEBIT, amount=amount,
                                 currency="USD"),
@@ -143,12 +151,25 @@ def test_two_processes_serve_one_port_and_one_ledger(tmp_path: Path, pg_server) 
         children = server.children()
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(30) == 0, server.tail()
-        for pid in children:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
+        assert not [pid for pid in children if alive(pid)]
     finally:
         if server.proc.poll() is None:
-            server.proc.kill()
+            server.proc.kill()  # its children get SIGTERM as it dies
             server.proc.wait(10)
+
+
+@pytest.mark.postgres
+def test_serving_processes_end_with_a_killed_supervisor(tmp_path: Path, pg_server) -> None:
+    server = Supervised(tmp_path, pg_server.create_database(unique_database_name("processes_kill")))
+    try:
+        children = server.wait_children(2)
+    finally:
+        server.proc.kill()
+        server.proc.wait(10)
+    deadline = time.monotonic() + WAIT_S
+    while [pid for pid in children if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if alive(pid)], server.tail()
 
 
 @pytest.mark.parametrize(("database", "listen", "said"), [
