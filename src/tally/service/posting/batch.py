@@ -351,7 +351,7 @@ class _Batch:
         accounts = self.by_id[sub.tenant_id]
         vouchers = self.controls.check(sub.tenant_id, vouchers, accounts, self.now_us)
         return vouchers + self.controls.sweep(sub.tenant_id, vouchers, accounts, self.balances,
-                                              lambda draft: self._apply_draft(sub, draft))
+                                              lambda draft: self._apply_draft(sub, draft), self.links)
 
     def _use_caps(self, sub: Submission) -> None:
         for cap in sub.caps:
