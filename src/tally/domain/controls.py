@@ -68,7 +68,8 @@ class Sweep:
     kind: SweepKind
     trigger: int
     target: int
-    counter_account_id: str
+    counter_account_id: str  # "" in a rule set's template, which names the other account by `counter_code`
+    counter_code: str = ""  # a template's code pattern of the other account, filled for each account it opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ def _check_sweeps(sweeps: tuple[Sweep, ...], account_id: str) -> None:
     if len(sweeps) > SWEEPS_MAX or len({s.kind for s in sweeps}) != len(sweeps):
         raise _bad("sweeps", "at most one top-up and one excess sweep")
     for sweep in sweeps:
-        if sweep.counter_account_id == account_id:
+        if sweep.counter_account_id and sweep.counter_account_id == account_id:
             raise _bad("sweeps", "a sweep moves money to or from another account")
         low_ok = sweep.kind is SweepKind.TOP_UP and sweep.trigger <= sweep.target
         high_ok = sweep.kind is SweepKind.EXCESS and sweep.trigger >= sweep.target

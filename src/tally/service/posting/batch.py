@@ -169,6 +169,7 @@ class _Batch:
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
+        self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
         self.links = AccountLinks(conn, self.by_id, self.by_code, self.balances)  # merged codes, secured credit
         self.controls.load_usage(conn, self.by_id, self.now_us)
         self.reversed = journal_repo.reversed_originals(

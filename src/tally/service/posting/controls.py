@@ -35,9 +35,10 @@ from tally.domain.limits import ACCOUNT_DEPTH_MAX
 from tally.domain.security import lowering_room
 from tally.domain.vouchers import AccountRef, LineDraft, Voucher, VoucherDraft
 from tally.rules.engine import RuleSet
+from tally.rules.patterns import parse_pattern
 from tally.service.posting.account_links import AccountLinks
 from tally.service.posting.undo import Revertible
-from tally.storage import controls_repo, hierarchy_repo
+from tally.storage import accounts_repo, controls_repo, hierarchy_repo
 
 TEMPLATE_CODES_CACHED_MAX = 100_000  # account codes whose template's controls are remembered
 
@@ -53,10 +54,24 @@ def template_controls(rules: RuleSet) -> TemplateControls | None:
     @functools.lru_cache(maxsize=TEMPLATE_CODES_CACHED_MAX)
     def lookup(code: str) -> Controls | None:
         found = rules.template_for(code)
-        return found[0].controls if found else None
+        if not found or found[0].controls is None:
+            return None
+        controls, values = found[0].controls, found[1]
+        if not controls.sweeps:
+            return controls
+        return replace(controls, sweeps=tuple(s for s in (_filled(s, values) for s in controls.sweeps) if s))
 
     lookup.teams = any(t.controls.team_velocity for t in rules.templates if t.controls)  # ancestors to read
+    lookup.sweeps = any(t.controls.sweeps for t in rules.templates if t.controls)  # other accounts to read
     return lookup
+
+
+def _filled(sweep: Sweep, values: dict[str, str]) -> Sweep | None:
+    """A template's sweep with its other account's code filled from the account's own placeholders."""
+    try:
+        return replace(sweep, counter_code=parse_pattern(sweep.counter_code, code=True).fill(values))
+    except LedgerError:  # the filled code is too long to be one: the sweep cannot run
+        return None
 
 
 class BatchControls:
@@ -68,12 +83,34 @@ class BatchControls:
         self.used: Revertible = Revertible()  # (tenant, counter) -> spent
         self.stored: set = set()
         self.ancestors: dict[str, dict[str, tuple[str, ...]]] = {}  # tenant -> account id -> its ancestors
+        self.by_code: Mapping[str, Mapping[str, Account]] = {}  # the batch's accounts by code, for template sweeps
         self.now_us = 0
 
     def extra_refs(self) -> dict[str, list[AccountRef]]:
         """Accounts a sweep may move, read with the batch's own."""
         return {tenant_id: [AccountRef(id=s.counter_account_id) for c in by_account.values() for s in c.sweeps]
                 for tenant_id, by_account in self.controls.items()}
+
+    def load_sweep_accounts(self, conn: Connection, by_id: dict[str, dict[str, Account]],
+                            by_code: dict[str, dict[str, Account]],
+                            balances: MutableMapping[str, BalanceState]) -> None:
+        """The other accounts of the rule set's sweeps on the batch's accounts, read (and locked) before the
+        batch's account links look at what it holds: one read, only when a template carries sweeps."""
+        self.by_code = by_code
+        if not getattr(self.templates, "sweeps", False):
+            return
+        for tenant_id, present in by_id.items():
+            own = self.controls.get(tenant_id, {})
+            wanted = {s.counter_code for a in present.values() if a.id not in own
+                      for s in (self.templates(a.code) or Controls()).sweeps} - by_code[tenant_id].keys()
+            if not wanted:
+                continue
+            _, found = accounts_repo.find_accounts(conn, tenant_id, [AccountRef(code=c) for c in sorted(wanted)])
+            missing = [a.id for a in found.values() if a.id not in balances]
+            balances.update(accounts_repo.load_balances(conn, tenant_id, missing, for_update=True))
+            for account in found.values():
+                by_id[tenant_id][account.id] = account
+                by_code[tenant_id][account.code] = account
 
     def load_usage(self, conn: Connection, accounts: Mapping[str, Mapping[str, Account]], now_us: int) -> None:
         """The counters of the controlled accounts the batch moves and of the team budgets above them."""
@@ -102,7 +139,7 @@ class BatchControls:
         if self.templates is not None:
             for account_id, (_, code) in found.items():
                 if account_id not in by_account and (controls := self.templates(code)) is not None:
-                    by_account[account_id] = controls
+                    by_account[account_id] = replace(controls, sweeps=())  # not moved here: budgets only
         chains = ancestor_chains(present.values(), found)
         self.ancestors[tenant_id] = chains
         return chains
@@ -114,7 +151,21 @@ class BatchControls:
                 if account.id not in by_account:
                     found = self.templates(account.code)
                     if found is not None:
-                        by_account[account.id] = found
+                        by_account[account.id] = self._resolved(tenant_id, account, found)
+
+    def _resolved(self, tenant_id: str, account: Account, controls: Controls) -> Controls:
+        """A template's controls with each sweep naming its other account by id: a sweep whose account is not
+        there, or holds another currency or side, cannot run and is left out."""
+        if not controls.sweeps:
+            return controls
+        codes = self.by_code.get(tenant_id, {})
+        sweeps = []
+        for sweep in controls.sweeps:
+            other = codes.get(sweep.counter_code)
+            if (other is not None and other.id != account.id and other.currency == account.currency
+                    and other.normal_side is account.normal_side):
+                sweeps.append(replace(sweep, counter_account_id=other.id))
+        return replace(controls, sweeps=tuple(sweeps))
 
     def check(self, tenant_id: str, vouchers: list[Voucher], accounts: Mapping[str, Account],
               now_us: int) -> list[Voucher]:
@@ -196,6 +247,9 @@ class BatchControls:
 class _NoControls(BatchControls):
     def __init__(self) -> None:
         super().__init__({})
+
+    def load_sweep_accounts(self, conn: Connection, by_id, by_code, balances) -> None:
+        return None  # shared by every batch: keeps nothing of one
 
     def load_usage(self, conn: Connection, accounts, now_us: int) -> None:
         return None

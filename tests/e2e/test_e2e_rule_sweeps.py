@@ -1,0 +1,106 @@
+"""Sweeps from the rule set, over the real gRPC wire on SQLite and PostgreSQL: an account template's
+`top_up` and `excess` name the other account by a code pattern filled from the account's own code, run in
+the posting that crosses the line under the same money-safety checks as the API's sweeps, and give way to
+controls set through the API; `tally rules check` locates a bad one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tally import cli
+from tests.e2e.conftest import Server, module_server
+from tests.e2e.test_e2e_controls import set_controls
+from tests.e2e.test_e2e_sweep_guards import pay_in, secure
+
+RULES = '''
+version = "sweeps.1"
+
+[flows.funding]
+parties = ["consumer", "processor"]
+values = ["amount"]
+
+[accounts."wallet:{consumer}"]
+type = "deposit"
+[accounts."wallet:{consumer}".controls]
+top_up = { threshold = 100, target = 500, from = "reserve:{consumer}" }
+excess = { ceiling = 2000, target = 1000, to = "savings:{consumer}" }
+
+[accounts."reserve:{consumer}"]
+type = "security_deposit"
+
+[accounts."savings:{consumer}"]
+type = "deposit"
+
+[accounts."processor_clearing:{processor}"]
+type = "internal"
+normal_side = "debit"
+
+[[rules]]
+id = "funding.default"
+flow = "funding"
+[[rules.vouchers]]
+name = "funding"
+[[rules.vouchers.lines]]
+side = "debit"
+account = "processor_clearing:{processor}"
+amount = "amount"
+[[rules.vouchers.lines]]
+side = "credit"
+account = "wallet:{consumer}"
+amount = "amount"
+'''
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+                ids=["sqlite", "postgresql"])
+def rules_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("rules") / "sweeps.toml"
+    path.write_text(RULES)
+    with module_server(request, tmp_path_factory, rules_file=str(path)) as srv:
+        yield srv
+
+
+def test_a_templates_sweeps_run_for_every_account_it_opens(rules_server: Server) -> None:
+    srv, t = rules_server, "rule-sweeps"
+    for code, kind in (("wallet:c1", "deposit"), ("reserve:c1", "security_deposit"), ("savings:c1", "deposit"),
+                       ("wallet:c2", "deposit"), ("vendor", "deposit"), ("line:c1", "credit")):
+        srv.create_account(t, code, kind, credit_limit=10**6 if kind == "credit" else 0)
+    srv.fund(t, "reserve:c1", 1_000)
+    srv.fund(t, "wallet:c1", 300)
+    srv.fund(t, "wallet:c2", 300)
+
+    spend, top_up = srv.transfer(t, "wallet:c1", "vendor", 250).vouchers  # 50: topped up to 500 from reserve:c1
+    assert {(line.account_code, line.amount) for line in top_up.lines} == {("wallet:c1", 450), ("reserve:c1", 450)}
+    assert (spend.flow_type, top_up.metadata["sweep"]) == ("transfer", "top_up")
+    # The reserve secures credit now: it must keep 400 and gives only the 150 above it.
+    secure(srv, t, "line:c1", "reserve:c1", 5_000)
+    srv.transfer(t, "line:c1", "vendor", 200)
+    srv.transfer(t, "wallet:c1", "vendor", 450)
+    assert (srv.current(t, "wallet:c1"), srv.current(t, "reserve:c1")) == (200, 400)
+    assert len(pay_in(srv, t, "wallet:c1", 2_000).vouchers) == 2  # 2,200: down to 1,000 into savings:c1
+    assert (srv.current(t, "wallet:c1"), srv.current(t, "savings:c1")) == (1_000, 1_200)
+    # wallet:c2's reserve and savings were never opened: its sweeps cannot run, its postings go through.
+    assert len(srv.transfer(t, "wallet:c2", "vendor", 250).vouchers) == 1
+    # Controls set through the API replace the template's, sweeps included.
+    set_controls(srv, t, "wallet:c1", per_voucher_max=5_000)
+    assert len(pay_in(srv, t, "wallet:c1", 3_000).vouchers) == 1
+    assert (srv.current(t, "wallet:c1"), srv.current(t, "savings:c1")) == (4_000, 1_200)
+
+
+def test_rules_check_locates_a_bad_sweep(tmp_path: Path, capsys) -> None:
+    bad = RULES.replace('from = "reserve:{consumer}"', 'from = "reserve:{owner}"').replace(
+        "excess = { ceiling = 2000, target = 1000,", "excess = { ceiling = 2000, target = 3000,")
+    path = tmp_path / "bad.toml"
+    path.write_text(bad)
+    assert cli.main(["rules", "check", str(path)]) != 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert 'accounts."wallet:{consumer}".controls.top_up.from: placeholder {owner}' in text
+    path.write_text(RULES.replace("threshold = 100, target = 500", "threshold = 600, target = 500"))
+    assert cli.main(["rules", "check", str(path)]) != 0
+    out = capsys.readouterr()
+    assert "top-up's target is at or above its threshold" in out.out + out.err
+    path.write_text(RULES)
+    assert cli.main(["rules", "check", str(path)]) == 0
