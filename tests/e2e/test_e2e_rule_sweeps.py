@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tally import cli
-from tests.e2e.conftest import Server, module_server
+from tally.v1 import day_service_pb2 as day_pb
+from tally.v1 import day_service_pb2_grpc as day_grpc
+from tests.e2e.conftest import Server, md, module_server
 from tests.e2e.test_e2e_controls import set_controls
 from tests.e2e.test_e2e_sweep_guards import pay_in, secure
 
@@ -87,6 +89,24 @@ def test_a_templates_sweeps_run_for_every_account_it_opens(rules_server: Server)
     set_controls(srv, t, "wallet:c1", per_voucher_max=5_000)
     assert len(pay_in(srv, t, "wallet:c1", 3_000).vouchers) == 1
     assert (srv.current(t, "wallet:c1"), srv.current(t, "savings:c1")) == (4_000, 1_200)
+
+
+def test_the_day_close_runs_a_templates_sweeps(rules_server: Server) -> None:
+    srv, t = rules_server, "rule-close"
+    for code, kind in (("wallet:d1", "deposit"), ("reserve:d1", "security_deposit"), ("wallet:d2", "deposit"),
+                       ("reserve:d2", "security_deposit"), ("vendor", "deposit")):
+        srv.create_account(t, code, kind)
+    for wallet in ("wallet:d1", "wallet:d2"):
+        srv.fund(t, wallet, 300)
+        assert len(srv.transfer(t, wallet, "vendor", 250).vouchers) == 1  # 50: its reserve has nothing yet
+    srv.fund(t, "reserve:d1", 1_000)  # moves the reserve, not the wallet: no sweep yet
+    date = srv.fund(t, "reserve:d2", 1_000).accounting_date
+    set_controls(srv, t, "wallet:d2", per_voucher_max=5_000)  # the API's controls replace the template's
+
+    close = day_pb.CloseAccountingDayRequest(accounting_date=date, early=True, request_id="rule-close-1")
+    day_grpc.DayServiceStub(srv._default).CloseAccountingDay(close, metadata=md(t))
+    assert (srv.current(t, "wallet:d1"), srv.current(t, "reserve:d1")) == (500, 550)
+    assert (srv.current(t, "wallet:d2"), srv.current(t, "reserve:d2")) == (50, 1_000)
 
 
 def test_rules_check_locates_a_bad_sweep(tmp_path: Path, capsys) -> None:

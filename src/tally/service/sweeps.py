@@ -17,9 +17,10 @@ from tally.domain.controls import SWEEP_FLOW, Controls, Move, Sweep, SweepKind, 
 from tally.domain.errors import LedgerError
 from tally.domain.security import Security, effective_limit, lowering_room, required_deposit
 from tally.domain.vouchers import AccountRef
+from tally.service.controls import CONTROLLED_ACCOUNTS_MAX
 from tally.service.posting.account_links import SECURITIES_LOADED_MAX
 from tally.service.posting.batch import Submission
-from tally.service.posting.controls import ancestor_chains, sweep_draft
+from tally.service.posting.controls import TemplateControls, ancestor_chains, resolve_sweeps, sweep_draft
 from tally.service.posting.pipeline import PostingPipeline
 from tally.storage import accounts_repo, controls_repo, hierarchy_repo, securities_repo
 from tally.storage.uow import UnitOfWork
@@ -36,7 +37,8 @@ class DaySweeps:
     async def run(self, tenant_id: str, date: str) -> int:
         """Posts the day's sweeps of the tenant; returns how many were accepted (or replayed)."""
         now_us = self.pipeline.clock()  # the writer's clock, which the batch will check the counters at
-        subs = self.uow.read({tenant_id}, lambda conn: _submissions(conn, tenant_id, date, now_us))
+        templates = self.pipeline.controls.templates if self.pipeline.controls is not None else None
+        subs = self.uow.read({tenant_id}, lambda conn: _submissions(conn, tenant_id, date, now_us, templates))
         if not subs:
             return 0
         accepted = 0
@@ -52,15 +54,23 @@ class DaySweeps:
         return accepted
 
 
-def _submissions(conn: Connection, tenant_id: str, date: str, now_us: int) -> list[Submission]:
+def _submissions(conn: Connection, tenant_id: str, date: str, now_us: int,
+                 templates: TemplateControls | None = None) -> list[Submission]:
     """A sweep voucher for each sweep whose account is past its line now, from the balances read here, moving
     at most what the checks allow (the batch checks it again as it posts)."""
     controlled = controls_repo.tenant_controls(conn, [tenant_id]).get(tenant_id, {})
     swept = {account_id: c for account_id, c in controlled.items() if c.sweeps}
+    found = _template_swept(conn, tenant_id, templates, controlled) if templates is not None else {}
+    swept |= {a.id: c for a, c in found.values()}
     if not swept:
         return []
-    ids = set(swept) | {s.counter_account_id for c in swept.values() for s in c.sweeps}
+    ids = set(swept) | {s.counter_account_id for c in swept.values() for s in c.sweeps if s.counter_account_id}
     accounts, _ = accounts_repo.find_accounts(conn, tenant_id, [AccountRef(id=i) for i in ids])
+    wanted = [AccountRef(code=s.counter_code) for _, c in found.values() for s in c.sweeps]
+    _, by_code = accounts_repo.find_accounts(conn, tenant_id, wanted)
+    accounts |= {a.id: a for a in by_code.values()}
+    for account, controls in found.values():
+        swept[account.id] = resolve_sweeps(controls, account, by_code)
     balances = accounts_repo.load_balances(conn, tenant_id, accounts)
     room = _GiverRoom(conn, tenant_id, accounts, balances, controlled, now_us)
     subs = []
@@ -81,6 +91,20 @@ def _account_sweeps(tenant_id: str, date: str, accounts, balances, account_id: s
         body = {"account_id": account_id, "kind": sweep.kind.value, "date": date}
         found.append(Submission(tenant_id, f"sweep:{date}:{account_id}:{sweep.kind.value}", "DaySweep", body,
                                 (draft,), actor=ACTOR))
+    return found
+
+
+def _template_swept(conn: Connection, tenant_id: str, templates: TemplateControls,
+                    controlled: dict[str, Controls]) -> dict[str, tuple[Account, Controls]]:
+    """The accounts the rule set's templates give sweeps (the API's controls on one replace them), at most
+    CONTROLLED_ACCOUNTS_MAX: each template's accounts are found by the literal start of its pattern."""
+    found: dict[str, tuple[Account, Controls]] = {}
+    for pattern in getattr(templates, "sweep_patterns", ()):
+        prefix = pattern.parts[0] if pattern.parts and isinstance(pattern.parts[0], str) else ""
+        for account in accounts_repo.codes_starting(conn, tenant_id, prefix, CONTROLLED_ACCOUNTS_MAX):
+            controls = templates(account.code) if account.id not in controlled else None
+            if controls is not None and controls.sweeps and len(found) < CONTROLLED_ACCOUNTS_MAX:
+                found[account.id] = (account, controls)
     return found
 
 

@@ -62,7 +62,9 @@ def template_controls(rules: RuleSet) -> TemplateControls | None:
         return replace(controls, sweeps=tuple(s for s in (_filled(s, values) for s in controls.sweeps) if s))
 
     lookup.teams = any(t.controls.team_velocity for t in rules.templates if t.controls)  # ancestors to read
-    lookup.sweeps = any(t.controls.sweeps for t in rules.templates if t.controls)  # other accounts to read
+    # The patterns whose accounts have sweeps: the day close looks for them.
+    lookup.sweep_patterns = tuple(t.pattern for t in rules.templates if t.controls and t.controls.sweeps)
+    lookup.sweeps = bool(lookup.sweep_patterns)  # other accounts for a batch to read
     return lookup
 
 
@@ -154,18 +156,7 @@ class BatchControls:
                         by_account[account.id] = self._resolved(tenant_id, account, found)
 
     def _resolved(self, tenant_id: str, account: Account, controls: Controls) -> Controls:
-        """A template's controls with each sweep naming its other account by id: a sweep whose account is not
-        there, or holds another currency or side, cannot run and is left out."""
-        if not controls.sweeps:
-            return controls
-        codes = self.by_code.get(tenant_id, {})
-        sweeps = []
-        for sweep in controls.sweeps:
-            other = codes.get(sweep.counter_code)
-            if (other is not None and other.id != account.id and other.currency == account.currency
-                    and other.normal_side is account.normal_side):
-                sweeps.append(replace(sweep, counter_account_id=other.id))
-        return replace(controls, sweeps=tuple(sweeps))
+        return resolve_sweeps(controls, account, self.by_code.get(tenant_id, {})) if controls.sweeps else controls
 
     def check(self, tenant_id: str, vouchers: list[Voucher], accounts: Mapping[str, Account],
               now_us: int) -> list[Voucher]:
@@ -275,6 +266,18 @@ class _TenantCounters(Mapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def resolve_sweeps(controls: Controls, account: Account, codes: Mapping[str, Account]) -> Controls:
+    """A template's controls with each sweep naming its other account by id: a sweep whose account is not
+    there, or holds another currency or side, cannot run and is left out."""
+    sweeps = []
+    for sweep in controls.sweeps:
+        other = codes.get(sweep.counter_code)
+        if (other is not None and other.id != account.id and other.currency == account.currency
+                and other.normal_side is account.normal_side):
+            sweeps.append(replace(sweep, counter_account_id=other.id))
+    return replace(controls, sweeps=tuple(sweeps))
 
 
 def ancestor_chains(accounts: Iterable[Account],
