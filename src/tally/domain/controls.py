@@ -44,7 +44,7 @@ WINDOW_S = {Window.HOUR: 3600, Window.DAY: 86_400, Window.MONTH: 30 * 86_400}
 
 class Scope(enum.Enum):
     OWN = "own"  # the account's own spend
-    TEAM = "team"  # the spend of the account's children, summed (a team budget on a parent)
+    TEAM = "team"  # the spend of every account under it, summed (a team budget on a parent)
 
 
 class SweepKind(enum.Enum):
@@ -80,7 +80,7 @@ class Controls:
     velocity: tuple[Velocity, ...] = ()
     flows: tuple[str, ...] = ()  # the flow types it may spend in; empty: any
     counterparties: tuple[str, ...] = ()  # codes (or patterns) its spend may go to; empty: any
-    team_velocity: tuple[Velocity, ...] = ()  # binds the sum of its children's spend
+    team_velocity: tuple[Velocity, ...] = ()  # binds the sum of its whole subtree's spend
     sweeps: tuple[Sweep, ...] = ()
 
     @property

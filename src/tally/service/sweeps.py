@@ -1,7 +1,8 @@
-"""Sweeps at the day close: every account with a sweep is brought to its target once the day is closed, as
-its own `sweep` voucher through the posting pipeline (sweeps also run in the posting that crosses the line,
-see service/controls.py). Each voucher has a fixed request id per day, account and kind, so closing again
-replays it; a refusal (a frozen account, say) is logged, not raised."""
+"""Sweeps at the day close: every account with a sweep (set through the API, or by its rule-set template) is
+brought to its target once the day is closed, as its own `sweep` voucher through the posting pipeline (sweeps
+also run in the posting that crosses the line, see service/posting/controls.py), moving at most what the
+checks every posting passes allow. Each voucher has a fixed request id per day, account and kind, so closing
+again replays it; a refusal (the balances moved since they were read, say) is logged, not raised."""
 
 from __future__ import annotations
 
