@@ -12,51 +12,13 @@ import pytest
 from tally import cli
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
-from tests.e2e.conftest import Server, md, module_server
+from tests.e2e.conftest import BACKENDS, Server, md, module_server
 from tests.e2e.test_e2e_controls import set_controls
 from tests.e2e.test_e2e_sweep_guards import pay_in, secure
-
-RULES = '''
-version = "sweeps.1"
-
-[flows.funding]
-parties = ["consumer", "processor"]
-values = ["amount"]
-
-[accounts."wallet:{consumer}"]
-type = "deposit"
-[accounts."wallet:{consumer}".controls]
-top_up = { threshold = 100, target = 500, from = "reserve:{consumer}" }
-excess = { ceiling = 2000, target = 1000, to = "savings:{consumer}" }
-
-[accounts."reserve:{consumer}"]
-type = "security_deposit"
-
-[accounts."savings:{consumer}"]
-type = "deposit"
-
-[accounts."processor_clearing:{processor}"]
-type = "internal"
-normal_side = "debit"
-
-[[rules]]
-id = "funding.default"
-flow = "funding"
-[[rules.vouchers]]
-name = "funding"
-[[rules.vouchers.lines]]
-side = "debit"
-account = "processor_clearing:{processor}"
-amount = "amount"
-[[rules.vouchers.lines]]
-side = "credit"
-account = "wallet:{consumer}"
-amount = "amount"
-'''
+from tests.unit.test_rules_sweeps import RULES
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-                ids=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def rules_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("rules") / "sweeps.toml"
     path.write_text(RULES)
