@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tally import cli
+from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
-from tests.e2e.conftest import BACKENDS, Server, md, module_server
-from tests.e2e.test_e2e_controls import set_controls
+from tests.e2e.conftest import BACKENDS, Server, md, module_server, ref
+from tests.e2e.test_e2e_controls import refused, set_controls
 from tests.e2e.test_e2e_sweep_guards import pay_in, secure
 from tests.unit.test_rules_sweeps import RULES
 
@@ -69,6 +70,21 @@ def test_the_day_close_runs_a_templates_sweeps(rules_server: Server) -> None:
     day_grpc.DayServiceStub(srv._default).CloseAccountingDay(close, metadata=md(t))
     assert (srv.current(t, "wallet:d1"), srv.current(t, "reserve:d1")) == (500, 550)
     assert (srv.current(t, "wallet:d2"), srv.current(t, "reserve:d2")) == (50, 1_000)
+
+
+def test_a_templates_team_budget_binds_its_whole_subtree(rules_server: Server) -> None:
+    srv, t = rules_server, "rule-team"
+    srv.create_account(t, "team:x")
+    srv.create_account(t, "vendor")
+    for code, parent in (("x-lead", "team:x"), ("x-dev", "x-lead")):
+        request = acc_pb.CreateAccountRequest(request_id=srv.request_id(code), code=code, type=1, currency="USD",
+                                              parent=ref(parent))
+        srv.accounts().CreateAccount(request, metadata=md(t))
+    srv.fund(t, "x-dev", 5_000)
+    [voucher] = srv.transfer(t, "x-dev", "vendor", 600).vouchers  # the budget of team:x's template
+    assert voucher.metadata["controls_checked"] == "team2:x-dev:team_calendar_day"
+    assert refused(lambda: srv.transfer(t, "x-dev", "vendor", 401))[1] == "TEAM_BUDGET_EXCEEDED"
+    srv.transfer(t, "x-dev", "vendor", 400)
 
 
 def test_rules_check_locates_a_bad_sweep(tmp_path: Path, capsys) -> None:

@@ -29,6 +29,11 @@ type = "security_deposit"
 [accounts."savings:{consumer}"]
 type = "deposit"
 
+[accounts."team:{team}"]
+type = "deposit"
+[accounts."team:{team}".controls]
+team_velocity = [{ window = "day", limit = 1000 }]
+
 [accounts."processor_clearing:{processor}"]
 type = "internal"
 normal_side = "debit"
@@ -53,7 +58,7 @@ WALLET = 'top_up = { threshold = 100, target = 500, from = "reserve:{consumer}" 
 
 def test_each_account_gets_the_sweeps_with_its_own_codes_filled() -> None:
     lookup = template_controls(parse_rule_set(RULES))
-    assert lookup is not None and lookup.sweeps and not lookup.teams
+    assert lookup is not None and lookup.sweeps and lookup.teams
     top_up, excess = lookup("wallet:c7").sweeps
     assert (top_up.kind, top_up.trigger, top_up.target, top_up.counter_code) == (
         SweepKind.TOP_UP, 100, 500, "reserve:c7")
