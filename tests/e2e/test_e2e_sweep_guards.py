@@ -7,13 +7,19 @@ not hold a sweep."""
 
 from __future__ import annotations
 
+import random
+import threading
+
+import grpc
+import pytest
+
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import day_service_pb2 as day_pb
 from tally.v1 import day_service_pb2_grpc as day_grpc
 from tally.v1 import types_pb2
-from tests.e2e.conftest import Server, adjustment_request, line, md, ref
+from tests.e2e.conftest import Server, adjustment_request, error_info, line, md, ref, transfer_request
 from tests.e2e.test_e2e_controls import DAY, controls, refused, set_controls
 
 TOP_UP, EXCESS = pb.SWEEP_KIND_TOP_UP, pb.SWEEP_KIND_EXCESS
@@ -165,3 +171,49 @@ def test_a_top_up_is_the_funding_accounts_spend_and_the_swept_accounts_controls_
     set_controls(srv, t, "ops", sweeps=[sweep(TOP_UP, 100, 1_000, "treasury")])
     assert len(srv.transfer(t, "ops", "vendor", 950).vouchers) == 1
     assert (srv.current(t, "ops"), srv.current(t, "treasury")) == (50, 9_300)
+
+
+@pytest.mark.postgres
+def test_sweeps_keep_a_deposits_cover_under_many_callers(postgres_server: Server) -> None:
+    """Callers draw on a bound credit line and pay into its deposit at once while the deposit's excess sweep
+    runs in their postings: no pay-in is ever refused, and the deposit always keeps what secures the credit."""
+    srv, t = postgres_server, "guard-race"
+    srv.create_account(t, "line", "credit", credit_limit=10**9)
+    srv.create_account(t, "dep", "security_deposit")
+    for code in ("savings", "vendor"):
+        srv.create_account(t, code)
+    srv.fund(t, "dep", 4_000)
+    secure(srv, t, "line", "dep", 5_000, bind=True)
+    set_controls(srv, t, "dep", sweeps=[sweep(EXCESS, 3_000, 500, "savings")])
+    refusals: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        stub = srv.accounting(srv.channel())
+        source = srv.funding_account(t).code
+        for i in range(10):
+            if seed % 2:
+                request = transfer_request(f"draw-{seed}-{i}", "line", "vendor", rng.randint(1, 300))
+            else:
+                amount = rng.randint(1, 900)
+                request = adjustment_request(f"in-{seed}-{i}", [line(source, "debit", amount),
+                                                                line("dep", "credit", amount)])
+            try:
+                stub.Post(request, metadata=md(t))
+            except grpc.RpcError as err:
+                with lock:
+                    refusals.append(("draw" if seed % 2 else "pay-in", error_info(err)[1]))
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {kind for kind, _ in refusals} <= {"draw"}
+    assert {reason for _, reason in refusals} <= {"INSUFFICIENT_FUNDS", "CREDIT_LIMIT_EXCEEDED"}
+    report = srv.accounts().GetAccountSecurity(acc_pb.GetAccountSecurityRequest(account=ref("dep")),
+                                               metadata=md(t))
+    assert srv.current(t, "dep") >= report.required_deposit > 0
+    assert srv.current(t, "savings") > 0  # the sweep ran
+    assert srv.current(t, "vendor") == -srv.current(t, "line")
