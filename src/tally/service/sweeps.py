@@ -73,7 +73,10 @@ def _submissions(conn: Connection, tenant_id: str, date: str, now_us: int,
     for account, controls in found.values():
         swept[account.id] = resolve_sweeps(controls, account, by_code)
     balances = accounts_repo.load_balances(conn, tenant_id, accounts)
-    room = _GiverRoom(conn, tenant_id, accounts, balances, controlled, now_us)
+    spending = dict(controlled)  # the controls a top-up's funding account spends under, its template's too
+    if templates is not None:
+        spending |= {a.id: c for a in accounts.values() if a.id not in controlled and (c := templates(a.code))}
+    room = _GiverRoom(conn, tenant_id, accounts, balances, spending, now_us)
     subs = []
     for account_id, controls in sorted(swept.items()):
         subs += _account_sweeps(tenant_id, date, accounts, balances, account_id, controls, room)
