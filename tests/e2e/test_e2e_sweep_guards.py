@@ -11,7 +11,6 @@ import random
 import threading
 
 import grpc
-import pytest
 
 from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import accounting_service_pb2 as post_pb
@@ -173,11 +172,10 @@ def test_a_top_up_is_the_funding_accounts_spend_and_the_swept_accounts_controls_
     assert (srv.current(t, "ops"), srv.current(t, "treasury")) == (50, 9_300)
 
 
-@pytest.mark.postgres
-def test_sweeps_keep_a_deposits_cover_under_many_callers(postgres_server: Server) -> None:
+def test_sweeps_keep_a_deposits_cover_under_many_callers(shared_server: Server) -> None:
     """Callers draw on a bound credit line and pay into its deposit at once while the deposit's excess sweep
     runs in their postings: no pay-in is ever refused, and the deposit always keeps what secures the credit."""
-    srv, t = postgres_server, "guard-race"
+    srv, t = shared_server, "guard-race"
     srv.create_account(t, "line", "credit", credit_limit=10**9)
     srv.create_account(t, "dep", "security_deposit")
     for code in ("savings", "vendor"):
