@@ -147,6 +147,14 @@ def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int
     return [to_account(r) for r in rows]
 
 
+def codes_starting(conn: Connection, tenant_id: str, prefix: str, limit: int) -> list[Account]:
+    """Accounts whose code starts with `prefix` (taken literally), at most `limit`, by id."""
+    rows = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
+                                                 accounts.c.code.startswith(prefix, autoescape=True))
+                        .order_by(accounts.c.id).limit(limit))
+    return [to_account(r) for r in rows]
+
+
 def parent_depth(conn: Connection, tenant_id: str, parent_id: str, depth_max: int) -> int:
     """How many ancestors the parent has, counting itself; stops past depth_max."""
     depth, current = 0, parent_id

@@ -169,6 +169,7 @@ class _Batch:
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
+        self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
         self.links = AccountLinks(conn, self.by_id, self.by_code, self.balances)  # merged codes, secured credit
         self.controls.load_usage(conn, self.by_id, self.now_us)
         self.reversed = journal_repo.reversed_originals(
@@ -351,7 +352,7 @@ class _Batch:
         accounts = self.by_id[sub.tenant_id]
         vouchers = self.controls.check(sub.tenant_id, vouchers, accounts, self.now_us)
         return vouchers + self.controls.sweep(sub.tenant_id, vouchers, accounts, self.balances,
-                                              lambda draft: self._apply_draft(sub, draft))
+                                              lambda draft: self._apply_draft(sub, draft), self.links)
 
     def _use_caps(self, sub: Submission) -> None:
         for cap in sub.caps:
