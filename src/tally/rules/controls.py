@@ -1,11 +1,11 @@
 """An account template's `controls`: the spending controls of every account the template opens.
 
-    [accounts."consumer:{consumer}"]
+    [accounts."consumer:{consumer}:{currency}"]
     type = "deposit"
-    [accounts."consumer:{consumer}".controls]
+    [accounts."consumer:{consumer}:{currency}".controls]
     per_voucher_max = 5000000
     flows = ["usage", "transfer"]
-    counterparties = ["merchant_*", "platform_fee_income:*"]
+    counterparties = ["merchant:*", "platform_fee_income:*"]
     velocity = [{ window = "day", limit = 20000000 }, { window = "hour", limit = 8000000, sliding = true }]
 
 Controls set through the API (ControlService) on an account replace its template's. Sweeps name a second
