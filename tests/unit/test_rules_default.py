@@ -119,6 +119,20 @@ def test_funding(amount):
     assert draft.memo == "funding via stripe"
 
 
+def test_party_codes_carry_the_currency_and_a_merchant_s_are_sub_accounts_of_its_main_account():
+    """Every account a flow names for a party is that currency's; a merchant's sub-accounts bring their main
+    account along, so the writer can open them under it."""
+    facts = Facts("usage", "EUR", {"amount": 100}, {"consumer": "c1", "merchant": "m1", "affiliate": "a1"})
+    assert RULES.accounts_needed(facts) == {"consumer:c1:EUR", "affiliate:a1:EUR", "platform_fee_income:EUR",
+                                            "tax_withheld:EUR", "merchant:m1:EUR/settled", "merchant:m1:EUR"}
+    facts = Facts("settlement", "USD", {"amount": 100, "actual_amount": 100}, {"merchant": "m1"}, {"kind": "merchant"})
+    assert RULES.accounts_needed(facts) == {"merchant:m1:USD", "platform_fee_income:USD"} | {
+        f"merchant:m1:USD/{sub}" for sub in ("pending", "settled", "guarantee", "guarantee_due",
+                                             "guarantee_commitment")}
+    main, values = RULES.template_for("merchant:m1:USD")
+    assert (main.type, values) == (AccountType.DEPOSIT, {"merchant": "m1", "currency": "USD"})
+
+
 # ---------------------------------------------------------------------------------------- usage
 
 
@@ -318,12 +332,14 @@ def test_guarantee_account_mode_collects_what_is_due_and_accrued(amount, settled
         return
     (draft,) = build(facts, view)
     assert amounts(draft) == {("merchant:m1:USD/settled", D): collected, ("merchant:m1:USD/guarantee", C): collected,
-                              ("merchant:m1:USD/guarantee_commitment", D): collected, ("merchant:m1:USD/guarantee_deduction", C): collected}
+                              ("merchant:m1:USD/guarantee_commitment", D): collected,
+                              ("merchant:m1:USD/guarantee_deduction", C): collected}
 
 
 def test_guarantee_modes_side_by_side():
     (account,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "account"}))
-    assert amounts(account) == {("merchant:m1:USD/guarantee_deduction", D): 7, ("merchant:m1:USD/guarantee_commitment", C): 7}
+    assert amounts(account) == {("merchant:m1:USD/guarantee_deduction", D): 7,
+                                ("merchant:m1:USD/guarantee_commitment", C): 7}
     (order,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": ""}))
     assert amounts(order) == {("merchant:m1:USD/guarantee_due", D): 7, ("merchant:m1:USD/guarantee_commitment", C): 7}
     assert refused(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "?"})).reason == \
@@ -333,7 +349,8 @@ def test_guarantee_modes_side_by_side():
 @given(amount=AMOUNTS)
 def test_guarantee(amount):
     (draft,) = build(Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}))
-    assert amounts(draft) == {("merchant:m1:USD/guarantee_due", D): amount, ("merchant:m1:USD/guarantee_commitment", C): amount}
+    assert amounts(draft) == {("merchant:m1:USD/guarantee_due", D): amount,
+                              ("merchant:m1:USD/guarantee_commitment", C): amount}
 
 
 # --------------------------------------------------------------------------------------- payout
@@ -388,7 +405,8 @@ def test_payout_minimum_param_and_metadata_override():
     with pytest.raises(LedgerError) as caught:
         rules.build(payout(20_000), view, CURRENCIES)
     assert caught.value.reason == "BELOW_PAYOUT_MINIMUM"
-    view = FakeView({"merchant:m1:USD/settled": 40_000}, {"merchant:m1:USD/settled": {**VERIFIED, "payout_minimum": "0"}})
+    view = FakeView({"merchant:m1:USD/settled": 40_000},
+                    {"merchant:m1:USD/settled": {**VERIFIED, "payout_minimum": "0"}})
     (draft,) = build(payout(20_000), view, rules)
     assert draft.lines[0].amount == 20_000
 

@@ -19,7 +19,7 @@ def test_parts_names_and_shape():
     assert pattern.parts == ("channel_clearing:", Slot("channel"), ":", Slot("currency"))
     assert pattern.names == ("channel", "currency")
     assert pattern.shape == ("channel_clearing:", None, ":", None)
-    assert code("merchant_settled:{party}").shape == code("merchant_settled:{merchant}").shape
+    assert code("merchant:{party}:{currency}/settled").shape == code("merchant:{merchant}:{currency}/settled").shape
     assert code("bank_deposit:USD").names == ()
 
 
