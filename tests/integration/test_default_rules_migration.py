@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 
-from tally.domain.accounts import AccountStatus, Side
+from tally.domain.accounts import Side
 from tally.domain.facts import Facts
 from tally.domain.flows import RuleFlow
 from tally.domain.vouchers import AccountRef
@@ -137,13 +137,40 @@ async def test_a_ledger_of_the_old_default_rules_keeps_working_after_0020(databa
         posted = await new.adjust([("merchant_settled:m1", Side.DEBIT, 1_000), ("consumer:c1", Side.CREDIT, 1_000)])
         assert {line.account_id for line in posted.vouchers[0].lines} == {
             before["merchant_settled:m1"][0], before["consumer:c1"][0]}
-        redirect = account(new, "merchant_settled:m1")
-        assert redirect.id != before["merchant_settled:m1"][0] and redirect.status is AccountStatus.CLOSED
-        assert new.balance("merchant_settled:m1") == 0
+        # A read naming it answers the renamed account; the placeholder keeping the code is closed and empty.
+        assert account(new, "merchant_settled:m1").id == before["merchant_settled:m1"][0]
+        assert new.balance("merchant_settled:m1") == new.balance("merchant:m1:USD/settled")
+        [by_old_code] = new.queries.get_balances(TENANT, [AccountRef(code="merchant_settled:m1")]).balances
+        assert by_old_code.account_id == before["merchant_settled:m1"][0]
+        assert statement(new, "merchant_settled:m1") == statement(new, "merchant:m1:USD/settled")
+        owner = sa.create_engine(database_url)  # reads outside the service's tenant scope
+        with owner.connect() as conn:
+            placeholder = conn.execute(sa.text(
+                "SELECT status, metadata FROM accounts WHERE code = 'merchant_settled:m1'")).one()
+        owner.dispose()
+        assert tuple(placeholder) == ("closed", '{"renamed_to": "merchant:m1:USD/settled"}')
 
         # The ledger audit proves every balance from the journal, hash chain included.
         report = LedgerAudit(new.uow, now_us).run(TENANT, full=True)
         assert report.intact, report.findings
     finally:
         await new.close()
+    check_ledger(database_url)
+
+    # A downgrade renames back what 0020 renamed and drops the placeholders; upgrading again redoes it.
+    settled_id = before["merchant_settled:m1"][0]
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0019")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM accounts WHERE code = 'merchant_settled:m1'")).all() == [
+                (settled_id,)]
+            assert conn.execute(sa.text("SELECT count(*) FROM account_merges")).scalar() == 0
+        migrate(engine)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM accounts WHERE code = 'merchant:m1:USD/settled'")).all() == [
+                (settled_id,)]
+    finally:
+        engine.dispose()
     check_ledger(database_url)
