@@ -90,6 +90,10 @@ async def test_a_template_sub_account_is_opened_under_its_main_account(database_
         [found] = hierarchy.get_rollups(TENANT, [AccountRef(id=main.id)]).accounts
         [rollup] = found.rollups
         assert (rollup.own, rollup.total) == (0, owed["pending"] + owed["settled"] + owed["guarantee"])
+    # A main account opened beforehand (by an operator) takes the sub-accounts the rules open later.
+    main = ledger.open("merchant:m2:USD")
+    await post(ledger, "usage", {"amount": 1_000}, {"consumer": "c1", "merchant": "m2"})
+    assert account(ledger, "merchant:m2:USD/settled").parent_id == main.id
     check_ledger(ledger.url)
 
 

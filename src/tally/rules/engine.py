@@ -90,11 +90,11 @@ class RuleSet:
                     raise
         return codes | self._mains_of(codes)
 
-    def _mains_of(self, codes: set[str]) -> set[str]:
-        """The main accounts of the sub-account codes (`MAIN/NAME`) whose main a template opens: the writer
-        opens a template's sub-account as its main account's child, opening the main too when it is new."""
-        mains = {main_code_of(code) for code in codes}
-        return {main for main in mains if main is not None and self.template_for(main) is not None}
+    @staticmethod
+    def _mains_of(codes: set[str]) -> set[str]:
+        """The main accounts of the sub-account codes (`MAIN/NAME`): the writer opens a template's sub-account
+        as its main account's child (an existing one, or one its own template opens in the same batch)."""
+        return {main for main in map(main_code_of, codes) if main is not None}
 
     def build(self, facts: Facts, view: LedgerView, currencies: dict[str, Currency]) -> tuple[VoucherDraft, ...]:
         rule = self.rule_for(facts)
