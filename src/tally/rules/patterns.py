@@ -14,6 +14,7 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tally.domain.errors import LedgerError, invalid
 from tally.domain.fields import check_code
@@ -143,10 +144,11 @@ def _value_regex(name: str) -> re.Pattern[str]:
     return CURRENCY_VALUE if name == CURRENCY else PLACEHOLDER_VALUE
 
 
-# Overlap: can two account patterns match the same code? Each pattern is a sequence of items: a literal
-# character, or a placeholder as "one value character" followed by "any number more" (`{currency}`: three
-# capital letters). Walking both sequences together over every pair of positions decides it exactly.
-_ONE, _MANY = object(), object()
+# Overlap: can two account patterns match the same code? Each pattern is a sequence of items, each one
+# character of a set (a literal character, or a value character), the items of a placeholder being "one
+# value character" then "any number more" (`{currency}`: three capital letters). Walking both sequences
+# together over every pair of positions decides it exactly.
+Item = tuple[str | frozenset[str], bool]  # (the character or the characters it may be, repeats any number of times)
 
 
 def overlaps(a: Pattern, b: Pattern) -> bool:
@@ -160,30 +162,31 @@ def overlaps(a: Pattern, b: Pattern) -> bool:
         seen.add((i, j))
         if i == len(x) and j == len(y):
             return True
-        if i < len(x) and x[i] is _MANY:
+        many_x = i < len(x) and x[i][1]
+        many_y = j < len(y) and y[j][1]
+        if many_x:
             todo.append((i + 1, j))
-        if j < len(y) and y[j] is _MANY:
+        if many_y:
             todo.append((i, j + 1))
-        if i < len(x) and j < len(y) and _same_char_possible(x[i], y[j]):
-            todo.append((i if x[i] is _MANY else i + 1, j if y[j] is _MANY else j + 1))
+        if i < len(x) and j < len(y) and _same_char_possible(x[i][0], y[j][0]):
+            todo.append((i if many_x else i + 1, j if many_y else j + 1))
     return False
 
 
-def _items(pattern: Pattern) -> list[object]:
-    items: list[object] = []
+@lru_cache(maxsize=4096)
+def _items(pattern: Pattern) -> tuple[Item, ...]:
+    items: list[Item] = []
     for part in pattern.parts:
-        if isinstance(part, Slot):
-            items.extend((_CURRENCY_CHARS,) * 3 if part.name == CURRENCY else (_ONE, _MANY))
+        if not isinstance(part, Slot):
+            items.extend((ch, False) for ch in part)
+        elif part.name == CURRENCY:
+            items.extend([(_CURRENCY_CHARS, False)] * 3)
         else:
-            items.extend(part)
-    return items
+            items.extend(((_VALUE_CHARS, False), (_VALUE_CHARS, True)))
+    return tuple(items)
 
 
-def _same_char_possible(a: object, b: object) -> bool:
-    return bool(_chars(a) & _chars(b))
-
-
-def _chars(item: object) -> frozenset[str]:
-    if isinstance(item, str):
-        return frozenset(item)
-    return item if isinstance(item, frozenset) else _VALUE_CHARS
+def _same_char_possible(a: str | frozenset[str], b: str | frozenset[str]) -> bool:
+    if isinstance(a, str):
+        return a == b if isinstance(b, str) else a in b
+    return b in a if isinstance(b, str) else not a.isdisjoint(b)
