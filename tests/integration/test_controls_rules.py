@@ -20,8 +20,8 @@ from tally.service.posting.controls import template_controls
 from tests.integration.conftest import TENANT, outcome, ref
 
 DEFAULT = resources.files("tally.rules").joinpath("default.toml").read_text()
-CONSUMER = '[accounts."consumer:{consumer}"]\ntype = "deposit"\n'
-CONTROLLED = CONSUMER + '''[accounts."consumer:{consumer}".controls]
+CONSUMER = '[accounts."consumer:{consumer}:{currency}"]\ntype = "deposit"\n'
+CONTROLLED = CONSUMER + '''[accounts."consumer:{consumer}:{currency}".controls]
 per_voucher_max = 1000
 flows = ["usage"]
 velocity = [{ window = "day", limit = 1500 }, { window = "hour", limit = 1500, sliding = true }]
@@ -36,15 +36,16 @@ def rules_with(text: str) -> str:
 def test_template_controls_are_loaded_and_their_problems_located() -> None:
     rules = parse_rule_set(rules_with(CONTROLLED))
     lookup = template_controls(rules)
-    assert lookup is not None and lookup("consumer:c1").per_voucher_max == 1000
-    assert lookup("merchant_settled:m1") is None
+    assert lookup is not None and lookup("consumer:c1:USD").per_voucher_max == 1000
+    assert lookup("merchant:m1:USD/settled") is None
     assert template_controls(load_default_rule_set()) is None  # the default rules carry none: no cost
-    bad = CONSUMER + '[accounts."consumer:{consumer}".controls]\nvelocity = [{ window = "week", limit = 5 }]\n'
+    bad = (CONSUMER + '[accounts."consumer:{consumer}:{currency}".controls]\n'
+           'velocity = [{ window = "week", limit = 5 }]\n')
     with pytest.raises(RuleSetError) as caught:
         parse_rule_set(rules_with(bad))
-    assert 'accounts."consumer:{consumer}".controls.velocity[0]' in str(caught.value)
+    assert 'accounts."consumer:{consumer}:{currency}".controls.velocity[0]' in str(caught.value)
     with pytest.raises(RuleSetError, match="unknown key"):
-        parse_rule_set(rules_with(CONSUMER + '[accounts."consumer:{consumer}".controls]\nsweeps = []\n'))
+        parse_rule_set(rules_with(CONSUMER + '[accounts."consumer:{consumer}:{currency}".controls]\nsweeps = []\n'))
 
 
 async def test_template_controls_bind_the_accounts_it_opens(database_url, make_ledger, tmp_path: Path) -> None:
@@ -63,11 +64,11 @@ async def test_template_controls_bind_the_accounts_it_opens(database_url, make_l
     assert isinstance(refused, LedgerError) and refused.reason == "SPEND_LIMIT_EXCEEDED"
     posted = await flow("usage", 1_000)
     assert posted.vouchers[0].metadata["controls_checked"] == (
-        "consumer:c1:flows,consumer:c1:per_voucher_max,consumer:c1:calendar_day,consumer:c1:sliding_hour")
+        "consumer:c1:USD:flows,consumer:c1:USD:per_voucher_max,consumer:c1:USD:calendar_day,consumer:c1:USD:sliding_hour")
     refused = await flow("usage", 501)
     assert isinstance(refused, LedgerError) and refused.reason == "VELOCITY_LIMIT_EXCEEDED"
     # Controls set through the API replace the template's for that account only.
-    ledger.pipeline.controls.set_controls(TENANT, ref("consumer:c1"), Controls(per_voucher_max=5_000), [],
+    ledger.pipeline.controls.set_controls(TENANT, ref("consumer:c1:USD"), Controls(per_voucher_max=5_000), [],
                                           ledger.request_id("ctl"))
     assert not isinstance(await flow("usage", 2_000), LedgerError)
     assert not isinstance(await flow("funding", 10_000, "c2"), LedgerError)

@@ -1,14 +1,14 @@
 """An account template's `controls`: the spending controls of every account the template opens.
 
-    [accounts."consumer:{consumer}"]
+    [accounts."consumer:{consumer}:{currency}"]
     type = "deposit"
-    [accounts."consumer:{consumer}".controls]
+    [accounts."consumer:{consumer}:{currency}".controls]
     per_voucher_max = 5000000
     flows = ["usage", "transfer"]
-    counterparties = ["merchant_*", "platform_fee_income:*"]
+    counterparties = ["merchant:*", "platform_fee_income:*"]
     velocity = [{ window = "day", limit = 20000000 }, { window = "hour", limit = 8000000, sliding = true }]
-    top_up = { threshold = 100000, target = 500000, from = "consumer_reserve:{consumer}" }
-    excess = { ceiling = 90000000, target = 50000000, to = "consumer_savings:{consumer}" }
+    top_up = { threshold = 100000, target = 500000, from = "consumer_reserve:{consumer}:{currency}" }
+    excess = { ceiling = 90000000, target = 50000000, to = "consumer_savings:{consumer}:{currency}" }
 
 Controls set through the API (ControlService) on an account replace its template's. A sweep's other account
 is a code pattern whose placeholders are the template's own, filled from the code of each account it opens.
