@@ -74,3 +74,30 @@ async def test_template_controls_bind_the_accounts_it_opens(database_url, make_l
     assert not isinstance(await flow("funding", 10_000, "c2"), LedgerError)
     refused = await flow("usage", 1_001, "c2")
     assert isinstance(refused, LedgerError) and refused.reason == "SPEND_LIMIT_EXCEEDED"
+
+
+MERCHANT = ('[accounts."merchant:{merchant}:{currency}"]\ntype = "deposit"\n'
+            'description = "a merchant\'s main account in one currency: its sub-accounts below"\n')
+
+
+async def test_a_main_accounts_team_budget_binds_sub_accounts_opened_with_it(database_url, make_ledger,
+                                                                             tmp_path: Path) -> None:
+    """The batch that opens a merchant's main account and its /pending (the acquisition's fee spends from the
+    /pending it credits) holds that spend to the main account's team budget already."""
+    assert DEFAULT.count(MERCHANT) == 1
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace(MERCHANT, MERCHANT + '[accounts."merchant:{merchant}:{currency}".controls]\n'
+                                              'team_velocity = [{ window = "month", limit = 5000 }]\n'))
+    ledger = make_ledger(database_url, rules_file=str(path))
+
+    async def acquisition(merchant: str, amount: int) -> object:
+        facts = Facts("acquisition", "USD", {"amount": amount, "coupon_amount": 0, "coupon_merchant_share_bps": 0},
+                      {"merchant": merchant, "channel": "visa"})
+        return await outcome(ledger.posting.post(PostFlow(TENANT, ledger.request_id(merchant), RuleFlow(facts))))
+
+    refused = await acquisition("m1", 1_000_000)  # a fee of 6,000 (60 bps) from merchant:m1:USD/pending
+    assert isinstance(refused, LedgerError) and refused.reason == "TEAM_BUDGET_EXCEEDED"
+    posted = await acquisition("m2", 500_000)  # 3,000
+    assert not isinstance(posted, LedgerError)
+    # The evidence names the spending account and the budget above it that it passed.
+    assert posted.vouchers[1].metadata["controls_checked"] == "team:merchant:m2:USD/pending:team_calendar_month"

@@ -137,7 +137,10 @@ class BatchControls:
                         by_account: dict[str, Controls]) -> dict[str, tuple[str, ...]]:
         """Every ancestor of the batch's accounts (one read), with the rule set's controls of those a
         template opened: a team budget binds its whole subtree."""
-        found = hierarchy_repo.ancestors(conn, tenant_id, {a.parent_id for a in present.values() if a.parent_id})
+        parents = {a.parent_id for a in present.values() if a.parent_id}
+        found = hierarchy_repo.ancestors(conn, tenant_id, parents)
+        # A main account this batch opens with its sub-account (issue 21) is not stored yet: the batch holds it.
+        found.update({p: (present[p].parent_id, present[p].code) for p in parents - found.keys() if p in present})
         if self.templates is not None:
             for account_id, (_, code) in found.items():
                 if account_id not in by_account and (controls := self.templates(code)) is not None:
