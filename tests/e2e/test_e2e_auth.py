@@ -142,7 +142,7 @@ def _settlement_setup(server: Server) -> dict[str, str]:
                                                        amount=9_000_000, **usd))
     post("a-use", usage=flows_pb2.UsageFlow(consumer="ac", merchant="am", amount=8_000_000, **usd))
     server.accounts().UpdateAccount(acc_pb.UpdateAccountRequest(
-        request_id="a-kyc", account=types_pb2.AccountRef(code="merchant_settled:am"),
+        request_id="a-kyc", account=types_pb2.AccountRef(code="merchant:am:USD/settled"),
         account_update=types_pb2.Account(metadata={"kyc_status": "verified"}),
         update_mask=field_mask_pb2.FieldMask(paths=["metadata"])), metadata=md(A))
     day = dt.datetime.now(dt.UTC).date().isoformat()
@@ -159,7 +159,7 @@ def _settlement_setup(server: Server) -> dict[str, str]:
         account=types_pb2.AccountRef(code="channel_clearing:visa:USD"), statement_id="a-statement-visa",
         state=settlement_pb.RECONCILIATION_ITEM_STATE_UNMATCHED_THEIRS), metadata=md(A)).items
     bank = settle.LinkBankAccount(settlement_pb.LinkBankAccountRequest(
-        request_id="a-link", merchant_account=types_pb2.AccountRef(code="merchant_settled:am"), currency="USD",
+        request_id="a-link", merchant_account=types_pb2.AccountRef(code="merchant:am:USD/settled"), currency="USD",
         holder_name="A Merchant", iban="DE89370400440532013000", bic="COBADEFFXXX", verified=True),
         metadata=md(A)).bank_account
 
@@ -176,7 +176,7 @@ def _settlement_setup(server: Server) -> dict[str, str]:
                            metadata=md(A))
     _, waiting_batch = batch(2)
     settled = server.accounts().GetAccount(acc_pb.GetAccountRequest(
-        account=types_pb2.AccountRef(code="merchant_settled:am")), metadata=md(A)).account.id
+        account=types_pb2.AccountRef(code="merchant:am:USD/settled")), metadata=md(A)).account.id
     return {"item": item.id, "statement": "a-statement-alice", "bank_account": bank.id, "payout": sent_payout,
             "sent_batch": sent_batch, "batch": waiting_batch, "settled": settled}
 

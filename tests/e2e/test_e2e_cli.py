@@ -122,18 +122,18 @@ def test_demo_is_balanced_and_a_rerun_replays(served: Served) -> None:
     assert "run rerun" in first and "tenant cli-demo (the API key's)" in first
     assert "BALANCED" in first and "NOT BALANCED" not in first
     assert "13 requests: 13 done now, 0 replayed" in first
-    assert "residue of 5678" in first and "merchant_settled:rerun-acme" in first
+    assert "residue of 5678" in first and "merchant:rerun-acme:USD/settled" in first
     for step in ("funding", "usage", "acquisition", "refund", "merchant settlement", "channel settlement",
                  "bank settlement", "payout prerequisites", "payout"):
         assert f". {step}" in first
     books = json.loads(ok(client(served, key, "trial-balance", "--json")))
-    settled = ok(client(served, key, "balance", "merchant_settled:rerun-acme", "--json"))
+    settled = ok(client(served, key, "balance", "merchant:rerun-acme:USD/settled", "--json"))
 
     second = ok(client(served, key, "demo", "--run", "rerun", script=True))
     assert "13 requests: 0 done now, 13 replayed" in second and "BALANCED" in second
     assert _without_replay_marks(second) == _without_replay_marks(first)  # the same vouchers and balances
     assert json.loads(ok(client(served, key, "trial-balance", "--json"))) == books
-    assert json.loads(ok(client(served, key, "balance", "merchant_settled:rerun-acme", "--json")))["balance"] == \
+    assert json.loads(ok(client(served, key, "balance", "merchant:rerun-acme:USD/settled", "--json")))["balance"] == \
         json.loads(settled)["balance"]
 
 
@@ -145,7 +145,7 @@ def test_demo_json_in_a_fresh_run_of_the_same_tenant(served: Served) -> None:
     assert report["requests"] == 13 and report["replayed"] == 0  # nothing shared with another run
     assert all(rid.startswith(f"{report['run']}.") for step in report["steps"] for rid in step["request_ids"])
     payout = report["steps"][-1]
-    settled = next(b for b in payout["balances"] if b["account"] == f"merchant_settled:{report['run']}-acme")
+    settled = next(b for b in payout["balances"] if b["account"] == f"merchant:{report['run']}-acme:USD/settled")
     assert int(settled["before"]) - int(settled["after"]) == 12_340_000  # whole cents of the 12345678 asked
     assert all(v["tenant_id"] == "cli-demo" for step in report["steps"] for v in step["vouchers"])
     chain = json.loads(ok(client(served, key, "verify", "--json")))
@@ -167,8 +167,8 @@ def test_rules_check_default_and_broken(served: Served, tmp_path: Path) -> None:
     assert re.fullmatch(rf"{re.escape(str(DEFAULT_RULES))}: valid, version \S+, \d+ rules\n", out)
 
     broken = tmp_path / "broken.toml"
-    broken.write_text(DEFAULT_RULES.read_text().replace('account = "consumer:{consumer}"\namount = "amount"',
-                                                        'account = "consumer:{consumer}"\namount = "amount +"', 1))
+    line = 'account = "consumer:{consumer}:{currency}"\namount = "amount'
+    broken.write_text(DEFAULT_RULES.read_text().replace(line + '"', line + ' +"', 1))
     result = tally("rules", "check", str(broken), cwd=served.cwd)
     assert result.returncode == 1, result
     assert f"{broken}: rules[1] (id=usage.default).vouchers[0].lines[0].amount:" in result.stdout
@@ -194,9 +194,9 @@ def test_post_usage_then_trial_balance(served: Served) -> None:
              "--affiliate", "a1", "--share", "m1:7000", "--share", "m2:3000", "--request-id", "use-1"]
     out = ok(client(served, key, *usage, "--scale", "6"))
     rows = [line.split() for line in out.splitlines()]
-    assert ["2", "usage", "usage.default", "1", "consumer:c1", "debit", "1234567", "1.234567", "USD"] in rows
-    assert ["2", "usage", "usage.default", "3", "affiliate:a1", "credit", "61728", "0.061728", "USD"] in rows
-    assert any(row[4:6] == ["merchant_settled:m2", "credit"] for row in rows if len(row) > 5)
+    assert ["2", "usage", "usage.default", "1", "consumer:c1:USD", "debit", "1234567", "1.234567", "USD"] in rows
+    assert ["2", "usage", "usage.default", "3", "affiliate:a1:USD", "credit", "61728", "0.061728", "USD"] in rows
+    assert any(row[4:6] == ["merchant:m2:USD/settled", "credit"] for row in rows if len(row) > 5)
 
     again = client(served, key, *usage, "--json")
     posted = json.loads(ok(again))
@@ -224,10 +224,10 @@ def test_holds_create_capture_cycle(served: Served) -> None:
               "--currency", "USD", "--request-id", "fund-1"))
     shop = ok(client(served, key, "accounts", "create", "shop", "--type", "deposit", "--currency", "USD"))
     assert re.search(r"^tenant\s+cli-holds$", shop, re.MULTILINE)
-    created = json.loads(ok(client(served, key, "holds", "create", "consumer:c1", "2000000", "--currency", "USD",
+    created = json.loads(ok(client(served, key, "holds", "create", "consumer:c1:USD", "2000000", "--currency", "USD",
                                    "--expires-in", "3600", "--memo", "api credit", "--json")))["hold"]
     assert created["status"] == "HOLD_STATUS_ACTIVE" and created["remaining"] == "2000000" and created["expire_time"]
-    balance = json.loads(ok(client(served, key, "balance", "consumer:c1", "--json")))["balance"]
+    balance = json.loads(ok(client(served, key, "balance", "consumer:c1:USD", "--json")))["balance"]
     assert (balance["locked"], balance["available"]) == ("2000000", "3000000")
 
     out = ok(client(served, key, "holds", "capture", created["id"], "1500000", "--to", "shop",
@@ -238,10 +238,11 @@ def test_holds_create_capture_cycle(served: Served) -> None:
 
     got = ok(client(served, key, "holds", "get", created["id"], "--atomic"))
     assert re.search(r"^remaining\s+0$", got, re.MULTILINE)
-    listed = ok(client(served, key, "holds", "list", "--account", "consumer:c1", "--status", "captured", "--atomic"))
+    listed = ok(client(served, key, "holds", "list", "--account", "consumer:c1:USD", "--status", "captured",
+                       "--atomic"))
     assert created["id"] in listed and "1500000" in listed
     assert created["id"] not in ok(client(served, key, "holds", "list", "--status", "active"))
-    balance = json.loads(ok(client(served, key, "balance", "consumer:c1", "--json")))["balance"]
+    balance = json.loads(ok(client(served, key, "balance", "consumer:c1:USD", "--json")))["balance"]
     assert (balance["current"], balance["locked"], balance["available"]) == ("3500000", "0", "3500000")
 
     released = client(served, key, "holds", "release", created["id"])

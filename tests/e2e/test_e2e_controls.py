@@ -140,6 +140,30 @@ def test_a_team_budget_binds_the_sum_of_its_childrens_spend(shared_server: Serve
     assert srv.current(t, "shop") == 4_000
 
 
+def test_a_team_budget_binds_its_whole_subtree(shared_server: Server) -> None:
+    srv, t = shared_server, "ctl-org"
+    srv.create_account(t, "org")
+    srv.create_account(t, "vendor")
+    for code, parent in (("org-eng", "org"), ("org-eng-web", "org-eng"), ("org-dev", "org-eng-web")):
+        request = acc_pb.CreateAccountRequest(request_id=srv.request_id(code), code=code, type=1, currency="USD",
+                                              parent=ref(parent))
+        srv.accounts().CreateAccount(request, metadata=md(t))
+    srv.fund(t, "org-dev", 5_000)
+    srv.fund(t, "org-eng", 5_000)
+    set_controls(srv, t, "org", team_velocity=[pb.VelocityLimit(window=DAY, limit=1_000)])
+    set_controls(srv, t, "org-eng", team_velocity=[pb.VelocityLimit(window=DAY, limit=700)])
+
+    [voucher] = srv.transfer(t, "org-dev", "vendor", 600).vouchers  # a great-grandchild of org
+    assert voucher.metadata["controls_checked"] == "team2:org-dev:team_calendar_day,team3:org-dev:team_calendar_day"
+    assert refused(lambda: srv.transfer(t, "org-dev", "vendor", 101))[1] == "TEAM_BUDGET_EXCEEDED"  # org-eng's
+    srv.transfer(t, "org-eng", "vendor", 400)  # org's child: org's budget only, now spent
+    assert refused(lambda: srv.transfer(t, "org-eng", "vendor", 1))[1] == "TEAM_BUDGET_EXCEEDED"
+    assert refused(lambda: srv.transfer(t, "org-dev", "vendor", 1))[1] == "TEAM_BUDGET_EXCEEDED"
+    got = controls(srv).GetAccountControls(pb.GetAccountControlsRequest(account=ref("org")), metadata=md(t))
+    assert [(u.team, u.spent) for u in got.usage] == [(True, 1_000)]
+    assert srv.current(t, "vendor") == 1_000
+
+
 def test_sweeps_top_up_and_skim_in_the_posting_that_crosses_the_line(shared_server: Server) -> None:
     srv, t = shared_server, "ctl-sweep"
     for code in ("ops", "treasury", "savings", "vendor"):

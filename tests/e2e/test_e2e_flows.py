@@ -31,7 +31,7 @@ from tests.e2e.conftest import Server, e2e_settings, error_info, md, ref, runnin
 # "SystemError: AST constructor recursion depth mismatch", hiding every later result.
 
 TENANT = "flows"
-VERSION = "2026.11.1"
+VERSION = "2026.12.1"
 USD = "USD"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
@@ -167,14 +167,15 @@ def test_funding_posts_processor_clearing_against_the_consumer(books: Books) -> 
     assert r.replayed is False and len(r.vouchers) == 1
     v = r.vouchers[0]
     assert_rule(v, "funding", "funding.default", "fund-1", "funding")
-    assert lines(v) == [("processor_clearing:card:USD", "D", 10_000_000), ("consumer:c1", "C", 10_000_000)]
+    assert lines(v) == [("processor_clearing:card:USD", "D", 10_000_000), ("consumer:c1:USD", "C", 10_000_000)]
     assert v.memo == "funding via card"
 
     r = books.post("fund-2", funding=f.FundingFlow(consumer="c1", processor="ach", amount=2_500_001, currency=USD))
-    assert lines(r.vouchers[0]) == [("processor_clearing:ach:USD", "D", 2_500_001), ("consumer:c1", "C", 2_500_001)]
-    assert books.balances("consumer:c1", "processor_clearing:card:USD", "processor_clearing:ach:USD") == {
-        "consumer:c1": 12_500_001, "processor_clearing:card:USD": 10_000_000, "processor_clearing:ach:USD": 2_500_001}
-    consumer = books.server.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref("consumer:c1")),
+    assert lines(r.vouchers[0]) == [("processor_clearing:ach:USD", "D", 2_500_001), ("consumer:c1:USD", "C", 2_500_001)]
+    assert books.balances("consumer:c1:USD", "processor_clearing:card:USD", "processor_clearing:ach:USD") == {
+        "consumer:c1:USD": 12_500_001, "processor_clearing:card:USD": 10_000_000,
+        "processor_clearing:ach:USD": 2_500_001}
+    consumer = books.server.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref("consumer:c1:USD")),
                                                   metadata=books.md).account
     assert consumer.type == types_pb2.ACCOUNT_TYPE_DEPOSIT and consumer.normal_side == types_pb2.SIDE_CREDIT
 
@@ -189,7 +190,7 @@ def test_funding_posts_processor_clearing_against_the_consumer(books: Books) -> 
         (INVALID, "CURRENCY_MISSING")
     assert books.refused("fund-bad-5", funding=f.FundingFlow(consumer="a:b", processor="card", amount=1,
                                                              currency=USD))[:2] == (INVALID, "FLOW_FIELD_INVALID")
-    assert "consumer:c2" not in books.codes()
+    assert "consumer:c2:USD" not in books.codes()
     books.check_books()
 
 
@@ -205,22 +206,23 @@ def test_usage_takes_platform_fee_and_affiliate_commission(books: Books) -> None
     assert_rule(v, "usage", "usage.default", "use-1", "consumption")
     # fee = floor(1_234_567 * 250 / 10_000) = 30_864; affiliate = floor(1_234_567 * 500 / 10_000) = 61_728;
     # tax 0 bps: the line is dropped; the merchant gets the rest, 1_141_975.
-    assert lines(v) == [("consumer:c1", "D", 1_234_567), ("platform_fee_income:USD", "C", 30_864),
-                        ("affiliate:aff", "C", 61_728), ("merchant_settled:m1", "C", 1_141_975)]
+    assert lines(v) == [("consumer:c1:USD", "D", 1_234_567), ("platform_fee_income:USD", "C", 30_864),
+                        ("affiliate:aff:USD", "C", 61_728), ("merchant:m1:USD/settled", "C", 1_141_975)]
 
     # No affiliate: no affiliate line. fee = floor(100_001 * 0.025) = 2_500, merchant 97_501.
     r = books.post("use-2", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=100_001, currency=USD))
-    assert lines(r.vouchers[0]) == [("consumer:c1", "D", 100_001), ("platform_fee_income:USD", "C", 2_500),
-                                    ("merchant_settled:m1", "C", 97_501)]
+    assert lines(r.vouchers[0]) == [("consumer:c1:USD", "D", 100_001), ("platform_fee_income:USD", "C", 2_500),
+                                    ("merchant:m1:USD/settled", "C", 97_501)]
     # A fee that rounds to 0 is dropped.
     r = books.post("use-3", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=39, currency=USD))
-    assert lines(r.vouchers[0]) == [("consumer:c1", "D", 39), ("merchant_settled:m1", "C", 39)]
+    assert lines(r.vouchers[0]) == [("consumer:c1:USD", "D", 39), ("merchant:m1:USD/settled", "C", 39)]
 
-    assert books.balances("consumer:c1", "platform_fee_income:USD", "affiliate:aff", "merchant_settled:m1") == {
-        "consumer:c1": 10_000_000 - 1_234_567 - 100_001 - 39,  # 8_665_393
+    assert books.balances("consumer:c1:USD", "platform_fee_income:USD", "affiliate:aff:USD",
+                          "merchant:m1:USD/settled") == {
+        "consumer:c1:USD": 10_000_000 - 1_234_567 - 100_001 - 39,  # 8_665_393
         "platform_fee_income:USD": 30_864 + 2_500,
-        "affiliate:aff": 61_728,
-        "merchant_settled:m1": 1_141_975 + 97_501 + 39,
+        "affiliate:aff:USD": 61_728,
+        "merchant:m1:USD/settled": 1_141_975 + 97_501 + 39,
     }
     assert "tax_withheld:USD" not in books.codes()
     books.check_books()
@@ -235,28 +237,31 @@ def test_usage_revenue_shares_split_exactly_with_remainder(books: Books) -> None
     # fee floor(1_000_001*250/10_000) = 25_000; affiliate floor(1_000_001*500/10_000) = 50_000; the rest
     # 925_001 split 3333/3333/3334: floors 308_302, 308_302, 308_395 (sum 924_999), the 2 units left over go
     # to the largest fractional remainders (.8333, .8333 before .3334): 308_303, 308_303, 308_395.
-    assert lines(r.vouchers[0]) == [("consumer:c1", "D", 1_000_001), ("platform_fee_income:USD", "C", 25_000),
-                                    ("affiliate:aff", "C", 50_000), ("merchant_settled:p1", "C", 308_303),
-                                    ("merchant_settled:p2", "C", 308_303), ("merchant_settled:p3", "C", 308_395)]
+    assert lines(r.vouchers[0]) == [("consumer:c1:USD", "D", 1_000_001), ("platform_fee_income:USD", "C", 25_000),
+                                    ("affiliate:aff:USD", "C", 50_000), ("merchant:p1:USD/settled", "C", 308_303),
+                                    ("merchant:p2:USD/settled", "C", 308_303),
+                                    ("merchant:p3:USD/settled", "C", 308_395)]
     assert 308_303 + 308_303 + 308_395 == 1_000_001 - 25_000 - 50_000
 
     # Without affiliate: rest 975_001 -> floors 324_967, 324_967, 325_065 (974_999) + 2 -> 324_968, 324_968, 325_065.
     r = books.post("use-shares-2", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=1_000_001, currency=USD,
                                                      shares=shares))
-    assert lines(r.vouchers[0]) == [("consumer:c1", "D", 1_000_001), ("platform_fee_income:USD", "C", 25_000),
-                                    ("merchant_settled:p1", "C", 324_968), ("merchant_settled:p2", "C", 324_968),
-                                    ("merchant_settled:p3", "C", 325_065)]
+    assert lines(r.vouchers[0]) == [("consumer:c1:USD", "D", 1_000_001), ("platform_fee_income:USD", "C", 25_000),
+                                    ("merchant:p1:USD/settled", "C", 324_968),
+                                    ("merchant:p2:USD/settled", "C", 324_968),
+                                    ("merchant:p3:USD/settled", "C", 325_065)]
     # A single 100% share goes whole to that party, not to the merchant.
     r = books.post("use-shares-3", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=400, currency=USD,
                                                      shares=[f.RevenueShare(party="solo", share_bps=10_000)]))
-    assert lines(r.vouchers[0]) == [("consumer:c1", "D", 400), ("platform_fee_income:USD", "C", 10),
-                                    ("merchant_settled:solo", "C", 390)]
-    assert "merchant_settled:m1" not in books.codes()
-    assert books.balances("consumer:c1", "merchant_settled:p1", "merchant_settled:p2", "merchant_settled:p3",
-                          "merchant_settled:solo", "affiliate:aff", "platform_fee_income:USD") == {
-        "consumer:c1": 5_000_000 - 2_000_002 - 400, "merchant_settled:p1": 308_303 + 324_968,
-        "merchant_settled:p2": 308_303 + 324_968, "merchant_settled:p3": 308_395 + 325_065,
-        "merchant_settled:solo": 390, "affiliate:aff": 50_000, "platform_fee_income:USD": 50_010}
+    assert lines(r.vouchers[0]) == [("consumer:c1:USD", "D", 400), ("platform_fee_income:USD", "C", 10),
+                                    ("merchant:solo:USD/settled", "C", 390)]
+    assert "merchant:m1:USD/settled" not in books.codes()
+    assert books.balances("consumer:c1:USD", "merchant:p1:USD/settled", "merchant:p2:USD/settled",
+                          "merchant:p3:USD/settled",
+                          "merchant:solo:USD/settled", "affiliate:aff:USD", "platform_fee_income:USD") == {
+        "consumer:c1:USD": 5_000_000 - 2_000_002 - 400, "merchant:p1:USD/settled": 308_303 + 324_968,
+        "merchant:p2:USD/settled": 308_303 + 324_968, "merchant:p3:USD/settled": 308_395 + 325_065,
+        "merchant:solo:USD/settled": 390, "affiliate:aff:USD": 50_000, "platform_fee_income:USD": 50_010}
     books.check_books()
 
 
@@ -266,27 +271,27 @@ def test_usage_beyond_available_is_refused_hard_limit(books: Books) -> None:
                                                                      currency=USD))
     assert (code, reason) == (PRECONDITION, "INSUFFICIENT_FUNDS")
     assert (meta["available"], meta["required"]) == ("1000000", "1000001")
-    assert "merchant_settled:m1" not in books.codes() and "platform_fee_income:USD" not in books.codes()
+    assert "merchant:m1:USD/settled" not in books.codes() and "platform_fee_income:USD" not in books.codes()
     # A consumer without any account has nothing available.
     assert books.refused("use-nobody", usage=f.UsageFlow(consumer="ghost", merchant="m1", amount=1,
                                                          currency=USD))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
-    assert "consumer:ghost" not in books.codes()
+    assert "consumer:ghost:USD" not in books.codes()
 
     # Exactly what is available passes, and leaves 0.
     books.post("use-all", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=1_000_000, currency=USD))
-    assert books.balances("consumer:c1", "merchant_settled:m1", "platform_fee_income:USD") == {
-        "consumer:c1": 0, "merchant_settled:m1": 975_000, "platform_fee_income:USD": 25_000}
+    assert books.balances("consumer:c1:USD", "merchant:m1:USD/settled", "platform_fee_income:USD") == {
+        "consumer:c1:USD": 0, "merchant:m1:USD/settled": 975_000, "platform_fee_income:USD": 25_000}
     assert books.refused("use-one-more", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=1,
                                                            currency=USD))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
 
     # Held funds are not available either.
     books.funding("fund-2", "c1", 1_000_000)
-    books.stub.CreateHold(post_pb.CreateHoldRequest(request_id="hold", account=ref("consumer:c1"), amount=400_000,
+    books.stub.CreateHold(post_pb.CreateHoldRequest(request_id="hold", account=ref("consumer:c1:USD"), amount=400_000,
                                                     currency=USD), metadata=books.md)
     assert books.refused("use-held", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=600_001,
                                                        currency=USD))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
     books.post("use-unheld", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=600_000, currency=USD))
-    b = books.server.balance(TENANT, "consumer:c1")
+    b = books.server.balance(TENANT, "consumer:c1:USD")
     assert (b.current, b.locked, b.available) == (400_000, 400_000, 0)
     books.check_books()
 
@@ -310,7 +315,7 @@ def test_usage_with_bad_shares_is_refused(books: Books) -> None:
         assert books.refused(f"use-{case}", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=10_000,
                                                               currency=USD, shares=table))[:2] == \
             (INVALID, "SHARES_INVALID"), case
-    assert books.codes() == {"consumer:c1", "processor_clearing:card:USD"}
+    assert books.codes() == {"consumer:c1:USD", "processor_clearing:card:USD"}
     books.check_books()
 
 
@@ -323,18 +328,19 @@ def test_acquisition_without_coupon(books: Books) -> None:
     principal, fee = r.vouchers
     assert_rule(principal, "acquisition", "acquisition.no_coupon", "acq", "principal")
     assert_rule(fee, "acquisition", "acquisition.no_coupon", "acq", "fee")
-    assert lines(principal) == [("channel_clearing:visa:USD", "D", 5_000_000), ("merchant_pending:m1", "C", 5_000_000)]
+    assert lines(principal) == [("channel_clearing:visa:USD", "D", 5_000_000),
+                                ("merchant:m1:USD/pending", "C", 5_000_000)]
     # fee = floor(5_000_000 * 60 / 10_000) = 30_000
-    assert lines(fee) == [("merchant_pending:m1", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
+    assert lines(fee) == [("merchant:m1:USD/pending", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
     assert fee.sequence == principal.sequence + 1
     # Odd amount: fee floor(1_234_567 * 0.006) = floor(7_407.402) = 7_407.
     r = books.post("acq-2", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=1_234_567,
                                                           currency=USD))
     assert [lines(v) for v in r.vouchers] == [
-        [("channel_clearing:visa:USD", "D", 1_234_567), ("merchant_pending:m1", "C", 1_234_567)],
-        [("merchant_pending:m1", "D", 7_407), ("platform_fee_income:USD", "C", 7_407)]]
-    assert books.balances("channel_clearing:visa:USD", "merchant_pending:m1", "platform_fee_income:USD") == {
-        "channel_clearing:visa:USD": 6_234_567, "merchant_pending:m1": 6_234_567 - 37_407,
+        [("channel_clearing:visa:USD", "D", 1_234_567), ("merchant:m1:USD/pending", "C", 1_234_567)],
+        [("merchant:m1:USD/pending", "D", 7_407), ("platform_fee_income:USD", "C", 7_407)]]
+    assert books.balances("channel_clearing:visa:USD", "merchant:m1:USD/pending", "platform_fee_income:USD") == {
+        "channel_clearing:visa:USD": 6_234_567, "merchant:m1:USD/pending": 6_234_567 - 37_407,
         "platform_fee_income:USD": 37_407}
 
     # A coupon amount without an issuer.
@@ -363,34 +369,36 @@ def test_acquisition_with_each_coupon_issuer(books: Books) -> None:
     assert principal.rule_id == "acquisition.platform_coupon"
     assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_500_000),
                                 ("platform_marketing_expense:USD", "D", 500_000),
-                                ("merchant_pending:mp", "C", 5_000_000)]
-    assert lines(fee) == [("merchant_pending:mp", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
+                                ("merchant:mp:USD/pending", "C", 5_000_000)]
+    assert lines(fee) == [("merchant:mp:USD/pending", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
 
     # Merchant coupon: the merchant is due only what the channel pays; the fee is still on the gross amount.
     principal, fee = acquire("acq-merchant", "mm", f.COUPON_ISSUER_MERCHANT, 500_000)
     assert principal.rule_id == "acquisition.merchant_coupon"
-    assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_500_000), ("merchant_pending:mm", "C", 4_500_000)]
-    assert lines(fee) == [("merchant_pending:mm", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
+    assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_500_000),
+                                ("merchant:mm:USD/pending", "C", 4_500_000)]
+    assert lines(fee) == [("merchant:mm:USD/pending", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
 
     # Shared coupon: merchant part floor(333_333 * 2_500 / 10_000) = 83_333, the platform bears 250_000.
     principal, fee = acquire("acq-shared", "ms", f.COUPON_ISSUER_SHARED, 333_333, 2_500)
     assert principal.rule_id == "acquisition.shared_coupon"
     assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_666_667),
                                 ("platform_marketing_expense:USD", "D", 250_000),
-                                ("merchant_pending:ms", "C", 4_916_667)]
-    assert lines(fee) == [("merchant_pending:ms", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
+                                ("merchant:ms:USD/pending", "C", 4_916_667)]
+    assert lines(fee) == [("merchant:ms:USD/pending", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
 
     # Shared with the merchant bearing all of it: no marketing line at all.
     principal, _ = acquire("acq-shared-all", "ms2", f.COUPON_ISSUER_SHARED, 100_000, 10_000)
-    assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_900_000), ("merchant_pending:ms2", "C", 4_900_000)]
+    assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_900_000),
+                                ("merchant:ms2:USD/pending", "C", 4_900_000)]
 
     # Purchased coupon: draws down the coupon_prepaid liability. The default rules put no floor on that
     # internal account (floor defaults to unbounded), so using a coupon nobody prepaid drives it negative.
     principal, fee = acquire("acq-purchased", "mu", f.COUPON_ISSUER_PURCHASED, 500_000)
     assert principal.rule_id == "acquisition.purchased_coupon"
     assert lines(principal) == [("channel_clearing:visa:USD", "D", 4_500_000), ("coupon_prepaid:USD", "D", 500_000),
-                                ("merchant_pending:mu", "C", 5_000_000)]
-    assert lines(fee) == [("merchant_pending:mu", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
+                                ("merchant:mu:USD/pending", "C", 5_000_000)]
+    assert lines(fee) == [("merchant:mu:USD/pending", "D", 30_000), ("platform_fee_income:USD", "C", 30_000)]
     prepaid = books.server.accounts().GetAccount(acc_pb.GetAccountRequest(account=ref("coupon_prepaid:USD")),
                                                  metadata=books.md).account
     assert prepaid.normal_side == types_pb2.SIDE_CREDIT
@@ -399,18 +407,20 @@ def test_acquisition_with_each_coupon_issuer(books: Books) -> None:
     # A platform coupon of exactly the order: the channel owes nothing, the line is dropped.
     principal, _ = acquire("acq-free", "mf", f.COUPON_ISSUER_PLATFORM, 5_000_000)
     assert lines(principal) == [("platform_marketing_expense:USD", "D", 5_000_000),
-                                ("merchant_pending:mf", "C", 5_000_000)]
+                                ("merchant:mf:USD/pending", "C", 5_000_000)]
 
     assert books.balances(
         "channel_clearing:visa:USD", "platform_marketing_expense:USD", "coupon_prepaid:USD", "platform_fee_income:USD",
-        "merchant_pending:mp", "merchant_pending:mm", "merchant_pending:ms", "merchant_pending:ms2",
-        "merchant_pending:mu", "merchant_pending:mf") == {
+        "merchant:mp:USD/pending", "merchant:mm:USD/pending", "merchant:ms:USD/pending", "merchant:ms2:USD/pending",
+        "merchant:mu:USD/pending", "merchant:mf:USD/pending") == {
         "channel_clearing:visa:USD": 4_500_000 * 3 + 4_666_667 + 4_900_000,
         "platform_marketing_expense:USD": 500_000 + 250_000 + 5_000_000,
         "coupon_prepaid:USD": -500_000,
         "platform_fee_income:USD": 30_000 * 6,
-        "merchant_pending:mp": 4_970_000, "merchant_pending:mm": 4_470_000, "merchant_pending:ms": 4_886_667,
-        "merchant_pending:ms2": 4_870_000, "merchant_pending:mu": 4_970_000, "merchant_pending:mf": 4_970_000}
+        "merchant:mp:USD/pending": 4_970_000, "merchant:mm:USD/pending": 4_470_000,
+        "merchant:ms:USD/pending": 4_886_667,
+        "merchant:ms2:USD/pending": 4_870_000, "merchant:mu:USD/pending": 4_970_000,
+        "merchant:mf:USD/pending": 4_970_000}
     books.check_books()
 
 
@@ -437,7 +447,7 @@ def test_coupon_larger_than_the_order_is_refused(books: Books) -> None:
 
 def test_refund_partial_then_the_rest_of_an_acquisition(books: Books) -> None:
     # Another order of the merchant keeps 994_000 pending, so the refunds below never meet the floor of
-    # merchant_pending:m1 (see test_full_refund_of_an_acquisition_whose_merchant_has_nothing_else for why).
+    # merchant:m1:USD/pending (see test_full_refund_of_an_acquisition_whose_merchant_has_nothing_else for why).
     books.post("acq-other", acquisition=f.AcquisitionFlow(merchant="m1", channel="mc", amount=1_000_000, currency=USD))
     acq = books.post("acq", acquisition=f.AcquisitionFlow(
         merchant="m1", channel="visa", amount=5_000_000, currency=USD,
@@ -459,12 +469,12 @@ def test_refund_partial_then_the_rest_of_an_acquisition(books: Books) -> None:
         assert v.metadata["refund_of"] == "acq" and v.metadata["reverses"] == original.id
     assert lines(r1.vouchers[1]) == [("channel_clearing:visa:USD", "C", 1_800_000),
                                      ("platform_marketing_expense:USD", "C", 200_000),
-                                     ("merchant_pending:m1", "D", 2_000_000)]
-    assert lines(r1.vouchers[0]) == [("merchant_pending:m1", "C", 12_000), ("platform_fee_income:USD", "D", 12_000)]
-    assert books.balances("channel_clearing:visa:USD", "platform_marketing_expense:USD", "merchant_pending:m1",
+                                     ("merchant:m1:USD/pending", "D", 2_000_000)]
+    assert lines(r1.vouchers[0]) == [("merchant:m1:USD/pending", "C", 12_000), ("platform_fee_income:USD", "D", 12_000)]
+    assert books.balances("channel_clearing:visa:USD", "platform_marketing_expense:USD", "merchant:m1:USD/pending",
                           "platform_fee_income:USD") == {
         "channel_clearing:visa:USD": 2_700_000, "platform_marketing_expense:USD": 300_000,
-        "merchant_pending:m1": 994_000 + 4_970_000 - 2_000_000 + 12_000, "platform_fee_income:USD": 6_000 + 18_000}
+        "merchant:m1:USD/pending": 994_000 + 4_970_000 - 2_000_000 + 12_000, "platform_fee_income:USD": 6_000 + 18_000}
 
     # More than what is left (3_000_000).
     code, reason, meta = books.refused("ref-over-2", refund=f.RefundFlow(original_request_id="acq",
@@ -475,15 +485,15 @@ def test_refund_partial_then_the_rest_of_an_acquisition(books: Books) -> None:
     r2 = books.post("ref-2", refund=f.RefundFlow(original_request_id="acq", amount=3_000_000, currency=USD))
     assert lines(r2.vouchers[1]) == [("channel_clearing:visa:USD", "C", 2_700_000),
                                      ("platform_marketing_expense:USD", "C", 300_000),
-                                     ("merchant_pending:m1", "D", 3_000_000)]
-    assert lines(r2.vouchers[0]) == [("merchant_pending:m1", "C", 18_000), ("platform_fee_income:USD", "D", 18_000)]
+                                     ("merchant:m1:USD/pending", "D", 3_000_000)]
+    assert lines(r2.vouchers[0]) == [("merchant:m1:USD/pending", "C", 18_000), ("platform_fee_income:USD", "D", 18_000)]
     for original, a, b in zip(reversed(acq.vouchers), r1.vouchers, r2.vouchers, strict=True):
         given_back = {k: per_line(a).get(k, 0) + per_line(b).get(k, 0) for k in per_line(a) | per_line(b)}
         flipped = {(code_, "C" if side == "D" else "D"): amount for (code_, side), amount in per_line(original).items()}
         assert given_back == flipped
-    assert books.balances("channel_clearing:visa:USD", "platform_marketing_expense:USD", "merchant_pending:m1",
+    assert books.balances("channel_clearing:visa:USD", "platform_marketing_expense:USD", "merchant:m1:USD/pending",
                           "platform_fee_income:USD") == {
-        "channel_clearing:visa:USD": 0, "platform_marketing_expense:USD": 0, "merchant_pending:m1": 994_000,
+        "channel_clearing:visa:USD": 0, "platform_marketing_expense:USD": 0, "merchant:m1:USD/pending": 994_000,
         "platform_fee_income:USD": 6_000}
 
     # Nothing left: even one unit is too much.
@@ -496,10 +506,11 @@ def test_refund_partial_then_the_rest_of_an_acquisition(books: Books) -> None:
 @pytest.mark.parametrize("parts", [pytest.param([5_000_000], id="at-once"),
                                    pytest.param([2_000_000, 3_000_000], id="partial-then-rest")])
 def test_full_refund_of_an_acquisition_whose_merchant_has_nothing_else(database_url: str, parts: list[int]) -> None:
-    """Refunding all of an order gives every line back; merchant_pending nets to exactly 0, never below.
+    """Refunding all of an order gives every line back; the merchant's pending account nets to exactly 0, never
+    below.
 
-    One refund request reverses the principal (debit merchant_pending) and the fee (credit
-    merchant_pending) together; after 5_000_000 of 5_000_000 they take merchant_pending from 4_970_000 to 0.
+    One refund request reverses the principal (debit the pending account) and the fee (credit the pending
+    account) together; after 5_000_000 of 5_000_000 they take the pending account from 4_970_000 to 0.
     Asserted only after the server stopped (see AFTER_STOP_NOTE)."""
     refusals, given_back, after = [], {}, {}
     with running_server(e2e_settings(database_url)) as server:
@@ -517,14 +528,14 @@ def test_full_refund_of_an_acquisition_whose_merchant_has_nothing_else(database_
             for v in r.vouchers:
                 for key, part in per_line(v).items():
                     given_back[v.metadata["reverses"]][key] = given_back[v.metadata["reverses"]].get(key, 0) + part
-        after = books.balances("channel_clearing:visa:USD", "merchant_pending:m1", "platform_fee_income:USD")
+        after = books.balances("channel_clearing:visa:USD", "merchant:m1:USD/pending", "platform_fee_income:USD")
         expected_back = {
-            principal.id: {("channel_clearing:visa:USD", "C"): 5_000_000, ("merchant_pending:m1", "D"): 5_000_000},
-            fee.id: {("merchant_pending:m1", "C"): 30_000, ("platform_fee_income:USD", "D"): 30_000}}
+            principal.id: {("channel_clearing:visa:USD", "C"): 5_000_000, ("merchant:m1:USD/pending", "D"): 5_000_000},
+            fee.id: {("merchant:m1:USD/pending", "C"): 30_000, ("platform_fee_income:USD", "D"): 30_000}}
         books.check_books()
     assert refusals == []
     assert given_back == expected_back
-    assert after == {"channel_clearing:visa:USD": 0, "merchant_pending:m1": 0, "platform_fee_income:USD": 0}
+    assert after == {"channel_clearing:visa:USD": 0, "merchant:m1:USD/pending": 0, "platform_fee_income:USD": 0}
 
 
 def test_refunds_of_a_usage_round_per_line_and_never_exceed_it(books: Books) -> None:
@@ -537,18 +548,18 @@ def test_refunds_of_a_usage_round_per_line_and_never_exceed_it(books: Books) -> 
     # Each refund scales what each line still holds by amount / (what is left to refund) and spreads the
     # floor of each side's total over its lines by largest remainder (tally/service/posting/refunds.py).
     expected = [
-        (333_333, [("consumer:c1", "C", 333_333), ("platform_fee_income:USD", "D", 8_333),
-                   ("affiliate:aff", "D", 16_667),
-                   ("merchant_settled:p1", "D", 102_768), ("merchant_settled:p2", "D", 102_767),
-                   ("merchant_settled:p3", "D", 102_798)]),
-        (333_333, [("consumer:c1", "C", 333_333), ("platform_fee_income:USD", "D", 8_334),
-                   ("affiliate:aff", "D", 16_666),
-                   ("merchant_settled:p1", "D", 102_767), ("merchant_settled:p2", "D", 102_768),
-                   ("merchant_settled:p3", "D", 102_798)]),
-        (333_335, [("consumer:c1", "C", 333_335), ("platform_fee_income:USD", "D", 8_333),
-                   ("affiliate:aff", "D", 16_667),
-                   ("merchant_settled:p1", "D", 102_768), ("merchant_settled:p2", "D", 102_768),
-                   ("merchant_settled:p3", "D", 102_799)]),
+        (333_333, [("consumer:c1:USD", "C", 333_333), ("platform_fee_income:USD", "D", 8_333),
+                   ("affiliate:aff:USD", "D", 16_667),
+                   ("merchant:p1:USD/settled", "D", 102_768), ("merchant:p2:USD/settled", "D", 102_767),
+                   ("merchant:p3:USD/settled", "D", 102_798)]),
+        (333_333, [("consumer:c1:USD", "C", 333_333), ("platform_fee_income:USD", "D", 8_334),
+                   ("affiliate:aff:USD", "D", 16_666),
+                   ("merchant:p1:USD/settled", "D", 102_767), ("merchant:p2:USD/settled", "D", 102_768),
+                   ("merchant:p3:USD/settled", "D", 102_798)]),
+        (333_335, [("consumer:c1:USD", "C", 333_335), ("platform_fee_income:USD", "D", 8_333),
+                   ("affiliate:aff:USD", "D", 16_667),
+                   ("merchant:p1:USD/settled", "D", 102_768), ("merchant:p2:USD/settled", "D", 102_768),
+                   ("merchant:p3:USD/settled", "D", 102_799)]),
     ]
     given_back: dict[tuple[str, str], int] = {}
     held = per_line(original)
@@ -561,10 +572,11 @@ def test_refunds_of_a_usage_round_per_line_and_never_exceed_it(books: Books) -> 
             given_back[key] = given_back.get(key, 0) + part
             assert given_back[key] <= held[key], f"{key} given back more than it held"
     assert given_back == held
-    assert books.balances("consumer:c1", "platform_fee_income:USD", "affiliate:aff", "merchant_settled:p1",
-                          "merchant_settled:p2", "merchant_settled:p3") == {
-        "consumer:c1": 2_000_000, "platform_fee_income:USD": 0, "affiliate:aff": 0, "merchant_settled:p1": 0,
-        "merchant_settled:p2": 0, "merchant_settled:p3": 0}
+    assert books.balances("consumer:c1:USD", "platform_fee_income:USD", "affiliate:aff:USD", "merchant:p1:USD/settled",
+                          "merchant:p2:USD/settled", "merchant:p3:USD/settled") == {
+        "consumer:c1:USD": 2_000_000, "platform_fee_income:USD": 0, "affiliate:aff:USD": 0,
+        "merchant:p1:USD/settled": 0,
+        "merchant:p2:USD/settled": 0, "merchant:p3:USD/settled": 0}
     assert books.refused("ref-more", refund=f.RefundFlow(original_request_id="use", amount=1, currency=USD))[:2] == \
         (PRECONDITION, "REFUND_EXCEEDS_ORIGINAL")
     books.check_books()
@@ -575,7 +587,7 @@ def test_refund_refusals(books: Books) -> None:
     books.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=100_000, currency=USD))
     books.post("guar", guarantee=f.GuaranteeFlow(merchant="m1", amount=5, currency=USD))
     books.server.create_account(TENANT, "other", "deposit")
-    books.post("xfer", transfer=transfer_request("xfer", "consumer:c1", "other", 10).transfer)
+    books.post("xfer", transfer=transfer_request("xfer", "consumer:c1:USD", "other", 10).transfer)
 
     code, reason, meta = books.refused("r1", refund=f.RefundFlow(original_request_id="nope", amount=1, currency=USD))
     assert (code, reason, meta["original_request_id"]) == (NOT_FOUND, "ORIGINAL_NOT_FOUND", "nope")
@@ -611,7 +623,8 @@ def test_settlements_merchant_channel_and_bank(books: Books) -> None:
     r = books.post("set-m", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1",
                                                         amount=9_000_000, currency=USD))
     assert_rule(r.vouchers[0], "settlement", "settlement.merchant", "set-m", "settlement")
-    assert lines(r.vouchers[0]) == [("merchant_pending:m1", "D", 9_000_000), ("merchant_settled:m1", "C", 9_000_000)]
+    assert lines(r.vouchers[0]) == [("merchant:m1:USD/pending", "D", 9_000_000),
+                                    ("merchant:m1:USD/settled", "C", 9_000_000)]
     assert books.refused("set-m-over", settlement=f.SettlementFlow(
         kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1", amount=940_001, currency=USD))[:2] == \
         (PRECONDITION, "INSUFFICIENT_FUNDS")
@@ -640,10 +653,10 @@ def test_settlements_merchant_channel_and_bank(books: Books) -> None:
                                     ("bank_receivable:mc:USD", "C", 5_000_250)]
 
     assert books.balances(
-        "merchant_pending:m1", "merchant_settled:m1", "channel_clearing:visa:USD", "channel_clearing:mc:USD",
+        "merchant:m1:USD/pending", "merchant:m1:USD/settled", "channel_clearing:visa:USD", "channel_clearing:mc:USD",
         "bank_receivable:visa:USD", "bank_receivable:mc:USD", "bank_deposit:USD", "shortfall:USD", "longfall:USD",
         "platform_fee_income:USD") == {
-        "merchant_pending:m1": 10_000_000 - 60_000 - 9_000_000, "merchant_settled:m1": 9_000_000,
+        "merchant:m1:USD/pending": 10_000_000 - 60_000 - 9_000_000, "merchant:m1:USD/settled": 9_000_000,
         "channel_clearing:visa:USD": 0, "channel_clearing:mc:USD": 0, "bank_receivable:visa:USD": 0,
         "bank_receivable:mc:USD": 0, "bank_deposit:USD": 9_999_000, "shortfall:USD": 1_250, "longfall:USD": 250,
         "platform_fee_income:USD": 60_000}
@@ -697,8 +710,8 @@ def test_settlements_never_clear_more_than_is_outstanding_and_payouts_never_over
     # A payout beyond what the bank account holds is refused by bank_deposit's floor.
     books.funding("fund-2", "c1", 10_000_000)  # not settled by the processor yet: not on the bank account
     books.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=60_000_000, currency=USD))
-    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89")
-    assert books.bal("merchant_settled:m1") == 58_500_000
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified", bank_account="DE89")
+    assert books.bal("merchant:m1:USD/settled") == 58_500_000
     assert books.refused("po-over", payout=f.PayoutFlow(merchant="m1", amount=58_500_000, currency=USD))[:2] == \
         (PRECONDITION, "INSUFFICIENT_FUNDS")
     books.post("po", payout=f.PayoutFlow(merchant="m1", amount=48_000_000, currency=USD))
@@ -710,7 +723,8 @@ def test_guarantee_is_collected_by_reverse_deduction_until_covered(books: Books)
     books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=5_000_000, currency=USD))
     r = books.post("guar", guarantee=f.GuaranteeFlow(merchant="m1", amount=1_500_000, currency=USD))
     assert_rule(r.vouchers[0], "guarantee", "guarantee.default", "guar", "guarantee_commitment")
-    assert lines(r.vouchers[0]) == [("guarantee_due:m1", "D", 1_500_000), ("guarantee_commitment:m1", "C", 1_500_000)]
+    assert lines(r.vouchers[0]) == [("merchant:m1:USD/guarantee_due", "D", 1_500_000),
+                                    ("merchant:m1:USD/guarantee_commitment", "C", 1_500_000)]
 
     def settle(rid: str, amount: int) -> types_pb2.Voucher:
         return books.post(rid, settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1",
@@ -718,27 +732,30 @@ def test_guarantee_is_collected_by_reverse_deduction_until_covered(books: Books)
 
     # First settlement: all 1_000_000 goes to the guarantee, nothing to settled (the 0 line is dropped).
     assert lines(settle("set-1", 1_000_000)) == [
-        ("merchant_pending:m1", "D", 1_000_000), ("merchant_guarantee:m1", "C", 1_000_000),
-        ("guarantee_commitment:m1", "D", 1_000_000), ("guarantee_due:m1", "C", 1_000_000)]
-    assert books.balances("guarantee_due:m1", "merchant_guarantee:m1") == {
-        "guarantee_due:m1": 500_000, "merchant_guarantee:m1": 1_000_000}
+        ("merchant:m1:USD/pending", "D", 1_000_000), ("merchant:m1:USD/guarantee", "C", 1_000_000),
+        ("merchant:m1:USD/guarantee_commitment", "D", 1_000_000), ("merchant:m1:USD/guarantee_due", "C", 1_000_000)]
+    assert books.balances("merchant:m1:USD/guarantee_due", "merchant:m1:USD/guarantee") == {
+        "merchant:m1:USD/guarantee_due": 500_000, "merchant:m1:USD/guarantee": 1_000_000}
     # Second: only the 500_000 still due is deducted.
     assert lines(settle("set-2", 1_000_000)) == [
-        ("merchant_pending:m1", "D", 1_000_000), ("merchant_guarantee:m1", "C", 500_000),
-        ("guarantee_commitment:m1", "D", 500_000), ("guarantee_due:m1", "C", 500_000),
-        ("merchant_settled:m1", "C", 500_000)]
+        ("merchant:m1:USD/pending", "D", 1_000_000), ("merchant:m1:USD/guarantee", "C", 500_000),
+        ("merchant:m1:USD/guarantee_commitment", "D", 500_000), ("merchant:m1:USD/guarantee_due", "C", 500_000),
+        ("merchant:m1:USD/settled", "C", 500_000)]
     # Covered: nothing more is deducted.
-    assert lines(settle("set-3", 1_000_000)) == [("merchant_pending:m1", "D", 1_000_000),
-                                                 ("merchant_settled:m1", "C", 1_000_000)]
-    assert books.balances("merchant_pending:m1", "merchant_settled:m1", "merchant_guarantee:m1", "guarantee_due:m1",
-                          "guarantee_commitment:m1") == {
-        "merchant_pending:m1": 4_970_000 - 3_000_000, "merchant_settled:m1": 1_500_000,
-        "merchant_guarantee:m1": 1_500_000, "guarantee_due:m1": 0, "guarantee_commitment:m1": 0}
+    assert lines(settle("set-3", 1_000_000)) == [("merchant:m1:USD/pending", "D", 1_000_000),
+                                                 ("merchant:m1:USD/settled", "C", 1_000_000)]
+    assert books.balances("merchant:m1:USD/pending", "merchant:m1:USD/settled", "merchant:m1:USD/guarantee",
+                          "merchant:m1:USD/guarantee_due",
+                          "merchant:m1:USD/guarantee_commitment") == {
+        "merchant:m1:USD/pending": 4_970_000 - 3_000_000, "merchant:m1:USD/settled": 1_500_000,
+        "merchant:m1:USD/guarantee": 1_500_000, "merchant:m1:USD/guarantee_due": 0,
+        "merchant:m1:USD/guarantee_commitment": 0}
     # A second guarantee is collected from the next settlement.
     books.post("guar-2", guarantee=f.GuaranteeFlow(merchant="m1", amount=7, currency=USD))
     assert lines(settle("set-4", 1_000_000)) == [
-        ("merchant_pending:m1", "D", 1_000_000), ("merchant_guarantee:m1", "C", 7),
-        ("guarantee_commitment:m1", "D", 7), ("guarantee_due:m1", "C", 7), ("merchant_settled:m1", "C", 999_993)]
+        ("merchant:m1:USD/pending", "D", 1_000_000), ("merchant:m1:USD/guarantee", "C", 7),
+        ("merchant:m1:USD/guarantee_commitment", "D", 7), ("merchant:m1:USD/guarantee_due", "C", 7),
+        ("merchant:m1:USD/settled", "C", 999_993)]
     books.check_books()
 
 
@@ -751,7 +768,8 @@ def test_guarantee_in_account_mode_is_collected_from_the_settled_balance_as_it_a
 
     r = guarantee("guar", 1_500_000, f.GUARANTEE_MODE_ACCOUNT)
     assert_rule(r, "guarantee", "guarantee.account", "guar", "guarantee_deduction")
-    assert lines(r) == [("guarantee_deduction:m1", "D", 1_500_000), ("guarantee_commitment:m1", "C", 1_500_000)]
+    assert lines(r) == [("merchant:m1:USD/guarantee_deduction", "D", 1_500_000),
+                        ("merchant:m1:USD/guarantee_commitment", "C", 1_500_000)]
     # Nothing settled yet: nothing to collect.
     assert books.refused("col-0", guarantee=f.GuaranteeFlow(
         merchant="m1", amount=1_500_000, currency=USD, mode=f.GUARANTEE_MODE_ACCOUNT_COLLECTION))[:2] == (
@@ -761,21 +779,23 @@ def test_guarantee_in_account_mode_is_collected_from_the_settled_balance_as_it_a
     # 975_000 accrued: all of it is collected, the deduction account keeps the rest due.
     r = guarantee("col-1", 1_500_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
     assert_rule(r, "guarantee", "guarantee.account_collection", "col-1", "guarantee_collection")
-    assert lines(r) == [("merchant_settled:m1", "D", 975_000), ("merchant_guarantee:m1", "C", 975_000),
-                        ("guarantee_commitment:m1", "D", 975_000), ("guarantee_deduction:m1", "C", 975_000)]
+    assert lines(r) == [("merchant:m1:USD/settled", "D", 975_000), ("merchant:m1:USD/guarantee", "C", 975_000),
+                        ("merchant:m1:USD/guarantee_commitment", "D", 975_000),
+                        ("merchant:m1:USD/guarantee_deduction", "C", 975_000)]
     books.post("use-2", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=2_000_000, currency=USD))
     r = guarantee("col-2", 5_000_000, f.GUARANTEE_MODE_ACCOUNT_COLLECTION)
-    assert per_line(r)[("merchant_guarantee:m1", "C")] == 525_000  # only what is still due
-    assert books.balances("merchant_settled:m1", "merchant_guarantee:m1", "guarantee_deduction:m1",
-                          "guarantee_commitment:m1") == {
-        "merchant_settled:m1": 1_950_000 - 525_000, "merchant_guarantee:m1": 1_500_000, "guarantee_deduction:m1": 0,
-        "guarantee_commitment:m1": 0}
-    assert "guarantee_due:m1" not in books.codes()  # the settlement-order mode was never used
+    assert per_line(r)[("merchant:m1:USD/guarantee", "C")] == 525_000  # only what is still due
+    assert books.balances("merchant:m1:USD/settled", "merchant:m1:USD/guarantee", "merchant:m1:USD/guarantee_deduction",
+                          "merchant:m1:USD/guarantee_commitment") == {
+        "merchant:m1:USD/settled": 1_950_000 - 525_000, "merchant:m1:USD/guarantee": 1_500_000,
+        "merchant:m1:USD/guarantee_deduction": 0,
+        "merchant:m1:USD/guarantee_commitment": 0}
+    assert "merchant:m1:USD/guarantee_due" not in books.codes()  # the settlement-order mode was never used
     # Settlements leave the account-mode guarantee alone: the settlement-order mode has nothing due.
     books.post("acq", acquisition=f.AcquisitionFlow(merchant="m1", channel="visa", amount=1_000_000, currency=USD))
     r = books.post("set", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_MERCHANT, merchant="m1",
                                                       amount=994_000, currency=USD)).vouchers[0]
-    assert lines(r) == [("merchant_pending:m1", "D", 994_000), ("merchant_settled:m1", "C", 994_000)]
+    assert lines(r) == [("merchant:m1:USD/pending", "D", 994_000), ("merchant:m1:USD/settled", "C", 994_000)]
     books.check_books()
 
 
@@ -799,19 +819,20 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     books.post("bank", settlement=f.SettlementFlow(kind=f.SETTLEMENT_KIND_BANK, channel="card", amount=5_000_000,
                                                    currency=USD))
     assert books.bal("bank_deposit:USD") == 5_000_000
-    assert books.bal("merchant_settled:m1") == settled
+    assert books.bal("merchant:m1:USD/settled") == settled
 
     code, reason, meta = books.refused("po-1a", **payout(1_234_567))
     assert (code, reason, meta["rule"]) == (PRECONDITION, "KYC_NOT_VERIFIED", "payout.default")
-    books.set_meta("merchant_settled:m1", kyc_status="pending", bank_account="DE89")
+    books.set_meta("merchant:m1:USD/settled", kyc_status="pending", bank_account="DE89")
     assert books.refused("po-1b", **payout(1_234_567))[:2] == (PRECONDITION, "KYC_NOT_VERIFIED")
-    books.set_meta("merchant_settled:m1", kyc_status="verified")
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified")
     assert books.refused("po-1c", **payout(1_234_567))[:2] == (PRECONDITION, "BANK_ACCOUNT_MISSING")
-    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum=str(settled + 1))
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified", bank_account="DE89",
+                   payout_minimum=str(settled + 1))
     assert books.refused("po-1d", **payout(1_234_567))[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
-    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum="lots")
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified", bank_account="DE89", payout_minimum="lots")
     assert books.refused("po-1e", **payout(1_234_567))[:2] == (PRECONDITION, "ACCOUNT_METADATA_INVALID")
-    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum=str(settled))
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified", bank_account="DE89", payout_minimum=str(settled))
 
     # More than settled: the floor of the deposit account refuses it.
     assert books.refused("po-2", **payout(1_960_000))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
@@ -824,26 +845,26 @@ def test_payout_prerequisites_one_by_one_then_rounding_to_the_bank_unit(books: B
     assert r.replayed is False
     assert_rule(r.vouchers[0], "payout", "payout.default", "po-1", "payout")
     # round_down(1_234_567, 10_000) = 1_230_000: the sub-cent 4_567 is not paid out.
-    assert lines(r.vouchers[0]) == [("merchant_settled:m1", "D", 1_230_000), ("bank_deposit:USD", "C", 1_230_000)]
-    assert books.balances("merchant_settled:m1", "bank_deposit:USD") == {
-        "merchant_settled:m1": settled - 1_230_000, "bank_deposit:USD": 5_000_000 - 1_230_000}
+    assert lines(r.vouchers[0]) == [("merchant:m1:USD/settled", "D", 1_230_000), ("bank_deposit:USD", "C", 1_230_000)]
+    assert books.balances("merchant:m1:USD/settled", "bank_deposit:USD") == {
+        "merchant:m1:USD/settled": settled - 1_230_000, "bank_deposit:USD": 5_000_000 - 1_230_000}
     # Now below the minimum of 1_950_000.
     assert books.refused("po-4", **payout(10_000))[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
-    books.set_meta("merchant_settled:m1", kyc_status="verified", bank_account="DE89", payout_minimum="0")
+    books.set_meta("merchant:m1:USD/settled", kyc_status="verified", bank_account="DE89", payout_minimum="0")
     # Everything that is left: 720_000 rounds to itself; then only a residue below a cent remains.
     r = books.post("po-5", **payout(720_000))
-    assert lines(r.vouchers[0]) == [("merchant_settled:m1", "D", 720_000), ("bank_deposit:USD", "C", 720_000)]
-    assert books.bal("merchant_settled:m1") == 0
+    assert lines(r.vouchers[0]) == [("merchant:m1:USD/settled", "D", 720_000), ("bank_deposit:USD", "C", 720_000)]
+    assert books.bal("merchant:m1:USD/settled") == 0
 
     # Another merchant: paying out its whole settled balance leaves the sub-cent residue behind.
     books.post("use-2", usage=f.UsageFlow(consumer="c1", merchant="m2", amount=1_025_647, currency=USD))
     # fee floor(1_025_647 * 0.025) = 25_641; settled 1_000_006.
-    assert books.bal("merchant_settled:m2") == 1_000_006
-    books.set_meta("merchant_settled:m2", kyc_status="verified", bank_account="GB29", payout_minimum="1000000")
+    assert books.bal("merchant:m2:USD/settled") == 1_000_006
+    books.set_meta("merchant:m2:USD/settled", kyc_status="verified", bank_account="GB29", payout_minimum="1000000")
     r = books.post("po-6", payout=f.PayoutFlow(merchant="m2", amount=1_000_006, currency=USD))
-    assert lines(r.vouchers[0]) == [("merchant_settled:m2", "D", 1_000_000), ("bank_deposit:USD", "C", 1_000_000)]
-    assert books.balances("merchant_settled:m2", "bank_deposit:USD") == {
-        "merchant_settled:m2": 6, "bank_deposit:USD": 5_000_000 - 1_950_000 - 1_000_000}
+    assert lines(r.vouchers[0]) == [("merchant:m2:USD/settled", "D", 1_000_000), ("bank_deposit:USD", "C", 1_000_000)]
+    assert books.balances("merchant:m2:USD/settled", "bank_deposit:USD") == {
+        "merchant:m2:USD/settled": 6, "bank_deposit:USD": 5_000_000 - 1_950_000 - 1_000_000}
     books.check_books()
 
 
@@ -910,7 +931,7 @@ def test_get_rule_set_and_validate(books: Books) -> None:
     assert len(by_id["payout.default"].requires) == 3
     usage_lines = by_id["usage.default"].vouchers[0].lines
     assert [(ln.side, ln.account, ln.amount) for ln in usage_lines][:2] == [
-        ("debit", "consumer:{consumer}", "amount"), ("credit", "platform_fee_income:{currency}",
+        ("debit", "consumer:{consumer}:{currency}", "amount"), ("credit", "platform_fee_income:{currency}",
                                                      "bps(amount, platform_fee_bps)")]
     assert usage_lines[-1].split == "shares" and usage_lines[2].when == "affiliate"
 
@@ -923,8 +944,8 @@ def test_get_rule_set_and_validate(books: Books) -> None:
     assert "line 1" in bad.problems[0] and "column" in bad.problems[0]
 
     broken = text.replace('amount = "bps(amount, platform_fee_bps)"', 'amount = "bps(fee, platform_fee_bps)"')
-    broken = broken.replace('side = "credit"\naccount = "consumer:{consumer}"',
-                            'side = "sideways"\naccount = "consumer:{consumer}"')
+    broken = broken.replace('side = "credit"\naccount = "consumer:{consumer}:{currency}"',
+                            'side = "sideways"\naccount = "consumer:{consumer}:{currency}"')
     bad = books.book.ValidateRuleSet(bk_pb.ValidateRuleSetRequest(content=broken), metadata=books.md)
     assert bad.valid is False and bad.version == ""
     assert any(p.startswith("rules[1] (id=usage.default).vouchers[0].lines[1].amount:") and "unknown name 'fee'" in p

@@ -234,7 +234,7 @@ def build_world(srv: Server) -> World:
     w.vouchers["usage"] = usage.vouchers[0].id
     w.vouchers["acquisition"] = acquisition.vouchers[0].id
     srv.accounts().UpdateAccount(acc_pb.UpdateAccountRequest(  # m1 may be paid out
-        request_id="seed-kyc", account=ref("merchant_settled:m1"),
+        request_id="seed-kyc", account=ref("merchant:m1:USD/settled"),
         account_update=types_pb2.Account(metadata={"kyc_status": "verified", "bank_account": "DE00 1234"}),
         update_mask=field_mask_pb2.FieldMask(paths=["metadata"])), metadata=md(t))
     w.request_ids.append("seed-kyc")
@@ -254,7 +254,8 @@ def build_world(srv: Server) -> World:
         w.ids[account.code] = account.id
     # Balances a fingerprint reads one by one (every account's change also shows in the trial balance, the
     # vouchers or the holds): the accounts made here, a consumer and a merchant the rules made.
-    w.known = [w.ids[c] for c in (*WORLD_CODES, "funding-usd", "funding-eur", "consumer:c1", "merchant_settled:m1")]
+    w.known = [w.ids[c] for c in (*WORLD_CODES, "funding-usd", "funding-eur", "consumer:c1:USD",
+                                  "merchant:m1:USD/settled")]
     w.page_tokens_of = {
         "ListAccountsRequest": srv.accounts().ListAccounts(acc_pb.ListAccountsRequest(page_size=1),
                                                            metadata=md(t)).next_page_token,
@@ -410,7 +411,7 @@ def hints(w: World) -> Hints:
 def message_hints(w: World, fresh_request_ids: st.SearchStrategy[str]) -> dict[str, st.SearchStrategy[Message]]:
     """Whole messages that make sense together (accounts of one currency, a consistent account spec), so
     that a good share of the requests is accepted and reaches the ledger."""
-    usd = ["alice", "bob", "card", "pool", "funding-usd", "kid", "consumer:c1"]
+    usd = ["alice", "bob", "card", "pool", "funding-usd", "kid", "consumer:c1:USD"]
     refs = st.one_of(st.sampled_from(usd).map(ref), st.sampled_from([w.ids[c] for c in usd]).map(lambda i: ref(id=i)))
     small = st.integers(1, 1_000)
     transfer_pairs = st.sampled_from([("alice", "bob"), ("bob", "alice"), ("funding-usd", "alice"),

@@ -123,7 +123,7 @@ def hold_tuple(h: types_pb2.Hold) -> tuple:
 
 @pytest.fixture
 def c(server: Server) -> Client:
-    """Tenant `holds` with consumer:c1 funded 10_000_000 and an empty deposit account `shop`."""
+    """Tenant `holds` with consumer:c1:USD funded 10_000_000 and an empty deposit account `shop`."""
     client = Client(server)
     client.funding("fund-c1", "c1", 10_000_000)
     server.create_account(TENANT, "shop", "deposit")
@@ -135,69 +135,69 @@ def c(server: Server) -> Client:
 
 def test_create_locks_without_changing_current(c: Client) -> None:
     vouchers = len(c.server.all_vouchers(TENANT))
-    r = c.create("h-1", "consumer:c1", 3_000_000, memo="pre-auth", metadata={"order": "o-1"})
+    r = c.create("h-1", "consumer:c1:USD", 3_000_000, memo="pre-auth", metadata={"order": "o-1"})
     h = r.hold
     consumer = c.server.all_accounts(TENANT)
-    consumer_id = next(a.id for a in consumer if a.code == "consumer:c1")
+    consumer_id = next(a.id for a in consumer if a.code == "consumer:c1:USD")
     assert r.replayed is False
     assert (h.status, h.amount, h.captured, h.remaining, h.currency) == (ACTIVE, 3_000_000, 0, 3_000_000, USD)
     assert (h.account_id, h.tenant_id, h.request_id, h.memo, dict(h.metadata)) == (
         consumer_id, TENANT, "h-1", "pre-auth", {"order": "o-1"})
     assert not h.HasField("expire_time") and list(h.capture_voucher_ids) == []
-    assert c.bal("consumer:c1") == (10_000_000, 3_000_000, 7_000_000)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 3_000_000, 7_000_000)
     assert len(c.server.all_vouchers(TENANT)) == vouchers  # a hold posts nothing
     assert hold_tuple(c.get(h.id)) == (ACTIVE, 3_000_000, 0, 3_000_000)
 
     # A second hold by account id; the two add up.
     h2 = c.create("h-2", ref(id=consumer_id), 6_999_999).hold
-    assert c.bal("consumer:c1") == (10_000_000, 9_999_999, 1)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 9_999_999, 1)
     # Beyond what is available.
-    code, reason, meta = c.refused(lambda: c.create("h-3", "consumer:c1", 2))
+    code, reason, meta = c.refused(lambda: c.create("h-3", "consumer:c1:USD", 2))
     assert (code, reason, meta["available"], meta["required"]) == (PRECONDITION, "INSUFFICIENT_FUNDS", "1", "2")
-    c.create("h-4", "consumer:c1", 1)
-    assert c.bal("consumer:c1") == (10_000_000, 10_000_000, 0)
-    assert c.refused(lambda: c.create("h-5", "consumer:c1", 1))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
+    c.create("h-4", "consumer:c1:USD", 1)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 10_000_000, 0)
+    assert c.refused(lambda: c.create("h-5", "consumer:c1:USD", 1))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
 
     # Other refusals.
     assert c.refused(lambda: c.create("h-6", "nobody", 1))[:2] == (NOT_FOUND, "ACCOUNT_NOT_FOUND")
-    assert c.refused(lambda: c.create("h-7", "consumer:c1", 0))[:2] == (INVALID, "AMOUNT_NOT_POSITIVE")
-    assert c.refused(lambda: c.create("h-8", "consumer:c1", 1, currency="EUR"))[:2] == \
+    assert c.refused(lambda: c.create("h-7", "consumer:c1:USD", 0))[:2] == (INVALID, "AMOUNT_NOT_POSITIVE")
+    assert c.refused(lambda: c.create("h-8", "consumer:c1:USD", 1, currency="EUR"))[:2] == \
         (PRECONDITION, "CURRENCY_MISMATCH")
-    assert c.refused(lambda: c.create("h-9", "consumer:c1", 1, expire_in_s=-5))[:2] == (INVALID, "HOLD_EXPIRY_PAST")
+    assert c.refused(lambda: c.create("h-9", "consumer:c1:USD", 1, expire_in_s=-5))[:2] == (INVALID, "HOLD_EXPIRY_PAST")
     c.release("rel-2", h2.id)
-    c.server.set_status(TENANT, "consumer:c1", types_pb2.ACCOUNT_STATUS_FROZEN)
-    assert c.refused(lambda: c.create("h-10", "consumer:c1", 1))[:2] == (PRECONDITION, "ACCOUNT_FROZEN")
+    c.server.set_status(TENANT, "consumer:c1:USD", types_pb2.ACCOUNT_STATUS_FROZEN)
+    assert c.refused(lambda: c.create("h-10", "consumer:c1:USD", 1))[:2] == (PRECONDITION, "ACCOUNT_FROZEN")
     c.check_books()
 
 
 def test_partial_captures_then_final_capture_releases_the_rest(c: Client) -> None:
-    h = c.create("h", "consumer:c1", 3_000_000).hold
+    h = c.create("h", "consumer:c1:USD", 3_000_000).hold
 
     r1 = c.capture("cap-1", h.id, 1_000_000, memo="first")
     assert r1.replayed is False
     assert hold_tuple(r1.hold) == (ACTIVE, 3_000_000, 1_000_000, 2_000_000)
     assert r1.voucher.flow_type == "hold_capture" and r1.voucher.metadata["hold_id"] == h.id
-    assert lines(r1.voucher) == [("consumer:c1", "D", 1_000_000), ("shop", "C", 1_000_000)]
-    assert c.bal("consumer:c1") == (9_000_000, 2_000_000, 7_000_000)
+    assert lines(r1.voucher) == [("consumer:c1:USD", "D", 1_000_000), ("shop", "C", 1_000_000)]
+    assert c.bal("consumer:c1:USD") == (9_000_000, 2_000_000, 7_000_000)
     assert c.bal("shop") == (1_000_000, 0, 1_000_000)
 
     r2 = c.capture("cap-2", h.id, 500_000)
     assert hold_tuple(r2.hold) == (ACTIVE, 3_000_000, 1_500_000, 1_500_000)
-    assert c.bal("consumer:c1") == (8_500_000, 1_500_000, 7_000_000)
+    assert c.bal("consumer:c1:USD") == (8_500_000, 1_500_000, 7_000_000)
 
     # More than remaining: refused, nothing moves.
     code, reason, meta = c.refused(lambda: c.capture("cap-over", h.id, 1_500_001))
     assert (code, reason, meta["remaining"], meta["requested"]) == (PRECONDITION, "HOLD_AMOUNT_EXCEEDED", "1500000",
                                                                     "1500001")
     assert c.refused(lambda: c.capture("cap-zero", h.id, 0))[:2] == (INVALID, "AMOUNT_NOT_POSITIVE")
-    assert c.refused(lambda: c.capture("cap-self", h.id, 1, destination="consumer:c1"))[:2] == \
+    assert c.refused(lambda: c.capture("cap-self", h.id, 1, destination="consumer:c1:USD"))[:2] == \
         (INVALID, "SAME_ACCOUNT_BOTH_SIDES")
 
     # Final: captures 700_000, releases the other 800_000.
     r3 = c.capture("cap-3", h.id, 700_000, final=True)
     assert hold_tuple(r3.hold) == (CAPTURED, 3_000_000, 2_200_000, 0)
     assert list(r3.hold.capture_voucher_ids) == [r1.voucher.id, r2.voucher.id, r3.voucher.id]
-    assert c.bal("consumer:c1") == (7_800_000, 0, 7_800_000)
+    assert c.bal("consumer:c1:USD") == (7_800_000, 0, 7_800_000)
     assert c.bal("shop") == (2_200_000, 0, 2_200_000)
     assert hold_tuple(c.get(h.id)) == (CAPTURED, 3_000_000, 2_200_000, 0)
     # Closed: nothing more can be captured or released.
@@ -205,21 +205,21 @@ def test_partial_captures_then_final_capture_releases_the_rest(c: Client) -> Non
     assert c.refused(lambda: c.release("rel", h.id))[:2] == (PRECONDITION, "HOLD_CAPTURED")
 
     # Capturing exactly what remains closes the hold without `final`.
-    h2 = c.create("h2", "consumer:c1", 400_000).hold
+    h2 = c.create("h2", "consumer:c1:USD", 400_000).hold
     c.capture("cap-5", h2.id, 150_000)
     r = c.capture("cap-6", h2.id, 250_000)
     assert hold_tuple(r.hold) == (CAPTURED, 400_000, 400_000, 0)
-    assert c.bal("consumer:c1") == (7_400_000, 0, 7_400_000)
+    assert c.bal("consumer:c1:USD") == (7_400_000, 0, 7_400_000)
     c.check_books()
 
 
 def test_release_then_capture_is_refused(c: Client) -> None:
-    h = c.create("h", "consumer:c1", 2_500_000).hold
+    h = c.create("h", "consumer:c1:USD", 2_500_000).hold
     c.capture("cap", h.id, 500_000)
     r = c.release("rel", h.id, reason="order cancelled")
     assert r.replayed is False
     assert hold_tuple(r.hold) == (RELEASED, 2_500_000, 500_000, 0)
-    assert c.bal("consumer:c1") == (9_500_000, 0, 9_500_000)
+    assert c.bal("consumer:c1:USD") == (9_500_000, 0, 9_500_000)
     code, reason, meta = c.refused(lambda: c.capture("cap-2", h.id, 1))
     assert (code, reason, meta["hold_id"]) == (PRECONDITION, "HOLD_RELEASED", h.id)
     assert c.refused(lambda: c.release("rel-2", h.id))[:2] == (PRECONDITION, "HOLD_RELEASED")
@@ -233,35 +233,35 @@ def test_release_then_capture_is_refused(c: Client) -> None:
 
 def test_nothing_can_spend_held_funds(c: Client) -> None:
     fund_voucher = c.server.all_vouchers(TENANT)[0]
-    c.create("h", "consumer:c1", 8_000_000)
-    assert c.bal("consumer:c1") == (10_000_000, 8_000_000, 2_000_000)
+    c.create("h", "consumer:c1:USD", 8_000_000)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 8_000_000, 2_000_000)
 
-    assert c.refused(lambda: c.server.transfer(TENANT, "consumer:c1", "shop", 2_000_001, request_id="t1"))[:2] == \
+    assert c.refused(lambda: c.server.transfer(TENANT, "consumer:c1:USD", "shop", 2_000_001, request_id="t1"))[:2] == \
         (PRECONDITION, "INSUFFICIENT_FUNDS")
     assert c.refused(lambda: c.usage("u1", "c1", 2_000_001))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
     assert c.refused(lambda: c.post("adj", adjustment=adjustment_request("adj", [
-        line("consumer:c1", "debit", 2_000_001), line("shop", "credit", 2_000_001)]).adjustment))[:2] == \
+        line("consumer:c1:USD", "debit", 2_000_001), line("shop", "credit", 2_000_001)]).adjustment))[:2] == \
         (PRECONDITION, "INSUFFICIENT_FUNDS")
     assert c.refused(lambda: c.stub.ReverseVoucher(post_pb.ReverseVoucherRequest(
         request_id="rev", voucher_id=fund_voucher.id), metadata=c.md))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
-    assert c.refused(lambda: c.create("h2", "consumer:c1", 2_000_001))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
+    assert c.refused(lambda: c.create("h2", "consumer:c1:USD", 2_000_001))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
 
     # What is not held can be spent, to the last unit.
-    c.server.transfer(TENANT, "consumer:c1", "shop", 2_000_000, request_id="t2")
-    assert c.bal("consumer:c1") == (8_000_000, 8_000_000, 0)
-    assert c.refused(lambda: c.server.transfer(TENANT, "consumer:c1", "shop", 1, request_id="t3"))[:2] == \
+    c.server.transfer(TENANT, "consumer:c1:USD", "shop", 2_000_000, request_id="t2")
+    assert c.bal("consumer:c1:USD") == (8_000_000, 8_000_000, 0)
+    assert c.refused(lambda: c.server.transfer(TENANT, "consumer:c1:USD", "shop", 1, request_id="t3"))[:2] == \
         (PRECONDITION, "INSUFFICIENT_FUNDS")
     c.check_books()
 
 
 def test_frozen_destination_cannot_be_captured_into(c: Client) -> None:
-    h = c.create("h", "consumer:c1", 1_000_000).hold
+    h = c.create("h", "consumer:c1:USD", 1_000_000).hold
     c.server.set_status(TENANT, "shop", types_pb2.ACCOUNT_STATUS_FROZEN)
     code, reason, _ = c.refused(lambda: c.capture("cap", h.id, 400_000))
     assert (code, reason) == (PRECONDITION, "ACCOUNT_FROZEN")
     assert c.refused(lambda: c.capture("cap-final", h.id, 400_000, final=True))[:2] == (PRECONDITION, "ACCOUNT_FROZEN")
     assert hold_tuple(c.get(h.id)) == (ACTIVE, 1_000_000, 0, 1_000_000)
-    assert c.bal("consumer:c1") == (10_000_000, 1_000_000, 9_000_000)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 1_000_000, 9_000_000)
     # A destination in another currency.
     c.server.create_account(TENANT, "eur-shop", "deposit", currency="EUR")
     assert c.refused(lambda: c.capture("cap-eur", h.id, 1, destination="eur-shop"))[:2] == \
@@ -276,29 +276,29 @@ def test_frozen_destination_cannot_be_captured_into(c: Client) -> None:
     assert r.replayed is False and hold_tuple(r.hold) == (ACTIVE, 1_000_000, 400_000, 600_000)
 
     # A frozen held account: no capture either; release still frees the reservation.
-    c.server.set_status(TENANT, "consumer:c1", types_pb2.ACCOUNT_STATUS_FROZEN)
+    c.server.set_status(TENANT, "consumer:c1:USD", types_pb2.ACCOUNT_STATUS_FROZEN)
     assert c.refused(lambda: c.capture("cap-2", h.id, 1))[:2] == (PRECONDITION, "ACCOUNT_FROZEN")
     c.release("rel", h.id)
-    assert c.bal("consumer:c1") == (9_600_000, 0, 9_600_000)
+    assert c.bal("consumer:c1:USD") == (9_600_000, 0, 9_600_000)
     c.check_books()
 
 
 def test_usage_consumes_from_a_hold(c: Client) -> None:
     c.funding("fund-c2", "c2", 1_000_000)
-    h = c.create("h", "consumer:c2", 1_000_000).hold
-    assert c.bal("consumer:c2") == (1_000_000, 1_000_000, 0)
+    h = c.create("h", "consumer:c2:USD", 1_000_000).hold
+    assert c.bal("consumer:c2:USD") == (1_000_000, 1_000_000, 0)
     # Without the hold nothing is available; with it the held funds are spent.
     assert c.refused(lambda: c.usage("u0", "c2", 1))[:2] == (PRECONDITION, "INSUFFICIENT_FUNDS")
     r = c.usage("u1", "c2", 400_000, hold_id=h.id)
     v = r.vouchers[0]
     assert (v.flow_type, v.rule_id) == ("usage", "usage.default")
     # fee floor(400_000 * 0.025) = 10_000
-    assert lines(v) == [("consumer:c2", "D", 400_000), ("platform_fee_income:USD", "C", 10_000),
-                        ("merchant_settled:m1", "C", 390_000)]
+    assert lines(v) == [("consumer:c2:USD", "D", 400_000), ("platform_fee_income:USD", "C", 10_000),
+                        ("merchant:m1:USD/settled", "C", 390_000)]
     held = c.get(h.id)
     assert hold_tuple(held) == (ACTIVE, 1_000_000, 400_000, 600_000)
     assert list(held.capture_voucher_ids) == [v.id]
-    assert c.bal("consumer:c2") == (600_000, 600_000, 0)
+    assert c.bal("consumer:c2:USD") == (600_000, 600_000, 0)
 
     assert c.refused(lambda: c.usage("u2", "c2", 600_001, hold_id=h.id))[:2] == \
         (PRECONDITION, "HOLD_AMOUNT_EXCEEDED")
@@ -307,20 +307,20 @@ def test_usage_consumes_from_a_hold(c: Client) -> None:
     assert c.refused(lambda: c.usage("u4", "c2", 1, hold_id="no-such-hold"))[:2] == (C_DENIED, "HOLD_NOT_ACCESSIBLE")
 
     r = c.usage("u5", "c2", 600_000, hold_id=h.id)
-    assert lines(r.vouchers[0]) == [("consumer:c2", "D", 600_000), ("platform_fee_income:USD", "C", 15_000),
-                                    ("merchant_settled:m1", "C", 585_000)]
+    assert lines(r.vouchers[0]) == [("consumer:c2:USD", "D", 600_000), ("platform_fee_income:USD", "C", 15_000),
+                                    ("merchant:m1:USD/settled", "C", 585_000)]
     assert hold_tuple(c.get(h.id)) == (CAPTURED, 1_000_000, 1_000_000, 0)
-    assert c.bal("consumer:c2") == (0, 0, 0)
-    assert c.bal("merchant_settled:m1") == (975_000, 0, 975_000)
+    assert c.bal("consumer:c2:USD") == (0, 0, 0)
+    assert c.bal("merchant:m1:USD/settled") == (975_000, 0, 975_000)
     assert c.refused(lambda: c.usage("u6", "c1", 1, hold_id=h.id))[:2] == (PRECONDITION, "HOLD_CAPTURED")
 
     # A retried usage with a hold is replayed, not consumed twice.
-    h2 = c.create("h2", "consumer:c1", 500_000).hold
+    h2 = c.create("h2", "consumer:c1:USD", 500_000).hold
     first = c.usage("u7", "c1", 200_000, hold_id=h2.id)
     again = c.usage("u7", "c1", 200_000, hold_id=h2.id)
     assert again.replayed is True and [x.id for x in again.vouchers] == [x.id for x in first.vouchers]
     assert hold_tuple(c.get(h2.id)) == (ACTIVE, 500_000, 200_000, 300_000)
-    assert c.bal("consumer:c1") == (9_800_000, 300_000, 9_500_000)
+    assert c.bal("consumer:c1:USD") == (9_800_000, 300_000, 9_500_000)
     c.release("rel-h2", h2.id)
     assert c.refused(lambda: c.usage("u8", "c1", 1, hold_id=h2.id))[:2] == (PRECONDITION, "HOLD_RELEASED")
     c.check_books()
@@ -348,7 +348,7 @@ def _wait_status(c: Client, hold_id: str, status: int) -> types_pb2.Hold:
 def _released_events(c: Client) -> list[types_pb2.Event]:
     """Every balance.released event so far: the stream replays from the start up to a marker hold created
     now, so the answer is complete however long the replay takes on a busy machine."""
-    marker = c.create(f"marker-{time.monotonic_ns()}", "consumer:c1", 1).hold
+    marker = c.create(f"marker-{time.monotonic_ns()}", "consumer:c1:USD", 1).hold
     events = []
     call = c.stub.StreamEvents(post_pb.StreamEventsRequest(
         from_sequence=0, types=["balance.released", "balance.hold.created"]), metadata=c.md, timeout=EXPIRY_WAIT_S)
@@ -367,14 +367,14 @@ def _released_events(c: Client) -> list[types_pb2.Event]:
 def test_expiry_releases_the_hold_automatically_exactly_once(c: Client) -> None:
     start = time.time()
     # Long enough for the capture and the balance check below to come first on a slow machine.
-    h1 = c.create("h1", "consumer:c1", 1_000_000, expire_in_s=EXPIRE_IN_S).hold
-    h2 = c.create("h2", "consumer:c1", 2_000_000, expire_in_s=EXPIRE_IN_S).hold
-    h3 = c.create("h3", "consumer:c1", 3_000_000, expire_in_s=EXPIRE_IN_S).hold
-    keep = c.create("keep", "consumer:c1", 500_000).hold
+    h1 = c.create("h1", "consumer:c1:USD", 1_000_000, expire_in_s=EXPIRE_IN_S).hold
+    h2 = c.create("h2", "consumer:c1:USD", 2_000_000, expire_in_s=EXPIRE_IN_S).hold
+    h3 = c.create("h3", "consumer:c1:USD", 3_000_000, expire_in_s=EXPIRE_IN_S).hold
+    keep = c.create("keep", "consumer:c1:USD", 500_000).hold
     assert h1.HasField("expire_time") and not keep.HasField("expire_time")
     assert abs(h1.expire_time.ToMicroseconds() - int((start + EXPIRE_IN_S) * 1_000_000)) < 1_000_000
     c.capture("cap-h3", h3.id, 100_000)  # captured before its expiry: stays captured
-    assert c.bal("consumer:c1") == (9_900_000, 6_400_000, 3_500_000)
+    assert c.bal("consumer:c1:USD") == (9_900_000, 6_400_000, 3_500_000)
 
     # Past its expiry a hold can be neither captured nor released, even before the expirer ran.
     # (The expirer may run meanwhile, so these are checked without before/after snapshots; the balances
@@ -390,12 +390,12 @@ def test_expiry_releases_the_hold_automatically_exactly_once(c: Client) -> None:
     assert hold_tuple(e2) == (EXPIRED, 2_000_000, 0, 0)
     assert hold_tuple(e3) == (EXPIRED, 3_000_000, 100_000, 0)
     assert hold_tuple(c.get(keep.id)) == (ACTIVE, 500_000, 0, 500_000)
-    assert c.bal("consumer:c1") == (9_900_000, 500_000, 9_400_000)
+    assert c.bal("consumer:c1:USD") == (9_900_000, 500_000, 9_400_000)
     assert {h.id for h in c.list(status=EXPIRED)} == {h1.id, h2.id, h3.id}
 
     # Another expirer round changes nothing: released exactly once.
     time.sleep(1.2)
-    assert c.bal("consumer:c1") == (9_900_000, 500_000, 9_400_000)
+    assert c.bal("consumer:c1:USD") == (9_900_000, 500_000, 9_400_000)
     released = [e for e in _released_events(c) if e.hold_id in {h1.id, h2.id, h3.id}]
     assert sorted(e.hold_id for e in released) == sorted([h1.id, h2.id, h3.id])
     assert c.refused(lambda: c.capture("cap-after", h1.id, 1))[:2] == (PRECONDITION, "HOLD_EXPIRED")
@@ -407,12 +407,12 @@ def test_expiry_releases_the_hold_automatically_exactly_once(c: Client) -> None:
 
 
 def test_idempotent_retries_of_create_capture_and_release(c: Client) -> None:
-    first = c.create("h", "consumer:c1", 1_000_000, memo="m")
-    again = c.create("h", "consumer:c1", 1_000_000, memo="m")
+    first = c.create("h", "consumer:c1:USD", 1_000_000, memo="m")
+    again = c.create("h", "consumer:c1:USD", 1_000_000, memo="m")
     assert again.replayed is True and again.hold.id == first.hold.id
     assert hold_tuple(again.hold) == (ACTIVE, 1_000_000, 0, 1_000_000)
     assert len(c.list()) == 1
-    assert c.bal("consumer:c1") == (10_000_000, 1_000_000, 9_000_000)
+    assert c.bal("consumer:c1:USD") == (10_000_000, 1_000_000, 9_000_000)
     hold_id = first.hold.id
 
     cap = c.capture("cap", hold_id, 300_000)
@@ -437,10 +437,10 @@ def test_idempotent_retries_of_create_capture_and_release(c: Client) -> None:
     assert rel_again.replayed is True and hold_tuple(rel_again.hold) == hold_tuple(rel.hold) == \
         (RELEASED, 1_000_000, 500_000, 0)
     assert c.state() == before
-    assert c.bal("consumer:c1") == (9_500_000, 0, 9_500_000)
+    assert c.bal("consumer:c1:USD") == (9_500_000, 0, 9_500_000)
 
     # The same request id with another body.
-    for call in (lambda: c.create("h", "consumer:c1", 1_000_001, memo="m"),
+    for call in (lambda: c.create("h", "consumer:c1:USD", 1_000_001, memo="m"),
                  lambda: c.capture("cap", hold_id, 300_001),
                  lambda: c.release("rel", hold_id, reason="other"),
                  lambda: c.release("h", hold_id)):
@@ -453,8 +453,8 @@ def test_idempotent_retries_of_create_capture_and_release(c: Client) -> None:
 
 def test_list_holds_by_account_and_status_with_pagination(c: Client) -> None:
     c.funding("fund-c2", "c2", 1_000_000)
-    c1 = [c.create(f"c1-{i}", "consumer:c1", 100_000 * (i + 1)).hold for i in range(5)]
-    c2 = [c.create(f"c2-{i}", "consumer:c2", 1_000 * (i + 1)).hold for i in range(2)]
+    c1 = [c.create(f"c1-{i}", "consumer:c1:USD", 100_000 * (i + 1)).hold for i in range(5)]
+    c2 = [c.create(f"c2-{i}", "consumer:c2:USD", 1_000 * (i + 1)).hold for i in range(2)]
     c.release("rel", c1[1].id)
     c.capture("cap", c1[2].id, 300_000)  # all of it: captured
     c.release("rel-c2", c2[0].id)
@@ -475,13 +475,13 @@ def test_list_holds_by_account_and_status_with_pagination(c: Client) -> None:
     assert c.list(status=EXPIRED) == []
     assert {h.id for h in c.list(page_size=1, account_id=c1_id, status=ACTIVE)} == {c1[0].id, c1[3].id, c1[4].id}
     assert {h.id for h in c.list(account_id=c2_id, status=RELEASED)} == {c2[0].id}
-    assert c.bal("consumer:c1") == (9_700_000, 100_000 + 400_000 + 500_000, 8_700_000)
-    assert c.bal("consumer:c2") == (1_000_000, 2_000, 998_000)
+    assert c.bal("consumer:c1:USD") == (9_700_000, 100_000 + 400_000 + 500_000, 8_700_000)
+    assert c.bal("consumer:c2:USD") == (1_000_000, 2_000, 998_000)
     c.check_books()
 
 
 def test_tenant_isolation_of_holds(c: Client) -> None:
-    h = c.create("h", "consumer:c1", 1_000_000).hold
+    h = c.create("h", "consumer:c1:USD", 1_000_000).hold
     other = Client(c.server, "other-tenant")
     other.funding("fund", "c1", 5_000_000)
     other.server.create_account("other-tenant", "shop", "deposit")
@@ -500,8 +500,8 @@ def test_tenant_isolation_of_holds(c: Client) -> None:
     assert c.state() == before
     assert hold_tuple(c.get(h.id)) == (ACTIVE, 1_000_000, 0, 1_000_000)
     # Same request ids in two tenants are independent.
-    h_other = other.create("h", "consumer:c1", 1_000).hold
+    h_other = other.create("h", "consumer:c1:USD", 1_000).hold
     assert h_other.id != h.id and h_other.tenant_id == "other-tenant"
-    assert other.bal("consumer:c1") == (5_000_000, 1_000, 4_999_000)
+    assert other.bal("consumer:c1:USD") == (5_000_000, 1_000, 4_999_000)
     c.check_books()
     other.check_books()

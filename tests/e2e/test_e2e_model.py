@@ -56,13 +56,13 @@ HOLD_STATUS_NAMES = {HOLD_CAPTURED: "CAPTURED", HOLD_RELEASED: "RELEASED"}
 # The accounts of every example. `consumer:` codes are what the default rule set's funding flow credits.
 FUND = "fund"  # internal, debit-normal, unbounded: where adjustments take money from
 INCOME = "income"  # internal, credit-normal, non-negative
-DEPOSITS = ("consumer:d0", "consumer:d1", "consumer:d2")  # deposit accounts, floor 0
-CREDIT_ACCOUNT = "consumer:c0"  # credit account with a credit limit
+DEPOSITS = ("consumer:d0:USD", "consumer:d1:USD", "consumer:d2:USD")  # deposit accounts, floor 0
+CREDIT_ACCOUNT = "consumer:c0:USD"  # credit account with a credit limit
 CREDIT_LIMIT_START = 1_000
 OPENING = 1_000  # each deposit account's opening balance
-NEW_CONSUMER = "consumer:n0"  # opened from the rule set's template by its first accepted funding
+NEW_CONSUMER = "consumer:n0:USD"  # opened from the rule set's template by its first accepted funding
 PROCESSOR = "processor_clearing:card:USD"  # opened from a template by the first accepted funding
-GHOST = "consumer:ghost"  # never exists
+GHOST = "consumer:ghost:USD"  # never exists
 CODES = (FUND, INCOME, *DEPOSITS, CREDIT_ACCOUNT, NEW_CONSUMER, PROCESSOR, GHOST)
 CUSTOMERS = (*DEPOSITS, CREDIT_ACCOUNT, NEW_CONSUMER)
 GHOST_ID = "00000000-0000-7000-8000-000000000000"  # a well-formed id nothing has
@@ -100,7 +100,7 @@ class Adjust:
 @dataclasses.dataclass(frozen=True)
 class Funding:
     rid: str
-    consumer: str  # the account code, `consumer:<name>`
+    consumer: str  # the account code, `consumer:<name>:USD`
     amount: int
     op = "post"
     paths = {"consumer": "flow.facts.parties.consumer", "amount": "flow.facts.values.amount"}
@@ -797,7 +797,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 request = adjustment_request(req.rid, [line(c, s, a) for c, s, a in req.lines], reason=req.reason)
                 return self.post.Post(request, metadata=self.md)
             case Funding():
-                flow = flows_pb2.FundingFlow(consumer=req.consumer.removeprefix("consumer:"), processor="card",
+                flow = flows_pb2.FundingFlow(consumer=req.consumer.removeprefix("consumer:").removesuffix(":USD"),
+                                             processor="card",
                                              amount=req.amount, currency=USD)
                 return self.post.Post(post_pb.PostRequest(request_id=req.rid, funding=flow), metadata=self.md)
             case HoldCreate():

@@ -26,7 +26,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 IBAN, BIC = "DE89370400440532013000", "COBADEFFXXX"
 HOLIDAYS = frozenset({(dt.datetime.now(dt.UTC).date() + dt.timedelta(days=n)).isoformat() for n in (1, 2)})
-M1 = ref("merchant_settled:m1")
+M1 = ref("merchant:m1:USD/settled")
 PAIN = "{urn:iso:std:iso:20022:tech:xsd:pain.001.001.09}"
 
 
@@ -69,8 +69,8 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
     for merchant in ("m1", "m2"):
         desk.post(f"use-{merchant}", usage=f.UsageFlow(consumer="c1", merchant=merchant, amount=4_000_000,
                                                         currency=USD))
-        desk.set_meta(f"merchant_settled:{merchant}", kyc_status="verified")
-    assert desk.bal("merchant_settled:m1") == 3_900_000
+        desk.set_meta(f"merchant:{merchant}:USD/settled", kyc_status="verified")
+    assert desk.bal("merchant:m1:USD/settled") == 3_900_000
 
     # Linked bank accounts are validated records.
     for fields, field in ((dict(iban="DE89370400440532013001", bic=BIC), "iban"),
@@ -86,7 +86,7 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
     again = desk.call("LinkBankAccount", request_id="link-m1", merchant_account=M1, currency=USD,
                       holder_name="M One GmbH", iban=IBAN, bic=BIC, verified=True)
     assert again.replayed is True and again.bank_account.id == m1.id
-    m2 = desk.call("LinkBankAccount", request_id="link-m2", merchant_account=ref("merchant_settled:m2"),
+    m2 = desk.call("LinkBankAccount", request_id="link-m2", merchant_account=ref("merchant:m2:USD/settled"),
                    currency=USD, holder_name="M Two Inc", aba_routing="021000021",
                    account_number="123456789").bank_account
     assert m2.status == pb.BANK_ACCOUNT_STATUS_UNVERIFIED
@@ -101,10 +101,10 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
         INVALID, "MERCHANT_ACCOUNT_INVALID")
     desk.call("UpdateBankAccountStatus", request_id="verify-m2", bank_account_id=m2.id,
               status=pb.BANK_ACCOUNT_STATUS_VERIFIED)
-    desk.set_meta("merchant_settled:m1", kyc_status="verified", payout_minimum="5000000")
+    desk.set_meta("merchant:m1:USD/settled", kyc_status="verified", payout_minimum="5000000")
     assert desk.refused_rpc("RequestPayout", request_id="p-min", bank_account_id=m1.id,
                             amount=500_000, currency=USD)[:2] == (PRECONDITION, "BELOW_PAYOUT_MINIMUM")
-    desk.set_meta("merchant_settled:m1", kyc_status="verified", payout_minimum="0")
+    desk.set_meta("merchant:m1:USD/settled", kyc_status="verified", payout_minimum="0")
 
     assert desk.refused_rpc("RequestPayout", request_id="p-0", bank_account_id=m1.id, amount=0,
                             currency=USD)[:2] == (INVALID, "AMOUNT_NOT_POSITIVE")
@@ -120,17 +120,17 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
                        currency=USD).payout
     lost = desk.call("RequestPayout", request_id="p3", bank_account_id=m2.id, amount=500_000,
                      currency=USD).payout
-    assert desk.balances("merchant_settled:m1", "merchant_settled:m2", "payouts_pending:USD") == {
-        "merchant_settled:m1": 3_900_000 - 2_230_000, "merchant_settled:m2": 3_400_000,
+    assert desk.balances("merchant:m1:USD/settled", "merchant:m2:USD/settled", "payouts_pending:USD") == {
+        "merchant:m1:USD/settled": 3_900_000 - 2_230_000, "merchant:m2:USD/settled": 3_400_000,
         "payouts_pending:USD": 2_730_000}
 
     # At the cut-off the prerequisites are checked again: m2's KYC lapsed, so its payout fails, money back.
-    desk.set_meta("merchant_settled:m2", kyc_status="expired")
+    desk.set_meta("merchant:m2:USD/settled", kyc_status="expired")
     batched = desk.call("CreatePayoutBatches", request_id="cut-1", currency=USD)
     (batch,) = batched.batches
     (failed,) = batched.failed_payouts
     assert (failed.id, failed.state, failed.reason) == (lost.id, pb.PAYOUT_STATE_FAILED, "KYC_NOT_VERIFIED")
-    assert desk.bal("merchant_settled:m2") == 3_900_000
+    assert desk.bal("merchant:m2:USD/settled") == 3_900_000
     assert (batch.bank_account_id, batch.payout_count, batch.total, batch.state) == (
         m1.id, 2, 2_230_000, pb.PAYOUT_BATCH_STATE_BATCHED)
 
@@ -179,8 +179,8 @@ def test_payouts_from_request_to_settlement_and_return(desk: Desk) -> None:
                      lost.id: pb.PAYOUT_STATE_FAILED}
     assert desk.refused_rpc("ReturnPayout", request_id="ret-x", payout_id=second.id, reason="")[:2] == (
         INVALID, "REASON_INVALID")
-    assert desk.balances("merchant_settled:m1", "payouts_pending:USD", "bank_deposit:USD") == {
-        "merchant_settled:m1": 3_900_000 - 1_000_000, "payouts_pending:USD": 0,
+    assert desk.balances("merchant:m1:USD/settled", "payouts_pending:USD", "bank_deposit:USD") == {
+        "merchant:m1:USD/settled": 3_900_000 - 1_000_000, "payouts_pending:USD": 0,
         "bank_deposit:USD": 10_000_000 - 1_000_000}
     desk.check_books()
 
@@ -189,7 +189,7 @@ def test_a_batch_the_bank_account_cannot_cover_is_refused_whole(desk: Desk) -> N
     desk.fund_the_bank("f1", 1_000_000)
     desk.funding("more", "c1", 9_000_000)  # collected by the processor, not yet on the bank account
     desk.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=8_000_000, currency=USD))
-    desk.set_meta("merchant_settled:m1", kyc_status="verified")
+    desk.set_meta("merchant:m1:USD/settled", kyc_status="verified")
     account = desk.call("LinkBankAccount", request_id="link", merchant_account=M1, currency=USD,
                         holder_name="M One", iban=IBAN, bic=BIC, verified=True).bank_account
     desk.call("RequestPayout", request_id="p1", bank_account_id=account.id, amount=5_000_000,
@@ -243,7 +243,7 @@ def test_the_payouts_cli(desk: Desk, tmp_path, capsys) -> None:
 
     desk.fund_the_bank("f1", 5_000_000)
     desk.post("use", usage=f.UsageFlow(consumer="c1", merchant="m1", amount=4_000_000, currency=USD))
-    desk.set_meta("merchant_settled:m1", kyc_status="verified")
+    desk.set_meta("merchant:m1:USD/settled", kyc_status="verified")
     account = tally("payouts", "link", "m1", "--currency", "USD", "--holder", "M One", "--iban", IBAN, "--bic", BIC,
                     "--json")["bank_account"]
     assert account["status"] == "BANK_ACCOUNT_STATUS_UNVERIFIED"
@@ -260,4 +260,4 @@ def test_the_payouts_cli(desk: Desk, tmp_path, capsys) -> None:
     assert "returned" in tally("payouts", "return", payout["id"], "--reason", "AC04 account closed")
     listed = tally("payouts", "list", "--all", "--json")["payouts"]
     assert [(p["id"], p["state"]) for p in listed] == [(payout["id"], "PAYOUT_STATE_RETURNED")]
-    assert desk.bal("merchant_settled:m1") == 3_900_000
+    assert desk.bal("merchant:m1:USD/settled") == 3_900_000

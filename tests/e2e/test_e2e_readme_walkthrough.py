@@ -84,7 +84,7 @@ def test_the_readme_walkthrough_runs_as_written(sqlite_server: TallyProcess) -> 
     assert re.search(r"^status\s+captured$", out, re.MULTILINE) and re.search(r"^captured\s+0\.040000 USD$", out,
                                                                                re.MULTILINE), out
     assert re.search(r"^account\s+alice$", out, re.MULTILINE), out  # the hold's account by code, not its id
-    assert re.search(r"\susage\.default\s+1\s+consumer:c1\s+debit\s+1\.234567\s+USD$", out, re.MULTILINE), out
+    assert re.search(r"\susage\.default\s+1\s+consumer:c1:USD\s+debit\s+1\.234567\s+USD$", out, re.MULTILINE), out
     assert re.search(r"^BALANCED$", out, re.MULTILINE) and re.search(r"^intact: \d+ vouchers checked", out,
                                                                       re.MULTILINE), out
 

@@ -166,7 +166,7 @@ def test_a_channel_statement_is_matched_proven_and_resolved(recon: Recon) -> Non
 
     supplementary = recon.resolve("r-x", items["ORD-X"].id, pb.RESOLUTION_SUPPLEMENTARY, party="m2")
     principal = recon.server.accounting().GetVoucher(_get(supplementary.voucher_ids[0]), metadata=recon.md).voucher
-    assert lines(principal) == [(CLEARING, "D", 7_000_000), ("merchant_pending:m2", "C", 7_000_000)]
+    assert lines(principal) == [(CLEARING, "D", 7_000_000), ("merchant:m2:USD/pending", "C", 7_000_000)]
     assert principal.metadata["channel_ref"] == "ORD-X"
     recon.resolve("r-c", ours_only.id, pb.RESOLUTION_SHORT_FALL)
 

@@ -241,7 +241,7 @@ def test_a_caller_may_use_all_32_metadata_entries_beside_the_servers_keys(srv: S
     [voucher] = srv.accounting().Post(funding, metadata=md(name)).vouchers
     assert dict(voucher.metadata) == {**full, "rule_voucher": "funding"}
     source = srv.funding_account(name)
-    adjust = adjustment_request("adj-1", [line(source.code, "debit", 5), line("consumer:c1", "credit", 5)],
+    adjust = adjustment_request("adj-1", [line(source.code, "debit", 5), line("consumer:c1:USD", "credit", 5)],
                                 reason="why", metadata=full)
     [voucher] = srv.accounting().Post(adjust, metadata=md(name)).vouchers
     assert dict(voucher.metadata) == {**full, "reason": "why"}

@@ -100,11 +100,12 @@ async def test_racing_refunds_never_give_back_more_than_the_original(ledger: Led
     assert isinstance(acq, Posted) and len(acq.vouchers) == 2
     await _race_refunds(ledger, other, "acq", acq, 5_000_003, rng, [rng.randrange(1, 2_000_000) for _ in range(8)])
 
-    for code in ("consumer:c1", "affiliate:aff", "merchant_settled:p1", "merchant_settled:p2", "merchant_settled:p3",
+    for code in ("consumer:c1:USD", "affiliate:aff:USD", "merchant:p1:USD/settled", "merchant:p2:USD/settled",
+                 "merchant:p3:USD/settled",
                  "channel_clearing:visa:USD", "platform_marketing_expense:USD"):
-        expected = 100_000_000 if code == "consumer:c1" else 0
+        expected = 100_000_000 if code == "consumer:c1:USD" else 0
         assert ledger.balance(code) == expected, code
-    assert ledger.balance("merchant_pending:m2") == 10_000_000 - 60_000
+    assert ledger.balance("merchant:m2:USD/pending") == 10_000_000 - 60_000
     assert ledger.balance("platform_fee_income:USD") == 60_000
     check_ledger(ledger.url)
 
@@ -120,7 +121,8 @@ async def test_refunds_in_a_batch_are_answered_in_their_places(ledger: Ledger) -
     def item(request_id: str, **flow) -> PostFlow:
         return PostFlow(TENANT, request_id, flow_in(post_pb.PostRequest(request_id=request_id, **flow)))
 
-    transfer = {"transfer": f.TransferFlow(**{"from": {"code": "consumer:c1"}}, to={"code": "merchant_settled:m1"},
+    transfer = {"transfer": f.TransferFlow(**{"from": {"code": "consumer:c1:USD"}},
+                                           to={"code": "merchant:m1:USD/settled"},
                                            amount=1_000, currency=USD)}
     answers = await ledger.posting.post_batch([
         item("t-1", **transfer),
@@ -131,10 +133,10 @@ async def test_refunds_in_a_batch_are_answered_in_their_places(ledger: Ledger) -
     ], atomic=False)
     posted = [isinstance(a, Posted) for a in answers]
     assert posted == [True, True, False, True, False], answers
-    assert {ln.account_code for ln in answers[0].vouchers[0].lines} == {"consumer:c1", "merchant_settled:m1"}
+    assert {ln.account_code for ln in answers[0].vouchers[0].lines} == {"consumer:c1:USD", "merchant:m1:USD/settled"}
     assert all(v.flow_type == "refund" and v.request_id == "ref-1" for v in answers[1].vouchers)
     assert answers[3].vouchers[0].request_id == "t-2"
     assert answers[2].reason == "ORIGINAL_NOT_FOUND", answers[2]
     assert answers[4].reason == "REFUND_EXCEEDS_ORIGINAL", answers[4]
-    assert ledger.balance("consumer:c1") == 1_000_000 - 400_000 + 100_000 - 2_000
+    assert ledger.balance("consumer:c1:USD") == 1_000_000 - 400_000 + 100_000 - 2_000
     check_ledger(ledger.url)

@@ -198,12 +198,13 @@ async def _populate(ledger: Ledger, owner_uow: UnitOfWork) -> dict[str, str]:
                       Facts("usage", "USD", {"amount": 2_000_000}, {"consumer": "c1", "merchant": "m1"})):
             await ledger.posting.post(PostFlow(tenant, ledger.request_id("flow"), RuleFlow(facts)))
         account_service.update_account(UpdateAccount(tenant, ledger.request_id("kyc"),
-                                                     AccountRef(code="merchant_settled:m1"),
+                                                     AccountRef(code="merchant:m1:USD/settled"),
                                                      AccountChange(metadata={"kyc_status": "verified"})),
                                        ledger.uow, now_us)
         payouts = Payouts(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies,
                           ledger.calendar, now_us, PayoutConfig())
-        bank, _ = payouts.link_bank_account(tenant, ledger.request_id("link"), AccountRef(code="merchant_settled:m1"),
+        bank, _ = payouts.link_bank_account(tenant, ledger.request_id("link"),
+                                            AccountRef(code="merchant:m1:USD/settled"),
                                             "USD", BankDetails("M One", "DE89370400440532013000", "COBADEFFXXX"),
                                             True)
         await payouts.request(tenant, ledger.request_id("payout"), bank.id, 1_000_000, "USD")

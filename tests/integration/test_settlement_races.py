@@ -72,12 +72,12 @@ async def test_concurrent_sends_of_one_batch_post_one_voucher(ledger, database_u
     from tally.service import accounts as account_service
     from tally.service.commands import UpdateAccount
 
-    account_service.update_account(UpdateAccount(TENANT, "kyc", AccountRef(code="merchant_settled:m1"),
+    account_service.update_account(UpdateAccount(TENANT, "kyc", AccountRef(code="merchant:m1:USD/settled"),
                                                  AccountChange(metadata={"kyc_status": "verified"})),
                                    ledger.uow, now_us)
     payouts = Payouts(ledger.uow, ledger.posting, ledger.posting.rules, ledger.settings.currencies, ledger.calendar,
                       now_us, PayoutConfig())
-    bank, _ = payouts.link_bank_account(TENANT, "link", AccountRef(code="merchant_settled:m1"), "USD",
+    bank, _ = payouts.link_bank_account(TENANT, "link", AccountRef(code="merchant:m1:USD/settled"), "USD",
                                         BankDetails("M One", "DE89370400440532013000", "COBADEFFXXX"), True)
     for n in range(3):
         await payouts.request(TENANT, f"p-{n}", bank.id, 1_000_000, "USD")

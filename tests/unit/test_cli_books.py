@@ -49,10 +49,11 @@ def test_rules_table_one_row_per_line():
     rules = [
         book_pb.Rule(id="usage.default", flow="usage", mode="vouchers", vouchers=[book_pb.RuleVoucher(
             name="consumption", lines=[
-                book_pb.RuleLine(side="debit", account="consumer:{consumer}", amount="amount"),
-                book_pb.RuleLine(side="credit", account="affiliate:{affiliate}", amount="bps(amount, affiliate_bps)",
+                book_pb.RuleLine(side="debit", account="consumer:{consumer}:{currency}", amount="amount"),
+                book_pb.RuleLine(side="credit", account="affiliate:{affiliate}:{currency}",
+                                 amount="bps(amount, affiliate_bps)",
                                  when="affiliate"),
-                book_pb.RuleLine(side="credit", account="merchant_settled:{party}", amount="remainder",
+                book_pb.RuleLine(side="credit", account="merchant:{party}:{currency}/settled", amount="remainder",
                                  split="shares")])]),
         book_pb.Rule(id="refund.proportional", flow="refund", mode="proportional_reversal"),
         book_pb.Rule(id="acq.none", flow="acquisition", when={"coupon_issuer": ""}, mode="vouchers",
@@ -61,9 +62,11 @@ def test_rules_table_one_row_per_line():
     ]
     lines = cli_books.rules_table(rules).splitlines()
     assert lines[0].split() == ["rule", "flow", "when", "mode", "voucher", "side", "account", "amount", "if", "split"]
-    assert lines[2].split() == ["usage.default", "usage", "consumption", "debit", "consumer:{consumer}", "amount"]
-    assert lines[3].split() == ["credit", "affiliate:{affiliate}", "bps(amount,", "affiliate_bps)", "affiliate"]
-    assert lines[4].split() == ["credit", "merchant_settled:{party}", "remainder", "shares"]
+    assert lines[2].split() == ["usage.default", "usage", "consumption", "debit", "consumer:{consumer}:{currency}",
+                                "amount"]
+    assert lines[3].split() == ["credit", "affiliate:{affiliate}:{currency}", "bps(amount,", "affiliate_bps)",
+                                "affiliate"]
+    assert lines[4].split() == ["credit", "merchant:{party}:{currency}/settled", "remainder", "shares"]
     assert lines[5].split() == ["refund.proportional", "refund", "proportional_reversal"]
     assert lines[6].split() == ["acq.none", "acquisition", 'coupon_issuer=""', "principal", "debit", "a", "amount"]
 

@@ -85,7 +85,7 @@ def test_every_party_and_request_id_of_a_run_carries_its_label(capsys):
     for request in stub.requests:
         assert request.request_id.startswith("r7.")
         if request.DESCRIPTOR.name != "PostRequest":
-            assert request.account.code == "merchant_settled:r7-acme"
+            assert request.account.code == "merchant:r7-acme:USD/settled"
             continue
         flow = getattr(request, request.WhichOneof("flow"))
         for name in parties:

@@ -173,13 +173,13 @@ def test_malformed_post_arguments_exit_2(capsys, argv):
 
 def test_posted_lines_table_has_sequence_flow_rule_account_side_amount():
     voucher = types_pb2.Voucher(sequence=7, flow_type="usage", rule_id="usage.default", lines=[
-        types_pb2.VoucherLine(line_no=1, account_code="consumer:c1", side=types_pb2.SIDE_DEBIT, amount=1234567,
+        types_pb2.VoucherLine(line_no=1, account_code="consumer:c1:USD", side=types_pb2.SIDE_DEBIT, amount=1234567,
                               currency="USD"),
-        types_pb2.VoucherLine(line_no=2, account_code="merchant_settled:m1", side=types_pb2.SIDE_CREDIT,
+        types_pb2.VoucherLine(line_no=2, account_code="merchant:m1:USD/settled", side=types_pb2.SIDE_CREDIT,
                               amount=1234567, currency="USD")])
     lines = posted_lines_table([voucher], None).splitlines()
     assert lines[0].split() == ["seq", "flow", "rule", "line", "account", "side", "amount", "currency"]
-    assert lines[2].split() == ["7", "usage", "usage.default", "1", "consumer:c1", "debit", "1234567", "USD"]
+    assert lines[2].split() == ["7", "usage", "usage.default", "1", "consumer:c1:USD", "debit", "1234567", "USD"]
     scaled = posted_lines_table([voucher], 6).splitlines()
-    assert scaled[3].split() == ["7", "usage", "usage.default", "2", "merchant_settled:m1", "credit", "1234567",
+    assert scaled[3].split() == ["7", "usage", "usage.default", "2", "merchant:m1:USD/settled", "credit", "1234567",
                                  "1.234567", "USD"]

@@ -16,10 +16,10 @@ def parse(*argv: str):
 
 
 def test_create_parses_account_amount_and_expiry():
-    args = parse("holds", "create", "consumer:c1", "1000000", "--currency", "usd", "--expires-in", "3600",
+    args = parse("holds", "create", "consumer:c1:USD", "1000000", "--currency", "usd", "--expires-in", "3600",
                  "--memo", "credit")
     assert args.func is cli_holds.cmd_holds_create
-    assert args.account == types_pb2.AccountRef(code="consumer:c1")
+    assert args.account == types_pb2.AccountRef(code="consumer:c1:USD")
     assert args.amount == 1000000 and type(args.amount) is int and args.expires_in == 3600
     at = parse("holds", "create", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "5", "--currency", "USD",
                "--expires-at", "2026-05-01T12:00:00Z")
@@ -27,13 +27,13 @@ def test_create_parses_account_amount_and_expiry():
 
 
 def test_capture_release_get_list():
-    capture = parse("holds", "capture", "H1", "400000", "--to", "merchant_settled:m1", "--final")
+    capture = parse("holds", "capture", "H1", "400000", "--to", "merchant:m1:USD/settled", "--final")
     assert (capture.hold_id, capture.amount, capture.final) == ("H1", 400000, True)
-    assert capture.to == types_pb2.AccountRef(code="merchant_settled:m1")
+    assert capture.to == types_pb2.AccountRef(code="merchant:m1:USD/settled")
     assert parse("holds", "release", "H1", "--reason", "done").func is cli_holds.cmd_holds_release
     assert parse("holds", "get", "H1").hold_id == "H1"
-    listing = parse("holds", "list", "--account", "consumer:c1", "--status", "active", "--all")
-    assert (listing.account, listing.status, listing.all) == ("consumer:c1", "active", True)
+    listing = parse("holds", "list", "--account", "consumer:c1:USD", "--status", "active", "--all")
+    assert (listing.account, listing.status, listing.all) == ("consumer:c1:USD", "active", True)
 
 
 @pytest.mark.parametrize("argv", [

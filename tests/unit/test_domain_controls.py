@@ -21,6 +21,7 @@ from tally.domain.controls import (
     check_controls,
     check_voucher,
     evidence,
+    spend_room,
     sweep_amount,
 )
 from tally.domain.errors import LedgerError
@@ -75,6 +76,23 @@ def test_a_team_budget_counts_every_child() -> None:
     assert reason_of("transfer", spend(41, "kid2", "team"), c, first.spent) == "TEAM_BUDGET_EXCEEDED"
     assert check_voucher("transfer", spend(40, "kid2", "team"), c, first.spent, NOW).checked == [
         "team:kid2:team_calendar_month"]
+
+
+def test_a_team_budget_binds_every_descendant_and_the_room_a_top_up_may_take() -> None:
+    c = {"org": Controls(team_velocity=(Velocity(Window.DAY, 100),)),
+         "fund": Controls(per_voucher_max=80, velocity=(Velocity(Window.DAY, 70),))}
+    grandchild = [Move("dev", "dev", "eng", -60, ("eng", "org")), Move("b", "b", None, 60)]
+    first = check_voucher("transfer", grandchild, c, {}, NOW)
+    assert first.checked == ["team2:dev:team_calendar_day"]
+    again = [Move("dev", "dev", "eng", -41, ("eng", "org")), Move("b", "b", None, 41)]
+    assert reason_of("transfer", again, c, first.spent) == "TEAM_BUDGET_EXCEEDED"
+    # What a funding account may still spend: the least of its limits and of the budgets above it.
+    funder = Move("fund", "fund", "org", 0, ("org",))
+    assert spend_room("sweep", funder, [Move("ops", "ops", None, 1)], c, first.spent, NOW) == 40
+    assert spend_room("sweep", funder, [], c, {}, NOW) == 70
+    assert spend_room("sweep", Move("x", "x", None, 0), [], c, {}, NOW) is None
+    c["fund"] = Controls(flows=("transfer",))
+    assert spend_room("sweep", funder, [], c, {}, NOW) == 0
 
 
 @pytest.mark.parametrize("controls", [

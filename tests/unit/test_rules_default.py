@@ -61,7 +61,7 @@ def check_invariants(rules, facts: Facts, drafts: tuple[VoucherDraft, ...], view
             assert rules.template_for(line.account.code) is not None
             assert line.account.code in needed
         assert all(debits == credits for debits, credits in totals.values())
-        assert (draft.flow_type, draft.rule_set_version) == (facts.flow_type, "2026.11.1")
+        assert (draft.flow_type, draft.rule_set_version) == (facts.flow_type, "2026.12.1")
     assert view.reads <= needed
 
 
@@ -82,17 +82,17 @@ def test_loads_with_every_flow():
     assert check_file(resources.files("tally.rules").joinpath("default.toml")) == []
     assert RULES.flow_types == {"funding", "usage", "acquisition", "refund", "settlement", "guarantee", "payout",
                                 "reconciliation", "payout_request", "payout_step"}
-    assert RULES.version == "2026.11.1"
+    assert RULES.version == "2026.12.1"
 
 
 @pytest.mark.parametrize(("code", "account_type", "side", "floor"), [
-    ("consumer:c", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
-    ("affiliate:a", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
-    ("merchant_pending:m", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
-    ("merchant_settled:m", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
-    ("merchant_guarantee:m", AccountType.SECURITY_DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
-    ("guarantee_due:m", AccountType.INTERNAL, D, FloorPolicy.NON_NEGATIVE),
-    ("guarantee_commitment:m", AccountType.INTERNAL, C, FloorPolicy.UNBOUNDED),
+    ("consumer:c:USD", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
+    ("affiliate:a:USD", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
+    ("merchant:m:USD/pending", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
+    ("merchant:m:USD/settled", AccountType.DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
+    ("merchant:m:USD/guarantee", AccountType.SECURITY_DEPOSIT, C, FloorPolicy.NON_NEGATIVE),
+    ("merchant:m:USD/guarantee_due", AccountType.INTERNAL, D, FloorPolicy.NON_NEGATIVE),
+    ("merchant:m:USD/guarantee_commitment", AccountType.INTERNAL, C, FloorPolicy.UNBOUNDED),
     ("processor_clearing:p:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
     ("channel_clearing:ch:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
     ("bank_receivable:ch:USD", AccountType.INTERNAL, D, FloorPolicy.UNBOUNDED),
@@ -115,8 +115,22 @@ def test_account_templates(code, account_type, side, floor):
 @given(amount=AMOUNTS)
 def test_funding(amount):
     (draft,) = build(Facts("funding", "USD", {"amount": amount}, {"consumer": "c1", "processor": "stripe"}))
-    assert amounts(draft) == {("processor_clearing:stripe:USD", D): amount, ("consumer:c1", C): amount}
+    assert amounts(draft) == {("processor_clearing:stripe:USD", D): amount, ("consumer:c1:USD", C): amount}
     assert draft.memo == "funding via stripe"
+
+
+def test_party_codes_carry_the_currency_and_a_merchant_s_are_sub_accounts_of_its_main_account():
+    """Every account a flow names for a party is that currency's; a merchant's sub-accounts bring their main
+    account along, so the writer can open them under it."""
+    facts = Facts("usage", "EUR", {"amount": 100}, {"consumer": "c1", "merchant": "m1", "affiliate": "a1"})
+    assert RULES.accounts_needed(facts) == {"consumer:c1:EUR", "affiliate:a1:EUR", "platform_fee_income:EUR",
+                                            "tax_withheld:EUR", "merchant:m1:EUR/settled", "merchant:m1:EUR"}
+    facts = Facts("settlement", "USD", {"amount": 100, "actual_amount": 100}, {"merchant": "m1"}, {"kind": "merchant"})
+    assert RULES.accounts_needed(facts) == {"merchant:m1:USD", "platform_fee_income:USD"} | {
+        f"merchant:m1:USD/{sub}" for sub in ("pending", "settled", "guarantee", "guarantee_due",
+                                             "guarantee_commitment")}
+    main, values = RULES.template_for("merchant:m1:USD")
+    assert (main.type, values) == (AccountType.DEPOSIT, {"merchant": "m1", "currency": "USD"})
 
 
 # ---------------------------------------------------------------------------------------- usage
@@ -136,16 +150,16 @@ def test_usage_conserves_the_amount(amount, affiliate, shares):
     parties = {"consumer": "c1", "merchant": "m0", "affiliate": "aff" if affiliate else ""}
     (draft,) = build(Facts("usage", "USD", {"amount": amount}, parties, shares=shares))
     got = amounts(draft)
-    assert got.pop(("consumer:c1", D)) == amount
+    assert got.pop(("consumer:c1:USD", D)) == amount
     assert got.pop(("platform_fee_income:USD", C), 0) == bps(amount, 250)
-    assert got.pop(("affiliate:aff", C), 0) == (bps(amount, 500) if affiliate else 0)
+    assert got.pop(("affiliate:aff:USD", C), 0) == (bps(amount, 500) if affiliate else 0)
     merchant_total = amount - bps(amount, 250) - (bps(amount, 500) if affiliate else 0)
     assert sum(got.values()) == merchant_total  # what is left is the merchants', to the unit
     table = shares or (Share("m0", 10_000),)
     for share in table:
-        part = got.get((f"merchant_settled:{share.party}", C), 0)
+        part = got.get((f"merchant:{share.party}:USD/settled", C), 0)
         assert abs(part - Fraction(merchant_total * share.share_bps, 10_000)) < 1
-    assert all(side is C and code.startswith("merchant_settled:") for code, side in got)
+    assert all(side is C and code.startswith("merchant:") and code.endswith(":USD/settled") for code, side in got)
 
 
 def test_usage_tax_withholding_is_a_param():
@@ -153,8 +167,8 @@ def test_usage_tax_withholding_is_a_param():
     assert text != DEFAULT_TEXT
     rules = parse_rule_set(text)
     (draft,) = build(Facts("usage", "USD", {"amount": 10_000}, {"consumer": "c", "merchant": "m"}), rules=rules)
-    assert amounts(draft) == {("consumer:c", D): 10_000, ("platform_fee_income:USD", C): 250,
-                              ("tax_withheld:USD", C): 1_000, ("merchant_settled:m", C): 8_750}
+    assert amounts(draft) == {("consumer:c:USD", D): 10_000, ("platform_fee_income:USD", C): 250,
+                              ("tax_withheld:USD", C): 1_000, ("merchant:m:USD/settled", C): 8_750}
 
 
 def test_usage_without_merchant_or_shares_is_refused():
@@ -188,7 +202,7 @@ def test_acquisition_conserves_the_order(data, amount, issuer, merchant_share_bp
     channel = principal.get(("channel_clearing:alipay:USD", D), 0)
     marketing = principal.get(("platform_marketing_expense:USD", D), 0)
     prepaid = principal.get(("coupon_prepaid:USD", D), 0)
-    merchant_due = principal.get(("merchant_pending:m1", C), 0)
+    merchant_due = principal.get(("merchant:m1:USD/pending", C), 0)
     assert channel == amount - coupon  # the channel pays only what the consumer paid
     assert merchant_due == amount - merchant_borne
     assert marketing == (coupon - merchant_borne if issuer in ("platform", "shared") else 0)
@@ -196,7 +210,7 @@ def test_acquisition_conserves_the_order(data, amount, issuer, merchant_share_bp
     # Channel + whoever subsidised the coupon + what the merchant bore == the gross order.
     assert channel + marketing + prepaid + merchant_borne == amount
     assert len(principal) == sum(1 for value in (channel, marketing, prepaid, merchant_due) if value)
-    assert fee == ({("merchant_pending:m1", D): bps(amount, 60), ("platform_fee_income:USD", C): bps(amount, 60)}
+    assert fee == ({("merchant:m1:USD/pending", D): bps(amount, 60), ("platform_fee_income:USD", C): bps(amount, 60)}
                    if bps(amount, 60) else {})
     assert [d.rule_id for d in drafts] == [f"acquisition.{issuer}_coupon" if issuer else "acquisition.no_coupon"
                                            ] * len(drafts)
@@ -219,8 +233,8 @@ def test_acquisition_other_errors():
 def test_acquisition_example():
     principal, fee = build(acquisition(100_000, 10_000, "shared", 3_000))
     assert amounts(principal) == {("channel_clearing:alipay:USD", D): 90_000,
-                                  ("platform_marketing_expense:USD", D): 7_000, ("merchant_pending:m1", C): 97_000}
-    assert amounts(fee) == {("merchant_pending:m1", D): 600, ("platform_fee_income:USD", C): 600}
+                                  ("platform_marketing_expense:USD", D): 7_000, ("merchant:m1:USD/pending", C): 97_000}
+    assert amounts(fee) == {("merchant:m1:USD/pending", D): 600, ("platform_fee_income:USD", C): 600}
 
 
 # ----------------------------------------------------------------------------------- settlement
@@ -230,18 +244,18 @@ def test_acquisition_example():
 @given(amount=AMOUNTS, due=st.one_of(st.none(), st.integers(0, 10**15)), fee_bps=st.integers(0, 10_000))
 def test_merchant_settlement_deducts_the_guarantee_due(amount, due, fee_bps):
     rules = parse_rule_set(DEFAULT_TEXT.replace("settlement_fee_bps = 0 ", f"settlement_fee_bps = {fee_bps} ", 1))
-    view = FakeView({} if due is None else {"guarantee_due:m1": due})
+    view = FakeView({} if due is None else {"merchant:m1:USD/guarantee_due": due})
     facts = Facts("settlement", "USD", {"amount": amount}, {"merchant": "m1"}, {"kind": "merchant"})
     (draft,) = build(facts, view, rules)
     got = amounts(draft)
     fee = bps(amount, fee_bps)
     deduction = min(amount - fee, due or 0)
-    assert got.pop(("merchant_pending:m1", D)) == amount
+    assert got.pop(("merchant:m1:USD/pending", D)) == amount
     assert got.pop(("platform_fee_income:USD", C), 0) == fee
-    assert got.pop(("merchant_guarantee:m1", C), 0) == deduction
-    assert got.pop(("guarantee_commitment:m1", D), 0) == deduction
-    assert got.pop(("guarantee_due:m1", C), 0) == deduction  # never more than is due
-    assert got.pop(("merchant_settled:m1", C), 0) == amount - fee - deduction
+    assert got.pop(("merchant:m1:USD/guarantee", C), 0) == deduction
+    assert got.pop(("merchant:m1:USD/guarantee_commitment", D), 0) == deduction
+    assert got.pop(("merchant:m1:USD/guarantee_due", C), 0) == deduction  # never more than is due
+    assert got.pop(("merchant:m1:USD/settled", C), 0) == amount - fee - deduction
     assert got == {}
 
 
@@ -311,21 +325,23 @@ def test_settlement_needs_a_known_kind():
 @given(amount=AMOUNTS, settled=st.integers(-5, 10**9), due=st.integers(0, 10**9))
 def test_guarantee_account_mode_collects_what_is_due_and_accrued(amount, settled, due):
     facts = Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}, {"mode": "account_collection"})
-    view = FakeView({"merchant_settled:m1": settled, "guarantee_deduction:m1": due})
+    view = FakeView({"merchant:m1:USD/settled": settled, "merchant:m1:USD/guarantee_deduction": due})
     collected = min(amount, max(0, settled), due)
     if collected == 0:
         assert refused(facts, view).reason == "FLOW_POSTS_NOTHING"
         return
     (draft,) = build(facts, view)
-    assert amounts(draft) == {("merchant_settled:m1", D): collected, ("merchant_guarantee:m1", C): collected,
-                              ("guarantee_commitment:m1", D): collected, ("guarantee_deduction:m1", C): collected}
+    assert amounts(draft) == {("merchant:m1:USD/settled", D): collected, ("merchant:m1:USD/guarantee", C): collected,
+                              ("merchant:m1:USD/guarantee_commitment", D): collected,
+                              ("merchant:m1:USD/guarantee_deduction", C): collected}
 
 
 def test_guarantee_modes_side_by_side():
     (account,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "account"}))
-    assert amounts(account) == {("guarantee_deduction:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    assert amounts(account) == {("merchant:m1:USD/guarantee_deduction", D): 7,
+                                ("merchant:m1:USD/guarantee_commitment", C): 7}
     (order,) = build(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": ""}))
-    assert amounts(order) == {("guarantee_due:m1", D): 7, ("guarantee_commitment:m1", C): 7}
+    assert amounts(order) == {("merchant:m1:USD/guarantee_due", D): 7, ("merchant:m1:USD/guarantee_commitment", C): 7}
     assert refused(Facts("guarantee", "USD", {"amount": 7}, {"merchant": "m1"}, {"mode": "?"})).reason == \
         "RULE_NOT_FOUND"
 
@@ -333,7 +349,8 @@ def test_guarantee_modes_side_by_side():
 @given(amount=AMOUNTS)
 def test_guarantee(amount):
     (draft,) = build(Facts("guarantee", "USD", {"amount": amount}, {"merchant": "m1"}))
-    assert amounts(draft) == {("guarantee_due:m1", D): amount, ("guarantee_commitment:m1", C): amount}
+    assert amounts(draft) == {("merchant:m1:USD/guarantee_due", D): amount,
+                              ("merchant:m1:USD/guarantee_commitment", C): amount}
 
 
 # --------------------------------------------------------------------------------------- payout
@@ -349,20 +366,21 @@ def payout(amount: int, currency: str = "USD") -> Facts:
 @given(amount=AMOUNTS, currency=st.sampled_from(["USD", "JPY"]))
 def test_payout_rounds_down_to_the_bank_unit(amount, currency):
     unit = {"USD": 10_000, "JPY": 1_000}[currency]
-    view = FakeView({"merchant_settled:m1": amount}, {"merchant_settled:m1": VERIFIED})
+    settled = f"merchant:m1:{currency}/settled"
+    view = FakeView({settled: amount}, {settled: VERIFIED})
     if amount < unit:
         assert refused(payout(amount, currency), view).reason == "FLOW_POSTS_NOTHING"
         return
     (draft,) = build(payout(amount, currency), view)
     paid = amount - amount % unit
-    assert amounts(draft) == {("merchant_settled:m1", D): paid, (f"bank_deposit:{currency}", C): paid}
-    assert amount - paid < unit  # the residue stays in merchant_settled
+    assert amounts(draft) == {(settled, D): paid, (f"bank_deposit:{currency}", C): paid}
+    assert amount - paid < unit  # the residue stays in the merchant's settled account
 
 
 def test_payout_example_keeps_the_sub_cent_residue():
-    view = FakeView({"merchant_settled:m1": 5_000_000}, {"merchant_settled:m1": VERIFIED})
+    view = FakeView({"merchant:m1:USD/settled": 5_000_000}, {"merchant:m1:USD/settled": VERIFIED})
     (draft,) = build(payout(1_234_567), view)
-    assert amounts(draft) == {("merchant_settled:m1", D): 1_230_000, ("bank_deposit:USD", C): 1_230_000}
+    assert amounts(draft) == {("merchant:m1:USD/settled", D): 1_230_000, ("bank_deposit:USD", C): 1_230_000}
 
 
 @pytest.mark.parametrize(("balance", "metadata", "reason"), [
@@ -375,19 +393,20 @@ def test_payout_example_keeps_the_sub_cent_residue():
     (100, {**VERIFIED, "payout_minimum": "1e2"}, "ACCOUNT_METADATA_INVALID"),
 ])
 def test_payout_guards(balance, metadata, reason):
-    view = FakeView({} if balance is None else {"merchant_settled:m1": balance},
-                    {} if metadata is None else {"merchant_settled:m1": metadata})
+    view = FakeView({} if balance is None else {"merchant:m1:USD/settled": balance},
+                    {} if metadata is None else {"merchant:m1:USD/settled": metadata})
     error = refused(payout(10_000), view)
     assert (error.kind, error.reason) == (ErrorKind.FAILED_PRECONDITION, reason)
 
 
 def test_payout_minimum_param_and_metadata_override():
     rules = parse_rule_set(DEFAULT_TEXT.replace("payout_minimum = 0 ", "payout_minimum = 50_000 ", 1))
-    view = FakeView({"merchant_settled:m1": 40_000}, {"merchant_settled:m1": VERIFIED})
+    view = FakeView({"merchant:m1:USD/settled": 40_000}, {"merchant:m1:USD/settled": VERIFIED})
     with pytest.raises(LedgerError) as caught:
         rules.build(payout(20_000), view, CURRENCIES)
     assert caught.value.reason == "BELOW_PAYOUT_MINIMUM"
-    view = FakeView({"merchant_settled:m1": 40_000}, {"merchant_settled:m1": {**VERIFIED, "payout_minimum": "0"}})
+    view = FakeView({"merchant:m1:USD/settled": 40_000},
+                    {"merchant:m1:USD/settled": {**VERIFIED, "payout_minimum": "0"}})
     (draft,) = build(payout(20_000), view, rules)
     assert draft.lines[0].amount == 20_000
 

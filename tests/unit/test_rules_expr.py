@@ -218,7 +218,7 @@ def test_evaluation_errors_are_invalid_argument(text, reason):
     ("max()", INT, "max() takes at least 2 arguments, got 0", 1),
     ("bps('x', 1)", INT, "argument 1 of bps() needs an integer, got a string", 5),
     ("balance(amount)", INT,
-     "argument 1 of balance() must be a quoted account pattern such as 'merchant_settled:{merchant}'", 9),
+     "argument 1 of balance() must be a quoted account pattern such as 'merchant:{merchant}:{currency}/settled'", 9),
     ("balance('a:{b c}')", INT, "account pattern: placeholder {b c} must be a name "
                                 "(a letter, then letters, digits or _)", 12),
     ("balance('a b')", INT, "account pattern: character ' ' cannot be part of an account code", 11),

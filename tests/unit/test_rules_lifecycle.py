@@ -73,26 +73,26 @@ def test_merchant_lifecycle():
     ledger = Ledger()
     ledger.post(Facts("funding", "USD", {"amount": 50_000_000}, {"consumer": "c1", "processor": "stripe"}))
     ledger.post(Facts("usage", "USD", {"amount": 10_000_000}, {"consumer": "c1", "merchant": "m1"}))
-    assert ledger.current("consumer:c1") == 40_000_000
-    assert ledger.current("merchant_settled:m1") == 9_750_000
+    assert ledger.current("consumer:c1:USD") == 40_000_000
+    assert ledger.current("merchant:m1:USD/settled") == 9_750_000
     ledger.post(Facts("guarantee", "USD", {"amount": 3_000_000}, {"merchant": "m1"}))
     ledger.post(Facts("acquisition", "USD", {"amount": 20_000_000, "coupon_amount": 2_000_000,
                                              "coupon_merchant_share_bps": 0},
                       {"merchant": "m1", "channel": "alipay"}, {"coupon_issuer": "platform"}))
-    assert ledger.current("merchant_pending:m1") == 20_000_000 - 120_000
+    assert ledger.current("merchant:m1:USD/pending") == 20_000_000 - 120_000
     assert ledger.current("channel_clearing:alipay:USD") == 18_000_000
     # Settles the pending funds; the guarantee due (3_000_000) is deducted in full.
     ledger.post(Facts("settlement", "USD", {"amount": 19_880_000}, {"merchant": "m1"}, {"kind": "merchant"}))
-    assert ledger.current("merchant_pending:m1") == 0
-    assert ledger.current("guarantee_due:m1") == 0
-    assert ledger.current("merchant_guarantee:m1") == 3_000_000
-    assert ledger.current("merchant_settled:m1") == 9_750_000 + 16_880_000
+    assert ledger.current("merchant:m1:USD/pending") == 0
+    assert ledger.current("merchant:m1:USD/guarantee_due") == 0
+    assert ledger.current("merchant:m1:USD/guarantee") == 3_000_000
+    assert ledger.current("merchant:m1:USD/settled") == 9_750_000 + 16_880_000
     # A second settlement deducts nothing more: nothing is due.
     ledger.post(Facts("acquisition", "USD", {"amount": 1_000_000, "coupon_amount": 0,
                                              "coupon_merchant_share_bps": 0},
                       {"merchant": "m1", "channel": "alipay"}, {"coupon_issuer": ""}))
     ledger.post(Facts("settlement", "USD", {"amount": 994_000}, {"merchant": "m1"}, {"kind": "merchant"}))
-    assert ledger.current("merchant_guarantee:m1") == 3_000_000
+    assert ledger.current("merchant:m1:USD/guarantee") == 3_000_000
     # The channel pays a little less than it owes; then the bank receives it.
     ledger.post(Facts("settlement", "USD", {"amount": 19_000_000, "actual_amount": 18_999_000},
                       {"channel": "alipay"}, {"kind": "channel"}))
@@ -107,12 +107,12 @@ def test_merchant_lifecycle():
     assert ledger.current("processor_clearing:stripe:USD") == 0
     assert ledger.current("bank_deposit:USD") == 68_999_000
     # Payout: KYC and bank account on the settled account; the sub-cent residue stays.
-    settled = ledger.accounts["merchant_settled:m1"]
-    ledger.accounts["merchant_settled:m1"] = dataclasses.replace(settled, metadata={
+    settled = ledger.accounts["merchant:m1:USD/settled"]
+    ledger.accounts["merchant:m1:USD/settled"] = dataclasses.replace(settled, metadata={
         "kyc_status": "verified", "bank_account": "acct-1"})
-    before = ledger.current("merchant_settled:m1")
+    before = ledger.current("merchant:m1:USD/settled")
     ledger.post(Facts("payout", "USD", {"amount": before - 1}, {"merchant": "m1"}))
-    assert ledger.current("merchant_settled:m1") == (before - 1) % 10_000 + 1
+    assert ledger.current("merchant:m1:USD/settled") == (before - 1) % 10_000 + 1
     ledger.check_double_entry()
 
 
@@ -127,5 +127,5 @@ def test_partial_refund_of_usage_with_scale_reversal():
     draft = VoucherDraft("refund", tuple(LineDraft(AccountRef(id=account), side, amount, currency)
                                          for account, side, amount, currency in refund))
     ledger.apply(draft)
-    assert ledger.current("consumer:c1") == 5_000_000 - 1_000_003 + 333_333
+    assert ledger.current("consumer:c1:USD") == 5_000_000 - 1_000_003 + 333_333
     ledger.check_double_entry()

@@ -364,8 +364,8 @@ def test_interest_policies_load_and_a_code_wins_over_a_type():
 
 def test_summaries_name_flows_and_optionally_account_prefixes():
     base = resources.files("tally.rules").joinpath("default.toml").read_text()
-    rules = parse_rule_set(base + '\n[[summaries]]\nflow = "transfer"\naccounts = ["merchant_pending:", "fee_"]\n')
-    assert rules.summaries == {"usage": (), "transfer": ("fee_", "merchant_pending:")}
+    rules = parse_rule_set(base + '\n[[summaries]]\nflow = "transfer"\naccounts = ["merchant:", "fee_"]\n')
+    assert rules.summaries == {"usage": (), "transfer": ("fee_", "merchant:")}
     for extra, expected in (('[[summaries]]\nflow = "usage"\n', "summaries[1].flow: 'usage' is summarized twice"),
                             ('[[summaries]]\nflow = "Transfer"\n', "summaries[1].flow: must be a flow type"),
                             ('[[summaries]]\nflow = "x"\naccounts = "a"\n', "summaries[1].accounts: must be a list"),

@@ -19,7 +19,7 @@ def test_parts_names_and_shape():
     assert pattern.parts == ("channel_clearing:", Slot("channel"), ":", Slot("currency"))
     assert pattern.names == ("channel", "currency")
     assert pattern.shape == ("channel_clearing:", None, ":", None)
-    assert code("merchant_settled:{party}").shape == code("merchant_settled:{merchant}").shape
+    assert code("merchant:{party}:{currency}/settled").shape == code("merchant:{merchant}:{currency}/settled").shape
     assert code("bank_deposit:USD").names == ()
 
 
@@ -92,6 +92,13 @@ def test_match():
     ("merchant_settled:{m}", "merchant_settled_x:{m}", False),
     ("pre{a}post", "prepost", False),  # a placeholder is at least one character
     ("pre{a}post", "pre_post", True),
+    # {currency} is three capital letters: a main account's pattern never matches its sub-accounts' codes.
+    ("merchant:{m}:{currency}", "merchant:{m}:{currency}/pending", False),
+    ("merchant:{m}:{x}", "merchant:{m}:{currency}/pending", True),
+    ("bank:{currency}", "bank:USD", True),
+    ("bank:{currency}", "bank:usd", False),
+    ("bank:{currency}", "bank:US", False),
+    ("{currency}x", "ABCx", True),
 ])
 def test_overlap_is_exact(a, b, expected):
     assert overlaps(code(a), code(b)) is expected
@@ -100,19 +107,24 @@ def test_overlap_is_exact(a, b, expected):
 
 def test_template_for_on_the_default_rule_set():
     rules = load_default_rule_set()
-    template, values = rules.template_for("merchant_settled:m-42")
+    template, values = rules.template_for("merchant:m-42:USD/settled")
     assert (template.type, template.normal_side, template.floor) == (
         AccountType.DEPOSIT, Side.CREDIT, FloorPolicy.NON_NEGATIVE)
-    assert values == {"merchant": "m-42"}
+    assert values == {"merchant": "m-42", "currency": "USD"}
+    template, values = rules.template_for("merchant:m-42:USD")  # the main account
+    assert template.pattern.text == "merchant:{merchant}:{currency}"
+    assert values == {"merchant": "m-42", "currency": "USD"}
     template, values = rules.template_for("processor_clearing:stripe:EUR")
     assert (template.type, template.normal_side, template.floor) == (
         AccountType.INTERNAL, Side.DEBIT, FloorPolicy.UNBOUNDED)
     assert values == {"processor": "stripe", "currency": "EUR"}
-    template, _ = rules.template_for("guarantee_due:m1")
+    template, _ = rules.template_for("merchant:m1:USD/guarantee_due")
     assert (template.normal_side, template.floor) == (Side.DEBIT, FloorPolicy.NON_NEGATIVE)
     assert rules.template_for("nope:1") is None
     assert rules.template_for("consumer:a:b") is None
+    assert rules.template_for("consumer:a:usd") is None  # a currency is three capital letters
     assert rules.template_for("consumer:") is None
+    assert rules.template_for("merchant_settled:m1") is None  # the codes of rule sets before 2026.12.1
 
 
 def test_template_opens_a_new_account():

@@ -293,7 +293,7 @@ def _story(d: Demo) -> None:
             kind=flows_pb2.SETTLEMENT_KIND_BANK, channel=d.party(CHANNEL), amount=CHANNEL_SETTLEMENT,
             currency=usd, batch_ref=f"{d.run}-bank-statement-1"))
 
-    code = f"merchant_settled:{d.party(PAYOUT_MERCHANT)}"
+    code = f"merchant:{d.party(PAYOUT_MERCHANT)}:{CURRENCY}/settled"
     with d.step(f"payout prerequisites: {PAYOUT_MERCHANT}'s KYC is verified and its bank account on file") as s:
         account = d.update_metadata(f"kyc-{PAYOUT_MERCHANT}", code, PAYOUT_METADATA).account
         s.notes.append(f"{code} metadata: {fmt.metadata_text(account.metadata)}")

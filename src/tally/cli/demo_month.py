@@ -100,9 +100,9 @@ def month_story(d, settle) -> dict:
 
 def _payouts(d, settle, acme: str):
     with d.step("payouts: acme's verified bank account, two payouts, one batch at the cut-off, pain.001") as s:
-        d.update_metadata("m-kyc", f"merchant_settled:{acme}", {"kyc_status": "verified"})
+        d.update_metadata("m-kyc", f"merchant:{acme}:{USD}/settled", {"kyc_status": "verified"})
         bank = settle.LinkBankAccount(pb.LinkBankAccountRequest(
-            request_id=f"{d.run}.m-link", merchant_account=types_pb2.AccountRef(code=f"merchant_settled:{acme}"),
+            request_id=f"{d.run}.m-link", merchant_account=types_pb2.AccountRef(code=f"merchant:{acme}:{USD}/settled"),
             currency=USD, holder_name="Acme Ltd", iban=IBAN, bic=BIC, verified=True)).bank_account
         payouts = [settle.RequestPayout(pb.RequestPayoutRequest(
             request_id=f"{d.run}.m-payout-{n}", bank_account_id=bank.id, amount=amount, currency=USD)).payout

@@ -65,7 +65,7 @@ def _call(args: argparse.Namespace, name: str, render, **fields) -> int:
 def cmd_link(args: argparse.Namespace) -> int:
     return _call(args, "LinkBankAccount", lambda r: bank_account_text(r.bank_account),
                  request_id=common.request_id(args), currency=args.currency.upper(),
-                 merchant_account=types_pb2.AccountRef(code=f"merchant_settled:{args.merchant}"),
+                 merchant_account=types_pb2.AccountRef(code=f"merchant:{args.merchant}:{args.currency.upper()}/settled"),
                  holder_name=args.holder, iban=args.iban or "", bic=args.bic or "", aba_routing=args.aba_routing or "",
                  account_number=args.account_number or "", verified=args.verified)
 
@@ -145,7 +145,8 @@ def add_payouts_parser(commands, client: argparse.ArgumentParser) -> argparse.Ar
         return parser
 
     link = verb("link", "link a bank account to a merchant", cmd_link)
-    link.add_argument("merchant", metavar="MERCHANT", help="the merchant (its account merchant_settled:MERCHANT)")
+    link.add_argument("merchant", metavar="MERCHANT",
+                      help="the merchant (its account merchant:MERCHANT:CURRENCY/settled)")
     link.add_argument("--currency", required=True)
     link.add_argument("--holder", required=True, help="the account holder's name")
     link.add_argument("--iban")

@@ -44,7 +44,7 @@ WINDOW_S = {Window.HOUR: 3600, Window.DAY: 86_400, Window.MONTH: 30 * 86_400}
 
 class Scope(enum.Enum):
     OWN = "own"  # the account's own spend
-    TEAM = "team"  # the spend of the account's children, summed (a team budget on a parent)
+    TEAM = "team"  # the spend of every account under it, summed (a team budget on a parent)
 
 
 class SweepKind(enum.Enum):
@@ -68,7 +68,8 @@ class Sweep:
     kind: SweepKind
     trigger: int
     target: int
-    counter_account_id: str
+    counter_account_id: str  # "" in a rule set's template, which names the other account by `counter_code`
+    counter_code: str = ""  # a template's code pattern of the other account, filled for each account it opens
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class Controls:
     velocity: tuple[Velocity, ...] = ()
     flows: tuple[str, ...] = ()  # the flow types it may spend in; empty: any
     counterparties: tuple[str, ...] = ()  # codes (or patterns) its spend may go to; empty: any
-    team_velocity: tuple[Velocity, ...] = ()  # binds the sum of its children's spend
+    team_velocity: tuple[Velocity, ...] = ()  # binds the sum of its whole subtree's spend
     sweeps: tuple[Sweep, ...] = ()
 
     @property
@@ -116,7 +117,7 @@ def _check_sweeps(sweeps: tuple[Sweep, ...], account_id: str) -> None:
     if len(sweeps) > SWEEPS_MAX or len({s.kind for s in sweeps}) != len(sweeps):
         raise _bad("sweeps", "at most one top-up and one excess sweep")
     for sweep in sweeps:
-        if sweep.counter_account_id == account_id:
+        if sweep.counter_account_id and sweep.counter_account_id == account_id:
             raise _bad("sweeps", "a sweep moves money to or from another account")
         low_ok = sweep.kind is SweepKind.TOP_UP and sweep.trigger <= sweep.target
         high_ok = sweep.kind is SweepKind.EXCESS and sweep.trigger >= sweep.target
@@ -187,6 +188,14 @@ class Move:
     code: str
     parent_id: str | None
     delta: int  # on the account's normal side: negative lowers the balance
+    ancestors: tuple[str, ...] | None = None  # every ancestor, the parent first; None: the parent only
+
+    @property
+    def teams(self) -> tuple[str, ...]:
+        """The accounts whose team budgets this account's spend counts toward."""
+        if self.ancestors is not None:
+            return self.ancestors
+        return (self.parent_id,) if self.parent_id else ()
 
 
 @dataclass(slots=True)
@@ -195,20 +204,31 @@ class Decision:
     spent: dict[CounterKey, int] = field(default_factory=dict)  # counter -> spend to add
 
 
-def moves_of(lines, accounts: Mapping[str, object]) -> list[Move]:
+Ancestors = Mapping[str, tuple[str, ...]]  # account id -> its ancestors, the parent first
+
+
+def moves_of(lines, accounts: Mapping[str, object], ancestors: Ancestors | None = None) -> list[Move]:
     """The net move of each account a voucher's lines touch (lines carry account_id, side, amount)."""
     deltas: dict[str, int] = {}
     for line in lines:
         account = accounts[line.account_id]
         deltas[line.account_id] = deltas.get(line.account_id, 0) + Side(line.side).signed(line.amount,
                                                                                              account.normal_side)
-    return [Move(aid, accounts[aid].code, accounts[aid].parent_id, d) for aid, d in deltas.items()]
+    found = ancestors or {}
+    return [Move(aid, accounts[aid].code, accounts[aid].parent_id, d, found.get(aid)) for aid, d in deltas.items()]
+
+
+def is_swept_spend(flow_type: str, metadata: Mapping[str, str]) -> bool:
+    """An excess sweep: its only spender is the swept account, which its own controls do not hold (the key
+    `sweep` is one only the server sets)."""
+    return flow_type == SWEEP_FLOW and metadata.get("sweep") == SweepKind.EXCESS.value
 
 
 def check_voucher(flow_type: str, moves: list[Move], controls: Mapping[str, Controls],
                   used: Mapping[CounterKey, int], now_us: int) -> Decision:
-    """Every control on the accounts a voucher spends from (and on their parents' team budgets), in a fixed
-    order; the first one that fails refuses the voucher with its FAILED_PRECONDITION reason."""
+    """Every control on the accounts a voucher spends from (and every team budget above them, up the whole
+    hierarchy), in a fixed order; the first one that fails refuses the voucher with its FAILED_PRECONDITION
+    reason."""
     decision = Decision()
     gainers = [m for m in moves if m.delta > 0]
     for move in moves:
@@ -218,11 +238,52 @@ def check_voucher(flow_type: str, moves: list[Move], controls: Mapping[str, Cont
         own = controls.get(move.account_id)
         if own is not None and own.guards_spend:
             _check_own(flow_type, move, spend, own, gainers, used, now_us, decision)
-        team = controls.get(move.parent_id) if move.parent_id else None
-        if team is not None and team.team_velocity:
-            _check_velocity(move.parent_id, Scope.TEAM, team.team_velocity, spend, used, now_us, decision,
-                            f"team:{move.code}")
+        for depth, team_id in enumerate(move.teams, start=1):
+            team = controls.get(team_id)
+            if team is not None and team.team_velocity:
+                _check_velocity(team_id, Scope.TEAM, team.team_velocity, spend, used, now_us, decision,
+                                team_label(depth, move.code))
     return decision
+
+
+def team_label(depth: int, code: str) -> str:
+    """`team:CODE` for the parent's budget, `team2:CODE` for the grandparent's, and so on."""
+    return f"team:{code}" if depth == 1 else f"team{depth}:{code}"
+
+
+def spend_room(flow_type: str, spender: Move, gainers: list[Move], controls: Mapping[str, Controls],
+               used: Mapping[CounterKey, int], now_us: int) -> int | None:
+    """The most `spender` may spend in one voucher of `flow_type` to `gainers` now without a control refusing
+    it (None: no control bounds it; 0: a control refuses any): what a top-up draws at most."""
+    room = None
+    own = controls.get(spender.account_id)
+    if own is not None and own.guards_spend:
+        if own.flows and flow_type not in own.flows:
+            return 0
+        if own.counterparties and not all(any(fnmatchcase(g.code, p) for p in own.counterparties)
+                                          for g in gainers):
+            return 0
+        if own.per_voucher_max:
+            room = own.per_voucher_max
+        room = least(room, _velocity_room(spender.account_id, Scope.OWN, own.velocity, used, now_us))
+    for team_id in spender.teams:
+        team = controls.get(team_id)
+        if team is not None and team.team_velocity:
+            room = least(room, _velocity_room(team_id, Scope.TEAM, team.team_velocity, used, now_us))
+    return room
+
+
+def _velocity_room(account_id: str, scope: Scope, velocities: tuple[Velocity, ...],
+                   used: Mapping[CounterKey, int], now_us: int) -> int | None:
+    room = None
+    for velocity in velocities:
+        spent = sum(used.get(k, 0) for k in counter_keys(account_id, scope, velocity, now_us))
+        room = least(room, max(0, velocity.limit - spent))
+    return room
+
+
+def least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _check_own(flow_type: str, move: Move, spend: int, own: Controls, gainers: list[Move],

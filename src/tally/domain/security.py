@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tally.domain import limits
-from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState
+from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy
 from tally.domain.errors import invalid, precondition
 
 RATIO_BPS_WHOLE = 10_000
@@ -85,3 +85,14 @@ def check_credit(credit: Account, state: BalanceState, limit: int) -> None:
     if state.available(limit) < 0:
         raise precondition("CREDIT_LIMIT_EXCEEDED", f"{credit.code} would draw past its deposit-bound limit "
                            f"{limit}", account_id=credit.id, credit_limit=limit, available=state.available(limit))
+
+
+def lowering_room(account: Account, state: BalanceState, limit: int, required: int) -> int | None:
+    """How far a voucher may lower the account's balance now without a check refusing it: its floor (the
+    available balance against `limit`, the credit limit in force) and, for a deposit, what it must keep to
+    secure credit (`required`). None: nothing bounds it. What a sweep moves at most."""
+    room = max(0, state.available(limit)) if account.floor_policy is FloorPolicy.NON_NEGATIVE else None
+    if required:
+        keep = max(0, state.current - state.locked - required)
+        room = keep if room is None else min(room, keep)
+    return room

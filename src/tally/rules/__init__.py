@@ -3,14 +3,14 @@
 Pure Python: the standard library and tally.domain only. FORMAT.md next to this file is the full
 reference; in short, a rule-set file has
 
-    version = "2026.11.1"           # recorded on every voucher as rule_set_version
+    version = "2026.12.1"           # recorded on every voucher as rule_set_version
     [params]                        # named integers (rates in basis points), overridable per rule
     platform_fee_bps = 250
     [flows.usage]                   # the names a flow type carries; anything else is a load error
     parties = ["consumer", "merchant", "affiliate"]
     values = ["amount"]
     tags = []
-    [accounts."consumer:{consumer}"]   # templates: accounts opened on first use
+    [accounts."consumer:{consumer}:{currency}"]  # templates: accounts opened on first use
     type = "deposit"                   # deposit | credit | security_deposit | internal
     [accounts."platform_fee_income:{currency}"]
     type = "internal"
@@ -26,14 +26,14 @@ reference; in short, a rule-set file has
     [rules.let]                     # named expressions, usable by later lets, guards and amounts
     fee = "bps(amount, platform_fee_bps)"
     [[rules.requires]]              # guards checked before vouchers are built
-    check = "meta('merchant_settled:{merchant}', 'kyc_status') == 'verified'"
+    check = "meta('merchant:{merchant}:{currency}/settled', 'kyc_status') == 'verified'"
     reason = "KYC_NOT_VERIFIED"     # the error's reason; kind failed_precondition (default) | invalid_argument
     [[rules.vouchers]]
     name = "consumption"
     memo = "usage by {consumer}"    # placeholders: parties, tags, values, currency; absent ones render empty
     [[rules.vouchers.lines]]
     side = "debit"                  # debit | credit
-    account = "consumer:{consumer}" # a pattern with a template; {party} names each share on a split line
+    account = "consumer:{consumer}:{currency}"  # a pattern with a template; {party} names each share on a split line
     amount = "amount"               # integer expression, or "remainder": what balances the voucher
     when = "affiliate"              # optional: kept only if that party/tag is non-empty or value non-zero
     split = "shares"                # optional: spread the amount over the share table (largest remainder)

@@ -15,6 +15,7 @@ from tally.domain.accounts import Side
 from tally.domain.errors import LedgerError, invalid
 from tally.domain.facts import Facts, LedgerView, Share
 from tally.domain.money import Currency, fits_int64
+from tally.domain.subaccounts import main_code_of
 from tally.domain.vouchers import AccountRef, LineDraft, VoucherDraft, check_draft
 from tally.rules.expr import LET, PARAM, VALUE, Node, pattern_refs
 from tally.rules.model import AccountTemplate, FlowSpec, LineRule, Mode, Rule, VoucherRule
@@ -87,7 +88,13 @@ class RuleSet:
             except LedgerError as exc:
                 if exc.reason != "FLOW_FIELD_MISSING":
                     raise
-        return codes
+        return codes | self._mains_of(codes)
+
+    @staticmethod
+    def _mains_of(codes: set[str]) -> set[str]:
+        """The main accounts of the sub-account codes (`MAIN/NAME`): the writer opens a template's sub-account
+        as its main account's child (an existing one, or one its own template opens in the same batch)."""
+        return {main for main in map(main_code_of, codes) if main is not None}
 
     def build(self, facts: Facts, view: LedgerView, currencies: dict[str, Currency]) -> tuple[VoucherDraft, ...]:
         rule = self.rule_for(facts)

@@ -315,7 +315,8 @@ class _Loader:
         account_type = self.choice(spec.get("type"), _at(location, "type"), _TYPES)
         if account_type is None:
             return None
-        controls = parse_controls(spec["controls"], _at(location, "controls"), self.add) if "controls" in spec else None
+        controls = (parse_controls(spec["controls"], _at(location, "controls"), self.add, pattern)
+                    if "controls" in spec else None)
         if account_type in CUSTOMER_TYPES:
             return replace(self.customer_template(pattern, account_type, spec, location), controls=controls)
         side = self.choice(spec.get("normal_side"), _at(location, "normal_side"), _SIDES)

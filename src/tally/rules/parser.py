@@ -316,8 +316,8 @@ class _Parser:
         if want != PATTERN:
             return self.require(node, want, what)
         if not isinstance(node, Str):
-            raise self.error(f"{what} must be a quoted account pattern such as 'merchant_settled:{{merchant}}'",
-                             node.pos)
+            raise self.error(f"{what} must be a quoted account pattern such as "
+                             "'merchant:{merchant}:{currency}/settled'", node.pos)
         try:
             return PatternRef(parse_pattern(node.value, code=True), node.pos)
         except PatternError as exc:

@@ -3,7 +3,9 @@
 An account pattern such as `channel_clearing:{channel}:{currency}` is filled from a flow's parties and
 tags to give an account code, and matched against a concrete code to find the template an account is
 opened from. A placeholder value is `[A-Za-z0-9_.@/-]+`: no colon, so a party cannot smuggle extra
-segments into a code and reach another template's accounts.
+segments into a code and reach another template's accounts. `{currency}` is always the flow's currency, three
+capital letters, so a main account's pattern (`merchant:{merchant}:{currency}`) never matches the codes of
+its sub-accounts (`merchant:{merchant}:{currency}/pending`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tally.domain.errors import LedgerError, invalid
 from tally.domain.fields import check_code
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 PLACEHOLDER_VALUE = re.compile(r"[A-Za-z0-9_.@/-]+")
+CURRENCY = "currency"  # the placeholder of the flow's currency code
+CURRENCY_VALUE = re.compile(r"[A-Z]{3}")  # as domain.money checks a currency code
 _VALUE_CHARS = frozenset(string.ascii_letters + string.digits + "_.@/-")
+_CURRENCY_CHARS = frozenset(string.ascii_uppercase)
 _CODE_CHARS = _VALUE_CHARS | {":"}
 
 
@@ -46,8 +52,8 @@ class Pattern:
 
     @property
     def shape(self) -> tuple[str | None, ...]:
-        """The pattern with its placeholder names erased: `merchant_settled:{party}` and
-        `merchant_settled:{merchant}` name the same accounts."""
+        """The pattern with its placeholder names erased: `merchant:{party}:{currency}/settled` and
+        `merchant:{merchant}:{currency}/settled` name the same accounts."""
         return tuple(None if isinstance(part, Slot) else part for part in self.parts)
 
     def match(self, code: str) -> dict[str, str] | None:
@@ -70,7 +76,7 @@ def _field(name: str, fields: Mapping[str, str], pattern: str) -> str:
     value = fields.get(name, "")
     if not value:
         raise invalid("FLOW_FIELD_MISSING", f"flow field {name!r} is needed for account {pattern!r}", field=name)
-    if not PLACEHOLDER_VALUE.fullmatch(value):
+    if not _value_regex(name).fullmatch(value):
         raise invalid("FLOW_FIELD_INVALID", f"flow field {name!r} must be letters, digits and _.@/- only",
                       field=name)
     return value
@@ -130,14 +136,19 @@ def _check_code_shape(pattern: Pattern) -> None:
 
 
 def _regex(parts: list[str | Slot]) -> re.Pattern[str]:
-    return re.compile("".join(
-        f"({PLACEHOLDER_VALUE.pattern})" if isinstance(part, Slot) else re.escape(part) for part in parts))
+    return re.compile("".join(f"({_value_regex(part.name).pattern})" if isinstance(part, Slot) else re.escape(part)
+                              for part in parts))
 
 
-# Overlap: can two account patterns match the same code? Each pattern is a sequence of items: a literal
-# character, or a placeholder as "one value character" followed by "any number more". Walking both
-# sequences together over every pair of positions decides it exactly.
-_ONE, _MANY = object(), object()
+def _value_regex(name: str) -> re.Pattern[str]:
+    return CURRENCY_VALUE if name == CURRENCY else PLACEHOLDER_VALUE
+
+
+# Overlap: can two account patterns match the same code? Each pattern is a sequence of items, each one
+# character of a set (a literal character, or a value character), the items of a placeholder being "one
+# value character" then "any number more" (`{currency}`: three capital letters). Walking both sequences
+# together over every pair of positions decides it exactly.
+Item = tuple[str | frozenset[str], bool]  # (the character or the characters it may be, repeats any number of times)
 
 
 def overlaps(a: Pattern, b: Pattern) -> bool:
@@ -151,27 +162,31 @@ def overlaps(a: Pattern, b: Pattern) -> bool:
         seen.add((i, j))
         if i == len(x) and j == len(y):
             return True
-        if i < len(x) and x[i] is _MANY:
+        many_x = i < len(x) and x[i][1]
+        many_y = j < len(y) and y[j][1]
+        if many_x:
             todo.append((i + 1, j))
-        if j < len(y) and y[j] is _MANY:
+        if many_y:
             todo.append((i, j + 1))
-        if i < len(x) and j < len(y) and _same_char_possible(x[i], y[j]):
-            todo.append((i if x[i] is _MANY else i + 1, j if y[j] is _MANY else j + 1))
+        if i < len(x) and j < len(y) and _same_char_possible(x[i][0], y[j][0]):
+            todo.append((i if many_x else i + 1, j if many_y else j + 1))
     return False
 
 
-def _items(pattern: Pattern) -> list[object]:
-    items: list[object] = []
+@lru_cache(maxsize=4096)
+def _items(pattern: Pattern) -> tuple[Item, ...]:
+    items: list[Item] = []
     for part in pattern.parts:
-        items.extend((_ONE, _MANY) if isinstance(part, Slot) else part)
-    return items
+        if not isinstance(part, Slot):
+            items.extend((ch, False) for ch in part)
+        elif part.name == CURRENCY:
+            items.extend([(_CURRENCY_CHARS, False)] * 3)
+        else:
+            items.extend(((_VALUE_CHARS, False), (_VALUE_CHARS, True)))
+    return tuple(items)
 
 
-def _same_char_possible(a: object, b: object) -> bool:
-    if isinstance(a, str) and isinstance(b, str):
-        return a == b
+def _same_char_possible(a: str | frozenset[str], b: str | frozenset[str]) -> bool:
     if isinstance(a, str):
-        return a in _VALUE_CHARS
-    if isinstance(b, str):
-        return b in _VALUE_CHARS
-    return True
+        return a == b if isinstance(b, str) else a in b
+    return b in a if isinstance(b, str) else not a.isdisjoint(b)

@@ -3,7 +3,7 @@ vouchers.
 
     [[summaries]]
     flow = "usage"                        # a flow type (a rule's, or transfer, adjustment, reversal ...)
-    accounts = ["merchant_pending:"]      # optional: only the lines of accounts whose code starts so
+    accounts = ["merchant:"]              # optional: only the lines of accounts whose code starts so
     description = "metered API calls"
 """
 

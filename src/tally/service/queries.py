@@ -228,6 +228,8 @@ def read_named(conn: Connection, tenant_id: str, refs: list[AccountRef]
     """The accounts named, in the order asked, and their balance rows: two statements however many."""
     by_id, by_code = accounts_repo.find_accounts(conn, tenant_id, refs)
     found = [by_id.get(r.id) if r.id else by_code.get(r.code) for r in refs]
+    found = [accounts_repo.get_account(conn, tenant_id, r) if a is not None and r.code and accounts_repo.is_renamed(a)
+             else a for r, a in zip(refs, found, strict=True)]  # an old code of migration 0020: its account
     for ref, account in zip(refs, found, strict=True):
         if account is None:
             raise missing_account(ref)

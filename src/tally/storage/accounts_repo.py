@@ -12,7 +12,7 @@ from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceSt
 from tally.domain.vouchers import AccountRef
 from tally.storage import bulk, journal_repo
 from tally.storage.engine import locking
-from tally.storage.tables import accounts, balances, matchable, voucher_lines
+from tally.storage.tables import account_merges, accounts, balances, matchable, voucher_lines
 
 # Column text -> enum member: a dict lookup is several times cheaper than calling the enum class, and a
 # batch reads thousands of accounts. An unknown value still fails (KeyError), as the enum call would.
@@ -89,11 +89,33 @@ def update_account(conn: Connection, account: Account) -> None:
                  .values(values))
 
 
+# Metadata of the closed account migration 0020 left with a renamed account's old code (`merchant_settled:m1`
+# -> `merchant:m1:USD/settled`): a lookup by that code answers the renamed account.
+RENAMED_TO = "renamed_to"
+
+
 def get_account(conn: Connection, tenant_id: str, ref: AccountRef) -> Account | None:
     if not matchable(ref.id or ref.code):
         return None
     key = accounts.c.id == ref.id if ref.id else accounts.c.code == ref.code
     row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, key)).first()
+    account = to_account(row) if row else None
+    if account is not None and ref.code and is_renamed(account):
+        return _renamed(conn, tenant_id, account) or account
+    return account
+
+
+def is_renamed(account: Account) -> bool:
+    """Whether the account is the closed one migration 0020 left with a renamed account's old code."""
+    return account.status is AccountStatus.CLOSED and RENAMED_TO in account.metadata
+
+
+def _renamed(conn: Connection, tenant_id: str, old: Account) -> Account | None:
+    """The account an old code was renamed to: the one its closed placeholder is merged into (0020)."""
+    target = conn.execute(select(account_merges.c.target_id).where(
+        account_merges.c.tenant_id == tenant_id, account_merges.c.source_id == old.id)).scalar()
+    row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, accounts.c.id == target)).first() \
+        if target else None
     return to_account(row) if row else None
 
 
@@ -144,6 +166,14 @@ def list_accounts(conn: Connection, tenant_id: str, *, after_id: str, limit: int
         if value:
             conditions.append(column == value)
     rows = conn.execute(_select_accounts().where(and_(*conditions)).order_by(accounts.c.id).limit(limit))
+    return [to_account(r) for r in rows]
+
+
+def codes_starting(conn: Connection, tenant_id: str, prefix: str, limit: int) -> list[Account]:
+    """Accounts whose code starts with `prefix` (taken literally), at most `limit`, by id."""
+    rows = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id,
+                                                 accounts.c.code.startswith(prefix, autoescape=True))
+                        .order_by(accounts.c.id).limit(limit))
     return [to_account(r) for r in rows]
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Connection, func, literal, select
 
 from tally.domain import limits
@@ -34,3 +36,19 @@ def descendants(conn: Connection, tenant_id: str, root_id: str, limit: int) -> l
                           .join(balances, balances.c.account_id == tree.c.id))
              .limit(limit))
     return [Node(currency, Side(side), current, locked) for currency, side, current, locked in conn.execute(query)]
+
+
+def ancestors(conn: Connection, tenant_id: str, parent_ids: Iterable[str]) -> dict[str, tuple[str | None, str]]:
+    """The accounts `parent_ids` and every account above them: id -> (its parent's id, its code). One
+    recursive query, bounded by the hierarchy's depth."""
+    ids = sorted(i for i in set(parent_ids) if matchable(i))
+    if not ids:
+        return {}
+    up = (select(accounts.c.id, accounts.c.parent_id, accounts.c.code, literal(1).label("depth"))
+          .where(accounts.c.tenant_id == tenant_id, accounts.c.id.in_(ids))
+          .cte("up", recursive=True))
+    parent = accounts.alias("parent")
+    up = up.union_all(select(parent.c.id, parent.c.parent_id, parent.c.code, up.c.depth + 1)
+                      .where(parent.c.tenant_id == tenant_id, parent.c.id == up.c.parent_id,
+                             up.c.depth < limits.ACCOUNT_DEPTH_MAX))
+    return {row.id: (row.parent_id, row.code) for row in conn.execute(select(up.c.id, up.c.parent_id, up.c.code))}

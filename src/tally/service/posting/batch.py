@@ -21,7 +21,7 @@ from itertools import groupby
 
 from sqlalchemy import Connection
 
-from tally.domain.accounts import Account, BalanceState, Side
+from tally.domain.accounts import Account, AccountStatus, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError, precondition
 from tally.domain.facts import LedgerView
@@ -29,6 +29,7 @@ from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
 from tally.domain.posting import apply_voucher, resolve
+from tally.domain.subaccounts import main_code_of
 from tally.domain.vouchers import AccountRef, Voucher, VoucherDraft, seal
 from tally.service.controls import ControlBook
 from tally.service.posting.account_links import AccountLinks
@@ -169,6 +170,7 @@ class _Batch:
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
+        self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
         self.links = AccountLinks(conn, self.by_id, self.by_code, self.balances)  # merged codes, secured credit
         self.controls.load_usage(conn, self.by_id, self.now_us)
         self.reversed = journal_repo.reversed_originals(
@@ -204,12 +206,25 @@ class _Batch:
             codes[sub.tenant_id].update(sub.codes)
         for tenant_id, tenant_codes in codes.items():
             for code, currency in tenant_codes.items():
-                if code not in self.by_code[tenant_id]:
-                    opened = opener(tenant_id, code, currency, self.now_us)
-                    if opened is not None:
-                        self._add(opened)
-                        self.unsaved[opened.id] = opened
-                        self.balances[opened.id] = BalanceState(opened.id)
+                self._open(tenant_id, code, currency, opener)
+
+    def _open(self, tenant_id: str, code: str, currency: str, opener: Opener) -> Account | None:
+        """The account of `code`, opened from its template when there is none yet; a sub-account (`MAIN/NAME`)
+        opened so becomes its main account's child, the main opened too when its template does (issue 21)."""
+        found = self.by_code[tenant_id].get(code)
+        if found is not None:
+            return found
+        opened = opener(tenant_id, code, currency, self.now_us)
+        if opened is None:
+            return None
+        main_code = main_code_of(code)
+        main = self._open(tenant_id, main_code, currency, opener) if main_code else None
+        if main is not None and main.currency == opened.currency and main.status is not AccountStatus.CLOSED:
+            opened.parent_id = main.id  # unshared yet: set in place
+        self._add(opened)
+        self.unsaved[opened.id] = opened
+        self.balances[opened.id] = BalanceState(opened.id)
+        return opened
 
     def _add(self, account: Account) -> None:
         self.by_id[account.tenant_id][account.id] = account
@@ -351,7 +366,7 @@ class _Batch:
         accounts = self.by_id[sub.tenant_id]
         vouchers = self.controls.check(sub.tenant_id, vouchers, accounts, self.now_us)
         return vouchers + self.controls.sweep(sub.tenant_id, vouchers, accounts, self.balances,
-                                              lambda draft: self._apply_draft(sub, draft))
+                                              lambda draft: self._apply_draft(sub, draft), self.links)
 
     def _use_caps(self, sub: Submission) -> None:
         for cap in sub.caps:
@@ -382,10 +397,15 @@ class _Batch:
 
     def _keep_opened(self, head: LedgerHead, voucher: Voucher) -> None:
         for line in voucher.lines:
-            account = self.unsaved.pop(line.account_id, None)
-            if account is not None:
-                self.new_accounts.append(account)
-                self._event(head, "account.created", account_payload(account), account_id=account.id)
+            self._keep(head, line.account_id)
+
+    def _keep(self, head: LedgerHead, account_id: str | None) -> None:
+        """Writes an opened account a voucher uses, its opened main account first (the parent row before the child)."""
+        account = self.unsaved.pop(account_id, None) if account_id else None
+        if account is not None:
+            self._keep(head, account.parent_id)
+            self.new_accounts.append(account)
+            self._event(head, "account.created", account_payload(account), account_id=account.id)
 
     def _record_events(self, head: LedgerHead, voucher: Voucher, hold_id: str | None) -> None:
         """The voucher's `ledger.entry.posted` event keeps only what the journal does not: each account's

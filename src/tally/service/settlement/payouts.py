@@ -73,7 +73,7 @@ class Payouts:
 
     def link_bank_account(self, tenant_id: str, request_id: str, merchant_account: AccountRef, currency: str,
                           details: BankDetails, verified: bool) -> tuple[BankAccount, bool]:
-        """Links a bank account to the merchant whose settled account (merchant_settled:MERCHANT) is named."""
+        """Links a bank account to the merchant whose settled account (merchant:MERCHANT:CURRENCY/settled) is named."""
         check_tenant(tenant_id)
         check_request_id(request_id)
         self._currency(currency)
@@ -187,7 +187,7 @@ class Payouts:
         """Why a requested payout can no longer be sent ("" when it can): the prerequisites, again."""
         if account is None or account.status is not BankAccountStatus.VERIFIED:
             return "BANK_ACCOUNT_NOT_VERIFIED"
-        code = f"merchant_settled:{payout.merchant}"
+        code = settled_code(payout.merchant, payout.currency)
         settled = accounts_repo.get_account(conn, payout.tenant_id, AccountRef(code=code))
         if settled is None or settled.metadata.get("kyc_status") != "verified":
             return "KYC_NOT_VERIFIED"
@@ -342,15 +342,31 @@ def _usable(identifier: str) -> bool:
     return bool(identifier) and matchable(identifier)
 
 
+def settled_code(merchant: str, currency: str) -> str:
+    """A merchant's settled account in the default rules: a sub-account of its main account in that currency."""
+    return f"{SETTLED_PREFIX}{merchant}:{currency}{SETTLED_SUFFIX}"
+
+
+SETTLED_PREFIX, SETTLED_SUFFIX = "merchant:", "/settled"
+
+
 def _merchant_of(conn: Connection, tenant_id: str, ref: AccountRef) -> str:
     account = accounts_repo.get_account(conn, tenant_id, ref)
     if account is None:
         raise missing_account(ref)
-    prefix, _, merchant = account.code.partition(":")
-    if prefix != "merchant_settled" or not merchant:
+    merchant = _merchant_in(account.code, account.currency)
+    if not merchant:
         raise invalid("MERCHANT_ACCOUNT_INVALID", f"{account.code} is not a merchant's settled account "
-                      "(merchant_settled:MERCHANT)", field="merchant_account")
+                      "(merchant:MERCHANT:CURRENCY/settled)", field="merchant_account")
     return merchant
+
+
+def _merchant_in(code: str, currency: str) -> str:
+    tail = f":{currency}{SETTLED_SUFFIX}"
+    if not (code.startswith(SETTLED_PREFIX) and code.endswith(tail)):
+        return ""
+    merchant = code[len(SETTLED_PREFIX):-len(tail)]
+    return merchant if merchant and ":" not in merchant else ""
 
 
 def _check_payable(account: BankAccount, currency: str) -> None:
