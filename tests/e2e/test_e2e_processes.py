@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tally_client import TallyClient, pb
 
 from tally.v1 import accounting_service_pb2_grpc as post_grpc
+from tests.client.test_client_server import funding
 from tests.e2e.test_e2e_serve_process import free_port, open_channel, tally_command, wait_serving
 from tests.pgserver import unique_database_name
 
@@ -78,14 +79,6 @@ def alive(pid: int) -> bool:
         return "zombie" not in status.read_text()
     except FileNotFoundError:
         return False
-
-
-def funding(code: str, amount: int) -> pb.accounting.PostRequest:
-    lines = [pb.types.LineInput(account=pb.types.AccountRef(code="bank"), side=pb.types.SIDE_DEBIT, amount=amount,
-                                currency="USD"),
-             pb.types.LineInput(account=pb.types.AccountRef(code=code), side=pb.types.SIDE_CREDIT, amount=amount,
-                                currency="USD")]
-    return pb.accounting.PostRequest(adjustment=pb.flows.AdjustmentFlow(lines=lines, reason="processes test"))
 
 
 def post_from_many_connections(target: str, key: str, amount: int) -> None:
