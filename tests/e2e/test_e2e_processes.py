@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -29,9 +30,7 @@ WAIT_S = 60
 
 class Supervised:
     def __init__(self, tmp_path: Path, database_url: str) -> None:
-        self.port, self.metrics_port = free_port(), free_port()
-        while self.metrics_port + 1 == self.port:
-            self.metrics_port = free_port()
+        self.port, self.metrics_port = free_port(), adjacent_free_ports()
         self.target = f"127.0.0.1:{self.port}"
         self.log = tmp_path / "serve.log"
         self.key_file = tmp_path / "tally-admin.key"
@@ -62,15 +61,30 @@ class Supervised:
             try:
                 text = urllib.request.urlopen(url, timeout=5).read().decode()
                 break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    raise AssertionError(f"process {index}'s metrics at {url}: {exc}\n{self.tail()}") from exc
                 time.sleep(0.2)
         return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
                    if s.name == "tally_postings_total" and s.labels.get("rpc") == "Post")
 
     def tail(self) -> str:
         return self.log.read_text()[-4000:]
+
+
+def adjacent_free_ports() -> int:
+    """A port whose next one is free too (process i serves metrics on port + i): both held at once while
+    looking, so another test's server cannot be given either meanwhile."""
+    for _ in range(100):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two adjacent free ports")
 
 
 def alive(pid: int) -> bool:
