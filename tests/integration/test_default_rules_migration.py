@@ -5,6 +5,7 @@ parented, the old codes leading to them, the ledger audit intact."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from importlib import resources
 from pathlib import Path
@@ -180,3 +181,49 @@ async def test_a_ledger_of_the_old_default_rules_keeps_working_after_0020(databa
     finally:
         engine.dispose()
     check_ledger(database_url)
+
+
+async def test_0020_renames_page_by_page_as_it_does_at_once(database_url, tmp_path: Path):
+    """Two merchants' accounts renamed two at a time: every one renamed, one main account per merchant,
+    whatever page a merchant's sub-accounts fall in."""
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0019")
+    old_rules = tmp_path / "old.toml"
+    old_rules.write_text(old_default_rules())
+    old = Ledger(database_url, rules_file=str(old_rules))
+    old.start()
+    try:
+        for merchant in ("m1", "m2"):
+            await merchant_life(old, merchant)
+        with old.uow.engines.write.connect() as conn:
+            codes = [c for (c,) in conn.execute(sa.text("SELECT code FROM accounts")) if ":" in c]
+        before = {code: (account(old, code).id, old.balance(code)) for code in codes}
+    finally:
+        await old.close()
+    assert len([c for c in before if c.split(":")[0] in OLD_NAMES.values()]) >= 8
+
+    migration = importlib.import_module("tally.storage.migrations.versions.0020_default_rules_sub_accounts")
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT set_config('tally.tenants', '*', true)"))
+        migration.rename_all(conn, now_us(), page_rows=2)
+        command.stamp(alembic_config(conn), "0020")
+    engine.dispose()
+    new = Ledger(database_url)
+    new.start()
+    try:
+        for code, (account_id, balance) in before.items():
+            renamed = migration.new_code(code, "USD")
+            target = renamed[0] if renamed else code
+            assert (account(new, target).id, new.balance(target)) == (account_id, balance), code
+        for merchant in ("m1", "m2"):
+            main = account(new, f"merchant:{merchant}:USD")
+            for sub in MERCHANT_SUBS:
+                assert account(new, f"merchant:{merchant}:USD/{sub}").parent_id == main.id
+        with new.uow.engines.write.connect() as conn:
+            mains = conn.execute(sa.text("SELECT count(*) FROM accounts WHERE code LIKE :main"),
+                                 {"main": "merchant:%:USD"}).scalar()
+        assert mains == 2
+    finally:
+        await new.close()

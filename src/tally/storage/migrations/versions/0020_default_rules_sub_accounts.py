@@ -89,11 +89,22 @@ def _system_scope(conn) -> None:
         conn.execute(sa.text("SELECT set_config('tally.tenants', '*', true)"))  # row security binds the owner
 
 
-def _old_accounts(conn) -> list:
+def _old_accounts(conn, page_rows: int):
+    """Pages of at most `page_rows` accounts the earlier default templates opened, in (tenant, code) order: a
+    ledger of millions of consumers is never held in memory at once. A renamed account sorts after the page
+    it was in and no longer has an old code's shape, so a later page skips it."""
     prefix_match = sa.or_(*(accounts.c.code.like(f"{p}:%") for p in RENAMES))
-    rows = conn.execute(sa.select(accounts).where(prefix_match).order_by(accounts.c.tenant_id, accounts.c.code)).all()
-    return [r for r in rows if r.code.partition(":")[0] in RENAMES
-            and RENAMES[r.code.partition(":")[0]][2:] == (r.type, r.normal_side)]
+    after = None
+    while True:
+        query = sa.select(accounts).where(prefix_match)
+        if after is not None:
+            query = query.where(sa.tuple_(accounts.c.tenant_id, accounts.c.code) > sa.tuple_(*after))
+        page = conn.execute(query.order_by(accounts.c.tenant_id, accounts.c.code).limit(page_rows)).all()
+        if not page:
+            return
+        after = (page[-1].tenant_id, page[-1].code)
+        yield [r for r in page if r.code.partition(":")[0] in RENAMES
+               and RENAMES[r.code.partition(":")[0]][2:] == (r.type, r.normal_side)]
 
 
 def _existing(conn, tenant_id: str, codes: list[str]) -> dict:
@@ -125,12 +136,16 @@ def _balance(account: dict) -> dict:
 def upgrade() -> None:
     conn = op.get_bind()
     _system_scope(conn)
-    now_us = time.time_ns() // 1000
-    by_tenant: dict[str, list] = {}
-    for row in _old_accounts(conn):
-        by_tenant.setdefault(row.tenant_id, []).append(row)
-    for tenant_id, rows in by_tenant.items():
-        _upgrade_tenant(conn, tenant_id, rows, now_us)
+    rename_all(conn, time.time_ns() // 1000)
+
+
+def rename_all(conn, now_us: int, page_rows: int = CHUNK_ROWS) -> None:
+    for page in _old_accounts(conn, page_rows):
+        by_tenant: dict[str, list] = {}
+        for row in page:
+            by_tenant.setdefault(row.tenant_id, []).append(row)
+        for tenant_id, rows in by_tenant.items():  # main accounts opened for a page are found by the next
+            _upgrade_tenant(conn, tenant_id, rows, now_us)
 
 
 def _upgrade_tenant(conn, tenant_id: str, rows: list, now_us: int) -> None:
