@@ -3,31 +3,11 @@ integer microseconds."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-
-import pytest
 
 from bench import writer_profile
 
 
-@pytest.fixture
-def script_event_loop():
-    """The bench runs as a script, whose main thread has a default event loop (asyncio.gather outside a running
-    loop takes it); an earlier test on the same pytest worker may have unset it."""
-    policy = asyncio.get_event_loop_policy()
-    try:
-        previous = policy.get_event_loop()
-    except RuntimeError:
-        previous = None
-    loop = policy.new_event_loop()
-    policy.set_event_loop(loop)
-    yield
-    policy.set_event_loop(previous)
-    loop.close()
-
-
-@pytest.mark.usefixtures("script_event_loop")
 def test_a_tiny_profile_run_on_sqlite(capsys):
     writer_profile.main(["--backend", "sqlite", "--accounts", "40", "--batch-size", "30", "--batches", "2",
                          "--refusals-pct", "20", "--profile", "5"])

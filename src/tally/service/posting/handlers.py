@@ -155,8 +155,10 @@ class Posting:
         """Each item's submission or refusal. Refunds read the vouchers they refund, side by side; the rest
         are built in line (a task for each of a thousand flows cost more than building them)."""
         refunds = [i for i, item in enumerate(items) if _is_refund(item)]
-        found = dict(zip(refunds, await asyncio.gather(*(self._refund_checked(items[i]) for i in refunds)),
-                         strict=True))
+        found = {}
+        if refunds:  # gather() of nothing still makes a future on the event loop
+            found = dict(zip(refunds, await asyncio.gather(*(self._refund_checked(items[i]) for i in refunds)),
+                             strict=True))
         return [found[i] if i in found else item if isinstance(item, LedgerError) else self._built_checked(item)
                 for i, item in enumerate(items)]
 
