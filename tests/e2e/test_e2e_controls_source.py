@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tally import cli
+from tally.v1 import account_service_pb2 as acc_pb
 from tally.v1 import control_service_pb2 as pb
 from tests.e2e.conftest import BACKENDS, Server, TenantKeys, md, module_server, ref
 from tests.e2e.test_e2e_controls import controls, refused, set_controls
@@ -29,6 +30,11 @@ top_up = { threshold = 100, target = 500, from = "reserve:{consumer}" }
 
 [accounts."reserve:{consumer}"]
 type = "security_deposit"
+
+[accounts."team:{team}"]
+type = "deposit"
+[accounts."team:{team}".controls]
+team_velocity = [{ window = "day", limit = 1000 }]
 
 [accounts."processor_clearing:{processor}"]
 type = "internal"
@@ -99,6 +105,25 @@ def test_get_answers_the_controls_in_force_and_where_they_come_from(rules_server
     assert refused(lambda: srv.transfer(t, "card:a", "shop", 301))[1] == "SPEND_LIMIT_EXCEEDED"
 
 
+def test_a_templates_team_budget_shows_its_childrens_spend(rules_server: Server) -> None:
+    srv, t = rules_server, "ctl-source-team"
+    srv.create_account(t, "team:y")
+    srv.create_account(t, "shop")
+    request = acc_pb.CreateAccountRequest(request_id=srv.request_id("y-dev"), code="y-dev", type=1, currency="USD",
+                                          parent=ref("team:y"))
+    srv.accounts().CreateAccount(request, metadata=md(t))
+    srv.fund(t, "y-dev", 5_000)
+    srv.transfer(t, "y-dev", "shop", 600)
+    got = shown(srv, t, "team:y")
+    assert (got.source, got.template_pattern) == (pb.CONTROLS_SOURCE_RULE_SET, "team:{team}")
+    assert usage(got) == [(1_000, True, 600)]
+
+
+def source_line(out: str) -> str:
+    [line] = [line for line in out.splitlines() if line.startswith("source ")]
+    return " ".join(line.split(None, 1))
+
+
 def test_the_cli_shows_the_source(rules_server: Server, monkeypatch, capsys) -> None:
     srv, t = rules_server, "ctl-source-cli"
     monkeypatch.delenv("TALLY_KEY_FILE", raising=False)
@@ -108,7 +133,8 @@ def test_the_cli_shows_the_source(rules_server: Server, monkeypatch, capsys) -> 
 
     assert cli.main(["controls", "show", "card:b", *target]) == 0
     out = capsys.readouterr().out
-    assert f"rule set (template {PATTERN})" in out and "300" in out and "reserve:b" in out
+    assert source_line(out) == f"source rule set (template {PATTERN})"
+    assert "300" in out and "reserve:b" in out
     assert cli.main(["controls", "show", "card:b", "--json", *target]) == 0
     got = json.loads(capsys.readouterr().out)
     assert (got["source"], got["template_pattern"]) == ("CONTROLS_SOURCE_RULE_SET", PATTERN)
@@ -117,4 +143,5 @@ def test_the_cli_shows_the_source(rules_server: Server, monkeypatch, capsys) -> 
     capsys.readouterr()
     assert cli.main(["controls", "show", "card:b", *target]) == 0
     out = capsys.readouterr().out
-    assert "api" in out and "rule set" not in out and "70" in out
+    assert source_line(out) == "source api"
+    assert "70" in out
