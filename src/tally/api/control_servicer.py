@@ -7,9 +7,9 @@ import asyncio
 from tally.api.errors import rpc
 from tally.api.mapping import enum_in, ref_in, timestamp_from_us
 from tally.api.tenancy import tenant_of
-from tally.domain.controls import Controls, SweepKind, Velocity, Window
+from tally.domain.controls import Controls, Sweep, SweepKind, Velocity, Window
 from tally.domain.errors import invalid
-from tally.service.controls import ControlBook, ControlsView, SweepSpec
+from tally.service.controls import ControlBook, ControlsSource, ControlsView, SweepSpec
 from tally.v1 import control_service_pb2 as pb
 from tally.v1 import control_service_pb2_grpc as pb_grpc
 from tally.v1 import types_pb2
@@ -19,6 +19,8 @@ WINDOWS = {pb.CONTROL_WINDOW_HOUR: Window.HOUR, pb.CONTROL_WINDOW_DAY: Window.DA
 WINDOWS_PB = {v: k for k, v in WINDOWS.items()}
 SWEEP_KINDS = {pb.SWEEP_KIND_TOP_UP: SweepKind.TOP_UP, pb.SWEEP_KIND_EXCESS: SweepKind.EXCESS}
 SWEEP_KINDS_PB = {v: k for k, v in SWEEP_KINDS.items()}
+SOURCES_PB = {ControlsSource.NONE: pb.CONTROLS_SOURCE_UNSPECIFIED, ControlsSource.API: pb.CONTROLS_SOURCE_API,
+              ControlsSource.RULE_SET: pb.CONTROLS_SOURCE_RULE_SET}
 LIST_ENTRIES_MAX = 64  # repeated fields of a request: each is bounded again by the domain
 
 
@@ -50,7 +52,14 @@ def controls_out(controls: Controls) -> pb.AccountControls:
         allowed_flows=controls.flows, allowed_counterparties=controls.counterparties,
         team_velocity=[_velocity_out(v) for v in controls.team_velocity],
         sweeps=[pb.Sweep(kind=SWEEP_KINDS_PB[s.kind], trigger=s.trigger, target=s.target,
-                         counter_account=types_pb2.AccountRef(id=s.counter_account_id)) for s in controls.sweeps])
+                         counter_account=_counter_ref(s)) for s in controls.sweeps])
+
+
+def _counter_ref(sweep: Sweep) -> types_pb2.AccountRef:
+    # A template's sweep names its other account by code: it may not be opened yet.
+    if sweep.counter_account_id:
+        return types_pb2.AccountRef(id=sweep.counter_account_id)
+    return types_pb2.AccountRef(code=sweep.counter_code)
 
 
 def usage_out(view: ControlsView) -> list[pb.WindowUsage]:
@@ -77,7 +86,8 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
                                  context) -> pb.GetAccountControlsResponse:
         view = await asyncio.to_thread(self.book.get_controls, tenant_of(context), ref_in(request.account))
         response = pb.GetAccountControlsResponse(account_id=view.account.id, controls=controls_out(view.controls),
-                                                 usage=usage_out(view))
+                                                 usage=usage_out(view), source=SOURCES_PB[view.source],
+                                                 template_pattern=view.template_pattern)
         if view.updated_us:
             response.update_time.CopyFrom(timestamp_from_us(view.updated_us))
         return response

@@ -71,13 +71,25 @@ def _limit_text(v: pb.VelocityLimit) -> str:
     return f"{'sliding' if v.sliding else 'calendar'} {WINDOW_NAMES.get(v.window, '?')}"
 
 
+def _source_text(response) -> str:
+    if response.source == pb.CONTROLS_SOURCE_API:
+        return "api"
+    if response.source == pb.CONTROLS_SOURCE_RULE_SET:
+        return f"rule set (template {response.template_pattern})"
+    return "none"
+
+
 def controls_text(response) -> str:
     c = response.controls
-    rows = [("account", response.account_id), ("per_voucher_max", c.per_voucher_max or "none"),
+    rows = [("account", response.account_id)]
+    if "source" in response.DESCRIPTOR.fields_by_name:  # GetAccountControls says where they come from
+        rows.append(("source", _source_text(response)))
+    rows += [("per_voucher_max", c.per_voucher_max or "none"),
             ("allowed_flows", ", ".join(c.allowed_flows) or "any"),
             ("allowed_counterparties", ", ".join(c.allowed_counterparties) or "any")]
     rows += [(f"sweep {fmt.enum_label(pb.SweepKind, s.kind)}",
-              f"at {s.trigger} to {s.target} with {s.counter_account.id}") for s in c.sweeps]
+              f"at {s.trigger} to {s.target} with {s.counter_account.id or s.counter_account.code}")
+             for s in c.sweeps]
     usage = [[("team " if u.team else "") + _limit_text(u.limit), u.limit.limit, u.spent,
               u.limit.limit - u.spent] for u in response.usage]
     table = fmt.format_table(["window", "limit", "spent", "left"], usage) if usage else "no velocity limits"

@@ -9,6 +9,7 @@ controls costs one read of its controls and one of the counters of the accounts 
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -37,12 +38,20 @@ class WindowUse:
     spent: int  # in the window that ends now
 
 
+class ControlsSource(enum.Enum):
+    NONE = "none"
+    API = "api"  # set through SetAccountControls: they replace the rule set's
+    RULE_SET = "rule_set"  # the account template that opened the account
+
+
 @dataclass(frozen=True)
 class ControlsView:
     account: Account
     controls: Controls
     usage: list[WindowUse]
     updated_us: int
+    source: ControlsSource = ControlsSource.API
+    template_pattern: str = ""  # with RULE_SET: the template's code pattern
 
 
 class ControlBook:
@@ -113,9 +122,23 @@ class ControlBook:
             account = require_account(conn, tenant_id, ref)
             stored = controls_repo.get_controls(conn, tenant_id, account.id)
             controls, updated_us = (stored[0], stored[2]) if stored else (Controls(), 0)
-            return replace(_view(conn, account, controls, self.clock()), updated_us=updated_us)
+            source, pattern = self._source(account, controls)
+            if source is ControlsSource.RULE_SET:
+                controls = self.templates(account.code)  # type: ignore[misc]  # _source found them
+            return replace(_view(conn, account, controls, self.clock()), updated_us=updated_us, source=source,
+                           template_pattern=pattern)
 
         return self.uow.read({tenant_id}, work)
+
+    def _source(self, account: Account, stored: Controls) -> tuple[ControlsSource, str]:
+        """Which controls the batch writer checks on the account: the API's when set (cleared ones count as
+        unset), else its template's."""
+        if not stored.empty:
+            return ControlsSource.API, ""
+        found = self.templates(account.code) if self.templates is not None else None
+        if found is None or found.empty:
+            return ControlsSource.NONE, ""
+        return ControlsSource.RULE_SET, self.templates.pattern_for(account.code)  # type: ignore[union-attr]
 
 
 def _check_room(conn: Connection, tenant_id: str) -> None:

@@ -26,17 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tally.v1 import types_pb2 as tally_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etally/v1/control_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"X\n\rVelocityLimit\x12\'\n\x06window\x18\x01 \x01(\x0e\x32\x17.tally.v1.ControlWindow\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x0f\n\x07sliding\x18\x03 \x01(\x08\"z\n\x05Sweep\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.tally.v1.SweepKind\x12\x0f\n\x07trigger\x18\x02 \x01(\x03\x12\x0e\n\x06target\x18\x03 \x01(\x03\x12-\n\x0f\x63ounter_account\x18\x04 \x01(\x0b\x32\x14.tally.v1.AccountRef\"\xdd\x01\n\x0f\x41\x63\x63ountControls\x12\x17\n\x0fper_voucher_max\x18\x01 \x01(\x03\x12)\n\x08velocity\x18\x02 \x03(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x15\n\rallowed_flows\x18\x03 \x03(\t\x12\x1e\n\x16\x61llowed_counterparties\x18\x04 \x03(\t\x12.\n\rteam_velocity\x18\x05 \x03(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x1f\n\x06sweeps\x18\x06 \x03(\x0b\x32\x0f.tally.v1.Sweep\"R\n\x0bWindowUsage\x12&\n\x05limit\x18\x01 \x01(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x0c\n\x04team\x18\x02 \x01(\x08\x12\r\n\x05spent\x18\x03 \x01(\x03\"\x83\x01\n\x19SetAccountControlsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12+\n\x08\x63ontrols\x18\x03 \x01(\x0b\x32\x19.tally.v1.AccountControls\"\x83\x01\n\x1aSetAccountControlsResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x19.tally.v1.AccountControls\x12$\n\x05usage\x18\x03 \x03(\x0b\x32\x15.tally.v1.WindowUsage\"B\n\x19GetAccountControlsRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"\xb4\x01\n\x1aGetAccountControlsResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x19.tally.v1.AccountControls\x12$\n\x05usage\x18\x03 \x03(\x0b\x32\x15.tally.v1.WindowUsage\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*z\n\rControlWindow\x12\x1e\n\x1a\x43ONTROL_WINDOW_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONTROL_WINDOW_HOUR\x10\x01\x12\x16\n\x12\x43ONTROL_WINDOW_DAY\x10\x02\x12\x18\n\x14\x43ONTROL_WINDOW_MONTH\x10\x03*U\n\tSweepKind\x12\x1a\n\x16SWEEP_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SWEEP_KIND_TOP_UP\x10\x01\x12\x15\n\x11SWEEP_KIND_EXCESS\x10\x02\x32\xd2\x01\n\x0e\x43ontrolService\x12_\n\x12SetAccountControls\x12#.tally.v1.SetAccountControlsRequest\x1a$.tally.v1.SetAccountControlsResponse\x12_\n\x12GetAccountControls\x12#.tally.v1.GetAccountControlsRequest\x1a$.tally.v1.GetAccountControlsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etally/v1/control_service.proto\x12\x08tally.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14tally/v1/types.proto\"X\n\rVelocityLimit\x12\'\n\x06window\x18\x01 \x01(\x0e\x32\x17.tally.v1.ControlWindow\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x0f\n\x07sliding\x18\x03 \x01(\x08\"z\n\x05Sweep\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.tally.v1.SweepKind\x12\x0f\n\x07trigger\x18\x02 \x01(\x03\x12\x0e\n\x06target\x18\x03 \x01(\x03\x12-\n\x0f\x63ounter_account\x18\x04 \x01(\x0b\x32\x14.tally.v1.AccountRef\"\xdd\x01\n\x0f\x41\x63\x63ountControls\x12\x17\n\x0fper_voucher_max\x18\x01 \x01(\x03\x12)\n\x08velocity\x18\x02 \x03(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x15\n\rallowed_flows\x18\x03 \x03(\t\x12\x1e\n\x16\x61llowed_counterparties\x18\x04 \x03(\t\x12.\n\rteam_velocity\x18\x05 \x03(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x1f\n\x06sweeps\x18\x06 \x03(\x0b\x32\x0f.tally.v1.Sweep\"R\n\x0bWindowUsage\x12&\n\x05limit\x18\x01 \x01(\x0b\x32\x17.tally.v1.VelocityLimit\x12\x0c\n\x04team\x18\x02 \x01(\x08\x12\r\n\x05spent\x18\x03 \x01(\x03\"\x83\x01\n\x19SetAccountControlsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32\x14.tally.v1.AccountRef\x12+\n\x08\x63ontrols\x18\x03 \x01(\x0b\x32\x19.tally.v1.AccountControls\"\x83\x01\n\x1aSetAccountControlsResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x19.tally.v1.AccountControls\x12$\n\x05usage\x18\x03 \x03(\x0b\x32\x15.tally.v1.WindowUsage\"B\n\x19GetAccountControlsRequest\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.tally.v1.AccountRef\"\xf8\x01\n\x1aGetAccountControlsResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12+\n\x08\x63ontrols\x18\x02 \x01(\x0b\x32\x19.tally.v1.AccountControls\x12$\n\x05usage\x18\x03 \x03(\x0b\x32\x15.tally.v1.WindowUsage\x12/\n\x0bupdate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06source\x18\x05 \x01(\x0e\x32\x18.tally.v1.ControlsSource\x12\x18\n\x10template_pattern\x18\x06 \x01(\t*z\n\rControlWindow\x12\x1e\n\x1a\x43ONTROL_WINDOW_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONTROL_WINDOW_HOUR\x10\x01\x12\x16\n\x12\x43ONTROL_WINDOW_DAY\x10\x02\x12\x18\n\x14\x43ONTROL_WINDOW_MONTH\x10\x03*U\n\tSweepKind\x12\x1a\n\x16SWEEP_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11SWEEP_KIND_TOP_UP\x10\x01\x12\x15\n\x11SWEEP_KIND_EXCESS\x10\x02*h\n\x0e\x43ontrolsSource\x12\x1f\n\x1b\x43ONTROLS_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONTROLS_SOURCE_API\x10\x01\x12\x1c\n\x18\x43ONTROLS_SOURCE_RULE_SET\x10\x02\x32\xd2\x01\n\x0e\x43ontrolService\x12_\n\x12SetAccountControls\x12#.tally.v1.SetAccountControlsRequest\x1a$.tally.v1.SetAccountControlsResponse\x12_\n\x12GetAccountControls\x12#.tally.v1.GetAccountControlsRequest\x1a$.tally.v1.GetAccountControlsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tally.v1.control_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONTROLWINDOW']._serialized_start=1140
-  _globals['_CONTROLWINDOW']._serialized_end=1262
-  _globals['_SWEEPKIND']._serialized_start=1264
-  _globals['_SWEEPKIND']._serialized_end=1349
+  _globals['_CONTROLWINDOW']._serialized_start=1208
+  _globals['_CONTROLWINDOW']._serialized_end=1330
+  _globals['_SWEEPKIND']._serialized_start=1332
+  _globals['_SWEEPKIND']._serialized_end=1417
+  _globals['_CONTROLSSOURCE']._serialized_start=1419
+  _globals['_CONTROLSSOURCE']._serialized_end=1523
   _globals['_VELOCITYLIMIT']._serialized_start=99
   _globals['_VELOCITYLIMIT']._serialized_end=187
   _globals['_SWEEP']._serialized_start=189
@@ -52,7 +54,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETACCOUNTCONTROLSREQUEST']._serialized_start=889
   _globals['_GETACCOUNTCONTROLSREQUEST']._serialized_end=955
   _globals['_GETACCOUNTCONTROLSRESPONSE']._serialized_start=958
-  _globals['_GETACCOUNTCONTROLSRESPONSE']._serialized_end=1138
-  _globals['_CONTROLSERVICE']._serialized_start=1352
-  _globals['_CONTROLSERVICE']._serialized_end=1562
+  _globals['_GETACCOUNTCONTROLSRESPONSE']._serialized_end=1206
+  _globals['_CONTROLSERVICE']._serialized_start=1526
+  _globals['_CONTROLSERVICE']._serialized_end=1736
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,12 @@ class SweepKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SWEEP_KIND_UNSPECIFIED: _ClassVar[SweepKind]
     SWEEP_KIND_TOP_UP: _ClassVar[SweepKind]
     SWEEP_KIND_EXCESS: _ClassVar[SweepKind]
+
+class ControlsSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTROLS_SOURCE_UNSPECIFIED: _ClassVar[ControlsSource]
+    CONTROLS_SOURCE_API: _ClassVar[ControlsSource]
+    CONTROLS_SOURCE_RULE_SET: _ClassVar[ControlsSource]
 CONTROL_WINDOW_UNSPECIFIED: ControlWindow
 CONTROL_WINDOW_HOUR: ControlWindow
 CONTROL_WINDOW_DAY: ControlWindow
@@ -30,6 +36,9 @@ CONTROL_WINDOW_MONTH: ControlWindow
 SWEEP_KIND_UNSPECIFIED: SweepKind
 SWEEP_KIND_TOP_UP: SweepKind
 SWEEP_KIND_EXCESS: SweepKind
+CONTROLS_SOURCE_UNSPECIFIED: ControlsSource
+CONTROLS_SOURCE_API: ControlsSource
+CONTROLS_SOURCE_RULE_SET: ControlsSource
 
 class VelocityLimit(_message.Message):
     __slots__ = ("window", "limit", "sliding")
@@ -106,13 +115,17 @@ class GetAccountControlsRequest(_message.Message):
     def __init__(self, account: _Optional[_Union[_types_pb2.AccountRef, _Mapping]] = ...) -> None: ...
 
 class GetAccountControlsResponse(_message.Message):
-    __slots__ = ("account_id", "controls", "usage", "update_time")
+    __slots__ = ("account_id", "controls", "usage", "update_time", "source", "template_pattern")
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     CONTROLS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_PATTERN_FIELD_NUMBER: _ClassVar[int]
     account_id: str
     controls: AccountControls
     usage: _containers.RepeatedCompositeFieldContainer[WindowUsage]
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, account_id: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., usage: _Optional[_Iterable[_Union[WindowUsage, _Mapping]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    source: ControlsSource
+    template_pattern: str
+    def __init__(self, account_id: _Optional[str] = ..., controls: _Optional[_Union[AccountControls, _Mapping]] = ..., usage: _Optional[_Iterable[_Union[WindowUsage, _Mapping]]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[ControlsSource, str]] = ..., template_pattern: _Optional[str] = ...) -> None: ...

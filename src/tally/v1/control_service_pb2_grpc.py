@@ -68,7 +68,8 @@ class ControlServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAccountControls(self, request, context):
-        """An account's controls and what it (or its team) has spent in each velocity window so far.
+        """The controls in force on an account (the API's when set, else its rule-set template's; `source` says which)
+        and what it (or its team) has spent in each of their velocity windows so far.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,6 +61,11 @@ def template_controls(rules: RuleSet) -> TemplateControls | None:
             return controls
         return replace(controls, sweeps=tuple(s for s in (_filled(s, values) for s in controls.sweeps) if s))
 
+    def pattern_for(code: str) -> str:
+        found = rules.template_for(code)
+        return found[0].pattern.text if found else ""
+
+    lookup.pattern_for = pattern_for  # the template's code pattern, for showing where controls come from
     lookup.teams = any(t.controls.team_velocity for t in rules.templates if t.controls)  # ancestors to read
     # The patterns whose accounts have sweeps: the day close looks for them.
     lookup.sweep_patterns = tuple(t.pattern for t in rules.templates if t.controls and t.controls.sweeps)
