@@ -42,6 +42,18 @@ def old_default_rules() -> str:
     return text.replace('version = "2026.12.1"', 'version = "2026.11.1"')
 
 
+def ledger_at_0019(database_url: str, tmp_path: Path) -> tuple[sa.Engine, Ledger]:
+    """A database at revision 0019 and a started ledger on it with the earlier default rules."""
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0019")
+    old_rules = tmp_path / "old.toml"
+    old_rules.write_text(old_default_rules())
+    old = Ledger(database_url, rules_file=str(old_rules))
+    old.start()
+    return engine, old
+
+
 async def post(ledger: Ledger, flow: str, values: dict[str, int], parties: dict[str, str],
                tags: dict[str, str] | None = None, currency: str = "USD"):
     facts = Facts(flow, currency, values, parties, tags or {})
@@ -99,13 +111,7 @@ async def test_a_template_sub_account_is_opened_under_its_main_account(database_
 
 
 async def test_a_ledger_of_the_old_default_rules_keeps_working_after_0020(database_url, tmp_path: Path):
-    engine = sa.create_engine(database_url)
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0019")
-    old_rules = tmp_path / "old.toml"
-    old_rules.write_text(old_default_rules())
-    old = Ledger(database_url, rules_file=str(old_rules))
-    old.start()
+    engine, old = ledger_at_0019(database_url, tmp_path)
     try:
         await merchant_life(old)
         await post(old, "guarantee", {"amount": 500}, {"merchant": "m1"}, {"mode": "account"})
@@ -186,13 +192,7 @@ async def test_a_ledger_of_the_old_default_rules_keeps_working_after_0020(databa
 async def test_0020_renames_page_by_page_as_it_does_at_once(database_url, tmp_path: Path):
     """Two merchants' accounts renamed two at a time: every one renamed, one main account per merchant,
     whatever page a merchant's sub-accounts fall in."""
-    engine = sa.create_engine(database_url)
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0019")
-    old_rules = tmp_path / "old.toml"
-    old_rules.write_text(old_default_rules())
-    old = Ledger(database_url, rules_file=str(old_rules))
-    old.start()
+    engine, old = ledger_at_0019(database_url, tmp_path)
     try:
         for merchant in ("m1", "m2"):
             await merchant_life(old, merchant)
