@@ -10,6 +10,7 @@ on balances: the batch writer calls it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tally.domain import limits
@@ -85,6 +86,17 @@ def check_credit(credit: Account, state: BalanceState, limit: int) -> None:
     if state.available(limit) < 0:
         raise precondition("CREDIT_LIMIT_EXCEEDED", f"{credit.code} would draw past its deposit-bound limit "
                            f"{limit}", account_id=credit.id, credit_limit=limit, available=state.available(limit))
+
+
+def linked_room(account: Account, balances: Mapping[str, BalanceState], credit: Security | None,
+                secured: Iterable[Security]) -> int | None:
+    """`lowering_room` of an account with its links: the credit limit its deposit binds (`account` carries
+    its own limit) and what it must keep for the credit accounts it secures."""
+    limit = account.credit_limit
+    if credit is not None and credit.bound:
+        limit = effective_limit(credit, account, balances[credit.deposit_id])
+    required = sum(required_deposit(s, balances[s.credit_id]) for s in secured)
+    return lowering_room(account, balances[account.id], limit, required)
 
 
 def lowering_room(account: Account, state: BalanceState, limit: int, required: int) -> int | None:

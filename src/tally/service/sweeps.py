@@ -14,14 +14,14 @@ from collections.abc import Callable
 from sqlalchemy import Connection
 
 from tally.domain.accounts import Account, AccountType, BalanceState
-from tally.domain.controls import SWEEP_FLOW, Controls, Move, Sweep, SweepKind, earliest_bucket_us, least, spend_room
+from tally.domain.controls import Controls, Sweep, earliest_bucket_us
 from tally.domain.errors import LedgerError
-from tally.domain.security import Security, effective_limit, lowering_room, required_deposit
+from tally.domain.security import Security, linked_room
 from tally.domain.vouchers import AccountRef
 from tally.service.controls import CONTROLLED_ACCOUNTS_MAX
 from tally.service.posting.account_links import SECURITIES_LOADED_MAX
 from tally.service.posting.batch import Submission
-from tally.service.posting.controls import TemplateControls, ancestor_chains, resolve_sweeps, sweep_draft
+from tally.service.posting.controls import TemplateControls, ancestor_chains, giver_room, resolve_sweeps, sweep_draft
 from tally.service.posting.pipeline import PostingPipeline
 from tally.storage import accounts_repo, controls_repo, hierarchy_repo, securities_repo
 from tally.storage.uow import UnitOfWork
@@ -144,19 +144,8 @@ class _GiverRoom:
         return chains, {key: spent for (_, key), spent in found.items()}
 
     def for_sweep(self, sweep: Sweep, account: Account) -> Callable[[Account], int | None]:
-        def room(giver: Account) -> int | None:
-            floor = self.floor(giver)
-            if sweep.kind is SweepKind.EXCESS:
-                return floor
-            spender = Move(giver.id, giver.code, giver.parent_id, 0, self.chains.get(giver.id))
-            gainer = Move(account.id, account.code, account.parent_id, 1)
-            return least(floor, spend_room(SWEEP_FLOW, spender, [gainer], self.controlled, self.used, self.now_us))
-        return room
+        return lambda giver: giver_room(sweep, account, giver, self.floor(giver), self.controlled, self.used,
+                                        self.now_us, self.chains.get(giver.id))
 
     def floor(self, giver: Account) -> int | None:
-        limit = giver.credit_limit
-        security = self.credit.get(giver.id)
-        if security is not None and security.bound:
-            limit = effective_limit(security, giver, self.balances[security.deposit_id])
-        required = sum(required_deposit(s, self.balances[s.credit_id]) for s in self.secured.get(giver.id, ()))
-        return lowering_room(giver, self.balances[giver.id], limit, required)
+        return linked_room(giver, self.balances, self.credit.get(giver.id), self.secured.get(giver.id, ()))

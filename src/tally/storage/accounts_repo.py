@@ -10,9 +10,9 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, case, func, sel
 
 from tally.domain.accounts import Account, AccountStatus, AccountType, BalanceState, FloorPolicy, Side
 from tally.domain.vouchers import AccountRef
-from tally.storage import bulk, journal_repo
+from tally.storage import bulk, journal_repo, merges_repo
 from tally.storage.engine import locking
-from tally.storage.tables import account_merges, accounts, balances, matchable, voucher_lines
+from tally.storage.tables import accounts, balances, matchable, voucher_lines
 
 # Column text -> enum member: a dict lookup is several times cheaper than calling the enum class, and a
 # batch reads thousands of accounts. An unknown value still fails (KeyError), as the enum call would.
@@ -112,11 +112,8 @@ def is_renamed(account: Account) -> bool:
 
 def _renamed(conn: Connection, tenant_id: str, old: Account) -> Account | None:
     """The account an old code was renamed to: the one its closed placeholder is merged into (0020)."""
-    target = conn.execute(select(account_merges.c.target_id).where(
-        account_merges.c.tenant_id == tenant_id, account_merges.c.source_id == old.id)).scalar()
-    row = conn.execute(_select_accounts().where(accounts.c.tenant_id == tenant_id, accounts.c.id == target)).first() \
-        if target else None
-    return to_account(row) if row else None
+    target = merges_repo.targets_of(conn, tenant_id, [old.id]).get(old.id)
+    return get_account(conn, tenant_id, AccountRef(id=target)) if target else None
 
 
 def find_accounts(conn: Connection, tenant_id: str, refs: Iterable[AccountRef]

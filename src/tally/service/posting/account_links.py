@@ -26,7 +26,7 @@ from tally.domain.security import (
     check_credit,
     check_deposit,
     effective_limit,
-    lowering_room,
+    linked_room,
     required_deposit,
 )
 from tally.domain.vouchers import AccountRef
@@ -95,13 +95,9 @@ class AccountLinks:
     def room(self, account: Account, balances: MutableMapping[str, BalanceState]) -> int | None:
         """How far a voucher may lower the account now (None: unbounded): its floor against the credit limit
         its deposit carries now, and what it must keep as a deposit. A sweep moves at most this much."""
-        limit = account.credit_limit
         security = self.credit.get(account.id)
-        if security is not None and security.bound:
-            own = replace(account, credit_limit=self.own_limits[account.id])
-            limit = effective_limit(security, own, balances[security.deposit_id])
-        required = sum(required_deposit(s, balances[s.credit_id]) for s in self.deposit.get(account.id, ()))
-        return lowering_room(account, balances[account.id], limit, required)
+        own = replace(account, credit_limit=self.own_limits[account.id]) if security and security.bound else account
+        return linked_room(own, balances, security, self.deposit.get(account.id, ()))
 
 
 def _lowered(accounts: dict[str, Account], vouchers: Iterable, hold_changes: Iterable) -> list[str]:

@@ -216,12 +216,9 @@ class BatchControls:
 
         def room(giver: Account) -> int | None:
             floor = links.room(giver, balances) if links is not None else floor_room(giver, balances)
-            if sweep.kind is SweepKind.EXCESS:
-                return floor  # the swept account gives: its own controls do not hold a sweep
-            spender = Move(giver.id, giver.code, giver.parent_id, 0, self.ancestors.get(tenant_id, {}).get(giver.id))
-            gainer = Move(account.id, account.code, account.parent_id, 1)
-            return least(floor, spend_room(SWEEP_FLOW, spender, [gainer], self.controls[tenant_id],
-                                           _TenantCounters(self.used, tenant_id), self.now_us))
+            return giver_room(sweep, account, giver, floor, self.controls[tenant_id],
+                              _TenantCounters(self.used, tenant_id), self.now_us,
+                              self.ancestors.get(tenant_id, {}).get(giver.id))
 
         draft = sweep_draft(sweep, account, other, balances, room)
         if draft is None:
@@ -302,6 +299,18 @@ def ancestor_chains(accounts: Iterable[Account],
 
 
 GiverRoom = Callable[[Account], int | None]  # how far the giving account may be lowered now (None: unbounded)
+
+
+def giver_room(sweep: Sweep, account: Account, giver: Account, floor: int | None, controls: Mapping[str, Controls],
+               used: Mapping[CounterKey, int], now_us: int, ancestors: tuple[str, ...] | None) -> int | None:
+    """What the sweep of `account` may take from `giver` (whose `floor` is known): an excess sweep is held to the
+    floor alone (the swept account's own controls do not hold a sweep), a top-up to the funding account's
+    controls and the team budgets above it too."""
+    if sweep.kind is SweepKind.EXCESS:
+        return floor
+    spender = Move(giver.id, giver.code, giver.parent_id, 0, ancestors)
+    gainer = Move(account.id, account.code, account.parent_id, 1)
+    return least(floor, spend_room(SWEEP_FLOW, spender, [gainer], controls, used, now_us))
 
 
 def floor_room(account: Account, balances: Mapping[str, BalanceState]) -> int | None:
