@@ -90,9 +90,15 @@ class Receiver:
                 with receiver.lock:
                     receiver.concurrent += 1
                     receiver.concurrent_max = max(receiver.concurrent, receiver.concurrent_max)
+                self.counted = True
                 try:
                     self._post()
                 finally:
+                    self._uncount()
+
+            def _uncount(self) -> None:
+                if self.counted:
+                    self.counted = False
                     with receiver.lock:
                         receiver.concurrent -= 1
 
@@ -122,6 +128,9 @@ class Receiver:
                 self.send_response(code)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
+                # Done before the last byte goes out: once the sender has it, it may send the next request
+                # while this thread, not yet scheduled again, would still count this one.
+                self._uncount()
                 self.wfile.write(payload)
 
         return Handler
