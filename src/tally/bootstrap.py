@@ -69,7 +69,8 @@ def build_services(settings: Settings, engines: Engines) -> Services:
     pipeline = PostingPipeline(uow, calendar, PipelineLimits(
         batch_size_max=settings.batch_size_max, linger_ms=settings.linger_ms,
         queue_depth_max=settings.queue_depth_max, tenant_submissions_max=settings.tenant_submissions_max,
-        writers=settings.writers if engines.dialect == "postgresql" else 1),
+        writers=settings.writers if engines.dialect == "postgresql" else 1,
+        memory_accounts_max=settings.writer_memory_accounts_max),
         opener=template_opener(rules, settings.currencies), controls=controls)
     window = EffectiveWindow(settings.effective_time_past_max_s, settings.effective_time_future_max_s)
     posting = Posting(pipeline, uow, rules, settings.currencies, now_us, window)

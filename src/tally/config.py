@@ -45,6 +45,7 @@ class Settings:
     queue_depth_max: int = 20_000
     tenant_submissions_max: int = 10_000  # one tenant's submissions queued or being written
     writers: int = 4  # posting writer threads (PostgreSQL; SQLite has one writer at a time, so one)
+    writer_memory_accounts_max: int = 100_000  # accounts each writer remembers from its commits; 0: none
     processes: int = 1  # serving processes sharing the listen port (PostgreSQL; see supervisor.py)
     reuse_port: bool = False  # listen with SO_REUSEPORT, beside other processes on the same port
     retries_max: int = 8
@@ -132,6 +133,8 @@ class Settings:
                 tenant_submissions_max=_int(env, "TALLY_TENANT_SUBMISSIONS_MAX", d.tenant_submissions_max, 1_000,
                                             10_000_000),
                 writers=_int(env, "TALLY_WRITERS", d.writers, 1, 32),
+                writer_memory_accounts_max=_int(env, "TALLY_WRITER_MEMORY_ACCOUNTS_MAX",
+                                                d.writer_memory_accounts_max, 0, 10_000_000),
                 processes=_int(env, "TALLY_PROCESSES", d.processes, 1, PROCESSES_MAX),
                 reuse_port=_bool(env, "TALLY_REUSE_PORT", d.reuse_port),
                 retries_max=_int(env, "TALLY_RETRIES_MAX", d.retries_max, 0, 100),

@@ -33,6 +33,11 @@ write_retries = _meter.create_counter(
     "tally.write.retries", unit="{retry}",
     description="Write transactions retried, by cause: serialization (SQLSTATE 40001/40P01, SQLite busy) or "
                 "connection (lost)")
+write_openings = _meter.create_counter(
+    "tally.write.openings", unit="{batch}",
+    description="Batch write transactions by where they started: remembered (the writer's memory of its last "
+                "commit, no opening reads), read, or rewritten (a remembered start failed and was written again "
+                "from reads; cause: stale, another writer wrote the tenant since, or other)")
 audit_runs = _meter.create_counter(
     "tally.ledger_audit.runs", unit="{run}", description="Ledger audits finished, by result: intact or findings")
 
@@ -61,6 +66,10 @@ def post_finished(rpc: str, started: float) -> None:
 def batch_written(size: int, seconds: float) -> None:
     batch_size.record(size)
     write_duration.record(seconds)
+
+
+def write_opened(opening: str, cause: str = "") -> None:
+    write_openings.add(1, {"opening": opening, "cause": cause} if cause else {"opening": opening})
 
 
 def write_retried(cause: str) -> None:

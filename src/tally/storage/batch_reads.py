@@ -10,7 +10,7 @@ read them one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
@@ -36,6 +36,9 @@ class Opening:
     records: dict[RecordKey, IdempotencyRecord]
     accounts: dict[str, TenantAccounts]  # by tenant
     balances: dict[str, BalanceState]  # by account id, of every account found
+    epochs: dict[str, int] = field(default_factory=dict)  # by tenant, as read (PostgreSQL: storage/epochs.py)
+    remembered: bool = False  # recalled from the writer's memory, not read: its epochs must be checked
+    created_heads: bool = False  # a tenant's first write: its head was created (written) here
 
 
 def read_opening(conn: Connection, tenant_ids: Iterable[str], record_keys: Iterable[RecordKey],
@@ -47,6 +50,8 @@ def read_opening(conn: Connection, tenant_ids: Iterable[str], record_keys: Itera
         opening = _read_one_by_one(conn, tenant_ids, record_keys, refs)
     missing = [t for t in tenant_ids if t not in opening.heads]
     opening.heads.update(ledger_repo.create_heads(conn, missing))
+    opening.epochs.update((t, 0) for t in missing)
+    opening.created_heads = bool(missing)
     return opening
 
 
@@ -73,7 +78,9 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
     queries += [(_ACCOUNTS_SQL, (tenant_id, text_array(ids), text_array(codes))) for tenant_id, (ids, codes)
                 in keys.items()]
     results = iter(fetch_together(conn, queries))
-    heads = {row[0]: LedgerHead(*row) for row in next(results)}
+    rows = next(results)
+    heads = {row[0]: LedgerHead(*row[:-1]) for row in rows}
+    epochs = {row[0]: row[-1] for row in rows}
     records = {}
     for _ in request_ids:
         records.update({(r.tenant_id, r.request_id): r for r in map(ledger_repo.to_record, next(results))})
@@ -87,14 +94,14 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
                                           {a.code: a for a in named if a.code in wanted_codes})
         states.update((row[_STATE_AT], accounts_repo.to_state(row[_STATE_AT:])) for row in rows
                       if row[_STATE_AT] is not None)
-    return Opening(heads, records, found, states)
+    return Opening(heads, records, found, states, epochs)
 
 
 def _columns(names: Iterable[str], table: str = "") -> str:
     return ", ".join(f'{table}"{name}"' for name in names)
 
 
-_HEADS_SQL = (f"SELECT {_columns(ledger_repo.HEAD_COLUMNS)} FROM ledger_heads "
+_HEADS_SQL = (f"SELECT {_columns(ledger_repo.HEAD_COLUMNS)}, epoch FROM ledger_heads "
               "WHERE tenant_id = ANY(%s::text[])")
 _RECORDS_SQL = (f"SELECT {_columns(ledger_repo.RECORD_COLUMNS)} FROM idempotency "
                 "WHERE tenant_id = %s AND request_id = ANY(%s::text[])")

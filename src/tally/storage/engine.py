@@ -43,7 +43,7 @@ class Engines:
 # writers run at this level and take neither the gate nor row locks, so the suite can show its checker
 # catches what goes wrong. Never set in production.
 UNSAFE_ISOLATION_LEVELS = {"repeatable_read": "REPEATABLE READ", "read_committed": "READ COMMITTED"}
-_LOCKING = "tally_locking"
+LOCKING_OPTION = "tally_locking"
 
 
 def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") -> Engines:
@@ -68,7 +68,7 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         event.listen(write, "checkin", _forget_deferred)
         event.listen(write, "rollback", _forget_rolled_back)
         event.listen(write, "commit", _refuse_unsent)
-        write = write.execution_options(**{_LOCKING: not unsafe_isolation})
+        write = write.execution_options(**{LOCKING_OPTION: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True, connect_args=unprepared).execution_options(postgresql_readonly=True)
         return Engines(write, read, dialect)
@@ -97,7 +97,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
 
 def locking(conn: Connection) -> bool:
     """Whether writers lock: always, but in the reliability suite's weakened control run."""
-    return conn.get_execution_options().get(_LOCKING, True)
+    return conn.get_execution_options().get(LOCKING_OPTION, True)
 
 
 def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> None:

@@ -37,7 +37,7 @@ JOURNAL_TABLES = ("vouchers", "voucher_lines", "events", "idempotency", "audit_l
 UPDATED_COLUMNS = {
     "accounts": CHANGED_ACCOUNT_COLUMNS,
     "balances": ("current", "locked", "previous_day", "last_date", "entry_count", "updated_us"),
-    "ledger_heads": ("voucher_sequence", "event_sequence", "last_hash", "accounting_date", "posted_us"),
+    "ledger_heads": ("voucher_sequence", "event_sequence", "last_hash", "accounting_date", "posted_us", "epoch"),
     "flow_caps": ("used",),
     "holds": ("captured", "status", "capture_voucher_ids", "updated_us"),
     "audit_heads": ("last_hash", "row_count"),
@@ -68,7 +68,8 @@ SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant
                     "tally_due_holds(bigint, integer)", "tally_webhook_tenants()")  # the last: migration 0013
 # Migration 0011: the batch writer's rows in one call. SECURITY INVOKER: the caller's privileges and row
 # security bind it, so EXECUTE grants nothing the table privileges do not.
-POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",)
+POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",
+                     "tally_check_epochs(text[], bigint[])")  # migration 0021
 ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", SCHEMA_VERSION_TABLE)
 
 

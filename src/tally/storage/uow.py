@@ -23,8 +23,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from tally.domain.errors import ErrorKind, LedgerError
-from tally.storage import ledger_repo
+from tally.storage import epochs, ledger_repo
 from tally.storage.engine import (
+    LOCKING_OPTION,
     Engines,
     commit,
     defer_tenant_scope,
@@ -91,9 +92,14 @@ class UnitOfWork:
     def dialect(self) -> str:
         return self.engines.dialect
 
+    @property
+    def locking(self) -> bool:
+        """Whether writers take gates and locks: always, but in the reliability suite's weakened control run."""
+        return self.engines.write.get_execution_options().get(LOCKING_OPTION, True)
+
     def write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
         """Runs `work` in one SERIALIZABLE write transaction scoped to `tenants`, holding their gates (writers
-        of other tenants run beside it), and commits, retrying it
+        of other tenants run beside it), moves their epochs (storage/epochs.py) and commits, retrying it
         whole on serialization failures and lost connections, at most `retries_max` times. After the
         commit, the listeners hear which tenants got new events."""
         setting = scope_setting(tenants)
@@ -110,13 +116,14 @@ class UnitOfWork:
                     defer_write_gate(conn, None if tenants is Scope.SYSTEM else tenants)
                     defer_tenant_scope(conn, setting)
                     result = work(conn)
-                    tenants = ledger_repo.take_event_tenants(conn)
-                    # What the work deferred, NOTIFY and COMMIT in one round trip; raises (the transaction
-                    # undone) when any of them failed.
+                    written = ledger_repo.take_event_tenants(conn)
+                    # What the work deferred, the epochs, NOTIFY and COMMIT in one round trip; raises (the
+                    # transaction undone) when any of them failed.
                     with deferring(conn):
-                        ledger_repo.notify_events(conn, tenants)
+                        epochs.bump(conn, None if tenants is Scope.SYSTEM else tenants)
+                        ledger_repo.notify_events(conn, written)
                     commit(conn, transaction)
-                self._tell_listeners(tenants)
+                self._tell_listeners(written)
                 return result
             except DBAPIError as exc:
                 if not is_retryable(exc):

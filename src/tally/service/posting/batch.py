@@ -45,8 +45,9 @@ from tally.service.posting.idempotency import (
     refusal_result,
     reused_request_id,
 )
+from tally.service.posting.memory import UnrecordedRefusal, WriterMemory
 from tally.service.posting.undo import Revertible
-from tally.storage import journal_repo, journal_write, ledger_repo
+from tally.storage import epochs, journal_repo, journal_write, ledger_repo
 from tally.storage.batch_reads import Opening, read_opening
 from tally.storage.engine import deferring, pipelined
 from tally.storage.journal_write import JournalRows
@@ -108,12 +109,15 @@ CHUNK_SUBMISSIONS = 100
 
 
 def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
-                opener: Opener = no_templates, controls: ControlBook | None = None) -> list[Outcome]:
+                opener: Opener = no_templates, controls: ControlBook | None = None,
+                memory: WriterMemory | None = None) -> list[Outcome]:
     """Applies the submissions in order and writes what they changed. In a large batch the append-only rows
     (journal, records, events) go out chunk by chunk: on PostgreSQL the server inserts one chunk while the
     next is being applied, where sending them all at the end made each side wait for the other. The last
-    rows and what the batch changed as a whole are deferred: they go out with the COMMIT."""
-    batch = _Batch(conn, subs, now_us, calendar, opener, controls)
+    rows and what the batch changed as a whole are deferred: they go out with the COMMIT.
+    With a `memory`, the batch starts from what its writer remembers when it can, and tells it what it
+    leaves (kept once the transaction commits: `WriterMemory.settle`)."""
+    batch = _Batch(conn, subs, now_us, calendar, opener, controls, memory)
     outcomes: list[Outcome] = []
     # Pipeline mode only when chunks will go out (a batch of CHUNK_SUBMISSIONS or more): leaving it costs a
     # round trip.
@@ -127,6 +131,8 @@ def write_batch(conn: Connection, subs: list[Submission], now_us: int, calendar:
                 applied = 0
     with deferring(conn):
         batch.write()
+    if memory is not None:
+        batch.teach(memory)
     return outcomes
 
 
@@ -143,7 +149,7 @@ def refused_with(index: int, error: LedgerError) -> LedgerError:
 
 class _Batch:
     def __init__(self, conn: Connection, subs: list[Submission], now_us: int, calendar: AccountingCalendar,
-                 opener: Opener, controls: ControlBook | None = None) -> None:
+                 opener: Opener, controls: ControlBook | None = None, memory: WriterMemory | None = None) -> None:
         self.conn, self.now_us = conn, now_us
         ops: dict[str, list[HoldOp]] = defaultdict(list)
         for sub in subs:
@@ -154,8 +160,14 @@ class _Batch:
         refs = self._refs(subs)
         for tenant_id, extra in self.controls.extra_refs().items():
             refs[tenant_id] += extra
-        opening = read_opening(conn, tenant_ids, [(s.tenant_id, s.request_id) for s in subs], refs)
+        opening = memory.recall(tenant_ids, refs) if memory is not None else None
+        if opening is None:
+            opening = read_opening(conn, tenant_ids, [(s.tenant_id, s.request_id) for s in subs], refs)
+        else:
+            epochs.check(conn, opening.epochs)  # fails the transaction when somebody wrote since
+        self.opening = opening
         self.heads = opening.heads
+        self.heads_read = {t: replace(head) for t, head in self.heads.items()}  # what a batch writing nothing leaves
         # Posting times never go back within a tenant (a clock stepped back posts at the last time instead), so
         # the last entry at or before a time is one index look-up away.
         self.now_us = max(now_us, *(head.posted_us for head in self.heads.values()))
@@ -184,6 +196,7 @@ class _Batch:
         self.events: list[Event] = []
         self.sent = _Sent()
         self.touched: set[str] = set()
+        self.written_balances: dict[str, BalanceState] = {}  # by account id, as `write` sent them
 
     def _refs(self, subs: list[Submission]) -> dict[str, list[AccountRef]]:
         """Every account the batch names, by tenant: in its drafts, its rules' codes and its holds."""
@@ -239,6 +252,7 @@ class _Batch:
             if isinstance(result, LedgerError):
                 self._revert()
                 self._record_refusal(sub, result)
+                self._check_unrecorded(subs)
                 return [result if i == index else refused_with(index, result) for i in range(len(subs))]
             evaluated.append(result)
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
@@ -290,6 +304,13 @@ class _Batch:
         if error.kind not in FINAL_REFUSALS or (sub.tenant_id, sub.request_id) in self.records:
             return
         self._keep_record(sub, refusal_result(error))
+
+    def _check_unrecorded(self, refused: list[Submission]) -> None:
+        """A batch started from memory read no idempotency record: a request seen before fails the insert of
+        its new record, and so the transaction. A refusal that writes no record would go unnoticed, so such a
+        batch is written again from reads instead."""
+        if self.opening.remembered and any((s.tenant_id, s.request_id) not in self.records for s in refused):
+            raise UnrecordedRefusal()
 
     def _keep_record(self, sub: Submission, result: dict) -> None:
         """The submission's final answer, kept as its idempotency record (with who asked)."""
@@ -430,13 +451,17 @@ class _Batch:
         journal_write.write(self.conn, self._unsent())
         self._mark_sent()
 
+    def _writes(self) -> bool:
+        return bool(self.new_vouchers or self.touched_holds or self.new_records)
+
     def write(self) -> None:
         """Writes the rows not sent yet with what the batch as a whole changed (balances and ledger heads),
         then holds and flow caps."""
-        if not self.new_vouchers and not self.touched_holds and not self.new_records:
+        if not self._writes():
             return
         touched = self.touched | {self.hold_book.holds[h].account_id for h in self.touched_holds}
-        journal_write.write(self.conn, replace(self._unsent(), balances=[self.balances[a] for a in sorted(touched)],
+        self.written_balances = {a: self.balances[a] for a in sorted(touched)}
+        journal_write.write(self.conn, replace(self._unsent(), balances=list(self.written_balances.values()),
                                                heads=list(self.heads.values()), now_us=self.now_us))
         self._mark_sent()
         self.hold_book.write(self.conn, self.touched_holds)
@@ -445,6 +470,21 @@ class _Batch:
             self.conn,
             {k: (self.caps_used[k], limit) for k, limit in self.caps_limit.items() if k not in self.caps_stored},
             {k: self.caps_used[k] for k in self.caps_limit if k in self.caps_stored})
+
+    def teach(self, memory: WriterMemory) -> None:
+        """What the batch leaves once it commits, as the database has it: heads as written, the accounts of
+        its opening as read and those it opened as written (never the batch's derived view of an account,
+        such as a bound credit limit), each with its balance as written, else as read."""
+        accounts: dict[str, dict[str, Account]] = defaultdict(dict)
+        for tenant_id, found in self.opening.accounts.items():
+            for account in (*found.by_id.values(), *found.by_code.values()):
+                accounts[tenant_id][account.id] = account
+        for account in self.new_accounts:
+            accounts[account.tenant_id][account.id] = account
+        states = {**self.opening.balances, **{a.id: BalanceState(a.id) for a in self.new_accounts},
+                  **self.written_balances}
+        wrote = self._writes() or self.opening.created_heads
+        memory.learn(self.opening, self.heads if wrote else self.heads_read, accounts, states, wrote)
 
     def _unsent(self) -> JournalRows:
         sent = self.sent

@@ -26,6 +26,8 @@ from tally.domain.errors import ErrorKind, LedgerError
 from tally.service.controls import ControlBook
 from tally.service.faults import unexpected
 from tally.service.posting.batch import Opener, Outcome, Submission, no_templates, runs, write_batch
+from tally.service.posting.memory import WriterMemory
+from tally.storage.epochs import is_stale
 from tally.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class PipelineLimits:
     # Submissions of one tenant queued or being written: one busy tenant cannot take the whole queue.
     tenant_submissions_max: int = 10_000
     writers: int = 1  # writer threads, each with its own queue and connection
+    # Accounts each writer remembers from its commits (service/posting/memory.py; PostgreSQL): 0, none.
+    memory_accounts_max: int = 100_000
 
 
 def now_us() -> int:
@@ -57,6 +61,15 @@ class PostingPipeline:
         self._stopped: list[asyncio.Future] = []
         self._tenant_submissions: Counter[str] = Counter()  # queued or being written; event-loop thread only
         self._batches_written = [0] * limits.writers  # each writer counts its own
+        # Remembering pays only where reads cost a round trip, and is sound only where writers take gates.
+        remember = limits.memory_accounts_max > 0 and uow.dialect == "postgresql" and uow.locking
+        self._memories = [WriterMemory(limits.memory_accounts_max) if remember else None for _ in self._queues]
+        self._openings = [Counter() for _ in self._queues]  # each writer counts its own
+
+    @property
+    def openings(self) -> Counter[str]:
+        """Batches by where their transaction started: remembered, read, or rewritten (metrics.write_opened)."""
+        return sum(self._openings, Counter())
 
     @property
     def batches_written(self) -> int:
@@ -146,7 +159,7 @@ class PostingPipeline:
 
     def _write(self, subs: list[Submission], writer: int) -> list[Outcome]:
         try:
-            outcomes = self._transaction(subs)
+            outcomes = self._transaction(subs, writer)
         except LedgerError as error:
             return [error] * len(subs)
         except Exception:
@@ -155,26 +168,54 @@ class PostingPipeline:
             # Something no check foresaw failed the batch: write each submission (or atomic group) alone,
             # so it fails only the one that causes it.
             log.exception("batch of %d failed; writing its parts one by one", len(subs))
-            return [outcome for run in runs(subs) for outcome in self._write_alone(run)]
+            return [outcome for run in runs(subs) for outcome in self._write_alone(run, writer)]
         self._batches_written[writer] += 1
         return outcomes
 
     def queue_depth(self) -> int:
         return sum(queue.depth() for queue in self._queues)
 
-    def _transaction(self, subs: list[Submission]) -> list[Outcome]:
+    def _transaction(self, subs: list[Submission], writer: int) -> list[Outcome]:
         tenants = {sub.tenant_id for sub in subs}  # a batch spans the tenants of its submissions
+        memory = self._memories[writer]
         started = time.perf_counter()
         try:
-            return self.uow.write(tenants,
-                                  lambda conn: write_batch(conn, subs, self.clock(), self.calendar, self.opener,
-                                                             self.controls))
+            try:
+                outcomes = self._transaction_once(tenants, subs, memory)
+            except Exception as exc:
+                if memory is None or not memory.relied:
+                    raise
+                # What was remembered may be what failed (a tenant written by another process since, or a
+                # request seen before, which memory does not know): once more, from fresh reads.
+                self._opened(writer, "rewritten", "stale" if is_stale(exc) else "other")
+                memory.forget(tenants, cool=is_stale(exc))
+                outcomes = self._transaction_once(tenants, subs, memory)
+            if memory is not None:
+                memory.settle()
+            self._opened(writer, "remembered" if memory is not None and memory.relied else "read")
+            return outcomes
         finally:
             metrics.batch_written(len(subs), time.perf_counter() - started)
 
-    def _write_alone(self, run: list[Submission]) -> list[Outcome]:
+    def _opened(self, writer: int, opening: str, cause: str = "") -> None:
+        self._openings[writer][opening] += 1
+        metrics.write_opened(opening, cause)
+
+    def _transaction_once(self, tenants: set[str], subs: list[Submission],
+                          memory: WriterMemory | None) -> list[Outcome]:
+        if memory is not None:
+            memory.relied = False
         try:
-            return self._transaction(run)
+            return self.uow.write(tenants, lambda conn: write_batch(
+                conn, subs, self.clock(), self.calendar, self.opener, self.controls, memory))
+        except BaseException:
+            if memory is not None:
+                memory.forget(tenants)
+            raise
+
+    def _write_alone(self, run: list[Submission], writer: int) -> list[Outcome]:
+        try:
+            return self._transaction(run, writer)
         except LedgerError as error:
             return [error] * len(run)
         except Exception as exc:  # noqa: BLE001 - every caller gets an answer
