@@ -45,7 +45,7 @@ class Settings:
     queue_depth_max: int = 20_000
     tenant_submissions_max: int = 10_000  # one tenant's submissions queued or being written
     writers: int = 4  # posting writer threads (PostgreSQL; SQLite has one writer at a time, so one)
-    writer_memory_accounts_max: int = 100_000  # accounts each writer remembers from its commits; 0: none
+    writer_memory_accounts_max: int = 20_000  # accounts each writer remembers from its commits; 0: none
     processes: int = 1  # serving processes sharing the listen port (PostgreSQL; see supervisor.py)
     reuse_port: bool = False  # listen with SO_REUSEPORT, beside other processes on the same port
     retries_max: int = 8

@@ -115,6 +115,8 @@ def test_counters_move_by_exactly_the_traffic(served: TallyProcess) -> None:
     assert moved("tally_batch_size_sum") == 7  # every submission reached the writer, the refused ones too
     assert 1 <= moved("tally_batch_size_count") <= 7
     assert moved("tally_write_duration_seconds_count") == moved("tally_batch_size_count")
+    started = sum(moved("tally_write_openings_total", opening=o) for o in ("remembered", "read"))
+    assert started == moved("tally_batch_size_count")  # every batch says how it started
     assert value(after, "tally_posting_queue_depth") == 0
     assert moved("tally_write_retries_total", cause="serialization") >= 0  # present from the start
 

@@ -42,7 +42,7 @@ class PipelineLimits:
     tenant_submissions_max: int = 10_000
     writers: int = 1  # writer threads, each with its own queue and connection
     # Accounts each writer remembers from its commits (service/posting/memory.py; PostgreSQL): 0, none.
-    memory_accounts_max: int = 100_000
+    memory_accounts_max: int = 20_000
 
 
 def now_us() -> int:
