@@ -5,13 +5,20 @@ wrote meanwhile (another process, an account change, a resent request) is never 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import sqlalchemy as sa
 
-from tally.domain.accounts import AccountStatus
+from tally.domain.accounts import AccountStatus, AccountType, Side
 from tally.domain.errors import LedgerError
+from tally.domain.facts import Facts
+from tally.domain.flows import RuleFlow
+from tally.domain.vouchers import AccountRef
+from tally.service.commands import CreateHold, PostFlow
 from tally.service.posting.batch import Posted
-from tests.integration.conftest import FUNDING, TENANT, check_ledger, outcome
+from tally.service.securities import SetAccountSecurity, set_security
+from tally.storage import accounts_repo, ledger_repo
+from tests.integration.conftest import FUNDING, TENANT, check_ledger, outcome, ref
 
 
 def _setup(ledger) -> None:
@@ -143,3 +150,57 @@ async def test_a_request_id_reused_for_a_refused_flow_is_still_named_reused(post
     refused = await outcome(ledger.transfer("alice", "bob", 5, request_id="pay-1"))
     assert isinstance(refused, LedgerError) and refused.reason == "REQUEST_ID_REUSED"
     assert ledger.pipeline.openings["rewritten"] == 1
+
+
+def _database_agrees(ledger) -> int:
+    """Every remembered head, epoch, account and balance is what the database holds; returns how many accounts."""
+    checked = 0
+    for memory in ledger.pipeline.memories:
+        for tenant_id, known in memory.tenants().items():
+            def read(conn, tenant_id=tenant_id, known=known):
+                found, _ = accounts_repo.find_accounts(conn, tenant_id, [AccountRef(id=i) for i in known.by_id])
+                states = accounts_repo.load_balances(conn, tenant_id, list(known.by_id))
+                row = conn.execute(sa.text("SELECT epoch FROM ledger_heads WHERE tenant_id = :t"), {"t": tenant_id})
+                return found, states, ledger_repo.load_heads_readonly(conn, tenant_id), row.scalar()
+            found, states, head, epoch = ledger.uow.read({tenant_id}, read)
+            assert (known.head, known.epoch) == (head, epoch)
+            assert known.by_id == found and known.balances == states
+            assert all(known.by_code[a.code] is a for a in known.by_id.values())
+            checked += len(found)
+    return checked
+
+
+async def test_what_is_remembered_is_what_the_database_holds(postgres_url, make_ledger, tmp_path):
+    """A mixed run (transfers, refusals, holds, a bound credit line, accounts opened by the default rules'
+    templates, a reversal, an account changed beside the pipeline), checked against the database after every
+    step: memory never holds anything the database does not."""
+    ledger = make_ledger(postgres_url)
+    _setup(ledger)
+    ledger.open("card", AccountType.CREDIT, credit_limit=10**9)
+    ledger.open("deposit", AccountType.SECURITY_DEPOSIT)
+    rng = random.Random(18)
+    steps = [
+        lambda: ledger.fund("alice", 1_000),
+        lambda: ledger.fund("deposit", 500),
+        lambda: ledger.transfer("alice", "bob", rng.randint(1, 50)),
+        lambda: ledger.transfer("bob", "alice", 10**6),  # refused: recorded
+        lambda: ledger.adjust([("card", Side.DEBIT, 40), (FUNDING, Side.CREDIT, 40)]),  # draws the credit line
+        lambda: ledger.posting.create_hold(CreateHold(TENANT, ledger.request_id("hold"), ref("alice"), 5, "USD")),
+        lambda: ledger.posting.post(PostFlow(TENANT, ledger.request_id("rule"), RuleFlow(Facts(
+            "funding", "USD", {"amount": 300}, {"consumer": f"c{rng.randint(1, 3)}", "processor": "card"}, {})))),
+    ]
+    posted = []
+    for n in range(60):
+        if n == 20:
+            set_security(SetAccountSecurity(TENANT, "secure-1", ref("card"), ref("deposit"), 5_000, True),
+                         ledger.uow, ledger.clock)
+        if n == 40:
+            ledger.set_status("bob", AccountStatus.FROZEN)
+        result = await outcome(rng.choice(steps)())
+        if isinstance(result, Posted) and result.vouchers:
+            posted.append(result.vouchers[0].id)
+        assert _database_agrees(ledger) >= 0
+    await outcome(ledger.reverse(posted[0]))
+    assert _database_agrees(ledger) > 3
+    assert ledger.pipeline.openings["remembered"] > 10
+    check_ledger(postgres_url)

@@ -53,6 +53,10 @@ class WriterMemory:
         self._started_from: dict[str, int] = {}  # the epochs it started from
         self.relied = False  # whether the transaction under way started from memory (set by `recall`)
 
+    def tenants(self) -> dict[str, TenantMemory]:
+        """What is remembered now, by tenant (for checks: the values are shared, not copies)."""
+        return dict(self._tenants)
+
     def accounts(self) -> int:
         return sum(len(m.by_id) for m in self._tenants.values())
 

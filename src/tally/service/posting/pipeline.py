@@ -67,6 +67,11 @@ class PostingPipeline:
         self._openings = [Counter() for _ in self._queues]  # each writer counts its own
 
     @property
+    def memories(self) -> tuple[WriterMemory, ...]:
+        """Each writer's memory (none on SQLite, or when switched off)."""
+        return tuple(m for m in self._memories if m is not None)
+
+    @property
     def openings(self) -> Counter[str]:
         """Batches by where their transaction started: remembered, read, or rewritten (metrics.write_opened)."""
         return sum(self._openings, Counter())
