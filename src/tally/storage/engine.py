@@ -118,6 +118,7 @@ def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> No
     deferred = conn.info.setdefault(_DEFERRED, [])
     if not deferred or not deferred[0][0].startswith(_BEGIN):
         raise RuntimeError("the write gate is taken before the transaction's first statement")
+    deferred[0] = (_GATED_BEGIN, ())
     deferred[0:0] = [*locks, ("COMMIT", ())]
     conn.info[_GATE_DEFERRED] = True
 
@@ -129,6 +130,15 @@ def gate_key(tenant_id: str) -> int:
 
 
 _ALL_TENANTS_KEY = gate_key("*")  # "*" is never a tenant id (uow.scope_setting refuses it)
+# A gated write runs at REPEATABLE READ, and is still serializable: every transaction that writes a tenant's
+# rows holds the tenant's gate from before its snapshot to after its commit, so the writers of one tenant
+# run one after another, each seeing every earlier one whole; and a tenant's rows are only its own (row
+# security), so writers of different tenants share nothing a serial order could tell apart. SERIALIZABLE
+# added nothing to that but predicate locks, and those cost real conflicts: a table with one row per
+# tenant (ledger_heads) fits in one page, and a page lock made two tenants' writers fail each other
+# (tests/integration/test_tenants_side_by_side.py). Writers without a gate (`UnitOfWork.append`) stay
+# SERIALIZABLE.
+_GATED_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ"
 _LOCK = "SELECT pg_advisory_lock(%s)"
 _LOCK_SHARED = "SELECT pg_advisory_lock_shared(%s)"
 _UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
