@@ -74,7 +74,8 @@ MUTABLE = ("accounts", "balances", "ledger_heads", "flow_caps", "holds", "audit_
 READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table != "api_keys"}
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
                     "tally_webhook_tenants"}
-POSTING_FUNCTIONS = {"tally_write_journal", "tally_check_epochs", "tally_bump_epochs"}  # SECURITY INVOKER: bound as their caller
+# SECURITY INVOKER: bound as their caller.
+POSTING_FUNCTIONS = {"tally_write_journal", "tally_check_epochs", "tally_bump_epochs"}
 
 
 def as_role(url: str, role: str) -> str:
