@@ -22,9 +22,9 @@ depends_on = None
 
 STALE_SQLSTATE = "TL409"  # storage/epochs.STALE_SQLSTATE
 # Both functions run as their caller (SECURITY INVOKER: its privileges and row security bind them) and read
-# ledger_heads by its key only (enable_seqscan off): a SERIALIZABLE sequential scan, which PostgreSQL picks
-# for a table of a few rows, takes a predicate lock on the whole table, and writers of different tenants
-# would then fail each other's commits (measured: a soak's second tenant lost every PostBatch).
+# ledger_heads by its key only (enable_seqscan off), never other tenants' rows: under SERIALIZABLE a
+# sequential scan, which PostgreSQL picks for a table of a few rows, locks the whole table. (Gated writers
+# now run at REPEATABLE READ, storage/engine.py, which takes no such locks; the functions do not rely on it.)
 _INDEX_ONLY = "SET enable_seqscan = off"
 BUMP = f"""
 CREATE OR REPLACE FUNCTION tally_bump_epochs(p_tenants text[]) RETURNS void
