@@ -75,7 +75,7 @@ READABLE = {table: column for table, column in TENANT_COLUMNS.items() if table !
 SYSTEM_FUNCTIONS = {"tally_api_key", "tally_tenant_count", "tally_tenant_ids", "tally_due_holds",
                     "tally_webhook_tenants"}
 # SECURITY INVOKER: bound as their caller.
-POSTING_FUNCTIONS = {"tally_write_journal", "tally_check_epochs", "tally_bump_epochs"}
+POSTING_FUNCTIONS = {"tally_write_journal", "tally_check_epochs"}
 
 
 def as_role(url: str, role: str) -> str:

@@ -46,7 +46,7 @@ async def test_postings_after_the_first_start_from_memory_and_move_the_epoch(pos
     for n in range(5):
         assert isinstance(await ledger.transfer("alice", "bob", n + 1), Posted)
     assert ledger.pipeline.openings == {"read": 2, "remembered": 5}
-    assert _epoch(postgres_url) == before + 5  # each transaction claimed the epoch its writer left
+    assert _epoch(postgres_url) == before + 5  # each transaction checked and moved the epoch its writer left
     assert (ledger.balance("alice"), ledger.balance("bob")) == (84, 16)
     check_ledger(postgres_url)
 

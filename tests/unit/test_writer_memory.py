@@ -54,10 +54,11 @@ def test_a_commit_from_the_same_epoch_adds_one_from_another_replaces() -> None:
     assert memory.recall(["t"], {"t": [AccountRef(code="c")]}).epochs == {"t": 6}
 
 
-def test_a_failed_claim_cools_the_tenant_for_a_while() -> None:
+def test_a_failed_check_cools_the_tenant_for_a_while() -> None:
     memory = WriterMemory(100)
     _commit(memory, "t", ["a"], epoch=0)
-    memory.forget(["t"], cool=True)
+    memory.forget(["t"])
+    memory.cool(["t"])
     _commit(memory, "t", ["a"], epoch=3)
     for _ in range(COOLING_BATCHES):
         assert memory.recall(["t"], {}) is None

@@ -107,7 +107,8 @@ _RECORDS_SQL = (f"SELECT {_columns(ledger_repo.RECORD_COLUMNS)} FROM idempotency
                 "WHERE tenant_id = %s AND request_id = ANY(%s::text[])")
 # The accounts named, each with its balance row, in one statement. Not FOR UPDATE: every writer of balances
 # holds the write gate for its whole transaction, so a row lock would only cost a heap and WAL write per row,
-# written again by the batch's UPDATE; SERIALIZABLE still refuses any writer that skipped the gate.
+# written again by the batch's UPDATE; a writer that skipped the gate still fails at that UPDATE (a row
+# changed since its snapshot).
 _ACCOUNTS_SQL = (f"SELECT {_columns(accounts_repo.ACCOUNT_COLUMNS, 'a.')}, "
                  f"{_columns(accounts_repo.STATE_COLUMNS, 'b.')} "
                  "FROM accounts AS a LEFT JOIN balances AS b ON b.account_id = a.id "

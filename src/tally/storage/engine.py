@@ -2,7 +2,8 @@
 
 SQLite: pysqlite's own transaction handling is switched off and writers begin with BEGIN IMMEDIATE, as
 the SQLAlchemy SQLite dialect notes advise; WAL lets readers run beside the one writer.
-PostgreSQL: write transactions are SERIALIZABLE and first take the gates of their tenants: a
+PostgreSQL: write transactions first take the gates of their tenants, then run at REPEATABLE READ
+(serializable because of the gates: `_GATED_BEGIN`); writers without a gate run SERIALIZABLE. A gate is a
 session-level advisory lock per tenant, taken in a transaction of its own just before the write's BEGIN
 (`defer_write_gate`). The snapshot is taken after the wait, so a writer that waited for its tenant's gate
 still sees everything committed before it: writers of one tenant queue instead of failing each other with
@@ -43,7 +44,7 @@ class Engines:
 # writers run at this level and take neither the gate nor row locks, so the suite can show its checker
 # catches what goes wrong. Never set in production.
 UNSAFE_ISOLATION_LEVELS = {"repeatable_read": "REPEATABLE READ", "read_committed": "READ COMMITTED"}
-LOCKING_OPTION = "tally_locking"
+_LOCKING = "tally_locking"
 
 
 def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") -> Engines:
@@ -68,7 +69,7 @@ def make_engines(url: str, *, pool_size: int = 8, unsafe_isolation: str = "") ->
         event.listen(write, "checkin", _forget_deferred)
         event.listen(write, "rollback", _forget_rolled_back)
         event.listen(write, "commit", _refuse_unsent)
-        write = write.execution_options(**{LOCKING_OPTION: not unsafe_isolation})
+        write = write.execution_options(**{_LOCKING: not unsafe_isolation})
         read = create_engine(url, isolation_level="REPEATABLE READ", pool_size=pool_size, max_overflow=8,
                              pool_pre_ping=True, connect_args=unprepared).execution_options(postgresql_readonly=True)
         return Engines(write, read, dialect)
@@ -95,15 +96,15 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
-def locking(conn: Connection) -> bool:
+def locking(bind: Connection | Engine) -> bool:
     """Whether writers lock: always, but in the reliability suite's weakened control run."""
-    return conn.get_execution_options().get(LOCKING_OPTION, True)
+    return bind.get_execution_options().get(_LOCKING, True)
 
 
 def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> None:
     """On PostgreSQL, the gates of the transaction's tenants (None: every tenant), sent with its first
     statement (see `defer`) ahead of its BEGIN, in an implicit transaction of their own that the COMMIT ends:
-    a lock statement is a SELECT, which would fix a SERIALIZABLE transaction's snapshot before the wait.
+    a lock statement is a SELECT, which would fix the transaction's snapshot before the wait.
     The locks are the session's: they outlive that COMMIT and are released with the write's own COMMIT
     (`commit`), or when the connection goes back to the pool after a failure (`_release_gates`).
     A tenant's writer shares the gate of every tenant, which a writer for all of them takes alone; keys are

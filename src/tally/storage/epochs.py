@@ -22,9 +22,9 @@ from tally.storage.engine import defer, driver_execute
 STALE_SQLSTATE = "TL409"  # raised by tally_check_epochs (migration 0021)
 _CHECK = "SELECT tally_check_epochs(%s::text[], %s::bigint[])"
 # Only a transaction that wrote (has a transaction id) moves them: one that wrote nothing changed nothing.
-# By key (migration 0021 says why); every tenant's only where every tenant's gate is held.
-_BUMP = "SELECT tally_bump_epochs(%s::text[])"
-_BUMP_ALL = "UPDATE ledger_heads SET epoch = epoch + 1 WHERE pg_current_xact_id_if_assigned() IS NOT NULL"
+_WROTE = "pg_current_xact_id_if_assigned() IS NOT NULL"
+_BUMP = f"UPDATE ledger_heads SET epoch = epoch + 1 WHERE tenant_id = ANY(%s::text[]) AND {_WROTE}"
+_BUMP_ALL = f"UPDATE ledger_heads SET epoch = epoch + 1 WHERE {_WROTE}"
 
 
 def check(conn: Connection, epochs: dict[str, int]) -> None:

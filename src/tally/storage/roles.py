@@ -69,7 +69,7 @@ SYSTEM_FUNCTIONS = ("tally_api_key(text)", "tally_tenant_count()", "tally_tenant
 # Migration 0011: the batch writer's rows in one call. SECURITY INVOKER: the caller's privileges and row
 # security bind it, so EXECUTE grants nothing the table privileges do not.
 POSTING_FUNCTIONS = ("tally_write_journal(jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, jsonb, text[], jsonb, text[])",
-                     "tally_check_epochs(text[], bigint[])", "tally_bump_epochs(text[])")  # migration 0021
+                     "tally_check_epochs(text[], bigint[])")  # migration 0021
 ALL_TABLES = (*JOURNAL_TABLES, *MUTABLE_TABLES, "tenants", "api_keys", SCHEMA_VERSION_TABLE)
 
 

@@ -25,12 +25,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.storage import epochs, ledger_repo
 from tally.storage.engine import (
-    LOCKING_OPTION,
     Engines,
     commit,
     defer_tenant_scope,
     defer_write_gate,
     deferring,
+    locking,
     set_tenant_scope,
 )
 
@@ -95,13 +95,14 @@ class UnitOfWork:
     @property
     def locking(self) -> bool:
         """Whether writers take gates and locks: always, but in the reliability suite's weakened control run."""
-        return self.engines.write.get_execution_options().get(LOCKING_OPTION, True)
+        return locking(self.engines.write)
 
     def write(self, tenants: Tenants, work: Callable[[Connection], T]) -> T:
-        """Runs `work` in one SERIALIZABLE write transaction scoped to `tenants`, holding their gates (writers
-        of other tenants run beside it), moves their epochs (storage/epochs.py) and commits, retrying it
-        whole on serialization failures and lost connections, at most `retries_max` times. After the
-        commit, the listeners hear which tenants got new events."""
+        """Runs `work` in one write transaction scoped to `tenants`, holding their gates (writers of other
+        tenants run beside it; REPEATABLE READ under the gates is serializable, storage/engine.py), moves
+        their epochs (storage/epochs.py) and commits, retrying it whole on serialization failures and lost
+        connections, at most `retries_max` times. After the commit, the listeners hear which tenants got
+        new events."""
         setting = scope_setting(tenants)
         attempt = 0
         while True:

@@ -119,12 +119,15 @@ class WriterMemory:
             self._tenants[tenant_id] = learnt  # the most recently used last
         self._shrink()
 
-    def forget(self, tenant_ids: Iterable[str], *, cool: bool = False) -> None:
+    def forget(self, tenant_ids: Iterable[str]) -> None:
+        """A transaction failed: what it learnt, and what was remembered of its tenants, may not be true."""
         self._pending = {}
         for tenant_id in tenant_ids:
             self._tenants.pop(tenant_id, None)
-            if cool:
-                self._cooling[tenant_id] = COOLING_BATCHES
+
+    def cool(self, tenant_ids: Iterable[str]) -> None:
+        """Another writer wrote these tenants: read them afresh for COOLING_BATCHES batches."""
+        self._cooling.update((tenant_id, COOLING_BATCHES) for tenant_id in tenant_ids)
 
     def _shrink(self) -> None:
         """At most `accounts_max` accounts: the least recently written tenants go first."""

@@ -193,7 +193,8 @@ class PostingPipeline:
                 # What was remembered may be what failed (a tenant written by another process since, or a
                 # request seen before, which memory does not know): once more, from fresh reads.
                 self._opened(writer, "rewritten", "stale" if is_stale(exc) else "other")
-                memory.forget(tenants, cool=is_stale(exc))
+                if is_stale(exc):
+                    memory.cool(tenants)  # forgotten already, as after every failure
                 outcomes = self._transaction_once(tenants, subs, memory)
             if memory is not None:
                 memory.settle()

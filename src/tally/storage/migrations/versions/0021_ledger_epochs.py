@@ -5,11 +5,10 @@ Revises: 0020
 Create Date: 2026-12-07
 
 Issue 18 (a posting in one round trip): `ledger_heads.epoch` counts a tenant's write transactions on
-PostgreSQL. The unit of work moves it at the end of every write transaction that wrote anything, with
-`tally_bump_epochs` (storage/epochs.py). A batch writer that starts from what it remembers of its own last
-commit checks, with `tally_check_epochs`, that the epochs are still those that commit left; the check fails
-the transaction (SQLSTATE TL409) when somebody else wrote meanwhile. SQLite (one embedded writer) never
-moves them.
+PostgreSQL. The unit of work moves it at the end of every write transaction that wrote anything
+(storage/epochs.py). A batch writer that starts from what it remembers of its own last commit checks, with
+`tally_check_epochs`, that the epochs are still those that commit left; the check fails the transaction
+(SQLSTATE TL409) when somebody else wrote meanwhile. SQLite (one embedded writer) never moves them.
 """
 
 import sqlalchemy as sa
@@ -21,21 +20,10 @@ branch_labels = None
 depends_on = None
 
 STALE_SQLSTATE = "TL409"  # storage/epochs.STALE_SQLSTATE
-# Both functions run as their caller (SECURITY INVOKER: its privileges and row security bind them) and read
-# ledger_heads by its key only (enable_seqscan off), never other tenants' rows: under SERIALIZABLE a
-# sequential scan, which PostgreSQL picks for a table of a few rows, locks the whole table. (Gated writers
-# now run at REPEATABLE READ, storage/engine.py, which takes no such locks; the functions do not rely on it.)
-_INDEX_ONLY = "SET enable_seqscan = off"
-BUMP = f"""
-CREATE OR REPLACE FUNCTION tally_bump_epochs(p_tenants text[]) RETURNS void
-LANGUAGE sql SECURITY INVOKER {_INDEX_ONLY} AS $$
-    UPDATE ledger_heads SET epoch = epoch + 1
-    WHERE tenant_id = ANY(p_tenants) AND pg_current_xact_id_if_assigned() IS NOT NULL
-$$"""
-# The tenants come distinct.
+# SECURITY INVOKER: the caller's privileges and row security bind it. The tenants come distinct.
 CHECK = f"""
 CREATE OR REPLACE FUNCTION tally_check_epochs(p_tenants text[], p_epochs bigint[]) RETURNS void
-LANGUAGE plpgsql SECURITY INVOKER {_INDEX_ONLY} AS $$
+LANGUAGE plpgsql SECURITY INVOKER AS $$
 BEGIN
     IF (SELECT count(*) FROM ledger_heads AS h JOIN unnest(p_tenants, p_epochs) AS x(tenant_id, epoch)
         ON h.tenant_id = x.tenant_id AND h.epoch = x.epoch) <> cardinality(p_tenants) THEN
@@ -50,13 +38,11 @@ def upgrade() -> None:
     with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
         batch_op.add_column(sa.Column("epoch", sa.BigInteger(), server_default=sa.text("0"), nullable=False))
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(BUMP)
         op.execute(CHECK)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS tally_check_epochs(text[], bigint[])")
-        op.execute("DROP FUNCTION IF EXISTS tally_bump_epochs(text[])")
     with op.batch_alter_table("ledger_heads", schema=None) as batch_op:
         batch_op.drop_column("epoch")
