@@ -124,21 +124,21 @@ def test_watch_sees_only_the_keys_tenant(server: Server, key: str, tmp_path: Pat
     assert len(rows) == 3 and {r["account_id"] for r in rows} == globex
 
 
-def _as_from_a_terminal() -> None:
-    """The child gets SIGINT as an interactive shell gives it: handled by default and not blocked, whatever
-    the test process inherited or set (an ignored SIGINT is inherited across exec, and Python then installs
-    no KeyboardInterrupt handler)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+# The child takes SIGINT as an interactive shell gives it: handled by default and not blocked, whatever the
+# test process inherited or set (an ignored SIGINT is inherited across exec, and Python then installs no
+# KeyboardInterrupt handler). Set by the child itself: a preexec_fn would run Python in a child forked from a
+# process whose gRPC threads are running, which its documentation warns against.
+_AS_FROM_A_TERMINAL = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                       "signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT]);")
 
 
 def _watch_process(server: Server, key: str, *argv: str) -> subprocess.Popen:
-    script = ("import argparse, sys; from tally.cli.watch import add_watch_parser; p = argparse.ArgumentParser();"
-              "add_watch_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    script = (_AS_FROM_A_TERMINAL + "import argparse, sys; from tally.cli.watch import add_watch_parser; "
+              "p = argparse.ArgumentParser(); add_watch_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); "
+              "sys.exit(a.func(a))")
     return subprocess.Popen([sys.executable, "-c", script, "watch", "--target", server.target, *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TALLY_API_KEY": key},
-                            preexec_fn=_as_from_a_terminal)
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "TALLY_API_KEY": key})
 
 
 def _cli_line(stream) -> str:
@@ -164,6 +164,9 @@ def test_watch_ends_cleanly_on_ctrl_c(server: Server, key: str) -> None:
     _setup(server)
     proc = _watch_process(server, key, "--from", "0")
     lines = [proc.stdout.readline() for _ in range(4)]  # the setup's four events
+    if not all(lines):  # the watcher ended early: say why
+        proc.kill()
+        pytest.fail(f"the watcher ended early ({proc.wait()}): {proc.stderr.read()}")
     assert [line.split(" ")[0] for line in lines] == ["#1", "#2", "#3", "#4"], lines
     out, err = _interrupt(proc)
     assert "Traceback" not in err and key not in out + err

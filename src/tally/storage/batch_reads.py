@@ -9,7 +9,7 @@ read them one by one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
@@ -36,9 +36,17 @@ class Opening:
     records: dict[RecordKey, IdempotencyRecord]
     accounts: dict[str, TenantAccounts]  # by tenant
     balances: dict[str, BalanceState]  # by account id, of every account found
-    epochs: dict[str, int] = field(default_factory=dict)  # by tenant, as read (PostgreSQL: storage/epochs.py)
+    epochs: dict[str, int] = field(default_factory=dict)  # by tenant, as read (storage/epochs.py)
     remembered: bool = False  # recalled from the writer's memory, not read: its epochs must be checked
     created_heads: bool = False  # a tenant's first write: its head was created (written) here
+
+    def add_accounts(self, found: dict[str, TenantAccounts], states: dict[str, BalanceState]) -> None:
+        """Accounts read beside those recalled (WriterMemory.recall)."""
+        for tenant_id, accounts in found.items():
+            known = self.accounts.setdefault(tenant_id, TenantAccounts({}, {}))
+            known.by_id.update(accounts.by_id)
+            known.by_code.update(accounts.by_code)
+        self.balances.update(states)
 
 
 def read_opening(conn: Connection, tenant_ids: Iterable[str], record_keys: Iterable[RecordKey],
@@ -57,8 +65,23 @@ def read_opening(conn: Connection, tenant_ids: Iterable[str], record_keys: Itera
 
 def _read_one_by_one(conn: Connection, tenant_ids: list[str], record_keys: Iterable[RecordKey],
                      refs: dict[str, list[AccountRef]]) -> Opening:
-    heads = ledger_repo.load_heads(conn, tenant_ids)
+    heads, epochs = ledger_repo.load_heads_with_epochs(conn, tenant_ids)
     records = ledger_repo.load_records(conn, record_keys)
+    return Opening(heads, records, *_accounts_one_by_one(conn, refs), epochs)
+
+
+def read_accounts(conn: Connection, refs: dict[str, list[AccountRef]]) -> tuple[dict[str, TenantAccounts],
+                                                                                dict[str, BalanceState]]:
+    """The accounts the references name (by tenant) and their balance rows; on PostgreSQL in one round trip,
+    with whatever the transaction deferred."""
+    if conn.dialect.name != "postgresql":
+        return _accounts_one_by_one(conn, refs)
+    keys = _account_keys(refs)
+    return _accounts_from(keys, iter(fetch_together(conn, _account_queries(keys))))
+
+
+def _accounts_one_by_one(conn: Connection, refs: dict[str, list[AccountRef]]
+                         ) -> tuple[dict[str, TenantAccounts], dict[str, BalanceState]]:
     found: dict[str, TenantAccounts] = {}
     states: dict[str, BalanceState] = {}
     for tenant_id, tenant_refs in refs.items():
@@ -66,24 +89,40 @@ def _read_one_by_one(conn: Connection, tenant_ids: list[str], record_keys: Itera
         found[tenant_id] = TenantAccounts(by_id, by_code)
         ids = {a.id for a in (*by_id.values(), *by_code.values())}
         states.update(accounts_repo.load_balances(conn, tenant_id, ids, for_update=True))
-    return Opening(heads, records, found, states)
+    return found, states
 
 
 def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterable[RecordKey],
                    refs: dict[str, list[AccountRef]]) -> Opening:
     request_ids = ledger_repo.request_ids_by_tenant(record_keys)
-    keys = {tenant_id: accounts_repo.ref_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
+    keys = _account_keys(refs)
     queries = [(_HEADS_SQL, (text_array(tenant_ids),))]
     queries += [(_RECORDS_SQL, (tenant_id, text_array(ids))) for tenant_id, ids in request_ids.items()]
-    queries += [(_ACCOUNTS_SQL, (tenant_id, text_array(ids), text_array(codes))) for tenant_id, (ids, codes)
-                in keys.items()]
-    results = iter(fetch_together(conn, queries))
+    results = iter(fetch_together(conn, queries + _account_queries(keys)))
     rows = next(results)
     heads = {row[0]: LedgerHead(*row[:-1]) for row in rows}
     epochs = {row[0]: row[-1] for row in rows}
     records = {}
     for _ in request_ids:
         records.update({(r.tenant_id, r.request_id): r for r in map(ledger_repo.to_record, next(results))})
+    return Opening(heads, records, *_accounts_from(keys, results), epochs)
+
+
+_Keys = dict[str, tuple[list[str], list[str]]]  # by tenant: (ids, codes)
+
+
+def _account_keys(refs: dict[str, list[AccountRef]]) -> _Keys:
+    return {tenant_id: accounts_repo.ref_keys(tenant_refs) for tenant_id, tenant_refs in refs.items()}
+
+
+def _account_queries(keys: _Keys) -> list[tuple[str, tuple]]:
+    return [(_ACCOUNTS_SQL, (tenant_id, text_array(ids), text_array(codes))) for tenant_id, (ids, codes)
+            in keys.items()]
+
+
+def _accounts_from(keys: _Keys, results: Iterator[list[tuple]]
+                   ) -> tuple[dict[str, TenantAccounts], dict[str, BalanceState]]:
+    """The rows of `_account_queries(keys)`, in order."""
     found: dict[str, TenantAccounts] = {}
     states: dict[str, BalanceState] = {}
     for tenant_id, (ids, codes) in keys.items():
@@ -94,7 +133,7 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
                                           {a.code: a for a in named if a.code in wanted_codes})
         states.update((row[_STATE_AT], accounts_repo.to_state(row[_STATE_AT:])) for row in rows
                       if row[_STATE_AT] is not None)
-    return Opening(heads, records, found, states, epochs)
+    return found, states
 
 
 def _columns(names: Iterable[str], table: str = "") -> str:

@@ -37,6 +37,12 @@ _HEADS_OF = (select(*(ledger_heads.c[name] for name in HEAD_COLUMNS))
              .where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True))))
 
 
+def load_heads_with_epochs(conn: Connection, tenant_ids: list[str]) -> tuple[dict[str, LedgerHead], dict[str, int]]:
+    """The heads these tenants have, and their epochs (storage/epochs.py)."""
+    rows = conn.execute(_HEADS_OF.add_columns(ledger_heads.c.epoch), {"ids": tenant_ids}).all()
+    return {row[0]: LedgerHead(*row[:-1]) for row in rows}, {row[0]: row[-1] for row in rows}
+
+
 def load_heads(conn: Connection, tenant_ids: Iterable[str]) -> dict[str, LedgerHead]:
     """The heads of these tenants, created on a tenant's first write."""
     ids = sorted(set(tenant_ids))

@@ -198,7 +198,7 @@ ledger_heads = Table(
     Column("last_hash", String(64), nullable=False),
     Column("accounting_date", String(10), nullable=False),
     Column("posted_us", BigInteger, nullable=False, server_default=text("0")),  # the tenant's last posting time
-    # Moved by every write transaction of the tenant on PostgreSQL (migration 0021, ledger_repo.bump_epochs).
+    # Moved by every write transaction of the tenant that wrote (migration 0021, storage/epochs.py).
     Column("epoch", BigInteger, nullable=False, server_default=text("0")),
 )
 

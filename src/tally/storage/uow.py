@@ -111,6 +111,7 @@ class UnitOfWork:
                     # Explicit: statements sent through the driver do not autobegin. On PostgreSQL the BEGIN
                     # is deferred (engine.py) and goes out with the gate, the scope and the first statement.
                     transaction = conn.begin()
+                    epochs.begun(conn)
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The tenants' gates first, ahead of the BEGIN; the SELECT of the scope takes the snapshot.
                     # Both go out with the work's first statement, in its round trip.

@@ -48,7 +48,7 @@ from tally.service.posting.idempotency import (
 from tally.service.posting.memory import UnrecordedRefusal, WriterMemory
 from tally.service.posting.undo import Revertible
 from tally.storage import epochs, journal_repo, journal_write, ledger_repo
-from tally.storage.batch_reads import Opening, read_opening
+from tally.storage.batch_reads import Opening, read_accounts, read_opening
 from tally.storage.engine import deferring, pipelined
 from tally.storage.journal_write import JournalRows
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
@@ -156,15 +156,18 @@ class _Batch:
             ops[sub.tenant_id] += sub.hold_ops
         self.hold_book = HoldBook(conn, ops)  # first: the accounts of its holds are read with the others
         tenant_ids = {s.tenant_id for s in subs}
+        opening = memory.recall(tenant_ids) if memory is not None else None
+        if opening is not None:
+            # First: fails the transaction when somebody wrote since, before anything else is read.
+            epochs.check(conn, opening.epochs)
         self.controls = controls.open_batch(conn, tenant_ids) if controls else NO_CONTROLS  # spending controls
         refs = self._refs(subs)
         for tenant_id, extra in self.controls.extra_refs().items():
             refs[tenant_id] += extra
-        opening = memory.recall(tenant_ids, refs) if memory is not None else None
         if opening is None:
             opening = read_opening(conn, tenant_ids, [(s.tenant_id, s.request_id) for s in subs], refs)
-        else:
-            epochs.check(conn, opening.epochs)  # fails the transaction when somebody wrote since
+        elif unknown := memory.recall_accounts(opening, refs):
+            opening.add_accounts(*read_accounts(conn, unknown))
         self.opening = opening
         self.heads = opening.heads
         self.heads_read = {t: replace(head) for t, head in self.heads.items()}  # what a batch writing nothing leaves

@@ -1,6 +1,6 @@
 """What a writer thread remembers of its tenants' ledgers from its own commits, so that a batch of a tenant
 nobody else wrote to since can skip the opening reads: on PostgreSQL a lone Post then writes in one round
-trip instead of two.
+trip instead of two, and a batch reads only the accounts its writer does not know yet.
 
 What is remembered is what a committed batch saw and left under the tenant's write gate: the ledger head,
 the accounts the batch named and their balance rows, and the tenant's epoch after that commit. A batch
@@ -60,8 +60,9 @@ class WriterMemory:
     def accounts(self) -> int:
         return sum(len(m.by_id) for m in self._tenants.values())
 
-    def recall(self, tenant_ids: Iterable[str], refs: dict[str, list[AccountRef]]) -> Opening | None:
-        """The opening of a batch from memory, when every tenant and every account it names is remembered."""
+    def recall(self, tenant_ids: Iterable[str]) -> Opening | None:
+        """The opening of a batch from memory, when every tenant is remembered: heads and epochs, no accounts
+        yet (`recall_accounts`)."""
         tenant_ids = sorted(set(tenant_ids))
         if any(self._cooled(t) for t in tenant_ids):
             return None
@@ -70,19 +71,26 @@ class WriterMemory:
             return None
         opening = Opening({}, {}, {}, {}, {}, remembered=True)
         for memory in memories:
-            found = TenantAccounts({}, {})
-            for ref in refs.get(memory.head.tenant_id, ()):
-                account = memory.by_id.get(ref.id) if ref.id else memory.by_code.get(ref.code)
-                if account is None:
-                    return None  # unknown here: read, and opened from a template when one fits
-                (found.by_id if ref.id else found.by_code)[ref.id or ref.code] = account
-                opening.balances[account.id] = memory.balances[account.id]
-            tenant_id = memory.head.tenant_id
-            opening.heads[tenant_id] = replace(memory.head)
-            opening.accounts[tenant_id] = found
-            opening.epochs[tenant_id] = memory.epoch
+            opening.heads[memory.head.tenant_id] = replace(memory.head)
+            opening.epochs[memory.head.tenant_id] = memory.epoch
         self.relied = True
         return opening
+
+    def recall_accounts(self, opening: Opening, refs: dict[str, list[AccountRef]]) -> dict[str, list[AccountRef]]:
+        """Adds the accounts the references name to a recalled opening; returns those it does not know, to be read
+        in the same transaction (and opened from a template if none is found)."""
+        unknown: dict[str, list[AccountRef]] = {}
+        for tenant_id in opening.heads:
+            memory = self._tenants[tenant_id]
+            found = opening.accounts.setdefault(tenant_id, TenantAccounts({}, {}))
+            for ref in refs.get(tenant_id, ()):
+                account = memory.by_id.get(ref.id) if ref.id else memory.by_code.get(ref.code)
+                if account is None:
+                    unknown.setdefault(tenant_id, []).append(ref)
+                    continue
+                (found.by_id if ref.id else found.by_code)[ref.id or ref.code] = account
+                opening.balances[account.id] = memory.balances[account.id]
+        return unknown
 
     def _cooled(self, tenant_id: str) -> bool:
         left = self._cooling.get(tenant_id)

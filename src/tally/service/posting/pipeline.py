@@ -61,20 +61,26 @@ class PostingPipeline:
         self._stopped: list[asyncio.Future] = []
         self._tenant_submissions: Counter[str] = Counter()  # queued or being written; event-loop thread only
         self._batches_written = [0] * limits.writers  # each writer counts its own
-        # Remembering pays only where reads cost a round trip, and is sound only where writers take gates.
-        remember = limits.memory_accounts_max > 0 and uow.dialect == "postgresql" and uow.locking
+        # Remembering is sound only where writers take gates (or SQLite's one write lock).
+        remember = limits.memory_accounts_max > 0 and uow.locking
         self._memories = [WriterMemory(limits.memory_accounts_max) if remember else None for _ in self._queues]
         self._openings = [Counter() for _ in self._queues]  # each writer counts its own
+        self._rewrite_causes = [Counter() for _ in self._queues]
 
     @property
     def memories(self) -> tuple[WriterMemory, ...]:
-        """Each writer's memory (none on SQLite, or when switched off)."""
+        """Each writer's memory (none when switched off)."""
         return tuple(m for m in self._memories if m is not None)
 
     @property
     def openings(self) -> Counter[str]:
         """Batches by where their transaction started: remembered, read, or rewritten (metrics.write_opened)."""
         return sum(self._openings, Counter())
+
+    @property
+    def rewrite_causes(self) -> Counter[str]:
+        """Rewritten batches by why what was remembered failed: stale (an epoch moved) or other."""
+        return sum(self._rewrite_causes, Counter())
 
     @property
     def batches_written(self) -> int:
@@ -205,6 +211,8 @@ class PostingPipeline:
 
     def _opened(self, writer: int, opening: str, cause: str = "") -> None:
         self._openings[writer][opening] += 1
+        if cause:
+            self._rewrite_causes[writer][cause] += 1
         metrics.write_opened(opening, cause)
 
     def _transaction_once(self, tenants: set[str], subs: list[Submission],

@@ -4,11 +4,11 @@ Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-07
 
-Issue 18 (a posting in one round trip): `ledger_heads.epoch` counts a tenant's write transactions on
-PostgreSQL. The unit of work moves it at the end of every write transaction that wrote anything
-(storage/epochs.py). A batch writer that starts from what it remembers of its own last commit checks, with
-`tally_check_epochs`, that the epochs are still those that commit left; the check fails the transaction
-(SQLSTATE TL409) when somebody else wrote meanwhile. SQLite (one embedded writer) never moves them.
+Issue 18 (a posting in one round trip): `ledger_heads.epoch` counts a tenant's write transactions. The unit of
+work moves it at the end of every write transaction that wrote anything (storage/epochs.py). A batch writer
+that starts from what it remembers of its own last commit checks, with `tally_check_epochs`, that the epochs
+are still those that commit left; the check fails the transaction (SQLSTATE TL409) when somebody else wrote
+meanwhile. On SQLite the check is a plain read (storage/epochs.py).
 """
 
 import sqlalchemy as sa
