@@ -41,7 +41,7 @@ class PipelineLimits:
     # Submissions of one tenant queued or being written: one busy tenant cannot take the whole queue.
     tenant_submissions_max: int = 10_000
     writers: int = 1  # writer threads, each with its own queue and connection
-    # Accounts each writer remembers from its commits (service/posting/memory.py; PostgreSQL): 0, none.
+    # Accounts each writer remembers from its commits (service/posting/memory.py): 0, none.
     memory_accounts_max: int = 20_000
 
 
