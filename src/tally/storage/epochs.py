@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, update
 from sqlalchemy.exc import DBAPIError
 
+from tally.storage import ledger_repo
 from tally.storage.bulk import text_array
 from tally.storage.engine import defer, driver_execute
+from tally.storage.tables import ledger_heads
 
 STALE_SQLSTATE = "TL409"  # raised by tally_check_epochs (migration 0021)
 _CHECK = "SELECT tally_check_epochs(%s::text[], %s::bigint[])"
@@ -39,10 +41,7 @@ def check(conn: Connection, epochs: dict[str, int]) -> None:
     if conn.dialect.name == "postgresql":
         defer(conn, _CHECK, (text_array(tenants), "{" + ",".join(str(epochs[t]) for t in tenants) + "}"))
         return
-    found = dict(conn.exec_driver_sql(
-        f"SELECT tenant_id, epoch FROM ledger_heads WHERE tenant_id IN ({','.join('?' * len(tenants))})",
-        tuple(tenants)).all())
-    if found != epochs:
+    if ledger_repo.load_heads_with_epochs(conn, tenants)[1] != epochs:
         raise StaleEpochs("a tenant was written since this writer last committed")
 
 
@@ -66,12 +65,10 @@ def bump(conn: Connection, tenant_ids: Collection[str] | None) -> None:
 def _bump_sqlite(conn: Connection, tenant_ids: Collection[str] | None) -> None:
     if conn.connection.driver_connection.total_changes == conn.info.pop(_CHANGES_AT_BEGIN):
         return  # wrote nothing
-    if tenant_ids is None:
-        conn.exec_driver_sql("UPDATE ledger_heads SET epoch = epoch + 1")
-    elif tenant_ids:
-        tenants = tuple(sorted(tenant_ids))
-        conn.exec_driver_sql(f"UPDATE ledger_heads SET epoch = epoch + 1 WHERE tenant_id IN "
-                             f"({','.join('?' * len(tenants))})", tenants)
+    moved = update(ledger_heads).values(epoch=ledger_heads.c.epoch + 1)
+    if tenant_ids is not None:
+        moved = moved.where(ledger_heads.c.tenant_id.in_(sorted(tenant_ids)))
+    conn.execute(moved)
 
 
 def is_stale(exc: BaseException) -> bool:

@@ -104,6 +104,7 @@ class UnitOfWork:
         connections, at most `retries_max` times. After the commit, the listeners hear which tenants got
         new events."""
         setting = scope_setting(tenants)
+        gated = None if tenants is Scope.SYSTEM else tenants  # None: every tenant's gate and epoch
         attempt = 0
         while True:
             try:
@@ -115,14 +116,14 @@ class UnitOfWork:
                     ledger_repo.take_event_tenants(conn)  # nothing left over from an earlier checkout
                     # The tenants' gates first, ahead of the BEGIN; the SELECT of the scope takes the snapshot.
                     # Both go out with the work's first statement, in its round trip.
-                    defer_write_gate(conn, None if tenants is Scope.SYSTEM else tenants)
+                    defer_write_gate(conn, gated)
                     defer_tenant_scope(conn, setting)
                     result = work(conn)
                     written = ledger_repo.take_event_tenants(conn)
                     # What the work deferred, the epochs, NOTIFY and COMMIT in one round trip; raises (the
                     # transaction undone) when any of them failed.
                     with deferring(conn):
-                        epochs.bump(conn, None if tenants is Scope.SYSTEM else tenants)
+                        epochs.bump(conn, gated)
                         ledger_repo.notify_events(conn, written)
                     commit(conn, transaction)
                 self._tell_listeners(written)
