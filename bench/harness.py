@@ -25,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from bench import disk, procs, statements, stats
+from bench import disk, procs, statements, stats, timeline
 from bench.baseline import create_schema
 from bench.credentials import tenant_key
 from bench.ledger_setup import MERCHANT, PREFIX, load_transfers, setup_tenant
@@ -217,7 +217,7 @@ class Runner:
         self.pg.start()
         self.info["postgres"] = self.pg.describe()
         self.pg.create_database("baseline")
-        server = serve_on_postgres(self.pg, "bench", self.workdir, self._server_env(), self.args.superuser)
+        server = serve_on_postgres(self.pg, "bench", self.workdir, self._server_env("pg"), self.args.superuser)
         if self.args.pg_statements:
             with self.pg.connect("bench") as conn:
                 statements.install(conn)
@@ -227,16 +227,37 @@ class Runner:
 
     def start_sqlite_server(self) -> None:
         db = self.workdir / "tally-bench.db"
-        server = TallyServer(f"sqlite:///{db}", self.workdir, "tally-sqlite", extra_env=self._server_env())
+        server = TallyServer(f"sqlite:///{db}", self.workdir, "tally-sqlite", extra_env=self._server_env("sqlite"))
         self.servers["sqlite"] = server.start()
         self.log(f"tally serve (SQLite) pid {server.pid} on {server.target}")
 
-    def _server_env(self) -> dict[str, str]:
+    def _server_env(self, server: str) -> dict[str, str]:
         env = dict(self.child_env)
         for item in self.args.server_env:
             key, _, value = item.partition("=")
             env[key] = value
+        if self.args.timeline:  # the hook first on the path, and the bench package it imports
+            env[timeline.ENV] = str(self._timeline_file(server))
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(timeline.HOOK_DIR), str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         return env
+
+    def _timeline_file(self, server: str) -> Path:
+        return self.workdir / f"{server}.timeline.json"
+
+    def _read_timeline(self, s: Scenario, row: Row, window: dict) -> None:
+        """The server's records of the measured window (SIGUSR1 makes the hook write them), summarized."""
+        path = self._timeline_file(s.server)
+        path.unlink(missing_ok=True)
+        os.kill(self.servers[s.server].pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeline.DUMP_WAIT_S
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server wrote no timeline to {path} (started with --timeline?)")
+            time.sleep(0.1)
+        row.raw["timeline"] = timeline.summarize(timeline.read_dump(path), *window["t_ns"])
+        for line in timeline.summary_lines(s.name, row.raw["timeline"], row.p50_us):
+            self.log(line)
 
     def setup_tenants(self, server_key: str, workloads: list[str]) -> None:
         server = self.servers[server_key]
@@ -286,7 +307,8 @@ class Runner:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spy.wait(60)
         span = b["t"] - a["t"]
-        out = {"host": None, "server": None, "pg": None, "wall_us": (a["wall_us"], b["wall_us"])}
+        out = {"host": None, "server": None, "pg": None, "wall_us": (a["wall_us"], b["wall_us"]),
+               "t_ns": (a["t"], b["t"])}
         if a["server"] is not None and b["server"] is not None:
             out["server"] = stats.cpu_pct(b["server"] - a["server"], procs.TICKS_PER_S, span)
         out["servers"] = stats.cpu_pct(max(0, b["servers"] - a["servers"]), procs.TICKS_PER_S, span)
@@ -452,6 +474,8 @@ class Runner:
             threading.Timer(self.warmup_ns / NS + 0.5, self._reset_statements).start()
         merged, window = self.run_generator(s, [stream], self.duration_ns, self.warmup_ns)
         row = self._row_from(s, merged[s.name], window, self.duration_ns)
+        if self.args.timeline and s.kind in ("post", "batch"):
+            self._read_timeline(s, row, window)
         if profiled:
             with self.pg.connect("bench") as conn:
                 row.raw["pg_statements"] = statements.read(conn, "bench", merged[s.name]["vouchers"])
@@ -837,6 +861,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--superuser", action="store_true", help="serve PostgreSQL as the superuser (skips row security) "
                    "instead of the service role tally_app, for comparison")
     p.add_argument("--report", metavar="FILE", help="only print the report of a saved --json FILE (no run)")
+    p.add_argument("--timeline", action="store_true",
+                   help="per Tally scenario, where the server's time goes: call, pipeline, transaction, apply, "
+                        "commit (bench/timeline.py)")
     p.add_argument("--pg-statements", action="store_true",
                    help="pg_stat_statements per Tally scenario on PostgreSQL: each statement's cost per voucher")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (logs, raw generator output)")

@@ -1,7 +1,9 @@
 """In-process profile of the batch writer: no gRPC, no event loop in the measured part.
 
 Builds transfer submissions the way `Posting.submission` does, then writes them in batches exactly as the
-pipeline's writer thread does (`uow.write` around `write_batch`), and reports per voucher:
+pipeline's writer thread does (`uow.write` around `write_batch`, with the service's spending controls and, as
+`tally serve` has by default, a writer memory: `--no-memory` reads every batch's opening instead), and
+reports per voucher:
 
 * writer CPU: CPU time of the writing thread (`time.thread_time_ns`), which includes SQLite's own work but
   not the PostgreSQL server's;
@@ -11,6 +13,8 @@ pipeline's writer thread does (`uow.write` around `write_batch`), and reports pe
 
     PYTHONPATH=src:. .venv/bin/python bench/writer_profile.py                 # both backends
     PYTHONPATH=src:. .venv/bin/python bench/writer_profile.py --backend sqlite --profile 25
+    PYTHONPATH=src:. .venv/bin/python bench/writer_profile.py --backend postgresql --batch-size 1 \
+        --batches 3000 --warmup-batches 3000 --workloads uniform --no-servicer     # a lone Post's write
 
 PostgreSQL is a throwaway server from tests/pgserver.py (durability off: it measures CPU, not fsync).
 Timings are integer microseconds; money is integer atomic units.
@@ -42,6 +46,7 @@ from tally.domain.ids import new_id
 from tally.domain.vouchers import AccountRef, LineDraft
 from tally.service.commands import PostFlow
 from tally.service.posting.batch import Posted, Submission, write_batch
+from tally.service.posting.memory import WriterMemory
 from tally.service.posting.pipeline import now_us
 from tally.storage import tables as t
 from tally.storage.engine import make_engines
@@ -86,10 +91,12 @@ def account_code(i: int) -> str:
 class Rig:
     """One migrated database with the service stack on it, and the writer's call as the pipeline makes it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, memory: bool = True) -> None:
         migrate(url)
         self.engines = make_engines(url, pool_size=2)
-        self.services = build_services(Settings(database_url=url, db_pool_size=2), self.engines)
+        settings = Settings(database_url=url, db_pool_size=2)
+        self.services = build_services(settings, self.engines)
+        self.memory = WriterMemory(settings.writer_memory_accounts_max) if memory else None
         self.loop = asyncio.new_event_loop()
         self.request_no = 0
 
@@ -98,9 +105,12 @@ class Rig:
         self.engines.dispose()
 
     def write(self, subs: list[Submission]) -> list:
-        pipeline = self.services.pipeline
-        return self.services.uow.write({TENANT}, lambda conn: write_batch(
-            conn, subs, now_us(), pipeline.calendar, pipeline.opener))
+        pipeline, memory = self.services.pipeline, self.memory
+        outcomes = self.services.uow.write({TENANT}, lambda conn: write_batch(
+            conn, subs, now_us(), pipeline.calendar, pipeline.opener, pipeline.controls, memory))
+        if memory is not None:
+            memory.settle()  # as the pipeline does once the transaction has committed
+        return outcomes
 
     def submissions(self, flows: list) -> list[Submission]:
         posting = self.services.posting
@@ -233,7 +243,7 @@ def database(backend: str) -> Iterator[str]:
 
 def run_backend(backend: str, args: argparse.Namespace) -> list:
     with database(backend) as url:
-        rig = Rig(url)
+        rig = Rig(url, args.memory)
         try:
             open_accounts(rig, args.accounts)
             fund_accounts(rig, args.accounts, args.batch_size)
@@ -275,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions")
     parser.add_argument("--no-servicer", dest="servicer", action="store_false",
                         help="skip timing the servicer's side (PostBatch and Post: proto in, proto out)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="no writer memory: every batch reads its opening (TALLY_WRITER_MEMORY_ACCOUNTS_MAX=0)")
     parser.add_argument("--profile-sort", default="tottime", choices=("tottime", "cumulative"))
     return parser.parse_args(argv)
 

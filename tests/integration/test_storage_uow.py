@@ -400,15 +400,37 @@ def test_every_write_runs_in_one_transaction_whichever_way_it_starts(postgres_ur
 def test_a_write_begins_in_the_round_trip_of_its_first_read(postgres_url, make_ledger):
     """The gates, BEGIN and the scope go out in the same query as the batch's reads: a write transaction
     costs no round trip of its own to begin (the server's `current_query()` is that whole query). The gates
-    come first, in a transaction the COMMIT ends, so that the snapshot is taken after them."""
+    come first, in a transaction of their own, so that the snapshot is taken after them."""
     uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=0)
     query = uow.write({TENANT}, lambda conn: fetch_together(conn, [("SELECT current_query()", ())])[0][0][0])
     statements = [s.strip() for s in query.split(";")]
-    assert statements[0] == f"SELECT pg_advisory_lock_shared({gate_key('*')})"
-    assert statements[1] == f"SELECT pg_advisory_lock({gate_key(TENANT)})"
-    assert statements[2:4] == ["COMMIT", "BEGIN ISOLATION LEVEL REPEATABLE READ"]
-    assert statements[4].startswith("SELECT set_config('tally.tenants'")
-    assert statements[5] == "SELECT current_query()"
+    assert statements[0] == "BEGIN"
+    assert statements[1] == f"SELECT pg_advisory_lock_shared({gate_key('*')})"
+    assert statements[2] == f"SELECT pg_advisory_lock({gate_key(TENANT)})"
+    assert statements[3:5] == ["COMMIT", "BEGIN ISOLATION LEVEL REPEATABLE READ"]
+    assert statements[5].startswith("SELECT set_config('tally.tenants'")
+    assert statements[6] == "SELECT current_query()"
+
+
+def test_a_write_leaves_no_warning_on_the_server(postgres_url, make_ledger):
+    """The gates' transaction is begun explicitly: a COMMIT that ends a query's implicit transaction warns
+    ("there is no transaction in progress"), which the server would log once for every write."""
+    uow = UnitOfWork(make_ledger(postgres_url, start=False).engines, retries_max=0)
+    notices, drivers = [], []
+
+    def noted(diagnostic) -> None:
+        notices.append(diagnostic.message_primary)
+
+    def work(conn):
+        drivers.append(conn.connection.driver_connection)
+        drivers[-1].add_notice_handler(noted)
+        return fetch_together(conn, [("SELECT 1", ())])
+
+    try:
+        assert uow.write({TENANT}, work) == [[(1,)]]  # the gates, BEGIN, the read, then the COMMIT's round trip
+    finally:
+        drivers[0].remove_notice_handler(noted)
+    assert notices == []
 
 
 def test_a_transaction_that_sends_nothing_commits_nothing_and_leaves_the_connection_idle(postgres_url, make_ledger):

@@ -103,8 +103,9 @@ def locking(bind: Connection | Engine) -> bool:
 
 def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> None:
     """On PostgreSQL, the gates of the transaction's tenants (None: every tenant), sent with its first
-    statement (see `defer`) ahead of its BEGIN, in an implicit transaction of their own that the COMMIT ends:
-    a lock statement is a SELECT, which would fix the transaction's snapshot before the wait.
+    statement (see `defer`) ahead of its BEGIN, in a transaction of their own: a lock statement is a SELECT,
+    which would fix the transaction's snapshot before the wait. That transaction begins explicitly: a COMMIT
+    ending the implicit one a multi-statement query opens would log a WARNING on the server every write.
     The locks are the session's: they outlive that COMMIT and are released with the write's own COMMIT
     (`commit`), or when the connection goes back to the pool after a failure (`_release_gates`).
     A tenant's writer shares the gate of every tenant, which a writer for all of them takes alone; keys are
@@ -117,10 +118,10 @@ def defer_write_gate(conn: Connection, tenant_ids: Collection[str] | None) -> No
         keys = sorted({gate_key(tenant_id) for tenant_id in tenant_ids})
         locks = [(_LOCK_SHARED, (_ALL_TENANTS_KEY,)), *((_LOCK, (key,)) for key in keys)]
     deferred = conn.info.setdefault(_DEFERRED, [])
-    if not deferred or not deferred[0][0].startswith(_BEGIN):
+    if not deferred or not deferred[0][0].startswith(_BEGIN) or conn.info.get(_GATE_DEFERRED):
         raise RuntimeError("the write gate is taken before the transaction's first statement")
     deferred[0] = (_GATED_BEGIN, ())
-    deferred[0:0] = [*locks, ("COMMIT", ())]
+    deferred[0:0] = [(_BEGIN, ()), *locks, ("COMMIT", ())]
     conn.info[_GATE_DEFERRED] = True
 
 
