@@ -16,6 +16,10 @@ reports per voucher:
     PYTHONPATH=src:. .venv/bin/python bench/writer_profile.py --backend postgresql --batch-size 1 \
         --batches 3000 --warmup-batches 3000 --workloads uniform --no-servicer     # a lone Post's write
 
+`--busy-thread` runs a thread of pure Python beside the writer for the measured part, as the server's event
+loop is beside its writer under load: both take turns on one GIL, and the writer gives it up at every wait
+for the database.
+
 PostgreSQL is a throwaway server from tests/pgserver.py (durability off: it measures CPU, not fsync).
 Timings are integer microseconds; money is integer atomic units.
 """
@@ -30,6 +34,7 @@ import io
 import pstats
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,7 +258,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> list:
             for workload in args.workloads:
                 # CPU time, not wall time: the writer's waits for the database are not its cost.
                 profiler = cProfile.Profile(time.thread_time_ns, 1e-9) if args.profile else None
-                figures.append(measure(rig, backend, workload, args, profiler, random.Random(args.seed)))
+                with busy_thread() if args.busy_thread else contextlib.nullcontext():
+                    figures.append(measure(rig, backend, workload, args, profiler, random.Random(args.seed)))
                 if profiler is not None:
                     print(f"\n## cProfile: {backend} {workload}, write calls only")
                     print(profile_text(profiler, args.profile, args.profile_sort))
@@ -262,6 +268,26 @@ def run_backend(backend: str, args: argparse.Namespace) -> list:
             return figures
         finally:
             rig.close()
+
+
+@contextlib.contextmanager
+def busy_thread() -> Iterator[None]:
+    """A thread that runs Python and never waits, until the block ends."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        table: dict[int, tuple[int, str]] = {}
+        while not stop.is_set():
+            for i in range(1000):
+                table[i % 97] = (i, str(i))
+
+    thread = threading.Thread(target=spin, name="busy", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def profile_text(profiler: cProfile.Profile, top: int, sort: str) -> str:
@@ -285,6 +311,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N functions")
     parser.add_argument("--no-servicer", dest="servicer", action="store_false",
                         help="skip timing the servicer's side (PostBatch and Post: proto in, proto out)")
+    parser.add_argument("--busy-thread", action="store_true",
+                        help="a thread of pure Python beside the writer, as the event loop under load")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="no writer memory: every batch reads its opening (TALLY_WRITER_MEMORY_ACCOUNTS_MAX=0)")
     parser.add_argument("--profile-sort", default="tottime", choices=("tottime", "cumulative"))
