@@ -42,7 +42,7 @@ def test_a_text_of_32_bytes_is_refused():
 @pytest.mark.parametrize("body", [
     {},
     json.loads(TRANSFER),
-    {"voucher_ids": ["01a24ebe-f4da-7607-98a9-1ab8c986be25"], "holds": [{"id": "h1"}]},  # with a hold: format 1
+    {"voucher_ids": ["01a24ebe-f4da-7607-98a9-1ab8c986be25"], "holds": []},
     {"memo": "naïve ☃ \u0000 \\ \"quoted\"", "metadata": {"k": "v" * 5000}, "amount": 2**70},
     [1, [2, [3]], None, True],
 ])
@@ -65,40 +65,7 @@ def test_the_packed_format_is_fixed():
 def test_a_transfer_body_and_result_pack_small():
     assert len(TRANSFER) == 201 and len(pack(TRANSFER)) <= 32
     result = canonical_json({"holds": [], "voucher_ids": ["01a24ebe-f4da-7607-98a9-1ab8c986be25"]})
-    assert len(pack(result)) == 17
-
-
-IDS = ["01a24ebe-f4da-7607-98a9-1ab8c986be25", "01a24ebe-f4da-7607-98a9-1ab8c986be26"]
-
-
-def test_a_postings_result_is_stored_as_its_ids_bytes():
-    """Format 2: a posting's result, the ids' 16 bytes each after the format byte, no deflate; fixed, as 1."""
-    result = canonical_json({"holds": [], "voucher_ids": IDS})
-    packed = pack(result)
-    assert packed == bytes((2,)) + bytes.fromhex("01a24ebef4da760798a91ab8c986be25" "01a24ebef4da760798a91ab8c986be26")
-    assert unpack(packed) == result
-    assert unpack(memoryview(packed)) == result
-
-
-@pytest.mark.parametrize("result", [
-    {"holds": [], "voucher_ids": []},  # no voucher
-    {"holds": [{"id": "h1"}], "voucher_ids": IDS[:1]},  # holds
-    {"holds": [], "voucher_ids": [IDS[0].upper()]},  # not the canonical text of its UUID
-    {"holds": [], "voucher_ids": [IDS[0].replace("-", "")]},
-    {"holds": [], "voucher_ids": ["v-1"]},  # not a UUID
-    {"error": {"kind": "failed_precondition", "message": "m", "metadata": {}, "reason": "INSUFFICIENT_FUNDS"}},
-])
-def test_other_results_are_deflated_and_read_back_exactly(result):
-    text = canonical_json(result)
-    packed = pack(text)
-    assert packed[0] == 1
-    assert unpack(packed) == text
-
-
-def test_text_that_only_looks_like_a_result_reads_back_as_it_was():
-    """Format 2 holds only what it gives back byte for byte: other spacing is deflated."""
-    text = '{"holds":[],"voucher_ids":["' + IDS[0] + '" ]}'
-    assert pack(text)[0] == 1 and unpack(pack(text)) == text
+    assert len(pack(result)) <= 40
 
 
 @pytest.mark.parametrize("text", ['{"a":1}', "[]", '"s"', "null"])

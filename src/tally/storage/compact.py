@@ -3,13 +3,10 @@ their 32 bytes, idempotency bodies and results as JSON deflated against a preset
 the API keep hex and JSON text: these conversions happen here, at the repository boundary, and the column
 types below apply them to every SQLAlchemy Core statement that names the columns.
 
-Packed JSON is one version byte then the text: 0x01, raw deflate against `_DICTIONARY_V1`; or 0x02, the
-result of a posting, `{"holds":[],"voucher_ids":[...]}` with canonical UUID ids, as the ids' 16 bytes each
-(the most frequent record; no deflate, whose calls let go of the GIL, which the batch writer, packing a
-result per voucher, then waits to get back). A canonical transfer body of 201 characters keeps 29 bytes, a
-result of 67 keeps 17. Text written before migration 0019 was copied as it was (its first byte is `{`, `[`
-or `"`, never 0x01 or 0x02) and reads back as it is. `_DICTIONARY_V1` and both formats can never change:
-stored rows depend on them byte for byte; a new one gets 0x03.
+Packed JSON is one version byte then the text: 0x01, raw deflate against `_DICTIONARY_V1`. A canonical
+transfer body of 201 characters keeps 29 bytes, a result of 67 keeps 38. Text written before migration
+0019 was copied as it was (its first byte is `{`, `[` or `"`, never 0x01) and reads back as it is.
+`_DICTIONARY_V1` can never change: stored rows depend on it byte for byte; a better one gets 0x02.
 """
 
 from __future__ import annotations
@@ -22,8 +19,6 @@ from sqlalchemy.types import TypeDecorator
 DIGEST_BYTES = 32  # SHA-256
 DIGEST_HEX_CHARS = 2 * DIGEST_BYTES
 _PACKED_V1 = 1
-_POSTED_IDS_V2 = 2
-_POSTED_HEAD, _POSTED_TAIL = '{"holds":[],"voucher_ids":[', "]}"
 # Fragments of the canonical bodies and results idempotency records hold most (sorted keys, no spaces): the
 # longest matches a transfer, the most frequent record, so its body is mostly back-references.
 _DICTIONARY_V1 = (
@@ -66,33 +61,8 @@ def digest_text(value: bytes | memoryview | str) -> str:
 
 
 def pack(text: str) -> bytes:
-    ids = _posted_ids(text)
-    if ids is not None:
-        return bytes((_POSTED_IDS_V2,)) + ids
     compressor = _PRIMED.copy()
     return bytes((_PACKED_V1,)) + compressor.compress(text.encode()) + compressor.flush()
-
-
-def _posted_ids(text: str) -> bytes | None:
-    """The ids of a posting's result as their bytes, when `text` is exactly what unpacking them gives back."""
-    if not (text.startswith(_POSTED_HEAD) and text.endswith(_POSTED_TAIL)):
-        return None
-    quoted = text[len(_POSTED_HEAD):-len(_POSTED_TAIL)].split(",")
-    try:
-        ids = b"".join(bytes.fromhex(q[1:-1].replace("-", "")) for q in quoted)
-    except ValueError:
-        return None
-    if len(ids) != 16 * len(quoted) or _ids_text(ids) != text:
-        return None  # not canonical UUIDs (case, layout, quoting): kept as deflated text
-    return ids
-
-
-def _ids_text(ids: bytes) -> str:
-    quoted = []
-    for at in range(0, len(ids), 16):
-        h = ids[at:at + 16].hex()
-        quoted.append(f'"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"')
-    return _POSTED_HEAD + ",".join(quoted) + _POSTED_TAIL
 
 
 def unpack(value: bytes | memoryview | str) -> str:
@@ -100,8 +70,6 @@ def unpack(value: bytes | memoryview | str) -> str:
     if isinstance(value, str):
         return value
     data = bytes(value)
-    if data[:1] == bytes((_POSTED_IDS_V2,)):
-        return _ids_text(data[1:])
     if data[:1] != bytes((_PACKED_V1,)):
         return data.decode()  # written before migration 0019
     decompressor = zlib.decompressobj(-15, zdict=_DICTIONARY_V1)

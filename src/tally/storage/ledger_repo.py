@@ -137,7 +137,6 @@ class IdempotencyRecord:
     result: dict
     created_us: int
     body_json: str = ""  # `body` as canonical JSON when the caller has it already (written as it is)
-    body_packed: bytes = b""  # `body_json` packed (storage/compact.py) when the caller has it already
     actor: str = ""  # who asked; written, never read back by the service (it is evidence, not state)
 
 
@@ -186,8 +185,7 @@ def insert_records(conn: Connection, records: Sequence[IdempotencyRecord]) -> No
 def record_rows(records: Iterable[IdempotencyRecord]) -> list[tuple]:
     """Each record's `INSERTED_RECORD_COLUMNS`, in that order."""
     return [(r.tenant_id, r.request_id, r.operation, digest_bytes(r.fingerprint),
-             r.body_packed or pack(r.body_json or _sorted_json(r.body)), pack(_sorted_json(r.result)), r.created_us,
-             r.actor)
+             pack(r.body_json or _sorted_json(r.body)), pack(_sorted_json(r.result)), r.created_us, r.actor)
             for r in records]
 
 

@@ -49,7 +49,6 @@ from tally.service.posting.memory import UnrecordedRefusal, WriterMemory
 from tally.service.posting.undo import Revertible
 from tally.storage import epochs, journal_repo, journal_write, ledger_repo
 from tally.storage.batch_reads import Opening, read_accounts, read_opening
-from tally.storage.compact import pack
 from tally.storage.engine import deferring, pipelined
 from tally.storage.journal_write import JournalRows
 from tally.storage.ledger_repo import Event, IdempotencyRecord, LedgerHead
@@ -85,14 +84,10 @@ class Submission:
     actor: str = ""  # who asked: kept with the idempotency record, in the same transaction
     body_json: str = field(init=False)  # the body's canonical JSON: fingerprinted, and stored as it is
     fingerprint: str = field(init=False)
-    # The body as its idempotency record stores it, packed where the submission is made (the event loop): the
-    # writer packing it would let go of the GIL twice a voucher and wait to get it back (storage/compact.py).
-    body_packed: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         self.body_json = canonical_json(self.body)
         self.fingerprint = fingerprint_json(self.operation, self.body_json)
-        self.body_packed = pack(self.body_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +318,7 @@ class _Batch:
     def _keep_record(self, sub: Submission, result: dict) -> None:
         """The submission's final answer, kept as its idempotency record (with who asked)."""
         record = IdempotencyRecord(sub.tenant_id, sub.request_id, sub.operation, sub.fingerprint, sub.body, result,
-                                   self.now_us, body_json=sub.body_json, body_packed=sub.body_packed, actor=sub.actor)
+                                   self.now_us, body_json=sub.body_json, actor=sub.actor)
         self.records[(record.tenant_id, record.request_id)] = record
         self.new_records.append(record)
 
