@@ -11,9 +11,10 @@ long it took, in integer nanoseconds of the shared monotonic clock:
 * apply: inside it, the batch writer (`write_batch`): opening, rules applied, rows built and sent;
 * commit: inside it, the round trip that carries what was deferred, the COMMIT and the gates' release.
 
-It times one serving process (`TALLY_PROCESSES=1`, the default): with more, the signal reaches the supervisor,
-which serves nothing. The harness asks for the records of the measured window only (SIGUSR1 makes the hook write and forget what
-it holds) and prints each stage's median and 99th percentile beside the client's latency. What is left
+It times one serving process (`TALLY_PROCESSES=1`, the default): with more, the signal reaches the
+supervisor, which serves nothing. The harness asks for the records of the measured window only (SIGUSR1
+makes the hook write and forget what it holds) and prints each stage's median and 99th percentile beside the
+client's latency. What is left
 between stages is the time no stage names: the network and gRPC between client and interceptor (client
 latency minus call), the handler's own work (call minus pipeline), the writer's queue and the hand-overs
 (pipeline minus transaction, for a batch of one).
