@@ -14,10 +14,9 @@ long it took, in integer nanoseconds of the shared monotonic clock:
 It times one serving process (`TALLY_PROCESSES=1`, the default): with more, the signal reaches the
 supervisor, which serves nothing. The harness asks for the records of the measured window only (SIGUSR1
 makes the hook write and forget what it holds) and prints each stage's median and 99th percentile beside the
-client's latency. What is left
-between stages is the time no stage names: the network and gRPC between client and interceptor (client
-latency minus call), the handler's own work (call minus pipeline), the writer's queue and the hand-overs
-(pipeline minus transaction, for a batch of one).
+client's latency. What is left between stages is the time no stage names: the network and gRPC between
+client and interceptor (client latency minus call), the handler's own work (call minus pipeline), the
+writer's queue and the hand-overs (pipeline minus transaction, for a batch of one).
 """
 
 from __future__ import annotations
