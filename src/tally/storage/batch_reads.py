@@ -99,9 +99,7 @@ def _read_together(conn: Connection, tenant_ids: list[str], record_keys: Iterabl
     queries = [(_HEADS_SQL, (text_array(tenant_ids),))]
     queries += [(_RECORDS_SQL, (tenant_id, text_array(ids))) for tenant_id, ids in request_ids.items()]
     results = iter(fetch_together(conn, queries + _account_queries(keys)))
-    rows = next(results)
-    heads = {row[0]: LedgerHead(*row[:-1]) for row in rows}
-    epochs = {row[0]: row[-1] for row in rows}
+    heads, epochs = ledger_repo.heads_and_epochs(next(results))
     records = {}
     for _ in request_ids:
         records.update({(r.tenant_id, r.request_id): r for r in map(ledger_repo.to_record, next(results))})

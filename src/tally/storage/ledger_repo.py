@@ -37,9 +37,16 @@ _HEADS_OF = (select(*(ledger_heads.c[name] for name in HEAD_COLUMNS))
              .where(ledger_heads.c.tenant_id.in_(bindparam("ids", expanding=True))))
 
 
+_HEADS_WITH_EPOCHS_OF = _HEADS_OF.add_columns(ledger_heads.c.epoch)
+
+
 def load_heads_with_epochs(conn: Connection, tenant_ids: list[str]) -> tuple[dict[str, LedgerHead], dict[str, int]]:
     """The heads these tenants have, and their epochs (storage/epochs.py)."""
-    rows = conn.execute(_HEADS_OF.add_columns(ledger_heads.c.epoch), {"ids": tenant_ids}).all()
+    return heads_and_epochs(conn.execute(_HEADS_WITH_EPOCHS_OF, {"ids": tenant_ids}).all())
+
+
+def heads_and_epochs(rows: Sequence[Sequence]) -> tuple[dict[str, LedgerHead], dict[str, int]]:
+    """Rows of `HEAD_COLUMNS` then the epoch, as heads and epochs by tenant."""
     return {row[0]: LedgerHead(*row[:-1]) for row in rows}, {row[0]: row[-1] for row in rows}
 
 
