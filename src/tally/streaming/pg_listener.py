@@ -62,7 +62,8 @@ class PgListener:
         the connection is retried in the background and the hub's poll covers the meantime."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pg-event-listener")
         try:
-            await asyncio.wait_for(self.connected.wait(), FIRST_CONNECT_WAIT_S)
+            async with asyncio.timeout(FIRST_CONNECT_WAIT_S):  # not wait_for: on 3.11 it can swallow a cancel
+                await self.connected.wait()
         except TimeoutError:
             log.warning("event listener: no PostgreSQL connection yet; retrying in the background")
 

@@ -88,15 +88,23 @@ class _Worker:
     async def nap(self, seconds: float, *, changes_only: bool = False) -> bool:
         """Sleeps up to `seconds`; True when woken earlier. A backoff waits for changes only: new events
         cannot shorten it."""
-        event = self.changed if changes_only else self.woken
         try:
-            await asyncio.wait_for(event.wait(), max(seconds, 0))
-            return True
-        except TimeoutError:
-            return False
+            return await woken_within(self.changed if changes_only else self.woken, seconds)
         finally:
             self.woken.clear()
             self.changed.clear()
+
+
+async def woken_within(event: asyncio.Event, seconds: float) -> bool:
+    """True when `event` is set within `seconds`. Not `asyncio.wait_for`: on Python 3.11 it swallows a
+    cancellation that arrives in the turn the event is set, so a stopped dispatcher's task ran on and `stop`
+    waited for it forever."""
+    try:
+        async with asyncio.timeout(max(seconds, 0)):
+            await event.wait()
+        return True
+    except TimeoutError:
+        return False
 
 
 class _Acks:
@@ -203,8 +211,7 @@ class WebhookDispatcher:
                 log.warning("webhook lease tick failed: %s", type(exc.orig).__name__)
             except Exception:  # noqa: BLE001 - a bug: logged whole, and the next tick tries again
                 log.exception("webhook lease tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), self.tick_s)
+            await woken_within(self._woken, self.tick_s)
             self._woken.clear()
 
     async def _tick(self) -> None:

@@ -80,8 +80,8 @@ class Sender:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
-                parts.hostname, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S)
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # not wait_for: on 3.11 it can swallow a cancel
+                infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
         except (OSError, TimeoutError) as exc:
             return clip(f"cannot resolve {parts.hostname}: {exc}")
         for info in infos:
