@@ -1,6 +1,6 @@
 """The dispatcher's waits end when cancelled, even when what they wait for happens in the same turn: with
 `asyncio.wait_for` on Python 3.11 such a cancellation was swallowed, the deliverer or the lease loop ran
-on, and `WebhookDispatcher.stop` waited for it forever (a test run once hung on it)."""
+on, and `WebhookDispatcher.stop` waited for it forever."""
 
 from __future__ import annotations
 

@@ -97,8 +97,8 @@ class _Worker:
 
 async def woken_within(event: asyncio.Event, seconds: float) -> bool:
     """True when `event` is set within `seconds`. Not `asyncio.wait_for`: on Python 3.11 it swallows a
-    cancellation that arrives in the turn the event is set, so a stopped dispatcher's task ran on and `stop`
-    waited for it forever."""
+    cancellation that arrives in the turn the event is set, so a stopped dispatcher's task could run on and
+    `stop` wait for it forever."""
     try:
         async with asyncio.timeout(max(seconds, 0)):
             await event.wait()
