@@ -14,6 +14,8 @@ Tests that use PostgreSQL get the ``postgres`` marker automatically, so
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import sys
 import warnings
 from collections.abc import Iterator
@@ -92,3 +94,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         indirect_pg = callspec is not None and callspec.params.get("database_url") == "postgresql"
         if indirect_pg or POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test failed by pytest-timeout gets the stack of every asyncio task still pending beside its report:
+    an asyncio test that hangs waits in its event loop, whose thread traceback says nothing of what for."""
+    report = yield
+    if call.excinfo is not None and "Timeout" in str(call.excinfo.value):
+        report.sections.append(("asyncio tasks at the timeout", _pending_tasks()))
+    return report
+
+
+def _pending_tasks() -> str:
+    """Each pending task's chain of awaits, outermost first, down to what it waits on."""
+    lines = []
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed()]
+    for loop in loops:
+        for task in asyncio.all_tasks(loop):
+            lines.append(f"{task.get_name()}:")
+            awaited = task.get_coro()
+            while awaited is not None:
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                if frame is None:
+                    lines.append(f"    waits on {awaited!r:.200}")
+                    break
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+    return "\n".join(lines) or "(none)"
