@@ -3,6 +3,8 @@ accepted or refused on its own, posts at most once, and leaves a gap-free, hash-
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -498,6 +500,19 @@ async def test_batches_are_capped_and_a_full_queue_is_refused_without_writing(da
     assert all(isinstance(r, Posted) and not r.replayed for r in again)
     assert ledger.balance("bob") == 9
     check_ledger(ledger.url)
+
+
+async def test_submitting_nothing_is_answered_at_once_and_costs_no_one_else_their_answer(ledger):
+    """Nothing submitted in the same turn as a transfer: the empty submission is answered with nothing, and
+    the transfer still posts (an empty entry once failed the turn's hand-over to the writers, so neither was
+    ever answered)."""
+    ledger.open("alice")
+    ledger.open("bob")
+    await ledger.fund("alice", 10)
+    empty, posted = await asyncio.wait_for(asyncio.gather(ledger.pipeline.submit_many([]),
+                                                          ledger.transfer("alice", "bob", 1)), 30)
+    assert empty == [] and isinstance(posted, Posted)
+    assert ledger.balance("bob") == 1
 
 
 async def test_one_tenant_cannot_take_the_whole_queue(database_url, make_ledger):

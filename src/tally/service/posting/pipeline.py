@@ -108,6 +108,8 @@ class PostingPipeline:
 
     async def submit_many(self, subs: list[Submission]) -> list[Outcome]:
         """Queues submissions together (an atomic group stays in one batch); answers after commit."""
+        if not subs:  # an empty entry would fail the hand-over, and with it the turn's other submissions
+            return []
         if self._queues[0].closed:
             raise LedgerError(ErrorKind.UNAVAILABLE, "POSTING_STOPPED",
                               "the server is shutting down; retry with the same request_id")
