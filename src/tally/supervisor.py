@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -65,7 +66,8 @@ class Supervisor:
 
     def _spawn(self, index: int) -> _Child:
         child = _Child(index, subprocess.Popen([sys.executable, "-m", "tally.cli", "serve"], env=self._env(index),
-                                               stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent))
+                                               stdin=subprocess.DEVNULL,
+                                               preexec_fn=functools.partial(die_with_parent, os.getpid())))
         self.children = [c for c in self.children if c.index != index] + [child]
         return child
 
@@ -138,11 +140,14 @@ class Supervisor:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent_pid: int) -> None:
     """In the child, before it runs: SIGTERM when the supervisor dies, however it dies (a SIGKILL too), so no
-    serving process outlives it holding the port. Linux only; elsewhere the children outlive a killed parent."""
+    serving process outlives it holding the port. A supervisor already dead by then sends no signal, so the
+    child does not run at all. Linux only; elsewhere the children outlive a killed parent."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            os._exit(1)  # not a signal to itself: until exec it still has the supervisor's SIGTERM handler
 
 
 def _shifted(address: str, index: int) -> str:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tally.config import ConfigError, Settings, check_processes
-from tally.supervisor import Supervisor, _shifted
+from tally.supervisor import Supervisor, _shifted, die_with_parent
 
 PG = "postgresql+psycopg://tally@127.0.0.1:5432/tally"
 
@@ -43,3 +49,16 @@ def test_each_process_gets_its_metrics_port_and_only_the_first_the_console() -> 
     assert first["TALLY_REUSE_PORT"] == "1" and "TALLY_BOOTSTRAP_ADMIN" not in first
     assert third["TALLY_BOOTSTRAP_ADMIN"] == "false"
     assert _shifted("", 2) == "" and _shifted("[::1]:0", 2) == "[::1]:0"
+
+
+@pytest.mark.parametrize("supervisor_alive", [True, False], ids=["alive", "died-before-the-child-ran"])
+def test_a_child_runs_only_while_its_supervisor_lives(tmp_path: Path, supervisor_alive: bool) -> None:
+    """A supervisor killed between forking a child and the child setting its death signal sends none: the
+    child must not go on to serve, orphaned, on the shared port. Here a parent pid other than the child's
+    real parent stands for the one that died."""
+    ran = tmp_path / "ran"
+    parent = os.getpid() if supervisor_alive else os.getpid() + 1
+    child = subprocess.Popen([sys.executable, "-c", f"open({str(ran)!r}, 'w').close()"],
+                             preexec_fn=functools.partial(die_with_parent, parent))
+    code = child.wait(30)
+    assert (code, ran.exists()) == ((0, True) if supervisor_alive else (1, False))
