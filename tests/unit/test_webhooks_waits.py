@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from tally.streaming.webhooks.dispatcher import _Worker, woken_within
+from tally.streaming.waits import woken_within
+from tally.streaming.webhooks.dispatcher import _Worker
 
 
 async def _cancelled_as_woken(wait, event: asyncio.Event) -> None:

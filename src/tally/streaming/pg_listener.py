@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from tally.storage.ledger_repo import EVENTS_CHANNEL
 from tally.streaming.hub import EventHub
+from tally.streaming.waits import woken_within
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ class PgListener:
         """Starts listening; waits a little for the first connection, but never fails the start-up on it:
         the connection is retried in the background and the hub's poll covers the meantime."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pg-event-listener")
-        try:
-            async with asyncio.timeout(FIRST_CONNECT_WAIT_S):  # not wait_for: on 3.11 it can swallow a cancel
-                await self.connected.wait()
-        except TimeoutError:
+        if not await woken_within(self.connected, FIRST_CONNECT_WAIT_S):
             log.warning("event listener: no PostgreSQL connection yet; retrying in the background")
 
     async def stop(self) -> None:

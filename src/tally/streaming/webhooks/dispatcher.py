@@ -62,6 +62,7 @@ from tally.storage import ledger_repo, system_repo
 from tally.storage import webhooks_repo as repo
 from tally.storage.ledger_repo import Event
 from tally.storage.uow import Scope, Tenants, UnitOfWork
+from tally.streaming.waits import woken_within
 from tally.streaming.webhooks.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -93,18 +94,6 @@ class _Worker:
         finally:
             self.woken.clear()
             self.changed.clear()
-
-
-async def woken_within(event: asyncio.Event, seconds: float) -> bool:
-    """True when `event` is set within `seconds`. Not `asyncio.wait_for`: on Python 3.11 it swallows a
-    cancellation that arrives in the turn the event is set, so a stopped dispatcher's task could run on and
-    `stop` wait for it forever."""
-    try:
-        async with asyncio.timeout(max(seconds, 0)):
-            await event.wait()
-        return True
-    except TimeoutError:
-        return False
 
 
 class _Acks:
