@@ -81,6 +81,9 @@ class ResumableStream(Generic[T]):
 
 
 def _resumable(error: grpc.RpcError) -> bool:
-    if error.code() in RETRYABLE_CODES:
+    """Reading again from the last sequence repeats nothing, so any end the server or the network caused
+    resumes. That includes CANCELLED: the consumer's own cancel returns before this is asked, so this one
+    came from the other side (a server that went away with the stream still open)."""
+    if error.code() in RETRYABLE_CODES or error.code() == grpc.StatusCode.CANCELLED:
         return True
     return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and TallyError.from_rpc(error).reason == TOO_SLOW_REASON
