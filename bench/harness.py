@@ -353,6 +353,8 @@ class Runner:
                "--rate", "100", "--format", "raw", "--output", str(out)]
         if self.args.py_spy_gil:
             cmd.append("--gil")
+        elif self.args.py_spy_threads:
+            cmd += ["--idle", "--threads"]
         self.log(f"profiling: {' '.join(cmd)}")
         log = open(self.workdir / f"{self._current}.py-spy.log", "wb")  # noqa: SIM115
         spy = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -849,6 +851,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra environment for tally serve, e.g. TALLY_LINGER_MS=2 (repeatable)")
     p.add_argument("--py-spy", metavar="DIR", help="record a py-spy profile (raw) of the server per scenario")
     p.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only samples holding the GIL")
+    p.add_argument("--py-spy-threads", action="store_true",
+                   help="with --py-spy: every thread's wall time, waits included, each stack under its thread's "
+                   "name (bench/profile_summary.py --thread NAME reads one)")
     p.add_argument("--snapshot", metavar="REV", help="run the server from `git archive REV` of src/ (e.g. HEAD) "
                    "instead of the working tree")
     p.add_argument("--quiet-wait-s", type=int, default=120,

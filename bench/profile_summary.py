@@ -2,6 +2,10 @@
 samples with the function anywhere on the stack, and the share per top-level area (package).
 
     python -m bench.profile_summary PROFILE.txt [--top 25]
+    python -m bench.profile_summary PROFILE.txt --thread tally-writer    # one thread of a --threads profile
+
+A profile recorded with `--threads` (bench/run.py --py-spy-threads) starts each stack with its thread; the
+summary then opens with each thread's share, and `--thread` keeps the threads whose name starts so.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 import sys
 from collections import Counter
 
+_THREAD = re.compile(r"^thread \([^)]*\): (?P<name>.*)$")
 _LINE = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -55,7 +60,28 @@ def parse(lines: list[str]) -> list[tuple[list[str], int]]:
     return stacks
 
 
-def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> str:
+def thread_of(frames: list[str]) -> str | None:
+    m = _THREAD.match(frames[0]) if frames else None
+    return m.group("name") if m else None
+
+
+def by_thread(stacks: list[tuple[list[str], int]], prefix: str | None) -> tuple[list[tuple[list[str], int]], Counter]:
+    """The stacks without their thread frame (only those of threads named `prefix`..., when given), and the
+    samples per thread."""
+    kept, threads = [], Counter()
+    for frames, n in stacks:
+        name = thread_of(frames)
+        if name is None:
+            kept.append((frames, n))
+            continue
+        threads[name] += n
+        if prefix is None or name.startswith(prefix):
+            kept.append((frames[1:], n))
+    return kept, threads
+
+
+def summarise(stacks: list[tuple[list[str], int]], top: int = 25, thread: str | None = None) -> str:
+    stacks, threads = by_thread(stacks, thread)
     total = sum(n for _, n in stacks)
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
@@ -68,7 +94,10 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> str:
         areas[area(keys[-1])] += n
         for k in set(keys):
             incl[k] += n
-    out = [f"{total} samples"]
+    out = [f"{total} samples" + (f" of threads {thread}*" if thread else "")]
+    if threads:
+        out.append("\nsamples by thread (with waits, each thread gets one a tick):")
+        out += [f"  {n:6d}  {name}" for name, n in threads.most_common(15)]
     out.append("\nown time by area:")
     out += [f"  {n * 100 // max(total, 1):3d}%  {a}" for a, n in areas.most_common(15)]
     out.append("\ntop functions by own samples:")
@@ -82,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile_summary")
     p.add_argument("profile")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--thread", help="only threads whose name starts with this (a --threads profile)")
     args = p.parse_args(argv)
     with open(args.profile) as f:
-        print(summarise(parse(f.readlines()), args.top))
+        print(summarise(parse(f.readlines()), args.top, args.thread))
     return 0
 
 
