@@ -59,6 +59,13 @@ def check_child(parent: Account, child: Account, siblings: int) -> None:
                            "children", children_max=limits.ACCOUNT_CHILDREN_MAX)
 
 
+def check_depth(parent_depth: int) -> None:
+    """A child may join a parent that has `parent_depth` accounts in its chain, itself included."""
+    if parent_depth >= limits.ACCOUNT_DEPTH_MAX:
+        raise precondition("ACCOUNT_TOO_DEEP", f"account hierarchies are at most {limits.ACCOUNT_DEPTH_MAX} deep",
+                           depth_max=limits.ACCOUNT_DEPTH_MAX)
+
+
 def roll_up(root: Account, own_current: int, own_locked: int, descendants: Iterable[Node]) -> list[RollUp]:
     """The subtree's balances per currency, the root's own currency first."""
     sums: dict[str, list[int]] = {root.currency: [0, 0, 0]}

@@ -19,7 +19,7 @@ from tally.domain.accounts import (
 )
 from tally.domain.errors import ErrorKind, LedgerError, invalid, missing_account, precondition
 from tally.domain.fields import check_request_id, check_tenant
-from tally.domain.hierarchy import check_child
+from tally.domain.hierarchy import check_child, check_depth
 from tally.domain.ids import new_id
 from tally.domain.subaccounts import main_code_of
 from tally.domain.vouchers import AccountRef
@@ -145,8 +145,7 @@ def _parent(conn: Connection, tenant_id: str, ref: AccountRef, child: Account) -
         raise missing_account(ref)
     if parent.status is AccountStatus.CLOSED:
         raise precondition("ACCOUNT_CLOSED", "a closed account cannot be a parent", account_id=parent.id)
-    if accounts_repo.parent_depth(conn, tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX) >= limits.ACCOUNT_DEPTH_MAX:
-        raise precondition("ACCOUNT_TOO_DEEP", f"account hierarchies are at most {limits.ACCOUNT_DEPTH_MAX} deep")
+    check_depth(accounts_repo.parent_depth(conn, tenant_id, parent.id, limits.ACCOUNT_DEPTH_MAX))
     check_child(parent, child, hierarchy_repo.count_children(conn, tenant_id, parent.id))
     return parent
 

@@ -21,10 +21,12 @@ from itertools import groupby
 
 from sqlalchemy import Connection
 
+from tally.domain import limits
 from tally.domain.accounts import Account, AccountStatus, BalanceState, Side
 from tally.domain.calendar import AccountingCalendar
 from tally.domain.errors import ErrorKind, LedgerError, precondition
 from tally.domain.facts import LedgerView
+from tally.domain.hierarchy import check_child, check_depth
 from tally.domain.holds import Hold, HoldStatus
 from tally.domain.ids import new_id
 from tally.domain.posted_events import POSTED, stored_payload
@@ -47,7 +49,7 @@ from tally.service.posting.idempotency import (
 )
 from tally.service.posting.memory import UnrecordedRefusal, WriterMemory
 from tally.service.posting.undo import Revertible
-from tally.storage import epochs, journal_repo, journal_write, ledger_repo
+from tally.storage import accounts_repo, epochs, hierarchy_repo, journal_repo, journal_write, ledger_repo
 from tally.storage.batch_reads import Opening, read_accounts, read_opening
 from tally.storage.engine import deferring, pipelined
 from tally.storage.journal_write import JournalRows
@@ -183,6 +185,8 @@ class _Batch:
         self.by_code: dict[str, dict[str, Account]] = defaultdict(dict)
         self.balances: Revertible = Revertible(opening.balances)  # account id -> BalanceState
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
+        self.unopened: dict[tuple[str, str], LedgerError] = {}  # (tenant, code) a template could not open
+        self.children_opened: defaultdict[str, int] = defaultdict(int)  # by parent id, in this batch
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
         self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
@@ -222,7 +226,10 @@ class _Batch:
             codes[sub.tenant_id].update(sub.codes)
         for tenant_id, tenant_codes in codes.items():
             for code, currency in tenant_codes.items():
-                self._open(tenant_id, code, currency, opener)
+                try:
+                    self._open(tenant_id, code, currency, opener)
+                except LedgerError as error:  # refuses the flows that need the account, not the batch
+                    self.unopened[(tenant_id, code)] = error
 
     def _open(self, tenant_id: str, code: str, currency: str, opener: Opener) -> Account | None:
         """The account of `code`, opened from its template when there is none yet; a sub-account (`MAIN/NAME`)
@@ -236,11 +243,27 @@ class _Batch:
         main_code = main_code_of(code)
         main = self._open(tenant_id, main_code, currency, opener) if main_code else None
         if main is not None and main.currency == opened.currency and main.status is not AccountStatus.CLOSED:
+            self._check_room(tenant_id, main, opened)
             opened.parent_id = main.id  # unshared yet: set in place
+            self.children_opened[main.id] += 1
         self._add(opened)
         self.unsaved[opened.id] = opened
         self.balances[opened.id] = BalanceState(opened.id)
         return opened
+
+    def _check_room(self, tenant_id: str, parent: Account, child: Account) -> None:
+        """The bounds CreateAccount keeps, for a sub-account a template opens under its main account: the
+        hierarchy's depth and the parent's children. Read only here, when a template opens an account."""
+        check_depth(self._depth(tenant_id, parent))
+        stored = 0 if parent.id in self.unsaved else hierarchy_repo.count_children(self.conn, tenant_id, parent.id)
+        check_child(parent, child, stored + self.children_opened[parent.id])
+
+    def _depth(self, tenant_id: str, account: Account) -> int:
+        """The accounts in `account`'s chain of parents, itself included."""
+        if account.id not in self.unsaved:
+            return accounts_repo.parent_depth(self.conn, tenant_id, account.id, limits.ACCOUNT_DEPTH_MAX)
+        # An opened account's parent is its main account, found or opened before it.
+        return 1 + (self._depth(tenant_id, self.by_id[tenant_id][account.parent_id]) if account.parent_id else 0)
 
     def _add(self, account: Account) -> None:
         self.by_id[account.tenant_id][account.id] = account
@@ -274,6 +297,8 @@ class _Batch:
         record = self.records.get((sub.tenant_id, sub.request_id))
         if record is not None:
             return self._replay(sub, record)
+        if self.unopened and (refused := self._unopened(sub)):
+            return refused
         try:
             resolver = self._resolver(sub.tenant_id)
             changes = [self.hold_book.apply(op, sub.tenant_id, resolver, self.balances, self.now_us)
@@ -287,6 +312,14 @@ class _Batch:
         except LedgerError as error:
             return error
         return _Accepted(vouchers, changes)
+
+    def _unopened(self, sub: Submission) -> LedgerError | None:
+        """Why an account the submission's rule names could not be opened, if one could not."""
+        for code in sub.codes:
+            error = self.unopened.get((sub.tenant_id, code))
+            if error is not None:
+                return error
+        return None
 
     def _resolver(self, tenant_id: str) -> Callable[[AccountRef], Account]:
         return lambda ref: resolve(ref, self.by_id[tenant_id], self.by_code[tenant_id])
