@@ -23,7 +23,7 @@ class Numbers:
 
     def __init__(self, per_call: int) -> None:
         self.per_call = per_call
-        self.endings: deque[grpc.StatusCode] = deque()
+        self.endings: deque[tuple[grpc.StatusCode, str]] = deque()
         self.starts: list[int] = []
 
     def count(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -33,7 +33,7 @@ class Numbers:
         for sequence in range(after + 1, after + 1 + self.per_call):
             yield str(sequence).encode()
         if self.endings:
-            context.abort(self.endings.popleft(), "Stream removed")
+            context.abort(*self.endings.popleft())
 
 
 @pytest.fixture()
@@ -66,10 +66,12 @@ def take(stream: ResumableStream[bytes], n: int) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE])
-def test_a_stream_the_server_ends_resumes_after_its_last_item(numbers, code: grpc.StatusCode) -> None:
+@pytest.mark.parametrize("ending", [(grpc.StatusCode.CANCELLED, "Cancelled"),
+                                    (grpc.StatusCode.UNAVAILABLE, "Socket closed"),
+                                    (grpc.StatusCode.UNKNOWN, "Stream removed")])
+def test_a_stream_the_server_ends_resumes_after_its_last_item(numbers, ending) -> None:
     service, channel = numbers
-    service.endings.extend([code, code])
+    service.endings.extend([ending, ending])
     stream = resumable(channel)
     assert take(stream, 5) == [1, 2, 3, 4, 5]
     assert service.starts == [0, 2, 4]
@@ -100,16 +102,18 @@ def test_a_stream_cancelled_by_its_consumer_ends_without_an_error(numbers) -> No
 def test_cancelled_streams_that_deliver_nothing_give_up_after_the_policys_attempts(numbers) -> None:
     service, channel = numbers
     service.per_call = 0
-    service.endings.extend([grpc.StatusCode.CANCELLED] * POLICY.attempts_max)
+    service.endings.extend([(grpc.StatusCode.CANCELLED, "Cancelled")] * POLICY.attempts_max)
     with pytest.raises(TallyError) as failed:
         take(resumable(channel), 1)
     assert failed.value.code == grpc.StatusCode.CANCELLED
     assert failed.value.attempts == POLICY.attempts_max and len(service.starts) == POLICY.attempts_max
 
 
-def test_a_refusal_is_not_resumed(numbers) -> None:
+@pytest.mark.parametrize("ending", [(grpc.StatusCode.PERMISSION_DENIED, "not yours"),
+                                    (grpc.StatusCode.UNKNOWN, "Exception iterating responses: boom")])
+def test_a_refusal_or_a_server_failure_is_not_resumed(numbers, ending) -> None:
     service, channel = numbers
-    service.endings.append(grpc.StatusCode.PERMISSION_DENIED)
+    service.endings.append(ending)
     with pytest.raises(TallyError) as refused:
         take(resumable(channel), 5)
-    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and service.starts == [0]
+    assert refused.value.code == ending[0] and service.starts == [0]

@@ -17,6 +17,7 @@ from tally_client.retry import RETRYABLE_CODES, RetryPolicy
 T = TypeVar("T")
 AFTER_SEQUENCE_HEADER = "tally-after-sequence"  # where a stream starts, sent before any item
 TOO_SLOW_REASON = "STREAM_CONSUMER_TOO_SLOW"  # the server dropped us for lagging; resuming is the remedy
+STREAM_REMOVED = "Stream removed"  # gRPC's details when the transport drops a stream
 
 
 class ResumableStream(Generic[T]):
@@ -82,8 +83,12 @@ class ResumableStream(Generic[T]):
 
 def _resumable(error: grpc.RpcError) -> bool:
     """Reading again from the last sequence repeats nothing, so any end the server or the network caused
-    resumes. That includes CANCELLED: the consumer's own cancel returns before this is asked, so this one
-    came from the other side (a server that went away with the stream still open)."""
-    if error.code() in RETRYABLE_CODES or error.code() == grpc.StatusCode.CANCELLED:
+    resumes. A server that goes away with the stream open can end it CANCELLED (the consumer's own cancel
+    returns before this is asked) or UNKNOWN "Stream removed" (gRPC's transport; grpc/grpc#34076). Other
+    UNKNOWN ends are a failure of the server's code and raise."""
+    code = error.code()
+    if code in RETRYABLE_CODES or code == grpc.StatusCode.CANCELLED:
         return True
-    return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and TallyError.from_rpc(error).reason == TOO_SLOW_REASON
+    if code == grpc.StatusCode.UNKNOWN:
+        return error.details() == STREAM_REMOVED
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and TallyError.from_rpc(error).reason == TOO_SLOW_REASON
