@@ -186,7 +186,6 @@ class _Batch:
         self.balances: Revertible = Revertible(opening.balances)  # account id -> BalanceState
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.unopened: dict[tuple[str, str], LedgerError] = {}  # (tenant, code) a template could not open
-        self.children_opened: defaultdict[str, int] = defaultdict(int)  # by parent id, in this batch
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
         self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
@@ -245,7 +244,6 @@ class _Batch:
         if main is not None and main.currency == opened.currency and main.status is not AccountStatus.CLOSED:
             self._check_room(tenant_id, main, opened)
             opened.parent_id = main.id  # unshared yet: set in place
-            self.children_opened[main.id] += 1
         self._add(opened)
         self.unsaved[opened.id] = opened
         self.balances[opened.id] = BalanceState(opened.id)
@@ -256,7 +254,8 @@ class _Batch:
         hierarchy's depth and the parent's children. Read only here, when a template opens an account."""
         check_depth(self._depth(tenant_id, parent))
         stored = 0 if parent.id in self.unsaved else hierarchy_repo.count_children(self.conn, tenant_id, parent.id)
-        check_child(parent, child, stored + self.children_opened[parent.id])
+        opened = sum(1 for account in self.unsaved.values() if account.parent_id == parent.id)
+        check_child(parent, child, stored + opened)
 
     def _depth(self, tenant_id: str, account: Account) -> int:
         """The accounts in `account`'s chain of parents, itself included."""
