@@ -98,10 +98,10 @@ class Ledger:
 
     def open(self, code: str, type_: AccountType = AccountType.DEPOSIT, *, tenant: str = TENANT,
              currency: str = "USD", normal_side: Side | None = None, floor: FloorPolicy | None = None,
-             credit_limit: int = 0, name: str = ""):
+             credit_limit: int = 0, name: str = "", parent: str | None = None):
         spec = NewAccount(code, type_, currency, normal_side=normal_side, floor_policy=floor,
                           credit_limit=credit_limit, name=name)
-        cmd = CreateAccount(tenant, self.request_id("open"), spec)
+        cmd = CreateAccount(tenant, self.request_id("open"), spec, AccountRef(code=parent) if parent else None)
         return account_service.create_account(cmd, self.uow, self.currencies, self.clock).account
 
     def open_internal(self, code: str, normal_side: Side = Side.DEBIT, *, tenant: str = TENANT,

@@ -5,38 +5,29 @@ from __future__ import annotations
 import pytest
 
 from tally.domain import limits
-from tally.domain.accounts import AccountType, NewAccount
 from tally.domain.errors import LedgerError
 from tally.domain.vouchers import AccountRef
-from tally.service import accounts as account_service
-from tally.service.commands import CreateAccount
 from tally.service.hierarchy import Hierarchy
 from tests.integration.conftest import TENANT
-
-
-def _open_under(ledger, code: str, parent: str | None):
-    cmd = CreateAccount(TENANT, ledger.request_id("open"), NewAccount(code, AccountType.DEPOSIT, "USD"),
-                        AccountRef(code=parent) if parent else None)
-    return account_service.create_account(cmd, ledger.uow, ledger.currencies, ledger.clock).account
 
 
 def test_a_parent_has_a_bounded_number_of_children(database_url, make_ledger, monkeypatch):
     ledger = make_ledger(database_url, start=False)
     monkeypatch.setattr(limits, "ACCOUNT_CHILDREN_MAX", 2)
-    _open_under(ledger, "parent", None)
-    _open_under(ledger, "a", "parent")
-    _open_under(ledger, "b", "parent")
+    ledger.open("parent")
+    ledger.open("a", parent="parent")
+    ledger.open("b", parent="parent")
     with pytest.raises(LedgerError) as caught:
-        _open_under(ledger, "c", "parent")
+        ledger.open("c", parent="parent")
     assert caught.value.reason == "ACCOUNT_CHILDREN_TOO_MANY"
-    _open_under(ledger, "c", "a")  # a grandchild is another parent's child
+    ledger.open("c", parent="a")  # a grandchild is another parent's child
 
 
 def test_a_roll_up_reads_a_bounded_number_of_descendants(database_url, make_ledger, monkeypatch):
     ledger = make_ledger(database_url, start=False)
-    _open_under(ledger, "root", None)
+    ledger.open("root")
     for code in ("x", "y", "z"):
-        _open_under(ledger, code, "root")
+        ledger.open(code, parent="root")
     hierarchy = Hierarchy(ledger.uow, ledger.calendar, ledger.clock)
     monkeypatch.setattr(limits, "SUBTREE_ACCOUNTS_MAX", 3)
     [found] = hierarchy.get_rollups(TENANT, [AccountRef(code="root")]).accounts
@@ -49,7 +40,7 @@ def test_a_roll_up_reads_a_bounded_number_of_descendants(database_url, make_ledg
         assert caught.value.reason == "SUBTREE_TOO_LARGE"
     # The budget is per request: the root's four descendants and x's one pass a limit of four together.
     monkeypatch.setattr(limits, "SUBTREE_ACCOUNTS_MAX", 4)
-    _open_under(ledger, "x1", "x")
+    ledger.open("x1", parent="x")
     with pytest.raises(LedgerError) as caught:
         hierarchy.get_rollups(TENANT, [AccountRef(code="root"), AccountRef(code="x")])
     assert caught.value.reason == "SUBTREE_TOO_LARGE"

@@ -7,13 +7,11 @@ from __future__ import annotations
 import pytest
 
 from tally.domain import limits
-from tally.domain.accounts import AccountType, NewAccount
 from tally.domain.errors import ErrorKind, LedgerError
 from tally.domain.facts import Facts
 from tally.domain.flows import RuleFlow
 from tally.domain.vouchers import AccountRef
-from tally.service import accounts as account_service
-from tally.service.commands import CreateAccount, PostFlow
+from tally.service.commands import PostFlow
 from tests.integration.conftest import TENANT, Ledger, check_ledger
 
 
@@ -38,12 +36,6 @@ def found(ledger: Ledger, code: str):
 
 def sub_accounts(ledger: Ledger, merchant: str) -> list:
     return [a for sub in ("pending", "settled") if (a := found(ledger, f"merchant:{merchant}:USD/{sub}"))]
-
-
-def open_under(ledger: Ledger, code: str, parent: str):
-    cmd = CreateAccount(TENANT, ledger.request_id("open"), NewAccount(code, AccountType.DEPOSIT, "USD"),
-                        AccountRef(code=parent))
-    return account_service.create_account(cmd, ledger.uow, ledger.currencies, ledger.clock).account
 
 
 async def test_a_template_opens_no_child_past_a_parents_children_max(database_url, make_ledger, monkeypatch):
@@ -72,7 +64,7 @@ async def test_a_template_opens_no_child_past_the_depth_max(database_url, make_l
     ledger = make_ledger(database_url)
     await ledger.posting.post(funding(ledger, 100_000))
     ledger.open("top")
-    open_under(ledger, "merchant:deep:USD", "top")  # depth 2: a child of it would be the third level
+    ledger.open("merchant:deep:USD", parent="top")  # depth 2: a child of it would be the third level
     monkeypatch.setattr(limits, "ACCOUNT_DEPTH_MAX", 2)
 
     with pytest.raises(LedgerError) as caught:
