@@ -181,8 +181,8 @@ AWKWARD_TEXT = "it's 100% \\ \"quoted\"; DROP TABLE events; -- $$ \u00e9\u20ac\U
 
 
 def test_values_bound_in_the_client_arrive_exactly(postgres_url, make_ledger):
-    """Deferred writes and reads sent together are bound by psycopg in the client: quotes, backslashes,
-    percent signs, semicolons and non-ASCII text must arrive as they were, never as SQL."""
+    """Deferred writes and reads sent together are bound in the client: quotes, backslashes, percent signs,
+    semicolons and non-ASCII text must arrive as they were, never as SQL."""
     ledger = make_ledger(postgres_url, start=False)
     payload = {"memo": AWKWARD_TEXT}
 
@@ -196,6 +196,21 @@ def test_values_bound_in_the_client_arrive_exactly(postgres_url, make_ledger):
     assert json.loads(stored) == payload
     assert echoed == AWKWARD_TEXT
     assert stored_sequences(ledger) == [1]
+
+
+def test_integers_and_null_bound_in_the_client_arrive_exactly(postgres_url, make_ledger):
+    """A negative integer right after a minus must not turn into a comment (`1 --5`); NULL is NULL."""
+    ledger = make_ledger(postgres_url, start=False)
+    query = ("SELECT %s::bigint, 1 -%s, %s::text IS NULL", (-9_223_372_036_854_775_808, -5, None))
+    [[row]] = ledger.uow.write({TENANT}, lambda conn: fetch_together(conn, [query]))
+    assert row == (-9_223_372_036_854_775_808, 6, True)
+
+
+@pytest.mark.parametrize("value", [1.5, True, b"bytes", ["a"]])
+def test_a_value_the_write_path_never_binds_is_refused_before_sending(postgres_url, make_ledger, value):
+    ledger = make_ledger(postgres_url, start=False)
+    with pytest.raises(TypeError, match="write path"):
+        ledger.uow.write({TENANT}, lambda conn: fetch_together(conn, [("SELECT %s", (value,))]))
 
 
 def test_a_commit_that_would_leave_deferred_writes_unsent_is_refused(postgres_url, make_ledger):
