@@ -309,12 +309,12 @@ def _in_one_query(conn: Connection, statements: Sequence[tuple[str, Sequence[obj
     back. The server stops at the first failure; the rows of each statement come back in order (an empty
     list for a statement without rows)."""
     driver = _driver(conn)
-    escaping = psycopg.pq.Escaping(driver.pgconn)
+    escaping, encoding = psycopg.pq.Escaping(driver.pgconn), driver.info.encoding
     with psycopg.ClientCursor(driver) as cursor:
         try:
             # Whether a result has rows is read off libpq's status, where `description` would build a column
             # object per column of every result.
-            cursor.execute(";\n".join(_bound(escaping, sql, params) for sql, params in statements))
+            cursor.execute(";\n".join(_bound(escaping, encoding, sql, params) for sql, params in statements))
             results = []
             while True:
                 results.append(cursor.fetchall() if cursor.pgresult.status == _ROWS else [])
@@ -327,21 +327,21 @@ def _in_one_query(conn: Connection, statements: Sequence[tuple[str, Sequence[obj
 _ROWS = psycopg.pq.ExecStatus.TUPLES_OK
 
 
-def _bound(escaping: psycopg.pq.Escaping, sql: str, params: Sequence[object]) -> str:
+def _bound(escaping: psycopg.pq.Escaping, encoding: str, sql: str, params: Sequence[object]) -> str:
     """`sql` with its `%s` placeholders replaced by the values as literals. The write path's values are text,
-    integers and NULL: text is quoted by libpq itself (PQescapeLiteral, which knows the connection's encoding
-    and escapes whatever needs it), integers are their digits. psycopg's `mogrify` does the same through its
+    integers and NULL: text is quoted by libpq itself (PQescapeLiteral, in the connection's encoding, which
+    escapes whatever needs it), integers are their digits. psycopg's `mogrify` does the same through its
     adapters at about three times the cost, and a write transaction binds a dozen values."""
     if not params:
         return sql
-    return sql % tuple(_literal(escaping, value) for value in params)
+    return sql % tuple(_literal(escaping, encoding, value) for value in params)
 
 
-def _literal(escaping: psycopg.pq.Escaping, value: object) -> str:
+def _literal(escaping: psycopg.pq.Escaping, encoding: str, value: object) -> str:
     if value is None:
         return "NULL"
     if type(value) is str:
-        return escaping.escape_literal(value.encode()).decode()
+        return escaping.escape_literal(value.encode(encoding)).decode(encoding)
     if type(value) is int:
         # In parentheses: after a `-`, `--5` would be a comment, and `-5::bigint` casts before it negates.
         return f"({value})" if value < 0 else str(value)
