@@ -26,6 +26,12 @@ def funding(ledger: Ledger, amount: int) -> PostFlow:
     return PostFlow(TENANT, ledger.request_id("funding"), RuleFlow(facts))
 
 
+def guarantee(ledger: Ledger, merchant: str, amount: int) -> PostFlow:
+    """A guarantee commitment: the rules open the merchant's guarantee_due and guarantee_commitment."""
+    facts = Facts("guarantee", "USD", {"amount": amount}, {"merchant": merchant}, {})
+    return PostFlow(TENANT, ledger.request_id("guarantee"), RuleFlow(facts))
+
+
 def found(ledger: Ledger, code: str):
     try:
         return ledger.queries.get_account(TENANT, AccountRef(code=code))[0]
@@ -57,6 +63,32 @@ async def test_a_template_opens_no_child_past_a_parents_children_max(database_ur
     monkeypatch.setattr(limits, "ACCOUNT_CHILDREN_MAX", 1000)
     await ledger.posting.post(usage(ledger, "m1"))
     assert {a.parent_id for a in sub_accounts(ledger, "m1")} == {main.id}
+    check_ledger(ledger.url)
+
+
+async def test_a_refused_flow_takes_no_room_under_a_parent_from_the_flows_that_post(database_url, make_ledger,
+                                                                                    monkeypatch):
+    ledger = make_ledger(database_url)
+    main = ledger.open("merchant:m1:USD")
+    monkeypatch.setattr(limits, "ACCOUNT_CHILDREN_MAX", 2)
+
+    # c1 has nothing to pay with: the usage is refused, and the settled sub-account it opened is never written,
+    # so the guarantee's two sub-accounts fit under the main account.
+    refused, committed = await ledger.posting.post_batch(
+        [usage(ledger, "m1"), guarantee(ledger, "m1", 500)], atomic=False)
+    assert isinstance(refused, LedgerError) and refused.reason == "INSUFFICIENT_FUNDS"
+    assert not isinstance(committed, LedgerError) and len(committed.vouchers) == 1
+    assert found(ledger, "merchant:m1:USD/settled") is None
+    children = [found(ledger, f"merchant:m1:USD/{sub}") for sub in ("guarantee_due", "guarantee_commitment")]
+    assert {child.parent_id for child in children} == {main.id}
+
+    # Now the main account is full: the next child is refused, and opens nothing.
+    await ledger.posting.post(funding(ledger, 10_000))
+    with pytest.raises(LedgerError) as caught:
+        await ledger.posting.post(usage(ledger, "m1"))
+    assert (caught.value.kind, caught.value.reason) == (ErrorKind.FAILED_PRECONDITION, "ACCOUNT_CHILDREN_TOO_MANY")
+    assert found(ledger, "merchant:m1:USD/settled") is None
+    assert ledger.balance("consumer:c1:USD") == 10_000
     check_ledger(ledger.url)
 
 

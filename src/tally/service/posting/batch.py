@@ -186,6 +186,9 @@ class _Batch:
         self.balances: Revertible = Revertible(opening.balances)  # account id -> BalanceState
         self.unsaved: dict[str, Account] = {}  # opened from templates, written once a voucher uses them
         self.unopened: dict[tuple[str, str], LedgerError] = {}  # (tenant, code) a template could not open
+        self.stored_children: dict[str, int] = {}  # parent id -> its children in the database
+        self.claimed: Revertible = Revertible()  # opened accounts an accepted voucher uses -> True
+        self.children_claimed: Revertible = Revertible()  # parent id -> its claimed opened children
         self.touched_holds: set[str] = set()
         self._add_accounts(subs, opening, opener)
         self.controls.load_sweep_accounts(conn, self.by_id, self.by_code, self.balances)  # the rule set's sweeps
@@ -242,20 +245,37 @@ class _Batch:
         main_code = main_code_of(code)
         main = self._open(tenant_id, main_code, currency, opener) if main_code else None
         if main is not None and main.currency == opened.currency and main.status is not AccountStatus.CLOSED:
-            self._check_room(tenant_id, main, opened)
+            self._check_room(tenant_id, main)
             opened.parent_id = main.id  # unshared yet: set in place
         self._add(opened)
         self.unsaved[opened.id] = opened
         self.balances[opened.id] = BalanceState(opened.id)
         return opened
 
-    def _check_room(self, tenant_id: str, parent: Account, child: Account) -> None:
+    def _check_room(self, tenant_id: str, parent: Account) -> None:
         """The bounds CreateAccount keeps, for a sub-account a template opens under its main account: the
-        hierarchy's depth and the parent's children. Read only here, when a template opens an account."""
+        hierarchy's depth now, and the parent's children read now for `_claim`, which counts only children
+        an accepted voucher uses. Read only here, when a template opens an account."""
         check_depth(self._depth(tenant_id, parent))
-        stored = 0 if parent.id in self.unsaved else hierarchy_repo.count_children(self.conn, tenant_id, parent.id)
-        opened = sum(1 for account in self.unsaved.values() if account.parent_id == parent.id)
-        check_child(parent, child, stored + opened)
+        if parent.id not in self.unsaved and parent.id not in self.stored_children:
+            self.stored_children[parent.id] = hierarchy_repo.count_children(self.conn, tenant_id, parent.id)
+
+    def _claim(self, tenant_id: str, vouchers: list[Voucher]) -> None:
+        """Counts the opened accounts the vouchers use (and their opened parents) among their parents'
+        children, refusing the submission past CreateAccount's bound. Reverted with a refused submission, so
+        an account a refused flow opened, which is never written, takes no parent's room."""
+        for voucher in vouchers:
+            for line in voucher.lines:
+                account = self.unsaved.get(line.account_id)
+                while account is not None and account.id not in self.claimed:
+                    self.claimed[account.id] = True
+                    parent_id = account.parent_id
+                    if parent_id is None:
+                        break
+                    siblings = self.stored_children.get(parent_id, 0) + self.children_claimed.get(parent_id, 0)
+                    check_child(self.by_id[tenant_id][parent_id], account, siblings)
+                    self.children_claimed[parent_id] = self.children_claimed.get(parent_id, 0) + 1
+                    account = self.unsaved.get(parent_id)
 
     def _depth(self, tenant_id: str, account: Account) -> int:
         """The accounts in `account`'s chain of parents, itself included."""
@@ -283,13 +303,17 @@ class _Batch:
         return [self._accept(sub, result) for sub, result in zip(subs, evaluated, strict=True)]
 
     def _checkpoint(self) -> None:
-        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book, self.controls.used):
+        for state in self._revertible():
             state.checkpoint()
 
     def _revert(self) -> None:
         """Takes back what the submissions since the checkpoint changed in the batch's state."""
-        for state in (self.balances, self.caps_used, self.caps_limit, self.hold_book, self.controls.used):
+        for state in self._revertible():
             state.revert()
+
+    def _revertible(self) -> tuple:
+        return (self.balances, self.caps_used, self.caps_limit, self.hold_book, self.controls.used, self.claimed,
+                self.children_claimed)
 
     def _evaluate(self, sub: Submission) -> Posted | _Accepted | LedgerError:
         """A replayed answer, what to post, or the refusal; state moves only for what is accepted."""
@@ -307,6 +331,8 @@ class _Batch:
             _check_spent_from_holds(changes, vouchers)
             self.links.check(sub.tenant_id, vouchers, changes, self.balances)
             vouchers = self._controlled(sub, vouchers)
+            if self.unsaved:
+                self._claim(sub.tenant_id, vouchers)
             self._use_caps(sub)
         except LedgerError as error:
             return error
