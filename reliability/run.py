@@ -88,7 +88,11 @@ def _run(cluster: Cluster, plan: Plan, seed: int) -> dict:
         raise RuntimeError(f"a fault could not be injected: {errors[0]!r}") from errors[0]
     cluster.heal()
     _resolve(setup, bank, history)
-    final = _final(setup, bank)
+    try:
+        final = _final(setup, bank)
+    except RuntimeError as error:  # what the servers said, so that a failed run can be told apart from a flake
+        logs = "\n".join(f"--- {s.name}, alive {s.alive()}:\n{s.log_tail()}" for s in cluster.servers)
+        raise RuntimeError(f"{error}\n{logs}") from error
     for consumer in consumers:
         consumer.until = final.event_sequence
     for consumer in consumers:
@@ -111,16 +115,18 @@ def _resolve(stubs: Stubs, bank: Bank, history: History) -> None:
 
 
 def _final(stubs: Stubs, bank: Bank) -> Final:
+    last = None
     for _ in range(RESOLVE_TRIES_MAX):
         try:
             got = snapshot(stubs, bank)
             vouchers = _all_vouchers(stubs)
             break
-        except grpc.RpcError:
+        except grpc.RpcError as error:
+            last = error
             stubs.switch()
             time.sleep(RESOLVE_PAUSE_S)
     else:
-        raise RuntimeError("the final read did not succeed")
+        raise RuntimeError(f"the final read did not succeed; the last answer: {last!r}")
     return Final(tuple(b.current for b in got.balances), got.voucher_sequence, got.event_sequence, vouchers)
 
 
