@@ -272,9 +272,10 @@ class _Batch:
                     parent_id = account.parent_id
                     if parent_id is None:
                         break
-                    siblings = self.stored_children.get(parent_id, 0) + self.children_claimed.get(parent_id, 0)
+                    claimed = self.children_claimed.get(parent_id, 0)
+                    siblings = self.stored_children.get(parent_id, 0) + claimed
                     check_child(self.by_id[tenant_id][parent_id], account, siblings)
-                    self.children_claimed[parent_id] = self.children_claimed.get(parent_id, 0) + 1
+                    self.children_claimed[parent_id] = claimed + 1
                     account = self.unsaved.get(parent_id)
 
     def _depth(self, tenant_id: str, account: Account) -> int:
